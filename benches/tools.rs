@@ -1,0 +1,96 @@
+//! Tool-call benchmarks: a trivial tool through the full MCP path (fresh
+//! instance, WASI stdio, JSON-RPC handshake and call) against a bare
+//! wasmtime function call in the same run; the first call of a newly
+//! deployed server; resident memory per compiled (idle) server.
+//!
+//! Run: `cargo bench --bench tools` (after `make wasm`).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caxton::mcp::{Limits, McpHost, Sandbox};
+use serde_json::json;
+
+fn pct(v: &mut [Duration], p: f64) -> f64 {
+    v.sort();
+    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
+}
+
+fn rss_kb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn bare_call_rate() -> f64 {
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::new(&engine, r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#).unwrap();
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let add = instance.get_typed_func::<(i32, i32), i32>(&mut store, "add").unwrap();
+    let n = 2_000_000;
+    let t = Instant::now();
+    let mut acc = 0i32;
+    for i in 0..n {
+        acc = add.call(&mut store, (acc, i)).unwrap();
+    }
+    std::hint::black_box(acc);
+    n as f64 / t.elapsed().as_secs_f64()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/json_query/json_query.wasm")).expect("run `make wasm` first");
+    let dir = tempfile::tempdir().unwrap();
+    let host: Arc<McpHost> = McpHost::new(&dir.path().join("cache")).unwrap();
+
+    // First call of a newly deployed server: compile (no cache) + instantiate + call.
+    let t = Instant::now();
+    let server = host.compile(&bytes).unwrap();
+    let compiled = t.elapsed();
+    host.call_tool(&server, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap();
+    println!("first call of a new server: {:.1} ms (compile {:.1} ms)", t.elapsed().as_secs_f64() * 1e3, compiled.as_secs_f64() * 1e3);
+    let fresh = McpHost::new(&dir.path().join("cache")).unwrap();
+    let t = Instant::now();
+    let cached = fresh.compile(&bytes).unwrap();
+    fresh.call_tool(&cached, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap();
+    println!("first call after a restart (module from the disk cache): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
+
+    // Latency, sequential.
+    let mut lat = Vec::new();
+    for i in 0..2000 {
+        let t = Instant::now();
+        host.call_tool(&server, "json_query", json!({"json": {"n": i}, "path": "n"}), Limits::default(), Sandbox::default()).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    println!("full MCP path, sequential: p50 {:.0} us, p99 {:.0} us", pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+
+    // Throughput, concurrent.
+    let n = 5000;
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (host, server) = (host.clone(), server.clone());
+        tasks.push(tokio::spawn(async move {
+            host.call_tool(&server, "json_query", json!({"json": {"n": i}, "path": "n"}), Limits::default(), Sandbox::default()).await.unwrap();
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mcp_rate = n as f64 / t.elapsed().as_secs_f64();
+    let bare = bare_call_rate();
+    println!("full MCP path: {mcp_rate:.0} calls/s; bare wasmtime function call: {bare:.0} calls/s; ratio {:.6}", mcp_rate / bare);
+
+    // Memory per idle (compiled, not running) server.
+    let before = rss_kb();
+    let mut keep = Vec::new();
+    for i in 0..20u8 {
+        let mut variant = bytes.clone();
+        // A custom section makes each module distinct (new hash, new compile).
+        variant.extend_from_slice(&[0, 3, 1, b'x', i]);
+        keep.push(host.compile(&variant).unwrap());
+    }
+    println!("resident memory per idle server: {:.0} KB (20 distinct compiled modules)", (rss_kb() - before) / 20.0);
+}

@@ -1,0 +1,194 @@
+//! The Raft log and vote, kept in `raft.db` (SQLite, WAL, synchronous=FULL).
+//!
+//! `append` commits its transaction before it reports the entries flushed,
+//! so an acknowledged write is on disk before openraft counts it toward a
+//! quorum. All SQLite work runs under `block_in_place`: it is short, and the
+//! openraft core must not observe a half-done write.
+
+use std::fmt::Debug;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
+use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::codec;
+use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+
+#[derive(Clone)]
+pub struct LogStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn io_err(subject: ErrorSubject<u64>, verb: ErrorVerb, e: impl std::error::Error + 'static) -> StorageError {
+    StorageError::from_io_error(subject, verb, std::io::Error::other(e.to_string()))
+}
+
+fn read_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::Logs, ErrorVerb::Read, e)
+}
+
+fn write_err(e: impl std::error::Error + 'static) -> StorageError {
+    io_err(ErrorSubject::Logs, ErrorVerb::Write, e)
+}
+
+impl LogStore {
+    pub fn open(path: &Path) -> rusqlite::Result<Self> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS log (idx INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);",
+        )?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        tokio::task::block_in_place(|| {
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<T>, StorageError> {
+        let raw: Option<Vec<u8>> = conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(read_err)?;
+        raw.map(|b| codec::decode(&b).map_err(read_err)).transpose()
+    }
+
+    fn put_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> rusqlite::Result<()> {
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, codec::encode(value)],
+        )?;
+        Ok(())
+    }
+
+    /// Number of entries physically present (for status and tests of compaction).
+    pub fn stored_entries(&self) -> u64 {
+        self.with(|c| c.query_row("SELECT COUNT(*) FROM log", [], |r| r.get::<_, i64>(0)).unwrap_or(0) as u64)
+    }
+}
+
+fn bound_to_sql(range: &impl RangeBounds<u64>) -> (i64, i64) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s as i64,
+        Bound::Excluded(&s) => s as i64 + 1,
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => e.min(i64::MAX as u64) as i64,
+        Bound::Excluded(&e) => (e as i64).saturating_sub(1),
+        Bound::Unbounded => i64::MAX,
+    };
+    (start, end)
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let (start, end) = bound_to_sql(&range);
+        self.with(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
+                .map_err(read_err)?;
+            let rows = stmt.query_map(params![start, end], |r| r.get::<_, Vec<u8>>(0)).map_err(read_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let bytes = row.map_err(read_err)?;
+                out.push(codec::decode(&bytes).map_err(read_err)?);
+            }
+            Ok(out)
+        })
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        self.with(|c| {
+            let last_purged: Option<LogId> = Self::get_meta(c, "last_purged")?;
+            let last: Option<Vec<u8>> = c
+                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
+                .optional()
+                .map_err(read_err)?;
+            let last_log_id = match last {
+                Some(b) => Some(codec::decode::<Entry>(&b).map_err(read_err)?.log_id),
+                None => last_purged,
+            };
+            Ok(LogState { last_purged_log_id: last_purged, last_log_id })
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.with(|c| Self::put_meta(c, "vote", vote))
+            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        self.with(|c| Self::get_meta(c, "vote"))
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.with(|c| Self::put_meta(c, "committed", &committed)).map_err(write_err)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        self.with(|c| Ok(Self::get_meta::<Option<LogId>>(c, "committed")?.flatten()))
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let result = self.with(|c| -> rusqlite::Result<()> {
+            let tx = c.transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("INSERT OR REPLACE INTO log(idx, entry) VALUES (?1, ?2)")?;
+                for entry in entries {
+                    stmt.execute(params![entry.log_id.index as i64, codec::encode(&entry)])?;
+                }
+            }
+            tx.commit()
+        });
+        match result {
+            Ok(()) => {
+                callback.log_io_completed(Ok(()));
+                Ok(())
+            }
+            Err(e) => {
+                callback.log_io_completed(Err(std::io::Error::other(e.to_string())));
+                Err(write_err(e))
+            }
+        }
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.with(|c| c.execute("DELETE FROM log WHERE idx >= ?1", [log_id.index as i64]))
+            .map(|_| ())
+            .map_err(write_err)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.with(|c| -> rusqlite::Result<()> {
+            let tx = c.transaction()?;
+            Self::put_meta(&tx, "last_purged", &log_id)?;
+            tx.execute("DELETE FROM log WHERE idx <= ?1", [log_id.index as i64])?;
+            tx.commit()
+        })
+        .map_err(write_err)
+    }
+}

@@ -1,0 +1,251 @@
+//! Adapts an [`Application`] to openraft's state machine over `state.db`.
+//!
+//! The applied log id and the membership are written in the same
+//! transaction as the commands they cover, so the replica can never be ahead
+//! of or behind its own bookkeeping. A snapshot is `VACUUM INTO` a file: one
+//! consistent read of the whole replica, bookkeeping included.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, SnapshotMeta as RaftSnapshotMeta};
+use rusqlite::{params, Connection, DatabaseName, OptionalExtension};
+
+use crate::application::Application;
+use crate::codec;
+use crate::types::{Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
+
+const META_DDL: &str = "CREATE TABLE IF NOT EXISTS _raft_meta (key TEXT PRIMARY KEY, value BLOB NOT NULL)";
+
+fn sm_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    StorageError::from_io_error(ErrorSubject::StateMachine, verb, std::io::Error::other(e.to_string()))
+}
+
+fn snap_err(verb: ErrorVerb, e: impl std::fmt::Display) -> StorageError {
+    StorageError::from_io_error(ErrorSubject::Snapshot(None), verb, std::io::Error::other(e.to_string()))
+}
+
+pub(crate) fn open_replica(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // The log (synchronous=FULL) is the durability point; the replica can be
+    // re-derived from it, so NORMAL is enough here.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
+}
+
+fn read_meta<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> rusqlite::Result<Option<T>> {
+    let raw: Option<Vec<u8>> =
+        conn.query_row("SELECT value FROM _raft_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+    Ok(raw.and_then(|b| codec::decode(&b).ok()))
+}
+
+fn write_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO _raft_meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        params![key, codec::encode(value)],
+    )?;
+    Ok(())
+}
+
+fn applied_from(conn: &Connection) -> rusqlite::Result<(Option<LogId>, StoredMembership)> {
+    let applied = read_meta::<Option<LogId>>(conn, "last_applied")?.flatten();
+    let membership = read_meta::<StoredMembership>(conn, "membership")?.unwrap_or_default();
+    Ok((applied, membership))
+}
+
+/// Where snapshots live: the latest one is kept as `current.db` + `current.meta`.
+#[derive(Clone)]
+struct SnapshotDir {
+    dir: PathBuf,
+}
+
+impl SnapshotDir {
+    fn db(&self) -> PathBuf {
+        self.dir.join("current.db")
+    }
+    fn meta(&self) -> PathBuf {
+        self.dir.join("current.meta")
+    }
+    fn tmp(&self, tag: &str) -> PathBuf {
+        self.dir.join(format!("incoming-{tag}-{}.db", std::process::id()))
+    }
+
+    /// Publishes a finished snapshot file atomically (rename), then its meta.
+    fn publish(&self, file: &Path, meta: &SnapshotMeta) -> std::io::Result<()> {
+        std::fs::rename(file, self.db())?;
+        let tmp_meta = self.dir.join("current.meta.tmp");
+        std::fs::write(&tmp_meta, codec::encode(meta))?;
+        std::fs::rename(tmp_meta, self.meta())
+    }
+
+    fn load(&self) -> std::io::Result<Option<Snapshot>> {
+        let meta_bytes = match std::fs::read(self.meta()) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(std::io::Error::other)?;
+        let data = std::fs::read(self.db())?;
+        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+    }
+}
+
+pub struct StateMachine<A: Application> {
+    app: Arc<A>,
+    path: PathBuf,
+    writer: Arc<Mutex<Connection>>,
+    snapshots: SnapshotDir,
+}
+
+impl<A: Application> StateMachine<A> {
+    pub fn open(app: Arc<A>, path: &Path, snapshot_dir: &Path) -> rusqlite::Result<Self> {
+        std::fs::create_dir_all(snapshot_dir).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let conn = open_replica(path)?;
+        conn.execute_batch(META_DDL)?;
+        app.migrate(&conn)?;
+        Ok(Self {
+            app,
+            path: path.to_path_buf(),
+            writer: Arc::new(Mutex::new(conn)),
+            snapshots: SnapshotDir { dir: snapshot_dir.to_path_buf() },
+        })
+    }
+
+    fn with_writer<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        tokio::task::block_in_place(|| {
+            let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut conn)
+        })
+    }
+
+    fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<Reply>, StorageError> {
+        let app = self.app.clone();
+        let result = self.with_writer(|conn| -> Result<Vec<Reply>, StorageError> {
+            let tx = conn.transaction().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            let mut replies = Vec::new();
+            let mut last = None;
+            for entry in entries {
+                last = Some(entry.log_id);
+                let reply = match entry.payload {
+                    EntryPayload::Blank => Reply::default(),
+                    EntryPayload::Normal(payload) => {
+                        let command: A::Command =
+                            codec::decode_app(&payload.0).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+                        let response =
+                            app.apply(&tx, entry.log_id.index, command).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                        Reply(codec::encode_app(&response))
+                    }
+                    EntryPayload::Membership(m) => {
+                        write_meta(&tx, "membership", &StoredMembership::new(Some(entry.log_id), m))
+                            .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+                        Reply::default()
+                    }
+                };
+                replies.push(reply);
+            }
+            write_meta(&tx, "last_applied", &last).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            tx.commit().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            Ok(replies)
+        });
+        match &result {
+            Ok(_) => self.app.committed(),
+            Err(_) => self.app.rolled_back(),
+        }
+        result
+    }
+}
+
+pub struct SnapshotBuilder {
+    path: PathBuf,
+    snapshots: SnapshotDir,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let path = self.path.clone();
+        let snapshots = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || build_snapshot_file(&path, &snapshots))
+            .await
+            .map_err(|e| snap_err(ErrorVerb::Write, e))?
+    }
+}
+
+fn build_snapshot_file(replica: &Path, snapshots: &SnapshotDir) -> Result<Snapshot, StorageError> {
+    let tmp = snapshots.tmp("build");
+    let _ = std::fs::remove_file(&tmp);
+    let conn = open_replica(replica).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    // VACUUM INTO reads inside one transaction: a consistent copy, with the
+    // bookkeeping rows that describe exactly what it contains.
+    conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()]).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    let copy = Connection::open(&tmp).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    let (last_applied, membership) = applied_from(&copy).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    drop(copy);
+    let snapshot_id = match last_applied {
+        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, chrono_free_nonce()),
+        None => format!("empty-{}", chrono_free_nonce()),
+    };
+    let meta = RaftSnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
+    snapshots.publish(&tmp, &meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    let data = std::fs::read(snapshots.db()).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+}
+
+/// Uniqueness for snapshot ids without reading the wall clock into state.
+fn chrono_free_nonce() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}
+
+impl<A: Application> RaftStateMachine<TypeConfig> for StateMachine<A> {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        self.with_writer(|c| applied_from(c)).map_err(|e| sm_err(ErrorVerb::Read, e))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        self.apply_batch(entries.into_iter().collect())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { path: self.path.clone(), snapshots: self.snapshots.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let tmp = self.snapshots.tmp("install");
+        std::fs::write(&tmp, snapshot.into_inner()).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.with_writer(|conn| {
+            conn.restore(DatabaseName::Main, &tmp, None::<fn(rusqlite::backup::Progress)>)
+                .and_then(|_| conn.execute_batch(META_DDL))
+                .and_then(|_| self.app.migrate(conn))
+                .and_then(|_| {
+                    // The file's own bookkeeping must agree with what the leader says it holds.
+                    write_meta(conn, "last_applied", &meta.last_log_id)?;
+                    write_meta(conn, "membership", &meta.last_membership)
+                })
+        })
+        .map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.snapshots.publish(&tmp, meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.app.restored();
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        self.snapshots.load().map_err(|e| snap_err(ErrorVerb::Read, e))
+    }
+}

@@ -1,0 +1,27 @@
+//! Generic clustering for Caxton.
+//!
+//! Replicates any [`Application`] (a deterministic command → SQLite state
+//! machine) with Raft, and owns node-to-node transport. Knows nothing of
+//! agents. The façade is [`Cluster`]: start it with a [`ClusterConfig`] and
+//! an application, then `write`, `read` and `status`.
+
+mod application;
+mod codec;
+mod config;
+mod consensus;
+mod manager;
+mod membership;
+mod node;
+pub mod placement;
+mod replica;
+mod transport;
+mod types;
+
+pub use application::Application;
+pub use codec::CodecError;
+pub use config::ClusterConfig;
+pub use membership::GossipMember;
+pub use node::{AdminError, Cluster, ClusterStatus, MemberRole, MemberStatus, MemberView, StartError, WriteError};
+pub use replica::{ReadError, Replica};
+pub use transport::TRACE_ID;
+pub use types::{NodeAddr, NodeId};

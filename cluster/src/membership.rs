@@ -1,0 +1,134 @@
+//! Gossip membership (chitchat): who is out there, alive, and what each node
+//! advertises. Small metadata only — addresses, readiness, role, load —
+//! never agent lists (a UDP datagram carries the whole state).
+//!
+//! Gossip finds nodes and reports liveness; it never decides ownership or
+//! membership by itself (views diverge). The Raft leader turns it into
+//! decisions.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chitchat::transport::UdpTransport;
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
+use serde::Serialize;
+
+use crate::types::NodeId;
+
+pub(crate) mod keys {
+    pub const RPC: &str = "rpc";
+    pub const API: &str = "api";
+    pub const READY: &str = "ready";
+    pub const ROLE: &str = "role";
+    pub const LOAD: &str = "load";
+    pub const VERSION: &str = "version";
+    /// "true" once the node belongs to an initialised Raft cluster.
+    pub const INITIALIZED: &str = "initialized";
+}
+
+#[derive(Debug, Clone)]
+pub struct GossipConfig {
+    pub node_id: NodeId,
+    pub cluster_name: String,
+    pub listen: SocketAddr,
+    pub advertise: SocketAddr,
+    /// host:port entries; DNS names are re-resolved (headless services).
+    pub seeds: Vec<String>,
+    pub interval: Duration,
+}
+
+/// One node as gossip sees it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GossipMember {
+    pub node_id: NodeId,
+    pub generation: u64,
+    pub gossip_addr: String,
+    pub rpc_addr: String,
+    pub api_addr: String,
+    pub ready: bool,
+    pub initialized: bool,
+    pub role: String,
+    pub load: u64,
+    pub version: String,
+    pub alive: bool,
+}
+
+pub struct Gossip {
+    handle: ChitchatHandle,
+}
+
+impl Gossip {
+    pub async fn start(config: GossipConfig, initial: Vec<(String, String)>) -> anyhow::Result<Self> {
+        // A restarted node gets a new generation so its previous life, still
+        // remembered by peers, is not confused with it.
+        let generation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as u64;
+        let id = ChitchatId::new(config.node_id.to_string(), generation, config.advertise);
+        let failure = FailureDetectorConfig {
+            // Let the failure detector flag a silent node after a few missed rounds.
+            initial_interval: config.interval * 2,
+            max_interval: Duration::from_secs(10),
+            // Forget dead generations after a minute (the default is a day).
+            dead_node_grace_period: Duration::from_secs(60),
+            ..FailureDetectorConfig::default()
+        };
+        let chitchat_config = ChitchatConfig {
+            chitchat_id: id,
+            cluster_id: config.cluster_name,
+            gossip_interval: config.interval,
+            listen_addr: config.listen,
+            seed_nodes: config.seeds,
+            failure_detector_config: failure,
+            marked_for_deletion_grace_period: Duration::from_secs(3600),
+            catchup_callback: None,
+            extra_liveness_predicate: None,
+            protocol_version: chitchat::ProtocolVersion::V0,
+        };
+        let handle = spawn_chitchat(chitchat_config, initial, &UdpTransport).await?;
+        Ok(Self { handle })
+    }
+
+    /// Publishes this node's metadata.
+    pub async fn set(&self, pairs: &[(&str, String)]) {
+        let chitchat = self.handle.chitchat();
+        let mut c = chitchat.lock().await;
+        let state = c.self_node_state();
+        for (k, v) in pairs {
+            if state.get(k) != Some(v.as_str()) {
+                state.set(*k, v);
+            }
+        }
+    }
+
+    /// Every node heard of, newest generation per node id, with liveness.
+    pub async fn members(&self) -> Vec<GossipMember> {
+        let chitchat = self.handle.chitchat();
+        let c = chitchat.lock().await;
+        let live: std::collections::HashSet<ChitchatId> = c.live_nodes().cloned().collect();
+        let mut newest: BTreeMap<NodeId, GossipMember> = BTreeMap::new();
+        for (id, state) in c.node_states() {
+            let Ok(node_id) = id.node_id.parse::<NodeId>() else { continue };
+            let get = |k: &str| state.get(k).unwrap_or_default().to_owned();
+            let member = GossipMember {
+                node_id,
+                generation: id.generation_id,
+                gossip_addr: id.gossip_advertise_addr.to_string(),
+                rpc_addr: get(keys::RPC),
+                api_addr: get(keys::API),
+                ready: state.get(keys::READY) == Some("true"),
+                initialized: state.get(keys::INITIALIZED) == Some("true"),
+                role: get(keys::ROLE),
+                load: get(keys::LOAD).parse().unwrap_or(0),
+                version: get(keys::VERSION),
+                alive: live.contains(id),
+            };
+            match newest.get(&node_id) {
+                Some(m) if m.generation >= member.generation => {}
+                _ => {
+                    newest.insert(node_id, member);
+                }
+            }
+        }
+        newest.into_values().collect()
+    }
+}

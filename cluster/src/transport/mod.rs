@@ -1,0 +1,29 @@
+//! Node-to-node RPC: HTTP/1.1 on the cluster port, bodies in the versioned
+//! binary codec, every request carrying the cluster secret and the caller's
+//! trace id.
+
+mod client;
+mod server;
+
+pub(crate) use client::{RpcClient, RpcError};
+pub use client::TRACE_ID;
+pub(crate) use server::{router, AdminRequest, RpcState};
+
+pub(crate) const SECRET_HEADER: &str = "x-caxton-cluster-secret";
+pub(crate) const TRACE_HEADER: &str = "x-caxton-trace-id";
+
+pub(crate) mod paths {
+    pub const APPEND: &str = "/raft/append";
+    pub const VOTE: &str = "/raft/vote";
+    pub const SNAPSHOT: &str = "/raft/snapshot";
+    pub const WRITE: &str = "/cluster/write";
+    pub const ADMIN: &str = "/cluster/admin";
+}
+
+/// Compares secrets without leaking the position of the first difference.
+pub(crate) fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
+    if expected.len() != given.len() {
+        return false;
+    }
+    expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}

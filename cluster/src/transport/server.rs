@@ -1,0 +1,124 @@
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
+
+use super::{paths, secrets_match, SECRET_HEADER, TRACE_HEADER};
+use crate::codec;
+use crate::types::{Payload, Raft};
+
+pub(crate) struct RpcState {
+    pub raft: Raft,
+    pub secret: Option<String>,
+}
+
+/// Snapshots travel in one body; the cap protects against a hostile peer.
+const MAX_RPC_BODY: usize = 1 << 30;
+
+pub(crate) fn router(state: Arc<RpcState>) -> Router {
+    Router::new()
+        .route(paths::APPEND, post(append))
+        .route(paths::VOTE, post(vote))
+        .route(paths::SNAPSHOT, post(snapshot))
+        .route(paths::WRITE, post(write))
+        .route(paths::ADMIN, post(admin))
+        .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        .with_state(state)
+}
+
+fn authorize(state: &RpcState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(expected) = &state.secret else { return Ok(()) };
+    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    if secrets_match(expected.as_bytes(), given) {
+        Ok(())
+    } else {
+        Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response())
+    }
+}
+
+fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    codec::decode(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()).into_response())
+}
+
+fn span_for(headers: &HeaderMap, rpc: &'static str) -> tracing::Span {
+    let trace = headers.get(TRACE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    tracing::debug_span!("rpc", rpc, trace_id = %trace)
+}
+
+fn encoded<T: serde::Serialize>(value: &T) -> Response {
+    codec::encode(value).into_response()
+}
+
+/// Authorises, decodes, runs `f` inside a span carrying the caller's trace
+/// id, and encodes the answer: the shape every Raft RPC shares.
+async fn serve_rpc<Req, Resp, F, Fut>(s: &RpcState, headers: &HeaderMap, body: &[u8], rpc: &'static str, f: F) -> Response
+where
+    Req: DeserializeOwned,
+    Resp: serde::Serialize,
+    F: FnOnce(Raft, Req) -> Fut,
+    Fut: std::future::Future<Output = Resp>,
+{
+    if let Err(r) = authorize(s, headers) {
+        return r;
+    }
+    match decode_body(body) {
+        Ok(req) => encoded(&f(s.raft.clone(), req).instrument(span_for(headers, rpc)).await),
+        Err(r) => r,
+    }
+}
+
+async fn append(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    serve_rpc(&s, &headers, &body, "append", |raft, req| async move { raft.append_entries(req).await }).await
+}
+
+async fn vote(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    serve_rpc(&s, &headers, &body, "vote", |raft, req| async move { raft.vote(req).await }).await
+}
+
+async fn snapshot(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    serve_rpc(&s, &headers, &body, "snapshot", |raft, req| async move { raft.install_snapshot(req).await }).await
+}
+
+/// A write forwarded by a follower. Never forwarded again from here: if this
+/// node is not the leader either, the caller learns who is and retries.
+async fn write(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorize(&s, &headers) {
+        return r;
+    }
+    let payload: Payload = match decode_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let trace = headers.get(TRACE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    let result = super::client::TRACE_ID
+        .scope(trace, s.raft.client_write(payload).instrument(span_for(&headers, "write")))
+        .await
+        .map(|r| (r.data, r.log_id.index));
+    encoded(&result)
+}
+
+/// Membership operations a node asks of a peer (usually the leader).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum AdminRequest {
+    /// Start an election here (leadership transfer to this node).
+    Elect,
+    /// Remove a node from the membership (leader only).
+    RemoveNode(u64),
+}
+
+async fn admin(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
+    serve_rpc(&s, &headers, &body, "admin", |raft, req: AdminRequest| async move {
+        let result: Result<(), String> = match req {
+            AdminRequest::Elect => raft.trigger().elect().await.map_err(|e| e.to_string()),
+            AdminRequest::RemoveNode(id) => crate::node::remove_from_membership(&raft, id).await,
+        };
+        result
+    })
+    .await
+}

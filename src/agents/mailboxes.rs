@@ -1,0 +1,63 @@
+//! The in-memory routing step: agent name → that agent's bounded mailbox.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use tokio::sync::mpsc;
+
+/// Why a delivery did not happen; neither loses the message, which stays
+/// accepted in the replica until the sweep delivers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undelivered {
+    /// No such agent runs on this node.
+    NotHere,
+    /// Its mailbox is full (backpressure).
+    Full,
+}
+
+#[derive(Default)]
+pub struct Mailboxes {
+    by_key: RwLock<HashMap<String, mpsc::Sender<String>>>,
+}
+
+impl Mailboxes {
+    pub fn insert(&self, key: String, mailbox: mpsc::Sender<String>) {
+        self.by_key.write().unwrap_or_else(|p| p.into_inner()).insert(key, mailbox);
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.by_key.write().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+
+    /// Hands message `id` to `receiver`'s mailbox without waiting.
+    pub fn deliver(&self, receiver: &str, id: String) -> Result<(), Undelivered> {
+        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
+        // Names are stored case-folded; most callers already pass that form.
+        let mailbox = match map.get(receiver) {
+            Some(m) => m,
+            None => map.get(&receiver.to_ascii_lowercase()).ok_or(Undelivered::NotHere)?,
+        };
+        mailbox.try_send(id).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => Undelivered::Full,
+            mpsc::error::TrySendError::Closed(_) => Undelivered::NotHere,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delivers_by_case_folded_name_and_reports_backpressure() {
+        let boxes = Mailboxes::default();
+        let (tx, mut rx) = mpsc::channel(1);
+        boxes.insert("dataanalyzer".into(), tx);
+        assert_eq!(boxes.deliver("DataAnalyzer", "m1".into()), Ok(()));
+        assert_eq!(boxes.deliver("dataanalyzer", "m2".into()), Err(Undelivered::Full));
+        assert_eq!(rx.try_recv().unwrap(), "m1");
+        assert_eq!(boxes.deliver("nobody", "m3".into()), Err(Undelivered::NotHere));
+        boxes.remove("dataanalyzer");
+        assert_eq!(boxes.deliver("dataanalyzer", "m4".into()), Err(Undelivered::NotHere));
+    }
+}

@@ -1,0 +1,20 @@
+//! Agents: the registry service (deploy, update, remove, look up), the
+//! agents directory that feeds it, and the runtime that runs the agents this
+//! node owns: prompts, the LLM/tool loop, mailboxes.
+
+mod directory;
+mod mailboxes;
+mod placement;
+mod prompt;
+mod registry;
+mod runtime;
+mod tools;
+mod turns;
+
+pub use directory::{AgentsDirectory, FileStatus};
+pub use mailboxes::{Mailboxes, Undelivered};
+pub use placement::Placement;
+pub use registry::{AgentRegistry, DeployOutcome, RegistryError};
+pub use runtime::{AgentRuntime, AgentState, RunningAgent};
+pub use tools::ASK_AGENT;
+pub use turns::HISTORY_BUDGET_CHARS;

@@ -1,0 +1,72 @@
+//! The leader's placement loop: keeps the replicated shard map in line with
+//! the nodes that may own shards (Raft members that gossip reports ready).
+//! Every node then runs exactly the agents its applied state gives it.
+//!
+//! Handoff is a single committed `AssignShards`: every node applies it at
+//! the same log index, so the old owner stops and the new one starts from
+//! the same point in history. A reply the old owner was still computing may
+//! race the new owner's; `RecordReplies` keeps whichever commits first, so a
+//! request is still answered exactly once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caxton_cluster::{placement, Cluster};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::{CaxtonState, Command, Queries, SHARDS};
+
+#[derive(Clone)]
+pub struct Placement {
+    cluster: Arc<Cluster<CaxtonState>>,
+    queries: Queries,
+    kick: Arc<Notify>,
+}
+
+impl Placement {
+    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries) -> Self {
+        Self { cluster, queries, kick: Arc::new(Notify::new()) }
+    }
+
+    /// Shards that would move now; proposes the moves when this node leads.
+    pub async fn rebalance_once(&self) -> anyhow::Result<usize> {
+        if !self.cluster.is_leader() {
+            return Ok(0);
+        }
+        let mut nodes = self.cluster.placement_nodes().await;
+        nodes.sort_unstable();
+        if nodes.is_empty() {
+            return Ok(0);
+        }
+        let current = self.queries.shard_map(SHARDS).await?;
+        let moves = placement::moves(&current, &nodes);
+        if moves.is_empty() {
+            return Ok(0);
+        }
+        let n = moves.len();
+        tracing::info!(shards = n, ?nodes, "rebalancing shards");
+        self.cluster.write(&Command::AssignShards { moves, at_ms: chrono::Utc::now().timestamp_millis() }).await?;
+        Ok(n)
+    }
+
+    /// Asks the loop to run now (after `cluster rebalance`).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    pub async fn run(self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = self.kick.notified() => {}
+            }
+            if let Err(e) = self.rebalance_once().await {
+                tracing::warn!(error = %e, "placement round failed; will retry");
+            }
+        }
+    }
+}

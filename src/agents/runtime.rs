@@ -1,0 +1,413 @@
+//! The agents this node runs, and the work they do.
+//!
+//! Follows the replicated registry: when an agent owned by this node is
+//! deployed (or updated) its worker is (re)started; when it is removed or
+//! moves away, the worker stops. Each worker has a bounded mailbox of
+//! accepted message ids. Delivery needs no extra hop: every node applies the
+//! `AcceptMessages` command, and the owner's runtime hears of it from its
+//! own replica. A periodic sweep of the replica picks up whatever a full
+//! mailbox, a crash or a restart left unanswered, so processing is
+//! at-least-once; `RecordReplies` ignores a second answer, so each request
+//! is answered exactly once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use caxton_cluster::{Cluster, WriteError};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::mailboxes::Mailboxes;
+use super::tools::Tools;
+use super::turns::{self, TurnError, TurnInputs};
+use crate::config::{AgentName, AgentSpec};
+use crate::llm::Providers;
+use crate::memory::types::{MemoryScope, Place, Viewer, DEFAULT_WORKSPACE};
+use crate::memory::{MemoryBackend, SearchQuery};
+use crate::messaging::{Batcher, Message, MessageKind, MessageService, MessageStatus};
+use crate::observability::Metrics;
+use crate::state::{CaxtonState, Command, Queries, Response, StateEvent};
+
+/// Messages waiting in one agent's mailbox; beyond this the sweep delivers.
+const MAILBOX: usize = 1024;
+/// Requests one agent works on at once (LLM calls are mostly waiting).
+const AGENT_CONCURRENCY: usize = 16;
+/// How often the replica is swept for unanswered requests.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    /// Deployed; runs on another node.
+    Remote,
+    /// Running on this node.
+    Running,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunningAgent {
+    pub spec: Arc<AgentSpec>,
+    pub revision: u64,
+    pub started: Instant,
+    stop: CancellationToken,
+    mailbox: mpsc::Sender<String>,
+}
+
+type ReplyBatcher = Batcher<Message, bool, WriteError>;
+
+/// What workers need to process a message.
+struct Executor {
+    queries: Queries,
+    providers: Providers,
+    messages: Arc<MessageService>,
+    memory: Arc<dyn MemoryBackend>,
+    tools: Tools,
+    metrics: Arc<Metrics>,
+    replies: ReplyBatcher,
+    /// Ids being processed here, so the sweep does not start them twice.
+    inflight: Mutex<HashSet<String>>,
+}
+
+#[derive(Clone)]
+pub struct AgentRuntime {
+    node_id: u64,
+    cluster: Arc<Cluster<CaxtonState>>,
+    running: Arc<RwLock<HashMap<String, RunningAgent>>>,
+    mailboxes: Arc<Mailboxes>,
+    queries: Queries,
+    exec: Arc<Executor>,
+}
+
+impl AgentRuntime {
+    pub fn new(
+        cluster: Arc<Cluster<CaxtonState>>,
+        queries: Queries,
+        providers: Providers,
+        messages: Arc<MessageService>,
+        memory: Arc<dyn MemoryBackend>,
+        mcp: Arc<crate::mcp::McpRegistry>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let c = cluster.clone();
+        let replies: ReplyBatcher = Batcher::spawn(512, 4, move |replies: Vec<Message>| {
+            let c = c.clone();
+            async move {
+                let n = replies.len();
+                match c.write(&Command::RecordReplies { replies }).await? {
+                    Response::Recorded(r) if r.len() == n => Ok(r),
+                    other => Err(WriteError::Rejected(format!("unexpected answer to RecordReplies: {other:?}"))),
+                }
+            }
+        });
+        let exec = Arc::new(Executor {
+            queries: queries.clone(),
+            providers,
+            tools: Tools::new(messages.clone(), memory.clone(), mcp),
+            memory,
+            messages,
+            metrics,
+            replies,
+            inflight: Mutex::new(HashSet::new()),
+        });
+        Self {
+            node_id: cluster.node_id(),
+            cluster: cluster.clone(),
+            running: Arc::new(RwLock::new(HashMap::new())),
+            mailboxes: Arc::new(Mailboxes::default()),
+            queries,
+            exec,
+        }
+    }
+
+    pub fn state_of(&self, name: &AgentName) -> AgentState {
+        if self.running.read().unwrap_or_else(|p| p.into_inner()).contains_key(&name.key()) {
+            AgentState::Running
+        } else {
+            AgentState::Remote
+        }
+    }
+
+    pub fn get(&self, name: &AgentName) -> Option<RunningAgent> {
+        self.running.read().unwrap_or_else(|p| p.into_inner()).get(&name.key()).cloned()
+    }
+
+    pub fn running_count(&self) -> usize {
+        self.running.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.exec.metrics
+    }
+
+    /// Brings the running set in line with the registry, then delivers
+    /// every unanswered request for agents this node owns.
+    pub async fn reconcile(&self) -> anyhow::Result<()> {
+        let wanted: HashMap<String, (AgentSpec, u64)> = self
+            .queries
+            .all_agents()
+            .await?
+            .into_iter()
+            .filter(|a| a.owner == self.node_id)
+            .map(|a| (a.spec.name.key(), (a.spec, a.revision)))
+            .collect();
+        {
+            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+            running.retain(|key, agent| {
+                let keep = wanted.get(key).is_some_and(|(_, rev)| *rev == agent.revision);
+                if !keep {
+                    agent.stop.cancel();
+                    self.mailboxes.remove(key);
+                }
+                keep
+            });
+            for (key, (spec, revision)) in wanted {
+                if !running.contains_key(&key) {
+                    let agent = self.start(spec, revision);
+                    self.mailboxes.insert(key.clone(), agent.mailbox.clone());
+                    running.insert(key, agent);
+                }
+            }
+        }
+        self.sweep().await
+    }
+
+    /// Delivers accepted, unanswered requests for agents this node owns.
+    async fn sweep(&self) -> anyhow::Result<()> {
+        for (id, receiver) in self.queries.pending_for_node(self.node_id).await? {
+            if !self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
+                self.deliver(&receiver, id);
+            }
+        }
+        Ok(())
+    }
+
+    fn deliver(&self, receiver: &str, id: String) {
+        // Not here or full is not an error: the sweep delivers it later.
+        let _ = self.mailboxes.deliver(receiver, id);
+    }
+
+    /// Follows committed changes until `stop`.
+    pub async fn follow(self, mut events: broadcast::Receiver<StateEvent>, stop: CancellationToken) {
+        let mut sweep = tokio::time::interval(SWEEP_EVERY);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let event = tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = sweep.tick() => {
+                    // Work in progress, advertised in gossip as this node's load.
+                    let load = self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+                    self.cluster.publish_load(load);
+                    if let Err(e) = self.sweep().await {
+                        tracing::error!(error = %e, "sweep for unanswered messages failed");
+                    }
+                    continue;
+                }
+                e = events.recv() => e,
+            };
+            let result = match event {
+                Ok(StateEvent::AgentDeployed { name, revision, owner }) => self.on_deployed(&name, revision, owner).await,
+                Ok(StateEvent::AgentRemoved { name }) => {
+                    self.stop_agent(&name);
+                    Ok(())
+                }
+                Ok(StateEvent::MessageAccepted { id, receiver }) => {
+                    self.deliver(receiver.as_str(), id);
+                    Ok(())
+                }
+                // Missed events or a new replica: re-read everything.
+                Ok(StateEvent::Restored) | Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile().await,
+                Ok(_) => Ok(()),
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            if let Err(e) = result {
+                tracing::error!(error = %e, "agent runtime could not follow the registry");
+            }
+        }
+        let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+        for (_, agent) in running.drain() {
+            agent.stop.cancel();
+        }
+    }
+
+    async fn on_deployed(&self, name: &AgentName, revision: u64, owner: u64) -> anyhow::Result<()> {
+        if owner != self.node_id {
+            self.stop_agent(name);
+            return Ok(());
+        }
+        let Some(record) = self.queries.agent(name).await? else { return Ok(()) };
+        if record.revision != revision {
+            // A later revision is already applied; its own event follows.
+            return Ok(());
+        }
+        let agent = self.start(record.spec, revision);
+        self.mailboxes.insert(name.key(), agent.mailbox.clone());
+        if let Some(old) = self.running.write().unwrap_or_else(|p| p.into_inner()).insert(name.key(), agent) {
+            old.stop.cancel();
+        }
+        tracing::info!(agent = %name, revision, "agent started");
+        Ok(())
+    }
+
+    fn stop_agent(&self, name: &AgentName) {
+        self.mailboxes.remove(&name.key());
+        if let Some(agent) = self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&name.key()) {
+            agent.stop.cancel();
+            tracing::info!(agent = %name, "agent stopped");
+        }
+    }
+
+    fn start(&self, spec: AgentSpec, revision: u64) -> RunningAgent {
+        let (mailbox, inbox) = mpsc::channel(MAILBOX);
+        let agent = RunningAgent { spec: Arc::new(spec), revision, started: Instant::now(), stop: CancellationToken::new(), mailbox };
+        tokio::spawn(worker(agent.spec.clone(), inbox, agent.stop.clone(), self.exec.clone()));
+        agent
+    }
+}
+
+async fn worker(spec: Arc<AgentSpec>, mut inbox: mpsc::Receiver<String>, stop: CancellationToken, exec: Arc<Executor>) {
+    let permits = Arc::new(Semaphore::new(AGENT_CONCURRENCY));
+    loop {
+        let id = tokio::select! {
+            _ = stop.cancelled() => return,
+            id = inbox.recv() => match id { Some(id) => id, None => return },
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        if !exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+            continue;
+        }
+        let (spec, exec) = (spec.clone(), exec.clone());
+        tokio::spawn(async move {
+            if let Err(e) = process(&spec, &id, &exec).await {
+                tracing::warn!(agent = %spec.name, message = %id, error = %e, "message not answered yet; it will be retried");
+            }
+            exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            drop(permit);
+        });
+    }
+}
+
+/// Where an agent's memory lives and what it may see; None when disabled.
+fn agent_memory(spec: &AgentSpec) -> Option<(Place, Viewer)> {
+    if !spec.memory.enabled {
+        return None;
+    }
+    let workspace = spec.parameters.get("workspace").and_then(|w| w.as_str()).unwrap_or(DEFAULT_WORKSPACE).to_owned();
+    let place = match spec.memory.scope {
+        MemoryScope::AgentOnly => Place::agent(spec.name.as_str()),
+        MemoryScope::Workspace => Place::workspace(&workspace),
+        MemoryScope::Global => Place::global(),
+    };
+    Some((place, Viewer { agent: Some(spec.name.to_string()), workspace: Some(workspace) }))
+}
+
+/// Memory hits for a request, formatted for `{{context}}`.
+async fn recall(exec: &Executor, spec: &AgentSpec, viewer: &Viewer, request: &str) -> Option<String> {
+    let q = SearchQuery {
+        text: request.to_owned(),
+        viewer: viewer.clone(),
+        scope: None,
+        entity_type: None,
+        limit: spec.memory.search_limit as usize,
+        min_similarity: spec.memory.min_similarity,
+    };
+    match exec.memory.search(q).await {
+        Ok(hits) if !hits.is_empty() => Some(
+            hits.iter().map(|h| format!("- {} ({}): {}", h.name, h.entity_type, h.observation)).collect::<Vec<_>>().join("\n"),
+        ),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "memory search before the request failed; answering without it");
+            None
+        }
+    }
+}
+
+async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> anyhow::Result<()> {
+    let Some(message) = exec.queries.message(id).await? else { return Ok(()) };
+    if message.status != MessageStatus::Accepted {
+        return Ok(());
+    }
+    let span = tracing::info_span!("message", message_id = %message.id, agent = %spec.name, trace_id = %message.trace_id);
+    let _guard = span.enter();
+    let history = exec.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?;
+    let result = match exec.providers.get(spec.provider.as_deref()) {
+        Err(e) => Err(TurnError::Llm(e)),
+        Ok(provider) => {
+            let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+            let hub = exec.messages.tokens.clone();
+            let mid = message.id.clone();
+            let forward = tokio::spawn(async move {
+                while let Some(t) = rx.recv().await {
+                    hub.publish(&mid, t);
+                }
+            });
+            let memory = agent_memory(spec);
+            let recalled = match &memory {
+                Some((_, viewer)) => recall(exec, spec, viewer, &message.content).await,
+                None => None,
+            };
+            let inputs = TurnInputs {
+                spec,
+                recalled,
+                memory: memory.clone(),
+                message: &message,
+                history,
+                provider,
+                tools: &exec.tools,
+                metrics: &exec.metrics,
+                tokens: Some(tx),
+            };
+            let r = turns::run(inputs).await;
+            let _ = forward.await;
+            if let (Ok(answer), Some((place, _))) = (&r, &memory) {
+                if spec.memory.auto_store {
+                    let observations = vec![format!("Request: {}", message.content), format!("Answer: {answer}")];
+                    let name = format!("interaction {}", message.id);
+                    if let Err(e) = exec.memory.store(place, &name, "interaction", observations).await {
+                        tracing::warn!(error = %e, "auto_store failed");
+                    }
+                }
+            }
+            r
+        }
+    };
+    exec.messages.tokens.finish(&message.id);
+    let (kind, content) = match result {
+        Ok(answer) => {
+            Metrics::inc(&exec.metrics.messages_processed);
+            (MessageKind::Response, answer)
+        }
+        Err(e) => {
+            Metrics::inc(&exec.metrics.messages_failed);
+            tracing::warn!(error = %e, "request failed");
+            (MessageKind::Error, e.to_string())
+        }
+    };
+    let reply = Message {
+        // Deterministic: a re-processed request produces the same reply id.
+        id: format!("{}-reply", message.id),
+        kind,
+        sender: spec.name.to_string(),
+        receiver: message.sender.clone(),
+        capability: None,
+        conversation_id: message.conversation_id.clone(),
+        reply_to: Some(message.id.clone()),
+        content,
+        requirements: None,
+        context: None,
+        history: vec![],
+        trace_id: message.trace_id.clone(),
+        span_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+        hop: message.hop,
+        created_at_ms: chrono::Utc::now().timestamp_millis(),
+        status: MessageStatus::Final,
+        reply_id: None,
+    };
+    match exec.replies.submit(reply).await {
+        Ok(Ok(_recorded)) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::anyhow!("committing the reply failed: {e}")),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    }
+}

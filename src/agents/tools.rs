@@ -1,0 +1,192 @@
+//! Tools the runtime offers to models: built-ins (asking other agents) and,
+//! later, MCP tools. An agent is offered only the tools in its allowlist.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::llm::{ToolCall, ToolSpec};
+use crate::memory::types::{Place, Viewer};
+use crate::mcp::McpRegistry;
+use crate::memory::{MemoryBackend, SearchQuery};
+use crate::messaging::{MessageKind, MessageService, SendOutcome, SendRequest, Target};
+
+pub const ASK_AGENT: &str = "ask_agent";
+pub const MEMORY_SEARCH: &str = "memory_search";
+pub const MEMORY_STORE: &str = "memory_store";
+pub const MEMORY_RELATE: &str = "memory_relate";
+
+/// Tools the runtime itself provides (always available to allowlist).
+pub const BUILTIN_TOOLS: [&str; 4] = [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE];
+
+/// Who is calling a tool, for tools that act on the caller's behalf.
+pub struct CallContext<'a> {
+    pub agent: &'a str,
+    /// Where this agent's memory lives and what it may see (None: memory off).
+    pub memory: Option<(Place, Viewer)>,
+    pub conversation_id: &'a str,
+    pub hop: u32,
+    pub trace_id: &'a str,
+    pub deadline: Duration,
+}
+
+pub struct Tools {
+    messages: Arc<MessageService>,
+    memory: Arc<dyn MemoryBackend>,
+    mcp: Arc<McpRegistry>,
+}
+
+impl Tools {
+    pub fn new(messages: Arc<MessageService>, memory: Arc<dyn MemoryBackend>, mcp: Arc<McpRegistry>) -> Self {
+        Self { messages, memory, mcp }
+    }
+
+    /// Deployed MCP tools the allowlist grants, as model-facing specs.
+    pub async fn offered_mcp(&self, allowlist: &[String]) -> Vec<ToolSpec> {
+        // Most agents allow only built-ins (or nothing): skip the replica read.
+        if allowlist.iter().all(|t| BUILTIN_TOOLS.contains(&t.as_str())) {
+            return Vec::new();
+        }
+        match self.mcp.tools().await {
+            Ok(tools) => tools
+                .into_iter()
+                // An allowlist entry names a tool, or a server (all its tools).
+                .filter(|(t, server)| allowlist.iter().any(|a| a == &t.name || a == server))
+                .map(|(t, _)| ToolSpec { name: t.name, description: t.description, parameters: t.input_schema })
+                .collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list MCP tools");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Specs of the tools `allowlist` grants that exist, plus the memory
+    /// tools when the agent's memory is enabled.
+    pub fn offered(&self, allowlist: &[String], memory_enabled: bool) -> Vec<ToolSpec> {
+        let mut specs: Vec<ToolSpec> = allowlist.iter().filter_map(|name| builtin_spec(name)).collect();
+        if memory_enabled {
+            specs.extend([MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE].iter().filter_map(|n| builtin_spec(n)));
+        }
+        specs
+    }
+
+    /// Runs one call. The result (or the error text) goes back to the model.
+    pub async fn call(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
+        match call.name.as_str() {
+            ASK_AGENT => self.ask_agent(&call.arguments, ctx).await,
+            MEMORY_SEARCH | MEMORY_STORE | MEMORY_RELATE => self.memory_tool(call, ctx).await,
+            other => match self.mcp.call(other, call.arguments.clone()).await {
+                Ok(result) => {
+                    let text = result["content"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| result.to_string());
+                    if result["isError"] == true { Err(text) } else { Ok(text) }
+                }
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    async fn ask_agent(&self, args: &Value, ctx: &CallContext<'_>) -> Result<String, String> {
+        let message = args["message"].as_str().filter(|m| !m.trim().is_empty()).ok_or("`message` (a non-empty string) is required")?;
+        let target = match (args["agent"].as_str(), args["capability"].as_str()) {
+            (Some(a), _) if !a.is_empty() => Target::Agent(a.to_owned()),
+            (_, Some(c)) if !c.is_empty() => Target::Capability(c.to_owned()),
+            _ => return Err("give `agent` (a name) or `capability`".into()),
+        };
+        if matches!(&target, Target::Agent(a) if a.eq_ignore_ascii_case(ctx.agent)) {
+            return Err("an agent cannot ask itself".into());
+        }
+        let req = SendRequest {
+            sender: ctx.agent.to_owned(),
+            conversation_id: Some(ctx.conversation_id.to_owned()),
+            hop: ctx.hop + 1,
+            trace_id: Some(ctx.trace_id.to_owned()),
+            ..SendRequest::request(target, message)
+        };
+        match self.messages.send(req, Some(ctx.deadline)).await {
+            Ok(SendOutcome::Answered { reply, .. }) if reply.kind == MessageKind::Response => Ok(reply.content),
+            Ok(SendOutcome::Answered { reply, .. }) => Err(format!("{} failed: {}", reply.sender, reply.content)),
+            Ok(SendOutcome::Accepted(m)) => Err(format!("{} accepted the request ({}) but has not answered", m.receiver, m.id)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+impl Tools {
+    async fn memory_tool(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
+        let (place, viewer) = ctx.memory.clone().ok_or("memory is not enabled for this agent")?;
+        let args = &call.arguments;
+        let text = |k: &str| args[k].as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned).ok_or(format!("`{k}` (a non-empty string) is required"));
+        match call.name.as_str() {
+            MEMORY_SEARCH => {
+                let q = SearchQuery {
+                    text: text("query")?,
+                    viewer,
+                    scope: None,
+                    entity_type: args["entity_type"].as_str().map(str::to_owned),
+                    limit: args["limit"].as_u64().unwrap_or(5) as usize,
+                    min_similarity: 0.0,
+                };
+                let hits = self.memory.search(q).await.map_err(|e| e.to_string())?;
+                Ok(serde_json::to_string(&hits).unwrap_or_default())
+            }
+            MEMORY_STORE => {
+                let observations: Vec<String> = match &args["observations"] {
+                    serde_json::Value::Array(a) => a.iter().filter_map(|o| o.as_str().map(str::to_owned)).collect(),
+                    serde_json::Value::String(s) => vec![s.clone()],
+                    _ => return Err("`observations` (an array of strings) is required".into()),
+                };
+                let entity_type = args["entity_type"].as_str().unwrap_or("fact").to_owned();
+                self.memory.store(&place, &text("name")?, &entity_type, observations).await.map_err(|e| e.to_string())?;
+                Ok("stored".into())
+            }
+            _ => {
+                self.memory.relate(&place, &text("from")?, &text("to")?, &text("relation_type")?).await.map_err(|e| e.to_string())?;
+                Ok("related".into())
+            }
+        }
+    }
+}
+
+fn builtin_spec(name: &str) -> Option<ToolSpec> {
+    match name {
+        MEMORY_SEARCH => Some(ToolSpec {
+            name: MEMORY_SEARCH.into(),
+            description: "Search your memory for facts related to a query.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "query": {"type": "string"}, "limit": {"type": "integer"}, "entity_type": {"type": "string"}
+            }, "required": ["query"]}),
+        }),
+        MEMORY_STORE => Some(ToolSpec {
+            name: MEMORY_STORE.into(),
+            description: "Remember facts about an entity for later conversations.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "name": {"type": "string", "description": "The entity, e.g. a person or project"},
+                "entity_type": {"type": "string"},
+                "observations": {"type": "array", "items": {"type": "string"}}
+            }, "required": ["name", "observations"]}),
+        }),
+        MEMORY_RELATE => Some(ToolSpec {
+            name: MEMORY_RELATE.into(),
+            description: "Record a relation between two remembered entities.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "from": {"type": "string"}, "to": {"type": "string"}, "relation_type": {"type": "string"}
+            }, "required": ["from", "to", "relation_type"]}),
+        }),
+        ASK_AGENT => Some(ToolSpec {
+            name: ASK_AGENT.into(),
+            description: "Ask another agent (by name, or any agent with a capability) and get its answer.".into(),
+            parameters: json!({
+                "type": "object",
+                "properties": {
+                    "agent": {"type": "string", "description": "Name of the agent to ask"},
+                    "capability": {"type": "string", "description": "Ask any agent declaring this capability"},
+                    "message": {"type": "string", "description": "The question or task"}
+                },
+                "required": ["message"]
+            }),
+        }),
+        _ => None,
+    }
+}

@@ -1,0 +1,129 @@
+//! One request, start to finish: render the prompts, call the model, run
+//! the tools it asks for (only allowlisted ones), loop up to `max_turns`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::AgentSpec;
+use crate::llm::{ChatMessage, ChatRequest, LlmProvider, TokenSink};
+use crate::messaging::{Message, MessageKind};
+use crate::observability::Metrics;
+
+use super::prompt;
+use super::tools::{CallContext, Tools};
+
+/// Characters of earlier conversation fed back to the model (newest kept).
+pub const HISTORY_BUDGET_CHARS: usize = 16_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("{0}")]
+    Llm(#[from] crate::llm::LlmError),
+    #[error("max_turns ({0}) reached without a final answer")]
+    MaxTurns(u32),
+    #[error("no answer within the agent's timeout of {0:?}")]
+    Timeout(Duration),
+}
+
+pub struct TurnInputs<'a> {
+    pub spec: &'a AgentSpec,
+    /// Memory hits to place in `{{context}}` (already searched).
+    pub recalled: Option<String>,
+    pub memory: Option<(crate::memory::types::Place, crate::memory::types::Viewer)>,
+    pub message: &'a Message,
+    /// Earlier exchanges of this agent in the conversation, oldest first.
+    pub history: Vec<Message>,
+    pub provider: Arc<dyn LlmProvider>,
+    pub tools: &'a Tools,
+    pub metrics: &'a Metrics,
+    pub tokens: Option<TokenSink>,
+}
+
+/// Earlier turns as chat messages, newest kept within the budget.
+fn history_messages(message: &Message, history: &[Message]) -> Vec<ChatMessage> {
+    let mut turns: Vec<ChatMessage> = if !message.history.is_empty() {
+        message.history.clone()
+    } else {
+        history
+            .iter()
+            .filter(|m| m.id != message.id)
+            .filter_map(|m| match m.kind {
+                MessageKind::Request => Some(ChatMessage::user(m.content.clone())),
+                MessageKind::Response => Some(ChatMessage::assistant(m.content.clone(), vec![])),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut used = 0;
+    let mut keep = turns.len();
+    for (i, m) in turns.iter().enumerate().rev() {
+        used += m.content.len();
+        if used > HISTORY_BUDGET_CHARS {
+            break;
+        }
+        keep = i;
+    }
+    turns.drain(..keep);
+    turns
+}
+
+pub async fn run(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
+    let timeout = inputs.spec.timeout();
+    match tokio::time::timeout(timeout, run_turns(inputs)).await {
+        Ok(r) => r,
+        Err(_) => Err(TurnError::Timeout(timeout)),
+    }
+}
+
+async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
+    let TurnInputs { spec, recalled, memory, message, history, provider, tools, metrics, tokens } = inputs;
+    let mut vars = prompt::variables(spec, message);
+    if let Some(recalled) = recalled.filter(|r| !r.is_empty()) {
+        let context = vars.entry("context".into()).or_default();
+        if !context.is_empty() {
+            context.push('\n');
+        }
+        context.push_str(&recalled);
+    }
+    let mut messages = vec![ChatMessage::system(prompt::render(&spec.system_prompt, &vars))];
+    messages.extend(history_messages(message, &history));
+    messages.push(ChatMessage::user(prompt::render(&spec.user_prompt_template, &vars)));
+    let mut offered = tools.offered(&spec.tools, memory.is_some());
+    offered.extend(tools.offered_mcp(&spec.tools).await);
+    let ctx = CallContext {
+        agent: spec.name.as_str(),
+        memory,
+        conversation_id: &message.conversation_id,
+        hop: message.hop,
+        trace_id: &message.trace_id,
+        deadline: spec.timeout(),
+    };
+    for _turn in 0..spec.max_turns {
+        let request = ChatRequest { messages: messages.clone(), tools: offered.clone(), model: spec.model.clone(), ..Default::default() };
+        Metrics::inc(&metrics.llm_calls);
+        let response = provider.chat(request, tokens.clone()).await.inspect_err(|_| Metrics::inc(&metrics.llm_errors))?;
+        if response.tool_calls.is_empty() {
+            return Ok(response.content);
+        }
+        messages.push(ChatMessage::assistant(response.content.clone(), response.tool_calls.clone()));
+        for call in &response.tool_calls {
+            let allowed = offered.iter().any(|t| t.name == call.name);
+            let result = if !allowed {
+                Metrics::inc(&metrics.tool_calls_denied);
+                tracing::warn!(agent = %spec.name, tool = %call.name, "model called a tool outside the agent's allowlist");
+                format!("error: tool `{}` is not allowed for this agent; allowed tools: [{}]", call.name, offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))
+            } else {
+                Metrics::inc(&metrics.tool_calls);
+                match tools.call(call, &ctx).await {
+                    Ok(out) => out,
+                    Err(e) => {
+                        Metrics::inc(&metrics.tool_errors);
+                        format!("error: {e}")
+                    }
+                }
+            };
+            messages.push(ChatMessage::tool(&call.id, result));
+        }
+    }
+    Err(TurnError::MaxTurns(spec.max_turns))
+}

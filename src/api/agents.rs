@@ -1,0 +1,234 @@
+//! `/v1/agents`: deploy, list, get, update, remove.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::problem::Problem;
+use super::Ctx;
+use crate::agents::{AgentState, DeployOutcome, FileStatus};
+use crate::config::{AgentName, FieldError};
+use crate::state::{AgentRecord, AgentSource, AgentVersion};
+
+/// Summary of an agent, as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentSummary {
+    pub name: String,
+    pub version: String,
+    pub revision: u64,
+    pub state: AgentState,
+    pub owner_node: u64,
+    pub capabilities: Vec<String>,
+    pub tools: Vec<String>,
+    pub deployed_at: String,
+    pub updated_at: String,
+    pub source: AgentSource,
+}
+
+/// An agent in full.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentDetail {
+    #[serde(flatten)]
+    pub summary: AgentSummary,
+    pub spec: crate::config::AgentSpec,
+    /// The definition as deployed.
+    pub toml: String,
+    pub versions: Vec<AgentVersion>,
+    /// Problems with the agent's file in an agents directory, if it is
+    /// currently broken (the deployed revision keeps running).
+    pub source_errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentPage {
+    pub agents: Vec<AgentSummary>,
+    /// Pass as `after` to get the next page; absent on the last page.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeployResult {
+    pub name: String,
+    pub revision: u64,
+    pub created: bool,
+    /// False when the same definition was already deployed.
+    pub changed: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Removed {
+    pub name: String,
+    pub removed_revision: u64,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Only agents that declare this capability.
+    pub capability: Option<String>,
+    /// Page size, 1-500 (default 100).
+    pub limit: Option<u32>,
+    /// The `next` value of the previous page.
+    pub after: Option<String>,
+}
+
+fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.to_rfc3339()).unwrap_or_default()
+}
+
+fn summary(ctx: &Ctx, a: &AgentRecord) -> AgentSummary {
+    AgentSummary {
+        name: a.name.clone(),
+        version: a.version.clone(),
+        revision: a.revision,
+        state: ctx.runtime.state_of(&a.spec.name),
+        owner_node: a.owner,
+        capabilities: a.spec.capabilities.clone(),
+        tools: a.spec.tools.clone(),
+        deployed_at: rfc3339(a.created_at_ms),
+        updated_at: rfc3339(a.updated_at_ms),
+        source: a.source.clone(),
+    }
+}
+
+fn parse_name(name: &str) -> Result<AgentName, Problem> {
+    AgentName::parse(name).map_err(|why| Problem::not_found("agent-not-found", format!("agent `{name}` does not exist: the name {why}")))
+}
+
+fn deploy_result(o: DeployOutcome) -> DeployResult {
+    DeployResult { name: o.name.to_string(), revision: o.revision, created: o.created, changed: o.changed }
+}
+
+enum Body {
+    Toml(String),
+    Json(serde_json::Value),
+}
+
+/// TOML (`application/toml`, `text/plain`, `text/x-toml`) or JSON: either an
+/// agent object or `{"toml": "..."}`.
+fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/toml");
+    let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/json" => {
+            let value: serde_json::Value = serde_json::from_slice(body)
+                .map_err(|e| Problem::bad_request(format!("request body is not valid JSON: {e}")))?;
+            match value.as_object().and_then(|o| (o.len() == 1).then(|| o.get("toml")).flatten()) {
+                Some(serde_json::Value::String(t)) => Ok(Body::Toml(t.clone())),
+                Some(_) => Err(Problem::bad_request("`toml` must be a string holding the agent definition")),
+                None if value.is_object() => Ok(Body::Json(value)),
+                None => Err(Problem::bad_request("JSON body must be an agent object or {\"toml\": \"...\"}")),
+            }
+        }
+        "application/toml" | "text/plain" | "text/x-toml" | "application/x-toml" | "" => String::from_utf8(body.to_vec())
+            .map(Body::Toml)
+            .map_err(|_| Problem::bad_request("TOML body is not UTF-8")),
+        other => Err(Problem::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            format!("content type `{other}` is not accepted; send application/toml or application/json"),
+        )),
+    }
+}
+
+async fn deploy_body(ctx: &Ctx, headers: &HeaderMap, body: &Bytes, expect: Option<&AgentName>, must_exist: bool) -> Result<DeployOutcome, Problem> {
+    match read_body(headers, body)? {
+        Body::Toml(t) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, must_exist).await?),
+        Body::Json(v) => Ok(ctx.registry.deploy_json(&v, expect, must_exist).await?),
+    }
+}
+
+/// Deploy an agent (create, or update if it exists).
+#[utoipa::path(post, path = "/v1/agents", tag = "agents",
+    request_body(content = String, description = "Agent TOML, or JSON (an agent object or {\"toml\": ...})", content_type = "application/toml"),
+    responses(
+        (status = 201, description = "Created", body = DeployResult),
+        (status = 200, description = "Updated or unchanged", body = DeployResult),
+        (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn deploy(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, Problem> {
+    let outcome = deploy_body(&ctx, &headers, &body, None, false).await?;
+    let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(deploy_result(outcome))))
+}
+
+/// Update an existing agent to a new version.
+#[utoipa::path(put, path = "/v1/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "Agent name")),
+    request_body(content = String, description = "Agent TOML or JSON", content_type = "application/toml"),
+    responses(
+        (status = 200, description = "Updated or unchanged", body = DeployResult),
+        (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn update(State(ctx): State<Ctx>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Json<DeployResult>, Problem> {
+    let name = parse_name(&name)?;
+    Ok(Json(deploy_result(deploy_body(&ctx, &headers, &body, Some(&name), true).await?)))
+}
+
+/// List agents, optionally by capability, a page at a time.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListParams),
+    responses((status = 200, body = AgentPage)))]
+pub async fn list(State(ctx): State<Ctx>, Query(p): Query<ListParams>) -> Result<Json<AgentPage>, Problem> {
+    let limit = p.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(Problem::bad_request(format!("limit={limit} is outside 1..=500")));
+    }
+    let rows = ctx.registry.queries().agents(p.capability, p.after, limit + 1).await?;
+    let more = rows.len() > limit as usize;
+    let agents: Vec<AgentSummary> = rows.iter().take(limit as usize).map(|a| summary(&ctx, a)).collect();
+    let next = if more { agents.last().map(|a| a.name.clone()) } else { None };
+    Ok(Json(AgentPage { agents, next }))
+}
+
+/// Get one agent: state, version, owner node, deployed-at, definition.
+#[utoipa::path(get, path = "/v1/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "Agent name")),
+    responses((status = 200, body = AgentDetail),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Json<AgentDetail>, Problem> {
+    let name = parse_name(&name)?;
+    let record = ctx.registry.get(&name).await?;
+    let versions = ctx.registry.queries().versions(&name).await?;
+    let source_errors = ctx.directory.as_ref().map(|d| d.errors_for(&name)).unwrap_or_default();
+    Ok(Json(AgentDetail {
+        summary: summary(&ctx, &record),
+        spec: record.spec,
+        toml: record.toml,
+        versions,
+        source_errors,
+    }))
+}
+
+/// Remove an agent.
+#[utoipa::path(delete, path = "/v1/agents/{name}", tag = "agents",
+    params(("name" = String, Path, description = "Agent name")),
+    responses((status = 200, body = Removed),
+        (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn remove(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Json<Removed>, Problem> {
+    let name = parse_name(&name)?;
+    let removed_revision = ctx.registry.remove(&name, None).await?;
+    Ok(Json(Removed { name: name.to_string(), removed_revision }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AgentsDirStatus {
+    /// The directory watched, if any.
+    pub dir: Option<String>,
+    pub files: Vec<FileStatus>,
+}
+
+/// The agents directory: every file, the agent it defines, and its errors.
+#[utoipa::path(get, path = "/v1/agents-dir", tag = "agents",
+    responses((status = 200, body = AgentsDirStatus)))]
+pub async fn agents_dir(State(ctx): State<Ctx>) -> Json<AgentsDirStatus> {
+    Json(AgentsDirStatus {
+        dir: ctx.agents_dir.as_ref().map(|d| d.display().to_string()),
+        files: ctx.directory.as_ref().map(|d| d.status()).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,122 @@
+//! Cluster administration: members, placement, leave, remove, leadership.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use caxton_cluster::{AdminError, MemberView};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::problem::Problem;
+use super::Ctx;
+use crate::state::SHARDS;
+
+impl From<AdminError> for Problem {
+    fn from(e: AdminError) -> Self {
+        let detail = e.to_string();
+        match e {
+            AdminError::UnknownNode(_) => Problem::not_found("node-not-found", detail),
+            AdminError::Refused(_) => Problem::new(StatusCode::CONFLICT, "cluster-refused", "Refused", detail),
+            AdminError::NoLeader | AdminError::Unreachable { .. } => {
+                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster-unavailable", "Cluster unavailable", detail)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Members {
+    #[schema(value_type = Vec<Object>)]
+    pub members: Vec<MemberView>,
+}
+
+/// Raft members with their roles, and gossip's view (alive, ready).
+#[utoipa::path(get, path = "/v1/cluster/members", tag = "cluster", responses((status = 200, body = Members)))]
+pub async fn members(State(ctx): State<Ctx>) -> Json<Members> {
+    Json(Members { members: ctx.cluster.members().await })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NodeShards {
+    pub node: u64,
+    pub shards: u32,
+    pub agents: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PlacementView {
+    pub shards: u32,
+    pub assigned: u32,
+    /// Highest shard epoch (bumps on every move).
+    pub max_epoch: u64,
+    pub nodes: Vec<NodeShards>,
+}
+
+/// Which node owns which shards, and which agents run where.
+#[utoipa::path(get, path = "/v1/cluster/placement", tag = "cluster", responses((status = 200, body = PlacementView)))]
+pub async fn placement(State(ctx): State<Ctx>) -> Result<Json<PlacementView>, Problem> {
+    let rows = ctx.registry.queries().shard_rows().await?;
+    let mut by_node: std::collections::BTreeMap<u64, NodeShards> = Default::default();
+    for (_, owner, _) in &rows {
+        by_node.entry(*owner).or_insert_with(|| NodeShards { node: *owner, shards: 0, agents: vec![] }).shards += 1;
+    }
+    for a in ctx.registry.queries().all_agents().await? {
+        by_node.entry(a.owner).or_insert_with(|| NodeShards { node: a.owner, shards: 0, agents: vec![] }).agents.push(a.name);
+    }
+    Ok(Json(PlacementView {
+        shards: SHARDS,
+        assigned: rows.len() as u32,
+        max_epoch: rows.iter().map(|r| r.2).max().unwrap_or(0),
+        nodes: by_node.into_values().collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Done {
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// This node leaves the cluster gracefully (hands off leadership first).
+#[utoipa::path(post, path = "/v1/cluster/leave", tag = "cluster",
+    responses((status = 200, body = Done), (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn leave(State(ctx): State<Ctx>) -> Result<Json<Done>, Problem> {
+    ctx.cluster.leave().await?;
+    Ok(Json(Done { ok: true, detail: format!("node {} left the cluster; it can be stopped", ctx.cluster.node_id()) }))
+}
+
+/// Remove a node (dead, or one that left) from the membership.
+#[utoipa::path(post, path = "/v1/cluster/members/{id}/remove", tag = "cluster", params(("id" = u64, Path)),
+    responses((status = 200, body = Done), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn remove(State(ctx): State<Ctx>, Path(id): Path<u64>) -> Result<Json<Done>, Problem> {
+    ctx.cluster.remove_node(id).await?;
+    ctx.placement.kick();
+    Ok(Json(Done { ok: true, detail: format!("node {id} removed") }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct TransferBody {
+    pub node: u64,
+}
+
+/// Move leadership to another voter.
+#[utoipa::path(post, path = "/v1/cluster/transfer-leader", tag = "cluster", request_body = TransferBody,
+    responses((status = 200, body = Done), (status = 409, body = Problem, content_type = "application/problem+json")))]
+pub async fn transfer_leader(State(ctx): State<Ctx>, Json(b): Json<TransferBody>) -> Result<Json<Done>, Problem> {
+    ctx.cluster.transfer_leader(b.node).await?;
+    Ok(Json(Done { ok: true, detail: format!("node {} is the leader", b.node) }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Rebalanced {
+    /// Shards moved by this call (only the leader moves shards).
+    pub moved: usize,
+    pub leader: Option<u64>,
+}
+
+/// Recompute placement now (the leader also does this every second).
+#[utoipa::path(post, path = "/v1/cluster/rebalance", tag = "cluster", responses((status = 200, body = Rebalanced)))]
+pub async fn rebalance(State(ctx): State<Ctx>) -> Result<Json<Rebalanced>, Problem> {
+    let moved = ctx.placement.rebalance_once().await.map_err(|e| Problem::internal(e.to_string()))?;
+    Ok(Json(Rebalanced { moved, leader: ctx.cluster.status().leader }))
+}

@@ -1,0 +1,97 @@
+//! `/v1/mcp-servers` and `/v1/tools/{name}/call`.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::problem::Problem;
+use super::Ctx;
+use crate::mcp::{McpError, ServerRecord, ToolError};
+
+impl From<McpError> for Problem {
+    fn from(e: McpError) -> Self {
+        let detail = e.to_string();
+        match e {
+            McpError::Invalid(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tool-server", "Invalid tool server", detail),
+            McpError::UnknownServer(_) => Problem::not_found("tool-server-not-found", detail),
+            McpError::UnknownTool { available, .. } => {
+                let mut p = Problem::not_found("tool-not-found", detail);
+                p.extra = Some(serde_json::json!({ "available": available }));
+                p
+            }
+            McpError::Tool(t) => {
+                let kind = match t {
+                    ToolError::InvalidModule(_) => "invalid-module",
+                    ToolError::MemoryLimit { .. } => "tool-memory-limit",
+                    ToolError::CpuLimit { .. } => "tool-cpu-limit",
+                    ToolError::Timeout { .. } => "tool-timeout",
+                    ToolError::OutputLimit { .. } => "tool-output-limit",
+                    ToolError::InputLimit { .. } => "tool-input-limit",
+                    ToolError::NoInitialize => "tool-not-mcp",
+                    ToolError::Trap(_) | ToolError::Protocol(_) => "tool-failed",
+                    ToolError::Rpc { .. } => "tool-rpc-error",
+                };
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, kind, "Tool error", detail)
+            }
+            McpError::Write(w) => w.into(),
+            McpError::Read(r) => r.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeployServer {
+    /// The manifest.toml text.
+    pub manifest: String,
+    /// The wasm32-wasip1 module, base64.
+    pub module: String,
+}
+
+/// Deploy (or replace) a tool server: validated, compiled and asked for its
+/// tools here, then replicated.
+#[utoipa::path(post, path = "/v1/mcp-servers", tag = "tools", request_body = DeployServer,
+    responses((status = 201, body = ServerRecord), (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn deploy(State(ctx): State<Ctx>, Json(b): Json<DeployServer>) -> Result<(StatusCode, Json<ServerRecord>), Problem> {
+    let module = base64::engine::general_purpose::STANDARD
+        .decode(b.module.trim())
+        .map_err(|e| Problem::bad_request(format!("`module` is not base64: {e}")))?;
+    Ok((StatusCode::CREATED, Json(ctx.mcp.deploy(&b.manifest, module).await?)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerList {
+    pub servers: Vec<ServerRecord>,
+}
+
+/// Tool servers with each tool's JSON schema.
+#[utoipa::path(get, path = "/v1/mcp-servers", tag = "tools", responses((status = 200, body = ServerList)))]
+pub async fn list(State(ctx): State<Ctx>) -> Result<Json<ServerList>, Problem> {
+    Ok(Json(ServerList { servers: ctx.mcp.list().await? }))
+}
+
+/// Remove a tool server.
+#[utoipa::path(delete, path = "/v1/mcp-servers/{name}", tag = "tools", params(("name" = String, Path)),
+    responses((status = 204), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn remove(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<StatusCode, Problem> {
+    ctx.mcp.remove(&name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CallBody {
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub arguments: serde_json::Value,
+}
+
+/// Call a tool directly; answers the MCP `tools/call` result.
+#[utoipa::path(post, path = "/v1/tools/{name}/call", tag = "tools", params(("name" = String, Path)), request_body = CallBody,
+    responses((status = 200, description = "MCP tools/call result"), (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The tool hit a limit or failed", body = Problem, content_type = "application/problem+json")))]
+pub async fn call(State(ctx): State<Ctx>, Path(name): Path<String>, Json(b): Json<CallBody>) -> Result<Json<serde_json::Value>, Problem> {
+    Ok(Json(ctx.mcp.call(&name, b.arguments).await?))
+}

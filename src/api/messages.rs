@@ -1,0 +1,243 @@
+//! `/v1/messages`, `/v1/conversations`, contract-net, and their SSE streams.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::Json;
+use futures::Stream;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::problem::Problem;
+use super::Ctx;
+use crate::messaging::{
+    ContractNetOutcome, Conversation, Message, MessageError, MessageKind, SendOutcome, SendRequest, StreamEvent, Target,
+};
+use crate::state::StateEvent;
+
+/// Longest a synchronous send may wait for its reply.
+const MAX_SYNC_WAIT: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Wait for the reply (up to `timeout_ms`).
+    #[default]
+    Sync,
+    /// Answer 202 as soon as the message is committed.
+    Async,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    /// Receiver agent name (or give `capability`).
+    pub to: Option<String>,
+    /// Any agent declaring this capability (see routing policy in the docs).
+    pub capability: Option<String>,
+    pub content: String,
+    #[serde(default)]
+    pub mode: Mode,
+    /// Sync wait, default 120000.
+    pub timeout_ms: Option<u64>,
+    pub conversation_id: Option<String>,
+    /// Client-chosen id: retrying a send with the same id is idempotent.
+    pub id: Option<String>,
+    pub sender: Option<String>,
+    pub requirements: Option<String>,
+    pub context: Option<String>,
+    /// `Request` (default) or `Notification` (no reply expected).
+    pub kind: Option<MessageKind>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Exchange {
+    pub message: Message,
+    pub reply: Option<Message>,
+}
+
+impl From<MessageError> for Problem {
+    fn from(e: MessageError) -> Self {
+        let detail = e.to_string();
+        match e {
+            MessageError::UnknownAgent(_) => Problem::not_found("agent-not-found", detail),
+            MessageError::NoAgentForCapability { available, .. } => {
+                let mut p = Problem::not_found("no-agent-for-capability", detail);
+                p.extra = Some(serde_json::json!({ "capabilities": available }));
+                p
+            }
+            MessageError::Invalid(_) => Problem::bad_request(detail),
+            MessageError::HopLimit => Problem::new(StatusCode::CONFLICT, "hop-limit", "Hop limit reached", detail),
+            MessageError::NotFound(_) => Problem::not_found("message-not-found", detail),
+            MessageError::Timeout { id, .. } => {
+                let mut p = Problem::new(StatusCode::GATEWAY_TIMEOUT, "reply-timeout", "No reply yet", detail);
+                p.extra = Some(serde_json::json!({ "message_id": id }));
+                p
+            }
+            MessageError::Cluster(w) => match &*w {
+                caxton_cluster::WriteError::Fatal(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-stopping", "Node stopping", detail),
+                _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster-unavailable", "Cluster unavailable", detail),
+            },
+            MessageError::Read(r) => r.into(),
+        }
+    }
+}
+
+fn target(to: Option<String>, capability: Option<String>) -> Result<Target, Problem> {
+    match (to, capability) {
+        (Some(a), None) => Ok(Target::Agent(a)),
+        (None, Some(c)) => Ok(Target::Capability(c)),
+        _ => Err(Problem::bad_request("give exactly one of `to` (an agent name) or `capability`")),
+    }
+}
+
+/// Send a message to an agent or a capability; wait for the reply or not.
+#[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendBody,
+    responses(
+        (status = 200, description = "Answered (sync)", body = Exchange),
+        (status = 202, description = "Committed; answer later (async)", body = Exchange),
+        (status = 404, description = "No such agent, or no agent with the capability", body = Problem, content_type = "application/problem+json"),
+        (status = 504, description = "Committed, but no reply within the wait", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn send(State(ctx): State<Ctx>, Json(body): Json<SendBody>) -> Result<impl IntoResponse, Problem> {
+    let target = target(body.to, body.capability)?;
+    let kind = body.kind.unwrap_or(MessageKind::Request);
+    if !matches!(kind, MessageKind::Request | MessageKind::Notification) {
+        return Err(Problem::bad_request("`kind` may be Request or Notification"));
+    }
+    let req = SendRequest {
+        kind,
+        sender: body.sender.unwrap_or_else(|| "user".into()),
+        id: body.id,
+        conversation_id: body.conversation_id,
+        requirements: body.requirements,
+        context: body.context,
+        ..SendRequest::request(target, body.content)
+    };
+    let wait = (body.mode == Mode::Sync && kind == MessageKind::Request)
+        .then(|| Duration::from_millis(body.timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT));
+    Ok(match ctx.messages.send(req, wait).await? {
+        SendOutcome::Answered { request, reply } => (StatusCode::OK, Json(Exchange { message: request, reply: Some(reply) })),
+        SendOutcome::Accepted(message) => (StatusCode::ACCEPTED, Json(Exchange { message, reply: None })),
+    })
+}
+
+/// A message and, for a request, its reply once there is one.
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = Exchange), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn get(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Exchange>, Problem> {
+    let message = ctx.messages.get(&id).await?;
+    let reply = ctx.messages.reply_of(&id).await?;
+    Ok(Json(Exchange { message, reply }))
+}
+
+type SseStream = Sse<axum::response::sse::KeepAliveStream<std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>>>;
+
+fn json_event(name: &str, value: &impl Serialize) -> Event {
+    Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
+}
+
+/// The answer's tokens as they are generated (`token` events), then the
+/// committed reply (`reply`). Tokens are live only on the node running the
+/// agent; elsewhere the stream carries just the reply.
+#[utoipa::path(get, path = "/v1/messages/{id}/stream", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream of `token` and `reply` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn stream(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<SseStream, Problem> {
+    let mut tokens = ctx.messages.tokens.subscribe(&id);
+    ctx.messages.get(&id).await?;
+    let messages = ctx.messages.clone();
+    let s = async_stream::stream! {
+        if messages.reply_of(&id).await.ok().flatten().is_none() {
+            loop {
+                match tokio::time::timeout(Duration::from_millis(250), tokens.recv()).await {
+                    Ok(Ok(StreamEvent::Token(t))) => yield Ok(Event::default().event("token").data(t)),
+                    Ok(Ok(StreamEvent::Done)) | Ok(Err(_)) => break,
+                    // Generating elsewhere or not started: check for the reply.
+                    Err(_) => if messages.reply_of(&id).await.ok().flatten().is_some() { break },
+                }
+            }
+        }
+        match messages.await_reply(&id, MAX_SYNC_WAIT).await {
+            Ok(reply) => yield Ok(json_event("reply", &reply)),
+            Err(e) => yield Ok(Event::default().event("error").data(e.to_string())),
+        }
+    };
+    Ok(Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>).keep_alive(KeepAlive::default()))
+}
+
+/// A conversation: protocol, state and every message in order.
+#[utoipa::path(get, path = "/v1/conversations/{id}", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, body = Conversation), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn conversation(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Conversation>, Problem> {
+    ctx.messages
+        .conversation(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| Problem::not_found("conversation-not-found", format!("conversation `{id}` does not exist")))
+}
+
+/// A conversation's messages as they are committed (`message` events),
+/// starting with those already there.
+#[utoipa::path(get, path = "/v1/conversations/{id}/stream", tag = "messages", params(("id" = String, Path)),
+    responses((status = 200, description = "text/event-stream of `message` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn conversation_stream(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<SseStream, Problem> {
+    let mut events = ctx.state_events.subscribe();
+    let Some(existing) = ctx.messages.conversation(&id).await? else {
+        return Err(Problem::not_found("conversation-not-found", format!("conversation `{id}` does not exist")));
+    };
+    let messages = ctx.messages.clone();
+    let s = async_stream::stream! {
+        let mut seen = std::collections::HashSet::new();
+        for m in existing.messages {
+            seen.insert(m.id.clone());
+            yield Ok(json_event("message", &m));
+        }
+        loop {
+            match events.recv().await {
+                Ok(StateEvent::ConversationMessage { conversation_id, message_id }) if conversation_id == id => {
+                    if seen.insert(message_id.clone()) {
+                        if let Ok(m) = messages.get(&message_id).await {
+                            yield Ok(json_event("message", &m));
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    if let Ok(Some(c)) = messages.conversation(&id).await {
+                        for m in c.messages {
+                            if seen.insert(m.id.clone()) {
+                                yield Ok(json_event("message", &m));
+                            }
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    };
+    Ok(Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContractNetBody {
+    pub capability: String,
+    pub task: String,
+    /// How long proposals are collected (default 30000).
+    pub deadline_ms: Option<u64>,
+    /// How long the winner may take to deliver (default 120000).
+    pub result_timeout_ms: Option<u64>,
+}
+
+/// Run a contract-net: call for proposals, award the best, return the result.
+#[utoipa::path(post, path = "/v1/contract-net", tag = "messages", request_body = ContractNetBody,
+    responses((status = 200, body = ContractNetOutcome), (status = 404, body = Problem, content_type = "application/problem+json")))]
+pub async fn contract_net(State(ctx): State<Ctx>, Json(b): Json<ContractNetBody>) -> Result<Json<ContractNetOutcome>, Problem> {
+    let deadline = Duration::from_millis(b.deadline_ms.unwrap_or(30_000)).min(MAX_SYNC_WAIT);
+    let result_wait = Duration::from_millis(b.result_timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT);
+    Ok(Json(ctx.messages.contract_net(&b.capability, &b.task, deadline, result_wait).await?))
+}

@@ -1,0 +1,172 @@
+//! The public REST API: routes, problem+json errors, request ids, OpenAPI.
+
+mod agents;
+mod cluster;
+mod mcp;
+mod mcp_http;
+mod memory;
+mod messages;
+mod openai_compat;
+mod problem;
+mod request_id;
+mod system;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use caxton_cluster::Cluster;
+use tokio_util::sync::CancellationToken;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use problem::Problem;
+pub use system::ClusterStatusView;
+
+use crate::agents::{AgentRegistry, AgentRuntime, AgentsDirectory};
+use crate::llm::Providers;
+use crate::messaging::MessageService;
+use crate::observability::Metrics;
+use crate::state::CaxtonState;
+
+/// What the handlers share.
+pub struct ApiContext {
+    pub registry: AgentRegistry,
+    pub runtime: AgentRuntime,
+    pub messages: Arc<MessageService>,
+    pub providers: Providers,
+    pub metrics: Arc<Metrics>,
+    pub cluster: Arc<Cluster<CaxtonState>>,
+    pub placement: crate::agents::Placement,
+    pub memory: Arc<dyn crate::memory::MemoryBackend>,
+    pub mcp: Arc<crate::mcp::McpRegistry>,
+    pub mcp_sessions: mcp_http::Sessions,
+    /// Source of committed-change events (for SSE).
+    pub state_events: Arc<CaxtonState>,
+    pub directory: Option<AgentsDirectory>,
+    pub agents_dir: Option<PathBuf>,
+    /// Cancelled when the node starts shutting down (readiness drops first).
+    pub shutdown: CancellationToken,
+}
+
+pub type Ctx = Arc<ApiContext>;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Caxton", description = "Clustered multi-agent orchestration server"),
+    tags((name = "agents"), (name = "memory"), (name = "messages"), (name = "openai"), (name = "tools"), (name = "cluster"), (name = "system"))
+)]
+struct ApiDoc;
+
+fn documented_routes() -> OpenApiRouter<Ctx> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(agents::deploy, agents::list))
+        .routes(routes!(agents::get, agents::update, agents::remove))
+        .routes(routes!(agents::agents_dir))
+        .routes(routes!(system::health))
+        .routes(routes!(system::ready))
+        .routes(routes!(system::cluster_status))
+        .routes(routes!(system::snapshot))
+        .routes(routes!(system::metrics))
+        .routes(routes!(cluster::members))
+        .routes(routes!(cluster::placement))
+        .routes(routes!(cluster::leave))
+        .routes(routes!(cluster::remove))
+        .routes(routes!(cluster::transfer_leader))
+        .routes(routes!(cluster::rebalance))
+        .routes(routes!(messages::send))
+        .routes(routes!(messages::get))
+        .routes(routes!(messages::stream))
+        .routes(routes!(messages::conversation))
+        .routes(routes!(messages::conversation_stream))
+        .routes(routes!(messages::contract_net))
+        .routes(routes!(openai_compat::chat_completions))
+        .routes(routes!(openai_compat::models))
+        .routes(routes!(mcp::deploy, mcp::list))
+        .routes(routes!(mcp::remove))
+        .routes(routes!(mcp::call))
+        .routes(routes!(mcp_http::post, mcp_http::delete))
+        .routes(routes!(memory::create, memory::list))
+        .routes(routes!(memory::get, memory::delete))
+        .routes(routes!(memory::neighbours))
+        .routes(routes!(memory::relate))
+        .routes(routes!(memory::search))
+        .routes(routes!(memory::export))
+        .routes(routes!(memory::import))
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = documented_routes().split_for_parts();
+    api.paths.paths.insert(
+        "/v1/openapi.json".into(),
+        utoipa::openapi::path::PathItem::new(
+            utoipa::openapi::HttpMethod::Get,
+            utoipa::openapi::path::OperationBuilder::new()
+                .summary(Some("This document"))
+                .tag("system")
+                .response("200", utoipa::openapi::Response::new("OpenAPI 3 document")),
+        ),
+    );
+    api
+}
+
+pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
+    let (router, _) = documented_routes().split_for_parts();
+    let spec = openapi();
+    router
+        .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(spec) }))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(middleware::from_fn(request_id::layer))
+        .with_state(ctx)
+}
+
+async fn not_found(req: Request) -> Problem {
+    Problem::not_found("route-not-found", format!("no route for {} {}", req.method(), req.uri().path()))
+}
+
+async fn method_not_allowed(req: Request) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Extractor rejections (oversized body, bad query string) come out of axum
+/// as plain text; every error we send is problem+json.
+async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    // Already structured (problem+json, or OpenAI-style JSON errors on the
+    // compatibility routes): leave it alone.
+    let is_problem = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json") || v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return resp;
+    }
+    let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
+    let detail = String::from_utf8_lossy(&body).into_owned();
+    let kind = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
+        StatusCode::BAD_REQUEST => "bad-request",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        s if s.is_server_error() => "internal",
+        _ => "client-error",
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    Problem::new(status, kind, title, detail).into_response()
+}

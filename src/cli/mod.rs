@@ -1,0 +1,302 @@
+//! The command line: `caxton server start` runs a node; every other command
+//! is a client of the REST API.
+
+mod agent;
+mod client;
+mod mcp;
+mod memory;
+mod message;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::{ApiClient, CliError};
+
+#[derive(Debug, Parser)]
+#[command(name = "caxton", version, about = "Clustered multi-agent orchestration server")]
+pub struct Cli {
+    /// Server to talk to (client commands).
+    #[arg(long, global = true, env = "CAXTON_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node.
+    Server {
+        #[command(subcommand)]
+        command: ServerCommand,
+    },
+    /// Manage agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
+    /// Inspect the cluster.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Send a message to an agent or a capability.
+    Message {
+        #[command(subcommand)]
+        command: MessageCommand,
+    },
+    /// Inspect conversations.
+    Conversation {
+        #[command(subcommand)]
+        command: ConversationCommand,
+    },
+    /// WASM MCP tool servers: deploy, list, remove, call.
+    Mcp {
+        #[command(subcommand)]
+        command: McpCommand,
+    },
+    /// Embedded memory: add, search, export, import.
+    Memory {
+        #[command(subcommand)]
+        command: MemoryCommand,
+    },
+    /// Talk to an agent interactively; tokens stream as they arrive.
+    Chat { agent: String },
+    /// Is the server alive?
+    Health,
+    /// Print the client version (and the server's, if reachable).
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServerCommand {
+    /// Start a node in the foreground.
+    Start(StartArgs),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StartArgs {
+    /// Server config file (TOML).
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Data directory (overrides server.data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Agents directory to deploy and watch (overrides server.agents_dir).
+    #[arg(long)]
+    pub agents_dir: Option<PathBuf>,
+    /// Tool servers to deploy at start (overrides server.tools_dir).
+    #[arg(long)]
+    pub tools_dir: Option<PathBuf>,
+    /// API listen address (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Cluster RPC listen address (overrides cluster.rpc_listen).
+    #[arg(long)]
+    pub rpc_listen: Option<String>,
+    /// This node's id (overrides cluster.node_id).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Gossip UDP listen address (overrides cluster.gossip_listen).
+    #[arg(long)]
+    pub gossip_listen: Option<String>,
+    /// Host/IP advertised to peers (overrides cluster.advertise).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Initialise a new cluster if no peer already has one (cluster.bootstrap = true).
+    #[arg(long)]
+    pub bootstrap: bool,
+    /// Comma-separated gossip seeds, host:port (overrides cluster.seeds).
+    #[arg(long, value_delimiter = ',')]
+    pub seeds: Option<Vec<String>>,
+    /// `text` or `json` (overrides log.format).
+    #[arg(long)]
+    pub log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Deploy an agent file, or every *.toml file in a directory.
+    Deploy { path: PathBuf },
+    /// List agents.
+    List {
+        #[arg(long)]
+        capability: Option<String>,
+    },
+    /// Show one agent.
+    Get { name: String },
+    /// Remove an agent.
+    Remove { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MessageCommand {
+    /// Send TEXT; waits for the reply unless --async.
+    Send {
+        #[arg(long, conflicts_with = "capability", required_unless_present = "capability")]
+        to: Option<String>,
+        #[arg(long)]
+        capability: Option<String>,
+        text: String,
+        #[arg(long = "async")]
+        asynchronous: bool,
+        #[arg(long)]
+        conversation: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum McpCommand {
+    /// Deploy a tool server from DIR (holding manifest.toml and the module).
+    Deploy { dir: PathBuf },
+    /// Tool servers and their tools.
+    List,
+    /// Remove a tool server.
+    Remove { name: String },
+    /// Call a tool with JSON arguments.
+    Call {
+        tool: String,
+        /// Arguments as a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemoryCommand {
+    /// Store observations about an entity.
+    Add {
+        name: String,
+        /// One or more observations (texts).
+        #[arg(required = true)]
+        observations: Vec<String>,
+        #[arg(long, default_value = "fact")]
+        entity_type: String,
+        /// agent-only | workspace | global
+        #[arg(long, default_value = "global")]
+        scope: String,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Semantic search.
+    Search {
+        query: String,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+        #[arg(long)]
+        min_similarity: Option<f32>,
+    },
+    /// Write the whole memory as MemoryExport JSON to stdout (or --output).
+    Export {
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Import a MemoryExport JSON file.
+    Import { file: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConversationCommand {
+    /// Every message of a conversation, in order.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Members, roles, leader, term and indexes.
+    Status,
+    /// Members with gossip's view (alive, ready).
+    Members,
+    /// Which agents run where.
+    Placement,
+    /// Make the node at --server leave the cluster gracefully.
+    Leave,
+    /// Remove a node from the membership.
+    Remove { node: u64 },
+    /// Move leadership to NODE.
+    TransferLeader { node: u64 },
+    /// Recompute agent placement now.
+    Rebalance,
+}
+
+/// Runs a client command; returns the process exit code.
+pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
+    let client = ApiClient::new(&cli.server)?;
+    match &cli.command {
+        Command::Agent { command } => agent::run(&client, command, cli.json).await,
+        Command::Cluster { command } => cluster_command(&client, command, cli.json).await,
+        Command::Message { command: MessageCommand::Send { to, capability, text, asynchronous, conversation } } => {
+            let args = message::SendArgs {
+                to: to.as_deref(),
+                capability: capability.as_deref(),
+                text,
+                asynchronous: *asynchronous,
+                conversation: conversation.as_deref(),
+            };
+            message::send(&client, args, cli.json).await
+        }
+        Command::Conversation { command: ConversationCommand::Show { id } } => message::show_conversation(&client, id, cli.json).await,
+        Command::Chat { agent } => message::chat(&client, agent).await,
+        Command::Memory { command } => memory::run(&client, command, cli.json).await,
+        Command::Mcp { command } => mcp::run(&client, command, cli.json).await,
+        Command::Health => {
+            let health = client.get_json("/health").await?;
+            if cli.json {
+                println!("{health}");
+            } else {
+                println!("ok: node {} (caxton {})", health["node_id"], health["version"].as_str().unwrap_or("?"));
+            }
+            Ok(())
+        }
+        Command::Version => {
+            let server = client.get_json("/health").await.ok();
+            let server_version = server.as_ref().and_then(|h| h["version"].as_str()).unwrap_or("unreachable");
+            if cli.json {
+                println!("{}", serde_json::json!({"client": env!("CARGO_PKG_VERSION"), "server": server_version}));
+            } else {
+                println!("caxton {} (server: {server_version})", env!("CARGO_PKG_VERSION"));
+            }
+            Ok(())
+        }
+        Command::Server { .. } => unreachable!("server commands are dispatched by main"),
+    }
+}
+
+async fn cluster_command(client: &ApiClient, command: &ClusterCommand, json: bool) -> Result<(), CliError> {
+    use reqwest::Method;
+    let post = |path: String, body: Option<serde_json::Value>| async move {
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        client.request(Method::POST, &path, body).await.map(|(_, v)| v)
+    };
+    let (value, render): (serde_json::Value, fn(&serde_json::Value)) = match command {
+        ClusterCommand::Status => (client.get_json("/v1/cluster/status").await?, table::cluster_status),
+        ClusterCommand::Members => (client.get_json("/v1/cluster/members").await?, table::members),
+        ClusterCommand::Placement => (client.get_json("/v1/cluster/placement").await?, table::placement),
+        ClusterCommand::Leave => (post("/v1/cluster/leave".into(), None).await?, table::done),
+        ClusterCommand::Remove { node } => (post(format!("/v1/cluster/members/{node}/remove"), None).await?, table::done),
+        ClusterCommand::TransferLeader { node } => {
+            (post("/v1/cluster/transfer-leader".into(), Some(serde_json::json!({"node": node}))).await?, table::done)
+        }
+        ClusterCommand::Rebalance => (post("/v1/cluster/rebalance".into(), None).await?, |v| {
+            println!("moved {} shards (leader {})", v["moved"], v["leader"])
+        }),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());
+    } else {
+        render(&value);
+    }
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Human-readable output: aligned columns, no decoration.
+
+use serde_json::Value;
+
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
+        other => other.to_string(),
+    }
+}
+
+pub fn print(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+pub fn agents(list: &[Value]) {
+    let rows = list
+        .iter()
+        .map(|a| {
+            ["name", "version", "revision", "state", "owner_node", "capabilities", "deployed_at"]
+                .iter()
+                .map(|k| cell(&a[*k]))
+                .collect()
+        })
+        .collect();
+    print(&["NAME", "VERSION", "REV", "STATE", "OWNER", "CAPABILITIES", "DEPLOYED"], rows);
+}
+
+pub fn agent(a: &Value) {
+    for key in ["name", "version", "revision", "state", "owner_node", "capabilities", "tools", "deployed_at", "updated_at"] {
+        println!("{key:<13} {}", cell(&a[key]));
+    }
+    let source = match a["source"]["kind"].as_str() {
+        Some("file") => format!("file {}", cell(&a["source"]["value"])),
+        _ => "api".to_owned(),
+    };
+    println!("{:<13} {source}", "source");
+    if let Some(errors) = a["source_errors"].as_array().filter(|e| !e.is_empty()) {
+        println!("source errors (the deployed revision keeps running):");
+        for e in errors {
+            println!("  line {}: {}: {}", cell(&e["line"]), cell(&e["field"]), cell(&e["reason"]));
+        }
+    }
+}
+
+pub fn cluster_status(s: &Value) {
+    println!(
+        "node {} ({}), leader {}, term {}, applied {}, snapshot {}",
+        cell(&s["node_id"]),
+        cell(&s["state"]),
+        cell(&s["leader"]),
+        cell(&s["term"]),
+        cell(&s["applied_index"]),
+        cell(&s["snapshot_index"])
+    );
+    let rows = s["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    let leader = if m["is_leader"] == true { "yes" } else { "" };
+                    vec![cell(&m["id"]), cell(&m["role"]), leader.to_owned(), cell(&m["api_addr"]), cell(&m["rpc_addr"]), cell(&m["matched_index"])]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print(&["ID", "ROLE", "LEADER", "API", "RPC", "MATCHED"], rows);
+}
+
+pub fn members(v: &Value) {
+    let rows = v["members"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| {
+                    let leader = if m["is_leader"] == true { "yes" } else { "" };
+                    vec![cell(&m["id"]), cell(&m["role"]), leader.to_owned(), cell(&m["alive"]), cell(&m["ready"]), cell(&m["load"]), cell(&m["api_addr"]), cell(&m["rpc_addr"]), cell(&m["gossip_addr"])]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print(&["ID", "ROLE", "LEADER", "ALIVE", "READY", "LOAD", "API", "RPC", "GOSSIP"], rows);
+}
+
+pub fn placement(v: &Value) {
+    println!("{} of {} shards assigned, max epoch {}", cell(&v["assigned"]), cell(&v["shards"]), cell(&v["max_epoch"]));
+    let rows = v["nodes"]
+        .as_array()
+        .map(|n| n.iter().map(|n| vec![cell(&n["node"]), cell(&n["shards"]), cell(&n["agents"])]).collect())
+        .unwrap_or_default();
+    print(&["NODE", "SHARDS", "AGENTS"], rows);
+}
+
+pub fn done(v: &Value) {
+    println!("{}", v["detail"].as_str().unwrap_or("ok"));
+}

@@ -1,0 +1,12 @@
+//! Configuration: the server's `caxton.toml` (+ `CAXTON_*` overrides) and
+//! the agent TOML schema. Both are validated once, at the edge; what leaves
+//! this module is known good.
+
+pub mod agent;
+mod duration;
+mod env;
+pub mod server;
+mod span;
+
+pub use agent::{AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
+pub use server::{ConfigError, LogFormat, ServerConfig};

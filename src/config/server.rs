@@ -1,0 +1,418 @@
+//! The server's configuration: `caxton.toml`, then `CAXTON_*` environment
+//! variables, then command-line flags, validated once at start.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::env;
+use crate::llm::ProviderConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub server: ServerSection,
+    pub cluster: ClusterSection,
+    pub log: LogSection,
+    pub models: ModelsSection,
+    pub llm: LlmSection,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelsSection {
+    /// Where model weights live (`make models` fills it).
+    pub dir: PathBuf,
+}
+
+impl Default for ModelsSection {
+    fn default() -> Self {
+        Self { dir: PathBuf::from("models") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LlmSection {
+    /// Provider used by agents that name none.
+    pub default_provider: String,
+    /// Providers by name. `local` and `echo` always exist unless redefined.
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for LlmSection {
+    fn default() -> Self {
+        Self {
+            default_provider: "local".into(),
+            providers: BTreeMap::from([
+                ("local".to_owned(), ProviderConfig::local_default()),
+                ("echo".to_owned(), ProviderConfig::echo()),
+            ]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// Public REST API listen address.
+    pub listen: String,
+    /// Where `raft.db`, `state.db` and `snapshots/` live.
+    pub data_dir: PathBuf,
+    /// Agent TOML files deployed at start and hot-reloaded; empty = none.
+    pub agents_dir: String,
+    /// Directory of tool servers (subdirectories with manifest.toml and a
+    /// module) deployed at start, before the agents; empty = none.
+    pub tools_dir: String,
+    /// How often the agents directory is rescanned, in milliseconds.
+    pub agents_reload_ms: u64,
+    /// Largest accepted request body, in bytes.
+    pub max_body_bytes: u64,
+    /// How long a request may run before it is answered 408/503.
+    pub request_timeout_ms: u64,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// This node's id; unique in the cluster and stable for its data dir.
+    pub node_id: u64,
+    /// Node-to-node RPC listen address.
+    pub rpc_listen: String,
+    /// RPC address peers use to reach this node (default: rpc_listen).
+    pub advertise_rpc: String,
+    /// API address advertised to peers and clients (default: server.listen).
+    pub advertise_api: String,
+    /// `auto`: initialise a new cluster on a pristine data dir when there are
+    /// no seeds; `true`: also with seeds, unless a peer already belongs to a
+    /// cluster; `false`: only ever join.
+    pub bootstrap: String,
+    /// Gossip (UDP) listen address; empty disables gossip (a lone node).
+    pub gossip_listen: String,
+    /// Host or IP advertised to peers for every port not advertised explicitly.
+    pub advertise: String,
+    /// Gossip seeds: host:port entries (a DNS name resolving to several
+    /// addresses, like a headless service, works).
+    pub seeds: Vec<String>,
+    pub gossip_interval_ms: u64,
+    /// Voters the leader maintains (3 or 5); other members stay learners.
+    pub voters: u64,
+    /// Silence in gossip after which a node's agents move elsewhere.
+    pub dead_grace_ms: u64,
+    /// Nodes of another cluster name are ignored.
+    pub name: String,
+    /// File holding the cluster secret (CAXTON_CLUSTER_SECRET wins).
+    pub secret_file: String,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries.
+    pub snapshot_after_logs: u64,
+    /// Log entries kept behind a snapshot for lagging followers.
+    pub logs_to_keep: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// `text` (human) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `caxton=debug,openraft=warn`.
+    pub level: String,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("./caxton-data"),
+            agents_dir: String::new(),
+            tools_dir: String::new(),
+            agents_reload_ms: 1000,
+            max_body_bytes: 2 * 1024 * 1024,
+            request_timeout_ms: 300_000,
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}
+
+impl Default for ClusterSection {
+    fn default() -> Self {
+        Self {
+            node_id: 1,
+            rpc_listen: "127.0.0.1:8081".into(),
+            advertise_rpc: String::new(),
+            advertise_api: String::new(),
+            bootstrap: "auto".into(),
+            gossip_listen: String::new(),
+            advertise: String::new(),
+            seeds: Vec::new(),
+            gossip_interval_ms: 500,
+            voters: 3,
+            dead_grace_ms: 5000,
+            name: "caxton".into(),
+            secret_file: String::new(),
+            heartbeat_ms: 500,
+            election_timeout_min_ms: 1500,
+            election_timeout_max_ms: 3000,
+            snapshot_after_logs: 10_000,
+            logs_to_keep: 1_000,
+        }
+    }
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        Self { format: LogFormat::Text, level: "info,openraft=warn".into() }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            server: ServerSection::default(),
+            cluster: ClusterSection::default(),
+            log: LogSection::default(),
+            models: ModelsSection::default(),
+            llm: LlmSection::default(),
+        }
+    }
+}
+
+/// A bad configuration: which key, which value, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{file}:{line}: {key}: {reason}")]
+    Syntax { file: String, line: usize, key: String, reason: String },
+    #[error("environment variable {var}={value:?}: {reason}")]
+    Env { var: String, value: String, reason: String },
+    #[error("{key} = {value:?}: {reason}")]
+    Invalid { key: String, value: String, reason: String },
+}
+
+impl ServerConfig {
+    /// Loads the file (if any), applies `CAXTON_*` overrides, validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(file, |k| std::env::var(k).ok())
+    }
+
+    pub fn load_with(file: Option<&Path>, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let (text, name) = match file {
+            Some(p) => (
+                std::fs::read_to_string(p)
+                    .map_err(|source| ConfigError::Read { path: p.display().to_string(), source })?,
+                p.display().to_string(),
+            ),
+            None => (String::new(), "(defaults)".to_owned()),
+        };
+        let mut doc: toml::Table = toml::from_str(&text).map_err(|e| syntax_error(&name, &text, &e))?;
+        let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults serialize to a table");
+        env::apply(&mut doc, &defaults, lookup)
+            .map_err(|(var, value, reason)| ConfigError::Env { var, value, reason })?;
+        // Re-serialize so serde reports unknown keys and types with positions.
+        let merged = toml::to_string(&doc).expect("a toml table serializes");
+        let mut config: ServerConfig = toml::from_str(&merged).map_err(|e| {
+            // Positions in the merged text are not the user's: report the key only.
+            let key = unknown_key(&e).or_else(|| key_at_error(&merged, &e)).unwrap_or_else(|| "(config)".into());
+            let leaf = key.rsplit('.').next().unwrap_or(&key).to_owned();
+            ConfigError::Syntax { file: name.clone(), line: locate_key(&text, &leaf), key, reason: first_line(&e) }
+        })?;
+        // Declaring providers must not make the built-in ones disappear.
+        for (name, default) in LlmSection::default().providers {
+            config.llm.providers.entry(name).or_insert(default);
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, value: &dyn std::fmt::Display, reason: &str| ConfigError::Invalid {
+            key: key.into(),
+            value: value.to_string(),
+            reason: reason.into(),
+        };
+        parse_addr("server.listen", &self.server.listen)?;
+        parse_addr("cluster.rpc_listen", &self.cluster.rpc_listen)?;
+        if self.cluster.node_id == 0 {
+            return Err(invalid("cluster.node_id", &0, "must be at least 1"));
+        }
+        if self.server.max_body_bytes < 1024 {
+            return Err(invalid("server.max_body_bytes", &self.server.max_body_bytes, "must be at least 1024"));
+        }
+        if self.server.agents_reload_ms < 50 {
+            return Err(invalid("server.agents_reload_ms", &self.server.agents_reload_ms, "must be at least 50"));
+        }
+        let c = &self.cluster;
+        if !matches!(c.bootstrap.as_str(), "auto" | "true" | "false") {
+            return Err(invalid("cluster.bootstrap", &c.bootstrap, "expected auto, true or false"));
+        }
+        if !c.gossip_listen.is_empty() {
+            parse_addr("cluster.gossip_listen", &c.gossip_listen)?;
+        }
+        if !(1..=7).contains(&c.voters) {
+            return Err(invalid("cluster.voters", &c.voters, "must be between 1 and 7 (3 or 5 recommended)"));
+        }
+        if c.gossip_interval_ms < 10 {
+            return Err(invalid("cluster.gossip_interval_ms", &c.gossip_interval_ms, "must be at least 10"));
+        }
+        if c.election_timeout_min_ms <= c.heartbeat_ms {
+            return Err(invalid(
+                "cluster.election_timeout_min_ms",
+                &c.election_timeout_min_ms,
+                "must be greater than cluster.heartbeat_ms",
+            ));
+        }
+        if c.election_timeout_max_ms <= c.election_timeout_min_ms {
+            return Err(invalid(
+                "cluster.election_timeout_max_ms",
+                &c.election_timeout_max_ms,
+                "must be greater than cluster.election_timeout_min_ms",
+            ));
+        }
+        if c.snapshot_after_logs == 0 {
+            return Err(invalid("cluster.snapshot_after_logs", &0, "must be at least 1"));
+        }
+        if !self.llm.providers.contains_key(&self.llm.default_provider) {
+            let known: Vec<&str> = self.llm.providers.keys().map(String::as_str).collect();
+            return Err(invalid(
+                "llm.default_provider",
+                &self.llm.default_provider,
+                &format!("no such provider; configured: {}", known.join(", ")),
+            ));
+        }
+        for (name, p) in &self.llm.providers {
+            p.validate(name).map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            return Err(invalid("log.level", &self.log.level, &e.to_string()));
+        }
+        Ok(())
+    }
+
+    pub fn listen_addr(&self) -> SocketAddr {
+        parse_addr("server.listen", &self.server.listen).expect("validated at load")
+    }
+
+    pub fn rpc_addr(&self) -> SocketAddr {
+        parse_addr("cluster.rpc_listen", &self.cluster.rpc_listen).expect("validated at load")
+    }
+
+    pub fn agents_dir(&self) -> Option<PathBuf> {
+        (!self.server.agents_dir.is_empty()).then(|| PathBuf::from(&self.server.agents_dir))
+    }
+
+    pub fn agents_reload(&self) -> Duration {
+        Duration::from_millis(self.server.agents_reload_ms)
+    }
+
+    /// Every `CAXTON_*` variable and the key it sets.
+    pub fn env_variables() -> Vec<(String, String)> {
+        let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults serialize to a table");
+        env::all_variables(&defaults)
+    }
+}
+
+fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        reason: "expected an IP address and port like 127.0.0.1:8080".into(),
+    })
+}
+
+fn first_line(e: &toml::de::Error) -> String {
+    e.message().lines().next().unwrap_or("invalid").to_owned()
+}
+
+fn unknown_key(e: &toml::de::Error) -> Option<String> {
+    let rest = e.message().strip_prefix("unknown field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
+/// The dotted key (`log.format`) whose value a deserialization error points at.
+fn key_at_error(text: &str, e: &toml::de::Error) -> Option<String> {
+    let start = e.span()?.start.min(text.len());
+    let line_start = text[..start].rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let (key, _) = text[line_start..].lines().next()?.split_once('=')?;
+    let section = text[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[').and_then(|r| r.strip_suffix(']')).map(str::to_owned));
+    let key = key.trim();
+    Some(match section {
+        Some(s) => format!("{s}.{key}"),
+        None => key.to_owned(),
+    })
+}
+
+fn locate_key(text: &str, key: &str) -> usize {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            let is_assignment = l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='));
+            let is_table = l.strip_prefix('[').and_then(|r| r.strip_prefix(key)).is_some_and(|r| r.starts_with([']', '.']));
+            is_assignment || is_table
+        })
+        .map(|i| i + 1)
+        .unwrap_or(0)
+}
+
+fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
+    let line = e.span().map(|s| super::span::line_col(text, s.start).0).unwrap_or(0);
+    ConfigError::Syntax { file: file.into(), line, key: "(syntax)".into(), reason: first_line(e) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(text: &str, env: &[(&str, &str)]) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("caxton.toml");
+        std::fs::write(&path, text).unwrap();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        ServerConfig::load_with(Some(&path), |k| env.get(k).cloned())
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let c = load("[server]\nlisten = \"127.0.0.1:1\"\n", &[("CAXTON_SERVER_LISTEN", "127.0.0.1:2")]).unwrap();
+        assert_eq!(c.server.listen, "127.0.0.1:2");
+        let c = load("", &[("CAXTON_CLUSTER_NODE_ID", "7"), ("CAXTON_CLUSTER_BOOTSTRAP", "false")]).unwrap();
+        assert_eq!(c.cluster.node_id, 7);
+        assert_eq!(c.cluster.bootstrap, "false");
+    }
+
+    #[test]
+    fn errors_name_key_value_and_reason() {
+        let e = load("[server]\nlisten = \"nowhere\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("server.listen") && e.contains("nowhere") && e.contains("expected an IP"), "{e}");
+        let e = load("[server]\nlisen = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("lisen") && e.contains(":2:"), "{e}");
+        let e = load("", &[("CAXTON_CLUSTER_NODE_ID", "abc")]).unwrap_err().to_string();
+        assert!(e.contains("CAXTON_CLUSTER_NODE_ID") && e.contains("abc") && e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn every_key_has_a_variable() {
+        let vars = ServerConfig::env_variables();
+        assert!(vars.iter().any(|(k, v)| k == "server.data_dir" && v == "CAXTON_SERVER_DATA_DIR"));
+        assert!(vars.len() >= 20);
+    }
+}

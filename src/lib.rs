@@ -1,0 +1,17 @@
+//! Caxton: a clustered multi-agent orchestration server.
+//!
+//! The binary (`main.rs`) is a thin CLI over this library; tests and
+//! benchmarks start nodes through [`node::Node`].
+
+pub mod agents;
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod llm;
+pub mod mcp;
+pub mod memory;
+pub mod messaging;
+pub mod node;
+pub mod observability;
+pub mod sse;
+pub mod state;

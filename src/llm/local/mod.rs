@@ -1,0 +1,231 @@
+//! An in-process GGUF model (default SmolLM2-135M-Instruct) run with
+//! candle's quantized llama on the CPU.
+//!
+//! Loaded lazily on first use. Generation runs on blocking threads, never on
+//! the async workers, and at most `concurrency` at a time (each holds its own
+//! KV cache; the weights are shared). Tools are not offered to this model: a
+//! 135M model cannot call them reliably, so it answers in text only.
+
+mod tokenizer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::quantized_llama::ModelWeights;
+use tokio::sync::{OnceCell, Semaphore};
+
+use super::types::{ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, Usage};
+pub use tokenizer::GgufTokenizer;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LocalModelError {
+    #[error("model file {path} cannot be opened: {reason} (run `make models`, or set models.dir / the provider's model_path)")]
+    Missing { path: String, reason: String },
+    #[error("model file {path} is not a usable GGUF model: {reason}")]
+    Invalid { path: String, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalSettings {
+    pub model_path: PathBuf,
+    pub temperature: f32,
+    pub max_tokens: u32,
+    pub concurrency: usize,
+    /// Prompt tokens beyond this are cut from the oldest messages.
+    pub context_tokens: usize,
+    pub seed: u64,
+}
+
+struct Loaded {
+    weights: ModelWeights,
+    tokenizer: GgufTokenizer,
+}
+
+pub struct LocalModel {
+    name: String,
+    settings: LocalSettings,
+    loaded: OnceCell<Arc<Loaded>>,
+    permits: Semaphore,
+}
+
+/// One finished generation, with timing for benchmarks.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub stopped_at_end_of_turn: bool,
+    pub time_to_first_token: std::time::Duration,
+    pub total: std::time::Duration,
+}
+
+impl LocalModel {
+    pub fn new(name: &str, settings: LocalSettings) -> Self {
+        let permits = Semaphore::new(settings.concurrency.max(1));
+        Self { name: name.to_owned(), settings, loaded: OnceCell::new(), permits }
+    }
+
+    fn load_blocking(path: PathBuf) -> Result<Loaded, LocalModelError> {
+        let shown = path.display().to_string();
+        let mut file = std::fs::File::open(&path).map_err(|e| LocalModelError::Missing { path: shown.clone(), reason: e.to_string() })?;
+        let invalid = |reason: String| LocalModelError::Invalid { path: shown.clone(), reason };
+        let content = gguf_file::Content::read(&mut file).map_err(|e| invalid(e.to_string()))?;
+        let tokenizer = GgufTokenizer::from_gguf(&content).map_err(invalid)?;
+        let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(|e| invalid(e.to_string()))?;
+        Ok(Loaded { weights, tokenizer })
+    }
+
+    async fn loaded(&self) -> Result<Arc<Loaded>, LlmError> {
+        let path = self.settings.model_path.clone();
+        self.loaded
+            .get_or_try_init(|| async move {
+                let started = Instant::now();
+                let loaded = tokio::task::spawn_blocking(move || Self::load_blocking(path))
+                    .await
+                    .map_err(|e| LlmError::Local(e.to_string()))?
+                    .map_err(|e| LlmError::Local(e.to_string()))?;
+                tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "local model loaded");
+                Ok(Arc::new(loaded))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Loads the model now rather than on the first request.
+    pub async fn warm_up(&self) -> Result<(), LlmError> {
+        self.loaded().await.map(|_| ())
+    }
+
+    /// ChatML, as SmolLM2's chat template: one `<|im_start|>role\n…<|im_end|>`
+    /// block per message, then an open assistant block.
+    pub fn render_chat(messages: &[ChatMessage]) -> String {
+        let mut out = String::new();
+        for m in messages {
+            let role = match m.role {
+                Role::System => "system",
+                Role::User => "user",
+                Role::Assistant => "assistant",
+                // Tool results are shown to the model as user-visible context.
+                Role::Tool => "user",
+            };
+            out.push_str(&format!("<|im_start|>{role}\n{}<|im_end|>\n", m.content));
+        }
+        out.push_str("<|im_start|>assistant\n");
+        out
+    }
+
+    /// Runs one generation to completion on a blocking thread.
+    pub async fn generate(&self, req: &ChatRequest, tokens: Option<TokenSink>) -> Result<Generation, LlmError> {
+        let loaded = self.loaded().await?;
+        let _permit = self.permits.acquire().await.map_err(|e| LlmError::Local(e.to_string()))?;
+        let settings = self.settings.clone();
+        let messages = fit_context(&loaded.tokenizer, &req.messages, settings.context_tokens)?;
+        let prompt = Self::render_chat(&messages);
+        let temperature = req.temperature.unwrap_or(settings.temperature);
+        let max_tokens = req.max_tokens.unwrap_or(settings.max_tokens).min(4096) as usize;
+        tokio::task::spawn_blocking(move || run_generation(&loaded, &prompt, temperature, max_tokens, settings.seed, tokens))
+            .await
+            .map_err(|e| LlmError::Local(e.to_string()))?
+    }
+}
+
+/// Drops the oldest non-system messages until the prompt fits.
+fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> Result<Vec<ChatMessage>, LlmError> {
+    let mut kept: Vec<ChatMessage> = messages.to_vec();
+    loop {
+        let n = tok.encode(&LocalModel::render_chat(&kept)).map_err(LlmError::Local)?.len();
+        let first_droppable = kept.iter().position(|m| m.role != Role::System);
+        match first_droppable {
+            Some(i) if n > budget && kept.len() - i > 1 => {
+                kept.remove(i);
+            }
+            _ => return Ok(kept),
+        }
+    }
+}
+
+fn run_generation(
+    loaded: &Loaded,
+    prompt: &str,
+    temperature: f32,
+    max_tokens: usize,
+    seed: u64,
+    tokens: Option<TokenSink>,
+) -> Result<Generation, LlmError> {
+    let err = |e: candle_core::Error| LlmError::Local(e.to_string());
+    let started = Instant::now();
+    let tok = &loaded.tokenizer;
+    let prompt_ids = tok.encode(prompt).map_err(LlmError::Local)?;
+    // A private copy: shares the weights, owns its KV cache.
+    let mut model = loaded.weights.clone();
+    let sampling = if temperature <= 0.0 {
+        Sampling::ArgMax
+    } else {
+        Sampling::TopP { p: 0.9, temperature: temperature as f64 }
+    };
+    let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
+    let stops: Vec<u32> = [Some(tok.eos), tok.end_of_turn].into_iter().flatten().collect();
+
+    let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
+    let mut logits = model.forward(&input, 0).map_err(err)?.squeeze(0).map_err(err)?;
+    let mut generated: Vec<u32> = Vec::with_capacity(max_tokens);
+    let mut emitted = String::new();
+    let mut first_token_at = None;
+    let mut stopped = false;
+    for step in 0..max_tokens {
+        let next = sampler.sample(&logits).map_err(err)?;
+        if first_token_at.is_none() {
+            first_token_at = Some(started.elapsed());
+        }
+        if stops.contains(&next) {
+            stopped = true;
+            break;
+        }
+        generated.push(next);
+        // Emit only whole characters: a multi-byte character may span tokens.
+        let text = tok.decode(&generated).map_err(LlmError::Local)?;
+        if !text.ends_with('\u{FFFD}') && text.len() > emitted.len() && text.starts_with(&emitted) {
+            if let Some(t) = &tokens {
+                let _ = t.send(text[emitted.len()..].to_owned());
+            }
+            emitted = text;
+        }
+        let input = Tensor::new(&[next], &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
+        logits = model.forward(&input, prompt_ids.len() + step).map_err(err)?.squeeze(0).map_err(err)?;
+    }
+    let text = tok.decode(&generated).map_err(LlmError::Local)?;
+    if let Some(t) = &tokens {
+        if text.len() > emitted.len() && text.starts_with(&emitted) {
+            let _ = t.send(text[emitted.len()..].to_owned());
+        }
+    }
+    Ok(Generation {
+        text: text.trim().to_owned(),
+        prompt_tokens: prompt_ids.len(),
+        completion_tokens: generated.len(),
+        stopped_at_end_of_turn: stopped,
+        time_to_first_token: first_token_at.unwrap_or_default(),
+        total: started.elapsed(),
+    })
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for LocalModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn chat(&self, request: ChatRequest, tokens: Option<TokenSink>) -> Result<ChatResponse, LlmError> {
+        let g = self.generate(&request, tokens).await?;
+        Ok(ChatResponse {
+            content: g.text,
+            tool_calls: vec![],
+            finish_reason: if g.stopped_at_end_of_turn { "stop".into() } else { "length".into() },
+            usage: Usage { prompt_tokens: g.prompt_tokens as u32, completion_tokens: g.completion_tokens as u32 },
+        })
+    }
+}

@@ -1,0 +1,331 @@
+//! Compiling, caching and running tool servers.
+//!
+//! Every call runs a fresh instance (pre-instantiated, so setup is cheap):
+//! no state leaks between calls or callers. The host feeds the MCP
+//! handshake and the request to the module's stdin, runs it to completion
+//! under its limits, and reads the JSON-RPC answers from its stdout.
+//!
+//! Limits, each reported by name when hit: linear memory (a resource
+//! limiter refuses growth past the cap), CPU (fuel), wall-clock time (epoch
+//! interruption, ticked by a host thread), input and output size.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+/// How often the epoch advances; wall-clock limits are counted in ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+const PROTOCOL_VERSION: &str = "2025-06-18";
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Limits {
+    pub max_memory_bytes: usize,
+    pub fuel: u64,
+    pub timeout: Duration,
+    pub max_input_bytes: usize,
+    pub max_output_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_memory_bytes: 64 << 20,
+            fuel: 2_000_000_000,
+            timeout: Duration::from_secs(5),
+            max_input_bytes: 1 << 20,
+            max_output_bytes: 1 << 20,
+        }
+    }
+}
+
+/// What a server may touch: nothing, unless declared.
+#[derive(Debug, Clone, Default)]
+pub struct Sandbox {
+    /// Host directory preopened as `/data` (read-write), if declared.
+    pub preopen: Option<PathBuf>,
+    /// Environment variables the manifest declares (and only those).
+    pub env: Vec<(String, String)>,
+    /// Where `caxton.http_request` may go (nowhere by default).
+    pub http: super::http::HttpPolicy,
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ToolError {
+    #[error("not a valid WebAssembly module: {0}")]
+    InvalidModule(String),
+    #[error("memory limit exceeded: the module tried to grow past {limit_mb} MiB")]
+    MemoryLimit { limit_mb: usize },
+    #[error("CPU limit exceeded: the module used all of its {fuel} fuel")]
+    CpuLimit { fuel: u64 },
+    #[error("time limit exceeded: no result within {timeout_ms} ms")]
+    Timeout { timeout_ms: u64 },
+    #[error("output limit exceeded: the module wrote more than {limit} bytes")]
+    OutputLimit { limit: usize },
+    #[error("input limit exceeded: the request is {size} bytes, the limit is {limit}")]
+    InputLimit { size: usize, limit: usize },
+    #[error("the module never answered `initialize` (not an MCP server?)")]
+    NoInitialize,
+    #[error("the module trapped: {0}")]
+    Trap(String),
+    #[error("the module's answer is not MCP JSON-RPC: {0}")]
+    Protocol(String),
+    #[error("the tool returned an error ({code}): {message}")]
+    Rpc { code: i64, message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(rename = "inputSchema", default)]
+    pub input_schema: Value,
+}
+
+struct StoreData {
+    wasi: WasiP1Ctx,
+    max_memory: usize,
+    denied_growth: bool,
+    http: super::http::HttpPolicy,
+    deadline: std::time::Instant,
+    max_output: usize,
+}
+
+impl ResourceLimiter for StoreData {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.denied_growth = true;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// A compiled, linked server, ready to instantiate.
+#[derive(Clone)]
+pub struct CompiledServer {
+    pub hash: String,
+    pre: InstancePre<StoreData>,
+}
+
+pub struct McpHost {
+    engine: Engine,
+    linker: Linker<StoreData>,
+    cache_dir: PathBuf,
+    compiled: Mutex<HashMap<String, CompiledServer>>,
+}
+
+impl McpHost {
+    pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
+        std::fs::create_dir_all(cache_dir)?;
+        let mut config = Config::new();
+        config.consume_fuel(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker: Linker<StoreData> = Linker::new(&engine);
+        p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
+        link_http(&mut linker)?;
+        let ticker = engine.weak();
+        std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || loop {
+            std::thread::sleep(EPOCH_TICK);
+            match ticker.upgrade() {
+                Some(engine) => engine.increment_epoch(),
+                None => return,
+            }
+        })?;
+        Ok(Arc::new(Self { engine, linker, cache_dir: cache_dir.to_path_buf(), compiled: Mutex::new(HashMap::new()) }))
+    }
+
+    /// Compiles a module once per node: in memory by content hash, and on
+    /// disk (`wasm-cache/HASH.cwasm`) across restarts.
+    /// The already compiled server with this content hash, if any.
+    pub fn compiled(&self, hash: &str) -> Option<CompiledServer> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+    }
+
+    pub fn compile(&self, bytes: &[u8]) -> Result<CompiledServer, ToolError> {
+        let hash = hex::encode(Sha256::digest(bytes));
+        if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+            return Ok(c.clone());
+        }
+        let cached = self.cache_dir.join(format!("{hash}.cwasm"));
+        // SAFETY: the file was written by `Module::serialize` of this engine
+        // into our own cache directory; wasmtime checks its version header.
+        let module = match unsafe { Module::deserialize_file(&self.engine, &cached) } {
+            Ok(m) => m,
+            Err(_) => {
+                let m = Module::new(&self.engine, bytes).map_err(|e| ToolError::InvalidModule(format!("{e:#}")))?;
+                if let Ok(serialized) = m.serialize() {
+                    let tmp = cached.with_extension("tmp");
+                    if std::fs::write(&tmp, serialized).is_ok() {
+                        let _ = std::fs::rename(&tmp, &cached);
+                    }
+                }
+                m
+            }
+        };
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| ToolError::InvalidModule(format!("{e:#}")))?;
+        let server = CompiledServer { hash: hash.clone(), pre };
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, server.clone());
+        Ok(server)
+    }
+
+    /// Runs one session: `requests` go to stdin, answers come from stdout.
+    fn run(&self, server: &CompiledServer, requests: &[Value], limits: &Limits, sandbox: &Sandbox) -> Result<Vec<Value>, ToolError> {
+        let mut input = String::new();
+        for r in requests {
+            input.push_str(&r.to_string());
+            input.push('\n');
+        }
+        if input.len() > limits.max_input_bytes {
+            return Err(ToolError::InputLimit { size: input.len(), limit: limits.max_input_bytes });
+        }
+        let stdout = MemoryOutputPipe::new(limits.max_output_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(MemoryInputPipe::new(input)).stdout(stdout.clone()).stderr(MemoryOutputPipe::new(64 * 1024)).args(&["tool"]);
+        for (k, v) in &sandbox.env {
+            wasi.env(k, v);
+        }
+        if let Some(dir) = &sandbox.preopen {
+            wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite).map_err(|e| ToolError::Trap(format!("cannot preopen {}: {e}", dir.display())))?;
+        }
+        let data = StoreData {
+            wasi: wasi.build_p1(),
+            max_memory: limits.max_memory_bytes,
+            denied_growth: false,
+            http: sandbox.http.clone(),
+            deadline: std::time::Instant::now() + limits.timeout,
+            max_output: limits.max_output_bytes,
+        };
+        let mut store = Store::new(&self.engine, data);
+        store.limiter(|d| d);
+        store.set_fuel(limits.fuel).map_err(|e| ToolError::Trap(e.to_string()))?;
+        store.set_epoch_deadline((limits.timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
+        let result = server.pre.instantiate(&mut store).and_then(|instance| {
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            start.call(&mut store, ())
+        });
+        let output = stdout.contents();
+        if let Err(e) = result {
+            // A clean `exit(0)` is not a failure.
+            let exited_ok = e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some_and(|c| c.0 == 0);
+            if !exited_ok {
+                return Err(classify(e, &store, limits, output.len()));
+            }
+        }
+        if output.len() >= limits.max_output_bytes {
+            return Err(ToolError::OutputLimit { limit: limits.max_output_bytes });
+        }
+        String::from_utf8_lossy(&output)
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).map_err(|e| ToolError::Protocol(format!("{e}: {}", l.chars().take(200).collect::<String>()))))
+            .collect()
+    }
+
+    /// Runs a session on a blocking thread, bounded by the wall-clock limit.
+    async fn session(self: &Arc<Self>, server: &CompiledServer, requests: Vec<Value>, limits: Limits, sandbox: Sandbox) -> Result<Vec<Value>, ToolError> {
+        let (host, server) = (self.clone(), server.clone());
+        tokio::task::spawn_blocking(move || host.run(&server, &requests, &limits, &sandbox))
+            .await
+            .map_err(|e| ToolError::Trap(e.to_string()))?
+    }
+
+    fn handshake() -> Vec<Value> {
+        vec![
+            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+                "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "caxton", "version": env!("CARGO_PKG_VERSION")}
+            }}),
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
+        ]
+    }
+
+    /// `initialize` then `tools/list`.
+    pub async fn list_tools(self: &Arc<Self>, server: &CompiledServer, limits: Limits) -> Result<Vec<ToolInfo>, ToolError> {
+        let mut requests = Self::handshake();
+        requests.push(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
+        let answers = self.session(server, requests, limits, Sandbox::default()).await?;
+        let result = answer(&answers, 1)?;
+        serde_json::from_value(result["tools"].clone()).map_err(|e| ToolError::Protocol(format!("tools/list: {e}")))
+    }
+
+    /// `initialize` then `tools/call`; returns the call's `result`.
+    pub async fn call_tool(self: &Arc<Self>, server: &CompiledServer, name: &str, arguments: Value, limits: Limits, sandbox: Sandbox) -> Result<Value, ToolError> {
+        let mut requests = Self::handshake();
+        requests.push(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
+        let answers = self.session(server, requests, limits, sandbox).await?;
+        answer(&answers, 1)
+    }
+}
+
+/// `caxton.http_request(req_ptr, req_len, out_ptr, out_cap) -> i32`: the
+/// request is JSON `{method, url, headers, body}`; the answer, JSON
+/// `{"ok": {status, headers, body}}` or `{"error": "..."}`, is written at
+/// `out_ptr`. Returns its length, or `-needed` if `out_cap` is too small.
+/// Epoch interruption cannot stop a blocking host call, so the request's
+/// own timeout is the time the call has left.
+fn link_http(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "caxton",
+        "http_request",
+        |mut caller: wasmtime::Caller<'_, StoreData>, req_ptr: i32, req_len: i32, out_ptr: i32, out_cap: i32| -> wasmtime::Result<i32> {
+            let memory = caller.get_export("memory").and_then(|e| e.into_memory()).ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
+            let mut buf = vec![0u8; req_len.max(0) as usize];
+            memory.read(&caller, req_ptr as usize, &mut buf)?;
+            let data = caller.data();
+            let left = data.deadline.saturating_duration_since(std::time::Instant::now());
+            let answer = match serde_json::from_slice::<super::http::HttpRequest>(&buf) {
+                Err(e) => json!({"error": format!("bad request JSON: {e}")}),
+                Ok(req) if left.is_zero() => json!({"error": format!("no time left for {}", req.url)}),
+                Ok(req) => match super::http::perform(&data.http, req, left, data.max_output) {
+                    Ok(resp) => json!({"ok": resp}),
+                    Err(e) => json!({"error": e}),
+                },
+            };
+            let bytes = answer.to_string().into_bytes();
+            if bytes.len() > out_cap.max(0) as usize {
+                return Ok(-(bytes.len() as i32));
+            }
+            memory.write(&mut caller, out_ptr as usize, &bytes)?;
+            Ok(bytes.len() as i32)
+        },
+    )?;
+    Ok(())
+}
+
+/// The `result` of request `id`, after checking the handshake was answered.
+fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
+    if !answers.iter().any(|a| a["id"] == 0 && a.get("result").is_some()) {
+        return Err(ToolError::NoInitialize);
+    }
+    let a = answers.iter().find(|a| a["id"] == id).ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
+    if let Some(err) = a.get("error") {
+        return Err(ToolError::Rpc { code: err["code"].as_i64().unwrap_or(0), message: err["message"].as_str().unwrap_or("").to_owned() });
+    }
+    Ok(a["result"].clone())
+}
+
+fn classify(e: wasmtime::Error, store: &Store<StoreData>, limits: &Limits, written: usize) -> ToolError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => ToolError::CpuLimit { fuel: limits.fuel },
+        Some(Trap::Interrupt) => ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 },
+        _ if store.data().denied_growth => ToolError::MemoryLimit { limit_mb: limits.max_memory_bytes >> 20 },
+        // The output pipe refuses a write that would pass its capacity.
+        _ if written >= limits.max_output_bytes || format!("{e:#}").contains("beyond capacity") => {
+            ToolError::OutputLimit { limit: limits.max_output_bytes }
+        }
+        _ => ToolError::Trap(format!("{e:#}")),
+    }
+}

@@ -1,0 +1,13 @@
+//! The WASM MCP host: tool servers are `wasm32-wasip1` modules speaking MCP
+//! JSON-RPC over stdin/stdout (the MCP stdio transport), run by wasmtime
+//! with no ambient authority and hard limits, deployed through Raft.
+
+mod host;
+mod http;
+mod manifest;
+mod registry;
+
+pub use host::{CompiledServer, Limits, McpHost, Sandbox, ToolError, ToolInfo};
+pub use http::{is_internal, HttpPolicy};
+pub use manifest::Manifest;
+pub use registry::{McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};

@@ -1,0 +1,204 @@
+//! Deployed tool servers: replicated through Raft (content-addressed, size
+//! capped), compiled lazily per node, their tools callable by name.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use caxton_cluster::{Cluster, ReadError, WriteError};
+use rusqlite::OptionalExtension;
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::host::{CompiledServer, McpHost, Sandbox, ToolError, ToolInfo};
+use super::manifest::Manifest;
+use crate::state::{CaxtonState, Command, Response};
+
+/// Largest module accepted (it travels through the Raft log).
+pub const MAX_MODULE_BYTES: usize = 16 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum McpError {
+    #[error("invalid tool server: {0}")]
+    Invalid(String),
+    #[error("no tool server named `{0}`")]
+    UnknownServer(String),
+    #[error("no tool named `{name}`; available tools: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
+    UnknownTool { name: String, available: Vec<String> },
+    #[error(transparent)]
+    Tool(#[from] ToolError),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ServerRecord {
+    pub name: String,
+    pub version: String,
+    pub description: String,
+    /// sha256 of the module.
+    pub hash: String,
+    pub size_bytes: usize,
+    #[schema(value_type = Object)]
+    pub limits: super::manifest::ManifestLimits,
+    #[schema(value_type = Vec<Object>)]
+    pub tools: Vec<ToolInfo>,
+    pub deployed_at_ms: i64,
+}
+
+pub struct McpRegistry {
+    cluster: Arc<Cluster<CaxtonState>>,
+    host: Arc<McpHost>,
+    data_root: PathBuf,
+}
+
+impl McpRegistry {
+    pub fn new(cluster: Arc<Cluster<CaxtonState>>, host: Arc<McpHost>, data_root: PathBuf) -> Self {
+        Self { cluster, host, data_root }
+    }
+
+    /// Validates, compiles and lists the tools here, then replicates.
+    pub async fn deploy(&self, manifest_text: &str, module: Vec<u8>) -> Result<ServerRecord, McpError> {
+        let manifest = Manifest::parse(manifest_text).map_err(McpError::Invalid)?;
+        if module.len() > MAX_MODULE_BYTES {
+            return Err(McpError::Invalid(format!("module is {} bytes; the limit is {MAX_MODULE_BYTES}", module.len())));
+        }
+        let compiled = self.host.compile(&module)?;
+        let tools = self.host.list_tools(&compiled, manifest.limits()).await?;
+        let cmd = Command::DeployMcpServer {
+            name: manifest.name.clone(),
+            manifest: manifest_text.to_owned(),
+            module: base64::engine::general_purpose::STANDARD.encode(&module),
+            tools: serde_json::to_string(&tools).unwrap_or_default(),
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        match self.cluster.write(&cmd).await? {
+            Response::Done => {}
+            other => return Err(McpError::Invalid(format!("unexpected answer {other:?}"))),
+        }
+        self.get(&manifest.name).await?.ok_or(McpError::UnknownServer(manifest.name))
+    }
+
+    pub async fn remove(&self, name: &str) -> Result<(), McpError> {
+        match self.cluster.write(&Command::RemoveMcpServer { name: name.to_owned() }).await? {
+            Response::Deleted(true) => Ok(()),
+            _ => Err(McpError::UnknownServer(name.to_owned())),
+        }
+    }
+
+    pub async fn list(&self) -> Result<Vec<ServerRecord>, McpError> {
+        Ok(self.cluster.read(|c| {
+            let mut s = c.prepare("SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers ORDER BY name")?;
+            let rows = s.query_map([], row_to_record)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .await?
+        .into_iter()
+        .flatten()
+        .collect())
+    }
+
+    pub async fn get(&self, name: &str) -> Result<Option<ServerRecord>, McpError> {
+        let name = name.to_owned();
+        Ok(self
+            .cluster
+            .read(move |c| {
+                c.query_row("SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers WHERE name = ?1", [name], row_to_record)
+                    .optional()
+            })
+            .await?
+            .flatten())
+    }
+
+    /// Deploys every `DIR/*/manifest.toml` + module found under `root` whose
+    /// module is not deployed yet (by content hash). Returns what it did.
+    pub async fn deploy_dir(&self, root: &std::path::Path) -> Vec<(String, Result<(), String>)> {
+        let mut out = Vec::new();
+        let Ok(entries) = std::fs::read_dir(root) else { return out };
+        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("manifest.toml").is_file()).collect();
+        dirs.sort();
+        for dir in dirs {
+            let label = dir.display().to_string();
+            let result = async {
+                let manifest = std::fs::read_to_string(dir.join("manifest.toml")).map_err(|e| e.to_string())?;
+                let module_path = std::fs::read_dir(&dir)
+                    .map_err(|e| e.to_string())?
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .find(|p| p.extension().is_some_and(|x| x == "wasm"))
+                    .ok_or("no .wasm module beside manifest.toml (run `make wasm`)")?;
+                let module = std::fs::read(&module_path).map_err(|e| e.to_string())?;
+                let name = Manifest::parse(&manifest)?.name;
+                let hash = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&module));
+                if self.get(&name).await.map_err(|e| e.to_string())?.is_some_and(|r| r.hash == hash) {
+                    return Ok(());
+                }
+                self.deploy(&manifest, module).await.map(|_| ()).map_err(|e| e.to_string())
+            }
+            .await;
+            out.push((label, result));
+        }
+        out
+    }
+
+    /// Every tool of every server: (tool, server).
+    pub async fn tools(&self) -> Result<Vec<(ToolInfo, String)>, McpError> {
+        Ok(self.list().await?.into_iter().flat_map(|s| s.tools.into_iter().map(move |t| (t, s.name.clone()))).collect())
+    }
+
+    /// The compiled server and its manifest. The module itself is read (and
+    /// hashed, and compiled) only the first time this node sees its hash.
+    async fn load(&self, server: &str) -> Result<(CompiledServer, Manifest), McpError> {
+        let name = server.to_owned();
+        let row: Option<(String, String)> = self
+            .cluster
+            .read(move |c| c.query_row("SELECT manifest, hash FROM mcp_servers WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .await?;
+        let (manifest, hash) = row.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
+        let manifest = Manifest::parse(&manifest).map_err(McpError::Invalid)?;
+        if let Some(compiled) = self.host.compiled(&hash) {
+            return Ok((compiled, manifest));
+        }
+        let name = server.to_owned();
+        let module: Option<Vec<u8>> =
+            self.cluster.read(move |c| c.query_row("SELECT module FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()).await?;
+        let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
+        Ok((self.host.compile(&module)?, manifest))
+    }
+
+    /// Calls a tool by name, on whichever server provides it.
+    pub async fn call(&self, tool: &str, arguments: Value) -> Result<Value, McpError> {
+        let tools = self.tools().await?;
+        let Some((_, server)) = tools.iter().find(|(t, _)| t.name == tool) else {
+            return Err(McpError::UnknownTool { name: tool.to_owned(), available: tools.iter().map(|(t, _)| t.name.clone()).collect() });
+        };
+        let (compiled, manifest) = self.load(server).await?;
+        let mut sandbox = Sandbox::default();
+        if manifest.sandbox.data_dir {
+            let dir = self.data_root.join(&manifest.name);
+            std::fs::create_dir_all(&dir).map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            sandbox.preopen = Some(dir);
+        }
+        sandbox.http = super::http::HttpPolicy { allow: manifest.sandbox.http_allow.clone(), allow_private: manifest.sandbox.http_allow_private };
+        sandbox.env = manifest.sandbox.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+        Ok(self.host.call_tool(&compiled, tool, arguments, manifest.limits(), sandbox).await?)
+    }
+}
+
+fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ServerRecord>> {
+    let manifest: String = r.get(1)?;
+    let Ok(m) = Manifest::parse(&manifest) else { return Ok(None) };
+    let tools: String = r.get(4)?;
+    Ok(Some(ServerRecord {
+        name: r.get(0)?,
+        version: m.version.clone(),
+        description: m.description.clone(),
+        hash: r.get(2)?,
+        size_bytes: r.get::<_, i64>(3)? as usize,
+        limits: m.limits.clone(),
+        tools: serde_json::from_str(&tools).unwrap_or_default(),
+        deployed_at_ms: r.get(5)?,
+    }))
+}

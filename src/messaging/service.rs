@@ -1,0 +1,302 @@
+//! The durable send path: resolve the receiver, commit the message through
+//! Raft (the durability point), and optionally wait for the committed reply.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use caxton_cluster::{Cluster, ReadError, WriteError};
+use serde::Serialize;
+use tokio::sync::{broadcast, oneshot};
+use utoipa::ToSchema;
+
+use super::batcher::Batcher;
+use super::message::{ConversationState, Message, MessageKind, MessageStatus};
+use super::routing::{CapabilityRouter, Routed};
+use super::streams::TokenHub;
+use crate::config::AgentName;
+use crate::llm::ChatMessage;
+use crate::state::{AcceptOutcome, CaxtonState, Command, ConversationRecord, Queries, Response, StateEvent};
+
+/// Agent-to-agent hops allowed before a request is refused (loop guard).
+pub const MAX_HOPS: u32 = 4;
+
+#[derive(Debug, Clone)]
+pub enum Target {
+    Agent(String),
+    Capability(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct SendRequest {
+    pub target: Target,
+    pub content: String,
+    pub kind: MessageKind,
+    pub sender: String,
+    /// A caller-chosen id makes a retried send idempotent.
+    pub id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub requirements: Option<String>,
+    pub context: Option<String>,
+    pub history: Vec<ChatMessage>,
+    pub hop: u32,
+    pub trace_id: Option<String>,
+}
+
+impl SendRequest {
+    pub fn request(target: Target, content: impl Into<String>) -> Self {
+        Self {
+            target,
+            content: content.into(),
+            kind: MessageKind::Request,
+            sender: "user".into(),
+            id: None,
+            conversation_id: None,
+            reply_to: None,
+            requirements: None,
+            context: None,
+            history: Vec::new(),
+            hop: 0,
+            trace_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum SendOutcome {
+    /// Committed; the answer comes later.
+    Accepted(Message),
+    /// Committed and answered within the wait.
+    Answered { request: Message, reply: Message },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("no agent named `{0}` is deployed")]
+    UnknownAgent(String),
+    #[error("no agent declares capability `{capability}`; capabilities that exist: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
+    NoAgentForCapability { capability: String, available: Vec<String> },
+    #[error("invalid message: {0}")]
+    Invalid(String),
+    #[error("hop limit of {MAX_HOPS} agent-to-agent requests reached (a loop?)")]
+    HopLimit,
+    #[error("message `{0}` does not exist")]
+    NotFound(String),
+    #[error("no reply to message `{id}` within {waited:?}; it stays accepted and will be answered: poll GET /v1/messages/{id}")]
+    Timeout { id: String, waited: Duration },
+    #[error(transparent)]
+    Cluster(Arc<WriteError>),
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Conversation {
+    #[serde(flatten)]
+    pub record: ConversationRecord,
+    pub messages: Vec<Message>,
+}
+
+type AcceptBatcher = Batcher<Message, AcceptOutcome, WriteError>;
+
+#[derive(Default)]
+struct Waiters {
+    by_request: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Waiters {
+    fn register(&self, id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.by_request.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_owned()).or_default().push(tx);
+        rx
+    }
+
+    fn wake(&self, id: &str) {
+        if let Some(list) = self.by_request.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            for tx in list {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    fn forget(&self, id: &str) {
+        let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = map.get_mut(id) {
+            list.retain(|tx| !tx.is_closed());
+            if list.is_empty() {
+                map.remove(id);
+            }
+        }
+    }
+}
+
+pub struct MessageService {
+    queries: Queries,
+    router: CapabilityRouter,
+    accept: AcceptBatcher,
+    cluster: Arc<Cluster<CaxtonState>>,
+    waiters: Arc<Waiters>,
+    pub tokens: Arc<TokenHub>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+impl MessageService {
+    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries, events: broadcast::Receiver<StateEvent>) -> Arc<Self> {
+        let c = cluster.clone();
+        let accept: AcceptBatcher = Batcher::spawn(512, 4, move |messages: Vec<Message>| {
+            let c = c.clone();
+            async move {
+                let n = messages.len();
+                match c.write(&Command::AcceptMessages { messages }).await? {
+                    Response::Accepted(outcomes) if outcomes.len() == n => Ok(outcomes),
+                    other => Err(WriteError::Rejected(format!("unexpected answer to AcceptMessages: {other:?}"))),
+                }
+            }
+        });
+        let waiters = Arc::new(Waiters::default());
+        tokio::spawn(wake_waiters(events, waiters.clone()));
+        Arc::new(Self { router: CapabilityRouter::new(queries.clone()), queries, accept, cluster, waiters, tokens: Arc::new(TokenHub::default()) })
+    }
+
+    pub fn queries(&self) -> &Queries {
+        &self.queries
+    }
+
+    async fn resolve(&self, target: &Target) -> Result<(String, Option<String>), MessageError> {
+        match target {
+            Target::Agent(name) => {
+                let parsed = AgentName::parse(name).map_err(|_| MessageError::UnknownAgent(name.clone()))?;
+                let agent = self.queries.agent(&parsed).await?.ok_or_else(|| MessageError::UnknownAgent(name.clone()))?;
+                Ok((agent.name, None))
+            }
+            Target::Capability(cap) => match self.router.route(cap).await? {
+                Routed::Agent(name) => Ok((name, Some(cap.clone()))),
+                Routed::NoAgent { available } => Err(MessageError::NoAgentForCapability { capability: cap.clone(), available }),
+            },
+        }
+    }
+
+    /// Commits a message and, if `wait` is given, waits for its reply.
+    pub async fn send(&self, req: SendRequest, wait: Option<Duration>) -> Result<SendOutcome, MessageError> {
+        if req.hop > MAX_HOPS {
+            return Err(MessageError::HopLimit);
+        }
+        if req.content.trim().is_empty() {
+            return Err(MessageError::Invalid("content must not be empty".into()));
+        }
+        let (receiver, capability) = self.resolve(&req.target).await?;
+        let trace_id = req.trace_id.clone().or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok()).unwrap_or_else(new_id);
+        let message = Message {
+            id: req.id.clone().unwrap_or_else(new_id),
+            kind: req.kind,
+            sender: req.sender.clone(),
+            receiver,
+            capability,
+            conversation_id: req.conversation_id.clone().unwrap_or_else(new_id),
+            reply_to: req.reply_to.clone(),
+            content: req.content.clone(),
+            requirements: req.requirements.clone(),
+            context: req.context.clone(),
+            history: req.history.clone(),
+            trace_id,
+            span_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+            hop: req.hop,
+            created_at_ms: now_ms(),
+            status: MessageStatus::Accepted,
+            reply_id: None,
+        };
+        // Register before committing so a fast reply cannot slip past us.
+        let waiter = wait.map(|_| self.waiters.register(&message.id));
+        let outcome = self.accept.submit(message.clone()).await.map_err(|_| MessageError::Cluster(Arc::new(WriteError::Fatal("node stopping".into()))))?;
+        let stored = match outcome.map_err(MessageError::Cluster)? {
+            AcceptOutcome::Accepted => message,
+            // A retried send: answer with what was stored the first time.
+            AcceptOutcome::Duplicate => self.queries.message(&message.id).await?.ok_or_else(|| MessageError::NotFound(message.id.clone()))?,
+            AcceptOutcome::UnknownReceiver => return Err(MessageError::UnknownAgent(message.receiver)),
+        };
+        match (wait, waiter) {
+            (Some(wait), Some(waiter)) if stored.kind == MessageKind::Request => {
+                let reply = self.wait_reply(&stored.id, waiter, wait).await?;
+                let request = self.queries.message(&stored.id).await?.unwrap_or(stored);
+                Ok(SendOutcome::Answered { request, reply })
+            }
+            _ => Ok(SendOutcome::Accepted(stored)),
+        }
+    }
+
+    async fn wait_reply(&self, id: &str, mut waiter: oneshot::Receiver<()>, wait: Duration) -> Result<Message, MessageError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(reply) = self.reply_of(id).await? {
+                self.waiters.forget(id);
+                return Ok(reply);
+            }
+            // Woken by the commit, or re-check now and then in case an event was missed.
+            let tick = tokio::time::sleep(Duration::from_millis(500));
+            tokio::select! {
+                _ = &mut waiter => { waiter = self.waiters.register(id); }
+                _ = tick => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.waiters.forget(id);
+                    return match self.reply_of(id).await? {
+                        Some(r) => Ok(r),
+                        None => Err(MessageError::Timeout { id: id.to_owned(), waited: wait }),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Waits for the reply to an already accepted message.
+    pub async fn await_reply(&self, id: &str, wait: Duration) -> Result<Message, MessageError> {
+        let waiter = self.waiters.register(id);
+        if self.queries.message(id).await?.is_none() {
+            self.waiters.forget(id);
+            return Err(MessageError::NotFound(id.to_owned()));
+        }
+        self.wait_reply(id, waiter, wait).await
+    }
+
+    pub async fn reply_of(&self, id: &str) -> Result<Option<Message>, MessageError> {
+        let Some(request) = self.queries.message(id).await? else { return Ok(None) };
+        match request.reply_id {
+            Some(reply_id) => Ok(self.queries.message(&reply_id).await?),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Message, MessageError> {
+        self.queries.message(id).await?.ok_or_else(|| MessageError::NotFound(id.to_owned()))
+    }
+
+    pub async fn conversation(&self, id: &str) -> Result<Option<Conversation>, MessageError> {
+        Ok(self.queries.conversation(id).await?.map(|(record, messages)| Conversation { record, messages }))
+    }
+
+    /// Records a protocol conversation's state (contract-net).
+    pub async fn set_conversation(&self, id: &str, protocol: &str, state: ConversationState, detail: Option<String>) -> Result<(), MessageError> {
+        let cmd = Command::SetConversation { id: id.to_owned(), protocol: protocol.to_owned(), state, detail, at_ms: now_ms() };
+        self.cluster.write(&cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
+        Ok(())
+    }
+}
+
+async fn wake_waiters(mut events: broadcast::Receiver<StateEvent>, waiters: Arc<Waiters>) {
+    loop {
+        match events.recv().await {
+            Ok(StateEvent::ReplyRecorded { request_id, .. }) => waiters.wake(&request_id),
+            Ok(_) => {}
+            // Missed events are covered by the waiters' own periodic re-check.
+            Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! The composition root: builds one node from its config, runs it, and
+//! shuts it down in order. The only place that knows every component.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use caxton_cluster::{Cluster, ClusterConfig};
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::{AgentRegistry, AgentRuntime, AgentsDirectory, Placement};
+use crate::api::{self, ApiContext};
+use crate::config::ServerConfig;
+use crate::llm::Providers;
+use crate::mcp::{McpHost, McpRegistry};
+use crate::memory::{EmbeddedMemory, MemoryBackend};
+use crate::messaging::MessageService;
+use crate::observability::Metrics;
+use crate::state::CaxtonState;
+
+pub struct Node {
+    pub config: ServerConfig,
+    pub api_addr: SocketAddr,
+    pub cluster: Arc<Cluster<CaxtonState>>,
+    pub registry: AgentRegistry,
+    pub runtime: AgentRuntime,
+    pub messages: Arc<MessageService>,
+    stop: CancellationToken,
+    tasks: tokio::task::JoinSet<()>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server_stop: CancellationToken,
+}
+
+fn cluster_config(config: &ServerConfig, api_addr: SocketAddr, rpc_addr: SocketAddr) -> anyhow::Result<ClusterConfig> {
+    let c = &config.cluster;
+    let secret = match std::env::var("CAXTON_CLUSTER_SECRET") {
+        Ok(s) if !s.is_empty() => Some(s),
+        _ if !c.secret_file.is_empty() => Some(
+            std::fs::read_to_string(&c.secret_file)
+                .with_context(|| format!("cluster.secret_file = {:?}: cannot read", c.secret_file))?
+                .trim()
+                .to_owned(),
+        ),
+        _ => None,
+    };
+    let or = |s: &str, d: String| if s.is_empty() { d } else { s.to_owned() };
+    // `--advertise HOST` names the host; each port comes from its listener.
+    let advertised = |addr: SocketAddr| if c.advertise.is_empty() { addr.to_string() } else { format!("{}:{}", c.advertise, addr.port()) };
+    let gossip_listen: Option<SocketAddr> = (!c.gossip_listen.is_empty())
+        .then(|| c.gossip_listen.parse())
+        .transpose()
+        .with_context(|| format!("cluster.gossip_listen = {:?}", c.gossip_listen))?;
+    let advertise_gossip = match (gossip_listen, c.advertise.is_empty()) {
+        (Some(g), false) => Some(format!("{}:{}", c.advertise, g.port()).parse().with_context(|| format!("cluster.advertise = {:?} must be an IP address", c.advertise))?),
+        (g, _) => g,
+    };
+    let bootstrap = match c.bootstrap.as_str() {
+        "true" => true,
+        "false" => false,
+        _ => c.seeds.is_empty(),
+    };
+    Ok(ClusterConfig {
+        node_id: c.node_id,
+        data_dir: config.server.data_dir.clone(),
+        rpc_listen: rpc_addr,
+        advertise_rpc: or(&c.advertise_rpc, advertised(rpc_addr)),
+        advertise_api: or(&c.advertise_api, advertised(api_addr)),
+        secret,
+        bootstrap,
+        gossip_listen,
+        advertise_gossip,
+        seeds: c.seeds.clone(),
+        gossip_interval: Duration::from_millis(c.gossip_interval_ms),
+        voters: c.voters as usize,
+        dead_grace: Duration::from_millis(c.dead_grace_ms),
+        cluster_name: c.name.clone(),
+        heartbeat: Duration::from_millis(c.heartbeat_ms),
+        election_timeout_min: Duration::from_millis(c.election_timeout_min_ms),
+        election_timeout_max: Duration::from_millis(c.election_timeout_max_ms),
+        snapshot_after_logs: c.snapshot_after_logs,
+        logs_to_keep: c.logs_to_keep,
+    })
+}
+
+impl Node {
+    /// Starts every component; returns once the API is accepting requests.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
+        let api_listener = tokio::net::TcpListener::bind(config.listen_addr())
+            .await
+            .with_context(|| format!("server.listen = {:?}: cannot bind", config.server.listen))?;
+        let api_addr = api_listener.local_addr()?;
+        let rpc_addr = config.rpc_addr();
+
+        let app = Arc::new(CaxtonState::new());
+        let events = app.subscribe();
+        let app_events = app.subscribe();
+        let cluster = Arc::new(
+            Cluster::start(cluster_config(&config, api_addr, rpc_addr)?, app.clone())
+                .await
+                .context("starting the cluster member")?,
+        );
+        if !cluster.wait_ready(Duration::from_secs(30)).await {
+            tracing::warn!("no leader yet after 30s; serving anyway, writes will wait for one");
+        }
+
+        let stop = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        let mcp_host = McpHost::new(&config.server.data_dir.join("wasm-cache")).context("starting the WASM host")?;
+        let mcp = Arc::new(McpRegistry::new(cluster.clone(), mcp_host, config.server.data_dir.join("tool-data")));
+        if !config.server.tools_dir.is_empty() {
+            for (dir, result) in mcp.deploy_dir(std::path::Path::new(&config.server.tools_dir)).await {
+                match result {
+                    Ok(()) => tracing::info!(%dir, "tool server ready"),
+                    Err(e) => tracing::warn!(%dir, error = %e, "tool server not deployed"),
+                }
+            }
+        }
+        let registry = AgentRegistry::new(cluster.clone()).with_tools(mcp.clone());
+        let models_dir = config.models.dir.clone();
+        let providers = Providers::build(&config.llm.providers, &config.llm.default_provider, &models_dir);
+        let metrics = Arc::new(Metrics::default());
+        let messages = MessageService::new(cluster.clone(), registry.queries().clone(), app_events.resubscribe());
+        let memory: Arc<dyn MemoryBackend> =
+            EmbeddedMemory::start(cluster.clone(), models_dir.join("all-minilm-l6-v2"), app_events.resubscribe()).await?;
+        let runtime = AgentRuntime::new(cluster.clone(), registry.queries().clone(), providers.clone(), messages.clone(), memory.clone(), mcp.clone(), metrics.clone());
+        runtime.reconcile().await.context("starting the agents this node owns")?;
+        tasks.spawn(runtime.clone().follow(events, stop.clone()));
+
+        let placement = Placement::new(cluster.clone(), registry.queries().clone());
+        if let Err(e) = placement.rebalance_once().await {
+            tracing::warn!(error = %e, "initial placement failed; the loop retries");
+        }
+        tasks.spawn(placement.clone().run(stop.clone()));
+
+        let agents_dir = config.agents_dir();
+        let directory = match &agents_dir {
+            Some(dir) => {
+                let d = AgentsDirectory::new(dir.clone(), registry.clone());
+                d.sync(true).await;
+                tasks.spawn(d.clone().watch(config.agents_reload(), stop.clone()));
+                Some(d)
+            }
+            None => None,
+        };
+
+        let ctx = Arc::new(ApiContext {
+            registry: registry.clone(),
+            runtime: runtime.clone(),
+            messages: messages.clone(),
+            providers: providers.clone(),
+            metrics: metrics.clone(),
+            cluster: cluster.clone(),
+            state_events: app.clone(),
+            placement: placement.clone(),
+            memory: memory.clone(),
+            mcp: mcp.clone(),
+            mcp_sessions: Default::default(),
+            directory,
+            agents_dir,
+            shutdown: stop.clone(),
+        });
+        let router = api::router(ctx, config.server.max_body_bytes as usize);
+        let server_stop = CancellationToken::new();
+        let graceful = server_stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(api_listener, router).with_graceful_shutdown(graceful.cancelled_owned()).await
+        });
+        tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), "caxton node started");
+        Ok(Self { config, api_addr, cluster, registry, runtime, messages, stop, tasks, server: Some(server), server_stop })
+    }
+
+    /// Graceful shutdown: drop readiness, stop accepting, let in-flight
+    /// requests finish (bounded), stop background work, then Raft. Every
+    /// acknowledged write is already durable in the log.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        self.server_stop.cancel();
+        let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
+        if let Some(server) = self.server.take() {
+            match tokio::time::timeout(grace, server).await {
+                Ok(_) => {}
+                Err(_) => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
+            }
+        }
+        while tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await.ok().flatten().is_some() {}
+        self.cluster.shutdown().await;
+        tracing::info!("caxton node stopped");
+    }
+}

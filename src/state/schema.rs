@@ -1,0 +1,96 @@
+pub const MIGRATIONS: &str = "
+CREATE TABLE IF NOT EXISTS agents (
+    name_key     TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    revision     INTEGER NOT NULL,
+    version      TEXT NOT NULL,
+    spec         TEXT NOT NULL,
+    toml         TEXT NOT NULL,
+    source       TEXT NOT NULL,
+    owner        INTEGER NOT NULL,
+    shard        INTEGER NOT NULL DEFAULT 0,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS agents_shard ON agents(shard);
+CREATE TABLE IF NOT EXISTS shards (
+    shard INTEGER PRIMARY KEY,
+    owner INTEGER NOT NULL,
+    epoch INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agent_capabilities (
+    capability TEXT NOT NULL,
+    name_key   TEXT NOT NULL,
+    PRIMARY KEY (capability, name_key)
+);
+CREATE TABLE IF NOT EXISTS agent_versions (
+    name_key    TEXT NOT NULL,
+    revision    INTEGER NOT NULL,
+    version     TEXT NOT NULL,
+    toml        TEXT NOT NULL,
+    deployed_at INTEGER NOT NULL,
+    PRIMARY KEY (name_key, revision)
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id              TEXT PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    sender          TEXT NOT NULL,
+    receiver        TEXT NOT NULL,
+    receiver_key    TEXT NOT NULL,
+    capability      TEXT,
+    conversation_id TEXT NOT NULL,
+    reply_to        TEXT,
+    body            TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    reply_id        TEXT,
+    created_at      INTEGER NOT NULL,
+    seq             INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_pending ON messages(receiver_key) WHERE status = 'accepted';
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, seq);
+CREATE TABLE IF NOT EXISTS memory_entities (
+    id          INTEGER PRIMARY KEY,
+    scope       TEXT NOT NULL,
+    owner       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    entity_type TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL,
+    UNIQUE (scope, owner, name)
+);
+CREATE TABLE IF NOT EXISTS memory_observations (
+    id         INTEGER PRIMARY KEY,
+    entity_id  INTEGER NOT NULL,
+    text       TEXT NOT NULL,
+    embedding  BLOB NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS memory_observations_entity ON memory_observations(entity_id);
+CREATE TABLE IF NOT EXISTS memory_relations (
+    scope         TEXT NOT NULL,
+    owner         TEXT NOT NULL,
+    from_name     TEXT NOT NULL,
+    to_name       TEXT NOT NULL,
+    relation_type TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (scope, owner, from_name, to_name, relation_type)
+);
+CREATE INDEX IF NOT EXISTS memory_relations_to ON memory_relations(scope, owner, to_name);
+CREATE TABLE IF NOT EXISTS mcp_servers (
+    name        TEXT PRIMARY KEY,
+    manifest    TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    module      BLOB NOT NULL,
+    tools       TEXT NOT NULL,
+    deployed_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS conversations (
+    id         TEXT PRIMARY KEY,
+    protocol   TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    initiator  TEXT NOT NULL,
+    detail     TEXT,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+";

@@ -1,0 +1,140 @@
+//! Several real `caxton` processes forming a cluster on loopback.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use super::{eventually, free_port, NodeOptions, TestNode};
+
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct TestCluster {
+    pub nodes: Vec<TestNode>,
+}
+
+#[derive(Clone, Default)]
+pub struct ClusterOptions {
+    pub voters: usize,
+    /// Give node N its own loopback address (127.0.0.<base+N>) for RPC and
+    /// gossip, so firewall rules can cut one node off (partition tests).
+    pub ip_base: Option<u8>,
+    pub cluster_extra: String,
+    pub tables: String,
+}
+
+impl TestCluster {
+    /// Starts `n` nodes that find each other through gossip seeds alone;
+    /// node 1 bootstraps, the others join. Returns when every node is ready
+    /// and the membership has `n` members.
+    pub async fn start(n: usize) -> Self {
+        Self::start_with(n, ClusterOptions { voters: 3, ..Default::default() }).await
+    }
+
+    pub async fn start_with(n: usize, opts: ClusterOptions) -> Self {
+        let gossip: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
+        let ip = |i: usize| opts.ip_base.map(|b| format!("127.0.0.{}", b as usize + i + 1)).unwrap_or_else(|| "127.0.0.1".into());
+        let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let cluster_extra = format!(
+                "node_id = {}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\nbootstrap = \"{}\"\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n",
+                i + 1,
+                ip(i),
+                gossip[i],
+                seeds.join(", "),
+                if i == 0 { "true" } else { "false" },
+                opts.voters.max(1),
+                opts.cluster_extra,
+            );
+            let rpc_port = free_port();
+            nodes.push(TestNode::spawn_with(NodeOptions {
+                cluster_extra,
+                tables: opts.tables.clone(),
+                ports: Some((free_port(), rpc_port)),
+                rpc_host: Some(ip(i)),
+                ..Default::default()
+            }));
+        }
+        let mut cluster = Self { nodes };
+        for node in cluster.nodes.iter_mut() {
+            node.wait_ready().await;
+        }
+        let voters = opts.voters.min(n);
+        cluster.wait_members(n, voters).await;
+        cluster
+    }
+
+    pub fn node(&self, id: u64) -> &TestNode {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut TestNode {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = (u64, &TestNode)> {
+        self.nodes.iter().enumerate().filter(|(_, n)| n.child.is_some()).map(|(i, n)| (i as u64 + 1, n))
+    }
+
+    /// Waits until some running node reports `members` members of which `voters` vote.
+    pub async fn wait_members(&self, members: usize, voters: usize) {
+        eventually(&format!("{members} members, {voters} voters"), Duration::from_secs(30), || async {
+            for (_, n) in self.running() {
+                let (s, st) = n.get("/v1/cluster/status").await;
+                if s != 200 {
+                    continue;
+                }
+                let m = st["members"].as_array().cloned().unwrap_or_default();
+                let v = m.iter().filter(|m| m["role"] == "voter").count();
+                if m.len() == members && v == voters {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+    }
+
+    /// The leader as reported by a running node.
+    pub async fn leader(&self) -> Option<u64> {
+        for (_, n) in self.running() {
+            if let Ok(r) = n.http.get(n.url("/v1/cluster/status")).timeout(Duration::from_secs(2)).send().await {
+                if let Ok(st) = r.json::<serde_json::Value>().await {
+                    if let Some(l) = st["leader"].as_u64() {
+                        if self.nodes[(l - 1) as usize].child.is_some() {
+                            return Some(l);
+                        }
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    pub async fn wait_leader(&self) -> u64 {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(l) = self.leader().await {
+                return l;
+            }
+            assert!(std::time::Instant::now() < deadline, "no leader elected within 30s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Nodes that say they are leader right now.
+    pub async fn self_declared_leaders(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        for (id, n) in self.running() {
+            if let Ok(r) = n.http.get(n.url("/v1/cluster/status")).timeout(Duration::from_secs(2)).send().await {
+                if let Ok(st) = r.json::<serde_json::Value>().await {
+                    if st["state"] == "leader" {
+                        out.push(id);
+                    }
+                }
+            }
+        }
+        out
+    }
+}

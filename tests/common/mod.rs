@@ -1,0 +1,290 @@
+//! Shared helpers: start the real `caxton` binary on loopback in a temp dir,
+//! talk to it over HTTP and through its CLI, kill or stop it.
+#![allow(dead_code)]
+
+pub mod cluster;
+pub mod openai_stub;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_caxton");
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` until it holds or the deadline passes.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if cond().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+pub struct NodeOptions {
+    /// Extra keys of the `[server]` table.
+    pub extra_config: String,
+    /// Extra tables appended to the config (e.g. `[llm.providers.x]`).
+    pub tables: String,
+    /// Extra keys of the `[cluster]` table.
+    pub cluster_extra: String,
+    /// Fixed ports (api, rpc) instead of fresh ones (cluster members).
+    pub ports: Option<(u16, u16)>,
+    /// Address the RPC listener binds (default 127.0.0.1).
+    pub rpc_host: Option<String>,
+    pub agents_dir: Option<PathBuf>,
+    pub env: Vec<(String, String)>,
+    pub args: Vec<String>,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        Self { extra_config: String::new(), tables: String::new(), cluster_extra: String::new(), ports: None, rpc_host: None, agents_dir: None, env: Vec::new(), args: Vec::new() }
+    }
+}
+
+pub struct TestNode {
+    pub dir: tempfile::TempDir,
+    pub api_port: u16,
+    pub rpc_port: u16,
+    pub child: Option<Child>,
+    opts: NodeOptions,
+    pub http: reqwest::Client,
+}
+
+impl TestNode {
+    pub async fn start() -> Self {
+        Self::start_with(NodeOptions::default()).await
+    }
+
+    /// Starts the process without waiting for readiness.
+    pub fn spawn_with(opts: NodeOptions) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (api_port, rpc_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
+        let mut node = Self {
+            dir,
+            api_port,
+            rpc_port,
+            child: None,
+            opts,
+            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        };
+        node.spawn();
+        node
+    }
+
+    pub async fn start_with(opts: NodeOptions) -> Self {
+        let mut node = Self::spawn_with(opts);
+        node.wait_ready().await;
+        node
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{}", self.api_port, path)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("node.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.path().join("caxton.toml")
+    }
+
+    fn spawn(&mut self) {
+        let agents_dir = self.opts.agents_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+        let config = format!(
+            "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nagents_dir = \"{}\"\nagents_reload_ms = 100\n{}\n[cluster]\nrpc_listen = \"{}:{}\"\nheartbeat_ms = 100\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\n{}\n",
+            self.api_port,
+            self.data_dir().display(),
+            agents_dir,
+            self.opts.extra_config,
+            self.opts.rpc_host.as_deref().unwrap_or("127.0.0.1"),
+            self.rpc_port,
+            self.opts.cluster_extra,
+            self.opts.tables,
+        );
+        std::fs::write(self.config_path(), config).unwrap();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server").arg("start").arg("--config").arg(self.config_path());
+        cmd.args(&self.opts.args);
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        cmd.env("CAXTON_MODELS_DIR", models_dir());
+        cmd.env_remove("RUST_LOG").stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        self.child = Some(cmd.spawn().expect("spawn caxton"));
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let url = self.url("/ready");
+        let http = self.http.clone();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = http.get(&url).send().await {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("node exited with {status} before becoming ready; log:\n{}", self.log());
+            }
+            if Instant::now() > deadline {
+                panic!("node did not become ready; log:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut c = self.child.take().expect("node is running");
+        signal(c.id(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = c.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("node did not exit within 30s of SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Starts again on the same data dir and ports.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    /// Runs the CLI against this node.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .arg("--server")
+            .arg(self.url(""))
+            .args(args)
+            .env_remove("CAXTON_SERVER")
+            .output()
+            .expect("run caxton CLI")
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.http.get(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn post_toml(&self, path: &str, toml: &str) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, "application/toml", toml.to_owned()).await
+    }
+
+    pub async fn send(&self, method: reqwest::Method, path: &str, ctype: &str, body: String) -> (u16, serde_json::Value) {
+        let r = self.http.request(method, self.url(path)).header("content-type", ctype).body(body).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self.http.delete(self.url(path)).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn agent_names(&self) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (s, page) = self.get(&format!("/v1/agents?limit=500&after={after}")).await;
+            assert_eq!(s, 200, "{page}");
+            for a in page["agents"].as_array().unwrap() {
+                names.push(a["name"].as_str().unwrap().to_owned());
+            }
+            match page["next"].as_str() {
+                Some(n) => after = n.to_owned(),
+                None => return names,
+            }
+        }
+    }
+}
+
+impl Drop for TestNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+/// The repository's model weights (`make models`), or `CAXTON_MODELS_DIR`.
+pub fn models_dir() -> PathBuf {
+    std::env::var("CAXTON_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
+}
+
+/// Deploys an agent over HTTP, asserting success.
+pub async fn deploy(node: &TestNode, toml: &str) {
+    let (s, body) = node.post_toml("/v1/agents", toml).await;
+    assert!(s == 201 || s == 200, "deploy failed: {s} {body}");
+}
+
+/// Sends a message and waits for the reply (sync mode).
+pub async fn ask(node: &TestNode, to: &str, content: &str) -> serde_json::Value {
+    let body = serde_json::json!({"to": to, "content": content, "timeout_ms": 60000});
+    let (s, v) = node.send(reqwest::Method::POST, "/v1/messages", "application/json", body.to_string()).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+/// A minimal valid agent definition.
+pub fn agent_toml(name: &str, prompt: &str) -> String {
+    format!("name = \"{name}\"\nversion = \"1.0.0\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"{prompt}\"\n")
+}
+
+pub fn write(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,0 +1,155 @@
+//! Tool servers through the real binary: deploy (CLI and REST), list with
+//! schemas, direct calls, refusal of hostile modules with named errors,
+//! replication, and an agent calling a WASM tool.
+
+mod common;
+
+use std::time::Duration;
+
+use base64::Engine;
+use common::cluster::TestCluster;
+use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+fn example_dir(name: &str) -> String {
+    format!("{}/examples/mcp/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+async fn post(node: &TestNode, path: &str, body: Value) -> (u16, Value) {
+    node.send(Method::POST, path, "application/json", body.to_string()).await
+}
+
+fn deploy_body(manifest: &str, module: &[u8]) -> Value {
+    json!({"manifest": manifest, "module": base64::engine::general_purpose::STANDARD.encode(module)})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_list_call_and_remove_through_cli_and_rest() {
+    let node = TestNode::start().await;
+    let out = node.cli(&["mcp", "deploy", &example_dir("json_query")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("deployed json_query 0.1.0 (tools: json_query)"), "{}", stdout(&out));
+    let out = node.cli(&["mcp", "deploy", &example_dir("csv_parser")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let (s, v) = node.get("/v1/mcp-servers").await;
+    assert_eq!(s, 200);
+    let servers = v["servers"].as_array().unwrap();
+    assert_eq!(servers.len(), 2);
+    let jq = servers.iter().find(|s| s["name"] == "json_query").unwrap();
+    assert_eq!(jq["tools"][0]["inputSchema"]["required"], json!(["json", "path"]));
+    assert_eq!(jq["hash"].as_str().unwrap().len(), 64);
+    assert_eq!(jq["limits"]["timeout_ms"], 2000);
+
+    let (s, r) = post(&node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"a": [1, 2, 3]}, "path": "a[1]"}})).await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["structuredContent"]["matches"], json!([2]));
+    let out = node.cli(&["mcp", "call", "csv_parse", r#"{"csv": "x,y\n1,2\n"}"#]);
+    assert!(stdout(&out).contains("\"row_count\":1"), "{}", stdout(&out));
+
+    let (s, p) = post(&node, "/v1/tools/nope/call", json!({"arguments": {}})).await;
+    assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/tool-not-found")));
+    assert_eq!(p["extra"]["available"], json!(["csv_parse", "json_query"]));
+
+    let out = node.cli(&["mcp", "remove", "csv_parser"]);
+    assert!(out.status.success());
+    let out = node.cli(&["mcp", "list"]);
+    assert!(stdout(&out).contains("json_query") && !stdout(&out).contains("csv_parser"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_modules_are_refused_with_named_errors_and_the_node_keeps_serving() {
+    let node = TestNode::start().await;
+    let manifest = "name = \"hostile\"\nversion = \"1.0.0\"\n[limits]\ntimeout_ms = 500\nfuel = 100000000\nmax_memory_mb = 8\n";
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("not wasm", b"\x00asm but not really".to_vec(), "invalid-module"),
+        ("silent", br#"(module (memory (export "memory") 1) (func (export "_start")))"#.to_vec(), "tool-not-mcp"),
+        ("spin", br#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#.to_vec(), "tool-cpu-limit"),
+        (
+            "bomb",
+            br#"(module (memory (export "memory") 1) (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable))"#.to_vec(),
+            "tool-memory-limit",
+        ),
+    ];
+    for (what, module, kind) in cases {
+        let (s, p) = post(&node, "/v1/mcp-servers", deploy_body(manifest, &module)).await;
+        assert_eq!(s, 422, "{what}: {p}");
+        assert_eq!(p["type"], format!("https://caxton.dev/problems/{kind}"), "{what}: {p}");
+    }
+    let (s, p) = post(&node, "/v1/mcp-servers", deploy_body("name = \"9 bad name\"\nversion = \"1\"\n", b"")).await;
+    assert_eq!(s, 422);
+    assert!(p["detail"].as_str().unwrap().contains("name"), "{p}");
+    let (_, v) = node.get("/v1/mcp-servers").await;
+    assert!(v["servers"].as_array().unwrap().is_empty());
+    assert_eq!(node.get("/health").await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_calls_a_wasm_tool() {
+    let stub = OpenAiStub::start().await;
+    stub.script([
+        StubReply::tool_call("json_query", json!({"json": {"team": [{"name": "Ada", "role": "lead"}]}, "path": "team[?role==lead].name"})),
+        StubReply::text("The lead is Ada."),
+    ]);
+    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    assert!(node.cli(&["mcp", "deploy", &example_dir("json_query")]).status.success());
+    deploy(&node, "name = \"analyst\"\nprovider = \"stub\"\ntools = [\"json_query\"]\nsystem_prompt = \"You analyse.\"\n").await;
+    let v = ask(&node, "analyst", "who leads?").await;
+    assert_eq!(v["reply"]["content"], "The lead is Ada.");
+    let reqs = stub.requests();
+    assert!(reqs[0]["tools"].as_array().unwrap().iter().any(|t| t["function"]["name"] == "json_query"));
+    let tool = last_of_role(&reqs[1], "tool").unwrap();
+    assert!(tool["content"].as_str().unwrap().contains("\"Ada\""), "{tool}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_server_deployed_on_one_node_is_callable_on_every_node() {
+    let cluster = TestCluster::start(3).await;
+    let out = cluster.node(2).cli(&["mcp", "deploy", &example_dir("json_query")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for (id, node) in cluster.running() {
+        eventually(&format!("callable on node {id}"), Duration::from_secs(20), || async {
+            let (s, r) = post(node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"k": id}, "path": "k"}})).await;
+            s == 200 && r["structuredContent"]["matches"] == json!([id])
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_mcp_clients_use_the_tools_over_streamable_http() {
+    let node = TestNode::start().await;
+    assert!(node.cli(&["mcp", "deploy", &example_dir("json_query")]).status.success());
+    let mcp = node.url("/mcp");
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let r = node.http.post(&mcp).header("accept", "application/json, text/event-stream").json(&init).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["result"]["serverInfo"]["name"], "caxton");
+    assert!(v["result"]["capabilities"]["tools"].is_object());
+
+    let send = |body: Value| {
+        let (http, mcp, session) = (node.http.clone(), mcp.clone(), session.clone());
+        async move { http.post(mcp).header("mcp-session-id", session).json(&body).send().await.unwrap() }
+    };
+    let r = send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"})).await;
+    assert_eq!(r.status(), 202);
+    let v: Value = send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"})).await.json().await.unwrap();
+    assert_eq!(v["result"]["tools"][0]["name"], "json_query");
+    let v: Value = send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "json_query", "arguments": {"json": {"x": 42}, "path": "x"}}})).await.json().await.unwrap();
+    assert_eq!(v["result"]["structuredContent"]["matches"], json!([42]));
+    let v: Value = send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "missing", "arguments": {}}})).await.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32602);
+    let v: Value = send(json!({"jsonrpc": "2.0", "id": 5, "method": "resources/list"})).await.json().await.unwrap();
+    assert_eq!(v["error"]["code"], -32601);
+
+    // No session, or an ended one: refused.
+    let r = node.http.post(&mcp).json(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let r = node.http.delete(&mcp).header("mcp-session-id", &session).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"})).await.status(), 404);
+}

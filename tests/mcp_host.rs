@@ -1,0 +1,244 @@
+//! The wasmtime MCP host with real modules: the example tool servers built
+//! to wasm32-wasip1 (`make wasm`), and hostile modules written in WAT.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use caxton::mcp::{Limits, McpHost, Sandbox, ToolError};
+use serde_json::json;
+
+fn module(name: &str) -> Vec<u8> {
+    let path = format!("{}/examples/mcp/{name}/{name}.wasm", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (run `make wasm`)"))
+}
+
+fn host() -> (tempfile::TempDir, Arc<McpHost>) {
+    let dir = tempfile::tempdir().unwrap();
+    let host = McpHost::new(&dir.path().join("wasm-cache")).unwrap();
+    (dir, host)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn example_servers_list_and_call_tools() {
+    let (_dir, host) = host();
+    let jq = host.compile(&module("json_query")).unwrap();
+    let tools = host.list_tools(&jq, Limits::default()).await.unwrap();
+    assert_eq!(tools[0].name, "json_query");
+    assert_eq!(tools[0].input_schema["required"], json!(["json", "path"]));
+    let doc = json!({"items": [{"name": "a", "price": 5}, {"name": "b", "price": 15}, {"name": "c", "price": 25}]});
+    let r = host.call_tool(&jq, "json_query", json!({"json": doc, "path": "items[?price>10].name"}), Limits::default(), Sandbox::default()).await.unwrap();
+    assert_eq!(r["structuredContent"]["matches"], json!(["b", "c"]));
+    assert_eq!(r["isError"], false);
+
+    let csv = host.compile(&module("csv_parser")).unwrap();
+    let r = host
+        .call_tool(&csv, "csv_parse", json!({"csv": "city,temp\nOslo,3\nRome,\"18\"\nCairo,30\n"}), Limits::default(), Sandbox::default())
+        .await
+        .unwrap();
+    let out = &r["structuredContent"];
+    assert_eq!(out["row_count"], 3);
+    assert_eq!(out["columns"][1]["type"], "integer");
+    assert_eq!(out["columns"][1]["mean"], 17.0);
+    assert_eq!(out["rows"][1]["city"], "Rome");
+    // A tool-level failure is an isError result, not a crash.
+    let r = host.call_tool(&csv, "csv_parse", json!({"csv": "a,b\n1\n"}), Limits::default(), Sandbox::default()).await.unwrap();
+    assert_eq!(r["isError"], true);
+    // An unknown tool is a JSON-RPC error object.
+    let e = host.call_tool(&csv, "nope", json!({}), Limits::default(), Sandbox::default()).await.unwrap_err();
+    assert!(matches!(e, ToolError::Rpc { code: -32602, .. }), "{e}");
+}
+
+fn wat(text: &str) -> Vec<u8> {
+    text.as_bytes().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_modules_are_stopped_by_the_limit_they_hit() {
+    let (_dir, host) = host();
+    let limits = Limits { fuel: 50_000_000, timeout: Duration::from_secs(10), max_memory_bytes: 16 << 20, max_output_bytes: 256 << 10, ..Limits::default() };
+
+    // An infinite loop runs out of fuel...
+    let spin = host.compile(&wat(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#)).unwrap();
+    let e = host.call_tool(&spin, "x", json!({}), limits, Sandbox::default()).await.unwrap_err();
+    assert_eq!(e, ToolError::CpuLimit { fuel: 50_000_000 });
+    // ...or, with fuel to spare, out of time.
+    let started = Instant::now();
+    let e = host.call_tool(&spin, "x", json!({}), Limits { fuel: u64::MAX / 2, timeout: Duration::from_millis(200), ..limits }, Sandbox::default()).await.unwrap_err();
+    assert_eq!(e, ToolError::Timeout { timeout_ms: 200 });
+    assert!(started.elapsed() < Duration::from_secs(3));
+
+    // A memory bomb is refused at the cap.
+    let bomb = host
+        .compile(&wat(r#"(module (memory (export "memory") 1)
+            (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable))"#))
+        .unwrap();
+    let e = host.call_tool(&bomb, "x", json!({}), limits, Sandbox::default()).await.unwrap_err();
+    assert_eq!(e, ToolError::MemoryLimit { limit_mb: 16 });
+    assert!(e.to_string().contains("memory limit"));
+
+    // A flood of output is cut at the output limit.
+    let flood = host
+        .compile(&wat(r#"(module
+            (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 2)
+            (func (export "_start")
+              (i32.store (i32.const 0) (i32.const 1024))
+              (i32.store (i32.const 4) (i32.const 65536))
+              (loop $l (if (i32.ne (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)) (i32.const 0)) (then unreachable)) (br $l))))"#))
+        .unwrap();
+    let e = host.call_tool(&flood, "x", json!({}), limits, Sandbox::default()).await.unwrap_err();
+    assert_eq!(e, ToolError::OutputLimit { limit: 256 << 10 });
+
+    // Not WebAssembly at all.
+    let e = host.compile(b"definitely not wasm").err().unwrap();
+    assert!(matches!(e, ToolError::InvalidModule(_)), "{e}");
+
+    // A module that never answers `initialize`.
+    let mute = host.compile(&wat(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)).unwrap();
+    assert_eq!(host.list_tools(&mute, limits).await.unwrap_err(), ToolError::NoInitialize);
+
+    // Oversized input is refused before running anything.
+    let jq = host.compile(&module("json_query")).unwrap();
+    let big = "x".repeat(2 << 20);
+    let e = host.call_tool(&jq, "json_query", json!({"json": big, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap_err();
+    assert!(matches!(e, ToolError::InputLimit { .. }), "{e}");
+
+    // And the host carries on serving.
+    let r = host.call_tool(&jq, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap();
+    assert_eq!(r["structuredContent"]["matches"], json!([1]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_calls_complete_correctly() {
+    let (_dir, host) = host();
+    let jq = host.compile(&module("json_query")).unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..1000u64 {
+        let (host, jq) = (host.clone(), jq.clone());
+        tasks.push(tokio::spawn(async move {
+            let r = host.call_tool(&jq, "json_query", json!({"json": {"n": i}, "path": "n"}), Limits::default(), Sandbox::default()).await.unwrap();
+            assert_eq!(r["structuredContent"]["matches"], json!([i]));
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[test]
+fn compiled_modules_are_cached_on_disk_by_content_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("wasm-cache");
+    let bytes = module("json_query");
+    let first = McpHost::new(&cache).unwrap().compile(&bytes).unwrap();
+    assert!(cache.join(format!("{}.cwasm", first.hash)).exists());
+    // A new host (a restarted node) loads it from the cache.
+    let second = McpHost::new(&cache).unwrap().compile(&bytes).unwrap();
+    assert_eq!(first.hash, second.hash);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filesystem_server_is_confined_to_its_sandbox() {
+    let (dir, host) = host();
+    let sandbox_dir = dir.path().join("sandbox");
+    std::fs::create_dir_all(&sandbox_dir).unwrap();
+    std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
+    let fs = host.compile(&module("filesystem")).unwrap();
+    let sandbox = Sandbox { preopen: Some(sandbox_dir.clone()), ..Sandbox::default() };
+    let call = |tool: &'static str, args: serde_json::Value, sandbox: Sandbox| {
+        let (host, fs) = (host.clone(), fs.clone());
+        async move { host.call_tool(&fs, tool, args, Limits::default(), sandbox).await.unwrap() }
+    };
+    let r = call("write_file", json!({"path": "notes.txt", "content": "hello"}), sandbox.clone()).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(std::fs::read_to_string(sandbox_dir.join("notes.txt")).unwrap(), "hello");
+    let r = call("read_file", json!({"path": "notes.txt"}), sandbox.clone()).await;
+    assert_eq!(r["structuredContent"]["content"], "hello");
+    let r = call("list_dir", json!({"path": "."}), sandbox.clone()).await;
+    assert_eq!(r["structuredContent"]["entries"][0]["name"], "notes.txt");
+    // Outside the preopened directory there is nothing to open.
+    for path in ["../secret.txt", "/etc/passwd", dir.path().join("secret.txt").to_str().unwrap()] {
+        let r = call("read_file", json!({"path": path}), sandbox.clone()).await;
+        assert_eq!(r["isError"], true, "{path} was readable: {r}");
+    }
+    // Without a declared directory, no file at all.
+    let r = call("read_file", json!({"path": "notes.txt"}), Sandbox::default()).await;
+    assert_eq!(r["isError"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chart_generator_renders_svg() {
+    let (_dir, host) = host();
+    let chart = host.compile(&module("chart_generator")).unwrap();
+    let series = json!([{"label": "Q1", "value": 3}, {"label": "Q2", "value": 7}, {"label": "<Q3>", "value": 5}]);
+    for kind in ["bar", "line"] {
+        let r = host.call_tool(&chart, "chart", json!({"kind": kind, "title": "Sales", "series": series}), Limits::default(), Sandbox::default()).await.unwrap();
+        let svg = r["structuredContent"]["svg"].as_str().unwrap();
+        assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
+        assert!(svg.contains("&lt;Q3&gt;"), "labels are escaped");
+        assert_eq!(svg.matches("<rect").count(), if kind == "bar" { 3 } else { 0 });
+        assert_eq!(svg.contains("<polyline"), kind == "line");
+    }
+    let r = host.call_tool(&chart, "chart", json!({"series": [{"label": "x", "value": "nope"}]}), Limits::default(), Sandbox::default()).await.unwrap();
+    assert_eq!(r["isError"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_written_in_c_runs_unchanged() {
+    let (_dir, host) = host();
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp-c/upper/upper.wasm")).expect("run `make wasm`");
+    let upper = host.compile(&bytes).unwrap();
+    let tools = host.list_tools(&upper, Limits::default()).await.unwrap();
+    assert_eq!(tools[0].name, "upper");
+    let r = host.call_tool(&upper, "upper", json!({"text": "hello from \"C\""}), Limits::default(), Sandbox::default()).await.unwrap();
+    assert_eq!(r["content"][0]["text"], "HELLO FROM \"C\"");
+    let e = host.call_tool(&upper, "upper", json!({}), Limits::default(), Sandbox::default()).await.unwrap_err();
+    assert!(matches!(e, ToolError::Rpc { code: -32602, .. }), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_goes_only_to_allowlisted_non_internal_hosts() {
+    use caxton::mcp::HttpPolicy;
+    // A real HTTP server on loopback for the allowed case.
+    let app = axum::Router::new()
+        .route("/hello", axum::routing::get(|| async { "hi from the test server" }))
+        .route("/echo", axum::routing::post(|body: String| async move { format!("got {body}") }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let (_dir, host) = host();
+    let http = host.compile(&module("http_client")).unwrap();
+    let policy = |allow: &[&str], private: bool| Sandbox {
+        http: HttpPolicy { allow: allow.iter().map(|s| s.to_string()).collect(), allow_private: private },
+        ..Sandbox::default()
+    };
+    let call = |tool: &'static str, args: serde_json::Value, sandbox: Sandbox| {
+        let (host, http) = (host.clone(), http.clone());
+        async move { host.call_tool(&http, tool, args, Limits::default(), sandbox).await.unwrap() }
+    };
+
+    // Allowed explicitly (loopback needs http_allow_private).
+    let r = call("http_get", json!({"url": format!("http://127.0.0.1:{port}/hello")}), policy(&["127.0.0.1"], true)).await;
+    assert_eq!(r["isError"], false, "{r}");
+    assert_eq!(r["structuredContent"]["status"], 200);
+    assert_eq!(r["structuredContent"]["body"], "hi from the test server");
+    let r = call("http_post", json!({"url": format!("http://127.0.0.1:{port}/echo"), "body": "ping"}), policy(&["127.0.0.1"], true)).await;
+    assert_eq!(r["structuredContent"]["body"], "got ping");
+
+    // Refused: each with a reason the model and the operator can read.
+    let cases = [
+        (format!("http://127.0.0.1:{port}/hello"), policy(&["127.0.0.1"], false), "internal address 127.0.0.1"),
+        (format!("http://localhost:{port}/hello"), policy(&["localhost"], false), "internal address"),
+        ("http://169.254.169.254/latest/meta-data/".to_owned(), policy(&["169.254.169.254"], false), "internal address 169.254.169.254"),
+        ("http://example.net/".to_owned(), policy(&["example.com"], false), "not on this tool server's allowlist"),
+        (format!("http://127.0.0.1:{port}/hello"), Sandbox::default(), "not on this tool server's allowlist []"),
+        ("file:///etc/passwd".to_owned(), policy(&["example.com"], true), "scheme `file` is not allowed"),
+    ];
+    for (url, sandbox, why) in cases {
+        let r = call("http_get", json!({"url": url}), sandbox).await;
+        assert_eq!(r["isError"], true, "{url}: {r}");
+        let text = r["content"][0]["text"].as_str().unwrap();
+        assert!(text.contains(why), "{url}: {text}");
+    }
+}

@@ -1,0 +1,191 @@
+//! Embedded memory through the real binary with the real MiniLM model:
+//! semantic search, scopes, graph, export/import, agents that remember,
+//! and replication to other nodes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::cluster::TestCluster;
+use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
+use common::*;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+async fn post(node: &TestNode, path: &str, body: Value) -> (u16, Value) {
+    node.send(Method::POST, path, "application/json", body.to_string()).await
+}
+
+async fn search(node: &TestNode, query: &str) -> Value {
+    let q: String = query.replace(' ', "%20");
+    let (s, v) = node.get(&format!("/v1/memory/search?{q}")).await;
+    assert_eq!(s, 200, "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn semantic_search_scopes_graph_and_cli() {
+    let node = TestNode::start().await;
+    for (name, ty, obs) in [
+        ("Whiskers", "pet", "The cat sits on the mat all afternoon."),
+        ("Q3 report", "document", "Quarterly revenue grew by twelve percent."),
+        ("Raft", "concept", "Raft is a consensus algorithm for replicated logs."),
+    ] {
+        let (s, v) = post(&node, "/v1/memory/entities", json!({"name": name, "entity_type": ty, "observations": [obs]})).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let v = search(&node, "q=a feline resting on a rug").await;
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["name"], "Whiskers", "{v}");
+    let scores: Vec<f64> = results.iter().map(|r| r["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    // The unrelated entities rank below the paraphrase, if they match at all.
+    let v = search(&node, "q=a feline resting on a rug&min_similarity=0").await;
+    assert_eq!(v["results"][0]["name"], "Whiskers");
+    assert_eq!(results[0]["observation"], "The cat sits on the mat all afternoon.");
+    // Limit, threshold and type filters.
+    assert_eq!(search(&node, "q=cat&limit=1").await["results"].as_array().unwrap().len(), 1);
+    assert!(search(&node, "q=a feline resting on a rug&min_similarity=0.9").await["results"].as_array().unwrap().is_empty());
+    let v = search(&node, "q=money&entity_type=document").await;
+    assert!(v["results"].as_array().unwrap().iter().all(|r| r["entity_type"] == "document"));
+
+    // Observations accumulate on an entity.
+    let (s, _) = post(&node, "/v1/memory/entities", json!({"name": "Whiskers", "entity_type": "pet", "observations": ["Whiskers is ginger."]})).await;
+    assert_eq!(s, 200);
+    let (_, e) = node.get("/v1/memory/entities/Whiskers").await;
+    assert_eq!(e["observations"].as_array().unwrap().len(), 2);
+
+    // Relations: graph queries and enriched hits.
+    post(&node, "/v1/memory/entities", json!({"name": "Alice", "entity_type": "person", "observations": ["Alice owns a ginger cat."]})).await;
+    let (s, _) = post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Whiskers", "relation_type": "owns"})).await;
+    assert_eq!(s, 201);
+    post(&node, "/v1/memory/relations", json!({"from": "Whiskers", "to": "Raft", "relation_type": "sleeps-on"})).await;
+    let (_, n) = node.get("/v1/memory/entities/Alice/neighbours?depth=2").await;
+    let names: Vec<&str> = n["neighbours"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["Whiskers", "Raft"]);
+    let v = search(&node, "q=ginger cat&limit=1").await;
+    assert!(v["results"][0]["related"].as_array().unwrap().iter().any(|r| r["relation_type"] == "owns" || r["relation_type"] == "sleeps-on"), "{v}");
+    let (s, p) = post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Nobody", "relation_type": "knows"})).await;
+    assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/memory-entity-not-found")));
+
+    // Bad input.
+    let (s, _) = node.get("/v1/memory/search?q=x&min_similarity=2").await;
+    assert_eq!(s, 400);
+    let (s, p) = node.get("/v1/memory/search?q=x&scope=agent-only").await;
+    assert_eq!(s, 400);
+    assert!(p["detail"].as_str().unwrap().contains("agent=NAME"));
+
+    // CLI.
+    let out = node.cli(&["memory", "add", "Bob", "Bob maintains the billing service.", "--entity-type", "person"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = node.cli(&["memory", "search", "who runs billing?", "--limit", "1"]);
+    assert!(stdout(&out).contains("Bob"), "{}", stdout(&out));
+
+    // Delete.
+    let (s, _) = node.delete("/v1/memory/entities/Bob").await;
+    assert_eq!(s, 200);
+    assert!(!search(&node, "q=who runs billing&limit=1").await["results"][0]["name"].as_str().unwrap_or("").eq("Bob"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_only_memory_is_isolated_between_agents() {
+    let node = TestNode::start().await;
+    for (agent, secret) in [("alice", "Alice's locker code is 1234."), ("bob", "Bob's locker code is 9876.")] {
+        let (s, v) = post(&node, "/v1/memory/entities", json!({"name": "locker", "entity_type": "secret", "scope": "agent-only", "agent": agent, "observations": [secret]})).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let v = search(&node, "q=locker code&agent=alice").await;
+    let texts: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["observation"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["Alice's locker code is 1234."]);
+    let v = search(&node, "q=locker code&agent=bob&scope=agent-only").await;
+    assert_eq!(v["results"][0]["observation"], "Bob's locker code is 9876.");
+    assert_eq!(v["results"].as_array().unwrap().len(), 1);
+    // Without an identity, nobody's private memory shows.
+    assert!(search(&node, "q=locker code").await["results"].as_array().unwrap().is_empty());
+    let (_, l) = node.get("/v1/memory/entities?agent=alice").await;
+    assert_eq!(l["entities"].as_array().unwrap().len(), 1);
+    let (s, _) = node.get("/v1/memory/entities/locker?scope=agent-only&agent=carol").await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_wipe_import_gives_identical_search_results() {
+    let node = TestNode::start().await;
+    for (i, text) in ["Paris is the capital of France.", "Berlin is the capital of Germany.", "Rust has no garbage collector."].iter().enumerate() {
+        post(&node, "/v1/memory/entities", json!({"name": format!("fact-{i}"), "entity_type": "fact", "observations": [text]})).await;
+    }
+    post(&node, "/v1/memory/relations", json!({"from": "fact-0", "to": "fact-1", "relation_type": "near"})).await;
+    let before = search(&node, "q=French capital city").await;
+    let (s, export) = node.get("/v1/memory/export").await;
+    assert_eq!(s, 200);
+    assert_eq!(export["version"], 1);
+
+    // A wiped node (fresh data dir) imports it.
+    let fresh = TestNode::start().await;
+    let (s, v) = post(&fresh, "/v1/memory/import", export.clone()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["entities"], 3);
+    let after = search(&fresh, "q=French capital city").await;
+    let strip = |v: &Value| -> Vec<(String, String)> {
+        v["results"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_owned(), format!("{:.5}", r["score"].as_f64().unwrap()))).collect()
+    };
+    assert_eq!(strip(&before), strip(&after));
+
+    // Entries without vectors are embedded on import; bad versions refused.
+    let handwritten = json!({"version": 1, "entities": [{"name": "note", "entity_type": "fact", "scope": "global", "observations": [{"text": "Tokyo is the capital of Japan."}]}]});
+    assert_eq!(post(&fresh, "/v1/memory/import", handwritten).await.0, 200);
+    assert_eq!(search(&fresh, "q=Japanese capital&limit=1").await["results"][0]["name"], "note");
+    let (s, p) = post(&fresh, "/v1/memory/import", json!({"version": 99, "entities": []})).await;
+    assert_eq!((s, p["type"].as_str()), (422, Some("https://caxton.dev/problems/unsupported-export-version")));
+
+    // CLI round trip.
+    let file = fresh.dir.path().join("export.json");
+    let out = fresh.cli(&["memory", "export", "--output", file.to_str().unwrap()]);
+    assert!(out.status.success());
+    let third = TestNode::start().await;
+    let out = third.cli(&["memory", "import", file.to_str().unwrap()]);
+    assert!(stdout(&out).contains("imported 4 entities"), "{}", stdout(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation() {
+    let stub = OpenAiStub::start().await;
+    stub.script([
+        // Conversation 1: the model decides to remember.
+        StubReply::tool_call("memory_store", json!({"name": "user", "entity_type": "person", "observations": ["The user's favourite colour is teal."]})),
+        StubReply::text("Noted!"),
+    ]);
+    stub.respond_with(|_| StubReply::text("Your favourite colour is teal."));
+    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    let agent = "name = \"rememberer\"\nprovider = \"stub\"\nsystem_prompt = \"You remember things.\"\nuser_prompt_template = \"Known facts:\\n{{context}}\\n\\nUser: {{request}}\"\n[memory]\nenabled = true\nscope = \"agent-only\"\nmin_similarity = 0.2\n";
+    deploy(&node, agent).await;
+
+    let first = ask(&node, "rememberer", "My favourite colour is teal, remember that.").await;
+    assert_eq!(first["reply"]["content"], "Noted!");
+    assert!(stub.requests()[0]["tools"].as_array().unwrap().iter().any(|t| t["function"]["name"] == "memory_store"));
+
+    // A different conversation: recalled from memory into {{context}}.
+    let second = ask(&node, "rememberer", "What is my favourite colour?").await;
+    assert_ne!(second["message"]["conversation_id"], first["message"]["conversation_id"]);
+    assert_eq!(second["reply"]["content"], "Your favourite colour is teal.");
+    let last = stub.requests().last().cloned().unwrap();
+    let user = last_of_role(&last, "user").unwrap();
+    assert!(user["content"].as_str().unwrap().contains("The user's favourite colour is teal."), "{user}");
+    // Stored privately for this agent.
+    let (_, e) = node.get("/v1/memory/entities/user?scope=agent-only&agent=rememberer").await;
+    assert_eq!(e["observations"][0]["text"], "The user's favourite colour is teal.");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_written_on_one_node_is_searchable_on_the_others() {
+    let cluster = TestCluster::start(3).await;
+    let (s, v) = post(cluster.node(2), "/v1/memory/entities", json!({"name": "replicated", "entity_type": "fact", "observations": ["The deployment window is Tuesday at noon."]})).await;
+    assert_eq!(s, 201, "{v}");
+    for (id, node) in cluster.running() {
+        eventually(&format!("searchable on node {id}"), Duration::from_secs(20), || async {
+            let (s, v) = node.get("/v1/memory/search?q=when%20can%20we%20deploy&limit=1").await;
+            s == 200 && v["results"][0]["name"] == "replicated"
+        })
+        .await;
+    }
+}
