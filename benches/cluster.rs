@@ -64,7 +64,7 @@ async fn routed_latency(cluster: &TestCluster, leader: u64) {
         println!("routed latency: placement put no agent on one side; skipped");
         return;
     }
-    let mut measure = |names: Vec<String>| {
+    let measure = |names: Vec<String>| {
         let node = node;
         async move {
             let mut lat = Vec::new();

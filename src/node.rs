@@ -32,7 +32,19 @@ pub struct Node {
     server_stop: CancellationToken,
 }
 
-fn cluster_config(config: &ServerConfig, api_addr: SocketAddr, rpc_addr: SocketAddr) -> anyhow::Result<ClusterConfig> {
+/// Gossip needs an address, but `--advertise` may name the host (a compose
+/// service, a pod's DNS name): resolve it once at start.
+async fn resolve_advertised(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    let mut addrs = tokio::net::lookup_host((host, port))
+        .await
+        .with_context(|| format!("cluster.advertise = {host:?}: cannot resolve the host name"))?;
+    addrs.next().with_context(|| format!("cluster.advertise = {host:?}: the host name has no address"))
+}
+
+async fn cluster_config(config: &ServerConfig, api_addr: SocketAddr, rpc_addr: SocketAddr) -> anyhow::Result<ClusterConfig> {
     let c = &config.cluster;
     let secret = match std::env::var("CAXTON_CLUSTER_SECRET") {
         Ok(s) if !s.is_empty() => Some(s),
@@ -52,7 +64,7 @@ fn cluster_config(config: &ServerConfig, api_addr: SocketAddr, rpc_addr: SocketA
         .transpose()
         .with_context(|| format!("cluster.gossip_listen = {:?}", c.gossip_listen))?;
     let advertise_gossip = match (gossip_listen, c.advertise.is_empty()) {
-        (Some(g), false) => Some(format!("{}:{}", c.advertise, g.port()).parse().with_context(|| format!("cluster.advertise = {:?} must be an IP address", c.advertise))?),
+        (Some(g), false) => Some(resolve_advertised(&c.advertise, g.port()).await?),
         (g, _) => g,
     };
     let bootstrap = match c.bootstrap.as_str() {
@@ -96,7 +108,7 @@ impl Node {
         let events = app.subscribe();
         let app_events = app.subscribe();
         let cluster = Arc::new(
-            Cluster::start(cluster_config(&config, api_addr, rpc_addr)?, app.clone())
+            Cluster::start(cluster_config(&config, api_addr, rpc_addr).await?, app.clone())
                 .await
                 .context("starting the cluster member")?,
         );

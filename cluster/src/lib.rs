@@ -9,6 +9,7 @@ mod application;
 mod codec;
 mod config;
 mod consensus;
+mod identity;
 mod manager;
 mod membership;
 mod node;

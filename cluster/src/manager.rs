@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use openraft::{ChangeMembers, ServerState};
 use tokio_util::sync::CancellationToken;
 
+use crate::identity::ClusterIdentity;
 use crate::membership::{keys, Gossip, GossipMember};
 use crate::types::{NodeAddr, NodeId, Raft};
 
@@ -31,6 +32,9 @@ pub(crate) struct Manager {
     pub load: Arc<std::sync::atomic::AtomicU64>,
     /// Last time each node was seen alive (for the dead grace period).
     pub seen: Arc<std::sync::Mutex<HashMap<NodeId, Instant>>>,
+    pub identity: Arc<ClusterIdentity>,
+    /// Nodes of another cluster already reported, so the log says it once.
+    pub foreign: std::sync::Mutex<BTreeSet<NodeId>>,
 }
 
 impl Manager {
@@ -81,11 +85,23 @@ impl Manager {
                 (keys::READY, ready.to_string()),
                 (keys::ROLE, role.to_owned()),
                 (keys::INITIALIZED, initialized.to_string()),
+                (keys::CLUSTER_ID, self.identity.get().unwrap_or_default()),
                 (keys::LOAD, self.load.load(std::sync::atomic::Ordering::Relaxed).to_string()),
                 (keys::RPC, self.advertise.rpc.clone()),
                 (keys::API, self.advertise.api.clone()),
             ])
             .await;
+    }
+
+    /// A node that already belongs to another cluster is never added: its
+    /// log is another history (it would refuse our RPCs anyway).
+    fn is_foreign(&self, g: &GossipMember) -> bool {
+        let ours = self.identity.get().unwrap_or_default();
+        let foreign = !g.cluster_id.is_empty() && g.cluster_id != ours;
+        if foreign && self.foreign.lock().unwrap_or_else(|p| p.into_inner()).insert(g.node_id) {
+            tracing::warn!(node = g.node_id, theirs = %g.cluster_id, %ours, "ignoring a node of another cluster");
+        }
+        foreign
     }
 
     async fn reconcile(&self, members: &[GossipMember]) -> anyhow::Result<()> {
@@ -94,6 +110,9 @@ impl Manager {
         let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         for g in members {
             let joinable = g.alive && g.role != "left" && !g.rpc_addr.is_empty() && !known.contains(&g.node_id);
+            if joinable && self.is_foreign(g) {
+                continue;
+            }
             if joinable {
                 tracing::info!(node = g.node_id, rpc = %g.rpc_addr, "adding node as learner");
                 let addr = NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone() };

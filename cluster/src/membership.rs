@@ -25,6 +25,8 @@ pub(crate) mod keys {
     pub const VERSION: &str = "version";
     /// "true" once the node belongs to an initialised Raft cluster.
     pub const INITIALIZED: &str = "initialized";
+    /// The Raft cluster's id once known (see `identity`); empty before.
+    pub const CLUSTER_ID: &str = "cluster_id";
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +50,8 @@ pub struct GossipMember {
     pub api_addr: String,
     pub ready: bool,
     pub initialized: bool,
+    /// Empty while the node is pristine.
+    pub cluster_id: String,
     pub role: String,
     pub load: u64,
     pub version: String,
@@ -117,6 +121,7 @@ impl Gossip {
                 api_addr: get(keys::API),
                 ready: state.get(keys::READY) == Some("true"),
                 initialized: state.get(keys::INITIALIZED) == Some("true"),
+                cluster_id: get(keys::CLUSTER_ID),
                 role: get(keys::ROLE),
                 load: get(keys::LOAD).parse().unwrap_or(0),
                 version: get(keys::VERSION),

@@ -20,6 +20,7 @@ use crate::config::ClusterConfig;
 use crate::consensus::log_store::LogStore;
 use crate::consensus::network::Network;
 use crate::consensus::state_machine::StateMachine;
+use crate::identity::ClusterIdentity;
 use crate::replica::{ReadError, Replica};
 use crate::transport::{self, paths, AdminRequest, RpcClient, RpcState};
 use crate::types::{NodeAddr, NodeId, Payload, Raft, Reply};
@@ -118,6 +119,8 @@ pub struct ClusterStatus {
     pub applied_index: Option<u64>,
     pub snapshot_index: Option<u64>,
     pub purged_index: Option<u64>,
+    /// None until this node has founded or joined a cluster.
+    pub cluster_id: Option<String>,
     pub members: Vec<MemberStatus>,
 }
 
@@ -136,6 +139,7 @@ pub struct Cluster<A: Application> {
     seen: Arc<std::sync::Mutex<std::collections::HashMap<NodeId, Instant>>>,
     dead_grace: Duration,
     load: Arc<std::sync::atomic::AtomicU64>,
+    identity: Arc<ClusterIdentity>,
     _app: PhantomData<A>,
 }
 
@@ -170,7 +174,11 @@ impl<A: Application> Cluster<A> {
         .map_err(|e| StartError::Config(e.to_string()))?;
 
         let bind_ip = Some(config.rpc_listen.ip()).filter(|ip| !ip.is_unspecified());
-        let rpc = RpcClient::new(config.secret.clone(), bind_ip);
+        let identity = Arc::new(
+            ClusterIdentity::load(log_store.clone())
+                .map_err(|source| StartError::Store { path: raft_db.display().to_string(), source })?,
+        );
+        let rpc = RpcClient::new(config.secret.clone(), identity.clone(), bind_ip);
         let raft = Raft::new(
             config.node_id,
             Arc::new(raft_config),
@@ -185,7 +193,11 @@ impl<A: Application> Cluster<A> {
             .await
             .map_err(|source| StartError::Listen { addr: config.rpc_listen.to_string(), source })?;
         let stop = CancellationToken::new();
-        let router = transport::router(Arc::new(RpcState { raft: raft.clone(), secret: config.secret.clone() }));
+        let router = transport::router(Arc::new(RpcState {
+            raft: raft.clone(),
+            secret: config.secret.clone(),
+            identity: identity.clone(),
+        }));
         let server_stop = stop.clone();
         let rpc_server = tokio::spawn(async move {
             let serve = axum::serve(listener, router).with_graceful_shutdown(server_stop.cancelled_owned());
@@ -231,6 +243,8 @@ impl<A: Application> Cluster<A> {
                 left: left.clone(),
                 seen: seen.clone(),
                 load: load.clone(),
+                identity: identity.clone(),
+                foreign: Default::default(),
             };
             tokio::spawn(manager.run(stop.clone()));
         }
@@ -248,6 +262,7 @@ impl<A: Application> Cluster<A> {
             seen,
             dead_grace: config.dead_grace,
             load,
+            identity,
             _app: PhantomData,
         };
         if config.bootstrap {
@@ -277,7 +292,8 @@ impl<A: Application> Cluster<A> {
             }
         }
         let members = BTreeMap::from([(self.node_id, self.advertise.clone())]);
-        tracing::info!(node_id = self.node_id, "pristine data directory: initialising a new cluster");
+        let cluster_id = self.identity.found().map_err(|e| StartError::Raft(e.to_string()))?;
+        tracing::info!(node_id = self.node_id, %cluster_id, "pristine data directory: initialising a new cluster");
         self.raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))
     }
 
@@ -414,6 +430,7 @@ impl<A: Application> Cluster<A> {
             applied_index: m.last_applied.map(|l| l.index),
             snapshot_index: m.snapshot.map(|l| l.index),
             purged_index: m.purged.map(|l| l.index),
+            cluster_id: self.identity.get(),
             members,
         }
     }

@@ -47,6 +47,8 @@ pub struct ClusterStatusView {
     pub purged_index: Option<u64>,
     /// Log entries currently stored (drops after compaction).
     pub stored_log_entries: u64,
+    /// The cluster this node belongs to; null while it has not joined one.
+    pub cluster_id: Option<String>,
     pub members: Vec<Member>,
 }
 
@@ -85,6 +87,7 @@ pub fn cluster_view(ctx: &Ctx) -> ClusterStatusView {
         snapshot_index: s.snapshot_index,
         purged_index: s.purged_index,
         stored_log_entries: ctx.cluster.stored_log_entries(),
+        cluster_id: s.cluster_id,
         members: s
             .members
             .into_iter()

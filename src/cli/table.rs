@@ -60,7 +60,8 @@ pub fn agent(a: &Value) {
 
 pub fn cluster_status(s: &Value) {
     println!(
-        "node {} ({}), leader {}, term {}, applied {}, snapshot {}",
+        "cluster {}\nnode {} ({}), leader {}, term {}, applied {}, snapshot {}",
+        cell(&s["cluster_id"]),
         cell(&s["node_id"]),
         cell(&s["state"]),
         cell(&s["leader"]),

@@ -91,8 +91,12 @@ pub struct ClusterSection {
     pub advertise_api: String,
     /// `auto`: initialise a new cluster on a pristine data dir when there are
     /// no seeds; `true`: also with seeds, unless a peer already belongs to a
-    /// cluster; `false`: only ever join.
+    /// cluster; `false`: only ever join; `ordinal-0`: `true` on the pod whose
+    /// host name ends in `-0` (a StatefulSet's first pod), `false` elsewhere.
     pub bootstrap: String,
+    /// Take the node id from the host name's trailing ordinal (StatefulSet
+    /// pods are named NAME-0, NAME-1, …): node id = ordinal + 1.
+    pub node_id_from_hostname: bool,
     /// Gossip (UDP) listen address; empty disables gossip (a lone node).
     pub gossip_listen: String,
     /// Host or IP advertised to peers for every port not advertised explicitly.
@@ -157,6 +161,7 @@ impl Default for ClusterSection {
             advertise_rpc: String::new(),
             advertise_api: String::new(),
             bootstrap: "auto".into(),
+            node_id_from_hostname: false,
             gossip_listen: String::new(),
             advertise: String::new(),
             seeds: Vec::new(),
@@ -192,6 +197,12 @@ impl Default for ServerConfig {
     }
 }
 
+const ORDINAL_ZERO: &str = "ordinal-0";
+
+fn system_hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
+}
+
 /// A bad configuration: which key, which value, and why.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -222,7 +233,7 @@ impl ServerConfig {
         };
         let mut doc: toml::Table = toml::from_str(&text).map_err(|e| syntax_error(&name, &text, &e))?;
         let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults serialize to a table");
-        env::apply(&mut doc, &defaults, lookup)
+        env::apply(&mut doc, &defaults, &lookup)
             .map_err(|(var, value, reason)| ConfigError::Env { var, value, reason })?;
         // Re-serialize so serde reports unknown keys and types with positions.
         let merged = toml::to_string(&doc).expect("a toml table serializes");
@@ -237,7 +248,34 @@ impl ServerConfig {
             config.llm.providers.entry(name).or_insert(default);
         }
         config.validate()?;
+        config.resolve_ordinal(|| lookup("HOSTNAME").or_else(system_hostname))?;
         Ok(config)
+    }
+
+    /// Applies the StatefulSet conventions: the node id and whether this node
+    /// may found the cluster both follow from the pod's ordinal.
+    fn resolve_ordinal(&mut self, hostname: impl FnOnce() -> Option<String>) -> Result<(), ConfigError> {
+        let c = &mut self.cluster;
+        if !c.node_id_from_hostname && c.bootstrap != ORDINAL_ZERO {
+            return Ok(());
+        }
+        let key = if c.node_id_from_hostname { "cluster.node_id_from_hostname" } else { "cluster.bootstrap" };
+        let host = hostname().unwrap_or_default();
+        let ordinal = host
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .ok_or_else(|| ConfigError::Invalid {
+                key: key.into(),
+                value: host.clone(),
+                reason: "the host name must end in -ORDINAL, as StatefulSet pods do (e.g. caxton-0)".into(),
+            })?;
+        if c.node_id_from_hostname {
+            c.node_id = ordinal + 1;
+        }
+        if c.bootstrap == ORDINAL_ZERO {
+            c.bootstrap = (ordinal == 0).to_string();
+        }
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -258,8 +296,8 @@ impl ServerConfig {
             return Err(invalid("server.agents_reload_ms", &self.server.agents_reload_ms, "must be at least 50"));
         }
         let c = &self.cluster;
-        if !matches!(c.bootstrap.as_str(), "auto" | "true" | "false") {
-            return Err(invalid("cluster.bootstrap", &c.bootstrap, "expected auto, true or false"));
+        if !matches!(c.bootstrap.as_str(), "auto" | "true" | "false" | ORDINAL_ZERO) {
+            return Err(invalid("cluster.bootstrap", &c.bootstrap, "expected auto, true, false or ordinal-0"));
         }
         if !c.gossip_listen.is_empty() {
             parse_addr("cluster.gossip_listen", &c.gossip_listen)?;
@@ -407,6 +445,21 @@ mod tests {
         assert!(e.contains("lisen") && e.contains(":2:"), "{e}");
         let e = load("", &[("CAXTON_CLUSTER_NODE_ID", "abc")]).unwrap_err().to_string();
         assert!(e.contains("CAXTON_CLUSTER_NODE_ID") && e.contains("abc") && e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn a_statefulset_pod_takes_its_node_id_and_bootstrap_role_from_its_ordinal() {
+        let sts = "[cluster]\nnode_id_from_hostname = true\nbootstrap = \"ordinal-0\"\n";
+        let c = load(sts, &[("HOSTNAME", "caxton-0")]).unwrap();
+        assert_eq!((c.cluster.node_id, c.cluster.bootstrap.as_str()), (1, "true"));
+        let c = load(sts, &[("HOSTNAME", "my-caxton-12")]).unwrap();
+        assert_eq!((c.cluster.node_id, c.cluster.bootstrap.as_str()), (13, "false"));
+        let c = load("", &[("HOSTNAME", "caxton-3"), ("CAXTON_CLUSTER_BOOTSTRAP", "ordinal-0")]).unwrap();
+        assert_eq!((c.cluster.node_id, c.cluster.bootstrap.as_str()), (1, "false"), "node_id stays as configured");
+        let e = load(sts, &[("HOSTNAME", "laptop")]).unwrap_err().to_string();
+        assert!(e.contains("cluster.node_id_from_hostname") && e.contains("laptop") && e.contains("-ORDINAL"), "{e}");
+        let e = load("[cluster]\nbootstrap = \"first\"\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("cluster.bootstrap") && e.contains("ordinal-0"), "{e}");
     }
 
     #[test]

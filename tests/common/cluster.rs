@@ -11,6 +11,17 @@ pub fn free_udp_port() -> u16 {
 
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
+    /// Held for the cluster's life: see `cluster_slot`.
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// At most two multi-process clusters run at once in a test binary: on a
+/// two-core machine more would starve each other's heartbeats and turn
+/// timing into flakiness instead of testing the cluster.
+async fn cluster_slot() -> tokio::sync::OwnedSemaphorePermit {
+    static SLOTS: std::sync::OnceLock<std::sync::Arc<tokio::sync::Semaphore>> = std::sync::OnceLock::new();
+    let slots = SLOTS.get_or_init(|| std::sync::Arc::new(tokio::sync::Semaphore::new(2))).clone();
+    slots.acquire_owned().await.expect("semaphore is never closed")
 }
 
 #[derive(Clone, Default)]
@@ -21,6 +32,9 @@ pub struct ClusterOptions {
     pub ip_base: Option<u8>,
     pub cluster_extra: String,
     pub tables: String,
+    /// Name the processes like StatefulSet pods (HOSTNAME=caxton-N) and let
+    /// them derive node id and bootstrap role from that, as on Kubernetes.
+    pub statefulset: bool,
 }
 
 impl TestCluster {
@@ -32,31 +46,37 @@ impl TestCluster {
     }
 
     pub async fn start_with(n: usize, opts: ClusterOptions) -> Self {
+        let slot = cluster_slot().await;
         let gossip: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
         let ip = |i: usize| opts.ip_base.map(|b| format!("127.0.0.{}", b as usize + i + 1)).unwrap_or_else(|| "127.0.0.1".into());
         let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
         let mut nodes = Vec::new();
         for i in 0..n {
+            let identity = if opts.statefulset {
+                "node_id_from_hostname = true\nbootstrap = \"ordinal-0\"".to_owned()
+            } else {
+                format!("node_id = {}\nbootstrap = \"{}\"", i + 1, i == 0)
+            };
             let cluster_extra = format!(
-                "node_id = {}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\nbootstrap = \"{}\"\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n",
-                i + 1,
+                "{identity}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n",
                 ip(i),
                 gossip[i],
                 seeds.join(", "),
-                if i == 0 { "true" } else { "false" },
                 opts.voters.max(1),
                 opts.cluster_extra,
             );
+            let env = if opts.statefulset { vec![("HOSTNAME".to_owned(), format!("caxton-{i}"))] } else { Vec::new() };
             let rpc_port = free_port();
             nodes.push(TestNode::spawn_with(NodeOptions {
                 cluster_extra,
                 tables: opts.tables.clone(),
                 ports: Some((free_port(), rpc_port)),
                 rpc_host: Some(ip(i)),
+                env,
                 ..Default::default()
             }));
         }
-        let mut cluster = Self { nodes };
+        let mut cluster = Self { nodes, _slot: slot };
         for node in cluster.nodes.iter_mut() {
             node.wait_ready().await;
         }

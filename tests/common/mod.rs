@@ -187,6 +187,11 @@ impl TestNode {
     }
 
     /// Starts again on the same data dir and ports.
+    /// Changes how the next `restart` starts the process.
+    pub fn reconfigure(&mut self, change: impl FnOnce(&mut NodeOptions)) {
+        change(&mut self.opts);
+    }
+
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();

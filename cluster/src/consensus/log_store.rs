@@ -69,6 +69,18 @@ impl LogStore {
         Ok(())
     }
 
+    /// The id of the cluster this log belongs to, once known (see `identity`).
+    pub fn cluster_id(&self) -> rusqlite::Result<Option<String>> {
+        self.with(|c| c.query_row("SELECT value FROM meta WHERE key = 'cluster_id'", [], |r| r.get::<_, Vec<u8>>(0)).optional())
+            .map(|raw| raw.map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    pub fn set_cluster_id(&self, id: &str) -> rusqlite::Result<()> {
+        self.with(|c| {
+            c.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('cluster_id', ?1)", [id.as_bytes()]).map(|_| ())
+        })
+    }
+
     /// Number of entries physically present (for status and tests of compaction).
     pub fn stored_entries(&self) -> u64 {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM log", [], |r| r.get::<_, i64>(0)).unwrap_or(0) as u64)

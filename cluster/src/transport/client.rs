@@ -3,8 +3,11 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{SECRET_HEADER, TRACE_HEADER};
+use std::sync::Arc;
+
+use super::{CLUSTER_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
+use crate::identity::ClusterIdentity;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -21,13 +24,14 @@ pub enum RpcError {
 pub struct RpcClient {
     http: reqwest::Client,
     secret: Option<String>,
+    identity: Arc<ClusterIdentity>,
 }
 
 impl RpcClient {
     /// `local` binds outbound connections to the node's own address, so a
     /// node that listens on one address of a multi-homed host also talks
     /// from it (and firewall rules by address apply to both directions).
-    pub fn new(secret: Option<String>, local: Option<std::net::IpAddr>) -> Self {
+    pub fn new(secret: Option<String>, identity: Arc<ClusterIdentity>, local: Option<std::net::IpAddr>) -> Self {
         let http = reqwest::Client::builder()
             .local_address(local)
             .connect_timeout(Duration::from_millis(500))
@@ -35,7 +39,7 @@ impl RpcClient {
             .tcp_nodelay(true)
             .build()
             .expect("building an HTTP client with static settings");
-        Self { http, secret }
+        Self { http, secret, identity }
     }
 
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -48,6 +52,9 @@ impl RpcClient {
         let mut builder = self.http.post(format!("http://{addr}{path}")).timeout(timeout).body(codec::encode(request));
         if let Some(secret) = &self.secret {
             builder = builder.header(SECRET_HEADER, secret);
+        }
+        if let Some(id) = self.identity.get() {
+            builder = builder.header(CLUSTER_HEADER, id);
         }
         if let Some(trace) = current_trace_id() {
             builder = builder.header(TRACE_HEADER, trace);

@@ -1,6 +1,6 @@
 //! Node-to-node RPC: HTTP/1.1 on the cluster port, bodies in the versioned
-//! binary codec, every request carrying the cluster secret and the caller's
-//! trace id.
+//! binary codec, every request carrying the cluster secret, the sender's
+//! cluster id and the caller's trace id.
 
 mod client;
 mod server;
@@ -11,6 +11,8 @@ pub(crate) use server::{router, AdminRequest, RpcState};
 
 pub(crate) const SECRET_HEADER: &str = "x-caxton-cluster-secret";
 pub(crate) const TRACE_HEADER: &str = "x-caxton-trace-id";
+/// The sender's cluster id (absent while the sender is pristine).
+pub(crate) const CLUSTER_HEADER: &str = "x-caxton-cluster-id";
 
 pub(crate) mod paths {
     pub const APPEND: &str = "/raft/append";

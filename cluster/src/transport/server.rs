@@ -9,13 +9,15 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::{paths, secrets_match, SECRET_HEADER, TRACE_HEADER};
+use super::{paths, secrets_match, CLUSTER_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
+use crate::identity::{ClusterIdentity, IdentityError};
 use crate::types::{Payload, Raft};
 
 pub(crate) struct RpcState {
     pub raft: Raft,
     pub secret: Option<String>,
+    pub identity: Arc<ClusterIdentity>,
 }
 
 /// Snapshots travel in one body; the cap protects against a hostile peer.
@@ -32,14 +34,26 @@ pub(crate) fn router(state: Arc<RpcState>) -> Router {
         .with_state(state)
 }
 
+/// A request must carry the cluster secret (when one is set) and come from
+/// this node's cluster; a pristine node learns its cluster here.
 fn authorize(state: &RpcState, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(expected) = &state.secret else { return Ok(()) };
-    let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-    if secrets_match(expected.as_bytes(), given) {
-        Ok(())
-    } else {
-        Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response())
+    if let Some(expected) = &state.secret {
+        let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+        if !secrets_match(expected.as_bytes(), given) {
+            return Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response());
+        }
     }
+    let claimed = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+    state.identity.check(claimed).map_err(|e| {
+        let status = match e {
+            IdentityError::Mismatch { .. } => {
+                tracing::warn!(error = %e, "refused an RPC from another cluster");
+                StatusCode::CONFLICT
+            }
+            IdentityError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, e.to_string()).into_response()
+    })
 }
 
 fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {

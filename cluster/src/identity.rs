@@ -1,0 +1,106 @@
+//! Which cluster this node's data belongs to.
+//!
+//! The node that founds a cluster draws a random id and every member keeps it
+//! in `raft.db`. Every RPC carries the sender's id and is refused when it
+//! names another cluster, so two clusters that meet (a seed list pointing at
+//! the wrong pods, a data directory copied between clusters) cannot feed each
+//! other log entries or votes. A pristine node adopts the id of the first
+//! authenticated peer that talks to it: the leader adding it as a learner.
+
+use std::sync::Mutex;
+
+use crate::consensus::log_store::LogStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error("cluster id mismatch: this node belongs to cluster {ours}, the request comes from cluster {theirs}")]
+    Mismatch { ours: String, theirs: String },
+    #[error("cannot persist the cluster id: {0}")]
+    Store(#[from] rusqlite::Error),
+}
+
+pub struct ClusterIdentity {
+    store: LogStore,
+    /// Guarded by one lock so that checking and adopting are one step.
+    id: Mutex<Option<String>>,
+}
+
+impl ClusterIdentity {
+    pub fn load(store: LogStore) -> rusqlite::Result<Self> {
+        let id = store.cluster_id()?;
+        Ok(Self { store, id: Mutex::new(id) })
+    }
+
+    pub fn get(&self) -> Option<String> {
+        self.lock().clone()
+    }
+
+    /// Draws and persists the id of a cluster this node is founding.
+    pub fn found(&self) -> Result<String, IdentityError> {
+        let mut id = self.lock();
+        if let Some(existing) = id.as_ref() {
+            return Ok(existing.clone());
+        }
+        let fresh = uuid::Uuid::new_v4().to_string();
+        self.store.set_cluster_id(&fresh)?;
+        *id = Some(fresh.clone());
+        Ok(fresh)
+    }
+
+    /// Accepts a request from a peer claiming `theirs` (None: a pristine
+    /// peer, which cannot yet have anything to replicate). A pristine node
+    /// adopts the first id it is shown.
+    pub fn check(&self, theirs: Option<&str>) -> Result<(), IdentityError> {
+        let Some(theirs) = theirs else { return Ok(()) };
+        let mut id = self.lock();
+        match id.as_deref() {
+            Some(ours) if ours == theirs => Ok(()),
+            Some(ours) => Err(IdentityError::Mismatch { ours: ours.to_owned(), theirs: theirs.to_owned() }),
+            None => {
+                self.store.set_cluster_id(theirs)?;
+                tracing::info!(cluster_id = theirs, "joined cluster");
+                *id = Some(theirs.to_owned());
+                Ok(())
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.id.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(dir: &tempfile::TempDir) -> ClusterIdentity {
+        ClusterIdentity::load(LogStore::open(&dir.path().join("raft.db")).unwrap()).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_pristine_node_adopts_the_first_id_and_keeps_it_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity(&dir);
+        assert_eq!(id.get(), None);
+        id.check(None).unwrap();
+        assert_eq!(id.get(), None, "a pristine peer teaches nothing");
+        id.check(Some("a")).unwrap();
+        id.check(Some("a")).unwrap();
+        let err = id.check(Some("b")).unwrap_err().to_string();
+        assert!(err.contains("belongs to cluster a") && err.contains("from cluster b"), "{err}");
+        drop(id);
+        let reopened = identity(&dir);
+        assert_eq!(reopened.get().as_deref(), Some("a"));
+        assert!(reopened.check(Some("b")).is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn founding_draws_one_id_and_never_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = identity(&dir);
+        let first = id.found().unwrap();
+        assert_eq!(id.found().unwrap(), first);
+        assert_eq!(identity(&dir).get(), Some(first));
+    }
+}

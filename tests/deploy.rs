@@ -1,0 +1,150 @@
+//! The shipped deployment files, exercised for real: the container image is
+//! built from local files (deploy/build-image.sh), three containers form a
+//! cluster from deploy/docker-compose.yml, one is killed and comes back.
+//! The Kubernetes manifest cannot run here (no cluster, no image registry);
+//! its conventions (ordinal node ids, ordinal-0 bootstrap) are exercised by
+//! tests/cluster_identity.rs, and its variables are checked below.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(out.status.success(), "{cmd:?} failed:\n{}\n{}", stdout(&out), stderr(&out));
+    stdout(&out)
+}
+
+/// A compose project of its own, torn down (containers, volumes, image) on drop.
+struct Compose {
+    project: String,
+    image: String,
+    ports: [u16; 3],
+}
+
+impl Compose {
+    fn command(&self) -> Command {
+        let mut c = Command::new("docker-compose");
+        c.args(["-p", &self.project, "-f", &format!("{ROOT}/deploy/docker-compose.yml")]);
+        c.env("CAXTON_IMAGE", &self.image).env("CAXTON_CLUSTER_SECRET", "test-secret");
+        for (i, p) in self.ports.iter().enumerate() {
+            c.env(format!("CAXTON_PORT_{}", i + 1), p.to_string());
+        }
+        c
+    }
+
+    fn url(&self, node: usize, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports[node - 1])
+    }
+
+    fn logs(&self) -> String {
+        self.command().args(["logs", "--no-color", "--tail", "40"]).output().map(|o| stdout(&o)).unwrap_or_default()
+    }
+}
+
+impl Drop for Compose {
+    fn drop(&mut self) {
+        let _ = self.command().args(["down", "-v", "--timeout", "5"]).output();
+        let _ = Command::new("docker").args(["rmi", "-f", &self.image]).output();
+    }
+}
+
+async fn get(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
+    let r = http.get(url).send().await.ok()?;
+    r.status().is_success().then_some(())?;
+    r.json().await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
+    let tag = format!("caxton-test-{}", std::process::id());
+    let compose = Compose { project: tag.clone(), image: format!("{tag}:latest"), ports: [free_port(), free_port(), free_port()] };
+    run(Command::new(format!("{ROOT}/deploy/build-image.sh")).args([BIN, &compose.image]).env("INCLUDE_MODELS", "0"));
+    run(compose.command().args(["up", "-d"]));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+
+    let formed = |node: usize| {
+        let (http, url) = (http.clone(), compose.url(node, "/v1/cluster/status"));
+        async move {
+            get(&http, &url).await.is_some_and(|st| {
+                let m = st["members"].as_array().cloned().unwrap_or_default();
+                m.len() == 3 && m.iter().all(|m| m["role"] == "voter") && st["leader"].is_u64()
+            })
+        }
+    };
+    for node in 1..=3 {
+        let ok = tokio::time::timeout(Duration::from_secs(90), async {
+            while !formed(node).await {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+        .await;
+        assert!(ok.is_ok(), "node {node} never saw a three-voter cluster; logs:\n{}", compose.logs());
+    }
+    let ids: std::collections::HashSet<String> = futures::future::join_all(
+        (1..=3).map(|n| {
+            let (http, url) = (http.clone(), compose.url(n, "/v1/cluster/status"));
+            async move { get(&http, &url).await.unwrap()["cluster_id"].as_str().unwrap().to_owned() }
+        }),
+    )
+    .await
+    .into_iter()
+    .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // An agent deployed through one container answers through another.
+    let agent = "name = \"boxed\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\n";
+    let r = http.post(compose.url(2, "/v1/agents")).header("content-type", "application/toml").body(agent).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let ask = |node: usize, text: &str| {
+        let (http, url, body) = (http.clone(), compose.url(node, "/v1/messages"), serde_json::json!({"to": "boxed", "content": text, "timeout_ms": 30000}));
+        async move { http.post(url).timeout(Duration::from_secs(40)).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+    };
+    let reply = ask(3, "hello from node 3").await;
+    assert!(reply["reply"]["content"].as_str().unwrap_or_default().contains("hello from node 3"), "{reply}");
+
+    // The founding container dies; the others keep the cluster writable.
+    run(compose.command().args(["kill", "caxton-1"]));
+    let r = http.post(compose.url(2, "/v1/agents")).timeout(Duration::from_secs(30)).header("content-type", "application/toml")
+        .body(agent.replace("boxed", "while-one-was-down")).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+
+    // It comes back from its volume and catches up.
+    run(compose.command().args(["start", "caxton-1"]));
+    eventually("the restarted container has the agent deployed in its absence", Duration::from_secs(90), || async {
+        get(&http, &compose.url(1, "/v1/agents/while-one-was-down")).await.is_some()
+    })
+    .await;
+    let reply = ask(1, "back again").await;
+    assert!(reply["reply"]["content"].as_str().unwrap_or_default().contains("back again"), "{reply}");
+}
+
+#[test]
+fn every_variable_in_the_deploy_files_is_one_the_server_reads() {
+    let known: Vec<String> = caxton::config::ServerConfig::env_variables().into_iter().map(|(_, v)| v).collect();
+    // Read by the node itself rather than mapped to a config key.
+    let special = ["CAXTON_CLUSTER_SECRET"];
+    let files = ["deploy/Dockerfile", "deploy/docker-compose.yml", "deploy/docker-compose.single.yml", "deploy/k8s/caxton.yaml"];
+    let mut seen = 0;
+    for file in files {
+        let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
+        for (line_no, line) in text.lines().enumerate() {
+            for (at, _) in line.match_indices("CAXTON_") {
+                let var: String = line[at..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit()).collect();
+                // Compose's own substitutions (image, published ports).
+                if var == "CAXTON_IMAGE" || var.starts_with("CAXTON_PORT_") {
+                    continue;
+                }
+                seen += 1;
+                assert!(known.contains(&var) || special.contains(&var.as_str()), "{file}:{}: {var} is not a Caxton variable", line_no + 1);
+            }
+        }
+    }
+    assert!(seen > 15, "the deploy files configure the server through variables ({seen} seen)");
+}
