@@ -171,6 +171,10 @@ impl Node {
             directory,
             agents_dir,
             shutdown: stop.clone(),
+            peer_http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(2))
+                .build()
+                .context("building the peer HTTP client")?,
         });
         let router = api::router(ctx, config.server.max_body_bytes as usize);
         let server_stop = CancellationToken::new();

@@ -416,3 +416,39 @@ async fn a_partitioned_leader_cannot_commit_and_heals_into_one_consistent_cluste
     assert!(!states[0].contains(&"on-the-minority-side".to_owned()));
     assert!(states[0].contains(&"before-partition".to_owned()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answers_token_stream_is_live_on_a_node_that_does_not_run_the_agent() {
+    let stub = common::openai_stub::OpenAiStub::start().await;
+    // Slow enough that the stream is open before the tokens exist.
+    stub.respond_with(|_| common::openai_stub::StubReply::text("streamed across nodes").after(Duration::from_millis(1500)));
+    let opts = ClusterOptions { voters: 3, tables: stub.provider_config("stub", ""), ..Default::default() };
+    let cluster = TestCluster::start_with(3, opts).await;
+    let leader = cluster.wait_leader().await;
+    let toml = "name = \"far-away\"\nprovider = \"stub\"\nsystem_prompt = \"You stream.\"\n";
+    assert_eq!(cluster.node(leader).post_toml("/v1/agents", toml).await.0, 201);
+    let owner = cluster.node(leader).get("/v1/agents/far-away").await.1["owner_node"].as_u64().unwrap();
+    let elsewhere = cluster.node((1..=3).find(|id| *id != owner).unwrap());
+
+    let body = json!({"to": "far-away", "content": "stream it", "mode": "async"});
+    let (s, v) = elsewhere.send(reqwest::Method::POST, "/v1/messages", "application/json", body.to_string()).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["message"]["id"].as_str().unwrap().to_owned();
+    let resp = elsewhere.http.get(elsewhere.url(&format!("/v1/messages/{id}/stream"))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut decoder = caxton::sse::SseDecoder::default();
+    let mut events = Vec::new();
+    let mut body = resp.bytes_stream();
+    use futures::StreamExt;
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), body.next()).await.expect("stream stalled") {
+        events.extend(decoder.feed(&chunk.unwrap()).into_iter().map(|e| (e.event, e.data)));
+        if events.iter().any(|(e, _)| e == "reply") {
+            break;
+        }
+    }
+    let names: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(names, ["token", "reply"], "a live token, relayed from node {owner}, then the reply: {events:?}");
+    assert_eq!(events[0].1, "streamed across nodes");
+    let reply: serde_json::Value = serde_json::from_str(&events[1].1).unwrap();
+    assert_eq!(reply["content"], "streamed across nodes");
+}

@@ -3,12 +3,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::Json;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,6 +17,7 @@ use super::Ctx;
 use crate::messaging::{
     ContractNetOutcome, Conversation, Message, MessageError, MessageKind, SendOutcome, SendRequest, StreamEvent, Target,
 };
+use crate::sse::SseDecoder;
 use crate::state::StateEvent;
 
 /// Longest a synchronous send may wait for its reply.
@@ -141,32 +142,81 @@ fn json_event(name: &str, value: &impl Serialize) -> Event {
     Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
 }
 
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+pub struct StreamQuery {
+    /// Serve from this node only: set by a node relaying the stream of an
+    /// agent that runs here, so a relay is never relayed again.
+    #[serde(default)]
+    pub local: bool,
+}
+
 /// The answer's tokens as they are generated (`token` events), then the
-/// committed reply (`reply`). Tokens are live only on the node running the
-/// agent; elsewhere the stream carries just the reply.
-#[utoipa::path(get, path = "/v1/messages/{id}/stream", tag = "messages", params(("id" = String, Path)),
+/// committed reply (`reply`). Any node serves it: a node that does not run
+/// the receiving agent relays the stream of the node that does, and if that
+/// node goes away mid-stream, finishes with the committed reply.
+#[utoipa::path(get, path = "/v1/messages/{id}/stream", tag = "messages", params(("id" = String, Path), StreamQuery),
     responses((status = 200, description = "text/event-stream of `token` and `reply` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn stream(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<SseStream, Problem> {
+pub async fn stream(State(ctx): State<Ctx>, Path(id): Path<String>, Query(q): Query<StreamQuery>) -> Result<SseStream, Problem> {
     let mut tokens = ctx.messages.tokens.subscribe(&id);
-    ctx.messages.get(&id).await?;
+    let message = ctx.messages.get(&id).await?;
+    let upstream = if q.local { None } else { owner_stream(&ctx, &message).await };
     let messages = ctx.messages.clone();
     let s = async_stream::stream! {
-        if messages.reply_of(&id).await.ok().flatten().is_none() {
+        let mut finished = false;
+        if let Some(upstream) = upstream {
+            let mut decoder = SseDecoder::default();
+            let mut body = upstream.bytes_stream();
+            while let Some(Ok(chunk)) = body.next().await {
+                for e in decoder.feed(&chunk) {
+                    finished |= e.event == "reply" || e.event == "error";
+                    yield Ok(Event::default().event(e.event).data(e.data));
+                }
+                if finished {
+                    break;
+                }
+            }
+        } else if messages.reply_of(&id).await.ok().flatten().is_none() {
             loop {
                 match tokio::time::timeout(Duration::from_millis(250), tokens.recv()).await {
                     Ok(Ok(StreamEvent::Token(t))) => yield Ok(Event::default().event("token").data(t)),
                     Ok(Ok(StreamEvent::Done)) | Ok(Err(_)) => break,
-                    // Generating elsewhere or not started: check for the reply.
+                    // Not started yet, or the agent moved: check for the reply.
                     Err(_) => if messages.reply_of(&id).await.ok().flatten().is_some() { break },
                 }
             }
         }
-        match messages.await_reply(&id, MAX_SYNC_WAIT).await {
-            Ok(reply) => yield Ok(json_event("reply", &reply)),
-            Err(e) => yield Ok(Event::default().event("error").data(e.to_string())),
+        if !finished {
+            match messages.await_reply(&id, MAX_SYNC_WAIT).await {
+                Ok(reply) => yield Ok(json_event("reply", &reply)),
+                Err(e) => yield Ok(Event::default().event("error").data(e.to_string())),
+            }
         }
     };
     Ok(Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>).keep_alive(KeepAlive::default()))
+}
+
+/// The live stream of `message`'s answer from the node running its
+/// receiver, when that is another node and it answers.
+async fn owner_stream(ctx: &Ctx, message: &Message) -> Option<reqwest::Response> {
+    let name = crate::config::AgentName::parse(&message.receiver).ok()?;
+    let owner = ctx.registry.queries().agent(&name).await.ok()??.owner;
+    if owner == ctx.cluster.node_id() {
+        return None;
+    }
+    let api = ctx.cluster.status().members.into_iter().find(|m| m.id == owner)?.api_addr;
+    let url = format!("http://{api}/v1/messages/{}/stream?local=true", message.id);
+    let relayed = ctx.peer_http.get(url).header(super::request_id::HEADER, &message.trace_id).send().await;
+    match relayed {
+        Ok(r) if r.status().is_success() => Some(r),
+        Ok(r) => {
+            tracing::debug!(owner, status = %r.status(), "owner refused the token stream; serving the reply only");
+            None
+        }
+        Err(e) => {
+            tracing::debug!(owner, error = %e, "owner unreachable for the token stream; serving the reply only");
+            None
+        }
+    }
 }
 
 /// A conversation: protocol, state and every message in order.

@@ -52,6 +52,8 @@ pub struct ApiContext {
     pub agents_dir: Option<PathBuf>,
     /// Cancelled when the node starts shutting down (readiness drops first).
     pub shutdown: CancellationToken,
+    /// Talks to other nodes' APIs (relayed token streams).
+    pub peer_http: reqwest::Client,
 }
 
 pub type Ctx = Arc<ApiContext>;
