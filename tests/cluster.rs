@@ -452,3 +452,47 @@ async fn an_answers_token_stream_is_live_on_a_node_that_does_not_run_the_agent()
     let reply: serde_json::Value = serde_json::from_str(&events[1].1).unwrap();
     assert_eq!(reply["content"], "streamed across nodes");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wiped_node_is_refused_under_its_old_id_until_removed_then_rejoins() {
+    let mut cluster = TestCluster::start(3).await;
+    let leader = cluster.wait_leader().await;
+    assert_eq!(deploy_on(cluster.node(leader), "before-the-wipe").await, 201);
+    let victim = (2..=3).find(|id| *id != leader).unwrap();
+    eventually("the victim has the agent", Duration::from_secs(10), || async {
+        cluster.node(victim).get("/v1/agents/before-the-wipe").await.0 == 200
+    })
+    .await;
+
+    // Its disk is lost; it comes back empty under the same node id.
+    assert!(cluster.node_mut(victim).terminate().success());
+    std::fs::remove_dir_all(cluster.node(victim).data_dir()).unwrap();
+    cluster.node_mut(victim).relaunch();
+    eventually("the wiped node serves HTTP", Duration::from_secs(20), || async {
+        cluster.node(victim).http.get(cluster.node(victim).url("/health")).send().await.is_ok()
+    })
+    .await;
+    // The leader keeps trying to replicate to it, and it keeps refusing:
+    // a node that forgot its votes must not count toward a quorum.
+    eventually("the wiped node refuses the leader", Duration::from_secs(20), || async {
+        cluster.node(victim).log().contains("was wiped or replaced")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(cluster.node(victim).get("/v1/agents/before-the-wipe").await.0, 404, "fed nothing under its old id");
+    let (_, st) = cluster.node(victim).get("/v1/cluster/status").await;
+    assert!(st["cluster_id"].is_null(), "adopted no cluster: {st}");
+    // The cluster itself is unaffected (two voters of three answer).
+    assert_eq!(deploy_on(cluster.node(leader), "while-it-was-refused").await, 201);
+
+    // The operator removes it; it rejoins as a new member and catches up.
+    let out = cluster.node(leader).cli(&["cluster", "remove", &victim.to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for agent in ["before-the-wipe", "while-it-was-refused"] {
+        eventually(&format!("the rejoined node has {agent}"), Duration::from_secs(30), || async {
+            cluster.node(victim).get(&format!("/v1/agents/{agent}")).await.0 == 200
+        })
+        .await;
+    }
+    cluster.wait_members(3, 3).await;
+}

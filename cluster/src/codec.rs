@@ -55,7 +55,7 @@ mod tests {
     #[test]
     fn raft_entries_round_trip() {
         let mut nodes = BTreeMap::new();
-        nodes.insert(1u64, NodeAddr { rpc: "a:1".into(), api: "a:2".into() });
+        nodes.insert(1u64, NodeAddr { rpc: "a:1".into(), api: "a:2".into(), incarnation: "i".into() });
         let membership = Membership::<u64, NodeAddr>::new(vec![BTreeSet::from([1u64])], nodes);
         let entries: Vec<Entry> = vec![
             Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(3, 1), 7), payload: EntryPayload::Blank },

@@ -115,7 +115,7 @@ impl Manager {
             }
             if joinable {
                 tracing::info!(node = g.node_id, rpc = %g.rpc_addr, "adding node as learner");
-                let addr = NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone() };
+                let addr = NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone(), incarnation: g.incarnation.clone() };
                 self.raft.add_learner(g.node_id, addr, false).await?;
             }
         }

@@ -27,6 +27,8 @@ pub(crate) mod keys {
     pub const INITIALIZED: &str = "initialized";
     /// The Raft cluster's id once known (see `identity`); empty before.
     pub const CLUSTER_ID: &str = "cluster_id";
+    /// The node's data directory incarnation (see `identity`).
+    pub const INCARNATION: &str = "incarnation";
 }
 
 #[derive(Debug, Clone)]
@@ -52,6 +54,7 @@ pub struct GossipMember {
     pub initialized: bool,
     /// Empty while the node is pristine.
     pub cluster_id: String,
+    pub incarnation: String,
     pub role: String,
     pub load: u64,
     pub version: String,
@@ -122,6 +125,7 @@ impl Gossip {
                 ready: state.get(keys::READY) == Some("true"),
                 initialized: state.get(keys::INITIALIZED) == Some("true"),
                 cluster_id: get(keys::CLUSTER_ID),
+                incarnation: get(keys::INCARNATION),
                 role: get(keys::ROLE),
                 load: get(keys::LOAD).parse().unwrap_or(0),
                 version: get(keys::VERSION),

@@ -206,7 +206,11 @@ impl<A: Application> Cluster<A> {
             }
         });
 
-        let advertise = NodeAddr { rpc: config.advertise_rpc.clone(), api: config.advertise_api.clone() };
+        let advertise = NodeAddr {
+            rpc: config.advertise_rpc.clone(),
+            api: config.advertise_api.clone(),
+            incarnation: identity.incarnation().to_owned(),
+        };
         let gossip = match config.gossip_listen {
             None => None,
             Some(listen) => {
@@ -223,6 +227,7 @@ impl<A: Application> Cluster<A> {
                     (crate::membership::keys::API.to_owned(), advertise.api.clone()),
                     (crate::membership::keys::READY.to_owned(), "false".to_owned()),
                     (crate::membership::keys::VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+                    (crate::membership::keys::INCARNATION.to_owned(), advertise.incarnation.clone()),
                 ];
                 let g = Gossip::start(gossip_config, initial)
                     .await

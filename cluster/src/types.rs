@@ -20,6 +20,9 @@ pub struct NodeAddr {
     pub rpc: String,
     /// host:port of the public REST API.
     pub api: String,
+    /// The data directory this member was added with (see `identity`): a
+    /// node whose data was wiped comes back with another one.
+    pub incarnation: String,
 }
 
 impl fmt::Display for NodeAddr {

@@ -1,7 +1,10 @@
 //! Compiling, caching and running tool servers.
 //!
-//! Every call runs a fresh instance (pre-instantiated, so setup is cheap):
-//! no state leaks between calls or callers. The host feeds the MCP
+//! Every call runs a fresh instance: no state leaks between calls or
+//! callers. Instances come pre-linked (`InstancePre`) from the pooling
+//! allocator's preallocated slots, so a fresh one costs microseconds, and at
+//! most `MAX_CONCURRENT` run at once (one per slot; more would only queue
+//! for the same two cores). The host feeds the MCP
 //! handshake and the request to the module's stdin, runs it to completion
 //! under its limits, and reads the JSON-RPC answers from its stdout.
 //!
@@ -17,7 +20,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, InstancePre, Linker, Module, ResourceLimiter, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store,
+    Trap,
+};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -25,6 +31,10 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 /// How often the epoch advances; wall-clock limits are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
 const PROTOCOL_VERSION: &str = "2025-06-18";
+/// Instance slots in the pool, and so tool sessions running at once.
+const MAX_CONCURRENT: u32 = 128;
+/// The largest linear memory a manifest may allow (the wasm32 maximum).
+const MAX_MEMORY_BYTES: usize = 4 << 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Limits {
@@ -126,14 +136,32 @@ pub struct McpHost {
     linker: Linker<StoreData>,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<String, CompiledServer>>,
+    /// One permit per pool slot.
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+fn engine_config() -> Config {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_core_instances(MAX_CONCURRENT)
+        .total_memories(MAX_CONCURRENT)
+        .total_tables(MAX_CONCURRENT)
+        .max_memory_size(MAX_MEMORY_BYTES)
+        // Small tools touch little memory: keep a slot's first pages mapped
+        // (zeroed, not unmapped) between instances.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
 }
 
 impl McpHost {
     pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(cache_dir)?;
-        let mut config = Config::new();
-        config.consume_fuel(true).epoch_interruption(true);
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&engine_config())?;
         let mut linker: Linker<StoreData> = Linker::new(&engine);
         p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
         link_http(&mut linker)?;
@@ -145,7 +173,13 @@ impl McpHost {
                 None => return,
             }
         })?;
-        Ok(Arc::new(Self { engine, linker, cache_dir: cache_dir.to_path_buf(), compiled: Mutex::new(HashMap::new()) }))
+        Ok(Arc::new(Self {
+            engine,
+            linker,
+            cache_dir: cache_dir.to_path_buf(),
+            compiled: Mutex::new(HashMap::new()),
+            slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT as usize)),
+        }))
     }
 
     /// Compiles a module once per node: in memory by content hash, and on
@@ -237,8 +271,12 @@ impl McpHost {
 
     /// Runs a session on a blocking thread, bounded by the wall-clock limit.
     async fn session(self: &Arc<Self>, server: &CompiledServer, requests: Vec<Value>, limits: Limits, sandbox: Sandbox) -> Result<Vec<Value>, ToolError> {
+        let slot = self.slots.clone().acquire_owned().await.map_err(|e| ToolError::Trap(e.to_string()))?;
         let (host, server) = (self.clone(), server.clone());
-        tokio::task::spawn_blocking(move || host.run(&server, &requests, &limits, &sandbox))
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            host.run(&server, &requests, &limits, &sandbox)
+        })
             .await
             .map_err(|e| ToolError::Trap(e.to_string()))?
     }

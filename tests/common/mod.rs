@@ -192,6 +192,12 @@ impl TestNode {
         change(&mut self.opts);
     }
 
+    /// Starts the stopped process again without waiting for readiness.
+    pub fn relaunch(&mut self) {
+        assert!(self.child.is_none(), "stop the node first");
+        self.spawn();
+    }
+
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();

@@ -81,6 +81,16 @@ impl LogStore {
         })
     }
 
+    /// This data directory's incarnation, drawn the first time it is opened.
+    pub fn incarnation(&self) -> rusqlite::Result<String> {
+        self.with(|c| {
+            let fresh = uuid::Uuid::new_v4().to_string();
+            c.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('incarnation', ?1)", [fresh.as_bytes()])?;
+            c.query_row("SELECT value FROM meta WHERE key = 'incarnation'", [], |r| r.get::<_, Vec<u8>>(0))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+        })
+    }
+
     /// Number of entries physically present (for status and tests of compaction).
     pub fn stored_entries(&self) -> u64 {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM log", [], |r| r.get::<_, i64>(0)).unwrap_or(0) as u64)

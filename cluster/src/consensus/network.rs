@@ -22,13 +22,14 @@ pub struct Connection {
     client: RpcClient,
     target: NodeId,
     addr: String,
+    incarnation: String,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Connection {
-        Connection { client: self.client.clone(), target, addr: node.rpc.clone() }
+        Connection { client: self.client.clone(), target, addr: node.rpc.clone(), incarnation: node.incarnation.clone() }
     }
 }
 
@@ -46,7 +47,7 @@ impl Connection {
     {
         let timeout = option.hard_ttl().max(Duration::from_millis(100));
         let result: Result<Resp, RaftError<NodeId, E>> =
-            self.client.call(&self.addr, path, req, timeout).await.map_err(|e| match e {
+            self.client.call_member(&self.addr, Some(&self.incarnation), path, req, timeout).await.map_err(|e| match e {
                 crate::transport::RpcError::Unreachable { .. } => {
                     RPCError::Unreachable(Unreachable::new(&e))
                 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::{CLUSTER_HEADER, SECRET_HEADER, TRACE_HEADER};
+use super::{CLUSTER_HEADER, INCARNATION_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
 use crate::identity::ClusterIdentity;
 
@@ -49,7 +49,23 @@ impl RpcClient {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, RpcError> {
+        self.call_member(addr, None, path, request, timeout).await
+    }
+
+    /// A call to a member whose recorded incarnation must still be the one
+    /// answering (Raft RPCs: a wiped node must not take part under its old id).
+    pub async fn call_member<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        addr: &str,
+        incarnation: Option<&str>,
+        path: &str,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, RpcError> {
         let mut builder = self.http.post(format!("http://{addr}{path}")).timeout(timeout).body(codec::encode(request));
+        if let Some(incarnation) = incarnation.filter(|i| !i.is_empty()) {
+            builder = builder.header(INCARNATION_HEADER, incarnation);
+        }
         if let Some(secret) = &self.secret {
             builder = builder.header(SECRET_HEADER, secret);
         }

@@ -13,6 +13,8 @@ pub(crate) const SECRET_HEADER: &str = "x-caxton-cluster-secret";
 pub(crate) const TRACE_HEADER: &str = "x-caxton-trace-id";
 /// The sender's cluster id (absent while the sender is pristine).
 pub(crate) const CLUSTER_HEADER: &str = "x-caxton-cluster-id";
+/// The incarnation the sender's membership records for the receiver.
+pub(crate) const INCARNATION_HEADER: &str = "x-caxton-target-incarnation";
 
 pub(crate) mod paths {
     pub const APPEND: &str = "/raft/append";

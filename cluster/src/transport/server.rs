@@ -9,7 +9,7 @@ use axum::Router;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::{paths, secrets_match, CLUSTER_HEADER, SECRET_HEADER, TRACE_HEADER};
+use super::{paths, secrets_match, CLUSTER_HEADER, INCARNATION_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
 use crate::identity::{ClusterIdentity, IdentityError};
 use crate::types::{Payload, Raft};
@@ -44,10 +44,11 @@ fn authorize(state: &RpcState, headers: &HeaderMap) -> Result<(), Response> {
         }
     }
     let claimed = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
-    state.identity.check(claimed).map_err(|e| {
+    let expected = headers.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok());
+    state.identity.check(claimed, expected).map_err(|e| {
         let status = match e {
-            IdentityError::Mismatch { .. } => {
-                tracing::warn!(error = %e, "refused an RPC from another cluster");
+            IdentityError::Mismatch { .. } | IdentityError::Replaced { .. } => {
+                tracing::warn!(error = %e, "refused a peer RPC");
                 StatusCode::CONFLICT
             }
             IdentityError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
