@@ -110,10 +110,7 @@ impl Manager {
         let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         for g in members {
             let joinable = g.alive && g.role != "left" && !g.rpc_addr.is_empty() && !known.contains(&g.node_id);
-            if joinable && self.is_foreign(g) {
-                continue;
-            }
-            if joinable {
+            if joinable && !self.is_foreign(g) {
                 tracing::info!(node = g.node_id, rpc = %g.rpc_addr, "adding node as learner");
                 let addr = NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone(), incarnation: g.incarnation.clone() };
                 self.raft.add_learner(g.node_id, addr, false).await?;
