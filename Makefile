@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm bench cluster clean-data help
+.PHONY: all build release image run test models wasm docker bench cluster clean-data help
 
 all: build
 
@@ -69,7 +69,16 @@ run: models wasm
 	$(CARGO_TARGET_DIR)/debug/caxton server start \
 		--data-dir $(DATA_DIR) --tools-dir $(CURDIR)/examples/mcp --agents-dir $(CURDIR)/examples/agents --listen $(LISTEN)
 
-test: models wasm
+# tests/deploy.rs runs the compose cluster: a Docker daemon and
+# docker-compose (Debian's packages) must be there; start the daemon if it
+# is installed but not running.
+docker:
+	command -v docker-compose >/dev/null && command -v dockerd >/dev/null \
+		|| (apt-get update -q && apt-get install -y -q docker.io docker-compose)
+	docker info >/dev/null 2>&1 || { (dockerd >/tmp/caxton-dockerd.log 2>&1 &); \
+		for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; docker info >/dev/null; }
+
+test: models wasm docker
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
 
 bench: models wasm
