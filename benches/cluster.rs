@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::cluster::TestCluster;
 use common::agent_toml;
+use common::cluster::TestCluster;
 use serde_json::json;
 
 fn pct(v: &mut [Duration], p: f64) -> f64 {
@@ -45,7 +45,10 @@ async fn writes_per_second(cluster: &TestCluster, leader: u64) {
         for t in tasks {
             t.await.unwrap();
         }
-        println!("committed writes/s on 3 nodes, {writers:>3} writers at the leader: {:.0}", done.load(Ordering::Relaxed) as f64 / 5.0);
+        println!(
+            "committed writes/s on 3 nodes, {writers:>3} writers at the leader: {:.0}",
+            done.load(Ordering::Relaxed) as f64 / 5.0
+        );
     }
 }
 
@@ -57,9 +60,17 @@ async fn routed_latency(cluster: &TestCluster, leader: u64) {
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (_, agents) = node.get("/v1/agents?limit=500").await;
-    let owner_of = |name: &str| agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == name).map(|a| a["owner_node"].as_u64().unwrap());
+    let owner_of = |name: &str| {
+        agents["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["name"] == name)
+            .map(|a| a["owner_node"].as_u64().unwrap())
+    };
     let local: Vec<String> = (0..24).map(|i| format!("lat-{i}")).filter(|n| owner_of(n) == Some(leader)).collect();
-    let remote: Vec<String> = (0..24).map(|i| format!("lat-{i}")).filter(|n| owner_of(n).is_some_and(|o| o != leader)).collect();
+    let remote: Vec<String> =
+        (0..24).map(|i| format!("lat-{i}")).filter(|n| owner_of(n).is_some_and(|o| o != leader)).collect();
     if local.is_empty() || remote.is_empty() {
         println!("routed latency: placement put no agent on one side; skipped");
         return;
@@ -82,7 +93,11 @@ async fn routed_latency(cluster: &TestCluster, leader: u64) {
     let mut other = measure(remote).await;
     let (s50, s99, o50, o99) = (pct(&mut same, 0.5), pct(&mut same, 0.99), pct(&mut other, 0.5), pct(&mut other, 0.99));
     println!("message answered on the receiving node: p50 {s50:.2} ms, p99 {s99:.2} ms");
-    println!("message answered on another node:       p50 {o50:.2} ms, p99 {o99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms)", o50 - s50, o99 - s99);
+    println!(
+        "message answered on another node:       p50 {o50:.2} ms, p99 {o99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms)",
+        o50 - s50,
+        o99 - s99
+    );
 }
 
 async fn failover(cluster: &mut TestCluster) {

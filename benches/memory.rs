@@ -27,7 +27,9 @@ fn unit_vector(rng: &mut impl Rng) -> Vec<f32> {
 fn rss_mb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .unwrap_or(0.0)
         / 1024.0
 }
@@ -39,7 +41,15 @@ fn search_bench(n: usize) {
     let t = Instant::now();
     for i in 0..n {
         let v = unit_vector(&mut rng);
-        index.insert(IndexedRow { observation_id: i as i64, entity_id: i as i64, place: Place::global(), entity_type: "fact".into() }, &v);
+        index.insert(
+            IndexedRow {
+                observation_id: i as i64,
+                entity_id: i as i64,
+                place: Place::global(),
+                entity_type: "fact".into(),
+            },
+            &v,
+        );
         all.push(v);
     }
     let build = t.elapsed();
@@ -71,7 +81,11 @@ fn search_bench(n: usize) {
 async fn embedding_bench(dir: &std::path::Path) {
     let before = rss_mb();
     let e = Embedder::start(dir.to_path_buf()).unwrap();
-    let sentences: Vec<String> = (0..256).map(|i| format!("Observation number {i}: the service handled a request about topic {} without errors.", i % 17)).collect();
+    let sentences: Vec<String> = (0..256)
+        .map(|i| {
+            format!("Observation number {i}: the service handled a request about topic {} without errors.", i % 17)
+        })
+        .collect();
     e.embed(sentences[..8].to_vec()).await.unwrap();
     println!("resident memory: {before:.0} MB before the model, {:.0} MB with MiniLM loaded", rss_mb());
     let t = Instant::now();
@@ -88,7 +102,8 @@ async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
-    config.cluster.rpc_listen = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    config.cluster.rpc_listen =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
     config.server.data_dir = dir.path().join("data");
     config.models.dir = models.to_path_buf();
     config.log.level = "error".into();
@@ -96,9 +111,15 @@ async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
     let base = format!("http://{}", node.api_addr);
     let http = reqwest::Client::new();
     let db = dir.path().join("data/state.db");
-    let size = || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(dir.path().join("data/state.db-wal")).map(|m| m.len()).unwrap_or(0);
+    let size = || {
+        std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
+            + std::fs::metadata(dir.path().join("data/state.db-wal")).map(|m| m.len()).unwrap_or(0)
+    };
     // Warm the model.
-    http.post(format!("{base}/v1/memory/entities")).json(&serde_json::json!({"name": "warm", "entity_type": "fact", "observations": ["warm up"]})).send().await?;
+    http.post(format!("{base}/v1/memory/entities"))
+        .json(&serde_json::json!({"name": "warm", "entity_type": "fact", "observations": ["warm up"]}))
+        .send()
+        .await?;
     let n = 300;
     // Baseline: the same database without the entities, compacted the same way.
     let before_vacuumed = {
@@ -115,20 +136,29 @@ async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
         anyhow::ensure!(r.status() == 201);
         lat.push(t.elapsed());
     }
-    println!("store entity (embed + Raft commit + apply): p50 {:.2} ms, p99 {:.2} ms", pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    println!(
+        "store entity (embed + Raft commit + apply): p50 {:.2} ms, p99 {:.2} ms",
+        pct(&mut lat, 0.5),
+        pct(&mut lat, 0.99)
+    );
     node.shutdown().await;
     // Fold the WAL into the database so the file holds exactly the data.
     let conn = rusqlite::Connection::open(&db)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
     drop(conn);
     let after = size();
-    println!("bytes per entity on disk (state.db after checkpoint + vacuum): {:.0}", (after.saturating_sub(before_vacuumed)) as f64 / n as f64);
+    println!(
+        "bytes per entity on disk (state.db after checkpoint + vacuum): {:.0}",
+        (after.saturating_sub(before_vacuumed)) as f64 / n as f64
+    );
     Ok(())
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let models: std::path::PathBuf = std::env::var("CAXTON_MODELS_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into()).into();
+    let models: std::path::PathBuf = std::env::var("CAXTON_MODELS_DIR")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into())
+        .into();
     search_bench(10_000);
     search_bench(100_000);
     embedding_bench(&models.join("all-minilm-l6-v2")).await;

@@ -26,14 +26,16 @@ async fn end_to_end(quick: bool) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
-    config.cluster.rpc_listen = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    config.cluster.rpc_listen =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
     config.server.data_dir = dir.path().join("data");
     config.log.level = "error".into();
     let node = Node::start(config).await?;
     let base = format!("http://{}", node.api_addr);
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
     for i in 0..4 {
-        let toml = format!("name = \"echo{i}\"\nprovider = \"echo\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"Echo.\"\n");
+        let toml =
+            format!("name = \"echo{i}\"\nprovider = \"echo\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"Echo.\"\n");
         http.post(format!("{base}/v1/agents")).header("content-type", "application/toml").body(toml).send().await?;
     }
     let secs = if quick { 4 } else { 10 };
@@ -47,7 +49,8 @@ async fn end_to_end(quick: bool) -> anyhow::Result<()> {
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 while Instant::now() < deadline {
-                    let body = serde_json::json!({"to": format!("echo{}", c % 4), "content": "ping", "timeout_ms": 30000});
+                    let body =
+                        serde_json::json!({"to": format!("echo{}", c % 4), "content": "ping", "timeout_ms": 30000});
                     let t = Instant::now();
                     let r = http.post(format!("{base}/v1/messages")).json(&body).send().await;
                     if matches!(r, Ok(ref r) if r.status() == 200) {
@@ -131,7 +134,8 @@ async fn routing_vs_mpsc(quick: bool) {
 }
 
 async fn local_model() -> anyhow::Result<()> {
-    let dir = std::env::var("CAXTON_MODELS_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
+    let dir =
+        std::env::var("CAXTON_MODELS_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
     let model = LocalModel::new(
         "local",
         LocalSettings {
@@ -145,7 +149,10 @@ async fn local_model() -> anyhow::Result<()> {
     );
     model.warm_up().await?;
     let req = ChatRequest {
-        messages: vec![ChatMessage::system("You are a helpful assistant."), ChatMessage::user("Write a short paragraph about the sea.")],
+        messages: vec![
+            ChatMessage::system("You are a helpful assistant."),
+            ChatMessage::user("Write a short paragraph about the sea."),
+        ],
         max_tokens: Some(128),
         ..Default::default()
     };

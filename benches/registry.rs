@@ -26,7 +26,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let mut config = ServerConfig::default();
     config.server.listen = "127.0.0.1:0".into();
-    config.cluster.rpc_listen = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
+    config.cluster.rpc_listen =
+        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
     config.server.data_dir = dir.path().join("data");
     config.log.level = "warn".into();
     let node = Node::start(config).await?;
@@ -38,7 +39,12 @@ async fn main() -> anyhow::Result<()> {
     let mut lat = Vec::with_capacity(n);
     for i in 0..n {
         let t = Instant::now();
-        let r = http.post(format!("{base}/v1/agents")).header("content-type", "application/toml").body(agent(&format!("lat-{i}"))).send().await?;
+        let r = http
+            .post(format!("{base}/v1/agents"))
+            .header("content-type", "application/toml")
+            .body(agent(&format!("lat-{i}")))
+            .send()
+            .await?;
         anyhow::ensure!(r.status() == 201, "deploy failed: {}", r.status());
         lat.push(t.elapsed());
     }
@@ -78,7 +84,10 @@ async fn main() -> anyhow::Result<()> {
             t.await?;
         }
         let total = done.load(Ordering::Relaxed);
-        println!("committed deploys/s with {writers:>3} writers: {:.0} ({total} in {secs}s)", total as f64 / secs as f64);
+        println!(
+            "committed deploys/s with {writers:>3} writers: {:.0} ({total} in {secs}s)",
+            total as f64 / secs as f64
+        );
     }
     node.shutdown().await;
     Ok(())

@@ -19,13 +19,19 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
 fn rss_kb() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
 fn bare_call_rate() -> f64 {
     let engine = wasmtime::Engine::default();
-    let module = wasmtime::Module::new(&engine, r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#).unwrap();
+    let module = wasmtime::Module::new(
+        &engine,
+        r#"(module (func (export "add") (param i32 i32) (result i32) local.get 0 local.get 1 i32.add))"#,
+    )
+    .unwrap();
     let mut store = wasmtime::Store::new(&engine, ());
     let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
     let add = instance.get_typed_func::<(i32, i32), i32>(&mut store, "add").unwrap();
@@ -41,7 +47,8 @@ fn bare_call_rate() -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/json_query/json_query.wasm")).expect("run `make wasm` first");
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/json_query/json_query.wasm"))
+        .expect("run `make wasm` first");
     let dir = tempfile::tempdir().unwrap();
     let host: Arc<McpHost> = McpHost::new(&dir.path().join("cache")).unwrap();
 
@@ -49,19 +56,42 @@ async fn main() {
     let t = Instant::now();
     let server = host.compile(&bytes).unwrap();
     let compiled = t.elapsed();
-    host.call_tool(&server, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap();
-    println!("first call of a new server: {:.1} ms (compile {:.1} ms)", t.elapsed().as_secs_f64() * 1e3, compiled.as_secs_f64() * 1e3);
+    host.call_tool(
+        &server,
+        "json_query",
+        json!({"json": {"a": 1}, "path": "a"}),
+        Limits::default(),
+        Sandbox::default(),
+    )
+    .await
+    .unwrap();
+    println!(
+        "first call of a new server: {:.1} ms (compile {:.1} ms)",
+        t.elapsed().as_secs_f64() * 1e3,
+        compiled.as_secs_f64() * 1e3
+    );
     let fresh = McpHost::new(&dir.path().join("cache")).unwrap();
     let t = Instant::now();
     let cached = fresh.compile(&bytes).unwrap();
-    fresh.call_tool(&cached, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap();
+    fresh
+        .call_tool(&cached, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default())
+        .await
+        .unwrap();
     println!("first call after a restart (module from the disk cache): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
 
     // Latency, sequential.
     let mut lat = Vec::new();
     for i in 0..2000 {
         let t = Instant::now();
-        host.call_tool(&server, "json_query", json!({"json": {"n": i}, "path": "n"}), Limits::default(), Sandbox::default()).await.unwrap();
+        host.call_tool(
+            &server,
+            "json_query",
+            json!({"json": {"n": i}, "path": "n"}),
+            Limits::default(),
+            Sandbox::default(),
+        )
+        .await
+        .unwrap();
         lat.push(t.elapsed());
     }
     println!("full MCP path, sequential: p50 {:.0} us, p99 {:.0} us", pct(&mut lat, 0.5), pct(&mut lat, 0.99));
@@ -73,7 +103,15 @@ async fn main() {
     for i in 0..n {
         let (host, server) = (host.clone(), server.clone());
         tasks.push(tokio::spawn(async move {
-            host.call_tool(&server, "json_query", json!({"json": {"n": i}, "path": "n"}), Limits::default(), Sandbox::default()).await.unwrap();
+            host.call_tool(
+                &server,
+                "json_query",
+                json!({"json": {"n": i}, "path": "n"}),
+                Limits::default(),
+                Sandbox::default(),
+            )
+            .await
+            .unwrap();
         }));
     }
     for task in tasks {
@@ -81,7 +119,10 @@ async fn main() {
     }
     let mcp_rate = n as f64 / t.elapsed().as_secs_f64();
     let bare = bare_call_rate();
-    println!("full MCP path: {mcp_rate:.0} calls/s; bare wasmtime function call: {bare:.0} calls/s; ratio {:.6}", mcp_rate / bare);
+    println!(
+        "full MCP path: {mcp_rate:.0} calls/s; bare wasmtime function call: {bare:.0} calls/s; ratio {:.6}",
+        mcp_rate / bare
+    );
 
     // Memory per idle (compiled, not running) server.
     let before = rss_kb();

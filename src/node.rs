@@ -44,7 +44,11 @@ async fn resolve_advertised(host: &str, port: u16) -> anyhow::Result<SocketAddr>
     addrs.next().with_context(|| format!("cluster.advertise = {host:?}: the host name has no address"))
 }
 
-async fn cluster_config(config: &ServerConfig, api_addr: SocketAddr, rpc_addr: SocketAddr) -> anyhow::Result<ClusterConfig> {
+async fn cluster_config(
+    config: &ServerConfig,
+    api_addr: SocketAddr,
+    rpc_addr: SocketAddr,
+) -> anyhow::Result<ClusterConfig> {
     let c = &config.cluster;
     let secret = match std::env::var("CAXTON_CLUSTER_SECRET") {
         Ok(s) if !s.is_empty() => Some(s),
@@ -58,7 +62,13 @@ async fn cluster_config(config: &ServerConfig, api_addr: SocketAddr, rpc_addr: S
     };
     let or = |s: &str, d: String| if s.is_empty() { d } else { s.to_owned() };
     // `--advertise HOST` names the host; each port comes from its listener.
-    let advertised = |addr: SocketAddr| if c.advertise.is_empty() { addr.to_string() } else { format!("{}:{}", c.advertise, addr.port()) };
+    let advertised = |addr: SocketAddr| {
+        if c.advertise.is_empty() {
+            addr.to_string()
+        } else {
+            format!("{}:{}", c.advertise, addr.port())
+        }
+    };
     let gossip_listen: Option<SocketAddr> = (!c.gossip_listen.is_empty())
         .then(|| c.gossip_listen.parse())
         .transpose()
@@ -134,8 +144,17 @@ impl Node {
         let metrics = Arc::new(Metrics::default());
         let messages = MessageService::new(cluster.clone(), registry.queries().clone(), app_events.resubscribe());
         let memory: Arc<dyn MemoryBackend> =
-            EmbeddedMemory::start(cluster.clone(), models_dir.join("all-minilm-l6-v2"), app_events.resubscribe()).await?;
-        let runtime = AgentRuntime::new(cluster.clone(), registry.queries().clone(), providers.clone(), messages.clone(), memory.clone(), mcp.clone(), metrics.clone());
+            EmbeddedMemory::start(cluster.clone(), models_dir.join("all-minilm-l6-v2"), app_events.resubscribe())
+                .await?;
+        let runtime = AgentRuntime::new(
+            cluster.clone(),
+            registry.queries().clone(),
+            providers.clone(),
+            messages.clone(),
+            memory.clone(),
+            mcp.clone(),
+            metrics.clone(),
+        );
         runtime.reconcile().await.context("starting the agents this node owns")?;
         tasks.spawn(runtime.clone().follow(events, stop.clone()));
 
@@ -183,7 +202,18 @@ impl Node {
             axum::serve(api_listener, router).with_graceful_shutdown(graceful.cancelled_owned()).await
         });
         tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), "caxton node started");
-        Ok(Self { config, api_addr, cluster, registry, runtime, messages, stop, tasks, server: Some(server), server_stop })
+        Ok(Self {
+            config,
+            api_addr,
+            cluster,
+            registry,
+            runtime,
+            messages,
+            stop,
+            tasks,
+            server: Some(server),
+            server_stop,
+        })
     }
 
     /// Graceful shutdown: drop readiness, stop accepting, let in-flight

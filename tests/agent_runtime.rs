@@ -10,7 +10,8 @@ use common::*;
 use serde_json::json;
 
 async fn node_with(stub: &OpenAiStub, provider_extra: &str) -> TestNode {
-    TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", provider_extra), ..Default::default() }).await
+    TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", provider_extra), ..Default::default() })
+        .await
 }
 
 fn stub_agent(name: &str, extra: &str) -> String {
@@ -58,7 +59,10 @@ async fn a_tool_outside_the_allowlist_is_refused_to_the_model_logged_and_counted
     let v = ask(&node, "careful", "clean up").await;
     assert_eq!(v["reply"]["content"], "ok, I will not");
     let tool_msg = last_of_role(&stub.requests()[1], "tool").unwrap();
-    assert!(tool_msg["content"].as_str().unwrap().contains("tool `delete_everything` is not allowed for this agent"), "{tool_msg}");
+    assert!(
+        tool_msg["content"].as_str().unwrap().contains("tool `delete_everything` is not allowed for this agent"),
+        "{tool_msg}"
+    );
     let metrics = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("caxton_tool_calls_denied_total 1"), "{metrics}");
     assert!(node.log().contains("model called a tool outside the agent's allowlist"));
@@ -80,7 +84,11 @@ async fn max_turns_ends_the_loop_with_an_error_reply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_is_retried_then_succeeds() {
     let stub = OpenAiStub::start().await;
-    stub.script([StubReply::error(500, "upstream hiccup"), StubReply::error(503, "still warming"), StubReply::text("third time lucky")]);
+    stub.script([
+        StubReply::error(500, "upstream hiccup"),
+        StubReply::error(503, "still warming"),
+        StubReply::text("third time lucky"),
+    ]);
     let node = node_with(&stub, "").await;
     deploy(&node, &stub_agent("retrier", "")).await;
     let v = ask(&node, "retrier", "hello").await;

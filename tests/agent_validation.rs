@@ -16,30 +16,140 @@ struct Case {
 fn cases() -> Vec<Case> {
     let ok = "name = \"ok\"\nsystem_prompt = \"hello\"\n";
     vec![
-        Case { what: "unknown top-level key", toml: format!("{ok}colour = \"blue\"\n"), line: 3, field: "colour", reason: "unknown field `colour`" },
-        Case { what: "unknown key in [memory]", toml: format!("{ok}[memory]\nenabeld = true\n"), line: 4, field: "enabeld", reason: "unknown field `enabeld`" },
-        Case { what: "name with underscore", toml: "name = \"my_agent\"\nsystem_prompt = \"x\"\n".into(), line: 1, field: "name", reason: "is not DNS-safe: may contain only ASCII letters, digits and '-'" },
-        Case { what: "name starting with a digit", toml: "name = \"9lives\"\nsystem_prompt = \"x\"\n".into(), line: 1, field: "name", reason: "must start with a letter" },
-        Case { what: "name too long", toml: format!("name = \"{}\"\nsystem_prompt = \"x\"\n", "a".repeat(70)), line: 1, field: "name", reason: "the limit is 63" },
-        Case { what: "bad memory scope", toml: format!("{ok}[memory]\nscope = \"team\"\n"), line: 4, field: "memory.scope", reason: "`team` is not a scope; use one of agent-only, workspace, global" },
-        Case { what: "similarity above 1", toml: format!("{ok}[memory]\nmin_similarity = 1.5\n"), line: 4, field: "memory.min_similarity", reason: "1.5 is outside 0..1" },
-        Case { what: "negative similarity", toml: format!("{ok}[memory]\nmin_similarity = -0.1\n"), line: 4, field: "memory.min_similarity", reason: "-0.1 is outside 0..1" },
-        Case { what: "undefined template variable", toml: format!("{ok}user_prompt_template = \"Do {{{{task}}}} now\"\n"), line: 3, field: "user_prompt_template", reason: "references undefined variable `{{task}}`" },
-        Case { what: "unclosed placeholder", toml: format!("{ok}user_prompt_template = \"Do {{{{request now\"\n"), line: 3, field: "user_prompt_template", reason: "without a closing `}}`" },
-        Case { what: "duplicated capability", toml: format!("{ok}capabilities = [\"search\", \"write\", \"search\"]\n"), line: 3, field: "capabilities", reason: "capability `search` is listed more than once" },
-        Case { what: "missing system prompt", toml: "name = \"ok\"\n".into(), line: 1, field: "system_prompt", reason: "is required" },
-        Case { what: "wrong type", toml: format!("{ok}max_turns = \"many\"\n"), line: 3, field: "max_turns", reason: "invalid type: string \"many\", expected i64" },
-        Case { what: "max_turns out of range", toml: format!("{ok}max_turns = 0\n"), line: 3, field: "max_turns", reason: "0 is outside 1..=100" },
-        Case { what: "bad timeout", toml: format!("{ok}timeout = \"soon\"\n"), line: 3, field: "timeout", reason: "`soon` is not a duration" },
-        Case { what: "bad version", toml: format!("{ok}version = \"latest\"\n"), line: 3, field: "version", reason: "`latest` is not a version like \"1.2.3\"" },
-        Case { what: "TOML syntax error", toml: "name = \"ok\nsystem_prompt = \"x\"\n".into(), line: 1, field: "name", reason: "invalid basic string" },
-        Case { what: "oversize file", toml: format!("{ok}documentation = \"{}\"\n", "d".repeat(300 * 1024)), line: 1, field: "(file)", reason: "the limit is 262144 bytes" },
+        Case {
+            what: "unknown top-level key",
+            toml: format!("{ok}colour = \"blue\"\n"),
+            line: 3,
+            field: "colour",
+            reason: "unknown field `colour`",
+        },
+        Case {
+            what: "unknown key in [memory]",
+            toml: format!("{ok}[memory]\nenabeld = true\n"),
+            line: 4,
+            field: "enabeld",
+            reason: "unknown field `enabeld`",
+        },
+        Case {
+            what: "name with underscore",
+            toml: "name = \"my_agent\"\nsystem_prompt = \"x\"\n".into(),
+            line: 1,
+            field: "name",
+            reason: "is not DNS-safe: may contain only ASCII letters, digits and '-'",
+        },
+        Case {
+            what: "name starting with a digit",
+            toml: "name = \"9lives\"\nsystem_prompt = \"x\"\n".into(),
+            line: 1,
+            field: "name",
+            reason: "must start with a letter",
+        },
+        Case {
+            what: "name too long",
+            toml: format!("name = \"{}\"\nsystem_prompt = \"x\"\n", "a".repeat(70)),
+            line: 1,
+            field: "name",
+            reason: "the limit is 63",
+        },
+        Case {
+            what: "bad memory scope",
+            toml: format!("{ok}[memory]\nscope = \"team\"\n"),
+            line: 4,
+            field: "memory.scope",
+            reason: "`team` is not a scope; use one of agent-only, workspace, global",
+        },
+        Case {
+            what: "similarity above 1",
+            toml: format!("{ok}[memory]\nmin_similarity = 1.5\n"),
+            line: 4,
+            field: "memory.min_similarity",
+            reason: "1.5 is outside 0..1",
+        },
+        Case {
+            what: "negative similarity",
+            toml: format!("{ok}[memory]\nmin_similarity = -0.1\n"),
+            line: 4,
+            field: "memory.min_similarity",
+            reason: "-0.1 is outside 0..1",
+        },
+        Case {
+            what: "undefined template variable",
+            toml: format!("{ok}user_prompt_template = \"Do {{{{task}}}} now\"\n"),
+            line: 3,
+            field: "user_prompt_template",
+            reason: "references undefined variable `{{task}}`",
+        },
+        Case {
+            what: "unclosed placeholder",
+            toml: format!("{ok}user_prompt_template = \"Do {{{{request now\"\n"),
+            line: 3,
+            field: "user_prompt_template",
+            reason: "without a closing `}}`",
+        },
+        Case {
+            what: "duplicated capability",
+            toml: format!("{ok}capabilities = [\"search\", \"write\", \"search\"]\n"),
+            line: 3,
+            field: "capabilities",
+            reason: "capability `search` is listed more than once",
+        },
+        Case {
+            what: "missing system prompt",
+            toml: "name = \"ok\"\n".into(),
+            line: 1,
+            field: "system_prompt",
+            reason: "is required",
+        },
+        Case {
+            what: "wrong type",
+            toml: format!("{ok}max_turns = \"many\"\n"),
+            line: 3,
+            field: "max_turns",
+            reason: "invalid type: string \"many\", expected i64",
+        },
+        Case {
+            what: "max_turns out of range",
+            toml: format!("{ok}max_turns = 0\n"),
+            line: 3,
+            field: "max_turns",
+            reason: "0 is outside 1..=100",
+        },
+        Case {
+            what: "bad timeout",
+            toml: format!("{ok}timeout = \"soon\"\n"),
+            line: 3,
+            field: "timeout",
+            reason: "`soon` is not a duration",
+        },
+        Case {
+            what: "bad version",
+            toml: format!("{ok}version = \"latest\"\n"),
+            line: 3,
+            field: "version",
+            reason: "`latest` is not a version like \"1.2.3\"",
+        },
+        Case {
+            what: "TOML syntax error",
+            toml: "name = \"ok\nsystem_prompt = \"x\"\n".into(),
+            line: 1,
+            field: "name",
+            reason: "invalid basic string",
+        },
+        Case {
+            what: "oversize file",
+            toml: format!("{ok}documentation = \"{}\"\n", "d".repeat(300 * 1024)),
+            line: 1,
+            field: "(file)",
+            reason: "the limit is 262144 bytes",
+        },
     ]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_invalid_file_names_field_line_and_reason() {
-    let node = TestNode::start_with(NodeOptions { extra_config: "max_body_bytes = 1048576".into(), ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { extra_config: "max_body_bytes = 1048576".into(), ..Default::default() })
+            .await;
     let (s, _) = node.post_toml("/v1/agents", &agent_toml("survivor", "I stay.")).await;
     assert_eq!(s, 201);
 
@@ -53,7 +163,13 @@ async fn each_invalid_file_names_field_line_and_reason() {
         let hit = errors.iter().find(|e| e["field"] == case.field);
         let e = hit.unwrap_or_else(|| panic!("{}: no error for field {} in {p}", case.what, case.field));
         assert_eq!(e["line"].as_u64(), Some(case.line), "{}: {e}", case.what);
-        assert!(e["reason"].as_str().unwrap().contains(case.reason), "{}: reason {} lacks {:?}", case.what, e["reason"], case.reason);
+        assert!(
+            e["reason"].as_str().unwrap().contains(case.reason),
+            "{}: reason {} lacks {:?}",
+            case.what,
+            e["reason"],
+            case.reason
+        );
         assert_eq!(e["file"], "(request body)");
     }
 
@@ -77,8 +193,11 @@ async fn all_problems_in_a_file_are_reported_at_once() {
 async fn the_seed_data_analyzer_deploys_as_written() {
     // Its tools (http_client, csv_parser, chart_generator) are the example servers.
     let tools = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp");
-    let node = TestNode::start_with(NodeOptions { extra_config: format!("tools_dir = \"{tools}\""), ..Default::default() }).await;
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agents/data-analyzer.toml")).unwrap();
+    let node =
+        TestNode::start_with(NodeOptions { extra_config: format!("tools_dir = \"{tools}\""), ..Default::default() })
+            .await;
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agents/data-analyzer.toml")).unwrap();
     let (s, body) = node.post_toml("/v1/agents", &text).await;
     assert_eq!(s, 201, "{body}");
     let (_, a) = node.get("/v1/agents/DataAnalyzer").await;
@@ -99,5 +218,8 @@ async fn an_unknown_tool_is_refused_with_the_list_of_available_tools() {
     let e = &p["errors"][0];
     assert_eq!((e["field"].as_str(), e["line"].as_u64()), (Some("tools"), Some(3)));
     let reason = e["reason"].as_str().unwrap();
-    assert!(reason.contains("`teleport` is not an available tool") && reason.contains("ask_agent, memory_search"), "{reason}");
+    assert!(
+        reason.contains("`teleport` is not an available tool") && reason.contains("ask_agent, memory_search"),
+        "{reason}"
+    );
 }

@@ -16,7 +16,8 @@ async fn files_deploy_at_start_and_reload_on_add_change_delete_and_breakage() {
     let agents = tempfile::tempdir().unwrap();
     write(agents.path(), "first.toml", &agent_toml("first", "One."));
     write(agents.path(), "notes.txt", "not an agent");
-    let mut node = TestNode::start_with(NodeOptions { agents_dir: Some(agents.path().to_path_buf()), ..Default::default() }).await;
+    let mut node =
+        TestNode::start_with(NodeOptions { agents_dir: Some(agents.path().to_path_buf()), ..Default::default() }).await;
     assert_eq!(node.agent_names().await, ["first"]);
     let t = Duration::from_secs(10);
 
@@ -69,12 +70,17 @@ async fn files_deploy_at_start_and_reload_on_add_change_delete_and_breakage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_deployed_agents_survive_directory_changes() {
     let agents = tempfile::tempdir().unwrap();
-    let node = TestNode::start_with(NodeOptions { agents_dir: Some(agents.path().to_path_buf()), ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { agents_dir: Some(agents.path().to_path_buf()), ..Default::default() }).await;
     let (s, _) = node.post_toml("/v1/agents", &agent_toml("from-api", "x")).await;
     assert_eq!(s, 201);
     write(agents.path(), "f.toml", &agent_toml("from-file", "x"));
-    eventually("file deployed", Duration::from_secs(10), || async { revision(&node, "from-file").await.is_some() }).await;
+    eventually("file deployed", Duration::from_secs(10), || async { revision(&node, "from-file").await.is_some() })
+        .await;
     std::fs::remove_file(agents.path().join("f.toml")).unwrap();
-    eventually("file agent removed", Duration::from_secs(10), || async { revision(&node, "from-file").await.is_none() }).await;
+    eventually("file agent removed", Duration::from_secs(10), || async {
+        revision(&node, "from-file").await.is_none()
+    })
+    .await;
     assert_eq!(revision(&node, "from-api").await, Some(1));
 }

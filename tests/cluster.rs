@@ -40,7 +40,8 @@ async fn three_nodes_form_from_seeds_and_a_follower_write_is_visible_everywhere(
     // Placement spread shards over all three nodes.
     eventually("every node owns shards", Duration::from_secs(10), || async {
         let (_, p) = cluster.node(1).get("/v1/cluster/placement").await;
-        p["assigned"] == 256 && p["nodes"].as_array().map(|n| n.iter().filter(|n| n["shards"].as_u64() > Some(0)).count()) == Some(3)
+        p["assigned"] == 256
+            && p["nodes"].as_array().map(|n| n.iter().filter(|n| n["shards"].as_u64() > Some(0)).count()) == Some(3)
     })
     .await;
 }
@@ -86,7 +87,10 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
     // The old leader comes back as a follower and catches up.
     cluster.node_mut(old).restart().await;
     let node = cluster.node(old);
-    eventually("restarted node caught up", Duration::from_secs(20), || async { node.agent_names().await.len() == acked.len() }).await;
+    eventually("restarted node caught up", Duration::from_secs(20), || async {
+        node.agent_names().await.len() == acked.len()
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -113,7 +117,8 @@ async fn killing_an_owner_moves_its_agents_and_every_message_is_answered_once() 
     .await;
     let victim = (1..=3).find(|id| *id != leader).unwrap();
     let (_, p) = cluster.node(leader).get("/v1/cluster/placement").await;
-    let victims_agents: Vec<String> = p["nodes"].as_array().unwrap().iter().find(|n| n["node"] == victim).unwrap()["agents"]
+    let victims_agents: Vec<String> = p["nodes"].as_array().unwrap().iter().find(|n| n["node"] == victim).unwrap()
+        ["agents"]
         .as_array()
         .unwrap()
         .iter()
@@ -183,7 +188,10 @@ async fn a_node_behind_a_compacted_log_catches_up_by_snapshot() {
     .await;
     cluster.node_mut(lagger).restart().await;
     let node = cluster.node(lagger);
-    eventually("lagging node has everything", Duration::from_secs(30), || async { node.agent_names().await.len() == 60 }).await;
+    eventually("lagging node has everything", Duration::from_secs(30), || async {
+        node.agent_names().await.len() == 60
+    })
+    .await;
     let (_, st) = node.get("/v1/cluster/status").await;
     assert!(st["snapshot_index"].as_u64().is_some(), "caught up through an installed snapshot: {st}");
 }
@@ -229,8 +237,15 @@ async fn admin_cli_transfers_leadership_leaves_and_removes() {
     let mut cluster = TestCluster::start(4).await;
     let leader = cluster.wait_leader().await;
     let (_, st) = cluster.node(leader).get("/v1/cluster/status").await;
-    let voters: Vec<u64> = st["members"].as_array().unwrap().iter().filter(|m| m["role"] == "voter").map(|m| m["id"].as_u64().unwrap()).collect();
-    let learner = st["members"].as_array().unwrap().iter().find(|m| m["role"] == "learner").unwrap()["id"].as_u64().unwrap();
+    let voters: Vec<u64> = st["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "voter")
+        .map(|m| m["id"].as_u64().unwrap())
+        .collect();
+    let learner =
+        st["members"].as_array().unwrap().iter().find(|m| m["role"] == "learner").unwrap()["id"].as_u64().unwrap();
     let target = *voters.iter().find(|v| **v != leader).unwrap();
 
     let out = cluster.node(learner).cli(&["cluster", "transfer-leader", &target.to_string()]);
@@ -288,24 +303,26 @@ async fn a_rolling_restart_under_traffic_loses_no_message() {
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     // Four independent senders, so one request stuck on a stopping node
     // does not stall the traffic.
-    let traffic: Vec<_> = (0..4usize).map(|sender| {
-        let (stop, acked, http, urls) = (stop.clone(), acked.clone(), http.clone(), urls.clone());
-        tokio::spawn(async move {
-            let mut i = sender;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let url = &urls[i % urls.len()];
-                let body = json!({"to": format!("roll-{}", i % 6), "content": format!("m{i}"), "mode": "async"});
-                if let Ok(r) = http.post(url).json(&body).send().await {
-                    if r.status() == 202 {
-                        let v: serde_json::Value = r.json().await.unwrap();
-                        acked.lock().unwrap().push(v["message"]["id"].as_str().unwrap().to_owned());
+    let traffic: Vec<_> = (0..4usize)
+        .map(|sender| {
+            let (stop, acked, http, urls) = (stop.clone(), acked.clone(), http.clone(), urls.clone());
+            tokio::spawn(async move {
+                let mut i = sender;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let url = &urls[i % urls.len()];
+                    let body = json!({"to": format!("roll-{}", i % 6), "content": format!("m{i}"), "mode": "async"});
+                    if let Ok(r) = http.post(url).json(&body).send().await {
+                        if r.status() == 202 {
+                            let v: serde_json::Value = r.json().await.unwrap();
+                            acked.lock().unwrap().push(v["message"]["id"].as_str().unwrap().to_owned());
+                        }
                     }
+                    i += 4;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
-                i += 4;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            })
         })
-    }).collect();
+        .collect();
     // The restart is paced by the traffic, not by the clock: before each
     // node stops and after the last one is back, more messages must have
     // been acknowledged, however slow the machine is.
@@ -351,7 +368,11 @@ struct Partition {
 impl Partition {
     fn isolate(ip: &str) -> Self {
         for dir in ["-s", "-d"] {
-            let ok = std::process::Command::new("iptables").args(["-I", "OUTPUT", dir, ip, "-j", "DROP"]).status().map(|s| s.success()).unwrap_or(false);
+            let ok = std::process::Command::new("iptables")
+                .args(["-I", "OUTPUT", dir, ip, "-j", "DROP"])
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
             assert!(ok, "iptables is needed (as root) to partition {ip}");
         }
         Self { ip: ip.to_owned() }
@@ -401,7 +422,10 @@ async fn a_partitioned_leader_cannot_commit_and_heals_into_one_consistent_cluste
     drop(partition);
 
     // After healing: one leader, everyone with the same state, the refused write nowhere.
-    eventually("a single leader after healing", Duration::from_secs(20), || async { cluster.self_declared_leaders().await.len() == 1 }).await;
+    eventually("a single leader after healing", Duration::from_secs(20), || async {
+        cluster.self_declared_leaders().await.len() == 1
+    })
+    .await;
     let mut states = Vec::new();
     for (id, n) in cluster.running() {
         eventually(&format!("node {id} converged"), Duration::from_secs(20), || async {
@@ -421,7 +445,9 @@ async fn a_partitioned_leader_cannot_commit_and_heals_into_one_consistent_cluste
 async fn an_answers_token_stream_is_live_on_a_node_that_does_not_run_the_agent() {
     let stub = common::openai_stub::OpenAiStub::start().await;
     // Slow enough that the stream is open before the tokens exist.
-    stub.respond_with(|_| common::openai_stub::StubReply::text("streamed across nodes").after(Duration::from_millis(1500)));
+    stub.respond_with(|_| {
+        common::openai_stub::StubReply::text("streamed across nodes").after(Duration::from_millis(1500))
+    });
     let opts = ClusterOptions { voters: 3, tables: stub.provider_config("stub", ""), ..Default::default() };
     let cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;

@@ -64,7 +64,11 @@ async fn get(http: &reqwest::Client, url: &str) -> Option<serde_json::Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
     let tag = format!("caxton-test-{}", std::process::id());
-    let compose = Compose { project: tag.clone(), image: format!("{tag}:latest"), ports: [free_port(), free_port(), free_port()] };
+    let compose = Compose {
+        project: tag.clone(),
+        image: format!("{tag}:latest"),
+        ports: [free_port(), free_port(), free_port()],
+    };
     run(Command::new(format!("{ROOT}/deploy/build-image.sh")).args([BIN, &compose.image]).env("INCLUDE_MODELS", "0"));
     run(compose.command().args(["up", "-d"]));
     let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
@@ -87,12 +91,10 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
         .await;
         assert!(ok.is_ok(), "node {node} never saw a three-voter cluster; logs:\n{}", compose.logs());
     }
-    let ids: std::collections::HashSet<String> = futures::future::join_all(
-        (1..=3).map(|n| {
-            let (http, url) = (http.clone(), compose.url(n, "/v1/cluster/status"));
-            async move { get(&http, &url).await.unwrap()["cluster_id"].as_str().unwrap().to_owned() }
-        }),
-    )
+    let ids: std::collections::HashSet<String> = futures::future::join_all((1..=3).map(|n| {
+        let (http, url) = (http.clone(), compose.url(n, "/v1/cluster/status"));
+        async move { get(&http, &url).await.unwrap()["cluster_id"].as_str().unwrap().to_owned() }
+    }))
     .await
     .into_iter()
     .collect();
@@ -100,19 +102,45 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
 
     // An agent deployed through one container answers through another.
     let agent = "name = \"boxed\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\n";
-    let r = http.post(compose.url(2, "/v1/agents")).header("content-type", "application/toml").body(agent).send().await.unwrap();
+    let r = http
+        .post(compose.url(2, "/v1/agents"))
+        .header("content-type", "application/toml")
+        .body(agent)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
     let ask = |node: usize, text: &str| {
-        let (http, url, body) = (http.clone(), compose.url(node, "/v1/messages"), serde_json::json!({"to": "boxed", "content": text, "timeout_ms": 30000}));
-        async move { http.post(url).timeout(Duration::from_secs(40)).json(&body).send().await.unwrap().json::<serde_json::Value>().await.unwrap() }
+        let (http, url, body) = (
+            http.clone(),
+            compose.url(node, "/v1/messages"),
+            serde_json::json!({"to": "boxed", "content": text, "timeout_ms": 30000}),
+        );
+        async move {
+            http.post(url)
+                .timeout(Duration::from_secs(40))
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .json::<serde_json::Value>()
+                .await
+                .unwrap()
+        }
     };
     let reply = ask(3, "hello from node 3").await;
     assert!(reply["reply"]["content"].as_str().unwrap_or_default().contains("hello from node 3"), "{reply}");
 
     // The founding container dies; the others keep the cluster writable.
     run(compose.command().args(["kill", "caxton-1"]));
-    let r = http.post(compose.url(2, "/v1/agents")).timeout(Duration::from_secs(30)).header("content-type", "application/toml")
-        .body(agent.replace("boxed", "while-one-was-down")).send().await.unwrap();
+    let r = http
+        .post(compose.url(2, "/v1/agents"))
+        .timeout(Duration::from_secs(30))
+        .header("content-type", "application/toml")
+        .body(agent.replace("boxed", "while-one-was-down"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
 
     // It comes back from its volume and catches up.
@@ -130,19 +158,31 @@ fn every_variable_in_the_deploy_files_is_one_the_server_reads() {
     let known: Vec<String> = caxton::config::ServerConfig::env_variables().into_iter().map(|(_, v)| v).collect();
     // Read by the node itself rather than mapped to a config key.
     let special = ["CAXTON_CLUSTER_SECRET"];
-    let files = ["deploy/Dockerfile", "deploy/docker-compose.yml", "deploy/docker-compose.single.yml", "deploy/k8s/caxton.yaml"];
+    let files = [
+        "deploy/Dockerfile",
+        "deploy/docker-compose.yml",
+        "deploy/docker-compose.single.yml",
+        "deploy/k8s/caxton.yaml",
+    ];
     let mut seen = 0;
     for file in files {
         let text = std::fs::read_to_string(Path::new(ROOT).join(file)).unwrap();
         for (line_no, line) in text.lines().enumerate() {
             for (at, _) in line.match_indices("CAXTON_") {
-                let var: String = line[at..].chars().take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit()).collect();
+                let var: String = line[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit())
+                    .collect();
                 // Compose's own substitutions (image, published ports).
                 if var == "CAXTON_IMAGE" || var.starts_with("CAXTON_PORT_") {
                     continue;
                 }
                 seen += 1;
-                assert!(known.contains(&var) || special.contains(&var.as_str()), "{file}:{}: {var} is not a Caxton variable", line_no + 1);
+                assert!(
+                    known.contains(&var) || special.contains(&var.as_str()),
+                    "{file}:{}: {var} is not a Caxton variable",
+                    line_no + 1
+                );
             }
         }
     }

@@ -86,7 +86,12 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing_acknowledged() {
         writers.push(tokio::spawn(async move {
             for i in 0..10_000 {
                 let name = format!("load-{w}-{i}");
-                let r = http.post(&url).header("content-type", "application/toml").body(agent_toml(&name, "x")).send().await;
+                let r = http
+                    .post(&url)
+                    .header("content-type", "application/toml")
+                    .body(agent_toml(&name, "x"))
+                    .send()
+                    .await;
                 match r {
                     Ok(r) if r.status() == 201 => acked.lock().unwrap().push(name),
                     // Refused or cut off during shutdown: not acknowledged.
@@ -121,7 +126,13 @@ async fn two_hundred_concurrent_deploys_all_present() {
         let http = node.http.clone();
         let url = node.url("/v1/agents");
         tasks.push(tokio::spawn(async move {
-            let r = http.post(&url).header("content-type", "application/toml").body(agent_toml(&format!("conc-{i:03}"), "x")).send().await.unwrap();
+            let r = http
+                .post(&url)
+                .header("content-type", "application/toml")
+                .body(agent_toml(&format!("conc-{i:03}"), "x"))
+                .send()
+                .await
+                .unwrap();
             r.status().as_u16()
         }));
     }

@@ -28,11 +28,17 @@ fn model() -> LocalModel {
 async fn answers_and_stops_at_end_of_turn() {
     let m = model();
     let req = ChatRequest {
-        messages: vec![ChatMessage::system("You are a helpful assistant. Answer briefly."), ChatMessage::user("What is the capital of France?")],
+        messages: vec![
+            ChatMessage::system("You are a helpful assistant. Answer briefly."),
+            ChatMessage::user("What is the capital of France?"),
+        ],
         ..Default::default()
     };
     let g = m.generate(&req, None).await.unwrap();
-    println!("answer: {:?} ({} tokens, ttft {:?}, total {:?})", g.text, g.completion_tokens, g.time_to_first_token, g.total);
+    println!(
+        "answer: {:?} ({} tokens, ttft {:?}, total {:?})",
+        g.text, g.completion_tokens, g.time_to_first_token, g.total
+    );
     assert!(!g.text.is_empty());
     assert!(g.stopped_at_end_of_turn, "generation ran to the token limit: {:?}", g.text);
     assert!(g.text.contains("Paris"), "{:?}", g.text);
@@ -42,7 +48,8 @@ async fn answers_and_stops_at_end_of_turn() {
 async fn streams_tokens_incrementally() {
     let m = model();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let req = ChatRequest { messages: vec![ChatMessage::user("Count from one to five in words.")], ..Default::default() };
+    let req =
+        ChatRequest { messages: vec![ChatMessage::user("Count from one to five in words.")], ..Default::default() };
     let gen = tokio::spawn(async move { m.generate(&req, Some(tx)).await });
     let mut pieces = Vec::new();
     let mut first_at = None;
@@ -60,15 +67,21 @@ async fn streams_tokens_incrementally() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_model_file_is_a_clear_error() {
-    let m = LocalModel::new("local", LocalSettings {
-        model_path: "/nonexistent/model.gguf".into(),
-        temperature: 0.0,
-        max_tokens: 8,
-        concurrency: 1,
-        context_tokens: 512,
-        seed: 1,
-    });
-    let err = m.generate(&ChatRequest { messages: vec![ChatMessage::user("hi")], ..Default::default() }, None).await.unwrap_err();
+    let m = LocalModel::new(
+        "local",
+        LocalSettings {
+            model_path: "/nonexistent/model.gguf".into(),
+            temperature: 0.0,
+            max_tokens: 8,
+            concurrency: 1,
+            context_tokens: 512,
+            seed: 1,
+        },
+    );
+    let err = m
+        .generate(&ChatRequest { messages: vec![ChatMessage::user("hi")], ..Default::default() }, None)
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(msg.contains("/nonexistent/model.gguf") && msg.contains("make models"), "{msg}");
 }

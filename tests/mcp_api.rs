@@ -43,7 +43,9 @@ async fn deploy_list_call_and_remove_through_cli_and_rest() {
     assert_eq!(jq["hash"].as_str().unwrap().len(), 64);
     assert_eq!(jq["limits"]["timeout_ms"], 2000);
 
-    let (s, r) = post(&node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"a": [1, 2, 3]}, "path": "a[1]"}})).await;
+    let (s, r) =
+        post(&node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"a": [1, 2, 3]}, "path": "a[1]"}}))
+            .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["structuredContent"]["matches"], json!([2]));
     let out = node.cli(&["mcp", "call", "csv_parse", r#"{"csv": "x,y\n1,2\n"}"#]);
@@ -62,7 +64,8 @@ async fn deploy_list_call_and_remove_through_cli_and_rest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_modules_are_refused_with_named_errors_and_the_node_keeps_serving() {
     let node = TestNode::start().await;
-    let manifest = "name = \"hostile\"\nversion = \"1.0.0\"\n[limits]\ntimeout_ms = 500\nfuel = 100000000\nmax_memory_mb = 8\n";
+    let manifest =
+        "name = \"hostile\"\nversion = \"1.0.0\"\n[limits]\ntimeout_ms = 500\nfuel = 100000000\nmax_memory_mb = 8\n";
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("not wasm", b"\x00asm but not really".to_vec(), "invalid-module"),
         ("silent", br#"(module (memory (export "memory") 1) (func (export "_start")))"#.to_vec(), "tool-not-mcp"),
@@ -90,12 +93,20 @@ async fn hostile_modules_are_refused_with_named_errors_and_the_node_keeps_servin
 async fn an_agent_calls_a_wasm_tool() {
     let stub = OpenAiStub::start().await;
     stub.script([
-        StubReply::tool_call("json_query", json!({"json": {"team": [{"name": "Ada", "role": "lead"}]}, "path": "team[?role==lead].name"})),
+        StubReply::tool_call(
+            "json_query",
+            json!({"json": {"team": [{"name": "Ada", "role": "lead"}]}, "path": "team[?role==lead].name"}),
+        ),
         StubReply::text("The lead is Ada."),
     ]);
-    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
     assert!(node.cli(&["mcp", "deploy", &example_dir("json_query")]).status.success());
-    deploy(&node, "name = \"analyst\"\nprovider = \"stub\"\ntools = [\"json_query\"]\nsystem_prompt = \"You analyse.\"\n").await;
+    deploy(
+        &node,
+        "name = \"analyst\"\nprovider = \"stub\"\ntools = [\"json_query\"]\nsystem_prompt = \"You analyse.\"\n",
+    )
+    .await;
     let v = ask(&node, "analyst", "who leads?").await;
     assert_eq!(v["reply"]["content"], "The lead is Ada.");
     let reqs = stub.requests();
@@ -111,7 +122,8 @@ async fn a_tool_server_deployed_on_one_node_is_callable_on_every_node() {
     assert!(out.status.success(), "{}", stderr(&out));
     for (id, node) in cluster.running() {
         eventually(&format!("callable on node {id}"), Duration::from_secs(20), || async {
-            let (s, r) = post(node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"k": id}, "path": "k"}})).await;
+            let (s, r) =
+                post(node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"k": id}, "path": "k"}})).await;
             s == 200 && r["structuredContent"]["matches"] == json!([id])
         })
         .await;
@@ -124,7 +136,8 @@ async fn outside_mcp_clients_use_the_tools_over_streamable_http() {
     assert!(node.cli(&["mcp", "deploy", &example_dir("json_query")]).status.success());
     let mcp = node.url("/mcp");
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
-    let r = node.http.post(&mcp).header("accept", "application/json, text/event-stream").json(&init).send().await.unwrap();
+    let r =
+        node.http.post(&mcp).header("accept", "application/json, text/event-stream").json(&init).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let session = r.headers()["mcp-session-id"].to_str().unwrap().to_owned();
     let v: Value = r.json().await.unwrap();
@@ -141,13 +154,20 @@ async fn outside_mcp_clients_use_the_tools_over_streamable_http() {
     assert_eq!(v["result"]["tools"][0]["name"], "json_query");
     let v: Value = send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "json_query", "arguments": {"json": {"x": 42}, "path": "x"}}})).await.json().await.unwrap();
     assert_eq!(v["result"]["structuredContent"]["matches"], json!([42]));
-    let v: Value = send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "missing", "arguments": {}}})).await.json().await.unwrap();
+    let v: Value = send(
+        json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "missing", "arguments": {}}}),
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
     assert_eq!(v["error"]["code"], -32602);
     let v: Value = send(json!({"jsonrpc": "2.0", "id": 5, "method": "resources/list"})).await.json().await.unwrap();
     assert_eq!(v["error"]["code"], -32601);
 
     // No session, or an ended one: refused.
-    let r = node.http.post(&mcp).json(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})).send().await.unwrap();
+    let r =
+        node.http.post(&mcp).json(&json!({"jsonrpc": "2.0", "id": 6, "method": "tools/list"})).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let r = node.http.delete(&mcp).header("mcp-session-id", &session).send().await.unwrap();
     assert_eq!(r.status(), 204);

@@ -26,13 +26,28 @@ async fn example_servers_list_and_call_tools() {
     assert_eq!(tools[0].name, "json_query");
     assert_eq!(tools[0].input_schema["required"], json!(["json", "path"]));
     let doc = json!({"items": [{"name": "a", "price": 5}, {"name": "b", "price": 15}, {"name": "c", "price": 25}]});
-    let r = host.call_tool(&jq, "json_query", json!({"json": doc, "path": "items[?price>10].name"}), Limits::default(), Sandbox::default()).await.unwrap();
+    let r = host
+        .call_tool(
+            &jq,
+            "json_query",
+            json!({"json": doc, "path": "items[?price>10].name"}),
+            Limits::default(),
+            Sandbox::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(r["structuredContent"]["matches"], json!(["b", "c"]));
     assert_eq!(r["isError"], false);
 
     let csv = host.compile(&module("csv_parser")).unwrap();
     let r = host
-        .call_tool(&csv, "csv_parse", json!({"csv": "city,temp\nOslo,3\nRome,\"18\"\nCairo,30\n"}), Limits::default(), Sandbox::default())
+        .call_tool(
+            &csv,
+            "csv_parse",
+            json!({"csv": "city,temp\nOslo,3\nRome,\"18\"\nCairo,30\n"}),
+            Limits::default(),
+            Sandbox::default(),
+        )
         .await
         .unwrap();
     let out = &r["structuredContent"];
@@ -41,7 +56,10 @@ async fn example_servers_list_and_call_tools() {
     assert_eq!(out["columns"][1]["mean"], 17.0);
     assert_eq!(out["rows"][1]["city"], "Rome");
     // A tool-level failure is an isError result, not a crash.
-    let r = host.call_tool(&csv, "csv_parse", json!({"csv": "a,b\n1\n"}), Limits::default(), Sandbox::default()).await.unwrap();
+    let r = host
+        .call_tool(&csv, "csv_parse", json!({"csv": "a,b\n1\n"}), Limits::default(), Sandbox::default())
+        .await
+        .unwrap();
     assert_eq!(r["isError"], true);
     // An unknown tool is a JSON-RPC error object.
     let e = host.call_tool(&csv, "nope", json!({}), Limits::default(), Sandbox::default()).await.unwrap_err();
@@ -55,15 +73,31 @@ fn wat(text: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_modules_are_stopped_by_the_limit_they_hit() {
     let (_dir, host) = host();
-    let limits = Limits { fuel: 50_000_000, timeout: Duration::from_secs(10), max_memory_bytes: 16 << 20, max_output_bytes: 256 << 10, ..Limits::default() };
+    let limits = Limits {
+        fuel: 50_000_000,
+        timeout: Duration::from_secs(10),
+        max_memory_bytes: 16 << 20,
+        max_output_bytes: 256 << 10,
+        ..Limits::default()
+    };
 
     // An infinite loop runs out of fuel...
-    let spin = host.compile(&wat(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#)).unwrap();
+    let spin =
+        host.compile(&wat(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#)).unwrap();
     let e = host.call_tool(&spin, "x", json!({}), limits, Sandbox::default()).await.unwrap_err();
     assert_eq!(e, ToolError::CpuLimit { fuel: 50_000_000 });
     // ...or, with fuel to spare, out of time.
     let started = Instant::now();
-    let e = host.call_tool(&spin, "x", json!({}), Limits { fuel: u64::MAX / 2, timeout: Duration::from_millis(200), ..limits }, Sandbox::default()).await.unwrap_err();
+    let e = host
+        .call_tool(
+            &spin,
+            "x",
+            json!({}),
+            Limits { fuel: u64::MAX / 2, timeout: Duration::from_millis(200), ..limits },
+            Sandbox::default(),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(e, ToolError::Timeout { timeout_ms: 200 });
     assert!(started.elapsed() < Duration::from_secs(3));
 
@@ -100,11 +134,17 @@ async fn hostile_modules_are_stopped_by_the_limit_they_hit() {
     // Oversized input is refused before running anything.
     let jq = host.compile(&module("json_query")).unwrap();
     let big = "x".repeat(2 << 20);
-    let e = host.call_tool(&jq, "json_query", json!({"json": big, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap_err();
+    let e = host
+        .call_tool(&jq, "json_query", json!({"json": big, "path": "a"}), Limits::default(), Sandbox::default())
+        .await
+        .unwrap_err();
     assert!(matches!(e, ToolError::InputLimit { .. }), "{e}");
 
     // And the host carries on serving.
-    let r = host.call_tool(&jq, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default()).await.unwrap();
+    let r = host
+        .call_tool(&jq, "json_query", json!({"json": {"a": 1}, "path": "a"}), Limits::default(), Sandbox::default())
+        .await
+        .unwrap();
     assert_eq!(r["structuredContent"]["matches"], json!([1]));
 }
 
@@ -116,7 +156,16 @@ async fn a_thousand_concurrent_calls_complete_correctly() {
     for i in 0..1000u64 {
         let (host, jq) = (host.clone(), jq.clone());
         tasks.push(tokio::spawn(async move {
-            let r = host.call_tool(&jq, "json_query", json!({"json": {"n": i}, "path": "n"}), Limits::default(), Sandbox::default()).await.unwrap();
+            let r = host
+                .call_tool(
+                    &jq,
+                    "json_query",
+                    json!({"json": {"n": i}, "path": "n"}),
+                    Limits::default(),
+                    Sandbox::default(),
+                )
+                .await
+                .unwrap();
             assert_eq!(r["structuredContent"]["matches"], json!([i]));
         }));
     }
@@ -172,25 +221,47 @@ async fn chart_generator_renders_svg() {
     let chart = host.compile(&module("chart_generator")).unwrap();
     let series = json!([{"label": "Q1", "value": 3}, {"label": "Q2", "value": 7}, {"label": "<Q3>", "value": 5}]);
     for kind in ["bar", "line"] {
-        let r = host.call_tool(&chart, "chart", json!({"kind": kind, "title": "Sales", "series": series}), Limits::default(), Sandbox::default()).await.unwrap();
+        let r = host
+            .call_tool(
+                &chart,
+                "chart",
+                json!({"kind": kind, "title": "Sales", "series": series}),
+                Limits::default(),
+                Sandbox::default(),
+            )
+            .await
+            .unwrap();
         let svg = r["structuredContent"]["svg"].as_str().unwrap();
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert!(svg.contains("&lt;Q3&gt;"), "labels are escaped");
         assert_eq!(svg.matches("<rect").count(), if kind == "bar" { 3 } else { 0 });
         assert_eq!(svg.contains("<polyline"), kind == "line");
     }
-    let r = host.call_tool(&chart, "chart", json!({"series": [{"label": "x", "value": "nope"}]}), Limits::default(), Sandbox::default()).await.unwrap();
+    let r = host
+        .call_tool(
+            &chart,
+            "chart",
+            json!({"series": [{"label": "x", "value": "nope"}]}),
+            Limits::default(),
+            Sandbox::default(),
+        )
+        .await
+        .unwrap();
     assert_eq!(r["isError"], true);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_written_in_c_runs_unchanged() {
     let (_dir, host) = host();
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp-c/upper/upper.wasm")).expect("run `make wasm`");
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp-c/upper/upper.wasm"))
+        .expect("run `make wasm`");
     let upper = host.compile(&bytes).unwrap();
     let tools = host.list_tools(&upper, Limits::default()).await.unwrap();
     assert_eq!(tools[0].name, "upper");
-    let r = host.call_tool(&upper, "upper", json!({"text": "hello from \"C\""}), Limits::default(), Sandbox::default()).await.unwrap();
+    let r = host
+        .call_tool(&upper, "upper", json!({"text": "hello from \"C\""}), Limits::default(), Sandbox::default())
+        .await
+        .unwrap();
     assert_eq!(r["content"][0]["text"], "HELLO FROM \"C\"");
     let e = host.call_tool(&upper, "upper", json!({}), Limits::default(), Sandbox::default()).await.unwrap_err();
     assert!(matches!(e, ToolError::Rpc { code: -32602, .. }), "{e}");
@@ -219,18 +290,28 @@ async fn http_goes_only_to_allowlisted_non_internal_hosts() {
     };
 
     // Allowed explicitly (loopback needs http_allow_private).
-    let r = call("http_get", json!({"url": format!("http://127.0.0.1:{port}/hello")}), policy(&["127.0.0.1"], true)).await;
+    let r =
+        call("http_get", json!({"url": format!("http://127.0.0.1:{port}/hello")}), policy(&["127.0.0.1"], true)).await;
     assert_eq!(r["isError"], false, "{r}");
     assert_eq!(r["structuredContent"]["status"], 200);
     assert_eq!(r["structuredContent"]["body"], "hi from the test server");
-    let r = call("http_post", json!({"url": format!("http://127.0.0.1:{port}/echo"), "body": "ping"}), policy(&["127.0.0.1"], true)).await;
+    let r = call(
+        "http_post",
+        json!({"url": format!("http://127.0.0.1:{port}/echo"), "body": "ping"}),
+        policy(&["127.0.0.1"], true),
+    )
+    .await;
     assert_eq!(r["structuredContent"]["body"], "got ping");
 
     // Refused: each with a reason the model and the operator can read.
     let cases = [
         (format!("http://127.0.0.1:{port}/hello"), policy(&["127.0.0.1"], false), "internal address 127.0.0.1"),
         (format!("http://localhost:{port}/hello"), policy(&["localhost"], false), "internal address"),
-        ("http://169.254.169.254/latest/meta-data/".to_owned(), policy(&["169.254.169.254"], false), "internal address 169.254.169.254"),
+        (
+            "http://169.254.169.254/latest/meta-data/".to_owned(),
+            policy(&["169.254.169.254"], false),
+            "internal address 169.254.169.254",
+        ),
         ("http://example.net/".to_owned(), policy(&["example.com"], false), "not on this tool server's allowlist"),
         (format!("http://127.0.0.1:{port}/hello"), Sandbox::default(), "not on this tool server's allowlist []"),
         ("file:///etc/passwd".to_owned(), policy(&["example.com"], true), "scheme `file` is not allowed"),

@@ -31,7 +31,8 @@ async fn semantic_search_scopes_graph_and_cli() {
         ("Q3 report", "document", "Quarterly revenue grew by twelve percent."),
         ("Raft", "concept", "Raft is a consensus algorithm for replicated logs."),
     ] {
-        let (s, v) = post(&node, "/v1/memory/entities", json!({"name": name, "entity_type": ty, "observations": [obs]})).await;
+        let (s, v) =
+            post(&node, "/v1/memory/entities", json!({"name": name, "entity_type": ty, "observations": [obs]})).await;
         assert_eq!(s, 201, "{v}");
     }
     let v = search(&node, "q=a feline resting on a rug").await;
@@ -45,27 +46,49 @@ async fn semantic_search_scopes_graph_and_cli() {
     assert_eq!(results[0]["observation"], "The cat sits on the mat all afternoon.");
     // Limit, threshold and type filters.
     assert_eq!(search(&node, "q=cat&limit=1").await["results"].as_array().unwrap().len(), 1);
-    assert!(search(&node, "q=a feline resting on a rug&min_similarity=0.9").await["results"].as_array().unwrap().is_empty());
+    assert!(search(&node, "q=a feline resting on a rug&min_similarity=0.9").await["results"]
+        .as_array()
+        .unwrap()
+        .is_empty());
     let v = search(&node, "q=money&entity_type=document").await;
     assert!(v["results"].as_array().unwrap().iter().all(|r| r["entity_type"] == "document"));
 
     // Observations accumulate on an entity.
-    let (s, _) = post(&node, "/v1/memory/entities", json!({"name": "Whiskers", "entity_type": "pet", "observations": ["Whiskers is ginger."]})).await;
+    let (s, _) = post(
+        &node,
+        "/v1/memory/entities",
+        json!({"name": "Whiskers", "entity_type": "pet", "observations": ["Whiskers is ginger."]}),
+    )
+    .await;
     assert_eq!(s, 200);
     let (_, e) = node.get("/v1/memory/entities/Whiskers").await;
     assert_eq!(e["observations"].as_array().unwrap().len(), 2);
 
     // Relations: graph queries and enriched hits.
-    post(&node, "/v1/memory/entities", json!({"name": "Alice", "entity_type": "person", "observations": ["Alice owns a ginger cat."]})).await;
-    let (s, _) = post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Whiskers", "relation_type": "owns"})).await;
+    post(
+        &node,
+        "/v1/memory/entities",
+        json!({"name": "Alice", "entity_type": "person", "observations": ["Alice owns a ginger cat."]}),
+    )
+    .await;
+    let (s, _) =
+        post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Whiskers", "relation_type": "owns"})).await;
     assert_eq!(s, 201);
     post(&node, "/v1/memory/relations", json!({"from": "Whiskers", "to": "Raft", "relation_type": "sleeps-on"})).await;
     let (_, n) = node.get("/v1/memory/entities/Alice/neighbours?depth=2").await;
     let names: Vec<&str> = n["neighbours"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Whiskers", "Raft"]);
     let v = search(&node, "q=ginger cat&limit=1").await;
-    assert!(v["results"][0]["related"].as_array().unwrap().iter().any(|r| r["relation_type"] == "owns" || r["relation_type"] == "sleeps-on"), "{v}");
-    let (s, p) = post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Nobody", "relation_type": "knows"})).await;
+    assert!(
+        v["results"][0]["related"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["relation_type"] == "owns" || r["relation_type"] == "sleeps-on"),
+        "{v}"
+    );
+    let (s, p) =
+        post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Nobody", "relation_type": "knows"})).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/memory-entity-not-found")));
 
     // Bad input.
@@ -95,7 +118,8 @@ async fn agent_only_memory_is_isolated_between_agents() {
         assert_eq!(s, 201, "{v}");
     }
     let v = search(&node, "q=locker code&agent=alice").await;
-    let texts: Vec<&str> = v["results"].as_array().unwrap().iter().map(|r| r["observation"].as_str().unwrap()).collect();
+    let texts: Vec<&str> =
+        v["results"].as_array().unwrap().iter().map(|r| r["observation"].as_str().unwrap()).collect();
     assert_eq!(texts, ["Alice's locker code is 1234."]);
     let v = search(&node, "q=locker code&agent=bob&scope=agent-only").await;
     assert_eq!(v["results"][0]["observation"], "Bob's locker code is 9876.");
@@ -111,8 +135,17 @@ async fn agent_only_memory_is_isolated_between_agents() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_wipe_import_gives_identical_search_results() {
     let node = TestNode::start().await;
-    for (i, text) in ["Paris is the capital of France.", "Berlin is the capital of Germany.", "Rust has no garbage collector."].iter().enumerate() {
-        post(&node, "/v1/memory/entities", json!({"name": format!("fact-{i}"), "entity_type": "fact", "observations": [text]})).await;
+    for (i, text) in
+        ["Paris is the capital of France.", "Berlin is the capital of Germany.", "Rust has no garbage collector."]
+            .iter()
+            .enumerate()
+    {
+        post(
+            &node,
+            "/v1/memory/entities",
+            json!({"name": format!("fact-{i}"), "entity_type": "fact", "observations": [text]}),
+        )
+        .await;
     }
     post(&node, "/v1/memory/relations", json!({"from": "fact-0", "to": "fact-1", "relation_type": "near"})).await;
     let before = search(&node, "q=French capital city").await;
@@ -127,7 +160,12 @@ async fn export_wipe_import_gives_identical_search_results() {
     assert_eq!(v["entities"], 3);
     let after = search(&fresh, "q=French capital city").await;
     let strip = |v: &Value| -> Vec<(String, String)> {
-        v["results"].as_array().unwrap().iter().map(|r| (r["name"].as_str().unwrap().to_owned(), format!("{:.5}", r["score"].as_f64().unwrap()))).collect()
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["name"].as_str().unwrap().to_owned(), format!("{:.5}", r["score"].as_f64().unwrap())))
+            .collect()
     };
     assert_eq!(strip(&before), strip(&after));
 
@@ -152,11 +190,15 @@ async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation() {
     let stub = OpenAiStub::start().await;
     stub.script([
         // Conversation 1: the model decides to remember.
-        StubReply::tool_call("memory_store", json!({"name": "user", "entity_type": "person", "observations": ["The user's favourite colour is teal."]})),
+        StubReply::tool_call(
+            "memory_store",
+            json!({"name": "user", "entity_type": "person", "observations": ["The user's favourite colour is teal."]}),
+        ),
         StubReply::text("Noted!"),
     ]);
     stub.respond_with(|_| StubReply::text("Your favourite colour is teal."));
-    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
     let agent = "name = \"rememberer\"\nprovider = \"stub\"\nsystem_prompt = \"You remember things.\"\nuser_prompt_template = \"Known facts:\\n{{context}}\\n\\nUser: {{request}}\"\n[memory]\nenabled = true\nscope = \"agent-only\"\nmin_similarity = 0.2\n";
     deploy(&node, agent).await;
 

@@ -4,13 +4,14 @@
 use caxton::memory::{dot, Embedder};
 
 fn models_dir() -> std::path::PathBuf {
-    std::env::var("CAXTON_MODELS_DIR").map(Into::into).unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into())
+    std::env::var("CAXTON_MODELS_DIR")
+        .map(Into::into)
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_match_sentence_transformers() {
-    let reference: serde_json::Value =
-        serde_json::from_str(include_str!("data/minilm_reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(include_str!("data/minilm_reference.json")).unwrap();
     let items = reference["items"].as_array().unwrap();
     assert!(items.len() >= 10);
     let embedder = Embedder::start(models_dir().join("all-minilm-l6-v2")).unwrap();
@@ -33,10 +34,19 @@ async fn embeddings_match_sentence_transformers() {
 async fn a_paraphrase_ranks_above_unrelated_text() {
     let e = Embedder::start(models_dir().join("all-minilm-l6-v2")).unwrap();
     let v = e
-        .embed(vec!["The cat sits on the mat.".into(), "A feline is resting on a rug.".into(), "Quarterly revenue grew by twelve percent.".into()])
+        .embed(vec![
+            "The cat sits on the mat.".into(),
+            "A feline is resting on a rug.".into(),
+            "Quarterly revenue grew by twelve percent.".into(),
+        ])
         .await
         .unwrap();
-    assert!(dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2, "paraphrase {} vs unrelated {}", dot(&v[0], &v[1]), dot(&v[0], &v[2]));
+    assert!(
+        dot(&v[0], &v[1]) > dot(&v[0], &v[2]) + 0.2,
+        "paraphrase {} vs unrelated {}",
+        dot(&v[0], &v[1]),
+        dot(&v[0], &v[2])
+    );
 }
 
 #[test]

@@ -42,7 +42,12 @@ async fn sse(resp: reqwest::Response, stop: impl Fn(&str, &str) -> bool) -> Vec<
 async fn async_send_then_poll_and_idempotent_retries() {
     let node = TestNode::start().await;
     deploy(&node, &echo_agent("echo", &["echoing"])).await;
-    let (s, v) = post(&node, "/v1/messages", json!({"to": "echo", "content": "later please", "mode": "async", "id": "client-id-1"})).await;
+    let (s, v) = post(
+        &node,
+        "/v1/messages",
+        json!({"to": "echo", "content": "later please", "mode": "async", "id": "client-id-1"}),
+    )
+    .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["message"]["id"], "client-id-1");
     assert_eq!(v["message"]["kind"], "Request");
@@ -52,7 +57,8 @@ async fn async_send_then_poll_and_idempotent_retries() {
     })
     .await;
     // Retrying with the same id does not create a second message or answer.
-    let (s, again) = post(&node, "/v1/messages", json!({"to": "echo", "content": "later please", "id": "client-id-1"})).await;
+    let (s, again) =
+        post(&node, "/v1/messages", json!({"to": "echo", "content": "later please", "id": "client-id-1"})).await;
     assert_eq!(s, 200);
     assert_eq!(again["reply"]["id"], "client-id-1-reply");
     let conv = v["message"]["conversation_id"].as_str().unwrap();
@@ -100,8 +106,17 @@ async fn capability_routing_spreads_load() {
 async fn contract_net_across_three_agents_awards_the_cheapest() {
     let stub = OpenAiStub::start().await;
     stub.respond_with(|req| {
-        let me = req["messages"][0]["content"].as_str().unwrap_or("").trim_start_matches("You are ").trim_end_matches('.').to_owned();
-        let cost = match me.as_str() { "bidder-a" => 7, "bidder-b" => 3, _ => 5 };
+        let me = req["messages"][0]["content"]
+            .as_str()
+            .unwrap_or("")
+            .trim_start_matches("You are ")
+            .trim_end_matches('.')
+            .to_owned();
+        let cost = match me.as_str() {
+            "bidder-a" => 7,
+            "bidder-b" => 3,
+            _ => 5,
+        };
         let task = last_of_role(req, "user").unwrap()["content"].as_str().unwrap().to_owned();
         if task.starts_with("CALL FOR PROPOSALS") {
             StubReply::text(&format!("{me} can do it. cost: {cost}"))
@@ -109,11 +124,23 @@ async fn contract_net_across_three_agents_awards_the_cheapest() {
             StubReply::text(&format!("{me} delivered the report"))
         }
     });
-    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
     for b in ["bidder-a", "bidder-b", "bidder-c"] {
-        deploy(&node, &format!("name = \"{b}\"\nprovider = \"stub\"\ncapabilities = [\"reports\"]\nsystem_prompt = \"You are {b}.\"\n")).await;
+        deploy(
+            &node,
+            &format!(
+                "name = \"{b}\"\nprovider = \"stub\"\ncapabilities = [\"reports\"]\nsystem_prompt = \"You are {b}.\"\n"
+            ),
+        )
+        .await;
     }
-    let (s, out) = post(&node, "/v1/contract-net", json!({"capability": "reports", "task": "write the Q3 report", "deadline_ms": 20000})).await;
+    let (s, out) = post(
+        &node,
+        "/v1/contract-net",
+        json!({"capability": "reports", "task": "write the Q3 report", "deadline_ms": 20000}),
+    )
+    .await;
     assert_eq!(s, 200, "{out}");
     assert_eq!(out["state"], "Completed");
     assert_eq!(out["proposals"].as_array().unwrap().len(), 3);
@@ -137,9 +164,15 @@ async fn contract_net_across_three_agents_awards_the_cheapest() {
 async fn contract_net_with_no_proposal_in_time_expires() {
     let stub = OpenAiStub::start().await;
     stub.respond_with(|_| StubReply::text("too slow").after(Duration::from_secs(5)));
-    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
-    deploy(&node, "name = \"sloth\"\nprovider = \"stub\"\ncapabilities = [\"naps\"]\nsystem_prompt = \"You are slow.\"\n").await;
-    let (s, out) = post(&node, "/v1/contract-net", json!({"capability": "naps", "task": "nap", "deadline_ms": 500})).await;
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    deploy(
+        &node,
+        "name = \"sloth\"\nprovider = \"stub\"\ncapabilities = [\"naps\"]\nsystem_prompt = \"You are slow.\"\n",
+    )
+    .await;
+    let (s, out) =
+        post(&node, "/v1/contract-net", json!({"capability": "naps", "task": "nap", "deadline_ms": 500})).await;
     assert_eq!(s, 200, "{out}");
     assert_eq!(out["state"], "Expired");
     assert!(out["awarded_to"].is_null());
@@ -149,7 +182,8 @@ async fn contract_net_with_no_proposal_in_time_expires() {
 async fn sse_streams_conversation_messages_and_answer_tokens() {
     let node = TestNode::start().await;
     deploy(&node, &echo_agent("echo", &[])).await;
-    let (_, v) = post(&node, "/v1/messages", json!({"to": "echo", "content": "one two three four", "mode": "async"})).await;
+    let (_, v) =
+        post(&node, "/v1/messages", json!({"to": "echo", "content": "one two three four", "mode": "async"})).await;
     let id = v["message"]["id"].as_str().unwrap().to_owned();
     let conv = v["message"]["conversation_id"].as_str().unwrap().to_owned();
 
@@ -217,7 +251,8 @@ async fn openai_compatible_front_door_plain_and_streamed() {
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let events = sse(resp, |_, d| d == "[DONE]").await;
     assert_eq!(events.last().unwrap().1, "[DONE]");
-    let chunks: Vec<Value> = events.iter().filter(|(_, d)| d != "[DONE]").map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<Value> =
+        events.iter().filter(|(_, d)| d != "[DONE]").map(|(_, d)| serde_json::from_str(d).unwrap()).collect();
     assert!(chunks.iter().all(|c| c["object"] == "chat.completion.chunk"));
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
     let text: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
@@ -225,7 +260,12 @@ async fn openai_compatible_front_door_plain_and_streamed() {
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
 
     // Errors in OpenAI's shape, which SDKs surface.
-    let (s, e) = post(&node, "/v1/chat/completions", json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]})).await;
+    let (s, e) = post(
+        &node,
+        "/v1/chat/completions",
+        json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
     assert_eq!(s, 404);
     assert!(e["error"]["message"].as_str().unwrap().contains("nobody"));
 }
@@ -236,9 +276,14 @@ async fn kill_during_an_llm_call_then_restart_answers_exactly_once() {
     // The first call hangs (the node dies during it); later calls answer.
     stub.script([StubReply::text("never delivered").after(Duration::from_secs(3600))]);
     stub.respond_with(|_| StubReply::text("answered after restart"));
-    let mut node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", "timeout_ms = 3600000"), ..Default::default() }).await;
+    let mut node = TestNode::start_with(NodeOptions {
+        tables: stub.provider_config("stub", "timeout_ms = 3600000"),
+        ..Default::default()
+    })
+    .await;
     deploy(&node, "name = \"durable\"\nprovider = \"stub\"\nsystem_prompt = \"You are durable.\"\n").await;
-    let (s, v) = post(&node, "/v1/messages", json!({"to": "durable", "content": "survive this", "mode": "async"})).await;
+    let (s, v) =
+        post(&node, "/v1/messages", json!({"to": "durable", "content": "survive this", "mode": "async"})).await;
     assert_eq!(s, 202);
     let id = v["message"]["id"].as_str().unwrap().to_owned();
     eventually("the LLM call is in flight", Duration::from_secs(10), || async { !stub.requests().is_empty() }).await;

@@ -21,13 +21,22 @@ async fn deploy_list_get_update_delete_over_http() {
 
     // JSON object form and {"toml": ...} form.
     let (s, body) = node
-        .send(Method::POST, "/v1/agents", "application/json",
-            serde_json::json!({"name": "beta", "capabilities": ["search", "echo"], "system_prompt": "You are beta."}).to_string())
+        .send(
+            Method::POST,
+            "/v1/agents",
+            "application/json",
+            serde_json::json!({"name": "beta", "capabilities": ["search", "echo"], "system_prompt": "You are beta."})
+                .to_string(),
+        )
         .await;
     assert_eq!(s, 201, "{body}");
     let (s, _) = node
-        .send(Method::POST, "/v1/agents", "application/json",
-            serde_json::json!({"toml": agent_toml("gamma", "You are gamma.")}).to_string())
+        .send(
+            Method::POST,
+            "/v1/agents",
+            "application/json",
+            serde_json::json!({"toml": agent_toml("gamma", "You are gamma.")}).to_string(),
+        )
         .await;
     assert_eq!(s, 201);
 
@@ -82,7 +91,8 @@ async fn deploy_list_get_update_delete_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_are_problem_json_with_stable_types() {
-    let node = TestNode::start_with(NodeOptions { extra_config: "max_body_bytes = 4096".into(), ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { extra_config: "max_body_bytes = 4096".into(), ..Default::default() }).await;
     let check = |resp: reqwest::Response, status: u16, kind: &'static str| async move {
         assert_eq!(resp.status().as_u16(), status);
         assert_eq!(resp.headers()["content-type"], "application/problem+json");
@@ -96,7 +106,13 @@ async fn errors_are_problem_json_with_stable_types() {
     check(node.http.get(node.url("/v1/nothing")).send().await.unwrap(), 404, "route-not-found").await;
     check(node.http.patch(node.url("/v1/agents")).send().await.unwrap(), 405, "method-not-allowed").await;
     check(
-        node.http.post(node.url("/v1/agents")).header("content-type", "application/json").body("{").send().await.unwrap(),
+        node.http
+            .post(node.url("/v1/agents"))
+            .header("content-type", "application/json")
+            .body("{")
+            .send()
+            .await
+            .unwrap(),
         400,
         "bad-request",
     )
@@ -113,7 +129,9 @@ async fn errors_are_problem_json_with_stable_types() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_echoed_and_logged() {
-    let node = TestNode::start_with(NodeOptions { args: vec!["--log-format".into(), "json".into()], ..Default::default() }).await;
+    let node =
+        TestNode::start_with(NodeOptions { args: vec!["--log-format".into(), "json".into()], ..Default::default() })
+            .await;
     let r = node.http.get(node.url("/v1/agents")).header("x-request-id", "trace-abc-123").send().await.unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-abc-123");
     let r = node.http.get(node.url("/v1/agents")).send().await.unwrap();

@@ -13,7 +13,12 @@ use serde_json::json;
 async fn the_sample_agent_answers_with_the_local_model_and_streams_tokens() {
     let examples = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/agents"));
     let tools = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp");
-    let node = TestNode::start_with(NodeOptions { agents_dir: Some(examples), extra_config: format!("tools_dir = \"{tools}\""), ..Default::default() }).await;
+    let node = TestNode::start_with(NodeOptions {
+        agents_dir: Some(examples),
+        extra_config: format!("tools_dir = \"{tools}\""),
+        ..Default::default()
+    })
+    .await;
     let names = node.agent_names().await;
     assert!(names.contains(&"assistant".to_owned()) && names.contains(&"DataAnalyzer".to_owned()), "{names:?}");
 

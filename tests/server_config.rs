@@ -11,7 +11,14 @@ fn start_expecting_failure(config: &str, env: &[(&str, &str)]) -> (i32, String) 
     let path = dir.path().join("caxton.toml");
     std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(BIN);
-    cmd.args(["server", "start", "--config", path.to_str().unwrap(), "--data-dir", dir.path().join("d").to_str().unwrap()]);
+    cmd.args([
+        "server",
+        "start",
+        "--config",
+        path.to_str().unwrap(),
+        "--data-dir",
+        dir.path().join("d").to_str().unwrap(),
+    ]);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -23,7 +30,10 @@ fn start_expecting_failure(config: &str, env: &[(&str, &str)]) -> (i32, String) 
 fn bad_config_exits_2_naming_key_value_and_reason() {
     let (code, err) = start_expecting_failure("[server]\nlisten = \"localhost-ish\"\n", &[]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("server.listen") && err.contains("localhost-ish") && err.contains("expected an IP address"), "{err}");
+    assert!(
+        err.contains("server.listen") && err.contains("localhost-ish") && err.contains("expected an IP address"),
+        "{err}"
+    );
 
     let (code, err) = start_expecting_failure("[server]\nmax_body_bytes = 5\n", &[]);
     assert_eq!(code, 2);

@@ -63,7 +63,10 @@ mod tests {
                 log_id: LogId::new(openraft::CommittedLeaderId::new(3, 1), 8),
                 payload: EntryPayload::Normal(Payload(b"hello".to_vec())),
             },
-            Entry { log_id: LogId::new(openraft::CommittedLeaderId::new(3, 1), 9), payload: EntryPayload::Membership(membership) },
+            Entry {
+                log_id: LogId::new(openraft::CommittedLeaderId::new(3, 1), 9),
+                payload: EntryPayload::Membership(membership),
+            },
         ];
         for e in entries {
             let bytes = encode(&e);

@@ -112,7 +112,8 @@ impl Manager {
             let joinable = g.alive && g.role != "left" && !g.rpc_addr.is_empty() && !known.contains(&g.node_id);
             if joinable && !self.is_foreign(g) {
                 tracing::info!(node = g.node_id, rpc = %g.rpc_addr, "adding node as learner");
-                let addr = NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone(), incarnation: g.incarnation.clone() };
+                let addr =
+                    NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone(), incarnation: g.incarnation.clone() };
                 self.raft.add_learner(g.node_id, addr, false).await?;
             }
         }
@@ -122,7 +123,8 @@ impl Manager {
         }
         let last = m.last_log_index.unwrap_or(0);
         let replication = m.replication.clone().unwrap_or_default();
-        let alive: BTreeMap<NodeId, &GossipMember> = members.iter().filter(|g| g.alive && g.role != "left").map(|g| (g.node_id, g)).collect();
+        let alive: BTreeMap<NodeId, &GossipMember> =
+            members.iter().filter(|g| g.alive && g.role != "left").map(|g| (g.node_id, g)).collect();
         let promote: BTreeSet<NodeId> = membership
             .learner_ids()
             .filter(|id| alive.contains_key(id))

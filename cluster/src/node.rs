@@ -13,14 +13,14 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::application::Application;
-use crate::manager::Manager;
-use crate::membership::{Gossip, GossipConfig, GossipMember};
 use crate::codec;
 use crate::config::ClusterConfig;
 use crate::consensus::log_store::LogStore;
 use crate::consensus::network::Network;
 use crate::consensus::state_machine::StateMachine;
 use crate::identity::ClusterIdentity;
+use crate::manager::Manager;
+use crate::membership::{Gossip, GossipConfig, GossipMember};
 use crate::replica::{ReadError, Replica};
 use crate::transport::{self, paths, AdminRequest, RpcClient, RpcState};
 use crate::types::{NodeAddr, NodeId, Payload, Raft, Reply};
@@ -290,7 +290,10 @@ impl<A: Application> Cluster<A> {
             while Instant::now() < deadline {
                 let members = g.members().await;
                 if members.iter().any(|m| m.node_id != self.node_id && m.alive && m.initialized) {
-                    tracing::info!(node_id = self.node_id, "a peer already belongs to a cluster: joining it instead of bootstrapping");
+                    tracing::info!(
+                        node_id = self.node_id,
+                        "a peer already belongs to a cluster: joining it instead of bootstrapping"
+                    );
                     return Ok(());
                 }
                 tokio::time::sleep(gossip_interval / 2).await;

@@ -138,13 +138,15 @@ impl AgentsDirectory {
         }
         let label = path.display().to_string();
         let parsed = String::from_utf8(text)
-            .map_err(|_| vec![FieldError {
-                file: label.clone(),
-                line: None,
-                column: None,
-                field: "(file)".into(),
-                reason: "is not UTF-8 text".into(),
-            }])
+            .map_err(|_| {
+                vec![FieldError {
+                    file: label.clone(),
+                    line: None,
+                    column: None,
+                    field: "(file)".into(),
+                    reason: "is not UTF-8 text".into(),
+                }]
+            })
             .and_then(|t| AgentSpec::from_toml(&t, &label).map(|s| (s, t)).map_err(|e| e.0));
         let keep = |errors: Vec<FieldError>| Tracked {
             hash,
@@ -177,13 +179,16 @@ impl AgentsDirectory {
                     Err(e) => {
                         tracing::error!(agent = %name, file, error = %e, "agent file could not be deployed; will retry");
                         // Forget the hash so the next scan retries.
-                        Tracked { hash: [0; 32], ..keep(vec![FieldError {
-                            file: label,
-                            line: None,
-                            column: None,
-                            field: "(deploy)".into(),
-                            reason: e.to_string(),
-                        }]) }
+                        Tracked {
+                            hash: [0; 32],
+                            ..keep(vec![FieldError {
+                                file: label,
+                                line: None,
+                                column: None,
+                                field: "(deploy)".into(),
+                                reason: e.to_string(),
+                            }])
+                        }
                     }
                 }
             }

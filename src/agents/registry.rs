@@ -86,7 +86,11 @@ impl AgentRegistry {
                 }
             })
             .collect();
-        if errors.is_empty() { Ok(()) } else { Err(RegistryError::Invalid(ParseAgentError(errors))) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(RegistryError::Invalid(ParseAgentError(errors)))
+        }
     }
 
     pub fn queries(&self) -> &Queries {
@@ -125,19 +129,36 @@ impl AgentRegistry {
     }
 
     /// Deploys a definition read from an agents-directory file.
-    pub async fn deploy_file(&self, spec: AgentSpec, text: String, file: &str, source: AgentSource) -> Result<DeployOutcome, RegistryError> {
+    pub async fn deploy_file(
+        &self,
+        spec: AgentSpec,
+        text: String,
+        file: &str,
+        source: AgentSource,
+    ) -> Result<DeployOutcome, RegistryError> {
         self.check_tools(&spec, &text, file).await?;
         self.deploy(spec, text, source, false).await
     }
 
     /// Deploys TOML text; `file` names it in validation errors.
-    pub async fn deploy_toml(&self, text: &str, file: &str, expect_name: Option<&AgentName>, must_exist: bool) -> Result<DeployOutcome, RegistryError> {
+    pub async fn deploy_toml(
+        &self,
+        text: &str,
+        file: &str,
+        expect_name: Option<&AgentName>,
+        must_exist: bool,
+    ) -> Result<DeployOutcome, RegistryError> {
         let spec = AgentSpec::from_toml(text, file)?;
         self.deploy_from_api(spec, text.to_owned(), file, expect_name, must_exist).await
     }
 
     /// Deploys a JSON agent object.
-    pub async fn deploy_json(&self, value: &serde_json::Value, expect_name: Option<&AgentName>, must_exist: bool) -> Result<DeployOutcome, RegistryError> {
+    pub async fn deploy_json(
+        &self,
+        value: &serde_json::Value,
+        expect_name: Option<&AgentName>,
+        must_exist: bool,
+    ) -> Result<DeployOutcome, RegistryError> {
         let (spec, text) = AgentSpec::from_json(value)?;
         self.deploy_from_api(spec, text, "(request body)", expect_name, must_exist).await
     }

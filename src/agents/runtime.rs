@@ -207,7 +207,9 @@ impl AgentRuntime {
                 e = events.recv() => e,
             };
             let result = match event {
-                Ok(StateEvent::AgentDeployed { name, revision, owner }) => self.on_deployed(&name, revision, owner).await,
+                Ok(StateEvent::AgentDeployed { name, revision, owner }) => {
+                    self.on_deployed(&name, revision, owner).await
+                }
                 Ok(StateEvent::AgentRemoved { name }) => {
                     self.stop_agent(&name);
                     Ok(())
@@ -260,7 +262,13 @@ impl AgentRuntime {
 
     fn start(&self, spec: AgentSpec, revision: u64) -> RunningAgent {
         let (mailbox, inbox) = mpsc::channel(MAILBOX);
-        let agent = RunningAgent { spec: Arc::new(spec), revision, started: Instant::now(), stop: CancellationToken::new(), mailbox };
+        let agent = RunningAgent {
+            spec: Arc::new(spec),
+            revision,
+            started: Instant::now(),
+            stop: CancellationToken::new(),
+            mailbox,
+        };
         tokio::spawn(worker(agent.spec.clone(), inbox, agent.stop.clone(), self.exec.clone()));
         agent
     }
@@ -314,7 +322,10 @@ async fn recall(exec: &Executor, spec: &AgentSpec, viewer: &Viewer, request: &st
     };
     match exec.memory.search(q).await {
         Ok(hits) if !hits.is_empty() => Some(
-            hits.iter().map(|h| format!("- {} ({}): {}", h.name, h.entity_type, h.observation)).collect::<Vec<_>>().join("\n"),
+            hits.iter()
+                .map(|h| format!("- {} ({}): {}", h.name, h.entity_type, h.observation))
+                .collect::<Vec<_>>()
+                .join("\n"),
         ),
         Ok(_) => None,
         Err(e) => {
@@ -329,7 +340,8 @@ async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> anyhow::Result<
     if message.status != MessageStatus::Accepted {
         return Ok(());
     }
-    let span = tracing::info_span!("message", message_id = %message.id, agent = %spec.name, trace_id = %message.trace_id);
+    let span =
+        tracing::info_span!("message", message_id = %message.id, agent = %spec.name, trace_id = %message.trace_id);
     let _guard = span.enter();
     let history = exec.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?;
     let result = match exec.providers.get(spec.provider.as_deref()) {

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::llm::{ToolCall, ToolSpec};
-use crate::memory::types::{Place, Viewer};
 use crate::mcp::McpRegistry;
+use crate::memory::types::{Place, Viewer};
 use crate::memory::{MemoryBackend, SearchQuery};
 use crate::messaging::{MessageKind, MessageService, SendOutcome, SendRequest, Target};
 
@@ -79,8 +79,13 @@ impl Tools {
             MEMORY_SEARCH | MEMORY_STORE | MEMORY_RELATE => self.memory_tool(call, ctx).await,
             other => match self.mcp.call(other, call.arguments.clone()).await {
                 Ok(result) => {
-                    let text = result["content"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| result.to_string());
-                    if result["isError"] == true { Err(text) } else { Ok(text) }
+                    let text =
+                        result["content"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| result.to_string());
+                    if result["isError"] == true {
+                        Err(text)
+                    } else {
+                        Ok(text)
+                    }
                 }
                 Err(e) => Err(e.to_string()),
             },
@@ -88,7 +93,10 @@ impl Tools {
     }
 
     async fn ask_agent(&self, args: &Value, ctx: &CallContext<'_>) -> Result<String, String> {
-        let message = args["message"].as_str().filter(|m| !m.trim().is_empty()).ok_or("`message` (a non-empty string) is required")?;
+        let message = args["message"]
+            .as_str()
+            .filter(|m| !m.trim().is_empty())
+            .ok_or("`message` (a non-empty string) is required")?;
         let target = match (args["agent"].as_str(), args["capability"].as_str()) {
             (Some(a), _) if !a.is_empty() => Target::Agent(a.to_owned()),
             (_, Some(c)) if !c.is_empty() => Target::Capability(c.to_owned()),
@@ -107,7 +115,9 @@ impl Tools {
         match self.messages.send(req, Some(ctx.deadline)).await {
             Ok(SendOutcome::Answered { reply, .. }) if reply.kind == MessageKind::Response => Ok(reply.content),
             Ok(SendOutcome::Answered { reply, .. }) => Err(format!("{} failed: {}", reply.sender, reply.content)),
-            Ok(SendOutcome::Accepted(m)) => Err(format!("{} accepted the request ({}) but has not answered", m.receiver, m.id)),
+            Ok(SendOutcome::Accepted(m)) => {
+                Err(format!("{} accepted the request ({}) but has not answered", m.receiver, m.id))
+            }
             Err(e) => Err(e.to_string()),
         }
     }
@@ -117,7 +127,13 @@ impl Tools {
     async fn memory_tool(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
         let (place, viewer) = ctx.memory.clone().ok_or("memory is not enabled for this agent")?;
         let args = &call.arguments;
-        let text = |k: &str| args[k].as_str().filter(|s| !s.trim().is_empty()).map(str::to_owned).ok_or(format!("`{k}` (a non-empty string) is required"));
+        let text = |k: &str| {
+            args[k]
+                .as_str()
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+                .ok_or(format!("`{k}` (a non-empty string) is required"))
+        };
         match call.name.as_str() {
             MEMORY_SEARCH => {
                 let q = SearchQuery {
@@ -138,11 +154,17 @@ impl Tools {
                     _ => return Err("`observations` (an array of strings) is required".into()),
                 };
                 let entity_type = args["entity_type"].as_str().unwrap_or("fact").to_owned();
-                self.memory.store(&place, &text("name")?, &entity_type, observations).await.map_err(|e| e.to_string())?;
+                self.memory
+                    .store(&place, &text("name")?, &entity_type, observations)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok("stored".into())
             }
             _ => {
-                self.memory.relate(&place, &text("from")?, &text("to")?, &text("relation_type")?).await.map_err(|e| e.to_string())?;
+                self.memory
+                    .relate(&place, &text("from")?, &text("to")?, &text("relation_type")?)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 Ok("related".into())
             }
         }

@@ -99,9 +99,15 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
         deadline: spec.timeout(),
     };
     for _turn in 0..spec.max_turns {
-        let request = ChatRequest { messages: messages.clone(), tools: offered.clone(), model: spec.model.clone(), ..Default::default() };
+        let request = ChatRequest {
+            messages: messages.clone(),
+            tools: offered.clone(),
+            model: spec.model.clone(),
+            ..Default::default()
+        };
         Metrics::inc(&metrics.llm_calls);
-        let response = provider.chat(request, tokens.clone()).await.inspect_err(|_| Metrics::inc(&metrics.llm_errors))?;
+        let response =
+            provider.chat(request, tokens.clone()).await.inspect_err(|_| Metrics::inc(&metrics.llm_errors))?;
         if response.tool_calls.is_empty() {
             return Ok(response.content);
         }
@@ -111,7 +117,11 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             let result = if !allowed {
                 Metrics::inc(&metrics.tool_calls_denied);
                 tracing::warn!(agent = %spec.name, tool = %call.name, "model called a tool outside the agent's allowlist");
-                format!("error: tool `{}` is not allowed for this agent; allowed tools: [{}]", call.name, offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "))
+                format!(
+                    "error: tool `{}` is not allowed for this agent; allowed tools: [{}]",
+                    call.name,
+                    offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                )
             } else {
                 Metrics::inc(&metrics.tool_calls);
                 match tools.call(call, &ctx).await {

@@ -95,7 +95,8 @@ fn summary(ctx: &Ctx, a: &AgentRecord) -> AgentSummary {
 }
 
 fn parse_name(name: &str) -> Result<AgentName, Problem> {
-    AgentName::parse(name).map_err(|why| Problem::not_found("agent-not-found", format!("agent `{name}` does not exist: the name {why}")))
+    AgentName::parse(name)
+        .map_err(|why| Problem::not_found("agent-not-found", format!("agent `{name}` does not exist: the name {why}")))
 }
 
 fn deploy_result(o: DeployOutcome) -> DeployResult {
@@ -123,9 +124,9 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
                 None => Err(Problem::bad_request("JSON body must be an agent object or {\"toml\": \"...\"}")),
             }
         }
-        "application/toml" | "text/plain" | "text/x-toml" | "application/x-toml" | "" => String::from_utf8(body.to_vec())
-            .map(Body::Toml)
-            .map_err(|_| Problem::bad_request("TOML body is not UTF-8")),
+        "application/toml" | "text/plain" | "text/x-toml" | "application/x-toml" | "" => {
+            String::from_utf8(body.to_vec()).map(Body::Toml).map_err(|_| Problem::bad_request("TOML body is not UTF-8"))
+        }
         other => Err(Problem::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
@@ -135,7 +136,13 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
     }
 }
 
-async fn deploy_body(ctx: &Ctx, headers: &HeaderMap, body: &Bytes, expect: Option<&AgentName>, must_exist: bool) -> Result<DeployOutcome, Problem> {
+async fn deploy_body(
+    ctx: &Ctx,
+    headers: &HeaderMap,
+    body: &Bytes,
+    expect: Option<&AgentName>,
+    must_exist: bool,
+) -> Result<DeployOutcome, Problem> {
     match read_body(headers, body)? {
         Body::Toml(t) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, must_exist).await?),
         Body::Json(v) => Ok(ctx.registry.deploy_json(&v, expect, must_exist).await?),
@@ -166,7 +173,12 @@ pub async fn deploy(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> 
         (status = 404, description = "No such agent", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn update(State(ctx): State<Ctx>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Result<Json<DeployResult>, Problem> {
+pub async fn update(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<DeployResult>, Problem> {
     let name = parse_name(&name)?;
     Ok(Json(deploy_result(deploy_body(&ctx, &headers, &body, Some(&name), true).await?)))
 }

@@ -61,7 +61,11 @@ pub async fn placement(State(ctx): State<Ctx>) -> Result<Json<PlacementView>, Pr
         by_node.entry(*owner).or_insert_with(|| NodeShards { node: *owner, shards: 0, agents: vec![] }).shards += 1;
     }
     for a in ctx.registry.queries().all_agents().await? {
-        by_node.entry(a.owner).or_insert_with(|| NodeShards { node: a.owner, shards: 0, agents: vec![] }).agents.push(a.name);
+        by_node
+            .entry(a.owner)
+            .or_insert_with(|| NodeShards { node: a.owner, shards: 0, agents: vec![] })
+            .agents
+            .push(a.name);
     }
     Ok(Json(PlacementView {
         shards: SHARDS,

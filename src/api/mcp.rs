@@ -15,7 +15,9 @@ impl From<McpError> for Problem {
     fn from(e: McpError) -> Self {
         let detail = e.to_string();
         match e {
-            McpError::Invalid(_) => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tool-server", "Invalid tool server", detail),
+            McpError::Invalid(_) => {
+                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tool-server", "Invalid tool server", detail)
+            }
             McpError::UnknownServer(_) => Problem::not_found("tool-server-not-found", detail),
             McpError::UnknownTool { available, .. } => {
                 let mut p = Problem::not_found("tool-not-found", detail);
@@ -55,7 +57,10 @@ pub struct DeployServer {
 /// tools here, then replicated.
 #[utoipa::path(post, path = "/v1/mcp-servers", tag = "tools", request_body = DeployServer,
     responses((status = 201, body = ServerRecord), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn deploy(State(ctx): State<Ctx>, Json(b): Json<DeployServer>) -> Result<(StatusCode, Json<ServerRecord>), Problem> {
+pub async fn deploy(
+    State(ctx): State<Ctx>,
+    Json(b): Json<DeployServer>,
+) -> Result<(StatusCode, Json<ServerRecord>), Problem> {
     let module = base64::engine::general_purpose::STANDARD
         .decode(b.module.trim())
         .map_err(|e| Problem::bad_request(format!("`module` is not base64: {e}")))?;
@@ -92,6 +97,10 @@ pub struct CallBody {
 #[utoipa::path(post, path = "/v1/tools/{name}/call", tag = "tools", params(("name" = String, Path)), request_body = CallBody,
     responses((status = 200, description = "MCP tools/call result"), (status = 404, body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "The tool hit a limit or failed", body = Problem, content_type = "application/problem+json")))]
-pub async fn call(State(ctx): State<Ctx>, Path(name): Path<String>, Json(b): Json<CallBody>) -> Result<Json<serde_json::Value>, Problem> {
+pub async fn call(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Json(b): Json<CallBody>,
+) -> Result<Json<serde_json::Value>, Problem> {
     Ok(Json(ctx.mcp.call(&name, b.arguments).await?))
 }

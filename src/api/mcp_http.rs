@@ -36,20 +36,26 @@ async fn handle(ctx: &Ctx, msg: &Value) -> Option<Value> {
     let method = msg["method"].as_str().unwrap_or("");
     Some(match method {
         "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
-        "tools/list" => match ctx.mcp.tools().await {
-            Ok(tools) => {
-                let list: Vec<Value> = tools.into_iter().map(|(t, _)| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema})).collect();
-                json!({"jsonrpc": "2.0", "id": id, "result": {"tools": list}})
+        "tools/list" => {
+            match ctx.mcp.tools().await {
+                Ok(tools) => {
+                    let list: Vec<Value> = tools.into_iter().map(|(t, _)| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema})).collect();
+                    json!({"jsonrpc": "2.0", "id": id, "result": {"tools": list}})
+                }
+                Err(e) => rpc_error(&id, -32603, &e.to_string()),
             }
-            Err(e) => rpc_error(&id, -32603, &e.to_string()),
-        },
+        }
         "tools/call" => {
             let name = msg["params"]["name"].as_str().unwrap_or("");
             match ctx.mcp.call(name, msg["params"]["arguments"].clone()).await {
                 Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-                Err(crate::mcp::McpError::UnknownTool { .. }) => rpc_error(&id, -32602, &format!("unknown tool `{name}`")),
+                Err(crate::mcp::McpError::UnknownTool { .. }) => {
+                    rpc_error(&id, -32602, &format!("unknown tool `{name}`"))
+                }
                 // A limit or a crash is the tool's failure: an error result the client shows.
-                Err(e) => json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": e.to_string()}], "isError": true}}),
+                Err(e) => {
+                    json!({"jsonrpc": "2.0", "id": id, "result": {"content": [{"type": "text", "text": e.to_string()}], "isError": true}})
+                }
             }
         }
         other => rpc_error(&id, -32601, &format!("method `{other}` not found")),
@@ -62,7 +68,11 @@ async fn handle(ctx: &Ctx, msg: &Value) -> Option<Value> {
 pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if body["method"] == "initialize" {
         let id = uuid::Uuid::new_v4().to_string();
-        ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), chrono::Utc::now().timestamp_millis());
+        ctx.mcp_sessions
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.clone(), chrono::Utc::now().timestamp_millis());
         let result = json!({"jsonrpc": "2.0", "id": body["id"], "result": {
             "protocolVersion": body["params"]["protocolVersion"].as_str().unwrap_or(PROTOCOL_VERSION),
             "capabilities": {"tools": {"listChanged": false}},
@@ -74,9 +84,14 @@ pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<V
         }
         return resp;
     }
-    let known = session_of(&headers).is_some_and(|s| ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&s));
+    let known = session_of(&headers)
+        .is_some_and(|s| ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&s));
     if !known {
-        return (StatusCode::NOT_FOUND, Json(rpc_error(&body["id"], -32001, "unknown or missing Mcp-Session-Id: send initialize first"))).into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            Json(rpc_error(&body["id"], -32001, "unknown or missing Mcp-Session-Id: send initialize first")),
+        )
+            .into_response();
     }
     let messages: Vec<Value> = match body {
         Value::Array(batch) => batch,
@@ -99,7 +114,9 @@ pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<V
 #[utoipa::path(delete, path = "/mcp", tag = "tools", responses((status = 204), (status = 404)))]
 pub async fn delete(State(ctx): State<Ctx>, headers: HeaderMap) -> StatusCode {
     match session_of(&headers) {
-        Some(s) if ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&s).is_some() => StatusCode::NO_CONTENT,
+        Some(s) if ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&s).is_some() => {
+            StatusCode::NO_CONTENT
+        }
         _ => StatusCode::NOT_FOUND,
     }
 }

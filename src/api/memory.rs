@@ -17,8 +17,18 @@ impl From<MemoryError> for Problem {
         match e {
             MemoryError::Invalid(_) => Problem::bad_request(detail),
             MemoryError::NotFound(_) => Problem::not_found("memory-entity-not-found", detail),
-            MemoryError::Version { .. } => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "unsupported-export-version", "Unsupported export version", detail),
-            MemoryError::Model(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "memory-model-unavailable", "Embedding model unavailable", detail),
+            MemoryError::Version { .. } => Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unsupported-export-version",
+                "Unsupported export version",
+                detail,
+            ),
+            MemoryError::Model(_) => Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "memory-model-unavailable",
+                "Embedding model unavailable",
+                detail,
+            ),
             MemoryError::Write(w) => w.into(),
             MemoryError::Read(r) => r.into(),
         }
@@ -38,7 +48,12 @@ pub struct Scoped {
 
 /// The `scope` parameter, if given; an unknown value is a bad request.
 fn scope_param(scope: Option<&str>) -> Result<Option<MemoryScope>, Problem> {
-    scope.map(|s| parse_scope(s).ok_or_else(|| Problem::bad_request(format!("scope `{s}` is not one of agent-only, workspace, global")))).transpose()
+    scope
+        .map(|s| {
+            parse_scope(s)
+                .ok_or_else(|| Problem::bad_request(format!("scope `{s}` is not one of agent-only, workspace, global")))
+        })
+        .transpose()
 }
 
 fn place(scope: Option<&str>, agent: Option<&str>, workspace: Option<&str>) -> Result<Place, Problem> {
@@ -83,7 +98,10 @@ pub async fn create(State(ctx): State<Ctx>, Json(b): Json<NewEntity>) -> Result<
     let p = place(b.scope.as_deref(), b.agent.as_deref(), b.workspace.as_deref())?;
     let n = b.observations.len();
     let created = ctx.memory.store(&p, &b.name, &b.entity_type, b.observations).await?;
-    Ok((if created { StatusCode::CREATED } else { StatusCode::OK }, Json(Stored { name: b.name, created, observations: n })))
+    Ok((
+        if created { StatusCode::CREATED } else { StatusCode::OK },
+        Json(Stored { name: b.name, created, observations: n }),
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -110,7 +128,11 @@ pub async fn list(State(ctx): State<Ctx>, Query(q): Query<ListParams>) -> Result
 /// One entity with its observations.
 #[utoipa::path(get, path = "/v1/memory/entities/{name}", tag = "memory", params(("name" = String, Path), Scoped),
     responses((status = 200, body = Entity), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get(State(ctx): State<Ctx>, Path(name): Path<String>, Query(s): Query<Scoped>) -> Result<Json<Entity>, Problem> {
+pub async fn get(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Query(s): Query<Scoped>,
+) -> Result<Json<Entity>, Problem> {
     let p = place(s.scope.as_deref(), s.agent.as_deref(), s.workspace.as_deref())?;
     ctx.memory.get(&p, &name).await?.map(Json).ok_or_else(|| MemoryError::NotFound(name).into())
 }
@@ -123,7 +145,11 @@ pub struct Deleted {
 /// Delete an entity, its observations and its relations.
 #[utoipa::path(delete, path = "/v1/memory/entities/{name}", tag = "memory", params(("name" = String, Path), Scoped),
     responses((status = 200, body = Deleted), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn delete(State(ctx): State<Ctx>, Path(name): Path<String>, Query(s): Query<Scoped>) -> Result<Json<Deleted>, Problem> {
+pub async fn delete(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Query(s): Query<Scoped>,
+) -> Result<Json<Deleted>, Problem> {
     let p = place(s.scope.as_deref(), s.agent.as_deref(), s.workspace.as_deref())?;
     if ctx.memory.delete(&p, &name).await? {
         Ok(Json(Deleted { name }))
@@ -177,10 +203,17 @@ pub struct Neighbours {
 /// Entities reachable from `name` within `depth` relations (graph query).
 #[utoipa::path(get, path = "/v1/memory/entities/{name}/neighbours", tag = "memory", params(("name" = String, Path), NeighbourParams),
     responses((status = 200, body = Neighbours)))]
-pub async fn neighbours(State(ctx): State<Ctx>, Path(name): Path<String>, Query(q): Query<NeighbourParams>) -> Result<Json<Neighbours>, Problem> {
+pub async fn neighbours(
+    State(ctx): State<Ctx>,
+    Path(name): Path<String>,
+    Query(q): Query<NeighbourParams>,
+) -> Result<Json<Neighbours>, Problem> {
     let p = place(q.scope.as_deref(), q.agent.as_deref(), q.workspace.as_deref())?;
     let found = ctx.memory.neighbours(&p, &name, q.depth.unwrap_or(1)).await?;
-    Ok(Json(Neighbours { name, neighbours: found.into_iter().map(|(depth, related)| Neighbour { depth, related }).collect() }))
+    Ok(Json(Neighbours {
+        name,
+        neighbours: found.into_iter().map(|(depth, related)| Neighbour { depth, related }).collect(),
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -80,8 +80,12 @@ impl From<MessageError> for Problem {
                 p
             }
             MessageError::Cluster(w) => match &*w {
-                caxton_cluster::WriteError::Fatal(_) => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-stopping", "Node stopping", detail),
-                _ => Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster-unavailable", "Cluster unavailable", detail),
+                caxton_cluster::WriteError::Fatal(_) => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-stopping", "Node stopping", detail)
+                }
+                _ => {
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster-unavailable", "Cluster unavailable", detail)
+                }
             },
             MessageError::Read(r) => r.into(),
         }
@@ -122,7 +126,9 @@ pub async fn send(State(ctx): State<Ctx>, Json(body): Json<SendBody>) -> Result<
     let wait = (body.mode == Mode::Sync && kind == MessageKind::Request)
         .then(|| Duration::from_millis(body.timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT));
     Ok(match ctx.messages.send(req, wait).await? {
-        SendOutcome::Answered { request, reply } => (StatusCode::OK, Json(Exchange { message: request, reply: Some(reply) })),
+        SendOutcome::Answered { request, reply } => {
+            (StatusCode::OK, Json(Exchange { message: request, reply: Some(reply) }))
+        }
         SendOutcome::Accepted(message) => (StatusCode::ACCEPTED, Json(Exchange { message, reply: None })),
     })
 }
@@ -136,7 +142,8 @@ pub async fn get(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<
     Ok(Json(Exchange { message, reply }))
 }
 
-type SseStream = Sse<axum::response::sse::KeepAliveStream<std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>>>;
+type SseStream =
+    Sse<axum::response::sse::KeepAliveStream<std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>>>;
 
 fn json_event(name: &str, value: &impl Serialize) -> Event {
     Event::default().event(name).data(serde_json::to_string(value).unwrap_or_default())
@@ -156,7 +163,11 @@ pub struct StreamQuery {
 /// node goes away mid-stream, finishes with the committed reply.
 #[utoipa::path(get, path = "/v1/messages/{id}/stream", tag = "messages", params(("id" = String, Path), StreamQuery),
     responses((status = 200, description = "text/event-stream of `token` and `reply` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn stream(State(ctx): State<Ctx>, Path(id): Path<String>, Query(q): Query<StreamQuery>) -> Result<SseStream, Problem> {
+pub async fn stream(
+    State(ctx): State<Ctx>,
+    Path(id): Path<String>,
+    Query(q): Query<StreamQuery>,
+) -> Result<SseStream, Problem> {
     let mut tokens = ctx.messages.tokens.subscribe(&id);
     let message = ctx.messages.get(&id).await?;
     let upstream = if q.local { None } else { owner_stream(&ctx, &message).await };
@@ -286,7 +297,10 @@ pub struct ContractNetBody {
 /// Run a contract-net: call for proposals, award the best, return the result.
 #[utoipa::path(post, path = "/v1/contract-net", tag = "messages", request_body = ContractNetBody,
     responses((status = 200, body = ContractNetOutcome), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn contract_net(State(ctx): State<Ctx>, Json(b): Json<ContractNetBody>) -> Result<Json<ContractNetOutcome>, Problem> {
+pub async fn contract_net(
+    State(ctx): State<Ctx>,
+    Json(b): Json<ContractNetBody>,
+) -> Result<Json<ContractNetOutcome>, Problem> {
     let deadline = Duration::from_millis(b.deadline_ms.unwrap_or(30_000)).min(MAX_SYNC_WAIT);
     let result_wait = Duration::from_millis(b.result_timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT);
     Ok(Json(ctx.messages.contract_net(&b.capability, &b.task, deadline, result_wait).await?))

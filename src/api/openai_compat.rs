@@ -79,14 +79,17 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
             "assistant" => turns.push(ChatMessage::assistant(text, vec![])),
             // The agent's own system prompt governs; a client system message is context.
             "system" | "developer" => turns.push(ChatMessage { role: Role::System, ..ChatMessage::user(text) }),
-            other => return openai_error(400, format!("message role `{other}` is not supported"), "invalid_request_error"),
+            other => {
+                return openai_error(400, format!("message role `{other}` is not supported"), "invalid_request_error")
+            }
         }
     }
     let Some(last) = turns.iter().rposition(|m| m.role == Role::User) else {
         return openai_error(400, "messages must contain a user message".into(), "invalid_request_error");
     };
     let content = turns[last].content.clone();
-    let context = turns.iter().filter(|m| m.role == Role::System).map(|m| m.content.clone()).collect::<Vec<_>>().join("\n");
+    let context =
+        turns.iter().filter(|m| m.role == Role::System).map(|m| m.content.clone()).collect::<Vec<_>>().join("\n");
     let history: Vec<ChatMessage> = turns[..last].iter().filter(|m| m.role != Role::System).cloned().collect();
     let send = SendRequest {
         sender: "openai-client".into(),
@@ -119,10 +122,13 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
     let messages = ctx.messages.clone();
     let (id, model) = (format!("chatcmpl-{}", message.id), req.model.clone());
     let chunk = move |delta: serde_json::Value, finish: Option<&str>| {
-        Event::default().data(json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
-        }).to_string())
+        Event::default().data(
+            json!({
+                "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]
+            })
+            .to_string(),
+        )
     };
     let s = async_stream::stream! {
         yield Ok::<_, Infallible>(chunk(json!({"role": "assistant", "content": ""}), None));
@@ -151,7 +157,9 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
         }
         yield Ok(Event::default().data("[DONE]"));
     };
-    Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>).keep_alive(KeepAlive::default()).into_response()
+    Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// Agents, listed as OpenAI models.

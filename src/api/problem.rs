@@ -94,7 +94,10 @@ impl From<RegistryError> for Problem {
 impl From<WriteError> for Problem {
     fn from(e: WriteError) -> Self {
         match e {
-            WriteError::NoLeader | WriteError::LeaderUnreachable { .. } | WriteError::Timeout(_) | WriteError::NoQuorum(_) => Problem::new(
+            WriteError::NoLeader
+            | WriteError::LeaderUnreachable { .. }
+            | WriteError::Timeout(_)
+            | WriteError::NoQuorum(_) => Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "cluster-unavailable",
                 "Cluster unavailable",

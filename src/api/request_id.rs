@@ -28,11 +28,19 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
     let mut resp = caxton_cluster::TRACE_ID
-        .scope(id.clone(), async move {
-            let resp = next.run(req).await;
-            tracing::info!(status = resp.status().as_u16(), elapsed_ms = started.elapsed().as_millis() as u64, "request done");
-            resp
-        }.instrument(span))
+        .scope(
+            id.clone(),
+            async move {
+                let resp = next.run(req).await;
+                tracing::info!(
+                    status = resp.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request done"
+                );
+                resp
+            }
+            .instrument(span),
+        )
         .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);

@@ -23,7 +23,10 @@ fn agent_files(path: &Path) -> Result<Vec<PathBuf>, CliError> {
 }
 
 fn encode(segment: &str) -> String {
-    segment.bytes().map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+    segment
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b == b'-' { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
 }
 
 pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(), CliError> {
@@ -37,16 +40,35 @@ pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(
                         if json {
                             println!("{v}");
                         } else {
-                            let what = if v["created"] == true { "created" } else if v["changed"] == true { "updated" } else { "unchanged" };
-                            println!("{}: {} revision {} ({what})", file.display(), v["name"].as_str().unwrap_or("?"), v["revision"]);
+                            let what = if v["created"] == true {
+                                "created"
+                            } else if v["changed"] == true {
+                                "updated"
+                            } else {
+                                "unchanged"
+                            };
+                            println!(
+                                "{}: {} revision {} ({what})",
+                                file.display(),
+                                v["name"].as_str().unwrap_or("?"),
+                                v["revision"]
+                            );
                         }
                     }
                     // The server names the body; name the file for the person.
-                    Err(CliError::Server(msg)) => failures.push(format!("{}: {}", file.display(), msg.replace("(request body)", &file.display().to_string()))),
+                    Err(CliError::Server(msg)) => failures.push(format!(
+                        "{}: {}",
+                        file.display(),
+                        msg.replace("(request body)", &file.display().to_string())
+                    )),
                     Err(e) => return Err(e),
                 }
             }
-            if failures.is_empty() { Ok(()) } else { Err(CliError::Server(failures.join("\n"))) }
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                Err(CliError::Server(failures.join("\n")))
+            }
         }
         AgentCommand::List { capability } => {
             let mut agents = Vec::new();
@@ -84,7 +106,11 @@ pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(
         }
         AgentCommand::Remove { name } => {
             let (_, v) = client.request(Method::DELETE, &format!("/v1/agents/{}", encode(name)), None).await?;
-            if json { println!("{v}") } else { println!("removed {}", v["name"].as_str().unwrap_or(name)) }
+            if json {
+                println!("{v}")
+            } else {
+                println!("removed {}", v["name"].as_str().unwrap_or(name))
+            }
             Ok(())
         }
     }

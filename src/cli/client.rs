@@ -67,13 +67,16 @@ impl ApiClient {
         if let Some((ctype, bytes)) = body {
             req = req.header(reqwest::header::CONTENT_TYPE, ctype).body(bytes);
         }
-        let resp = req.send().await.map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        let resp =
+            req.send().await.map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
         let status = resp.status();
-        let text = resp.text().await.map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
+        let text =
+            resp.text().await.map_err(|e| CliError::Unreachable { url: self.base.clone(), reason: e.to_string() })?;
         if !status.is_success() {
             return Err(CliError::Server(describe_problem(status, &text)));
         }
-        let value = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let value =
+            if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
         Ok((status, value))
     }
 

@@ -7,7 +7,17 @@ use super::client::{ApiClient, CliError};
 use super::{table, MemoryCommand};
 
 fn query_string(pairs: &[(&str, Option<String>)]) -> String {
-    let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+    let enc = |s: &str| {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect::<String>()
+    };
     pairs.iter().filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={}", enc(v)))).collect::<Vec<_>>().join("&")
 }
 
@@ -15,8 +25,14 @@ pub async fn run(client: &ApiClient, cmd: &MemoryCommand, json_out: bool) -> Res
     match cmd {
         MemoryCommand::Add { name, observations, entity_type, scope, agent, workspace } => {
             let body = json!({"name": name, "entity_type": entity_type, "scope": scope, "agent": agent, "workspace": workspace, "observations": observations});
-            let (_, v) = client.request(Method::POST, "/v1/memory/entities", Some(("application/json", body.to_string().into_bytes()))).await?;
-            if json_out { println!("{v}") } else { println!("stored {} observation(s) for {name}", observations.len()) }
+            let (_, v) = client
+                .request(Method::POST, "/v1/memory/entities", Some(("application/json", body.to_string().into_bytes())))
+                .await?;
+            if json_out {
+                println!("{v}")
+            } else {
+                println!("stored {} observation(s) for {name}", observations.len())
+            }
         }
         MemoryCommand::Search { query, scope, agent, workspace, limit, min_similarity } => {
             let qs = query_string(&[
@@ -53,14 +69,20 @@ pub async fn run(client: &ApiClient, cmd: &MemoryCommand, json_out: bool) -> Res
             let v = client.get_json("/v1/memory/export").await?;
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             match output {
-                Some(path) => std::fs::write(path, text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?,
+                Some(path) => {
+                    std::fs::write(path, text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
+                }
                 None => println!("{text}"),
             }
         }
         MemoryCommand::Import { file } => {
             let bytes = std::fs::read(file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
             let (_, v) = client.request(Method::POST, "/v1/memory/import", Some(("application/json", bytes))).await?;
-            if json_out { println!("{v}") } else { println!("imported {} entities", v["entities"]) }
+            if json_out {
+                println!("{v}")
+            } else {
+                println!("imported {} entities", v["entities"])
+            }
         }
     }
     Ok(())

@@ -27,7 +27,8 @@ pub async fn send(client: &ApiClient, a: SendArgs<'_>, json_out: bool) -> Result
     if let Some(c) = a.conversation {
         body["conversation_id"] = json!(c);
     }
-    let (_, v) = client.request(Method::POST, "/v1/messages", Some(("application/json", body.to_string().into_bytes()))).await?;
+    let (_, v) =
+        client.request(Method::POST, "/v1/messages", Some(("application/json", body.to_string().into_bytes()))).await?;
     if json_out {
         println!("{v}");
         return Ok(());
@@ -36,12 +37,22 @@ pub async fn send(client: &ApiClient, a: SendArgs<'_>, json_out: bool) -> Result
     match v["reply"].as_object() {
         Some(reply) => {
             println!("{}", reply["content"].as_str().unwrap_or(""));
-            eprintln!("(message {} to {}, conversation {})", m["id"].as_str().unwrap_or(""), m["receiver"].as_str().unwrap_or(""), m["conversation_id"].as_str().unwrap_or(""));
+            eprintln!(
+                "(message {} to {}, conversation {})",
+                m["id"].as_str().unwrap_or(""),
+                m["receiver"].as_str().unwrap_or(""),
+                m["conversation_id"].as_str().unwrap_or("")
+            );
             if reply["kind"] == "Error" {
                 return Err(CliError::Server(format!("the agent failed: {}", reply["content"].as_str().unwrap_or(""))));
             }
         }
-        None => println!("accepted: message {} to {} (conversation {})", m["id"].as_str().unwrap_or(""), m["receiver"].as_str().unwrap_or(""), m["conversation_id"].as_str().unwrap_or("")),
+        None => println!(
+            "accepted: message {} to {} (conversation {})",
+            m["id"].as_str().unwrap_or(""),
+            m["receiver"].as_str().unwrap_or(""),
+            m["conversation_id"].as_str().unwrap_or("")
+        ),
     }
     Ok(())
 }
@@ -52,9 +63,20 @@ pub async fn show_conversation(client: &ApiClient, id: &str, json_out: bool) -> 
         println!("{}", serde_json::to_string_pretty(&c).unwrap_or_default());
         return Ok(());
     }
-    println!("conversation {} ({}, {})", c["id"].as_str().unwrap_or(""), c["protocol"].as_str().unwrap_or(""), c["state"].as_str().unwrap_or(""));
+    println!(
+        "conversation {} ({}, {})",
+        c["id"].as_str().unwrap_or(""),
+        c["protocol"].as_str().unwrap_or(""),
+        c["state"].as_str().unwrap_or("")
+    );
     for m in c["messages"].as_array().into_iter().flatten() {
-        println!("[{}] {} -> {}: {}", m["kind"].as_str().unwrap_or(""), m["sender"].as_str().unwrap_or(""), m["receiver"].as_str().unwrap_or(""), m["content"].as_str().unwrap_or(""));
+        println!(
+            "[{}] {} -> {}: {}",
+            m["kind"].as_str().unwrap_or(""),
+            m["sender"].as_str().unwrap_or(""),
+            m["receiver"].as_str().unwrap_or(""),
+            m["content"].as_str().unwrap_or("")
+        );
     }
     Ok(())
 }
@@ -76,7 +98,11 @@ async fn stream_reply(client: &ApiClient, id: &str) -> Result<(Value, bool), Cli
                     printed = true;
                     let _ = out.flush();
                 }
-                "reply" => return serde_json::from_str(&ev.data).map(|v| (v, printed)).map_err(|e| CliError::Server(e.to_string())),
+                "reply" => {
+                    return serde_json::from_str(&ev.data)
+                        .map(|v| (v, printed))
+                        .map_err(|e| CliError::Server(e.to_string()))
+                }
                 "error" => return Err(CliError::Server(ev.data)),
                 _ => {}
             }
@@ -98,7 +124,9 @@ pub async fn chat(client: &ApiClient, agent: &str) -> Result<(), CliError> {
             continue;
         }
         let body = json!({"to": agent, "content": line, "mode": "async", "conversation_id": conversation});
-        let (_, v) = client.request(Method::POST, "/v1/messages", Some(("application/json", body.to_string().into_bytes()))).await?;
+        let (_, v) = client
+            .request(Method::POST, "/v1/messages", Some(("application/json", body.to_string().into_bytes())))
+            .await?;
         let id = v["message"]["id"].as_str().unwrap_or_default().to_owned();
         let (reply, streamed) = stream_reply(client, &id).await?;
         // Not streamed live (answered before we listened, or on another node): print it whole.

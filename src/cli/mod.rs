@@ -247,7 +247,9 @@ pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
             };
             message::send(&client, args, cli.json).await
         }
-        Command::Conversation { command: ConversationCommand::Show { id } } => message::show_conversation(&client, id, cli.json).await,
+        Command::Conversation { command: ConversationCommand::Show { id } } => {
+            message::show_conversation(&client, id, cli.json).await
+        }
         Command::Chat { agent } => message::chat(&client, agent).await,
         Command::Memory { command } => memory::run(&client, command, cli.json).await,
         Command::Mcp { command } => mcp::run(&client, command, cli.json).await,
@@ -285,7 +287,9 @@ async fn cluster_command(client: &ApiClient, command: &ClusterCommand, json: boo
         ClusterCommand::Members => (client.get_json("/v1/cluster/members").await?, table::members),
         ClusterCommand::Placement => (client.get_json("/v1/cluster/placement").await?, table::placement),
         ClusterCommand::Leave => (post("/v1/cluster/leave".into(), None).await?, table::done),
-        ClusterCommand::Remove { node } => (post(format!("/v1/cluster/members/{node}/remove"), None).await?, table::done),
+        ClusterCommand::Remove { node } => {
+            (post(format!("/v1/cluster/members/{node}/remove"), None).await?, table::done)
+        }
         ClusterCommand::TransferLeader { node } => {
             (post("/v1/cluster/transfer-leader".into(), Some(serde_json::json!({"node": node}))).await?, table::done)
         }

@@ -42,7 +42,9 @@ pub fn agents(list: &[Value]) {
 }
 
 pub fn agent(a: &Value) {
-    for key in ["name", "version", "revision", "state", "owner_node", "capabilities", "tools", "deployed_at", "updated_at"] {
+    for key in
+        ["name", "version", "revision", "state", "owner_node", "capabilities", "tools", "deployed_at", "updated_at"]
+    {
         println!("{key:<13} {}", cell(&a[key]));
     }
     let source = match a["source"]["kind"].as_str() {
@@ -75,7 +77,14 @@ pub fn cluster_status(s: &Value) {
             m.iter()
                 .map(|m| {
                     let leader = if m["is_leader"] == true { "yes" } else { "" };
-                    vec![cell(&m["id"]), cell(&m["role"]), leader.to_owned(), cell(&m["api_addr"]), cell(&m["rpc_addr"]), cell(&m["matched_index"])]
+                    vec![
+                        cell(&m["id"]),
+                        cell(&m["role"]),
+                        leader.to_owned(),
+                        cell(&m["api_addr"]),
+                        cell(&m["rpc_addr"]),
+                        cell(&m["matched_index"]),
+                    ]
                 })
                 .collect()
         })
@@ -90,7 +99,17 @@ pub fn members(v: &Value) {
             m.iter()
                 .map(|m| {
                     let leader = if m["is_leader"] == true { "yes" } else { "" };
-                    vec![cell(&m["id"]), cell(&m["role"]), leader.to_owned(), cell(&m["alive"]), cell(&m["ready"]), cell(&m["load"]), cell(&m["api_addr"]), cell(&m["rpc_addr"]), cell(&m["gossip_addr"])]
+                    vec![
+                        cell(&m["id"]),
+                        cell(&m["role"]),
+                        leader.to_owned(),
+                        cell(&m["alive"]),
+                        cell(&m["ready"]),
+                        cell(&m["load"]),
+                        cell(&m["api_addr"]),
+                        cell(&m["rpc_addr"]),
+                        cell(&m["gossip_addr"]),
+                    ]
                 })
                 .collect()
         })

@@ -546,11 +546,7 @@ fn unique_labels(list: Option<&[Spanned<String>]>, field: &str, what: &str, errs
             && v.len() <= 128
             && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':' | '/'));
         if !ok {
-            errs.at(
-                item.span(),
-                field,
-                format!("`{v}` is not a valid {what} (1-128 of letters, digits, - _ . : /)"),
-            );
+            errs.at(item.span(), field, format!("`{v}` is not a valid {what} (1-128 of letters, digits, - _ . : /)"));
         } else if !seen.insert(v.to_ascii_lowercase()) {
             errs.at(item.span(), field, format!("{what} `{v}` is listed more than once"));
         } else {

@@ -233,8 +233,11 @@ impl ServerConfig {
         };
         let mut doc: toml::Table = toml::from_str(&text).map_err(|e| syntax_error(&name, &text, &e))?;
         let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults serialize to a table");
-        env::apply(&mut doc, &defaults, &lookup)
-            .map_err(|(var, value, reason)| ConfigError::Env { var, value, reason })?;
+        env::apply(&mut doc, &defaults, &lookup).map_err(|(var, value, reason)| ConfigError::Env {
+            var,
+            value,
+            reason,
+        })?;
         // Re-serialize so serde reports unknown keys and types with positions.
         let merged = toml::to_string(&doc).expect("a toml table serializes");
         let mut config: ServerConfig = toml::from_str(&merged).map_err(|e| {
@@ -261,10 +264,8 @@ impl ServerConfig {
         }
         let key = if c.node_id_from_hostname { "cluster.node_id_from_hostname" } else { "cluster.bootstrap" };
         let host = hostname().unwrap_or_default();
-        let ordinal = host
-            .rsplit_once('-')
-            .and_then(|(_, n)| n.parse::<u64>().ok())
-            .ok_or_else(|| ConfigError::Invalid {
+        let ordinal =
+            host.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()).ok_or_else(|| ConfigError::Invalid {
                 key: key.into(),
                 value: host.clone(),
                 reason: "the host name must end in -ORDINAL, as StatefulSet pods do (e.g. caxton-0)".into(),
@@ -403,7 +404,8 @@ fn locate_key(text: &str, key: &str) -> usize {
         .position(|l| {
             let l = l.trim_start();
             let is_assignment = l.strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('='));
-            let is_table = l.strip_prefix('[').and_then(|r| r.strip_prefix(key)).is_some_and(|r| r.starts_with([']', '.']));
+            let is_table =
+                l.strip_prefix('[').and_then(|r| r.strip_prefix(key)).is_some_and(|r| r.starts_with([']', '.']));
             is_assignment || is_table
         })
         .map(|i| i + 1)

@@ -19,7 +19,8 @@ impl LlmProvider for EchoProvider {
     }
 
     async fn chat(&self, request: ChatRequest, tokens: Option<TokenSink>) -> Result<ChatResponse, LlmError> {
-        let content = request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default();
+        let content =
+            request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default();
         if let Some(t) = tokens {
             for word in content.split_inclusive(' ') {
                 let _ = t.send(word.to_owned());

@@ -16,4 +16,6 @@ pub use echo::EchoProvider;
 pub use local::{Generation, LocalModel, LocalModelError, LocalSettings};
 pub use openai::{OpenAiProvider, OpenAiSettings};
 pub use providers::{ProviderConfig, ProviderKind, Providers};
-pub use types::{ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, ToolCall, ToolSpec, Usage};
+pub use types::{
+    ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, ToolCall, ToolSpec, Usage,
+};

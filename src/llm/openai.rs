@@ -89,11 +89,19 @@ impl OpenAiProvider {
                         .map(Duration::from_secs_f64);
                     let text = resp.text().await.unwrap_or_default();
                     if status != 429 && status < 500 {
-                        return Err(LlmError::Rejected { provider: self.name.clone(), status, message: error_message(&text) });
+                        return Err(LlmError::Rejected {
+                            provider: self.name.clone(),
+                            status,
+                            message: error_message(&text),
+                        });
                     }
                     last = format!("HTTP {status}: {}", error_message(&text));
                     match retry_after {
-                        Some(d) if d > MAX_RETRY_AFTER => return Err(self.err_unavailable(attempt + 1, format!("{last} (Retry-After {d:?} is too long)"))),
+                        Some(d) if d > MAX_RETRY_AFTER => {
+                            return Err(
+                                self.err_unavailable(attempt + 1, format!("{last} (Retry-After {d:?} is too long)"))
+                            )
+                        }
                         Some(d) => d,
                         None => self.backoff(attempt),
                     }
@@ -113,7 +121,10 @@ impl OpenAiProvider {
             }
         }
         if last.starts_with("timed out") {
-            return Err(LlmError::Timeout { provider: self.name.clone(), timeout_ms: self.settings.timeout.as_millis() as u64 });
+            return Err(LlmError::Timeout {
+                provider: self.name.clone(),
+                timeout_ms: self.settings.timeout.as_millis() as u64,
+            });
         }
         Err(self.err_unavailable(attempts, last))
     }
@@ -141,7 +152,8 @@ impl OpenAiProvider {
                 if data == "[DONE]" {
                     return Ok(finish(out, calls));
                 }
-                let v: Value = serde_json::from_str(data).map_err(|e| self.protocol(format!("bad stream chunk: {e}")))?;
+                let v: Value =
+                    serde_json::from_str(data).map_err(|e| self.protocol(format!("bad stream chunk: {e}")))?;
                 let choice = &v["choices"][0];
                 if let Some(text) = choice["delta"]["content"].as_str() {
                     out.content.push_str(text);
@@ -177,7 +189,11 @@ impl OpenAiProvider {
 fn finish(mut out: ChatResponse, calls: Vec<(String, String, String)>) -> ChatResponse {
     out.tool_calls = calls
         .into_iter()
-        .map(|(id, name, args)| ToolCall { id, name, arguments: serde_json::from_str(&args).unwrap_or(Value::String(args)) })
+        .map(|(id, name, args)| ToolCall {
+            id,
+            name,
+            arguments: serde_json::from_str(&args).unwrap_or(Value::String(args)),
+        })
         .collect();
     if out.finish_reason.is_empty() {
         out.finish_reason = "stop".into();

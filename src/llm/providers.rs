@@ -68,7 +68,11 @@ impl Default for ProviderConfig {
 
 impl ProviderConfig {
     pub fn local_default() -> Self {
-        Self { model: "SmolLM2-135M-Instruct".into(), model_path: "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(), ..Self::default() }
+        Self {
+            model: "SmolLM2-135M-Instruct".into(),
+            model_path: "smollm2/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+            ..Self::default()
+        }
     }
 
     pub fn echo() -> Self {
@@ -80,7 +84,11 @@ impl ProviderConfig {
         let key = |k: &str| format!("llm.providers.{name}.{k}");
         if self.kind == ProviderKind::Openai {
             if !(self.base_url.starts_with("http://") || self.base_url.starts_with("https://")) {
-                return Err((key("base_url"), self.base_url.clone(), "an openai provider needs an http(s) base_url".into()));
+                return Err((
+                    key("base_url"),
+                    self.base_url.clone(),
+                    "an openai provider needs an http(s) base_url".into(),
+                ));
             }
             if self.model.is_empty() {
                 return Err((key("model"), String::new(), "an openai provider needs a model name".into()));

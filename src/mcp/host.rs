@@ -21,8 +21,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter, Store,
-    Trap,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, ResourceLimiter,
+    Store, Trap,
 };
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -151,10 +151,7 @@ fn engine_config() -> Config {
         .linear_memory_keep_resident(1 << 20)
         .table_keep_resident(64 << 10);
     let mut config = Config::new();
-    config
-        .consume_fuel(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config.consume_fuel(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     config
 }
 
@@ -217,7 +214,13 @@ impl McpHost {
     }
 
     /// Runs one session: `requests` go to stdin, answers come from stdout.
-    fn run(&self, server: &CompiledServer, requests: &[Value], limits: &Limits, sandbox: &Sandbox) -> Result<Vec<Value>, ToolError> {
+    fn run(
+        &self,
+        server: &CompiledServer,
+        requests: &[Value],
+        limits: &Limits,
+        sandbox: &Sandbox,
+    ) -> Result<Vec<Value>, ToolError> {
         let mut input = String::new();
         for r in requests {
             input.push_str(&r.to_string());
@@ -228,12 +231,16 @@ impl McpHost {
         }
         let stdout = MemoryOutputPipe::new(limits.max_output_bytes);
         let mut wasi = WasiCtxBuilder::new();
-        wasi.stdin(MemoryInputPipe::new(input)).stdout(stdout.clone()).stderr(MemoryOutputPipe::new(64 * 1024)).args(&["tool"]);
+        wasi.stdin(MemoryInputPipe::new(input))
+            .stdout(stdout.clone())
+            .stderr(MemoryOutputPipe::new(64 * 1024))
+            .args(&["tool"]);
         for (k, v) in &sandbox.env {
             wasi.env(k, v);
         }
         if let Some(dir) = &sandbox.preopen {
-            wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite).map_err(|e| ToolError::Trap(format!("cannot preopen {}: {e}", dir.display())))?;
+            wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite)
+                .map_err(|e| ToolError::Trap(format!("cannot preopen {}: {e}", dir.display())))?;
         }
         let data = StoreData {
             wasi: wasi.build_p1(),
@@ -265,20 +272,29 @@ impl McpHost {
         String::from_utf8_lossy(&output)
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).map_err(|e| ToolError::Protocol(format!("{e}: {}", l.chars().take(200).collect::<String>()))))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .map_err(|e| ToolError::Protocol(format!("{e}: {}", l.chars().take(200).collect::<String>())))
+            })
             .collect()
     }
 
     /// Runs a session on a blocking thread, bounded by the wall-clock limit.
-    async fn session(self: &Arc<Self>, server: &CompiledServer, requests: Vec<Value>, limits: Limits, sandbox: Sandbox) -> Result<Vec<Value>, ToolError> {
+    async fn session(
+        self: &Arc<Self>,
+        server: &CompiledServer,
+        requests: Vec<Value>,
+        limits: Limits,
+        sandbox: Sandbox,
+    ) -> Result<Vec<Value>, ToolError> {
         let slot = self.slots.clone().acquire_owned().await.map_err(|e| ToolError::Trap(e.to_string()))?;
         let (host, server) = (self.clone(), server.clone());
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
             host.run(&server, &requests, &limits, &sandbox)
         })
-            .await
-            .map_err(|e| ToolError::Trap(e.to_string()))?
+        .await
+        .map_err(|e| ToolError::Trap(e.to_string()))?
     }
 
     fn handshake() -> Vec<Value> {
@@ -291,7 +307,11 @@ impl McpHost {
     }
 
     /// `initialize` then `tools/list`.
-    pub async fn list_tools(self: &Arc<Self>, server: &CompiledServer, limits: Limits) -> Result<Vec<ToolInfo>, ToolError> {
+    pub async fn list_tools(
+        self: &Arc<Self>,
+        server: &CompiledServer,
+        limits: Limits,
+    ) -> Result<Vec<ToolInfo>, ToolError> {
         let mut requests = Self::handshake();
         requests.push(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
         let answers = self.session(server, requests, limits, Sandbox::default()).await?;
@@ -300,7 +320,14 @@ impl McpHost {
     }
 
     /// `initialize` then `tools/call`; returns the call's `result`.
-    pub async fn call_tool(self: &Arc<Self>, server: &CompiledServer, name: &str, arguments: Value, limits: Limits, sandbox: Sandbox) -> Result<Value, ToolError> {
+    pub async fn call_tool(
+        self: &Arc<Self>,
+        server: &CompiledServer,
+        name: &str,
+        arguments: Value,
+        limits: Limits,
+        sandbox: Sandbox,
+    ) -> Result<Value, ToolError> {
         let mut requests = Self::handshake();
         requests.push(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
         let answers = self.session(server, requests, limits, sandbox).await?;
@@ -318,8 +345,16 @@ fn link_http(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
     linker.func_wrap(
         "caxton",
         "http_request",
-        |mut caller: wasmtime::Caller<'_, StoreData>, req_ptr: i32, req_len: i32, out_ptr: i32, out_cap: i32| -> wasmtime::Result<i32> {
-            let memory = caller.get_export("memory").and_then(|e| e.into_memory()).ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
+        |mut caller: wasmtime::Caller<'_, StoreData>,
+         req_ptr: i32,
+         req_len: i32,
+         out_ptr: i32,
+         out_cap: i32|
+         -> wasmtime::Result<i32> {
+            let memory = caller
+                .get_export("memory")
+                .and_then(|e| e.into_memory())
+                .ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
             let mut buf = vec![0u8; req_len.max(0) as usize];
             memory.read(&caller, req_ptr as usize, &mut buf)?;
             let data = caller.data();
@@ -348,9 +383,15 @@ fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
     if !answers.iter().any(|a| a["id"] == 0 && a.get("result").is_some()) {
         return Err(ToolError::NoInitialize);
     }
-    let a = answers.iter().find(|a| a["id"] == id).ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
+    let a = answers
+        .iter()
+        .find(|a| a["id"] == id)
+        .ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
     if let Some(err) = a.get("error") {
-        return Err(ToolError::Rpc { code: err["code"].as_i64().unwrap_or(0), message: err["message"].as_str().unwrap_or("").to_owned() });
+        return Err(ToolError::Rpc {
+            code: err["code"].as_i64().unwrap_or(0),
+            message: err["message"].as_str().unwrap_or("").to_owned(),
+        });
     }
     Ok(a["result"].clone())
 }

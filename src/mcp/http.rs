@@ -70,7 +70,12 @@ fn host_allowed(host: &str, allow: &[String]) -> bool {
 }
 
 /// Performs the request if policy allows; errors are plain text for the tool.
-pub fn perform(policy: &HttpPolicy, req: HttpRequest, timeout: Duration, max_body: usize) -> Result<HttpResponse, String> {
+pub fn perform(
+    policy: &HttpPolicy,
+    req: HttpRequest,
+    timeout: Duration,
+    max_body: usize,
+) -> Result<HttpResponse, String> {
     let url = reqwest::Url::parse(&req.url).map_err(|e| format!("bad url `{}`: {e}", req.url))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("scheme `{}` is not allowed (http and https only)", url.scheme()));
@@ -82,12 +87,17 @@ pub fn perform(policy: &HttpPolicy, req: HttpRequest, timeout: Duration, max_bod
     let port = url.port_or_known_default().unwrap_or(80);
     let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).map_err(|e| format!("cannot resolve `{host}`: {e}"))?.collect(),
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port))
+            .map_err(|e| format!("cannot resolve `{host}`: {e}"))?
+            .collect(),
     };
     let addr = *addrs.first().ok_or_else(|| format!("`{host}` resolves to no address"))?;
     if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
         if !policy.allow_private {
-            return Err(format!("`{host}` resolves to internal address {} (loopback, private and link-local addresses are refused)", bad.ip()));
+            return Err(format!(
+                "`{host}` resolves to internal address {} (loopback, private and link-local addresses are refused)",
+                bad.ip()
+            ));
         }
     }
     let handle = tokio::runtime::Handle::current();
@@ -98,7 +108,8 @@ pub fn perform(policy: &HttpPolicy, req: HttpRequest, timeout: Duration, max_bod
             .resolve(&host, addr)
             .build()
             .map_err(|e| e.to_string())?;
-        let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes()).map_err(|_| format!("bad method `{}`", req.method))?;
+        let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
+            .map_err(|_| format!("bad method `{}`", req.method))?;
         let mut builder = client.request(method, url);
         for (k, v) in &req.headers {
             builder = builder.header(k, v);
@@ -108,7 +119,8 @@ pub fn perform(policy: &HttpPolicy, req: HttpRequest, timeout: Duration, max_bod
         }
         let resp = builder.send().await.map_err(|e| format!("request failed: {e}"))?;
         let status = resp.status().as_u16();
-        let headers = resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+        let headers =
+            resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
         let bytes = resp.bytes().await.map_err(|e| format!("reading the body failed: {e}"))?;
         if bytes.len() > max_body {
             return Err(format!("response body is {} bytes; the limit is {max_body}", bytes.len()));
@@ -123,7 +135,19 @@ mod tests {
 
     #[test]
     fn internal_addresses() {
-        for ip in ["127.0.0.1", "10.1.2.3", "192.168.0.1", "172.16.5.5", "169.254.169.254", "0.0.0.0", "::1", "fe80::1", "fd00::1", "100.64.0.1", "::ffff:127.0.0.1"] {
+        for ip in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "192.168.0.1",
+            "172.16.5.5",
+            "169.254.169.254",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "100.64.0.1",
+            "::ffff:127.0.0.1",
+        ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
         for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {

@@ -60,15 +60,25 @@ pub struct ManifestSandbox {
 impl Manifest {
     /// Parses and checks a manifest; errors name the field.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let m: Manifest = toml::from_str(text).map_err(|e| format!("manifest.toml: {}", e.message().lines().next().unwrap_or("invalid")))?;
+        let m: Manifest = toml::from_str(text)
+            .map_err(|e| format!("manifest.toml: {}", e.message().lines().next().unwrap_or("invalid")))?;
         let name_ok = (1..=63).contains(&m.name.len())
             && m.name.starts_with(|c: char| c.is_ascii_alphabetic())
             && m.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !name_ok {
-            return Err(format!("manifest.toml: name: `{}` must be 1-63 letters, digits, '_' or '-', starting with a letter", m.name));
+            return Err(format!(
+                "manifest.toml: name: `{}` must be 1-63 letters, digits, '_' or '-', starting with a letter",
+                m.name
+            ));
         }
         let l = &m.limits;
-        let check = |ok: bool, field: &str, why: &str| if ok { Ok(()) } else { Err(format!("manifest.toml: limits.{field}: {why}")) };
+        let check = |ok: bool, field: &str, why: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(format!("manifest.toml: limits.{field}: {why}"))
+            }
+        };
         check((10..=600_000).contains(&l.timeout_ms), "timeout_ms", "must be 10..=600000")?;
         check((1..=4096).contains(&l.max_memory_mb), "max_memory_mb", "must be 1..=4096")?;
         check(l.fuel >= 1000, "fuel", "must be at least 1000")?;

@@ -64,7 +64,10 @@ impl McpRegistry {
     pub async fn deploy(&self, manifest_text: &str, module: Vec<u8>) -> Result<ServerRecord, McpError> {
         let manifest = Manifest::parse(manifest_text).map_err(McpError::Invalid)?;
         if module.len() > MAX_MODULE_BYTES {
-            return Err(McpError::Invalid(format!("module is {} bytes; the limit is {MAX_MODULE_BYTES}", module.len())));
+            return Err(McpError::Invalid(format!(
+                "module is {} bytes; the limit is {MAX_MODULE_BYTES}",
+                module.len()
+            )));
         }
         let compiled = self.host.compile(&module)?;
         let tools = self.host.list_tools(&compiled, manifest.limits()).await?;
@@ -90,15 +93,19 @@ impl McpRegistry {
     }
 
     pub async fn list(&self) -> Result<Vec<ServerRecord>, McpError> {
-        Ok(self.cluster.read(|c| {
-            let mut s = c.prepare("SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers ORDER BY name")?;
-            let rows = s.query_map([], row_to_record)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()
-        })
-        .await?
-        .into_iter()
-        .flatten()
-        .collect())
+        Ok(self
+            .cluster
+            .read(|c| {
+                let mut s = c.prepare(
+                    "SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers ORDER BY name",
+                )?;
+                let rows = s.query_map([], row_to_record)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .await?
+            .into_iter()
+            .flatten()
+            .collect())
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<ServerRecord>, McpError> {
@@ -106,8 +113,12 @@ impl McpRegistry {
         Ok(self
             .cluster
             .read(move |c| {
-                c.query_row("SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers WHERE name = ?1", [name], row_to_record)
-                    .optional()
+                c.query_row(
+                    "SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers WHERE name = ?1",
+                    [name],
+                    row_to_record,
+                )
+                .optional()
             })
             .await?
             .flatten())
@@ -118,7 +129,8 @@ impl McpRegistry {
     pub async fn deploy_dir(&self, root: &std::path::Path) -> Vec<(String, Result<(), String>)> {
         let mut out = Vec::new();
         let Ok(entries) = std::fs::read_dir(root) else { return out };
-        let mut dirs: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("manifest.toml").is_file()).collect();
+        let mut dirs: Vec<PathBuf> =
+            entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.join("manifest.toml").is_file()).collect();
         dirs.sort();
         for dir in dirs {
             let label = dir.display().to_string();
@@ -154,7 +166,12 @@ impl McpRegistry {
         let name = server.to_owned();
         let row: Option<(String, String)> = self
             .cluster
-            .read(move |c| c.query_row("SELECT manifest, hash FROM mcp_servers WHERE name = ?1", [name], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .read(move |c| {
+                c.query_row("SELECT manifest, hash FROM mcp_servers WHERE name = ?1", [name], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()
+            })
             .await?;
         let (manifest, hash) = row.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
         let manifest = Manifest::parse(&manifest).map_err(McpError::Invalid)?;
@@ -162,8 +179,12 @@ impl McpRegistry {
             return Ok((compiled, manifest));
         }
         let name = server.to_owned();
-        let module: Option<Vec<u8>> =
-            self.cluster.read(move |c| c.query_row("SELECT module FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()).await?;
+        let module: Option<Vec<u8>> = self
+            .cluster
+            .read(move |c| {
+                c.query_row("SELECT module FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()
+            })
+            .await?;
         let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
         Ok((self.host.compile(&module)?, manifest))
     }
@@ -172,17 +193,25 @@ impl McpRegistry {
     pub async fn call(&self, tool: &str, arguments: Value) -> Result<Value, McpError> {
         let tools = self.tools().await?;
         let Some((_, server)) = tools.iter().find(|(t, _)| t.name == tool) else {
-            return Err(McpError::UnknownTool { name: tool.to_owned(), available: tools.iter().map(|(t, _)| t.name.clone()).collect() });
+            return Err(McpError::UnknownTool {
+                name: tool.to_owned(),
+                available: tools.iter().map(|(t, _)| t.name.clone()).collect(),
+            });
         };
         let (compiled, manifest) = self.load(server).await?;
         let mut sandbox = Sandbox::default();
         if manifest.sandbox.data_dir {
             let dir = self.data_root.join(&manifest.name);
-            std::fs::create_dir_all(&dir).map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
             sandbox.preopen = Some(dir);
         }
-        sandbox.http = super::http::HttpPolicy { allow: manifest.sandbox.http_allow.clone(), allow_private: manifest.sandbox.http_allow_private };
-        sandbox.env = manifest.sandbox.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
+        sandbox.http = super::http::HttpPolicy {
+            allow: manifest.sandbox.http_allow.clone(),
+            allow_private: manifest.sandbox.http_allow_private,
+        };
+        sandbox.env =
+            manifest.sandbox.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
         Ok(self.host.call_tool(&compiled, tool, arguments, manifest.limits(), sandbox).await?)
     }
 }

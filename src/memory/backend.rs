@@ -80,11 +80,22 @@ pub struct MemoryExport {
 #[async_trait::async_trait]
 pub trait MemoryBackend: Send + Sync {
     /// Creates the entity if needed and appends observations (embedded here).
-    async fn store(&self, place: &Place, name: &str, entity_type: &str, observations: Vec<String>) -> Result<bool, MemoryError>;
+    async fn store(
+        &self,
+        place: &Place,
+        name: &str,
+        entity_type: &str,
+        observations: Vec<String>,
+    ) -> Result<bool, MemoryError>;
     async fn delete(&self, place: &Place, name: &str) -> Result<bool, MemoryError>;
     async fn get(&self, place: &Place, name: &str) -> Result<Option<Entity>, MemoryError>;
     /// Entities the viewer may see, optionally of one scope/type.
-    async fn list(&self, viewer: &Viewer, scope: Option<MemoryScope>, entity_type: Option<String>) -> Result<Vec<Entity>, MemoryError>;
+    async fn list(
+        &self,
+        viewer: &Viewer,
+        scope: Option<MemoryScope>,
+        entity_type: Option<String>,
+    ) -> Result<Vec<Entity>, MemoryError>;
     async fn relate(&self, place: &Place, from: &str, to: &str, relation_type: &str) -> Result<(), MemoryError>;
     /// Entities within `depth` relations of `name`, with the relation that reached them.
     async fn neighbours(&self, place: &Place, name: &str, depth: usize) -> Result<Vec<(usize, Related)>, MemoryError>;
@@ -115,7 +126,11 @@ fn validate_name(what: &str, v: &str) -> Result<(), MemoryError> {
 impl EmbeddedMemory {
     /// Starts the index (built from the replica, then kept current from
     /// committed changes). The model loads on first use.
-    pub async fn start(cluster: Arc<Cluster<CaxtonState>>, model_dir: std::path::PathBuf, events: broadcast::Receiver<StateEvent>) -> Result<Arc<Self>, MemoryError> {
+    pub async fn start(
+        cluster: Arc<Cluster<CaxtonState>>,
+        model_dir: std::path::PathBuf,
+        events: broadcast::Receiver<StateEvent>,
+    ) -> Result<Arc<Self>, MemoryError> {
         let index = Arc::new(VectorIndex::default());
         let idx = index.clone();
         let n = cluster.read(move |c| idx.rebuild(c)).await?;
@@ -133,7 +148,9 @@ impl EmbeddedMemory {
         let dir = self.model_dir.clone();
         Ok(self
             .embedder
-            .get_or_try_init(|| async move { tokio::task::spawn_blocking(move || Embedder::start(dir)).await.map_err(|_| EmbedError::Stopped)? })
+            .get_or_try_init(|| async move {
+                tokio::task::spawn_blocking(move || Embedder::start(dir)).await.map_err(|_| EmbedError::Stopped)?
+            })
             .await?)
     }
 
@@ -146,20 +163,39 @@ impl EmbeddedMemory {
         Ok(self.cluster.write(&cmd).await?)
     }
 
-    async fn store_vectors(&self, place: &Place, name: &str, entity_type: &str, observations: Vec<NewObservation>) -> Result<bool, MemoryError> {
-        let cmd = Command::StoreEntity { place: place.clone(), name: name.into(), entity_type: entity_type.into(), observations, at_ms: now_ms() };
+    async fn store_vectors(
+        &self,
+        place: &Place,
+        name: &str,
+        entity_type: &str,
+        observations: Vec<NewObservation>,
+    ) -> Result<bool, MemoryError> {
+        let cmd = Command::StoreEntity {
+            place: place.clone(),
+            name: name.into(),
+            entity_type: entity_type.into(),
+            observations,
+            at_ms: now_ms(),
+        };
         match self.write(cmd).await? {
             Response::Stored { created, .. } => Ok(created),
             other => Err(MemoryError::Invalid(format!("unexpected answer {other:?}"))),
         }
     }
 
-    async fn read<R: Send + 'static>(&self, f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static) -> Result<R, MemoryError> {
+    async fn read<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
+    ) -> Result<R, MemoryError> {
         Ok(self.cluster.read(f).await?)
     }
 }
 
-fn entity_rows(c: &rusqlite::Connection, where_sql: &str, args: &[&dyn rusqlite::ToSql]) -> rusqlite::Result<Vec<(i64, Entity)>> {
+fn entity_rows(
+    c: &rusqlite::Connection,
+    where_sql: &str,
+    args: &[&dyn rusqlite::ToSql],
+) -> rusqlite::Result<Vec<(i64, Entity)>> {
     let mut s = c.prepare(&format!("SELECT id, scope, owner, name, entity_type, created_at, updated_at FROM memory_entities {where_sql} ORDER BY scope, owner, name"))?;
     let rows = s.query_map(args, |r| {
         Ok((
@@ -176,9 +212,12 @@ fn entity_rows(c: &rusqlite::Connection, where_sql: &str, args: &[&dyn rusqlite:
         ))
     })?;
     let mut out: Vec<(i64, Entity)> = rows.collect::<rusqlite::Result<_>>()?;
-    let mut obs = c.prepare_cached("SELECT text, created_at FROM memory_observations WHERE entity_id = ?1 ORDER BY id")?;
+    let mut obs =
+        c.prepare_cached("SELECT text, created_at FROM memory_observations WHERE entity_id = ?1 ORDER BY id")?;
     for (id, e) in out.iter_mut() {
-        e.observations = obs.query_map([*id], |r| Ok(Observation { text: r.get(0)?, created_at_ms: r.get(1)? }))?.collect::<rusqlite::Result<_>>()?;
+        e.observations = obs
+            .query_map([*id], |r| Ok(Observation { text: r.get(0)?, created_at_ms: r.get(1)? }))?
+            .collect::<rusqlite::Result<_>>()?;
     }
     Ok(out)
 }
@@ -197,14 +236,24 @@ fn relations_of(c: &rusqlite::Connection, place: &Place, name: &str) -> rusqlite
 
 #[async_trait::async_trait]
 impl MemoryBackend for EmbeddedMemory {
-    async fn store(&self, place: &Place, name: &str, entity_type: &str, observations: Vec<String>) -> Result<bool, MemoryError> {
+    async fn store(
+        &self,
+        place: &Place,
+        name: &str,
+        entity_type: &str,
+        observations: Vec<String>,
+    ) -> Result<bool, MemoryError> {
         validate_name("name", name)?;
         validate_name("entity_type", entity_type)?;
         if observations.iter().any(|o| o.trim().is_empty()) {
             return Err(MemoryError::Invalid("observations must not be empty strings".into()));
         }
         let vectors = self.embedder().await?.embed(observations.clone()).await?;
-        let new = observations.into_iter().zip(vectors).map(|(text, v)| NewObservation { text, embedding: Vector(v) }).collect();
+        let new = observations
+            .into_iter()
+            .zip(vectors)
+            .map(|(text, v)| NewObservation { text, embedding: Vector(v) })
+            .collect();
         self.store_vectors(place, name, entity_type, new).await
     }
 
@@ -217,11 +266,18 @@ impl MemoryBackend for EmbeddedMemory {
 
     async fn get(&self, place: &Place, name: &str) -> Result<Option<Entity>, MemoryError> {
         let (scope, owner, name) = (place.scope_str(), place.owner.clone(), name.to_owned());
-        let rows = self.read(move |c| entity_rows(c, "WHERE scope = ?1 AND owner = ?2 AND name = ?3", &[&scope, &owner, &name])).await?;
+        let rows = self
+            .read(move |c| entity_rows(c, "WHERE scope = ?1 AND owner = ?2 AND name = ?3", &[&scope, &owner, &name]))
+            .await?;
         Ok(rows.into_iter().next().map(|(_, e)| e))
     }
 
-    async fn list(&self, viewer: &Viewer, scope: Option<MemoryScope>, entity_type: Option<String>) -> Result<Vec<Entity>, MemoryError> {
+    async fn list(
+        &self,
+        viewer: &Viewer,
+        scope: Option<MemoryScope>,
+        entity_type: Option<String>,
+    ) -> Result<Vec<Entity>, MemoryError> {
         let all = self.read(|c| entity_rows(c, "", &[])).await?;
         Ok(all
             .into_iter()
@@ -234,7 +290,13 @@ impl MemoryBackend for EmbeddedMemory {
 
     async fn relate(&self, place: &Place, from: &str, to: &str, relation_type: &str) -> Result<(), MemoryError> {
         validate_name("relation_type", relation_type)?;
-        let cmd = Command::Relate { place: place.clone(), from: from.into(), to: to.into(), relation_type: relation_type.into(), at_ms: now_ms() };
+        let cmd = Command::Relate {
+            place: place.clone(),
+            from: from.into(),
+            to: to.into(),
+            relation_type: relation_type.into(),
+            at_ms: now_ms(),
+        };
         match self.write(cmd).await? {
             Response::Done => Ok(()),
             Response::MissingEntity(e) => Err(MemoryError::NotFound(e)),
@@ -273,13 +335,24 @@ impl MemoryBackend for EmbeddedMemory {
             return Err(MemoryError::Invalid(format!("min_similarity {} is outside 0..1", q.min_similarity)));
         }
         let vector = self.embedder().await?.embed_one(&q.text).await?;
-        let filter = Filter { viewer: &q.viewer, scope: q.scope, entity_type: q.entity_type.as_deref(), min_similarity: q.min_similarity };
+        let filter = Filter {
+            viewer: &q.viewer,
+            scope: q.scope,
+            entity_type: q.entity_type.as_deref(),
+            min_similarity: q.min_similarity,
+        };
         let limit = q.limit.clamp(1, 100);
         // Several observations of one entity may match: keep the best per entity.
         let raw = self.index.search(&vector, &filter, limit * 4);
         let mut best: BTreeMap<i64, (IndexedRow, f32)> = BTreeMap::new();
         for (row, score) in raw {
-            best.entry(row.entity_id).and_modify(|b| if score > b.1 { *b = (row.clone(), score) }).or_insert((row, score));
+            best.entry(row.entity_id)
+                .and_modify(|b| {
+                    if score > b.1 {
+                        *b = (row.clone(), score)
+                    }
+                })
+                .or_insert((row, score));
         }
         let mut hits: Vec<(IndexedRow, f32)> = best.into_values().collect();
         hits.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
@@ -307,16 +380,38 @@ impl MemoryBackend for EmbeddedMemory {
         self.read(|c| {
             let mut entities = Vec::new();
             let mut s = c.prepare("SELECT id, scope, owner, name, entity_type FROM memory_entities ORDER BY id")?;
-            let rows = s.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))?;
-            let mut obs = c.prepare_cached("SELECT text, embedding FROM memory_observations WHERE entity_id = ?1 ORDER BY id")?;
+            let rows = s.query_map([], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
+            let mut obs =
+                c.prepare_cached("SELECT text, embedding FROM memory_observations WHERE entity_id = ?1 ORDER BY id")?;
             for row in rows {
                 let (id, scope, owner, name, entity_type) = row?;
                 let observations = obs
-                    .query_map([id], |r| Ok(ExportedObservation { text: r.get(0)?, embedding: Some(Vector::from_bytes(&r.get::<_, Vec<u8>>(1)?)) }))?
+                    .query_map([id], |r| {
+                        Ok(ExportedObservation {
+                            text: r.get(0)?,
+                            embedding: Some(Vector::from_bytes(&r.get::<_, Vec<u8>>(1)?)),
+                        })
+                    })?
                     .collect::<rusqlite::Result<_>>()?;
-                entities.push(ExportedEntity { name, entity_type, scope: parse_scope(&scope).unwrap_or(MemoryScope::Global), owner, observations });
+                entities.push(ExportedEntity {
+                    name,
+                    entity_type,
+                    scope: parse_scope(&scope).unwrap_or(MemoryScope::Global),
+                    owner,
+                    observations,
+                });
             }
-            let mut r = c.prepare("SELECT scope, owner, from_name, to_name, relation_type FROM memory_relations ORDER BY created_at")?;
+            let mut r = c.prepare(
+                "SELECT scope, owner, from_name, to_name, relation_type FROM memory_relations ORDER BY created_at",
+            )?;
             let relations = r
                 .query_map([], |r| {
                     Ok(Relation {
@@ -339,14 +434,25 @@ impl MemoryBackend for EmbeddedMemory {
         }
         let mut count = 0;
         for e in &data.entities {
-            let place = Place { scope: e.scope, owner: if e.scope == MemoryScope::Global { String::new() } else { e.owner.clone() } };
-            let missing: Vec<String> = e.observations.iter().filter(|o| o.embedding.as_ref().is_none_or(|v| v.0.len() != super::DIMENSIONS)).map(|o| o.text.clone()).collect();
-            let mut fresh = if missing.is_empty() { Vec::new() } else { self.embedder().await?.embed(missing).await? }.into_iter();
+            let place = Place {
+                scope: e.scope,
+                owner: if e.scope == MemoryScope::Global { String::new() } else { e.owner.clone() },
+            };
+            let missing: Vec<String> = e
+                .observations
+                .iter()
+                .filter(|o| o.embedding.as_ref().is_none_or(|v| v.0.len() != super::DIMENSIONS))
+                .map(|o| o.text.clone())
+                .collect();
+            let mut fresh =
+                if missing.is_empty() { Vec::new() } else { self.embedder().await?.embed(missing).await? }.into_iter();
             let observations = e
                 .observations
                 .iter()
                 .map(|o| match &o.embedding {
-                    Some(v) if v.0.len() == super::DIMENSIONS => NewObservation { text: o.text.clone(), embedding: v.clone() },
+                    Some(v) if v.0.len() == super::DIMENSIONS => {
+                        NewObservation { text: o.text.clone(), embedding: v.clone() }
+                    }
                     _ => NewObservation { text: o.text.clone(), embedding: Vector(fresh.next().unwrap_or_default()) },
                 })
                 .collect();
@@ -366,12 +472,16 @@ async fn follow(memory: Arc<EmbeddedMemory>, mut events: broadcast::Receiver<Sta
         let event = events.recv().await;
         let idx = memory.index.clone();
         let result = match event {
-            Ok(StateEvent::MemoryAdded { observation_ids }) => memory.cluster.read(move |c| idx.add_from(c, &observation_ids)).await,
+            Ok(StateEvent::MemoryAdded { observation_ids }) => {
+                memory.cluster.read(move |c| idx.add_from(c, &observation_ids)).await
+            }
             Ok(StateEvent::MemoryRemoved { entity_id }) => {
                 idx.remove_entity(entity_id);
                 Ok(())
             }
-            Ok(StateEvent::Restored) | Err(broadcast::error::RecvError::Lagged(_)) => memory.cluster.read(move |c| idx.rebuild(c).map(|_| ())).await,
+            Ok(StateEvent::Restored) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                memory.cluster.read(move |c| idx.rebuild(c).map(|_| ())).await
+            }
             Ok(_) => Ok(()),
             Err(broadcast::error::RecvError::Closed) => return,
         };

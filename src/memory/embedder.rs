@@ -38,16 +38,20 @@ struct Model {
 impl Model {
     fn load(dir: &Path) -> Result<Self, EmbedError> {
         let fail = |reason: String| EmbedError::Load { dir: dir.display().to_string(), reason };
-        let config: Config = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).map_err(|e| fail(format!("config.json: {e}")))?)
-            .map_err(|e| fail(format!("config.json: {e}")))?;
-        let mut tokenizer = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| fail(format!("tokenizer.json: {e}")))?;
+        let config: Config = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json")).map_err(|e| fail(format!("config.json: {e}")))?,
+        )
+        .map_err(|e| fail(format!("config.json: {e}")))?;
+        let mut tokenizer =
+            Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| fail(format!("tokenizer.json: {e}")))?;
         tokenizer.with_padding(Some(PaddingParams { strategy: PaddingStrategy::BatchLongest, ..Default::default() }));
         tokenizer
             .with_truncation(Some(TruncationParams { max_length: MAX_TOKENS, ..Default::default() }))
             .map_err(|e| fail(e.to_string()))?;
         let weights = dir.join("model.safetensors");
         // SAFETY: the weights file is memory-mapped read-only and not modified while mapped.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }.map_err(|e| fail(format!("model.safetensors: {e}")))?;
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[weights], DType::F32, &Device::Cpu) }
+            .map_err(|e| fail(format!("model.safetensors: {e}")))?;
         let bert = BertModel::load(vb, &config).map_err(|e| fail(e.to_string()))?;
         Ok(Self { bert, tokenizer })
     }
@@ -55,9 +59,13 @@ impl Model {
     fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let err = |e: candle_core::Error| EmbedError::Compute(e.to_string());
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Compute(e.to_string()))?;
-        let ids: Vec<Tensor> = enc.iter().map(|e| Tensor::new(e.get_ids(), &Device::Cpu)).collect::<Result<_, _>>().map_err(err)?;
-        let masks: Vec<Tensor> =
-            enc.iter().map(|e| Tensor::new(e.get_attention_mask(), &Device::Cpu)).collect::<Result<_, _>>().map_err(err)?;
+        let ids: Vec<Tensor> =
+            enc.iter().map(|e| Tensor::new(e.get_ids(), &Device::Cpu)).collect::<Result<_, _>>().map_err(err)?;
+        let masks: Vec<Tensor> = enc
+            .iter()
+            .map(|e| Tensor::new(e.get_attention_mask(), &Device::Cpu))
+            .collect::<Result<_, _>>()
+            .map_err(err)?;
         let ids = Tensor::stack(&ids, 0).map_err(err)?;
         let mask = Tensor::stack(&masks, 0).map_err(err)?;
         let types = ids.zeros_like().map_err(err)?;
@@ -113,7 +121,10 @@ impl Embedder {
         let (tx, rx) = oneshot::channel();
         let jobs = self.jobs.clone();
         // A full queue blocks the sender: do that off the async threads.
-        tokio::task::spawn_blocking(move || jobs.send((texts, tx))).await.map_err(|_| EmbedError::Stopped)?.map_err(|_| EmbedError::Stopped)?;
+        tokio::task::spawn_blocking(move || jobs.send((texts, tx)))
+            .await
+            .map_err(|_| EmbedError::Stopped)?
+            .map_err(|_| EmbedError::Stopped)?;
         rx.await.map_err(|_| EmbedError::Stopped)?
     }
 

@@ -73,7 +73,12 @@ fn indexed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<(IndexedRow, Ve
     if vector.0.len() != DIMENSIONS {
         return Ok(None);
     }
-    let row = IndexedRow { observation_id: r.get(0)?, entity_id: r.get(1)?, place: Place { scope, owner: r.get(3)? }, entity_type: r.get(4)? };
+    let row = IndexedRow {
+        observation_id: r.get(0)?,
+        entity_id: r.get(1)?,
+        place: Place { scope, owner: r.get(3)? },
+        entity_type: r.get(4)?,
+    };
     Ok(Some((row, vector)))
 }
 
@@ -148,11 +153,17 @@ impl VectorIndex {
         };
         let exact = |i: usize| dot(query, &g.vectors[i * DIMENSIONS..(i + 1) * DIMENSIONS]);
         let best = if g.rows.len() <= APPROXIMATE_ABOVE {
-            top_k((0..g.rows.len()).filter(|i| passes(&g.rows[*i])).map(|i| (i, exact(i))), limit, filter.min_similarity)
+            top_k(
+                (0..g.rows.len()).filter(|i| passes(&g.rows[*i])).map(|i| (i, exact(i))),
+                limit,
+                filter.min_similarity,
+            )
         } else {
             let q: Vec<i8> = quantize(query).collect();
             let rough = top_k(
-                (0..g.rows.len()).filter(|i| passes(&g.rows[*i])).map(|i| (i, dot_i8(&q, &g.quantized[i * DIMENSIONS..(i + 1) * DIMENSIONS]) as f32)),
+                (0..g.rows.len())
+                    .filter(|i| passes(&g.rows[*i]))
+                    .map(|i| (i, dot_i8(&q, &g.quantized[i * DIMENSIONS..(i + 1) * DIMENSIONS]) as f32)),
                 limit * RERANK_FACTOR,
                 f32::MIN,
             );
@@ -218,14 +229,19 @@ mod tests {
     #[test]
     fn search_ranks_filters_and_isolates() {
         let idx = VectorIndex::default();
-        let row = |o, e, place: Place| IndexedRow { observation_id: o, entity_id: e, place, entity_type: "fact".into() };
+        let row =
+            |o, e, place: Place| IndexedRow { observation_id: o, entity_id: e, place, entity_type: "fact".into() };
         idx.insert(row(1, 1, Place::agent("alice")), &unit(0));
         idx.insert(row(2, 2, Place::agent("bob")), &unit(0));
         idx.insert(row(3, 3, Place::global()), &unit(1));
         let alice = Viewer { agent: Some("Alice".into()), workspace: None };
         let f = Filter { viewer: &alice, scope: None, entity_type: None, min_similarity: -1.0 };
         let hits = idx.search(&unit(0), &f, 10);
-        assert_eq!(hits.iter().map(|h| h.0.observation_id).collect::<Vec<_>>(), vec![1, 3], "bob's memory is invisible to alice");
+        assert_eq!(
+            hits.iter().map(|h| h.0.observation_id).collect::<Vec<_>>(),
+            vec![1, 3],
+            "bob's memory is invisible to alice"
+        );
         assert!(hits[0].1 > hits[1].1);
         let f = Filter { viewer: &alice, scope: Some(MemoryScope::Global), entity_type: None, min_similarity: 0.5 };
         assert_eq!(idx.search(&unit(1), &f, 10).len(), 1);
@@ -254,7 +270,15 @@ mod approximate_tests {
         let mut all = Vec::new();
         for i in 0..(APPROXIMATE_ABOVE + 5_000) {
             let v = unit(&mut rng);
-            idx.insert(IndexedRow { observation_id: i as i64, entity_id: i as i64, place: Place::global(), entity_type: "t".into() }, &v);
+            idx.insert(
+                IndexedRow {
+                    observation_id: i as i64,
+                    entity_id: i as i64,
+                    place: Place::global(),
+                    entity_type: "t".into(),
+                },
+                &v,
+            );
             all.push(v);
         }
         let viewer = Viewer::default();

@@ -112,7 +112,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_failed_batch_fails_each_item() {
-        let batcher: Batcher<u32, u32, String> = Batcher::spawn(8, 1, |_items: Vec<u32>| async { Err("disk on fire".to_owned()) });
+        let batcher: Batcher<u32, u32, String> =
+            Batcher::spawn(8, 1, |_items: Vec<u32>| async { Err("disk on fire".to_owned()) });
         let err = batcher.submit(1).await.unwrap().unwrap_err();
         assert_eq!(*err, "disk on fire");
     }

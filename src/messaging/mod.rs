@@ -12,5 +12,5 @@ pub use batcher::Batcher;
 pub use message::{ConversationState, Message, MessageKind, MessageStatus};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
-pub use service::{Conversation, MessageError, MessageService, SendRequest, SendOutcome, Target};
+pub use service::{Conversation, MessageError, MessageService, SendOutcome, SendRequest, Target};
 pub use streams::{StreamEvent, TokenHub};

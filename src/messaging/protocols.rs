@@ -61,11 +61,26 @@ impl MessageService {
         result_wait: Duration,
     ) -> Result<ContractNetOutcome, MessageError> {
         let conversation_id = uuid::Uuid::now_v7().to_string();
-        self.set_conversation(&conversation_id, PROTOCOL, ConversationState::Initiated, Some(format!("capability={capability}"))).await?;
+        self.set_conversation(
+            &conversation_id,
+            PROTOCOL,
+            ConversationState::Initiated,
+            Some(format!("capability={capability}")),
+        )
+        .await?;
         let candidates = self.queries().agents_with_capability(capability).await?;
         if candidates.is_empty() {
-            self.set_conversation(&conversation_id, PROTOCOL, ConversationState::Failed, Some("no agent has the capability".into())).await?;
-            return Err(MessageError::NoAgentForCapability { capability: capability.into(), available: self.queries().capabilities().await? });
+            self.set_conversation(
+                &conversation_id,
+                PROTOCOL,
+                ConversationState::Failed,
+                Some("no agent has the capability".into()),
+            )
+            .await?;
+            return Err(MessageError::NoAgentForCapability {
+                capability: capability.into(),
+                available: self.queries().capabilities().await?,
+            });
         }
         self.set_conversation(&conversation_id, PROTOCOL, ConversationState::InProgress, None).await?;
 
@@ -84,20 +99,36 @@ impl MessageService {
                 calls.push((agent.clone(), m.id));
             }
         }
-        let waits = calls.iter().map(|(agent, id)| async move { (agent.clone(), self.await_reply(id, deadline).await) });
+        let waits =
+            calls.iter().map(|(agent, id)| async move { (agent.clone(), self.await_reply(id, deadline).await) });
         let mut proposals: Vec<Proposal> = futures::future::join_all(waits)
             .await
             .into_iter()
             .filter_map(|(agent, r)| match r {
-                Ok(reply) if reply.kind == MessageKind::Response => {
-                    Some(Proposal { cost: parse_cost(&reply.content), agent, message_id: reply.id, content: reply.content })
-                }
+                Ok(reply) if reply.kind == MessageKind::Response => Some(Proposal {
+                    cost: parse_cost(&reply.content),
+                    agent,
+                    message_id: reply.id,
+                    content: reply.content,
+                }),
                 _ => None,
             })
             .collect();
         if proposals.is_empty() {
-            self.set_conversation(&conversation_id, PROTOCOL, ConversationState::Expired, Some("no proposal before the deadline".into())).await?;
-            return Ok(ContractNetOutcome { conversation_id, state: ConversationState::Expired, proposals, awarded_to: None, result: None });
+            self.set_conversation(
+                &conversation_id,
+                PROTOCOL,
+                ConversationState::Expired,
+                Some("no proposal before the deadline".into()),
+            )
+            .await?;
+            return Ok(ContractNetOutcome {
+                conversation_id,
+                state: ConversationState::Expired,
+                proposals,
+                awarded_to: None,
+                result: None,
+            });
         }
         proposals.sort_by(|a, b| rank(a).partial_cmp(&rank(b)).unwrap_or(std::cmp::Ordering::Equal));
         let winner = proposals[0].agent.clone();
@@ -105,7 +136,8 @@ impl MessageService {
             let note = format!("REJECT: the task went to another agent.\nTask: {task}");
             let _ = self.send(ask(&loser.agent, note, MessageKind::Notification), None).await;
         }
-        let award = format!("AWARD: your proposal was accepted. Perform the task now and reply with the result.\nTask: {task}");
+        let award =
+            format!("AWARD: your proposal was accepted. Perform the task now and reply with the result.\nTask: {task}");
         let result = match self.send(ask(&winner, award, MessageKind::Request), Some(result_wait)).await {
             Ok(SendOutcome::Answered { reply, .. }) => Some(reply),
             Ok(SendOutcome::Accepted(_)) | Err(MessageError::Timeout { .. }) => None,

@@ -19,7 +19,9 @@ pub struct CapabilityRouter {
 pub enum Routed {
     Agent(String),
     /// Nobody declares it; here is what does exist.
-    NoAgent { available: Vec<String> },
+    NoAgent {
+        available: Vec<String>,
+    },
 }
 
 impl CapabilityRouter {

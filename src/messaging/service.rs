@@ -149,7 +149,11 @@ fn new_id() -> String {
 }
 
 impl MessageService {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries, events: broadcast::Receiver<StateEvent>) -> Arc<Self> {
+    pub fn new(
+        cluster: Arc<Cluster<CaxtonState>>,
+        queries: Queries,
+        events: broadcast::Receiver<StateEvent>,
+    ) -> Arc<Self> {
         let c = cluster.clone();
         let accept: AcceptBatcher = Batcher::spawn(512, 4, move |messages: Vec<Message>| {
             let c = c.clone();
@@ -163,7 +167,14 @@ impl MessageService {
         });
         let waiters = Arc::new(Waiters::default());
         tokio::spawn(wake_waiters(events, waiters.clone()));
-        Arc::new(Self { router: CapabilityRouter::new(queries.clone()), queries, accept, cluster, waiters, tokens: Arc::new(TokenHub::default()) })
+        Arc::new(Self {
+            router: CapabilityRouter::new(queries.clone()),
+            queries,
+            accept,
+            cluster,
+            waiters,
+            tokens: Arc::new(TokenHub::default()),
+        })
     }
 
     pub fn queries(&self) -> &Queries {
@@ -174,12 +185,15 @@ impl MessageService {
         match target {
             Target::Agent(name) => {
                 let parsed = AgentName::parse(name).map_err(|_| MessageError::UnknownAgent(name.clone()))?;
-                let agent = self.queries.agent(&parsed).await?.ok_or_else(|| MessageError::UnknownAgent(name.clone()))?;
+                let agent =
+                    self.queries.agent(&parsed).await?.ok_or_else(|| MessageError::UnknownAgent(name.clone()))?;
                 Ok((agent.name, None))
             }
             Target::Capability(cap) => match self.router.route(cap).await? {
                 Routed::Agent(name) => Ok((name, Some(cap.clone()))),
-                Routed::NoAgent { available } => Err(MessageError::NoAgentForCapability { capability: cap.clone(), available }),
+                Routed::NoAgent { available } => {
+                    Err(MessageError::NoAgentForCapability { capability: cap.clone(), available })
+                }
             },
         }
     }
@@ -193,7 +207,11 @@ impl MessageService {
             return Err(MessageError::Invalid("content must not be empty".into()));
         }
         let (receiver, capability) = self.resolve(&req.target).await?;
-        let trace_id = req.trace_id.clone().or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok()).unwrap_or_else(new_id);
+        let trace_id = req
+            .trace_id
+            .clone()
+            .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
+            .unwrap_or_else(new_id);
         let message = Message {
             id: req.id.clone().unwrap_or_else(new_id),
             kind: req.kind,
@@ -215,11 +233,17 @@ impl MessageService {
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
-        let outcome = self.accept.submit(message.clone()).await.map_err(|_| MessageError::Cluster(Arc::new(WriteError::Fatal("node stopping".into()))))?;
+        let outcome = self
+            .accept
+            .submit(message.clone())
+            .await
+            .map_err(|_| MessageError::Cluster(Arc::new(WriteError::Fatal("node stopping".into()))))?;
         let stored = match outcome.map_err(MessageError::Cluster)? {
             AcceptOutcome::Accepted => message,
             // A retried send: answer with what was stored the first time.
-            AcceptOutcome::Duplicate => self.queries.message(&message.id).await?.ok_or_else(|| MessageError::NotFound(message.id.clone()))?,
+            AcceptOutcome::Duplicate => {
+                self.queries.message(&message.id).await?.ok_or_else(|| MessageError::NotFound(message.id.clone()))?
+            }
             AcceptOutcome::UnknownReceiver => return Err(MessageError::UnknownAgent(message.receiver)),
         };
         match (wait, waiter) {
@@ -232,7 +256,12 @@ impl MessageService {
         }
     }
 
-    async fn wait_reply(&self, id: &str, mut waiter: oneshot::Receiver<()>, wait: Duration) -> Result<Message, MessageError> {
+    async fn wait_reply(
+        &self,
+        id: &str,
+        mut waiter: oneshot::Receiver<()>,
+        wait: Duration,
+    ) -> Result<Message, MessageError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(reply) = self.reply_of(id).await? {
@@ -282,8 +311,20 @@ impl MessageService {
     }
 
     /// Records a protocol conversation's state (contract-net).
-    pub async fn set_conversation(&self, id: &str, protocol: &str, state: ConversationState, detail: Option<String>) -> Result<(), MessageError> {
-        let cmd = Command::SetConversation { id: id.to_owned(), protocol: protocol.to_owned(), state, detail, at_ms: now_ms() };
+    pub async fn set_conversation(
+        &self,
+        id: &str,
+        protocol: &str,
+        state: ConversationState,
+        detail: Option<String>,
+    ) -> Result<(), MessageError> {
+        let cmd = Command::SetConversation {
+            id: id.to_owned(),
+            protocol: protocol.to_owned(),
+            state,
+            detail,
+            at_ms: now_ms(),
+        };
         self.cluster.write(&cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
         Ok(())
     }

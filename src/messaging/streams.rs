@@ -19,7 +19,12 @@ pub struct TokenHub {
 
 impl TokenHub {
     fn sender(&self, id: &str) -> broadcast::Sender<StreamEvent> {
-        self.streams.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_owned()).or_insert_with(|| broadcast::channel(4096).0).clone()
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.to_owned())
+            .or_insert_with(|| broadcast::channel(4096).0)
+            .clone()
     }
 
     /// Listen to a message's tokens (works before generation starts).

@@ -25,12 +25,19 @@ impl Metrics {
             ("caxton_llm_calls_total", "LLM provider calls", &self.llm_calls),
             ("caxton_llm_errors_total", "LLM provider calls that failed", &self.llm_errors),
             ("caxton_tool_calls_total", "Tool calls executed", &self.tool_calls),
-            ("caxton_tool_calls_denied_total", "Tool calls refused: tool not in the agent's allowlist", &self.tool_calls_denied),
+            (
+                "caxton_tool_calls_denied_total",
+                "Tool calls refused: tool not in the agent's allowlist",
+                &self.tool_calls_denied,
+            ),
             ("caxton_tool_errors_total", "Tool calls that returned an error", &self.tool_errors),
         ];
         let mut out = String::new();
         for (name, help, v) in rows {
-            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                v.load(Ordering::Relaxed)
+            ));
         }
         out
     }

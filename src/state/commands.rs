@@ -44,25 +44,61 @@ pub enum Command {
         at_ms: i64,
     },
     /// Messages entering the system: the durability point of a send.
-    AcceptMessages { messages: Vec<Message> },
+    AcceptMessages {
+        messages: Vec<Message>,
+    },
     /// Answers to accepted requests; an answer to an already answered
     /// request is ignored, which makes processing at-least-once but
     /// answering exactly-once.
-    RecordReplies { replies: Vec<Message> },
-    SetConversation { id: String, protocol: String, state: ConversationState, detail: Option<String>, at_ms: i64 },
+    RecordReplies {
+        replies: Vec<Message>,
+    },
+    SetConversation {
+        id: String,
+        protocol: String,
+        state: ConversationState,
+        detail: Option<String>,
+        at_ms: i64,
+    },
     /// New owners for shards (leader's placement); each moved shard's epoch
     /// goes up by one and its agents follow.
-    AssignShards { moves: Vec<(u32, u64)>, at_ms: i64 },
+    AssignShards {
+        moves: Vec<(u32, u64)>,
+        at_ms: i64,
+    },
     /// Creates the entity if needed and appends observations. Embeddings are
     /// computed once by the receiving node and carried here, so replicas
     /// apply without a model.
-    StoreEntity { place: Place, name: String, entity_type: String, observations: Vec<NewObservation>, at_ms: i64 },
-    DeleteEntity { place: Place, name: String },
-    Relate { place: Place, from: String, to: String, relation_type: String, at_ms: i64 },
+    StoreEntity {
+        place: Place,
+        name: String,
+        entity_type: String,
+        observations: Vec<NewObservation>,
+        at_ms: i64,
+    },
+    DeleteEntity {
+        place: Place,
+        name: String,
+    },
+    Relate {
+        place: Place,
+        from: String,
+        to: String,
+        relation_type: String,
+        at_ms: i64,
+    },
     /// A tool server: manifest text, module (base64), and its tools as
     /// listed by the node that validated it (JSON).
-    DeployMcpServer { name: String, manifest: String, module: String, tools: String, at_ms: i64 },
-    RemoveMcpServer { name: String },
+    DeployMcpServer {
+        name: String,
+        manifest: String,
+        module: String,
+        tools: String,
+        at_ms: i64,
+    },
+    RemoveMcpServer {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -76,10 +112,17 @@ pub enum AcceptOutcome {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Response {
-    Deployed { revision: u64, created: bool },
+    Deployed {
+        revision: u64,
+        created: bool,
+    },
     /// The same definition was already deployed: no new revision.
-    Unchanged { revision: u64 },
-    Removed { revision: u64 },
+    Unchanged {
+        revision: u64,
+    },
+    Removed {
+        revision: u64,
+    },
     NotFound,
     /// The agent exists but comes from another source; left alone.
     SourceMismatch,
@@ -88,7 +131,10 @@ pub enum Response {
     Recorded(Vec<bool>),
     Done,
     /// Observations stored (count) for an entity.
-    Stored { created: bool, observations: usize },
+    Stored {
+        created: bool,
+        observations: usize,
+    },
     Deleted(bool),
     /// A relation needs both ends to exist in the same place.
     MissingEntity(String),

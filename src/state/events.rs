@@ -3,19 +3,40 @@ use crate::config::AgentName;
 /// What changed in the replica, published after the change is committed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StateEvent {
-    AgentDeployed { name: AgentName, revision: u64, owner: u64 },
-    AgentRemoved { name: AgentName },
+    AgentDeployed {
+        name: AgentName,
+        revision: u64,
+        owner: u64,
+    },
+    AgentRemoved {
+        name: AgentName,
+    },
     /// A request was accepted for `receiver`; its owner should process it.
-    MessageAccepted { id: String, receiver: AgentName },
+    MessageAccepted {
+        id: String,
+        receiver: AgentName,
+    },
     /// A message was stored in a conversation (requests, replies, notes).
-    ConversationMessage { conversation_id: String, message_id: String },
+    ConversationMessage {
+        conversation_id: String,
+        message_id: String,
+    },
     /// A request got its answer.
-    ReplyRecorded { request_id: String, reply_id: String },
-    ConversationChanged { id: String },
+    ReplyRecorded {
+        request_id: String,
+        reply_id: String,
+    },
+    ConversationChanged {
+        id: String,
+    },
     /// Observations added (row ids), for the vector index.
-    MemoryAdded { observation_ids: Vec<i64> },
+    MemoryAdded {
+        observation_ids: Vec<i64>,
+    },
     /// An entity and its observations were deleted.
-    MemoryRemoved { entity_id: i64 },
+    MemoryRemoved {
+        entity_id: i64,
+    },
     /// The replica was replaced by a snapshot: re-read everything.
     Restored,
 }

@@ -75,21 +75,39 @@ impl CaxtonState {
                 tx.execute(
                     "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, source = ?7,
                      owner = ?8, shard = ?9, updated_at = ?10 WHERE name_key = ?1",
-                    params![key, d.spec.name.as_str(), rev + 1, d.spec.version, spec_json, d.toml, source_json, owner, shard, d.at_ms],
+                    params![
+                        key,
+                        d.spec.name.as_str(),
+                        rev + 1,
+                        d.spec.version,
+                        spec_json,
+                        d.toml,
+                        source_json,
+                        owner,
+                        shard,
+                        d.at_ms
+                    ],
                 )?;
                 rev + 1
             }
         };
         tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
         for cap in &d.spec.capabilities {
-            tx.execute("INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)", params![cap, key])?;
+            tx.execute(
+                "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
+                params![cap, key],
+            )?;
         }
         tx.execute(
             "INSERT OR REPLACE INTO agent_versions(name_key, revision, version, toml, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![key, revision, d.spec.version, d.toml, d.at_ms],
         )?;
         self.stage(StateEvent::AgentDeployed { name: d.spec.name.clone(), revision, owner });
-        Ok(if revision == 1 { Response::Deployed { revision, created: true } } else { Response::Deployed { revision, created: false } })
+        Ok(if revision == 1 {
+            Response::Deployed { revision, created: true }
+        } else {
+            Response::Deployed { revision, created: false }
+        })
     }
 
     fn assign_shards(&self, tx: &Transaction<'_>, moves: Vec<(u32, u64)>) -> rusqlite::Result<Response> {
@@ -112,10 +130,17 @@ impl CaxtonState {
         Ok(Response::Done)
     }
 
-    fn remove(&self, tx: &Transaction<'_>, name: AgentName, only_if: Option<AgentSource>) -> rusqlite::Result<Response> {
+    fn remove(
+        &self,
+        tx: &Transaction<'_>,
+        name: AgentName,
+        only_if: Option<AgentSource>,
+    ) -> rusqlite::Result<Response> {
         let key = name.key();
         let row: Option<(u64, String)> = tx
-            .query_row("SELECT revision, source FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row("SELECT revision, source FROM agents WHERE name_key = ?1", [&key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
             .optional()?;
         let Some((revision, source)) = row else { return Ok(Response::NotFound) };
         if let Some(expected) = only_if {
@@ -143,12 +168,15 @@ impl Application for CaxtonState {
         match command {
             Command::DeployAgent(d) => self.deploy(tx, *d),
             Command::RemoveAgent { name, only_if_source, at_ms: _ } => self.remove(tx, name, only_if_source),
-            Command::AcceptMessages { messages } => self.with_stage(|stage| messages_apply::accept(tx, index, messages, stage)),
-            Command::RecordReplies { replies } => self.with_stage(|stage| messages_apply::record_replies(tx, index, replies, stage)),
-            Command::AssignShards { moves, at_ms: _ } => self.assign_shards(tx, moves),
-            Command::StoreEntity { place, name, entity_type, observations, at_ms } => {
-                self.with_stage(|stage| memory_apply::store(tx, &place, &name, &entity_type, observations, at_ms, stage))
+            Command::AcceptMessages { messages } => {
+                self.with_stage(|stage| messages_apply::accept(tx, index, messages, stage))
             }
+            Command::RecordReplies { replies } => {
+                self.with_stage(|stage| messages_apply::record_replies(tx, index, replies, stage))
+            }
+            Command::AssignShards { moves, at_ms: _ } => self.assign_shards(tx, moves),
+            Command::StoreEntity { place, name, entity_type, observations, at_ms } => self
+                .with_stage(|stage| memory_apply::store(tx, &place, &name, &entity_type, observations, at_ms, stage)),
             Command::DeployMcpServer { name, manifest, module, tools, at_ms } => {
                 use base64::Engine;
                 use sha2::Digest;
@@ -164,11 +192,14 @@ impl Application for CaxtonState {
             Command::RemoveMcpServer { name } => {
                 Ok(Response::Deleted(tx.execute("DELETE FROM mcp_servers WHERE name = ?1", [name])? > 0))
             }
-            Command::DeleteEntity { place, name } => self.with_stage(|stage| memory_apply::delete(tx, &place, &name, stage)),
-            Command::Relate { place, from, to, relation_type, at_ms } => memory_apply::relate(tx, &place, &from, &to, &relation_type, at_ms),
-            Command::SetConversation { id, protocol, state, detail, at_ms } => {
-                self.with_stage(|stage| messages_apply::set_conversation(tx, &id, &protocol, state, detail, at_ms, stage))
+            Command::DeleteEntity { place, name } => {
+                self.with_stage(|stage| memory_apply::delete(tx, &place, &name, stage))
             }
+            Command::Relate { place, from, to, relation_type, at_ms } => {
+                memory_apply::relate(tx, &place, &from, &to, &relation_type, at_ms)
+            }
+            Command::SetConversation { id, protocol, state, detail, at_ms } => self
+                .with_stage(|stage| messages_apply::set_conversation(tx, &id, &protocol, state, detail, at_ms, stage)),
         }
     }
 

@@ -26,7 +26,10 @@ pub(crate) fn store(
 ) -> rusqlite::Result<Response> {
     let (id, created) = match entity_id(tx, place, name)? {
         Some(id) => {
-            tx.execute("UPDATE memory_entities SET updated_at = ?2, entity_type = ?3 WHERE id = ?1", params![id, at_ms, entity_type])?;
+            tx.execute(
+                "UPDATE memory_entities SET updated_at = ?2, entity_type = ?3 WHERE id = ?1",
+                params![id, at_ms, entity_type],
+            )?;
             (id, false)
         }
         None => {
@@ -39,7 +42,9 @@ pub(crate) fn store(
     };
     let mut ids = Vec::with_capacity(observations.len());
     {
-        let mut ins = tx.prepare_cached("INSERT INTO memory_observations(entity_id, text, embedding, created_at) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut ins = tx.prepare_cached(
+            "INSERT INTO memory_observations(entity_id, text, embedding, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for o in &observations {
             ins.execute(params![id, o.text, o.embedding.to_bytes(), at_ms])?;
             ids.push(tx.last_insert_rowid());
@@ -49,7 +54,12 @@ pub(crate) fn store(
     Ok(Response::Stored { created, observations: observations.len() })
 }
 
-pub(crate) fn delete(tx: &Transaction<'_>, place: &Place, name: &str, stage: &mut Vec<StateEvent>) -> rusqlite::Result<Response> {
+pub(crate) fn delete(
+    tx: &Transaction<'_>,
+    place: &Place,
+    name: &str,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
     let Some(id) = entity_id(tx, place, name)? else { return Ok(Response::Deleted(false)) };
     tx.execute("DELETE FROM memory_observations WHERE entity_id = ?1", [id])?;
     tx.execute("DELETE FROM memory_entities WHERE id = ?1", [id])?;
@@ -61,7 +71,14 @@ pub(crate) fn delete(tx: &Transaction<'_>, place: &Place, name: &str, stage: &mu
     Ok(Response::Deleted(true))
 }
 
-pub(crate) fn relate(tx: &Transaction<'_>, place: &Place, from: &str, to: &str, relation_type: &str, at_ms: i64) -> rusqlite::Result<Response> {
+pub(crate) fn relate(
+    tx: &Transaction<'_>,
+    place: &Place,
+    from: &str,
+    to: &str,
+    relation_type: &str,
+    at_ms: i64,
+) -> rusqlite::Result<Response> {
     for end in [from, to] {
         if entity_id(tx, place, end)?.is_none() {
             return Ok(Response::MissingEntity(end.to_owned()));

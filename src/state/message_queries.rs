@@ -23,7 +23,8 @@ pub struct ConversationRecord {
 }
 
 fn parse_body(body: String) -> rusqlite::Result<Message> {
-    serde_json::from_str(&body).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    serde_json::from_str(&body)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
 }
 
 impl Queries {
@@ -31,7 +32,8 @@ impl Queries {
         let id = id.to_owned();
         self.replica()
             .read(move |c| {
-                let body: Option<String> = c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+                let body: Option<String> =
+                    c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?;
                 body.map(parse_body).transpose()
             })
             .await
@@ -85,7 +87,9 @@ impl Queries {
     pub async fn pending_counts(&self) -> Result<HashMap<String, u64>, ReadError> {
         self.replica()
             .read(|c| {
-                let mut s = c.prepare_cached("SELECT receiver_key, COUNT(*) FROM messages WHERE status = 'accepted' GROUP BY receiver_key")?;
+                let mut s = c.prepare_cached(
+                    "SELECT receiver_key, COUNT(*) FROM messages WHERE status = 'accepted' GROUP BY receiver_key",
+                )?;
                 let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 rows.collect()
             })
@@ -113,7 +117,8 @@ impl Queries {
     pub async fn capabilities(&self) -> Result<Vec<String>, ReadError> {
         self.replica()
             .read(|c| {
-                let mut s = c.prepare_cached("SELECT DISTINCT capability FROM agent_capabilities ORDER BY capability")?;
+                let mut s =
+                    c.prepare_cached("SELECT DISTINCT capability FROM agent_capabilities ORDER BY capability")?;
                 let rows = s.query_map([], |r| r.get(0))?;
                 rows.collect()
             })

@@ -46,10 +46,16 @@ fn touch_conversation(tx: &Transaction<'_>, m: &Message) -> rusqlite::Result<boo
     Ok(inserted > 0)
 }
 
-pub(crate) fn accept(tx: &Transaction<'_>, index: u64, messages: Vec<Message>, stage: &mut Vec<StateEvent>) -> rusqlite::Result<Response> {
+pub(crate) fn accept(
+    tx: &Transaction<'_>,
+    index: u64,
+    messages: Vec<Message>,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
     let mut outcomes = Vec::with_capacity(messages.len());
     for mut m in messages {
-        let exists: bool = tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&m.id], |_| Ok(true)).optional()?.unwrap_or(false);
+        let exists: bool =
+            tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&m.id], |_| Ok(true)).optional()?.unwrap_or(false);
         if exists {
             outcomes.push(AcceptOutcome::Duplicate);
             continue;
@@ -68,7 +74,10 @@ pub(crate) fn accept(tx: &Transaction<'_>, index: u64, messages: Vec<Message>, s
         if touch_conversation(tx, &m)? {
             stage.push(StateEvent::ConversationChanged { id: m.conversation_id.clone() });
         }
-        stage.push(StateEvent::ConversationMessage { conversation_id: m.conversation_id.clone(), message_id: m.id.clone() });
+        stage.push(StateEvent::ConversationMessage {
+            conversation_id: m.conversation_id.clone(),
+            message_id: m.id.clone(),
+        });
         if m.kind == MessageKind::Request {
             if let Ok(receiver) = AgentName::parse(&m.receiver) {
                 stage.push(StateEvent::MessageAccepted { id: m.id.clone(), receiver });
@@ -79,17 +88,24 @@ pub(crate) fn accept(tx: &Transaction<'_>, index: u64, messages: Vec<Message>, s
     Ok(Response::Accepted(outcomes))
 }
 
-pub(crate) fn record_replies(tx: &Transaction<'_>, index: u64, replies: Vec<Message>, stage: &mut Vec<StateEvent>) -> rusqlite::Result<Response> {
+pub(crate) fn record_replies(
+    tx: &Transaction<'_>,
+    index: u64,
+    replies: Vec<Message>,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
     let mut recorded = Vec::with_capacity(replies.len());
     for mut reply in replies {
         let Some(request_id) = reply.reply_to.clone() else {
             recorded.push(false);
             continue;
         };
-        let open: Option<String> = tx
-            .query_row("SELECT status FROM messages WHERE id = ?1", [&request_id], |r| r.get(0))
-            .optional()?;
-        let exists: bool = tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&reply.id], |_| Ok(true)).optional()?.unwrap_or(false);
+        let open: Option<String> =
+            tx.query_row("SELECT status FROM messages WHERE id = ?1", [&request_id], |r| r.get(0)).optional()?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM messages WHERE id = ?1", [&reply.id], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
         if open.as_deref() != Some(MessageStatus::Accepted.as_str()) || exists {
             recorded.push(false);
             continue;
@@ -100,19 +116,28 @@ pub(crate) fn record_replies(tx: &Transaction<'_>, index: u64, replies: Vec<Mess
         let new_status = if failed { MessageStatus::Failed } else { MessageStatus::Answered };
         // The request's stored body carries status too; keep both in step.
         let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [&request_id], |r| r.get(0))?;
-        let mut request: Message = serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        let mut request: Message =
+            serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         request.status = new_status;
         request.reply_id = Some(reply.id.clone());
         tx.execute(
             "UPDATE messages SET status = ?2, reply_id = ?3, body = ?4 WHERE id = ?1",
-            params![request_id, new_status.as_str(), reply.id, serde_json::to_string(&request).expect("message serializes")],
+            params![
+                request_id,
+                new_status.as_str(),
+                reply.id,
+                serde_json::to_string(&request).expect("message serializes")
+            ],
         )?;
         let state = if failed { ConversationState::Failed } else { ConversationState::Completed };
         tx.execute(
             "UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1",
             params![reply.conversation_id, reply.created_at_ms, state.as_str()],
         )?;
-        stage.push(StateEvent::ConversationMessage { conversation_id: reply.conversation_id.clone(), message_id: reply.id.clone() });
+        stage.push(StateEvent::ConversationMessage {
+            conversation_id: reply.conversation_id.clone(),
+            message_id: reply.id.clone(),
+        });
         stage.push(StateEvent::ReplyRecorded { request_id, reply_id: reply.id.clone() });
         stage.push(StateEvent::ConversationChanged { id: reply.conversation_id.clone() });
         recorded.push(true);

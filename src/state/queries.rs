@@ -37,7 +37,8 @@ const AGENT_COLUMNS: &str = "name, revision, version, spec, toml, source, owner,
 fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let spec: String = r.get(3)?;
     let source: String = r.get(5)?;
-    let bad = |e: serde_json::Error| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e));
+    let bad =
+        |e: serde_json::Error| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e));
     Ok(AgentRecord {
         name: r.get(0)?,
         revision: r.get(1)?,

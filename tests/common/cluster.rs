@@ -48,7 +48,9 @@ impl TestCluster {
     pub async fn start_with(n: usize, opts: ClusterOptions) -> Self {
         let slot = cluster_slot().await;
         let gossip: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
-        let ip = |i: usize| opts.ip_base.map(|b| format!("127.0.0.{}", b as usize + i + 1)).unwrap_or_else(|| "127.0.0.1".into());
+        let ip = |i: usize| {
+            opts.ip_base.map(|b| format!("127.0.0.{}", b as usize + i + 1)).unwrap_or_else(|| "127.0.0.1".into())
+        };
         let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
         let mut nodes = Vec::new();
         for i in 0..n {

@@ -51,7 +51,16 @@ pub struct NodeOptions {
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        Self { extra_config: String::new(), tables: String::new(), cluster_extra: String::new(), ports: None, rpc_host: None, agents_dir: None, env: Vec::new(), args: Vec::new() }
+        Self {
+            extra_config: String::new(),
+            tables: String::new(),
+            cluster_extra: String::new(),
+            ports: None,
+            rpc_host: None,
+            agents_dir: None,
+            env: Vec::new(),
+            args: Vec::new(),
+        }
     }
 }
 
@@ -225,8 +234,15 @@ impl TestNode {
         self.send(reqwest::Method::POST, path, "application/toml", toml.to_owned()).await
     }
 
-    pub async fn send(&self, method: reqwest::Method, path: &str, ctype: &str, body: String) -> (u16, serde_json::Value) {
-        let r = self.http.request(method, self.url(path)).header("content-type", ctype).body(body).send().await.unwrap();
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        ctype: &str,
+        body: String,
+    ) -> (u16, serde_json::Value) {
+        let r =
+            self.http.request(method, self.url(path)).header("content-type", ctype).body(body).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(serde_json::Value::Null))
     }
@@ -266,7 +282,9 @@ pub fn signal(pid: u32, sig: &str) {
 
 /// The repository's model weights (`make models`), or `CAXTON_MODELS_DIR`.
 pub fn models_dir() -> PathBuf {
-    std::env::var("CAXTON_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
+    std::env::var("CAXTON_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
 }
 
 /// Deploys an agent over HTTP, asserting success.

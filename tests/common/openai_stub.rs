@@ -44,7 +44,12 @@ impl StubReply {
     }
 
     pub fn error(status: u16, message: &str) -> Self {
-        Self { status, body: json!({"error": {"message": message, "type": "invalid_request_error"}}), headers: vec![], delay: Duration::ZERO }
+        Self {
+            status,
+            body: json!({"error": {"message": message, "type": "invalid_request_error"}}),
+            headers: vec![],
+            delay: Duration::ZERO,
+        }
     }
 
     pub fn with_header(mut self, k: &str, v: &str) -> Self {
@@ -92,7 +97,11 @@ async fn handle(State(inner): State<Arc<Inner>>, _headers: HeaderMap, Json(body)
 
 impl OpenAiStub {
     pub async fn start() -> Self {
-        let inner = Arc::new(Inner { script: Mutex::new(VecDeque::new()), fallback: Mutex::new(None), requests: Mutex::new(Vec::new()) });
+        let inner = Arc::new(Inner {
+            script: Mutex::new(VecDeque::new()),
+            fallback: Mutex::new(None),
+            requests: Mutex::new(Vec::new()),
+        });
         let app = Router::new().route("/v1/chat/completions", post(handle)).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1", listener.local_addr().unwrap());

@@ -71,8 +71,10 @@ impl LogStore {
 
     /// The id of the cluster this log belongs to, once known (see `identity`).
     pub fn cluster_id(&self) -> rusqlite::Result<Option<String>> {
-        self.with(|c| c.query_row("SELECT value FROM meta WHERE key = 'cluster_id'", [], |r| r.get::<_, Vec<u8>>(0)).optional())
-            .map(|raw| raw.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        self.with(|c| {
+            c.query_row("SELECT value FROM meta WHERE key = 'cluster_id'", [], |r| r.get::<_, Vec<u8>>(0)).optional()
+        })
+        .map(|raw| raw.map(|b| String::from_utf8_lossy(&b).into_owned()))
     }
 
     pub fn set_cluster_id(&self, id: &str) -> rusqlite::Result<()> {
@@ -155,8 +157,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.with(|c| Self::put_meta(c, "vote", vote))
-            .map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
+        self.with(|c| Self::put_meta(c, "vote", vote)).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {

@@ -29,7 +29,12 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> Connection {
-        Connection { client: self.client.clone(), target, addr: node.rpc.clone(), incarnation: node.incarnation.clone() }
+        Connection {
+            client: self.client.clone(),
+            target,
+            addr: node.rpc.clone(),
+            incarnation: node.incarnation.clone(),
+        }
     }
 }
 
@@ -47,12 +52,12 @@ impl Connection {
     {
         let timeout = option.hard_ttl().max(Duration::from_millis(100));
         let result: Result<Resp, RaftError<NodeId, E>> =
-            self.client.call_member(&self.addr, Some(&self.incarnation), path, req, timeout).await.map_err(|e| match e {
-                crate::transport::RpcError::Unreachable { .. } => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
-                other => RPCError::Network(NetworkError::new(&other)),
-            })?;
+            self.client.call_member(&self.addr, Some(&self.incarnation), path, req, timeout).await.map_err(
+                |e| match e {
+                    crate::transport::RpcError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                    other => RPCError::Network(NetworkError::new(&other)),
+                },
+            )?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

@@ -21,7 +21,12 @@ impl Application for Kv {
         conn.execute_batch("CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v TEXT NOT NULL)")
     }
 
-    fn apply(&self, tx: &rusqlite::Transaction<'_>, _index: u64, (k, v): Self::Command) -> rusqlite::Result<Self::Response> {
+    fn apply(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        _index: u64,
+        (k, v): Self::Command,
+    ) -> rusqlite::Result<Self::Response> {
         use rusqlite::OptionalExtension;
         let old = tx.query_row("SELECT v FROM kv WHERE k = ?1", [&k], |r| r.get(0)).optional()?;
         tx.execute("INSERT OR REPLACE INTO kv(k, v) VALUES (?1, ?2)", [&k, &v])?;

@@ -5,8 +5,8 @@
 mod client;
 mod server;
 
-pub(crate) use client::{RpcClient, RpcError};
 pub use client::TRACE_ID;
+pub(crate) use client::{RpcClient, RpcError};
 pub(crate) use server::{router, AdminRequest, RpcState};
 
 pub(crate) const SECRET_HEADER: &str = "x-caxton-cluster-secret";

@@ -72,7 +72,13 @@ fn encoded<T: serde::Serialize>(value: &T) -> Response {
 
 /// Authorises, decodes, runs `f` inside a span carrying the caller's trace
 /// id, and encodes the answer: the shape every Raft RPC shares.
-async fn serve_rpc<Req, Resp, F, Fut>(s: &RpcState, headers: &HeaderMap, body: &[u8], rpc: &'static str, f: F) -> Response
+async fn serve_rpc<Req, Resp, F, Fut>(
+    s: &RpcState,
+    headers: &HeaderMap,
+    body: &[u8],
+    rpc: &'static str,
+    f: F,
+) -> Response
 where
     Req: DeserializeOwned,
     Resp: serde::Serialize,

@@ -71,7 +71,8 @@ impl LocalModel {
 
     fn load_blocking(path: PathBuf) -> Result<Loaded, LocalModelError> {
         let shown = path.display().to_string();
-        let mut file = std::fs::File::open(&path).map_err(|e| LocalModelError::Missing { path: shown.clone(), reason: e.to_string() })?;
+        let mut file = std::fs::File::open(&path)
+            .map_err(|e| LocalModelError::Missing { path: shown.clone(), reason: e.to_string() })?;
         let invalid = |reason: String| LocalModelError::Invalid { path: shown.clone(), reason };
         let content = gguf_file::Content::read(&mut file).map_err(|e| invalid(e.to_string()))?;
         let tokenizer = GgufTokenizer::from_gguf(&content).map_err(invalid)?;
@@ -127,9 +128,11 @@ impl LocalModel {
         let prompt = Self::render_chat(&messages);
         let temperature = req.temperature.unwrap_or(settings.temperature);
         let max_tokens = req.max_tokens.unwrap_or(settings.max_tokens).min(4096) as usize;
-        tokio::task::spawn_blocking(move || run_generation(&loaded, &prompt, temperature, max_tokens, settings.seed, tokens))
-            .await
-            .map_err(|e| LlmError::Local(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            run_generation(&loaded, &prompt, temperature, max_tokens, settings.seed, tokens)
+        })
+        .await
+        .map_err(|e| LlmError::Local(e.to_string()))?
     }
 }
 
@@ -162,11 +165,8 @@ fn run_generation(
     let prompt_ids = tok.encode(prompt).map_err(LlmError::Local)?;
     // A private copy: shares the weights, owns its KV cache.
     let mut model = loaded.weights.clone();
-    let sampling = if temperature <= 0.0 {
-        Sampling::ArgMax
-    } else {
-        Sampling::TopP { p: 0.9, temperature: temperature as f64 }
-    };
+    let sampling =
+        if temperature <= 0.0 { Sampling::ArgMax } else { Sampling::TopP { p: 0.9, temperature: temperature as f64 } };
     let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
     let stops: Vec<u32> = [Some(tok.eos), tok.end_of_turn].into_iter().flatten().collect();
 
