@@ -13,5 +13,7 @@ pub mod memory;
 pub mod messaging;
 pub mod node;
 pub mod observability;
+pub mod problems;
+pub mod shutdown;
 pub mod sse;
 pub mod state;

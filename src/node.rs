@@ -17,7 +17,8 @@ use crate::mcp::{McpHost, McpRegistry};
 use crate::memory::{EmbeddedMemory, MemoryBackend};
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
-use crate::state::CaxtonState;
+use crate::shutdown::Shutdown;
+use crate::state::{CaxtonState, Queries, Store};
 
 pub struct Node {
     pub config: ServerConfig,
@@ -26,8 +27,8 @@ pub struct Node {
     pub registry: AgentRegistry,
     pub runtime: AgentRuntime,
     pub messages: Arc<MessageService>,
-    stop: CancellationToken,
-    tasks: tokio::task::JoinSet<()>,
+    /// Owns every background task; stopped before Raft.
+    shutdown: Shutdown,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     server_stop: CancellationToken,
 }
@@ -126,10 +127,17 @@ impl Node {
             tracing::warn!("no leader yet after 30s; serving anyway, writes will wait for one");
         }
 
-        let stop = CancellationToken::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        let shutdown = Shutdown::new();
+        let stop = shutdown.token().clone();
         let mcp_host = McpHost::new(&config.server.data_dir.join("wasm-cache")).context("starting the WASM host")?;
-        let mcp = Arc::new(McpRegistry::new(cluster.clone(), mcp_host, config.server.data_dir.join("tool-data")));
+        let store = Store::new(cluster.clone());
+        let queries = Queries::new(cluster.replica().clone());
+        let mcp = Arc::new(McpRegistry::new(
+            store.clone(),
+            queries.clone(),
+            mcp_host,
+            config.server.data_dir.join("tool-data"),
+        ));
         if !config.server.tools_dir.is_empty() {
             for (dir, result) in mcp.deploy_dir(std::path::Path::new(&config.server.tools_dir)).await {
                 match result {
@@ -142,10 +150,25 @@ impl Node {
         let models_dir = config.models.dir.clone();
         let providers = Providers::build(&config.llm.providers, &config.llm.default_provider, &models_dir);
         let metrics = Arc::new(Metrics::default());
-        let messages = MessageService::new(cluster.clone(), registry.queries().clone(), app_events.resubscribe());
-        let memory: Arc<dyn MemoryBackend> =
-            EmbeddedMemory::start(cluster.clone(), models_dir.join("all-minilm-l6-v2"), app_events.resubscribe())
-                .await?;
+        let peer_http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(2))
+            .build()
+            .context("building the peer HTTP client")?;
+        let messages = MessageService::new(
+            cluster.clone(),
+            registry.queries().clone(),
+            app_events.resubscribe(),
+            peer_http,
+            &shutdown,
+        );
+        let memory: Arc<dyn MemoryBackend> = EmbeddedMemory::start(
+            store,
+            queries,
+            models_dir.join("all-minilm-l6-v2"),
+            app_events.resubscribe(),
+            &shutdown,
+        )
+        .await?;
         let runtime = AgentRuntime::new(
             cluster.clone(),
             registry.queries().clone(),
@@ -154,22 +177,23 @@ impl Node {
             memory.clone(),
             mcp.clone(),
             metrics.clone(),
+            shutdown.clone(),
         );
         runtime.reconcile().await.context("starting the agents this node owns")?;
-        tasks.spawn(runtime.clone().follow(events, stop.clone()));
+        shutdown.spawn(runtime.clone().follow(events, stop.clone()));
 
         let placement = Placement::new(cluster.clone(), registry.queries().clone());
         if let Err(e) = placement.rebalance_once().await {
             tracing::warn!(error = %e, "initial placement failed; the loop retries");
         }
-        tasks.spawn(placement.clone().run(stop.clone()));
+        shutdown.spawn(placement.clone().run(stop.clone()));
 
         let agents_dir = config.agents_dir();
         let directory = match &agents_dir {
             Some(dir) => {
                 let d = AgentsDirectory::new(dir.clone(), registry.clone());
                 d.sync(true).await;
-                tasks.spawn(d.clone().watch(config.agents_reload(), stop.clone()));
+                shutdown.spawn(d.clone().watch(config.agents_reload(), stop.clone()));
                 Some(d)
             }
             None => None,
@@ -190,10 +214,6 @@ impl Node {
             directory,
             agents_dir,
             shutdown: stop.clone(),
-            peer_http: reqwest::Client::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .build()
-                .context("building the peer HTTP client")?,
         });
         let router = api::router(ctx, config.server.max_body_bytes as usize);
         let server_stop = CancellationToken::new();
@@ -202,25 +222,14 @@ impl Node {
             axum::serve(api_listener, router).with_graceful_shutdown(graceful.cancelled_owned()).await
         });
         tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), "caxton node started");
-        Ok(Self {
-            config,
-            api_addr,
-            cluster,
-            registry,
-            runtime,
-            messages,
-            stop,
-            tasks,
-            server: Some(server),
-            server_stop,
-        })
+        Ok(Self { config, api_addr, cluster, registry, runtime, messages, shutdown, server: Some(server), server_stop })
     }
 
     /// Graceful shutdown: drop readiness, stop accepting, let in-flight
     /// requests finish (bounded), stop background work, then Raft. Every
     /// acknowledged write is already durable in the log.
     pub async fn shutdown(mut self) {
-        self.stop.cancel();
+        self.shutdown.token().cancel();
         self.server_stop.cancel();
         let grace = Duration::from_millis(self.config.server.shutdown_grace_ms);
         if let Some(server) = self.server.take() {
@@ -229,7 +238,9 @@ impl Node {
                 Err(_) => tracing::warn!(?grace, "in-flight requests did not finish within the grace period"),
             }
         }
-        while tokio::time::timeout(Duration::from_secs(5), self.tasks.join_next()).await.ok().flatten().is_some() {}
+        if !self.shutdown.stop(Duration::from_secs(5)).await {
+            tracing::warn!("background work did not finish within 5s; stopping Raft anyway");
+        }
         self.cluster.shutdown().await;
         tracing::info!("caxton node stopped");
     }

@@ -13,7 +13,7 @@ mod turns;
 
 pub use directory::{AgentsDirectory, FileStatus};
 pub use mailboxes::{Mailboxes, Undelivered};
-pub use placement::Placement;
+pub use placement::{Placement, PlacementError};
 pub use registry::{AgentRegistry, DeployOutcome, RegistryError};
 pub use runtime::{AgentRuntime, AgentState, RunningAgent};
 pub use tools::ASK_AGENT;

@@ -11,26 +11,45 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::{placement, Cluster};
+use caxton_cluster::{placement, Cluster, ReadError, WriteError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::{CaxtonState, Command, Queries, SHARDS};
+use crate::state::{AssignShards, CaxtonState, Queries, Store, SHARDS};
 
 #[derive(Clone)]
 pub struct Placement {
     cluster: Arc<Cluster<CaxtonState>>,
+    store: Store,
     queries: Queries,
     kick: Arc<Notify>,
 }
 
+/// Why a rebalance did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum PlacementError {
+    #[error("reading the shard map failed: {0}")]
+    Read(#[from] ReadError),
+    #[error("proposing the moves failed: {0}")]
+    Write(#[from] WriteError),
+}
+
+impl crate::problems::Classified for PlacementError {
+    fn problem_type(&self) -> crate::problems::ProblemType {
+        match self {
+            Self::Read(e) => e.problem_type(),
+            Self::Write(e) => e.problem_type(),
+        }
+    }
+}
+
 impl Placement {
     pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries) -> Self {
-        Self { cluster, queries, kick: Arc::new(Notify::new()) }
+        Self { store: Store::new(cluster.clone()), cluster, queries, kick: Arc::new(Notify::new()) }
     }
 
     /// Shards that would move now; proposes the moves when this node leads.
-    pub async fn rebalance_once(&self) -> anyhow::Result<usize> {
+    pub async fn rebalance_once(&self) -> Result<usize, PlacementError> {
         if !self.cluster.is_leader() {
             return Ok(0);
         }
@@ -46,7 +65,7 @@ impl Placement {
         }
         let n = moves.len();
         tracing::info!(shards = n, ?nodes, "rebalancing shards");
-        self.cluster.write(&Command::AssignShards { moves, at_ms: chrono::Utc::now().timestamp_millis() }).await?;
+        self.store.propose(AssignShards { moves, at_ms: chrono::Utc::now().timestamp_millis() }).await?;
         Ok(n)
     }
 

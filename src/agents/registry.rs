@@ -5,7 +5,9 @@ use caxton_cluster::{Cluster, ReadError, WriteError};
 use super::tools::BUILTIN_TOOLS;
 use crate::config::{AgentName, AgentSpec, FieldError, ParseAgentError};
 use crate::mcp::McpRegistry;
-use crate::state::{AgentRecord, AgentSource, CaxtonState, Command, DeployAgent, Queries, Response};
+use crate::state::{
+    AgentRecord, AgentSource, CaxtonState, DeployAgent, Deployment, Queries, Removal, RemoveAgent, Store,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -35,6 +37,7 @@ pub struct DeployOutcome {
 #[derive(Clone)]
 pub struct AgentRegistry {
     cluster: Arc<Cluster<CaxtonState>>,
+    store: Store,
     queries: Queries,
     mcp: Option<Arc<McpRegistry>>,
 }
@@ -46,7 +49,7 @@ fn now_ms() -> i64 {
 impl AgentRegistry {
     pub fn new(cluster: Arc<Cluster<CaxtonState>>) -> Self {
         let queries = Queries::new(cluster.replica().clone());
-        Self { cluster, queries, mcp: None }
+        Self { store: Store::new(cluster.clone()), cluster, queries, mcp: None }
     }
 
     /// Enables checking agents' `tools` against the deployed tool servers.
@@ -112,19 +115,11 @@ impl AgentRegistry {
         must_exist: bool,
     ) -> Result<DeployOutcome, RegistryError> {
         let name = spec.name.clone();
-        let command = Command::DeployAgent(Box::new(DeployAgent {
-            owner: self.owner_for(&name),
-            spec,
-            toml,
-            source,
-            at_ms: now_ms(),
-            must_exist,
-        }));
-        match self.cluster.write(&command).await? {
-            Response::Deployed { revision, created } => Ok(DeployOutcome { name, revision, created, changed: true }),
-            Response::Unchanged { revision } => Ok(DeployOutcome { name, revision, created: false, changed: false }),
-            Response::NotFound => Err(RegistryError::NotFound(name.to_string())),
-            other => unreachable_response(other),
+        let command = DeployAgent { owner: self.owner_for(&name), spec, toml, source, at_ms: now_ms(), must_exist };
+        match self.store.propose(command).await? {
+            Deployment::Deployed { revision, created } => Ok(DeployOutcome { name, revision, created, changed: true }),
+            Deployment::Unchanged { revision } => Ok(DeployOutcome { name, revision, created: false, changed: false }),
+            Deployment::NotFound => Err(RegistryError::NotFound(name.to_string())),
         }
     }
 
@@ -192,11 +187,10 @@ impl AgentRegistry {
     }
 
     pub async fn remove(&self, name: &AgentName, only_if_source: Option<AgentSource>) -> Result<u64, RegistryError> {
-        let command = Command::RemoveAgent { name: name.clone(), only_if_source, at_ms: now_ms() };
-        match self.cluster.write(&command).await? {
-            Response::Removed { revision } => Ok(revision),
-            Response::NotFound | Response::SourceMismatch => Err(RegistryError::NotFound(name.to_string())),
-            other => unreachable_response(other),
+        let command = RemoveAgent { name: name.clone(), only_if_source, at_ms: now_ms() };
+        match self.store.propose(command).await? {
+            Removal::Removed { revision } => Ok(revision),
+            Removal::NotFound | Removal::SourceMismatch => Err(RegistryError::NotFound(name.to_string())),
         }
     }
 
@@ -205,6 +199,23 @@ impl AgentRegistry {
     }
 }
 
-fn unreachable_response<T>(r: Response) -> Result<T, RegistryError> {
-    Err(RegistryError::Write(WriteError::Rejected(format!("unexpected state machine response {r:?}"))))
+impl crate::problems::Classified for RegistryError {
+    fn problem_type(&self) -> crate::problems::ProblemType {
+        use crate::problems::ProblemType;
+        match self {
+            Self::Invalid(_) => ProblemType::InvalidAgent,
+            Self::NotFound(_) => ProblemType::AgentNotFound,
+            Self::NameMismatch { .. } => ProblemType::NameMismatch,
+            Self::FileManaged(_) => ProblemType::AgentFileManaged,
+            Self::Write(w) => w.problem_type(),
+            Self::Read(r) => r.problem_type(),
+        }
+    }
+
+    fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            Self::Invalid(p) => p.0.clone(),
+            _ => Vec::new(),
+        }
+    }
 }

@@ -18,6 +18,7 @@ use caxton_cluster::{Cluster, WriteError};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::mailboxes::Mailboxes;
 use super::tools::Tools;
@@ -28,7 +29,8 @@ use crate::memory::types::{MemoryScope, Place, Viewer, DEFAULT_WORKSPACE};
 use crate::memory::{MemoryBackend, SearchQuery};
 use crate::messaging::{Batcher, Message, MessageKind, MessageService, MessageStatus};
 use crate::observability::Metrics;
-use crate::state::{CaxtonState, Command, Queries, Response, StateEvent};
+use crate::shutdown::Shutdown;
+use crate::state::{CaxtonState, Queries, RecordReplies, StateEvent, Store};
 
 /// Messages waiting in one agent's mailbox; beyond this the sweep delivers.
 const MAILBOX: usize = 1024;
@@ -66,6 +68,8 @@ struct Executor {
     tools: Tools,
     metrics: Arc<Metrics>,
     replies: ReplyBatcher,
+    /// Owns the per-agent workers and the answers in flight.
+    shutdown: Shutdown,
     /// Ids being processed here, so the sweep does not start them twice.
     inflight: Mutex<HashSet<String>>,
 }
@@ -89,16 +93,18 @@ impl AgentRuntime {
         memory: Arc<dyn MemoryBackend>,
         mcp: Arc<crate::mcp::McpRegistry>,
         metrics: Arc<Metrics>,
+        shutdown: Shutdown,
     ) -> Self {
-        let c = cluster.clone();
-        let replies: ReplyBatcher = Batcher::spawn(512, 4, move |replies: Vec<Message>| {
-            let c = c.clone();
+        let store = Store::new(cluster.clone());
+        let replies: ReplyBatcher = Batcher::spawn(&shutdown, 512, 4, move |replies: Vec<Message>| {
+            let store = store.clone();
             async move {
                 let n = replies.len();
-                match c.write(&Command::RecordReplies { replies }).await? {
-                    Response::Recorded(r) if r.len() == n => Ok(r),
-                    other => Err(WriteError::Rejected(format!("unexpected answer to RecordReplies: {other:?}"))),
+                let recorded = store.propose(RecordReplies { replies }).await?;
+                if recorded.len() != n {
+                    return Err(WriteError::Rejected(format!("{} outcomes for {n} replies", recorded.len())));
                 }
+                Ok(recorded)
             }
         });
         let exec = Arc::new(Executor {
@@ -109,6 +115,7 @@ impl AgentRuntime {
             messages,
             metrics,
             replies,
+            shutdown,
             inflight: Mutex::new(HashSet::new()),
         });
         Self {
@@ -266,10 +273,11 @@ impl AgentRuntime {
             spec: Arc::new(spec),
             revision,
             started: Instant::now(),
-            stop: CancellationToken::new(),
+            // Stops with the agent, or with the node.
+            stop: self.exec.shutdown.token().child_token(),
             mailbox,
         };
-        tokio::spawn(worker(agent.spec.clone(), inbox, agent.stop.clone(), self.exec.clone()));
+        self.exec.shutdown.spawn(worker(agent.spec.clone(), inbox, agent.stop.clone(), self.exec.clone()));
         agent
     }
 }
@@ -285,8 +293,9 @@ async fn worker(spec: Arc<AgentSpec>, mut inbox: mpsc::Receiver<String>, stop: C
         if !exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
             continue;
         }
-        let (spec, exec) = (spec.clone(), exec.clone());
-        tokio::spawn(async move {
+        let (spec, task_exec) = (spec.clone(), exec.clone());
+        exec.shutdown.spawn(async move {
+            let exec = task_exec;
             if let Err(e) = process(&spec, &id, &exec).await {
                 tracing::warn!(agent = %spec.name, message = %id, error = %e, "message not answered yet; it will be retried");
             }
@@ -335,24 +344,38 @@ async fn recall(exec: &Executor, spec: &AgentSpec, viewer: &Viewer, request: &st
     }
 }
 
-async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> anyhow::Result<()> {
+/// Why processing a message stopped short of committing its reply; the
+/// message stays accepted and the sweep offers it again.
+#[derive(Debug, thiserror::Error)]
+enum ProcessError {
+    #[error("reading the replica failed: {0}")]
+    Read(#[from] caxton_cluster::ReadError),
+    #[error("committing the reply failed: {0}")]
+    Reply(String),
+}
+
+async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> Result<(), ProcessError> {
     let Some(message) = exec.queries.message(id).await? else { return Ok(()) };
     if message.status != MessageStatus::Accepted {
         return Ok(());
     }
     let span =
         tracing::info_span!("message", message_id = %message.id, agent = %spec.name, trace_id = %message.trace_id);
-    let _guard = span.enter();
+    answer(spec, message, exec).instrument(span).await
+}
+
+async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(), ProcessError> {
     let history = exec.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?;
     let result = match exec.providers.get(spec.provider.as_deref()) {
         Err(e) => Err(TurnError::Llm(e)),
         Ok(provider) => {
             let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-            let hub = exec.messages.tokens.clone();
-            let mid = message.id.clone();
+            // Listeners see tokens from here on; the stream ends when the
+            // turns drop their sender, before the reply is committed.
+            let producer = exec.messages.tokens.producer(&message.id);
             let forward = tokio::spawn(async move {
                 while let Some(t) = rx.recv().await {
-                    hub.publish(&mid, t);
+                    producer.publish(t);
                 }
             });
             let memory = agent_memory(spec);
@@ -385,7 +408,6 @@ async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> anyhow::Result<
             r
         }
     };
-    exec.messages.tokens.finish(&message.id);
     let (kind, content) = match result {
         Ok(answer) => {
             Metrics::inc(&exec.metrics.messages_processed);
@@ -419,7 +441,7 @@ async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> anyhow::Result<
     };
     match exec.replies.submit(reply).await {
         Ok(Ok(_recorded)) => Ok(()),
-        Ok(Err(e)) => Err(anyhow::anyhow!("committing the reply failed: {e}")),
-        Err(e) => Err(anyhow::anyhow!("{e}")),
+        Ok(Err(e)) => Err(ProcessError::Reply(e.to_string())),
+        Err(e) => Err(ProcessError::Reply(e.to_string())),
     }
 }

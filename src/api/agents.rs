@@ -8,7 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::Ctx;
 use crate::agents::{AgentState, DeployOutcome, FileStatus};
 use crate::config::{AgentName, FieldError};
@@ -95,8 +95,9 @@ fn summary(ctx: &Ctx, a: &AgentRecord) -> AgentSummary {
 }
 
 fn parse_name(name: &str) -> Result<AgentName, Problem> {
-    AgentName::parse(name)
-        .map_err(|why| Problem::not_found("agent-not-found", format!("agent `{name}` does not exist: the name {why}")))
+    AgentName::parse(name).map_err(|why| {
+        Problem::of(ProblemType::AgentNotFound, format!("agent `{name}` does not exist: the name {why}"))
+    })
 }
 
 fn deploy_result(o: DeployOutcome) -> DeployResult {
@@ -127,10 +128,8 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
         "application/toml" | "text/plain" | "text/x-toml" | "application/x-toml" | "" => {
             String::from_utf8(body.to_vec()).map(Body::Toml).map_err(|_| Problem::bad_request("TOML body is not UTF-8"))
         }
-        other => Err(Problem::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
+        other => Err(Problem::of(
+            ProblemType::UnsupportedMediaType,
             format!("content type `{other}` is not accepted; send application/toml or application/json"),
         )),
     }

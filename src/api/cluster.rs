@@ -1,28 +1,14 @@
 //! Cluster administration: members, placement, leave, remove, leadership.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::Json;
-use caxton_cluster::{AdminError, MemberView};
+use caxton_cluster::MemberView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::Ctx;
 use crate::state::SHARDS;
-
-impl From<AdminError> for Problem {
-    fn from(e: AdminError) -> Self {
-        let detail = e.to_string();
-        match e {
-            AdminError::UnknownNode(_) => Problem::not_found("node-not-found", detail),
-            AdminError::Refused(_) => Problem::new(StatusCode::CONFLICT, "cluster-refused", "Refused", detail),
-            AdminError::NoLeader | AdminError::Unreachable { .. } => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster-unavailable", "Cluster unavailable", detail)
-            }
-        }
-    }
-}
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Members {
@@ -121,6 +107,6 @@ pub struct Rebalanced {
 /// Recompute placement now (the leader also does this every second).
 #[utoipa::path(post, path = "/v1/cluster/rebalance", tag = "cluster", responses((status = 200, body = Rebalanced)))]
 pub async fn rebalance(State(ctx): State<Ctx>) -> Result<Json<Rebalanced>, Problem> {
-    let moved = ctx.placement.rebalance_once().await.map_err(|e| Problem::internal(e.to_string()))?;
+    let moved = ctx.placement.rebalance_once().await?;
     Ok(Json(Rebalanced { moved, leader: ctx.cluster.status().leader }))
 }

@@ -9,40 +9,7 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::Ctx;
-use crate::mcp::{McpError, ServerRecord, ToolError};
-
-impl From<McpError> for Problem {
-    fn from(e: McpError) -> Self {
-        let detail = e.to_string();
-        match e {
-            McpError::Invalid(_) => {
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid-tool-server", "Invalid tool server", detail)
-            }
-            McpError::UnknownServer(_) => Problem::not_found("tool-server-not-found", detail),
-            McpError::UnknownTool { available, .. } => {
-                let mut p = Problem::not_found("tool-not-found", detail);
-                p.extra = Some(serde_json::json!({ "available": available }));
-                p
-            }
-            McpError::Tool(t) => {
-                let kind = match t {
-                    ToolError::InvalidModule(_) => "invalid-module",
-                    ToolError::MemoryLimit { .. } => "tool-memory-limit",
-                    ToolError::CpuLimit { .. } => "tool-cpu-limit",
-                    ToolError::Timeout { .. } => "tool-timeout",
-                    ToolError::OutputLimit { .. } => "tool-output-limit",
-                    ToolError::InputLimit { .. } => "tool-input-limit",
-                    ToolError::NoInitialize => "tool-not-mcp",
-                    ToolError::Trap(_) | ToolError::Protocol(_) => "tool-failed",
-                    ToolError::Rpc { .. } => "tool-rpc-error",
-                };
-                Problem::new(StatusCode::UNPROCESSABLE_ENTITY, kind, "Tool error", detail)
-            }
-            McpError::Write(w) => w.into(),
-            McpError::Read(r) => r.into(),
-        }
-    }
-}
+use crate::mcp::ServerRecord;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

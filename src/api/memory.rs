@@ -11,34 +11,10 @@ use super::Ctx;
 use crate::memory::types::{parse_scope, Entity, MemoryScope, Place, Related, SearchHit, Viewer, DEFAULT_WORKSPACE};
 use crate::memory::{MemoryError, MemoryExport, SearchQuery};
 
-impl From<MemoryError> for Problem {
-    fn from(e: MemoryError) -> Self {
-        let detail = e.to_string();
-        match e {
-            MemoryError::Invalid(_) => Problem::bad_request(detail),
-            MemoryError::NotFound(_) => Problem::not_found("memory-entity-not-found", detail),
-            MemoryError::Version { .. } => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unsupported-export-version",
-                "Unsupported export version",
-                detail,
-            ),
-            MemoryError::Model(_) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "memory-model-unavailable",
-                "Embedding model unavailable",
-                detail,
-            ),
-            MemoryError::Write(w) => w.into(),
-            MemoryError::Read(r) => r.into(),
-        }
-    }
-}
-
 /// Who is asking and where: `scope` plus `agent` (agent-only) or `workspace`.
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
 pub struct Scoped {
-    /// agent-only | workspace | global (default global)
+    /// agent_only | workspace | global (default global)
     pub scope: Option<String>,
     /// Required for agent-only: act as this agent.
     pub agent: Option<String>,
@@ -51,7 +27,7 @@ fn scope_param(scope: Option<&str>) -> Result<Option<MemoryScope>, Problem> {
     scope
         .map(|s| {
             parse_scope(s)
-                .ok_or_else(|| Problem::bad_request(format!("scope `{s}` is not one of agent-only, workspace, global")))
+                .ok_or_else(|| Problem::bad_request(format!("scope `{s}` is not one of agent_only, workspace, global")))
         })
         .transpose()
 }
@@ -62,7 +38,7 @@ fn place(scope: Option<&str>, agent: Option<&str>, workspace: Option<&str>) -> R
         MemoryScope::Workspace => Ok(Place::workspace(workspace.unwrap_or(DEFAULT_WORKSPACE))),
         MemoryScope::AgentOnly => match agent {
             Some(a) if !a.is_empty() => Ok(Place::agent(a)),
-            _ => Err(Problem::bad_request("scope=agent-only needs agent=NAME: agent-only memory belongs to one agent")),
+            _ => Err(Problem::bad_request("scope=agent_only needs agent=NAME: agent-only memory belongs to one agent")),
         },
     }
 }
@@ -76,7 +52,7 @@ fn viewer(agent: Option<&str>, workspace: Option<&str>) -> Viewer {
 pub struct NewEntity {
     pub name: String,
     pub entity_type: String,
-    /// agent-only | workspace | global (default global)
+    /// agent_only | workspace | global (default global)
     pub scope: Option<String>,
     pub agent: Option<String>,
     pub workspace: Option<String>,
@@ -241,7 +217,7 @@ pub struct SearchResults {
 pub async fn search(State(ctx): State<Ctx>, Query(q): Query<SearchParams>) -> Result<Json<SearchResults>, Problem> {
     let scope = scope_param(q.scope.as_deref())?;
     if scope == Some(MemoryScope::AgentOnly) && q.agent.is_none() {
-        return Err(Problem::bad_request("scope=agent-only needs agent=NAME: agent-only memory belongs to one agent"));
+        return Err(Problem::bad_request("scope=agent_only needs agent=NAME: agent-only memory belongs to one agent"));
     }
     let results = ctx
         .memory

@@ -12,16 +12,15 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::problem::Problem;
+use super::problem::{Problem, ProblemType};
 use super::Ctx;
 use crate::messaging::{
-    ContractNetOutcome, Conversation, Message, MessageError, MessageKind, SendOutcome, SendRequest, StreamEvent, Target,
+    AnswerEvent, ContractNetOutcome, Conversation, Message, MessageKind, Relay, SendOutcome, SendRequest, Target,
 };
-use crate::sse::SseDecoder;
 use crate::state::StateEvent;
 
 /// Longest a synchronous send may wait for its reply.
-const MAX_SYNC_WAIT: Duration = Duration::from_secs(600);
+const MAX_SYNC_WAIT: Duration = crate::messaging::MAX_ANSWER_WAIT;
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -51,7 +50,7 @@ pub struct SendBody {
     pub sender: Option<String>,
     pub requirements: Option<String>,
     pub context: Option<String>,
-    /// `Request` (default) or `Notification` (no reply expected).
+    /// `request` (default) or `notification` (no reply expected).
     pub kind: Option<MessageKind>,
 }
 
@@ -59,37 +58,6 @@ pub struct SendBody {
 pub struct Exchange {
     pub message: Message,
     pub reply: Option<Message>,
-}
-
-impl From<MessageError> for Problem {
-    fn from(e: MessageError) -> Self {
-        let detail = e.to_string();
-        match e {
-            MessageError::UnknownAgent(_) => Problem::not_found("agent-not-found", detail),
-            MessageError::NoAgentForCapability { available, .. } => {
-                let mut p = Problem::not_found("no-agent-for-capability", detail);
-                p.extra = Some(serde_json::json!({ "capabilities": available }));
-                p
-            }
-            MessageError::Invalid(_) => Problem::bad_request(detail),
-            MessageError::HopLimit => Problem::new(StatusCode::CONFLICT, "hop-limit", "Hop limit reached", detail),
-            MessageError::NotFound(_) => Problem::not_found("message-not-found", detail),
-            MessageError::Timeout { id, .. } => {
-                let mut p = Problem::new(StatusCode::GATEWAY_TIMEOUT, "reply-timeout", "No reply yet", detail);
-                p.extra = Some(serde_json::json!({ "message_id": id }));
-                p
-            }
-            MessageError::Cluster(w) => match &*w {
-                caxton_cluster::WriteError::Fatal(_) => {
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-stopping", "Node stopping", detail)
-                }
-                _ => {
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "cluster-unavailable", "Cluster unavailable", detail)
-                }
-            },
-            MessageError::Read(r) => r.into(),
-        }
-    }
 }
 
 fn target(to: Option<String>, capability: Option<String>) -> Result<Target, Problem> {
@@ -112,7 +80,7 @@ pub async fn send(State(ctx): State<Ctx>, Json(body): Json<SendBody>) -> Result<
     let target = target(body.to, body.capability)?;
     let kind = body.kind.unwrap_or(MessageKind::Request);
     if !matches!(kind, MessageKind::Request | MessageKind::Notification) {
-        return Err(Problem::bad_request("`kind` may be Request or Notification"));
+        return Err(Problem::bad_request("`kind` may be request or notification"));
     }
     let req = SendRequest {
         kind,
@@ -158,9 +126,11 @@ pub struct StreamQuery {
 }
 
 /// The answer's tokens as they are generated (`token` events), then the
-/// committed reply (`reply`). Any node serves it: a node that does not run
-/// the receiving agent relays the stream of the node that does, and if that
-/// node goes away mid-stream, finishes with the committed reply.
+/// committed reply (`reply`), or `error` if none could be read. A listener
+/// who arrives late still gets every token from the first. Any node serves
+/// it: a node that does not run the receiving agent relays the stream of
+/// the node that does, and if that node goes away mid-stream, finishes with
+/// the committed reply.
 #[utoipa::path(get, path = "/v1/messages/{id}/stream", tag = "messages", params(("id" = String, Path), StreamQuery),
     responses((status = 200, description = "text/event-stream of `token` and `reply` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn stream(
@@ -168,66 +138,16 @@ pub async fn stream(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<SseStream, Problem> {
-    let mut tokens = ctx.messages.tokens.subscribe(&id);
-    let message = ctx.messages.get(&id).await?;
-    let upstream = if q.local { None } else { owner_stream(&ctx, &message).await };
-    let messages = ctx.messages.clone();
-    let s = async_stream::stream! {
-        let mut finished = false;
-        if let Some(upstream) = upstream {
-            let mut decoder = SseDecoder::default();
-            let mut body = upstream.bytes_stream();
-            while let Some(Ok(chunk)) = body.next().await {
-                for e in decoder.feed(&chunk) {
-                    finished |= e.event == "reply" || e.event == "error";
-                    yield Ok(Event::default().event(e.event).data(e.data));
-                }
-                if finished {
-                    break;
-                }
-            }
-        } else if messages.reply_of(&id).await.ok().flatten().is_none() {
-            loop {
-                match tokio::time::timeout(Duration::from_millis(250), tokens.recv()).await {
-                    Ok(Ok(StreamEvent::Token(t))) => yield Ok(Event::default().event("token").data(t)),
-                    Ok(Ok(StreamEvent::Done)) | Ok(Err(_)) => break,
-                    // Not started yet, or the agent moved: check for the reply.
-                    Err(_) => if messages.reply_of(&id).await.ok().flatten().is_some() { break },
-                }
-            }
-        }
-        if !finished {
-            match messages.await_reply(&id, MAX_SYNC_WAIT).await {
-                Ok(reply) => yield Ok(json_event("reply", &reply)),
-                Err(e) => yield Ok(Event::default().event("error").data(e.to_string())),
-            }
-        }
-    };
-    Ok(Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>).keep_alive(KeepAlive::default()))
-}
-
-/// The live stream of `message`'s answer from the node running its
-/// receiver, when that is another node and it answers.
-async fn owner_stream(ctx: &Ctx, message: &Message) -> Option<reqwest::Response> {
-    let name = crate::config::AgentName::parse(&message.receiver).ok()?;
-    let owner = ctx.registry.queries().agent(&name).await.ok()??.owner;
-    if owner == ctx.cluster.node_id() {
-        return None;
-    }
-    let api = ctx.cluster.status().members.into_iter().find(|m| m.id == owner)?.api_addr;
-    let url = format!("http://{api}/v1/messages/{}/stream?local=true", message.id);
-    let relayed = ctx.peer_http.get(url).header(super::request_id::HEADER, &message.trace_id).send().await;
-    match relayed {
-        Ok(r) if r.status().is_success() => Some(r),
-        Ok(r) => {
-            tracing::debug!(owner, status = %r.status(), "owner refused the token stream; serving the reply only");
-            None
-        }
-        Err(e) => {
-            tracing::debug!(owner, error = %e, "owner unreachable for the token stream; serving the reply only");
-            None
-        }
-    }
+    let relay = if q.local { Relay::LocalOnly } else { Relay::Allowed };
+    let answer = ctx.messages.answer_stream(&id, relay).await?;
+    let events = answer.map(|e| {
+        Ok(match e {
+            AnswerEvent::Token(t) => Event::default().event("token").data(t),
+            AnswerEvent::Reply(reply) => json_event("reply", &reply),
+            AnswerEvent::Failed(why) => Event::default().event("error").data(why),
+        })
+    });
+    Ok(Sse::new(Box::pin(events) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>).keep_alive(KeepAlive::default()))
 }
 
 /// A conversation: protocol, state and every message in order.
@@ -238,7 +158,7 @@ pub async fn conversation(State(ctx): State<Ctx>, Path(id): Path<String>) -> Res
         .conversation(&id)
         .await?
         .map(Json)
-        .ok_or_else(|| Problem::not_found("conversation-not-found", format!("conversation `{id}` does not exist")))
+        .ok_or_else(|| Problem::of(ProblemType::ConversationNotFound, format!("conversation `{id}` does not exist")))
 }
 
 /// A conversation's messages as they are committed (`message` events),
@@ -248,7 +168,7 @@ pub async fn conversation(State(ctx): State<Ctx>, Path(id): Path<String>) -> Res
 pub async fn conversation_stream(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<SseStream, Problem> {
     let mut events = ctx.state_events.subscribe();
     let Some(existing) = ctx.messages.conversation(&id).await? else {
-        return Err(Problem::not_found("conversation-not-found", format!("conversation `{id}` does not exist")));
+        return Err(Problem::of(ProblemType::ConversationNotFound, format!("conversation `{id}` does not exist")));
     };
     let messages = ctx.messages.clone();
     let s = async_stream::stream! {

@@ -1,6 +1,7 @@
 //! The public REST API: routes, problem+json errors, request ids, OpenAPI.
 
 mod agents;
+pub mod catalogue;
 mod cluster;
 mod mcp;
 mod mcp_http;
@@ -25,7 +26,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use problem::Problem;
+pub use problem::{Problem, ProblemType};
 pub use system::ClusterStatusView;
 
 use crate::agents::{AgentRegistry, AgentRuntime, AgentsDirectory};
@@ -52,8 +53,6 @@ pub struct ApiContext {
     pub agents_dir: Option<PathBuf>,
     /// Cancelled when the node starts shutting down (readiness drops first).
     pub shutdown: CancellationToken,
-    /// Talks to other nodes' APIs (relayed token streams).
-    pub peer_http: reqwest::Client,
 }
 
 pub type Ctx = Arc<ApiContext>;
@@ -115,6 +114,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .response("200", utoipa::openapi::Response::new("OpenAPI 3 document")),
         ),
     );
+    catalogue::document(&mut api);
     api
 }
 
@@ -132,16 +132,11 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
 }
 
 async fn not_found(req: Request) -> Problem {
-    Problem::not_found("route-not-found", format!("no route for {} {}", req.method(), req.uri().path()))
+    Problem::of(ProblemType::RouteNotFound, format!("no route for {} {}", req.method(), req.uri().path()))
 }
 
 async fn method_not_allowed(req: Request) -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        format!("{} is not allowed on {}", req.method(), req.uri().path()),
-    )
+    Problem::of(ProblemType::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.uri().path()))
 }
 
 /// Extractor rejections (oversized body, bad query string) come out of axum
@@ -162,13 +157,16 @@ async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
     let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
     let detail = String::from_utf8_lossy(&body).into_owned();
     let kind = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
-        StatusCode::BAD_REQUEST => "bad-request",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported-media-type",
-        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
-        s if s.is_server_error() => "internal",
-        _ => "client-error",
+        StatusCode::BAD_REQUEST => ProblemType::BadRequest,
+        StatusCode::NOT_FOUND => ProblemType::RouteNotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ProblemType::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemType::UnsupportedMediaType,
+        StatusCode::UNPROCESSABLE_ENTITY => ProblemType::Unprocessable,
+        StatusCode::REQUEST_TIMEOUT => ProblemType::RequestTimeout,
+        s if s.is_server_error() => ProblemType::Internal,
+        _ => ProblemType::ClientError,
     };
-    let title = status.canonical_reason().unwrap_or("Error");
-    Problem::new(status, kind, title, detail).into_response()
+    let mut problem = Problem::of(kind, detail);
+    problem.status = status.as_u16();
+    problem.into_response()
 }

@@ -4,13 +4,12 @@
 //! become the agent's history.
 
 use std::convert::Infallible;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -18,7 +17,7 @@ use utoipa::ToSchema;
 use super::problem::Problem;
 use super::Ctx;
 use crate::llm::{ChatMessage, Role};
-use crate::messaging::{MessageKind, SendOutcome, SendRequest, StreamEvent, Target};
+use crate::messaging::{AnswerEvent, MessageKind, Relay, SendOutcome, SendRequest, Target, MAX_ANSWER_WAIT};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct WireMessage {
@@ -99,7 +98,7 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
     };
     let created = chrono::Utc::now().timestamp();
     if !req.stream {
-        return match ctx.messages.send(send, Some(Duration::from_secs(600))).await {
+        return match ctx.messages.send(send, Some(MAX_ANSWER_WAIT)).await {
             Ok(SendOutcome::Answered { request, reply }) if reply.kind == MessageKind::Response => Json(json!({
                 "id": format!("chatcmpl-{}", request.id),
                 "object": "chat.completion",
@@ -118,8 +117,10 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
         Ok(SendOutcome::Accepted(m)) | Ok(SendOutcome::Answered { request: m, .. }) => m,
         Err(e) => return from_problem(e.into()),
     };
-    let mut tokens = ctx.messages.tokens.subscribe(&message.id);
-    let messages = ctx.messages.clone();
+    let answer = match ctx.messages.answer_stream(&message.id, Relay::Allowed).await {
+        Ok(answer) => answer,
+        Err(e) => return from_problem(e.into()),
+    };
     let (id, model) = (format!("chatcmpl-{}", message.id), req.model.clone());
     let chunk = move |delta: serde_json::Value, finish: Option<&str>| {
         Event::default().data(
@@ -133,27 +134,25 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
     let s = async_stream::stream! {
         yield Ok::<_, Infallible>(chunk(json!({"role": "assistant", "content": ""}), None));
         let mut streamed = String::new();
-        if messages.reply_of(&message.id).await.ok().flatten().is_none() {
-            loop {
-                match tokio::time::timeout(Duration::from_millis(250), tokens.recv()).await {
-                    Ok(Ok(StreamEvent::Token(t))) => { streamed.push_str(&t); yield Ok(chunk(json!({"content": t}), None)); }
-                    Ok(Ok(StreamEvent::Done)) | Ok(Err(_)) => break,
-                    Err(_) => if messages.reply_of(&message.id).await.ok().flatten().is_some() { break },
+        let mut answer = answer;
+        while let Some(event) = answer.next().await {
+            match event {
+                AnswerEvent::Token(t) => {
+                    streamed.push_str(&t);
+                    yield Ok(chunk(json!({"content": t}), None));
                 }
-            }
-        }
-        match messages.await_reply(&message.id, Duration::from_secs(600)).await {
-            Ok(reply) if reply.kind == MessageKind::Response => {
-                // Whatever was not streamed live (another node ran it, or tokens were dropped).
-                if let Some(rest) = reply.content.strip_prefix(streamed.as_str()).filter(|r| !r.is_empty()) {
-                    yield Ok(chunk(json!({"content": rest}), None));
-                } else if !reply.content.starts_with(streamed.as_str()) {
-                    yield Ok(chunk(json!({"content": reply.content}), None));
+                AnswerEvent::Reply(reply) if reply.kind == MessageKind::Response => {
+                    // Tokens past the replay buffer's limit arrive only in the reply.
+                    if let Some(rest) = reply.content.strip_prefix(streamed.as_str()).filter(|r| !r.is_empty()) {
+                        yield Ok(chunk(json!({"content": rest}), None));
+                    }
+                    yield Ok(chunk(json!({}), Some("stop")));
                 }
-                yield Ok(chunk(json!({}), Some("stop")));
+                AnswerEvent::Reply(reply) => yield Ok(Event::default()
+                    .data(json!({"error": {"message": reply.content, "type": "agent_error"}}).to_string())),
+                AnswerEvent::Failed(why) => yield Ok(Event::default()
+                    .data(json!({"error": {"message": why, "type": "timeout"}}).to_string())),
             }
-            Ok(reply) => yield Ok(Event::default().data(json!({"error": {"message": reply.content, "type": "agent_error"}}).to_string())),
-            Err(e) => yield Ok(Event::default().data(json!({"error": {"message": e.to_string(), "type": "timeout"}}).to_string())),
         }
         yield Ok(Event::default().data("[DONE]"));
     };

@@ -1,16 +1,21 @@
 //! Errors as RFC 9457 `application/problem+json`. Every error kind has a
-//! stable `type` URI that clients can match on; the mapping from module
-//! errors to HTTP happens here and only here.
+//! stable `type` URI that clients can match on ([`ProblemType`]); the
+//! mapping from module errors to HTTP happens here and only here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::agents::RegistryError;
 use crate::config::FieldError;
-use caxton_cluster::{ReadError, WriteError};
+use crate::problems::Classified;
+pub use crate::problems::ProblemType;
 
 const TYPE_BASE: &str = "https://caxton.dev/problems/";
+
+/// The `type` URI of a problem type.
+pub fn type_uri(kind: ProblemType) -> String {
+    format!("{TYPE_BASE}{}", kind.slug())
+}
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -30,11 +35,11 @@ pub struct Problem {
 }
 
 impl Problem {
-    pub fn new(status: StatusCode, kind: &str, title: &str, detail: impl Into<String>) -> Self {
+    pub fn of(kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
-            kind: format!("{TYPE_BASE}{kind}"),
-            title: title.into(),
-            status: status.as_u16(),
+            kind: type_uri(kind),
+            title: kind.title().into(),
+            status: kind.status(),
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
@@ -42,15 +47,7 @@ impl Problem {
     }
 
     pub fn bad_request(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "bad-request", "Bad request", detail)
-    }
-
-    pub fn not_found(kind: &str, detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::NOT_FOUND, kind, "Not found", detail)
-    }
-
-    pub fn internal(detail: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", detail)
+        Self::of(ProblemType::BadRequest, detail)
     }
 
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
@@ -68,51 +65,12 @@ impl IntoResponse for Problem {
     }
 }
 
-impl From<RegistryError> for Problem {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::Invalid(p) => Problem::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-agent",
-                "Invalid agent definition",
-                p.to_string(),
-            )
-            .with_errors(p.0),
-            RegistryError::NotFound(_) => Problem::not_found("agent-not-found", e.to_string()),
-            RegistryError::NameMismatch { .. } => {
-                Problem::new(StatusCode::BAD_REQUEST, "name-mismatch", "Name mismatch", e.to_string())
-            }
-            RegistryError::FileManaged(_) => {
-                Problem::new(StatusCode::CONFLICT, "agent-file-managed", "Agent is file-managed", e.to_string())
-            }
-            RegistryError::Write(w) => w.into(),
-            RegistryError::Read(r) => r.into(),
-        }
-    }
-}
-
-impl From<WriteError> for Problem {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::NoLeader
-            | WriteError::LeaderUnreachable { .. }
-            | WriteError::Timeout(_)
-            | WriteError::NoQuorum(_) => Problem::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "cluster-unavailable",
-                "Cluster unavailable",
-                e.to_string(),
-            ),
-            WriteError::Fatal(_) => {
-                Problem::new(StatusCode::SERVICE_UNAVAILABLE, "node-stopping", "Node stopping", e.to_string())
-            }
-            WriteError::Rejected(_) | WriteError::Decode(_) => Problem::internal(e.to_string()),
-        }
-    }
-}
-
-impl From<ReadError> for Problem {
-    fn from(e: ReadError) -> Self {
-        Problem::internal(e.to_string())
+/// The one mapping from an error to its HTTP answer.
+impl<E: Classified> From<E> for Problem {
+    fn from(e: E) -> Self {
+        let mut p = Problem::of(e.problem_type(), e.to_string());
+        p.errors = e.field_errors();
+        p.extra = e.problem_extra();
+        p
     }
 }

@@ -43,7 +43,7 @@ pub async fn send(client: &ApiClient, a: SendArgs<'_>, json_out: bool) -> Result
                 m["receiver"].as_str().unwrap_or(""),
                 m["conversation_id"].as_str().unwrap_or("")
             );
-            if reply["kind"] == "Error" {
+            if reply["kind"] == "error" {
                 return Err(CliError::Server(format!("the agent failed: {}", reply["content"].as_str().unwrap_or(""))));
             }
         }
@@ -82,20 +82,20 @@ pub async fn show_conversation(client: &ApiClient, id: &str, json_out: bool) -> 
 }
 
 /// Reads one SSE stream, printing `token` events as they come; returns the
-/// reply and whether any token was printed.
-async fn stream_reply(client: &ApiClient, id: &str) -> Result<(Value, bool), CliError> {
+/// reply and the text printed.
+async fn stream_reply(client: &ApiClient, id: &str) -> Result<(Value, String), CliError> {
     let resp = client.raw(Method::GET, &format!("/v1/messages/{id}/stream")).await?;
     let mut body = resp.bytes_stream();
     let mut sse = SseDecoder::default();
     let mut out = std::io::stdout();
-    let mut printed = false;
+    let mut printed = String::new();
     while let Some(chunk) = body.next().await {
         let chunk = chunk.map_err(|e| CliError::Server(format!("stream broke: {e}")))?;
         for ev in sse.feed(&chunk) {
             match ev.event.as_str() {
                 "token" => {
                     print!("{}", ev.data);
-                    printed = true;
+                    printed.push_str(&ev.data);
                     let _ = out.flush();
                 }
                 "reply" => {
@@ -129,12 +129,14 @@ pub async fn chat(client: &ApiClient, agent: &str) -> Result<(), CliError> {
             .await?;
         let id = v["message"]["id"].as_str().unwrap_or_default().to_owned();
         let (reply, streamed) = stream_reply(client, &id).await?;
-        // Not streamed live (answered before we listened, or on another node): print it whole.
-        if !streamed && reply["kind"] == "Response" {
-            print!("{}", reply["content"].as_str().unwrap_or(""));
+        // Whatever did not arrive as tokens (answered before we listened,
+        // or longer than the server's replay buffer).
+        if reply["kind"] == "response" {
+            let content = reply["content"].as_str().unwrap_or("");
+            print!("{}", content.strip_prefix(streamed.as_str()).unwrap_or(content));
         }
         println!();
-        if reply["kind"] == "Error" {
+        if reply["kind"] == "error" {
             eprintln!("error: {}", reply["content"].as_str().unwrap_or(""));
         }
     }

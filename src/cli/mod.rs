@@ -176,7 +176,7 @@ pub enum MemoryCommand {
         observations: Vec<String>,
         #[arg(long, default_value = "fact")]
         entity_type: String,
-        /// agent-only | workspace | global
+        /// agent_only | workspace | global
         #[arg(long, default_value = "global")]
         scope: String,
         #[arg(long)]

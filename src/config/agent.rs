@@ -83,17 +83,19 @@ impl From<AgentName> for String {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum MemoryScope {
+    /// `agent-only` is what v1 wrote (agent files, the log, the API).
+    #[serde(alias = "agent-only")]
     AgentOnly,
     Workspace,
     Global,
 }
 
 impl MemoryScope {
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "agent-only" => Some(Self::AgentOnly),
+            "agent_only" | "agent-only" => Some(Self::AgentOnly),
             "workspace" => Some(Self::Workspace),
             "global" => Some(Self::Global),
             _ => None,
@@ -489,7 +491,7 @@ fn validate_memory(m: RawMemory, errs: &mut Errors<'_>) -> (MemorySettings, BTre
             errs.at(
                 s.span(),
                 "memory.scope",
-                format!("`{}` is not a scope; use one of agent-only, workspace, global", s.get_ref()),
+                format!("`{}` is not a scope; use one of agent_only, workspace, global", s.get_ref()),
             );
             d.scope
         }),

@@ -5,15 +5,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use base64::Engine;
-use caxton_cluster::{Cluster, ReadError, WriteError};
-use rusqlite::OptionalExtension;
+use caxton_cluster::{ReadError, WriteError};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::host::{CompiledServer, McpHost, Sandbox, ToolError, ToolInfo};
 use super::manifest::Manifest;
-use crate::state::{CaxtonState, Command, Response};
+use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolServerRow};
 
 /// Largest module accepted (it travels through the Raft log).
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
@@ -50,14 +49,15 @@ pub struct ServerRecord {
 }
 
 pub struct McpRegistry {
-    cluster: Arc<Cluster<CaxtonState>>,
+    store: Store,
+    queries: Queries,
     host: Arc<McpHost>,
     data_root: PathBuf,
 }
 
 impl McpRegistry {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>, host: Arc<McpHost>, data_root: PathBuf) -> Self {
-        Self { cluster, host, data_root }
+    pub fn new(store: Store, queries: Queries, host: Arc<McpHost>, data_root: PathBuf) -> Self {
+        Self { store, queries, host, data_root }
     }
 
     /// Validates, compiles and lists the tools here, then replicates.
@@ -71,57 +71,30 @@ impl McpRegistry {
         }
         let compiled = self.host.compile(&module)?;
         let tools = self.host.list_tools(&compiled, manifest.limits()).await?;
-        let cmd = Command::DeployMcpServer {
+        let cmd = DeployMcpServer {
             name: manifest.name.clone(),
             manifest: manifest_text.to_owned(),
             module: base64::engine::general_purpose::STANDARD.encode(&module),
             tools: serde_json::to_string(&tools).unwrap_or_default(),
             at_ms: chrono::Utc::now().timestamp_millis(),
         };
-        match self.cluster.write(&cmd).await? {
-            Response::Done => {}
-            other => return Err(McpError::Invalid(format!("unexpected answer {other:?}"))),
-        }
+        self.store.propose(cmd).await?.map_err(McpError::Invalid)?;
         self.get(&manifest.name).await?.ok_or(McpError::UnknownServer(manifest.name))
     }
 
     pub async fn remove(&self, name: &str) -> Result<(), McpError> {
-        match self.cluster.write(&Command::RemoveMcpServer { name: name.to_owned() }).await? {
-            Response::Deleted(true) => Ok(()),
-            _ => Err(McpError::UnknownServer(name.to_owned())),
+        match self.store.propose(RemoveMcpServer { name: name.to_owned() }).await? {
+            true => Ok(()),
+            false => Err(McpError::UnknownServer(name.to_owned())),
         }
     }
 
     pub async fn list(&self) -> Result<Vec<ServerRecord>, McpError> {
-        Ok(self
-            .cluster
-            .read(|c| {
-                let mut s = c.prepare(
-                    "SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers ORDER BY name",
-                )?;
-                let rows = s.query_map([], row_to_record)?;
-                rows.collect::<rusqlite::Result<Vec<_>>>()
-            })
-            .await?
-            .into_iter()
-            .flatten()
-            .collect())
+        Ok(self.queries.tool_servers().await?.into_iter().filter_map(record).collect())
     }
 
     pub async fn get(&self, name: &str) -> Result<Option<ServerRecord>, McpError> {
-        let name = name.to_owned();
-        Ok(self
-            .cluster
-            .read(move |c| {
-                c.query_row(
-                    "SELECT name, manifest, hash, length(module), tools, deployed_at FROM mcp_servers WHERE name = ?1",
-                    [name],
-                    row_to_record,
-                )
-                .optional()
-            })
-            .await?
-            .flatten())
+        Ok(self.queries.tool_server(name).await?.and_then(record))
     }
 
     /// Deploys every `DIR/*/manifest.toml` + module found under `root` whose
@@ -163,28 +136,13 @@ impl McpRegistry {
     /// The compiled server and its manifest. The module itself is read (and
     /// hashed, and compiled) only the first time this node sees its hash.
     async fn load(&self, server: &str) -> Result<(CompiledServer, Manifest), McpError> {
-        let name = server.to_owned();
-        let row: Option<(String, String)> = self
-            .cluster
-            .read(move |c| {
-                c.query_row("SELECT manifest, hash FROM mcp_servers WHERE name = ?1", [name], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })
-                .optional()
-            })
-            .await?;
-        let (manifest, hash) = row.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        let manifest = Manifest::parse(&manifest).map_err(McpError::Invalid)?;
-        if let Some(compiled) = self.host.compiled(&hash) {
+        let row = self.queries.tool_server(server).await?;
+        let row = row.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
+        let manifest = Manifest::parse(&row.manifest).map_err(McpError::Invalid)?;
+        if let Some(compiled) = self.host.compiled(&row.hash) {
             return Ok((compiled, manifest));
         }
-        let name = server.to_owned();
-        let module: Option<Vec<u8>> = self
-            .cluster
-            .read(move |c| {
-                c.query_row("SELECT module FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()
-            })
-            .await?;
+        let module = self.queries.tool_server_module(server).await?;
         let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
         Ok((self.host.compile(&module)?, manifest))
     }
@@ -216,18 +174,56 @@ impl McpRegistry {
     }
 }
 
-fn row_to_record(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<ServerRecord>> {
-    let manifest: String = r.get(1)?;
-    let Ok(m) = Manifest::parse(&manifest) else { return Ok(None) };
-    let tools: String = r.get(4)?;
-    Ok(Some(ServerRecord {
-        name: r.get(0)?,
+/// The public view of a stored server; `None` for a manifest this
+/// version cannot read (it stays stored, and is skipped).
+fn record(row: ToolServerRow) -> Option<ServerRecord> {
+    let m = Manifest::parse(&row.manifest).ok()?;
+    Some(ServerRecord {
+        name: row.name,
         version: m.version.clone(),
         description: m.description.clone(),
-        hash: r.get(2)?,
-        size_bytes: r.get::<_, i64>(3)? as usize,
+        hash: row.hash,
+        size_bytes: row.size_bytes,
         limits: m.limits.clone(),
-        tools: serde_json::from_str(&tools).unwrap_or_default(),
-        deployed_at_ms: r.get(5)?,
-    }))
+        tools: serde_json::from_str(&row.tools).unwrap_or_default(),
+        deployed_at_ms: row.deployed_at_ms,
+    })
+}
+
+impl crate::problems::Classified for McpError {
+    fn problem_type(&self) -> crate::problems::ProblemType {
+        use crate::problems::ProblemType;
+        match self {
+            Self::Invalid(_) => ProblemType::InvalidToolServer,
+            Self::UnknownServer(_) => ProblemType::ToolServerNotFound,
+            Self::UnknownTool { .. } => ProblemType::ToolNotFound,
+            Self::Tool(t) => t.problem_type(),
+            Self::Write(w) => w.problem_type(),
+            Self::Read(r) => r.problem_type(),
+        }
+    }
+
+    fn problem_extra(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::UnknownTool { available, .. } => Some(serde_json::json!({ "available": available })),
+            _ => None,
+        }
+    }
+}
+
+impl crate::problems::Classified for ToolError {
+    fn problem_type(&self) -> crate::problems::ProblemType {
+        use crate::problems::ProblemType;
+        match self {
+            Self::InvalidModule(_) => ProblemType::InvalidModule,
+            Self::MemoryLimit { .. } => ProblemType::ToolMemoryLimit,
+            Self::CpuLimit { .. } => ProblemType::ToolCpuLimit,
+            Self::Timeout { .. } => ProblemType::ToolTimeout,
+            Self::OutputLimit { .. } => ProblemType::ToolOutputLimit,
+            Self::InputLimit { .. } => ProblemType::ToolInputLimit,
+            Self::NoInitialize => ProblemType::ToolNotMcp,
+            Self::Trap(_) | Self::Protocol(_) => ProblemType::ToolFailed,
+            Self::Rpc { .. } => ProblemType::ToolRpcError,
+        }
+    }
 }

@@ -3,11 +3,10 @@
 //! external backend (Qdrant, Neo4j) implements the same trait; callers
 //! (runtime, tools, API) only ever hold a `dyn MemoryBackend`.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use caxton_cluster::{Cluster, ReadError, WriteError};
-use rusqlite::{params, OptionalExtension};
+use caxton_cluster::{ReadError, WriteError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 use utoipa::ToSchema;
@@ -15,9 +14,10 @@ use utoipa::ToSchema;
 use super::embedder::{EmbedError, Embedder};
 use super::index::{Filter, IndexedRow, VectorIndex};
 use super::types::{
-    parse_scope, Entity, MemoryScope, NewObservation, Observation, Place, Related, Relation, SearchHit, Vector, Viewer,
+    Entity, ExportedEntity, MemoryScope, NewObservation, Place, Related, Relation, SearchHit, Vector, Viewer,
 };
-use crate::state::{CaxtonState, Command, Response, StateEvent};
+use crate::shutdown::Shutdown;
+use crate::state::{DeleteEntity, Queries, Relate, StateEvent, Store, StoreEntity};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -47,26 +47,6 @@ pub struct SearchQuery {
 
 pub const EXPORT_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExportedObservation {
-    pub text: String,
-    /// Absent (or null) in hand-written imports: the importer embeds it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub embedding: Option<Vector>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ExportedEntity {
-    pub name: String,
-    pub entity_type: String,
-    pub scope: MemoryScope,
-    #[serde(default)]
-    pub owner: String,
-    pub observations: Vec<ExportedObservation>,
-}
-
-/// The versioned memory export (`GET /v1/memory/export`).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MemoryExport {
     pub version: u32,
@@ -106,7 +86,8 @@ pub trait MemoryBackend: Send + Sync {
 }
 
 pub struct EmbeddedMemory {
-    cluster: Arc<Cluster<CaxtonState>>,
+    store: Store,
+    queries: Queries,
     embedder: tokio::sync::OnceCell<Embedder>,
     model_dir: std::path::PathBuf,
     index: Arc<VectorIndex>,
@@ -127,16 +108,17 @@ impl EmbeddedMemory {
     /// Starts the index (built from the replica, then kept current from
     /// committed changes). The model loads on first use.
     pub async fn start(
-        cluster: Arc<Cluster<CaxtonState>>,
+        store: Store,
+        queries: Queries,
         model_dir: std::path::PathBuf,
         events: broadcast::Receiver<StateEvent>,
+        shutdown: &Shutdown,
     ) -> Result<Arc<Self>, MemoryError> {
         let index = Arc::new(VectorIndex::default());
-        let idx = index.clone();
-        let n = cluster.read(move |c| idx.rebuild(c)).await?;
+        let n = index.rebuild(&queries).await?;
         tracing::info!(observations = n, "memory index loaded");
-        let memory = Arc::new(Self { cluster, embedder: tokio::sync::OnceCell::new(), model_dir, index });
-        tokio::spawn(follow(memory.clone(), events));
+        let memory = Arc::new(Self { store, queries, embedder: tokio::sync::OnceCell::new(), model_dir, index });
+        shutdown.spawn_until_stopped(follow(memory.clone(), events));
         Ok(memory)
     }
 
@@ -159,10 +141,6 @@ impl EmbeddedMemory {
         Ok(self.embedder().await?.embed(texts).await?)
     }
 
-    async fn write(&self, cmd: Command) -> Result<Response, MemoryError> {
-        Ok(self.cluster.write(&cmd).await?)
-    }
-
     async fn store_vectors(
         &self,
         place: &Place,
@@ -170,68 +148,15 @@ impl EmbeddedMemory {
         entity_type: &str,
         observations: Vec<NewObservation>,
     ) -> Result<bool, MemoryError> {
-        let cmd = Command::StoreEntity {
+        let cmd = StoreEntity {
             place: place.clone(),
             name: name.into(),
             entity_type: entity_type.into(),
             observations,
             at_ms: now_ms(),
         };
-        match self.write(cmd).await? {
-            Response::Stored { created, .. } => Ok(created),
-            other => Err(MemoryError::Invalid(format!("unexpected answer {other:?}"))),
-        }
+        Ok(self.store.propose(cmd).await?.created)
     }
-
-    async fn read<R: Send + 'static>(
-        &self,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
-    ) -> Result<R, MemoryError> {
-        Ok(self.cluster.read(f).await?)
-    }
-}
-
-fn entity_rows(
-    c: &rusqlite::Connection,
-    where_sql: &str,
-    args: &[&dyn rusqlite::ToSql],
-) -> rusqlite::Result<Vec<(i64, Entity)>> {
-    let mut s = c.prepare(&format!("SELECT id, scope, owner, name, entity_type, created_at, updated_at FROM memory_entities {where_sql} ORDER BY scope, owner, name"))?;
-    let rows = s.query_map(args, |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            Entity {
-                scope: parse_scope(&r.get::<_, String>(1)?).unwrap_or(MemoryScope::Global),
-                owner: r.get(2)?,
-                name: r.get(3)?,
-                entity_type: r.get(4)?,
-                observations: vec![],
-                created_at_ms: r.get(5)?,
-                updated_at_ms: r.get(6)?,
-            },
-        ))
-    })?;
-    let mut out: Vec<(i64, Entity)> = rows.collect::<rusqlite::Result<_>>()?;
-    let mut obs =
-        c.prepare_cached("SELECT text, created_at FROM memory_observations WHERE entity_id = ?1 ORDER BY id")?;
-    for (id, e) in out.iter_mut() {
-        e.observations = obs
-            .query_map([*id], |r| Ok(Observation { text: r.get(0)?, created_at_ms: r.get(1)? }))?
-            .collect::<rusqlite::Result<_>>()?;
-    }
-    Ok(out)
-}
-
-fn relations_of(c: &rusqlite::Connection, place: &Place, name: &str) -> rusqlite::Result<Vec<Related>> {
-    let mut s = c.prepare_cached(
-        "SELECT relation_type, 'out', to_name FROM memory_relations WHERE scope = ?1 AND owner = ?2 AND from_name = ?3
-         UNION ALL SELECT relation_type, 'in', from_name FROM memory_relations WHERE scope = ?1 AND owner = ?2 AND to_name = ?3",
-    )?;
-    let rows = s.query_map(params![place.scope_str(), place.owner, name], |r| {
-        let dir: String = r.get(1)?;
-        Ok(Related { relation_type: r.get(0)?, direction: if dir == "out" { "out" } else { "in" }, name: r.get(2)? })
-    })?;
-    rows.collect()
 }
 
 #[async_trait::async_trait]
@@ -258,18 +183,11 @@ impl MemoryBackend for EmbeddedMemory {
     }
 
     async fn delete(&self, place: &Place, name: &str) -> Result<bool, MemoryError> {
-        match self.write(Command::DeleteEntity { place: place.clone(), name: name.into() }).await? {
-            Response::Deleted(d) => Ok(d),
-            other => Err(MemoryError::Invalid(format!("unexpected answer {other:?}"))),
-        }
+        Ok(self.store.propose(DeleteEntity { place: place.clone(), name: name.into() }).await?)
     }
 
     async fn get(&self, place: &Place, name: &str) -> Result<Option<Entity>, MemoryError> {
-        let (scope, owner, name) = (place.scope_str(), place.owner.clone(), name.to_owned());
-        let rows = self
-            .read(move |c| entity_rows(c, "WHERE scope = ?1 AND owner = ?2 AND name = ?3", &[&scope, &owner, &name]))
-            .await?;
-        Ok(rows.into_iter().next().map(|(_, e)| e))
+        Ok(self.queries.memory_entity(place, name).await?)
     }
 
     async fn list(
@@ -278,10 +196,9 @@ impl MemoryBackend for EmbeddedMemory {
         scope: Option<MemoryScope>,
         entity_type: Option<String>,
     ) -> Result<Vec<Entity>, MemoryError> {
-        let all = self.read(|c| entity_rows(c, "", &[])).await?;
+        let all = self.queries.memory_entities().await?;
         Ok(all
             .into_iter()
-            .map(|(_, e)| e)
             .filter(|e| viewer.can_see(&Place { scope: e.scope, owner: e.owner.clone() }))
             .filter(|e| scope.is_none_or(|s| s == e.scope))
             .filter(|e| entity_type.as_ref().is_none_or(|t| *t == e.entity_type))
@@ -290,41 +207,18 @@ impl MemoryBackend for EmbeddedMemory {
 
     async fn relate(&self, place: &Place, from: &str, to: &str, relation_type: &str) -> Result<(), MemoryError> {
         validate_name("relation_type", relation_type)?;
-        let cmd = Command::Relate {
+        let cmd = Relate {
             place: place.clone(),
             from: from.into(),
             to: to.into(),
             relation_type: relation_type.into(),
             at_ms: now_ms(),
         };
-        match self.write(cmd).await? {
-            Response::Done => Ok(()),
-            Response::MissingEntity(e) => Err(MemoryError::NotFound(e)),
-            other => Err(MemoryError::Invalid(format!("unexpected answer {other:?}"))),
-        }
+        self.store.propose(cmd).await?.map_err(MemoryError::NotFound)
     }
 
     async fn neighbours(&self, place: &Place, name: &str, depth: usize) -> Result<Vec<(usize, Related)>, MemoryError> {
-        let (place, name) = (place.clone(), name.to_owned());
-        let depth = depth.clamp(1, 5);
-        self.read(move |c| {
-            let mut seen: HashSet<String> = HashSet::from([name.clone()]);
-            let mut queue = VecDeque::from([(name, 0usize)]);
-            let mut out = Vec::new();
-            while let Some((current, d)) = queue.pop_front() {
-                if d == depth {
-                    continue;
-                }
-                for rel in relations_of(c, &place, &current)? {
-                    if seen.insert(rel.name.clone()) {
-                        queue.push_back((rel.name.clone(), d + 1));
-                        out.push((d + 1, rel));
-                    }
-                }
-            }
-            Ok(out)
-        })
-        .await
+        Ok(self.queries.memory_neighbours(place, name, depth.clamp(1, 5)).await?)
     }
 
     async fn search(&self, q: SearchQuery) -> Result<Vec<SearchHit>, MemoryError> {
@@ -357,75 +251,31 @@ impl MemoryBackend for EmbeddedMemory {
         let mut hits: Vec<(IndexedRow, f32)> = best.into_values().collect();
         hits.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
         hits.truncate(limit);
-        self.read(move |c| {
-            let mut out = Vec::new();
-            for (row, score) in hits {
-                let found = c
-                    .query_row(
-                        "SELECT e.name, e.entity_type, o.text FROM memory_observations o JOIN memory_entities e ON e.id = o.entity_id WHERE o.id = ?1",
-                        [row.observation_id],
-                        |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
-                    )
-                    .optional()?;
-                let Some((name, entity_type, observation)) = found else { continue };
-                let related = relations_of(c, &row.place, &name)?;
-                out.push(SearchHit { name, entity_type, score, observation, scope: row.place.scope, owner: row.place.owner.clone(), related });
-            }
-            Ok(out)
-        })
-        .await
+        let found = self
+            .queries
+            .memory_hits(hits.iter().map(|(row, _)| (row.observation_id, row.place.clone())).collect())
+            .await?;
+        Ok(hits
+            .into_iter()
+            .zip(found)
+            .filter_map(|((row, score), hit)| {
+                let hit = hit?;
+                Some(SearchHit {
+                    name: hit.name,
+                    entity_type: hit.entity_type,
+                    score,
+                    observation: hit.text,
+                    scope: row.place.scope,
+                    owner: row.place.owner,
+                    related: hit.related,
+                })
+            })
+            .collect())
     }
 
     async fn export(&self) -> Result<MemoryExport, MemoryError> {
-        self.read(|c| {
-            let mut entities = Vec::new();
-            let mut s = c.prepare("SELECT id, scope, owner, name, entity_type FROM memory_entities ORDER BY id")?;
-            let rows = s.query_map([], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                ))
-            })?;
-            let mut obs =
-                c.prepare_cached("SELECT text, embedding FROM memory_observations WHERE entity_id = ?1 ORDER BY id")?;
-            for row in rows {
-                let (id, scope, owner, name, entity_type) = row?;
-                let observations = obs
-                    .query_map([id], |r| {
-                        Ok(ExportedObservation {
-                            text: r.get(0)?,
-                            embedding: Some(Vector::from_bytes(&r.get::<_, Vec<u8>>(1)?)),
-                        })
-                    })?
-                    .collect::<rusqlite::Result<_>>()?;
-                entities.push(ExportedEntity {
-                    name,
-                    entity_type,
-                    scope: parse_scope(&scope).unwrap_or(MemoryScope::Global),
-                    owner,
-                    observations,
-                });
-            }
-            let mut r = c.prepare(
-                "SELECT scope, owner, from_name, to_name, relation_type FROM memory_relations ORDER BY created_at",
-            )?;
-            let relations = r
-                .query_map([], |r| {
-                    Ok(Relation {
-                        scope: parse_scope(&r.get::<_, String>(0)?).unwrap_or(MemoryScope::Global),
-                        owner: r.get(1)?,
-                        from: r.get(2)?,
-                        to: r.get(3)?,
-                        relation_type: r.get(4)?,
-                    })
-                })?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok(MemoryExport { version: EXPORT_VERSION, exported_at_ms: now_ms(), entities, relations })
-        })
-        .await
+        let (entities, relations) = self.queries.memory_export().await?;
+        Ok(MemoryExport { version: EXPORT_VERSION, exported_at_ms: now_ms(), entities, relations })
     }
 
     async fn import(&self, data: MemoryExport) -> Result<usize, MemoryError> {
@@ -470,23 +320,34 @@ impl MemoryBackend for EmbeddedMemory {
 async fn follow(memory: Arc<EmbeddedMemory>, mut events: broadcast::Receiver<StateEvent>) {
     loop {
         let event = events.recv().await;
-        let idx = memory.index.clone();
         let result = match event {
-            Ok(StateEvent::MemoryAdded { observation_ids }) => {
-                memory.cluster.read(move |c| idx.add_from(c, &observation_ids)).await
-            }
+            Ok(StateEvent::MemoryAdded { observation_ids }) => memory.index.add(&memory.queries, observation_ids).await,
             Ok(StateEvent::MemoryRemoved { entity_id }) => {
-                idx.remove_entity(entity_id);
+                memory.index.remove_entity(entity_id);
                 Ok(())
             }
             Ok(StateEvent::Restored) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                memory.cluster.read(move |c| idx.rebuild(c).map(|_| ())).await
+                memory.index.rebuild(&memory.queries).await.map(|_| ())
             }
             Ok(_) => Ok(()),
             Err(broadcast::error::RecvError::Closed) => return,
         };
         if let Err(e) = result {
             tracing::error!(error = %e, "memory index update failed");
+        }
+    }
+}
+
+impl crate::problems::Classified for MemoryError {
+    fn problem_type(&self) -> crate::problems::ProblemType {
+        use crate::problems::ProblemType;
+        match self {
+            Self::Invalid(_) => ProblemType::BadRequest,
+            Self::NotFound(_) => ProblemType::MemoryEntityNotFound,
+            Self::Version { .. } => ProblemType::UnsupportedExportVersion,
+            Self::Model(_) => ProblemType::MemoryModelUnavailable,
+            Self::Write(w) => w.problem_type(),
+            Self::Read(r) => r.problem_type(),
         }
     }
 }

@@ -4,18 +4,14 @@
 //! install; kept current from committed `MemoryAdded` / `MemoryRemoved`.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, Mutex, RwLock};
+
+use caxton_cluster::ReadError;
 
 use super::embedder::{dot, DIMENSIONS};
-use super::types::{parse_scope, Place, Vector, Viewer};
-
-#[derive(Debug, Clone)]
-pub struct IndexedRow {
-    pub observation_id: i64,
-    pub entity_id: i64,
-    pub place: Place,
-    pub entity_type: String,
-}
+use super::types::Viewer;
+pub use crate::state::IndexedRow;
+use crate::state::Queries;
 
 /// Above this many vectors, search first scans int8-quantised copies (a
 /// quarter of the memory traffic) and re-ranks the best candidates exactly.
@@ -61,25 +57,6 @@ impl Inner {
         self.vectors.extend_from_slice(vector);
         self.quantized.extend(quantize(vector));
     }
-}
-
-const OBSERVATION_SQL: &str = "SELECT o.id, o.entity_id, e.scope, e.owner, e.entity_type, o.embedding
-     FROM memory_observations o JOIN memory_entities e ON e.id = o.entity_id";
-
-/// One `OBSERVATION_SQL` row; `None` for rows the index cannot hold.
-fn indexed_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<(IndexedRow, Vector)>> {
-    let Some(scope) = parse_scope(&r.get::<_, String>(2)?) else { return Ok(None) };
-    let vector = Vector::from_bytes(&r.get::<_, Vec<u8>>(5)?);
-    if vector.0.len() != DIMENSIONS {
-        return Ok(None);
-    }
-    let row = IndexedRow {
-        observation_id: r.get(0)?,
-        entity_id: r.get(1)?,
-        place: Place { scope, owner: r.get(3)? },
-        entity_type: r.get(4)?,
-    };
-    Ok(Some((row, vector)))
 }
 
 #[derive(Default)]
@@ -174,27 +151,22 @@ impl VectorIndex {
 
     /// Loads every observation from the replica.
     /// (The int8 copies are derived here too; nothing extra is stored.)
-    pub fn rebuild(&self, conn: &rusqlite::Connection) -> rusqlite::Result<usize> {
-        let mut fresh = Inner::default();
-        let mut s = conn.prepare(&format!("{OBSERVATION_SQL} ORDER BY o.id"))?;
-        for row in s.query_map([], indexed_row)? {
-            if let Some((row, v)) = row? {
-                fresh.push(row, &v.0);
-            }
-        }
+    pub async fn rebuild(&self, queries: &Queries) -> Result<usize, ReadError> {
+        let fresh = Arc::new(Mutex::new(Inner::default()));
+        let sink = fresh.clone();
+        queries
+            .scan_observations(None, move |row, v| sink.lock().unwrap_or_else(|p| p.into_inner()).push(row, &v.0))
+            .await?;
+        let fresh = std::mem::take(&mut *fresh.lock().unwrap_or_else(|p| p.into_inner()));
         let n = fresh.rows.len();
         *self.inner.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(n)
     }
 
     /// Adds the given observations (after a commit) from the replica.
-    pub fn add_from(&self, conn: &rusqlite::Connection, ids: &[i64]) -> rusqlite::Result<()> {
-        let mut s = conn.prepare_cached(&format!("{OBSERVATION_SQL} WHERE o.id = ?1"))?;
-        for id in ids {
-            if let Ok(Some((row, v))) = s.query_row([id], indexed_row) {
-                self.insert(row, &v.0);
-            }
-        }
+    pub async fn add(self: &Arc<Self>, queries: &Queries, ids: Vec<i64>) -> Result<(), ReadError> {
+        let index = self.clone();
+        queries.scan_observations(Some(ids), move |row, v| index.insert(row, &v.0)).await?;
         Ok(())
     }
 }
@@ -218,7 +190,7 @@ fn top_k(scored: impl Iterator<Item = (usize, f32)>, k: usize, min: f32) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::types::MemoryScope;
+    use crate::memory::types::{MemoryScope, Place};
 
     fn unit(i: usize) -> Vec<f32> {
         let mut v = vec![0.0; DIMENSIONS];
@@ -256,6 +228,7 @@ mod tests {
 #[cfg(test)]
 mod approximate_tests {
     use super::*;
+    use crate::memory::types::Place;
     use rand::{Rng, SeedableRng};
 
     #[test]

@@ -9,9 +9,7 @@ pub mod embedder;
 mod index;
 pub mod types;
 
-pub use backend::{
-    EmbeddedMemory, ExportedEntity, ExportedObservation, MemoryBackend, MemoryError, MemoryExport, SearchQuery,
-    EXPORT_VERSION,
-};
+pub use backend::{EmbeddedMemory, MemoryBackend, MemoryError, MemoryExport, SearchQuery, EXPORT_VERSION};
 pub use embedder::{dot, EmbedError, Embedder, DIMENSIONS};
 pub use index::{Filter, IndexedRow, VectorIndex};
+pub use types::{ExportedEntity, ExportedObservation};

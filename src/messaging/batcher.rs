@@ -10,6 +10,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::shutdown::Shutdown;
+
 type Reply<O, E> = oneshot::Sender<Result<O, Arc<E>>>;
 
 pub struct Batcher<I, O, E> {
@@ -33,8 +35,9 @@ where
     E: Send + Sync + 'static,
 {
     /// `commit` turns a batch into one result per item, in order.
-    /// Up to `in_flight` batches commit concurrently.
-    pub fn spawn<F, Fut>(max_batch: usize, in_flight: usize, commit: F) -> Self
+    /// Up to `in_flight` batches commit concurrently. The loop stops when
+    /// `shutdown` begins; batches already committing are waited for.
+    pub fn spawn<F, Fut>(shutdown: &Shutdown, max_batch: usize, in_flight: usize, commit: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
@@ -42,7 +45,8 @@ where
         let (tx, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(max_batch * 8);
         let commit = Arc::new(commit);
         let permits = Arc::new(Semaphore::new(in_flight.max(1)));
-        tokio::spawn(async move {
+        let tasks = shutdown.clone();
+        shutdown.spawn_until_stopped(async move {
             while let Some(first) = rx.recv().await {
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
                 let mut batch = vec![first];
@@ -53,7 +57,7 @@ where
                     }
                 }
                 let commit = commit.clone();
-                tokio::spawn(async move {
+                tasks.spawn(async move {
                     let (items, replies): (Vec<I>, Vec<Reply<O, E>>) = batch.into_iter().unzip();
                     match commit(items).await {
                         Ok(outs) => {
@@ -91,7 +95,7 @@ mod tests {
     async fn concurrent_items_share_batches_and_keep_their_results() {
         let batches = Arc::new(AtomicUsize::new(0));
         let b2 = batches.clone();
-        let batcher: Batcher<u32, u32, String> = Batcher::spawn(64, 1, move |items: Vec<u32>| {
+        let batcher: Batcher<u32, u32, String> = Batcher::spawn(&Shutdown::new(), 64, 1, move |items: Vec<u32>| {
             b2.fetch_add(1, Ordering::SeqCst);
             async move {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
@@ -113,7 +117,7 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_each_item() {
         let batcher: Batcher<u32, u32, String> =
-            Batcher::spawn(8, 1, |_items: Vec<u32>| async { Err("disk on fire".to_owned()) });
+            Batcher::spawn(&Shutdown::new(), 8, 1, |_items: Vec<u32>| async { Err("disk on fire".to_owned()) });
         let err = batcher.submit(1).await.unwrap().unwrap_err();
         assert_eq!(*err, "disk on fire");
     }

@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::message::{ConversationState, Message, MessageKind};
 use super::service::{MessageError, MessageService, SendOutcome, SendRequest, Target};
+use crate::state::{ConversationState, Message, MessageKind, Protocol};
 
-pub const PROTOCOL: &str = "contract-net";
+pub const PROTOCOL: Protocol = Protocol::ContractNet;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Proposal {

@@ -11,12 +11,16 @@ use tokio::sync::{broadcast, oneshot};
 use utoipa::ToSchema;
 
 use super::batcher::Batcher;
-use super::message::{ConversationState, Message, MessageKind, MessageStatus};
 use super::routing::{CapabilityRouter, Routed};
 use super::streams::TokenHub;
 use crate::config::AgentName;
 use crate::llm::ChatMessage;
-use crate::state::{AcceptOutcome, CaxtonState, Command, ConversationRecord, Queries, Response, StateEvent};
+use crate::shutdown::Shutdown;
+use crate::state::{
+    AcceptMessages, AcceptOutcome, CaxtonState, ConversationRecord, Protocol, Queries, SetConversation, StateEvent,
+    Store,
+};
+use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 
 /// Agent-to-agent hops allowed before a request is refused (loop guard).
 pub const MAX_HOPS: u32 = 4;
@@ -136,8 +140,11 @@ pub struct MessageService {
     router: CapabilityRouter,
     accept: AcceptBatcher,
     cluster: Arc<Cluster<CaxtonState>>,
+    store: Store,
     waiters: Arc<Waiters>,
     pub tokens: Arc<TokenHub>,
+    /// Relays answer streams from the node running an agent.
+    peer_http: reqwest::Client,
 }
 
 fn now_ms() -> i64 {
@@ -153,32 +160,46 @@ impl MessageService {
         cluster: Arc<Cluster<CaxtonState>>,
         queries: Queries,
         events: broadcast::Receiver<StateEvent>,
+        peer_http: reqwest::Client,
+        shutdown: &Shutdown,
     ) -> Arc<Self> {
-        let c = cluster.clone();
-        let accept: AcceptBatcher = Batcher::spawn(512, 4, move |messages: Vec<Message>| {
-            let c = c.clone();
+        let store = Store::new(cluster.clone());
+        let proposer = store.clone();
+        let accept: AcceptBatcher = Batcher::spawn(shutdown, 512, 4, move |messages: Vec<Message>| {
+            let store = proposer.clone();
             async move {
                 let n = messages.len();
-                match c.write(&Command::AcceptMessages { messages }).await? {
-                    Response::Accepted(outcomes) if outcomes.len() == n => Ok(outcomes),
-                    other => Err(WriteError::Rejected(format!("unexpected answer to AcceptMessages: {other:?}"))),
+                let outcomes = store.propose(AcceptMessages { messages }).await?;
+                if outcomes.len() != n {
+                    return Err(WriteError::Rejected(format!("{} outcomes for {n} accepted messages", outcomes.len())));
                 }
+                Ok(outcomes)
             }
         });
         let waiters = Arc::new(Waiters::default());
-        tokio::spawn(wake_waiters(events, waiters.clone()));
+        shutdown.spawn_until_stopped(wake_waiters(events, waiters.clone()));
         Arc::new(Self {
             router: CapabilityRouter::new(queries.clone()),
             queries,
             accept,
             cluster,
+            store,
             waiters,
             tokens: Arc::new(TokenHub::default()),
+            peer_http,
         })
     }
 
     pub fn queries(&self) -> &Queries {
         &self.queries
+    }
+
+    pub(super) fn cluster(&self) -> &Cluster<CaxtonState> {
+        &self.cluster
+    }
+
+    pub(super) fn peer_http(&self) -> &reqwest::Client {
+        &self.peer_http
     }
 
     async fn resolve(&self, target: &Target) -> Result<(String, Option<String>), MessageError> {
@@ -314,18 +335,18 @@ impl MessageService {
     pub async fn set_conversation(
         &self,
         id: &str,
-        protocol: &str,
+        protocol: Protocol,
         state: ConversationState,
         detail: Option<String>,
     ) -> Result<(), MessageError> {
-        let cmd = Command::SetConversation {
+        let cmd = SetConversation {
             id: id.to_owned(),
-            protocol: protocol.to_owned(),
+            protocol: protocol.as_str().to_owned(),
             state,
             detail,
             at_ms: now_ms(),
         };
-        self.cluster.write(&cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
+        self.store.propose(cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
         Ok(())
     }
 }
@@ -338,6 +359,30 @@ async fn wake_waiters(mut events: broadcast::Receiver<StateEvent>, waiters: Arc<
             // Missed events are covered by the waiters' own periodic re-check.
             Err(broadcast::error::RecvError::Lagged(_)) => {}
             Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+impl crate::problems::Classified for MessageError {
+    fn problem_type(&self) -> crate::problems::ProblemType {
+        use crate::problems::ProblemType;
+        match self {
+            Self::UnknownAgent(_) => ProblemType::AgentNotFound,
+            Self::NoAgentForCapability { .. } => ProblemType::NoAgentForCapability,
+            Self::Invalid(_) => ProblemType::BadRequest,
+            Self::HopLimit => ProblemType::HopLimit,
+            Self::NotFound(_) => ProblemType::MessageNotFound,
+            Self::Timeout { .. } => ProblemType::ReplyTimeout,
+            Self::Cluster(w) => w.problem_type(),
+            Self::Read(r) => r.problem_type(),
+        }
+    }
+
+    fn problem_extra(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::NoAgentForCapability { available, .. } => Some(serde_json::json!({ "capabilities": available })),
+            Self::Timeout { id, .. } => Some(serde_json::json!({ "message_id": id })),
+            _ => None,
         }
     }
 }

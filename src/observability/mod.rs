@@ -4,6 +4,9 @@ mod metrics;
 
 pub use metrics::Metrics;
 
+/// Carries a request's id (its trace id) on HTTP, to clients and between nodes.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::EnvFilter;
 

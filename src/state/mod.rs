@@ -1,18 +1,43 @@
-//! The replicated application state: commands, `apply`, and queries over the
-//! local replica. This is Caxton's implementation of the cluster crate's
-//! [`Application`](caxton_cluster::Application).
+//! The replicated application state: Caxton's implementation of the cluster
+//! crate's [`Application`](caxton_cluster::Application), and the one home of
+//! the vocabulary the replica stores.
+//!
+//! Sliced by capability, each file holding a capability's records, the
+//! commands that change them (each a type with its own `apply` and typed
+//! output) and the SQL that reads them:
+//! - `agents.rs`: agents, revisions, shards;
+//! - `messages.rs`: messages and conversations;
+//! - `memory.rs`: entities, observations and their vectors, relations;
+//! - `tools.rs`: tool servers.
+//!
+//! `command.rs` holds the log's envelope and [`Store::propose`]; `machine.rs`
+//! dispatches committed commands; `queries.rs` is the read handle.
+//! Everything above (`messaging/`, `memory/`, `mcp/`, `agents/`) uses these
+//! types and never touches the replicated tables itself.
 
-mod commands;
+mod agents;
+mod command;
 mod events;
+#[cfg(test)]
+mod golden_tests;
 mod machine;
-mod memory_apply;
-mod message_queries;
-mod messages_apply;
+mod memory;
+mod messages;
 mod queries;
 mod schema;
+mod tools;
 
-pub use commands::{AcceptOutcome, AgentSource, Command, DeployAgent, Response};
+pub use agents::{AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent};
+pub use command::{Command, Proposal, Response, Store};
 pub use events::StateEvent;
 pub use machine::{CaxtonState, SHARDS};
-pub use message_queries::ConversationRecord;
-pub use queries::{AgentRecord, AgentVersion, Queries};
+pub use memory::{
+    parse_scope, scope_str, DeleteEntity, Entity, ExportedEntity, ExportedObservation, IndexedRow, MemoryScope,
+    NewObservation, Observation, ObservationHit, Place, Relate, Related, Relation, StoreEntity, Stored, Vector, Viewer,
+};
+pub use messages::{
+    AcceptMessages, AcceptOutcome, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus,
+    Protocol, RecordReplies, SetConversation,
+};
+pub use queries::Queries;
+pub use tools::{DeployMcpServer, RemoveMcpServer, ToolServerRow};

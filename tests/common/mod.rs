@@ -47,6 +47,8 @@ pub struct NodeOptions {
     pub agents_dir: Option<PathBuf>,
     pub env: Vec<(String, String)>,
     pub args: Vec<String>,
+    /// A data directory copied in before the first start (a fixture).
+    pub seed_data: Option<PathBuf>,
 }
 
 impl Default for NodeOptions {
@@ -60,6 +62,7 @@ impl Default for NodeOptions {
             agents_dir: None,
             env: Vec::new(),
             args: Vec::new(),
+            seed_data: None,
         }
     }
 }
@@ -90,6 +93,9 @@ impl TestNode {
             opts,
             http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
+        if let Some(seed) = &node.opts.seed_data {
+            copy_dir(seed, &node.data_dir());
+        }
         node.spawn();
         node
     }
@@ -302,6 +308,20 @@ pub async fn ask(node: &TestNode, to: &str, content: &str) -> serde_json::Value 
 }
 
 /// A minimal valid agent definition.
+/// Copies a directory tree (fixtures are small).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
 pub fn agent_toml(name: &str, prompt: &str) -> String {
     format!("name = \"{name}\"\nversion = \"1.0.0\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"{prompt}\"\n")
 }

@@ -19,6 +19,8 @@ pub struct StubReply {
     pub body: Value,
     pub headers: Vec<(String, String)>,
     pub delay: Duration,
+    /// For a request with `stream: true`: these chunks as SSE, `gap` apart.
+    pub chunks: Option<(Vec<String>, Duration)>,
 }
 
 impl StubReply {
@@ -40,7 +42,13 @@ impl StubReply {
     }
 
     pub fn ok(body: Value) -> Self {
-        Self { status: 200, body, headers: vec![], delay: Duration::ZERO }
+        Self { status: 200, body, headers: vec![], delay: Duration::ZERO, chunks: None }
+    }
+
+    /// Streams `chunks` one by one, `gap` apart, to a client that asks for a
+    /// stream; answers them joined to one that does not.
+    pub fn streamed(chunks: &[&str], gap: Duration) -> Self {
+        Self { chunks: Some((chunks.iter().map(|c| c.to_string()).collect(), gap)), ..Self::text(&chunks.concat()) }
     }
 
     pub fn error(status: u16, message: &str) -> Self {
@@ -49,6 +57,7 @@ impl StubReply {
             body: json!({"error": {"message": message, "type": "invalid_request_error"}}),
             headers: vec![],
             delay: Duration::ZERO,
+            chunks: None,
         }
     }
 
@@ -69,6 +78,8 @@ struct Inner {
     script: Mutex<VecDeque<StubReply>>,
     fallback: Mutex<Option<Responder>>,
     requests: Mutex<Vec<(Instant, Value)>>,
+    /// Stream chunks written so far, over all requests.
+    chunks_sent: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -88,11 +99,31 @@ async fn handle(State(inner): State<Arc<Inner>>, _headers: HeaderMap, Json(body)
         },
     };
     tokio::time::sleep(reply.delay).await;
+    if let (Some((chunks, gap)), true) = (reply.chunks.clone(), body["stream"] == json!(true)) {
+        return sse(inner.clone(), chunks, gap);
+    }
     let mut resp = (StatusCode::from_u16(reply.status).unwrap(), Json(reply.body)).into_response();
     for (k, v) in reply.headers {
         resp.headers_mut().insert(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
     }
     resp
+}
+
+/// Chat completion chunks as OpenAI streams them, then `[DONE]`.
+fn sse(inner: Arc<Inner>, chunks: Vec<String>, gap: Duration) -> Response {
+    let frames = async_stream::stream! {
+        for c in chunks {
+            let chunk = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0, "model": "stub",
+                "choices": [{"index": 0, "delta": {"content": c}, "finish_reason": null}]});
+            yield Ok::<_, std::convert::Infallible>(format!("data: {chunk}\n\n"));
+            inner.chunks_sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tokio::time::sleep(gap).await;
+        }
+        let end = json!({"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 0, "model": "stub",
+            "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]});
+        yield Ok(format!("data: {end}\n\ndata: [DONE]\n\n"));
+    };
+    Response::builder().header("content-type", "text/event-stream").body(axum::body::Body::from_stream(frames)).unwrap()
 }
 
 impl OpenAiStub {
@@ -101,6 +132,7 @@ impl OpenAiStub {
             script: Mutex::new(VecDeque::new()),
             fallback: Mutex::new(None),
             requests: Mutex::new(Vec::new()),
+            chunks_sent: Default::default(),
         });
         let app = Router::new().route("/v1/chat/completions", post(handle)).with_state(inner.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -116,6 +148,11 @@ impl OpenAiStub {
 
     pub fn respond_with(&self, f: impl Fn(&Value) -> StubReply + Send + Sync + 'static) {
         *self.inner.fallback.lock().unwrap() = Some(Box::new(f));
+    }
+
+    /// Stream chunks handed to the HTTP body so far (over all requests).
+    pub fn chunks_sent(&self) -> usize {
+        self.inner.chunks_sent.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn requests(&self) -> Vec<Value> {

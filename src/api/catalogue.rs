@@ -1,0 +1,196 @@
+//! Every route, with the problem types it can answer, in one table. The
+//! OpenAPI document's error responses are written from it (so a route's
+//! documentation cannot forget one), a test checks the table names every
+//! routed operation, and `tests` provoke each route's errors against it.
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+
+use super::problem::type_uri;
+use crate::problems::ProblemType as P;
+
+/// A route and what can go wrong on it.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    /// Problem types, grouped as the handler meets them.
+    pub problems: &'static [&'static [P]],
+}
+
+/// Any route: a failed read of the replica, an unexpected state.
+const ANY: &[P] = &[P::Internal];
+/// A JSON body, as axum's extractor refuses it.
+const JSON_BODY: &[P] = &[P::BadRequest, P::Unprocessable, P::UnsupportedMediaType, P::PayloadTooLarge];
+/// A body the handler reads itself (TOML or JSON).
+const RAW_BODY: &[P] = &[P::BadRequest, P::UnsupportedMediaType, P::PayloadTooLarge];
+/// A query string or a path segment that does not parse.
+const PARAMS: &[P] = &[P::BadRequest];
+/// A write through Raft: no leader, no quorum, or this node stopping.
+const WRITE: &[P] = &[P::ClusterUnavailable, P::NodeStopping];
+/// A cluster administration call.
+const ADMIN: &[P] = &[P::NodeNotFound, P::ClusterRefused, P::ClusterUnavailable];
+/// Running a tool.
+const TOOL: &[P] = &[
+    P::InvalidModule,
+    P::ToolMemoryLimit,
+    P::ToolCpuLimit,
+    P::ToolTimeout,
+    P::ToolOutputLimit,
+    P::ToolInputLimit,
+    P::ToolNotMcp,
+    P::ToolFailed,
+    P::ToolRpcError,
+];
+
+const fn route(method: &'static str, path: &'static str, problems: &'static [&'static [P]]) -> Route {
+    Route { method, path, problems }
+}
+
+pub const ROUTES: &[Route] = &[
+    route("get", "/health", &[]),
+    route("get", "/ready", &[]),
+    route("get", "/metrics", &[]),
+    route("get", "/v1/openapi.json", &[]),
+    // Agents.
+    route("post", "/v1/agents", &[ANY, RAW_BODY, WRITE, &[P::InvalidAgent, P::AgentFileManaged]]),
+    route("get", "/v1/agents", &[ANY, PARAMS]),
+    route("get", "/v1/agents/{name}", &[ANY, &[P::AgentNotFound]]),
+    route(
+        "put",
+        "/v1/agents/{name}",
+        &[ANY, RAW_BODY, WRITE, &[P::InvalidAgent, P::AgentNotFound, P::NameMismatch, P::AgentFileManaged]],
+    ),
+    route("delete", "/v1/agents/{name}", &[ANY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]]),
+    route("get", "/v1/agents-dir", &[]),
+    // Messages.
+    route(
+        "post",
+        "/v1/messages",
+        &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::NoAgentForCapability, P::HopLimit, P::ReplyTimeout]],
+    ),
+    route("get", "/v1/messages/{id}", &[ANY, &[P::MessageNotFound]]),
+    route("get", "/v1/messages/{id}/stream", &[ANY, PARAMS, &[P::MessageNotFound]]),
+    route("get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
+    route("get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
+    route("post", "/v1/contract-net", &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout]]),
+    // OpenAI-compatible: errors other than a refused body come in OpenAI's shape.
+    route("post", "/v1/chat/completions", &[ANY, JSON_BODY]),
+    route("get", "/v1/models", &[ANY]),
+    // Tools.
+    route("post", "/v1/mcp-servers", &[ANY, JSON_BODY, WRITE, TOOL, &[P::InvalidToolServer]]),
+    route("get", "/v1/mcp-servers", &[ANY]),
+    route("delete", "/v1/mcp-servers/{name}", &[ANY, WRITE, &[P::ToolServerNotFound]]),
+    route("post", "/v1/tools/{name}/call", &[ANY, JSON_BODY, TOOL, &[P::ToolNotFound, P::ToolServerNotFound]]),
+    route("post", "/mcp", &[JSON_BODY]),
+    route("delete", "/mcp", &[]),
+    // Memory.
+    route("post", "/v1/memory/entities", &[ANY, JSON_BODY, WRITE, &[P::MemoryModelUnavailable]]),
+    route("get", "/v1/memory/entities", &[ANY, PARAMS]),
+    route("get", "/v1/memory/entities/{name}", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
+    route("delete", "/v1/memory/entities/{name}", &[ANY, PARAMS, WRITE, &[P::MemoryEntityNotFound]]),
+    route("get", "/v1/memory/entities/{name}/neighbours", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
+    route("post", "/v1/memory/relations", &[ANY, JSON_BODY, WRITE, &[P::MemoryEntityNotFound]]),
+    route("get", "/v1/memory/search", &[ANY, PARAMS, &[P::MemoryModelUnavailable]]),
+    route("get", "/v1/memory/export", &[ANY]),
+    route(
+        "post",
+        "/v1/memory/import",
+        &[ANY, JSON_BODY, WRITE, &[P::UnsupportedExportVersion, P::MemoryEntityNotFound, P::MemoryModelUnavailable]],
+    ),
+    // Cluster.
+    route("get", "/v1/cluster/status", &[]),
+    route("get", "/v1/cluster/members", &[]),
+    route("get", "/v1/cluster/placement", &[ANY]),
+    route("post", "/v1/cluster/snapshot", &[ANY, &[P::ClusterUnavailable]]),
+    route("post", "/v1/cluster/leave", &[ANY, ADMIN]),
+    route("post", "/v1/cluster/members/{id}/remove", &[ANY, PARAMS, ADMIN]),
+    route("post", "/v1/cluster/transfer-leader", &[ANY, JSON_BODY, ADMIN]),
+    route("post", "/v1/cluster/rebalance", &[ANY, WRITE]),
+];
+
+impl Route {
+    /// The route's problem types, each once, in table order.
+    pub fn problem_types(&self) -> Vec<P> {
+        let mut out: Vec<P> = Vec::new();
+        for t in self.problems.iter().flat_map(|g| g.iter()) {
+            if !out.contains(t) {
+                out.push(*t);
+            }
+        }
+        out
+    }
+}
+
+pub fn find(method: &str, path: &str) -> Option<&'static Route> {
+    ROUTES.iter().find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+}
+
+/// Writes each operation's error responses from [`ROUTES`]: one response
+/// per status, listing the problem types that answer with it.
+pub fn document(api: &mut OpenApi) {
+    for (path, item) in api.paths.paths.iter_mut() {
+        let ops: [(&str, &mut Option<Operation>); 5] = [
+            ("get", &mut item.get),
+            ("post", &mut item.post),
+            ("put", &mut item.put),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ];
+        for (method, op) in ops {
+            let (Some(op), Some(route)) = (op.as_mut(), find(method, path)) else { continue };
+            let mut by_status: std::collections::BTreeMap<u16, Vec<P>> = Default::default();
+            for t in route.problem_types() {
+                by_status.entry(t.status()).or_default().push(t);
+            }
+            for (status, types) in by_status {
+                let listed: Vec<String> = types.iter().map(|t| format!("`{}`", t.slug())).collect();
+                let response = ResponseBuilder::new()
+                    .description(format!("Problem types: {}", listed.join(", ")))
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new().schema(Some(Ref::from_schema_name("Problem"))).build(),
+                    )
+                    .build();
+                op.responses.responses.insert(status.to_string(), response.into());
+            }
+        }
+    }
+}
+
+/// The `type` URIs a route documents for `status`.
+pub fn documented_types(route: &Route, status: u16) -> Vec<String> {
+    route.problem_types().into_iter().filter(|t| t.status() == status).map(type_uri).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_routed_operation_is_in_the_table_and_every_entry_is_routed() {
+        let api = super::super::openapi();
+        let mut documented = Vec::new();
+        for (path, item) in &api.paths.paths {
+            for (method, op) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("put", &item.put),
+                ("delete", &item.delete),
+                ("patch", &item.patch),
+            ] {
+                if op.is_some() {
+                    assert!(find(method, path).is_some(), "{method} {path} is routed but has no entry in ROUTES");
+                    documented.push((method, path.clone()));
+                }
+            }
+        }
+        for r in ROUTES {
+            assert!(
+                documented.iter().any(|(m, p)| *m == r.method && p == r.path),
+                "ROUTES names {} {}, which is not routed",
+                r.method,
+                r.path
+            );
+        }
+    }
+}

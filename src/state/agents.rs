@@ -1,0 +1,387 @@
+//! Agents and shards: the records the replica keeps, the commands that
+//! change them, and the reads over them.
+
+use caxton_cluster::ReadError;
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use super::command::{ApplyCtx, Proposal, Response};
+use super::events::StateEvent;
+use super::machine::SHARDS;
+use super::queries::Queries;
+use crate::config::{AgentName, AgentSpec};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum AgentSource {
+    /// Deployed through the API or CLI.
+    Api,
+    /// Deployed from a file in a node's agents directory.
+    File(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployAgent {
+    pub spec: AgentSpec,
+    /// The definition as the user wrote it, kept for `get` and history.
+    pub toml: String,
+    pub source: AgentSource,
+    /// Proposer's clock, milliseconds since the epoch.
+    pub at_ms: i64,
+    /// The node that will run the agent.
+    pub owner: u64,
+    /// Only update an existing agent (PUT semantics).
+    pub must_exist: bool,
+}
+
+/// What a deploy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deployment {
+    Deployed {
+        revision: u64,
+        created: bool,
+    },
+    /// The same definition was already deployed: no new revision.
+    Unchanged {
+        revision: u64,
+    },
+    /// `must_exist` was set and there is no such agent.
+    NotFound,
+}
+
+impl Proposal for DeployAgent {
+    type Output = Deployment;
+    const NAME: &'static str = "DeployAgent";
+    fn output(r: Response) -> Result<Deployment, Response> {
+        match r {
+            Response::Deployed { revision, created } => Ok(Deployment::Deployed { revision, created }),
+            Response::Unchanged { revision } => Ok(Deployment::Unchanged { revision }),
+            Response::NotFound => Ok(Deployment::NotFound),
+            other => Err(other),
+        }
+    }
+}
+
+impl DeployAgent {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        let (d, tx) = (self, ctx.tx);
+        let key = d.spec.name.key();
+        let existing: Option<(u64, String)> = tx
+            .query_row("SELECT revision, toml FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let shard = caxton_cluster::placement::shard_of(&key, SHARDS);
+        // The shard map decides; the proposer's choice only fills the gap
+        // before the first placement.
+        let owner: u64 = tx
+            .query_row("SELECT owner FROM shards WHERE shard = ?1", [shard], |r| r.get(0))
+            .optional()?
+            .unwrap_or(d.owner);
+        let spec_json = serde_json::to_string(&d.spec).expect("agent spec serializes");
+        let source_json = serde_json::to_string(&d.source).expect("source serializes");
+        let revision = match existing {
+            None if d.must_exist => return Ok(Response::NotFound),
+            Some((rev, toml)) if toml == d.toml => return Ok(Response::Unchanged { revision: rev }),
+            None => {
+                tx.execute(
+                    "INSERT INTO agents(name_key, name, revision, version, spec, toml, source, owner, shard, created_at, updated_at)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+                    params![key, d.spec.name.as_str(), d.spec.version, spec_json, d.toml, source_json, owner, shard, d.at_ms],
+                )?;
+                1
+            }
+            Some((rev, _)) => {
+                tx.execute(
+                    "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, source = ?7,
+                     owner = ?8, shard = ?9, updated_at = ?10 WHERE name_key = ?1",
+                    params![
+                        key,
+                        d.spec.name.as_str(),
+                        rev + 1,
+                        d.spec.version,
+                        spec_json,
+                        d.toml,
+                        source_json,
+                        owner,
+                        shard,
+                        d.at_ms
+                    ],
+                )?;
+                rev + 1
+            }
+        };
+        tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
+        for cap in &d.spec.capabilities {
+            tx.execute(
+                "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
+                params![cap, key],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO agent_versions(name_key, revision, version, toml, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![key, revision, d.spec.version, d.toml, d.at_ms],
+        )?;
+        Ok(Response::Deployed { revision, created: revision == 1 })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoveAgent {
+    pub name: AgentName,
+    /// Remove only if the agent still comes from this source (so a file
+    /// deleted from one node's directory cannot remove an API deploy).
+    pub only_if_source: Option<AgentSource>,
+    pub at_ms: i64,
+}
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed {
+        revision: u64,
+    },
+    NotFound,
+    /// The agent comes from another source; left alone.
+    SourceMismatch,
+}
+
+impl Proposal for RemoveAgent {
+    type Output = Removal;
+    const NAME: &'static str = "RemoveAgent";
+    fn output(r: Response) -> Result<Removal, Response> {
+        match r {
+            Response::Removed { revision } => Ok(Removal::Removed { revision }),
+            Response::NotFound => Ok(Removal::NotFound),
+            Response::SourceMismatch => Ok(Removal::SourceMismatch),
+            other => Err(other),
+        }
+    }
+}
+
+impl RemoveAgent {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        let (name, only_if, tx) = (self.name, self.only_if_source, ctx.tx);
+        let key = name.key();
+        let row: Option<(u64, String)> = tx
+            .query_row("SELECT revision, source FROM agents WHERE name_key = ?1", [&key], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?;
+        let Some((revision, source)) = row else { return Ok(Response::NotFound) };
+        if let Some(expected) = only_if {
+            let actual: Option<AgentSource> = serde_json::from_str(&source).ok();
+            if actual.as_ref() != Some(&expected) {
+                return Ok(Response::SourceMismatch);
+            }
+        }
+        tx.execute("DELETE FROM agents WHERE name_key = ?1", [&key])?;
+        tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
+        ctx.stage.push(StateEvent::AgentRemoved { name });
+        Ok(Response::Removed { revision })
+    }
+}
+
+/// New owners for shards (leader's placement); each moved shard's epoch
+/// goes up by one and its agents follow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AssignShards {
+    pub moves: Vec<(u32, u64)>,
+    pub at_ms: i64,
+}
+
+impl Proposal for AssignShards {
+    type Output = ();
+    const NAME: &'static str = "AssignShards";
+    fn output(r: Response) -> Result<(), Response> {
+        match r {
+            Response::Done => Ok(()),
+            other => Err(other),
+        }
+    }
+}
+
+impl AssignShards {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        let tx = ctx.tx;
+        for (shard, owner) in self.moves {
+            tx.execute(
+                "INSERT INTO shards(shard, owner, epoch) VALUES (?1, ?2, 1)
+                 ON CONFLICT(shard) DO UPDATE SET owner = excluded.owner, epoch = epoch + 1",
+                params![shard, owner],
+            )?;
+            tx.execute("UPDATE agents SET owner = ?1 WHERE shard = ?2", params![owner, shard])?;
+            let mut s = tx.prepare_cached("SELECT name, revision FROM agents WHERE shard = ?1")?;
+            let moved = s.query_map([shard], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+            for row in moved {
+                let (name, revision) = row?;
+                if let Ok(name) = AgentName::parse(&name) {
+                    ctx.stage.push(StateEvent::AgentDeployed { name, revision, owner });
+                }
+            }
+        }
+        Ok(Response::Done)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentRecord {
+    pub name: String,
+    pub revision: u64,
+    pub version: String,
+    pub spec: AgentSpec,
+    pub toml: String,
+    pub source: AgentSource,
+    pub owner: u64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentVersion {
+    pub revision: u64,
+    pub version: String,
+    pub deployed_at_ms: i64,
+}
+
+const AGENT_COLUMNS: &str = "name, revision, version, spec, toml, source, owner, created_at, updated_at";
+
+fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
+    let spec: String = r.get(3)?;
+    let source: String = r.get(5)?;
+    let bad =
+        |e: serde_json::Error| rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, Box::new(e));
+    Ok(AgentRecord {
+        name: r.get(0)?,
+        revision: r.get(1)?,
+        version: r.get(2)?,
+        spec: serde_json::from_str(&spec).map_err(bad)?,
+        toml: r.get(4)?,
+        source: serde_json::from_str(&source).map_err(bad)?,
+        owner: r.get(6)?,
+        created_at_ms: r.get(7)?,
+        updated_at_ms: r.get(8)?,
+    })
+}
+
+impl Queries {
+    pub async fn agent(&self, name: &AgentName) -> Result<Option<AgentRecord>, ReadError> {
+        let key = name.key();
+        self.replica()
+            .read(move |c| {
+                c.query_row(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name_key = ?1"), [key], agent_from_row)
+                    .optional()
+            })
+            .await
+    }
+
+    /// One page of agents in name order, optionally those with a capability.
+    /// `after` is the last name of the previous page (keyset pagination).
+    pub async fn agents(
+        &self,
+        capability: Option<String>,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<Vec<AgentRecord>, ReadError> {
+        let after = after.map(|a| a.to_ascii_lowercase()).unwrap_or_default();
+        self.replica()
+            .read(move |c| {
+                let rows = match capability {
+                    Some(cap) => {
+                        let mut s = c.prepare_cached(&format!(
+                            "SELECT {AGENT_COLUMNS} FROM agents WHERE name_key > ?1 AND name_key IN
+                             (SELECT name_key FROM agent_capabilities WHERE capability = ?2)
+                             ORDER BY name_key LIMIT ?3"
+                        ))?;
+                        let rows = s.query_map(params![after, cap, limit], agent_from_row)?;
+                        rows.collect::<rusqlite::Result<Vec<_>>>()?
+                    }
+                    None => {
+                        let mut s = c.prepare_cached(&format!(
+                            "SELECT {AGENT_COLUMNS} FROM agents WHERE name_key > ?1 ORDER BY name_key LIMIT ?2"
+                        ))?;
+                        let rows = s.query_map(params![after, limit], agent_from_row)?;
+                        rows.collect::<rusqlite::Result<Vec<_>>>()?
+                    }
+                };
+                Ok(rows)
+            })
+            .await
+    }
+
+    /// Every agent, in name order (walks the pages).
+    pub async fn all_agents(&self) -> Result<Vec<AgentRecord>, ReadError> {
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self.agents(None, after.clone(), 500).await?;
+            let Some(last) = page.last() else { return Ok(all) };
+            after = Some(last.name.clone());
+            all.extend(page);
+        }
+    }
+
+    pub async fn agent_count(&self) -> Result<u64, ReadError> {
+        self.replica().read(|c| c.query_row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))).await
+    }
+
+    pub async fn versions(&self, name: &AgentName) -> Result<Vec<AgentVersion>, ReadError> {
+        let key = name.key();
+        self.replica()
+            .read(move |c| {
+                let mut s = c.prepare_cached(
+                    "SELECT revision, version, deployed_at FROM agent_versions WHERE name_key = ?1 ORDER BY revision",
+                )?;
+                let rows = s.query_map([key], |r| {
+                    Ok(AgentVersion { revision: r.get(0)?, version: r.get(1)?, deployed_at_ms: r.get(2)? })
+                })?;
+                rows.collect()
+            })
+            .await
+    }
+
+    /// Current owner of every shard (index = shard; `None` = unassigned).
+    pub async fn shard_map(&self, shards: u32) -> Result<Vec<Option<u64>>, ReadError> {
+        self.replica()
+            .read(move |c| {
+                let mut map = vec![None; shards as usize];
+                let mut s = c.prepare_cached("SELECT shard, owner FROM shards")?;
+                let rows = s.query_map([], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, u64>(1)?)))?;
+                for row in rows {
+                    let (shard, owner) = row?;
+                    if let Some(slot) = map.get_mut(shard as usize) {
+                        *slot = Some(owner);
+                    }
+                }
+                Ok(map)
+            })
+            .await
+    }
+
+    /// (shard, owner, epoch) rows.
+    pub async fn shard_rows(&self) -> Result<Vec<(u32, u64, u64)>, ReadError> {
+        self.replica()
+            .read(|c| {
+                let mut s = c.prepare_cached("SELECT shard, owner, epoch FROM shards ORDER BY shard")?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                rows.collect()
+            })
+            .await
+    }
+
+    /// Agents deployed from files, by file name (for agents-dir reconciliation).
+    pub async fn file_sourced_agents(&self) -> Result<Vec<(String, String)>, ReadError> {
+        self.replica()
+            .read(|c| {
+                let mut s = c.prepare_cached("SELECT name, source FROM agents")?;
+                let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                let mut out = Vec::new();
+                for row in rows {
+                    let (name, source) = row?;
+                    if let Ok(AgentSource::File(f)) = serde_json::from_str(&source) {
+                        out.push((name, f));
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+}

@@ -1,0 +1,232 @@
+//! The replicated commands and their responses are the Raft log format: a
+//! log written by one version is applied by the next. These tests pin
+//! every command and response (`testdata/*.jsonl`, one `name<TAB>json` line
+//! per value) two ways: `*.v1.jsonl` were written by the first version
+//! (before `state/` owned its vocabulary) and must still decode to the
+//! value they name; `commands.jsonl` / `responses.jsonl` hold today's
+//! encoding, so a change to it is a decision, not an accident.
+//!
+//! `CAXTON_UPDATE_GOLDEN=1 cargo test --lib golden` rewrites today's files;
+//! never rewrite a versioned one.
+
+use std::collections::BTreeMap;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use super::{
+    AcceptMessages, AcceptOutcome, AgentSource, AssignShards, Command, ConversationState, DeleteEntity, DeployAgent,
+    DeployMcpServer, Message, MessageKind, MessageStatus, NewObservation, Place, RecordReplies, Relate, RemoveAgent,
+    RemoveMcpServer, Response, SetConversation, StoreEntity, Vector,
+};
+use crate::config::{AgentName, AgentSpec};
+
+const AGENT: &str = "name = \"Golden\"\nversion = \"1.2.0\"\ncapabilities = [\"echo\", \"golden\"]\n\
+system_prompt = \"You answer in gold.\"\ntools = [\"memory_search\"]\n\n[memory]\nenabled = true\nscope = \"workspace\"\n";
+
+fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Message {
+    Message {
+        id: id.into(),
+        kind,
+        sender: "user".into(),
+        receiver: "Golden".into(),
+        capability: Some("golden".into()),
+        conversation_id: "conv-1".into(),
+        reply_to: None,
+        content: "hello ✓".into(),
+        requirements: Some("be brief".into()),
+        context: None,
+        history: vec![crate::llm::ChatMessage::user("earlier")],
+        trace_id: "trace-1".into(),
+        span_id: "0123456789abcdef".into(),
+        hop: 1,
+        created_at_ms: 1_700_000_000_000,
+        status,
+        reply_id: None,
+    }
+}
+
+fn commands() -> Vec<(&'static str, Command)> {
+    let spec = AgentSpec::from_toml(AGENT, "golden.toml").expect("golden agent parses");
+    let place = Place::agent("Golden");
+    vec![
+        (
+            "deploy_agent",
+            Command::DeployAgent(Box::new(DeployAgent {
+                spec,
+                toml: AGENT.into(),
+                source: AgentSource::File("golden.toml".into()),
+                at_ms: 1_700_000_000_001,
+                owner: 2,
+                must_exist: false,
+            })),
+        ),
+        (
+            "remove_agent",
+            Command::RemoveAgent(RemoveAgent {
+                name: AgentName::parse("Golden").unwrap(),
+                only_if_source: Some(AgentSource::Api),
+                at_ms: 1_700_000_000_002,
+            }),
+        ),
+        (
+            "accept_messages",
+            Command::AcceptMessages(AcceptMessages {
+                messages: vec![
+                    message("m-1", MessageKind::Request, MessageStatus::Accepted),
+                    message("m-2", MessageKind::Notification, MessageStatus::Final),
+                ],
+            }),
+        ),
+        (
+            "record_replies",
+            Command::RecordReplies(RecordReplies {
+                replies: vec![
+                    Message {
+                        reply_to: Some("m-1".into()),
+                        ..message("m-1-reply", MessageKind::Response, MessageStatus::Final)
+                    },
+                    Message {
+                        reply_to: Some("m-3".into()),
+                        ..message("m-3-reply", MessageKind::Error, MessageStatus::Final)
+                    },
+                ],
+            }),
+        ),
+        (
+            "set_conversation",
+            Command::SetConversation(SetConversation {
+                id: "conv-1".into(),
+                protocol: "contract-net".into(),
+                state: ConversationState::InProgress,
+                detail: Some("3 proposals".into()),
+                at_ms: 1_700_000_000_003,
+            }),
+        ),
+        (
+            "assign_shards",
+            Command::AssignShards(AssignShards { moves: vec![(0, 1), (255, 3)], at_ms: 1_700_000_000_004 }),
+        ),
+        (
+            "store_entity",
+            Command::StoreEntity(StoreEntity {
+                place: place.clone(),
+                name: "Lisbon".into(),
+                entity_type: "city".into(),
+                observations: vec![NewObservation { text: "sunny".into(), embedding: Vector(vec![0.5, -1.0, 0.25]) }],
+                at_ms: 1_700_000_000_005,
+            }),
+        ),
+        (
+            "delete_entity",
+            Command::DeleteEntity(DeleteEntity { place: Place::workspace("team"), name: "Lisbon".into() }),
+        ),
+        (
+            "relate",
+            Command::Relate(Relate {
+                place: Place::global(),
+                from: "Lisbon".into(),
+                to: "Portugal".into(),
+                relation_type: "capital_of".into(),
+                at_ms: 1_700_000_000_006,
+            }),
+        ),
+        (
+            "deploy_mcp_server",
+            Command::DeployMcpServer(DeployMcpServer {
+                name: "json_query".into(),
+                manifest: "name = \"json_query\"\n".into(),
+                module: "AGFzbQEAAAA=".into(),
+                tools: r#"[{"name":"query"}]"#.into(),
+                at_ms: 1_700_000_000_007,
+            }),
+        ),
+        ("remove_mcp_server", Command::RemoveMcpServer(RemoveMcpServer { name: "json_query".into() })),
+    ]
+}
+
+fn responses() -> Vec<(&'static str, Response)> {
+    vec![
+        ("deployed", Response::Deployed { revision: 2, created: false }),
+        ("unchanged", Response::Unchanged { revision: 2 }),
+        ("removed", Response::Removed { revision: 3 }),
+        ("not_found", Response::NotFound),
+        ("source_mismatch", Response::SourceMismatch),
+        (
+            "accepted",
+            Response::Accepted(vec![AcceptOutcome::Accepted, AcceptOutcome::Duplicate, AcceptOutcome::UnknownReceiver]),
+        ),
+        ("recorded", Response::Recorded(vec![true, false])),
+        ("done", Response::Done),
+        ("stored", Response::Stored { created: true, observations: 1 }),
+        ("deleted", Response::Deleted(true)),
+        ("missing_entity", Response::MissingEntity("Portugal".into())),
+        ("rejected", Response::Rejected("tool server `x`: the module is empty".into())),
+    ]
+}
+
+fn encode<T: Serialize>(value: &T) -> String {
+    // What `caxton_cluster::codec::encode_app` writes into the log.
+    serde_json::to_string(value).expect("serializes")
+}
+
+fn pinned(file: &str) -> BTreeMap<String, String> {
+    let path = format!("{}/src/state/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (name, json) = l.split_once('\t').unwrap_or_else(|| panic!("{path}: line without a tab: {l}"));
+            (name.to_owned(), json.to_owned())
+        })
+        .collect()
+}
+
+/// Every line pinned by an earlier version decodes, to the value it names:
+/// a log that version wrote is applied by this one.
+fn check_decodes<T: Serialize + DeserializeOwned>(file: &str, values: &[(&str, T)]) {
+    for (name, line) in pinned(file) {
+        let (_, value) = values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("{file} pins `{name}`, which these tests no longer build"));
+        let decoded: T =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("{file}: `{name}` no longer decodes: {e}"));
+        assert_eq!(encode(&decoded), encode(value), "{file}: `{name}` decodes to another value");
+    }
+}
+
+/// Today's encoding equals the pinned one: a change to it is deliberate
+/// (`CAXTON_UPDATE_GOLDEN=1` rewrites this file; the older files stay).
+fn check_encodes<T: Serialize>(file: &str, values: &[(&str, T)]) {
+    let path = format!("{}/src/state/testdata/{file}", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("CAXTON_UPDATE_GOLDEN").is_some() {
+        let current: String = values.iter().map(|(name, v)| format!("{name}\t{}\n", encode(v))).collect();
+        std::fs::write(&path, current).unwrap();
+    }
+    let lines = pinned(file);
+    for (name, value) in values {
+        assert_eq!(lines.get(*name), Some(&encode(value)), "{file}: the encoding of `{name}` changed");
+    }
+    assert_eq!(lines.len(), values.len(), "{file} pins values these tests no longer build");
+}
+
+#[test]
+fn commands_encode_as_pinned() {
+    check_encodes("commands.jsonl", &commands());
+}
+
+#[test]
+fn responses_encode_as_pinned() {
+    check_encodes("responses.jsonl", &responses());
+}
+
+#[test]
+fn commands_written_by_v1_decode() {
+    check_decodes("commands.v1.jsonl", &commands());
+}
+
+#[test]
+fn responses_written_by_v1_decode() {
+    check_decodes("responses.v1.jsonl", &responses());
+}

@@ -1,0 +1,551 @@
+//! Messages and conversations: the records the replica keeps (shared by the
+//! API, the runtime and the state machine), the commands that change them,
+//! and the reads over them.
+
+use std::collections::HashMap;
+
+use caxton_cluster::ReadError;
+use rusqlite::{params, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::command::{ApplyCtx, Proposal, Response};
+use super::events::StateEvent;
+use super::queries::Queries;
+use crate::config::AgentName;
+use crate::llm::ChatMessage;
+
+/// Public JSON (and the log, since v2) spells every enum value in
+/// snake_case; the aliases read what v1 wrote. The replica's SQL columns keep
+/// their own spelling (`as_str`), which is the storage format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    #[serde(alias = "Request")]
+    Request,
+    #[serde(alias = "Response")]
+    Response,
+    #[serde(alias = "Notification")]
+    Notification,
+    #[serde(alias = "Error")]
+    Error,
+}
+
+impl MessageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Request => "Request",
+            Self::Response => "Response",
+            Self::Notification => "Notification",
+            Self::Error => "Error",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Request" => Some(Self::Request),
+            "Response" => Some(Self::Response),
+            "Notification" => Some(Self::Notification),
+            "Error" => Some(Self::Error),
+            _ => None,
+        }
+    }
+}
+
+/// Where a request stands. Only `Accepted` messages are waiting for work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    Accepted,
+    Answered,
+    Failed,
+    /// Responses, errors and notifications: nothing left to do.
+    Final,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Answered => "answered",
+            Self::Failed => "failed",
+            Self::Final => "final",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "accepted" => Self::Accepted,
+            "answered" => Self::Answered,
+            "failed" => Self::Failed,
+            _ => Self::Final,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationState {
+    #[serde(alias = "Initiated")]
+    Initiated,
+    #[serde(alias = "InProgress")]
+    InProgress,
+    #[serde(alias = "Completed")]
+    Completed,
+    #[serde(alias = "Failed")]
+    Failed,
+    #[serde(alias = "Expired")]
+    Expired,
+}
+
+impl ConversationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initiated => "Initiated",
+            Self::InProgress => "InProgress",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Expired => "Expired",
+        }
+    }
+
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Initiated" => Self::Initiated,
+            "InProgress" => Self::InProgress,
+            "Completed" => Self::Completed,
+            "Expired" => Self::Expired,
+            _ => Self::Failed,
+        }
+    }
+}
+
+/// A message as stored and returned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Message {
+    pub id: String,
+    pub kind: MessageKind,
+    /// Agent name, or `user` / a client label for messages from outside.
+    pub sender: String,
+    /// The agent that handles it (resolved from a capability if one was given).
+    pub receiver: String,
+    /// The capability the sender addressed, if any.
+    pub capability: Option<String>,
+    pub conversation_id: String,
+    pub reply_to: Option<String>,
+    pub content: String,
+    pub requirements: Option<String>,
+    pub context: Option<String>,
+    /// Earlier turns supplied by the caller (OpenAI-style clients send them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<ChatMessage>,
+    pub trace_id: String,
+    pub span_id: String,
+    /// How many agent-to-agent hops led here (loop protection).
+    pub hop: u32,
+    pub created_at_ms: i64,
+    pub status: MessageStatus,
+    /// For requests: the reply once recorded.
+    pub reply_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ConversationRecord {
+    pub id: String,
+    pub protocol: Protocol,
+    pub state: ConversationState,
+    pub initiator: String,
+    pub detail: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// How a conversation's messages relate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// A request and its reply (every message that names no protocol).
+    RequestReply,
+    /// A call for proposals, bids, an award and a result.
+    ContractNet,
+}
+
+impl Protocol {
+    /// The spelling in the log and the replica's tables.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RequestReply => "request-reply",
+            Self::ContractNet => "contract-net",
+        }
+    }
+
+    /// Reads the stored spelling; only these two were ever written.
+    fn parse(stored: &str) -> Self {
+        if stored == Self::ContractNet.as_str() {
+            Self::ContractNet
+        } else {
+            Self::RequestReply
+        }
+    }
+}
+
+/// Messages entering the system: the durability point of a send.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AcceptMessages {
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum AcceptOutcome {
+    Accepted,
+    /// A message with this id exists already (a retried send).
+    Duplicate,
+    /// The receiver is not (or no longer) deployed.
+    UnknownReceiver,
+}
+
+impl Proposal for AcceptMessages {
+    /// One outcome per message, in order.
+    type Output = Vec<AcceptOutcome>;
+    const NAME: &'static str = "AcceptMessages";
+    fn output(r: Response) -> Result<Vec<AcceptOutcome>, Response> {
+        match r {
+            Response::Accepted(outcomes) => Ok(outcomes),
+            other => Err(other),
+        }
+    }
+}
+
+impl AcceptMessages {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        accept(ctx.tx, ctx.index, self.messages, ctx.stage)
+    }
+}
+
+/// Answers to accepted requests; an answer to an already answered request
+/// is ignored, which makes processing at-least-once but answering
+/// exactly-once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordReplies {
+    pub replies: Vec<Message>,
+}
+
+impl Proposal for RecordReplies {
+    /// Per reply: recorded (true), or its request was already answered.
+    type Output = Vec<bool>;
+    const NAME: &'static str = "RecordReplies";
+    fn output(r: Response) -> Result<Vec<bool>, Response> {
+        match r {
+            Response::Recorded(recorded) => Ok(recorded),
+            other => Err(other),
+        }
+    }
+}
+
+impl RecordReplies {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        record_replies(ctx.tx, ctx.index, self.replies, ctx.stage)
+    }
+}
+
+/// A protocol conversation's state (contract-net).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetConversation {
+    pub id: String,
+    pub protocol: String,
+    pub state: ConversationState,
+    pub detail: Option<String>,
+    pub at_ms: i64,
+}
+
+impl Proposal for SetConversation {
+    type Output = ();
+    const NAME: &'static str = "SetConversation";
+    fn output(r: Response) -> Result<(), Response> {
+        match r {
+            Response::Done => Ok(()),
+            other => Err(other),
+        }
+    }
+}
+
+impl SetConversation {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        set_conversation(ctx.tx, &self.id, &self.protocol, self.state, self.detail, self.at_ms, ctx.stage)
+    }
+}
+
+/// The message columns that are queried; everything else lives in `body`.
+pub(crate) fn insert_message(tx: &Transaction<'_>, m: &Message, seq: u64) -> rusqlite::Result<()> {
+    let body = serde_json::to_string(m).expect("message serializes");
+    tx.execute(
+        "INSERT INTO messages(id, kind, sender, receiver, receiver_key, capability, conversation_id, reply_to, body, status, reply_id, created_at, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        params![
+            m.id,
+            m.kind.as_str(),
+            m.sender,
+            m.receiver,
+            m.receiver.to_ascii_lowercase(),
+            m.capability,
+            m.conversation_id,
+            m.reply_to,
+            body,
+            m.status.as_str(),
+            m.reply_id,
+            m.created_at_ms,
+            seq
+        ],
+    )?;
+    Ok(())
+}
+
+fn touch_conversation(tx: &Transaction<'_>, m: &Message) -> rusqlite::Result<bool> {
+    let inserted = tx.execute(
+        "INSERT OR IGNORE INTO conversations(id, protocol, state, initiator, created_at, updated_at) VALUES (?1, 'request-reply', ?2, ?3, ?4, ?4)",
+        params![m.conversation_id, ConversationState::InProgress.as_str(), m.sender, m.created_at_ms],
+    )?;
+    if inserted == 0 {
+        tx.execute(
+            "UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1",
+            params![m.conversation_id, m.created_at_ms, ConversationState::InProgress.as_str()],
+        )?;
+    }
+    Ok(inserted > 0)
+}
+
+fn accept(
+    tx: &Transaction<'_>,
+    index: u64,
+    messages: Vec<Message>,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for mut m in messages {
+        let exists: bool =
+            tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&m.id], |_| Ok(true)).optional()?.unwrap_or(false);
+        if exists {
+            outcomes.push(AcceptOutcome::Duplicate);
+            continue;
+        }
+        let deployed: bool = tx
+            .query_row("SELECT 1 FROM agents WHERE name_key = ?1", [m.receiver.to_ascii_lowercase()], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
+        if !deployed {
+            outcomes.push(AcceptOutcome::UnknownReceiver);
+            continue;
+        }
+        m.status = if m.kind == MessageKind::Request { MessageStatus::Accepted } else { MessageStatus::Final };
+        m.reply_id = None;
+        insert_message(tx, &m, index)?;
+        if touch_conversation(tx, &m)? {
+            stage.push(StateEvent::ConversationChanged { id: m.conversation_id.clone() });
+        }
+        stage.push(StateEvent::ConversationMessage {
+            conversation_id: m.conversation_id.clone(),
+            message_id: m.id.clone(),
+        });
+        if m.kind == MessageKind::Request {
+            if let Ok(receiver) = AgentName::parse(&m.receiver) {
+                stage.push(StateEvent::MessageAccepted { id: m.id.clone(), receiver });
+            }
+        }
+        outcomes.push(AcceptOutcome::Accepted);
+    }
+    Ok(Response::Accepted(outcomes))
+}
+
+fn record_replies(
+    tx: &Transaction<'_>,
+    index: u64,
+    replies: Vec<Message>,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
+    let mut recorded = Vec::with_capacity(replies.len());
+    for mut reply in replies {
+        let Some(request_id) = reply.reply_to.clone() else {
+            recorded.push(false);
+            continue;
+        };
+        let open: Option<String> =
+            tx.query_row("SELECT status FROM messages WHERE id = ?1", [&request_id], |r| r.get(0)).optional()?;
+        let exists: bool = tx
+            .query_row("SELECT 1 FROM messages WHERE id = ?1", [&reply.id], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
+        if open.as_deref() != Some(MessageStatus::Accepted.as_str()) || exists {
+            recorded.push(false);
+            continue;
+        }
+        let failed = reply.kind == MessageKind::Error;
+        reply.status = MessageStatus::Final;
+        insert_message(tx, &reply, index)?;
+        let new_status = if failed { MessageStatus::Failed } else { MessageStatus::Answered };
+        // The request's stored body carries status too; keep both in step.
+        let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [&request_id], |r| r.get(0))?;
+        let mut request: Message =
+            serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        request.status = new_status;
+        request.reply_id = Some(reply.id.clone());
+        tx.execute(
+            "UPDATE messages SET status = ?2, reply_id = ?3, body = ?4 WHERE id = ?1",
+            params![
+                request_id,
+                new_status.as_str(),
+                reply.id,
+                serde_json::to_string(&request).expect("message serializes")
+            ],
+        )?;
+        let state = if failed { ConversationState::Failed } else { ConversationState::Completed };
+        tx.execute(
+            "UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1",
+            params![reply.conversation_id, reply.created_at_ms, state.as_str()],
+        )?;
+        stage.push(StateEvent::ConversationMessage {
+            conversation_id: reply.conversation_id.clone(),
+            message_id: reply.id.clone(),
+        });
+        stage.push(StateEvent::ReplyRecorded { request_id, reply_id: reply.id.clone() });
+        stage.push(StateEvent::ConversationChanged { id: reply.conversation_id.clone() });
+        recorded.push(true);
+    }
+    Ok(Response::Recorded(recorded))
+}
+
+fn set_conversation(
+    tx: &Transaction<'_>,
+    id: &str,
+    protocol: &str,
+    state: ConversationState,
+    detail: Option<String>,
+    at_ms: i64,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
+    tx.execute(
+        "INSERT INTO conversations(id, protocol, state, initiator, detail, created_at, updated_at) VALUES (?1, ?2, ?3, 'caxton', ?4, ?5, ?5)
+         ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, detail = COALESCE(excluded.detail, detail), updated_at = excluded.updated_at",
+        params![id, protocol, state.as_str(), detail, at_ms],
+    )?;
+    stage.push(StateEvent::ConversationChanged { id: id.to_owned() });
+    Ok(Response::Done)
+}
+
+fn parse_body(body: String) -> rusqlite::Result<Message> {
+    serde_json::from_str(&body)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+}
+
+impl Queries {
+    pub async fn message(&self, id: &str) -> Result<Option<Message>, ReadError> {
+        let id = id.to_owned();
+        self.replica()
+            .read(move |c| {
+                let body: Option<String> =
+                    c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+                body.map(parse_body).transpose()
+            })
+            .await
+    }
+
+    pub async fn conversation(&self, id: &str) -> Result<Option<(ConversationRecord, Vec<Message>)>, ReadError> {
+        let id = id.to_owned();
+        self.replica()
+            .read(move |c| {
+                let conv = c
+                    .query_row(
+                        "SELECT id, protocol, state, initiator, detail, created_at, updated_at FROM conversations WHERE id = ?1",
+                        [&id],
+                        |r| {
+                            Ok(ConversationRecord {
+                                id: r.get(0)?,
+                                protocol: Protocol::parse(&r.get::<_, String>(1)?),
+                                state: ConversationState::parse(&r.get::<_, String>(2)?),
+                                initiator: r.get(3)?,
+                                detail: r.get(4)?,
+                                created_at_ms: r.get(5)?,
+                                updated_at_ms: r.get(6)?,
+                            })
+                        },
+                    )
+                    .optional()?;
+                let Some(conv) = conv else { return Ok(None) };
+                let mut s = c.prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 ORDER BY seq, created_at, id")?;
+                let bodies = s.query_map([&id], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+                let messages = bodies.into_iter().map(parse_body).collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok(Some((conv, messages)))
+            })
+            .await
+    }
+
+    /// Accepted, unanswered requests for agents this node owns now.
+    pub async fn pending_for_node(&self, node_id: u64) -> Result<Vec<(String, String)>, ReadError> {
+        self.replica()
+            .read(move |c| {
+                let mut s = c.prepare_cached(
+                    "SELECT m.id, m.receiver FROM messages m JOIN agents a ON a.name_key = m.receiver_key
+                     WHERE m.status = 'accepted' AND a.owner = ?1 ORDER BY m.seq",
+                )?;
+                let rows = s.query_map(params![node_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await
+    }
+
+    /// Unanswered requests per agent (lower-cased name), for load-aware routing.
+    pub async fn pending_counts(&self) -> Result<HashMap<String, u64>, ReadError> {
+        self.replica()
+            .read(|c| {
+                let mut s = c.prepare_cached(
+                    "SELECT receiver_key, COUNT(*) FROM messages WHERE status = 'accepted' GROUP BY receiver_key",
+                )?;
+                let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                rows.collect()
+            })
+            .await
+    }
+
+    /// The exchanges an agent had in a conversation before `before` (oldest first).
+    pub async fn history(&self, conversation_id: &str, agent: &str, before: &str) -> Result<Vec<Message>, ReadError> {
+        let (conv, agent, before) = (conversation_id.to_owned(), agent.to_ascii_lowercase(), before.to_owned());
+        self.replica()
+            .read(move |c| {
+                let mut s = c.prepare_cached(
+                    "SELECT body FROM messages WHERE conversation_id = ?1 AND id != ?3
+                     AND (receiver_key = ?2 OR reply_to IN (SELECT id FROM messages WHERE conversation_id = ?1 AND receiver_key = ?2))
+                     AND seq <= (SELECT seq FROM messages WHERE id = ?3)
+                     ORDER BY seq, created_at, id",
+                )?;
+                let bodies = s.query_map(params![conv, agent, before], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
+                bodies.into_iter().map(parse_body).collect()
+            })
+            .await
+    }
+
+    /// Capabilities declared by any agent (for "no agent has X" errors).
+    pub async fn capabilities(&self) -> Result<Vec<String>, ReadError> {
+        self.replica()
+            .read(|c| {
+                let mut s =
+                    c.prepare_cached("SELECT DISTINCT capability FROM agent_capabilities ORDER BY capability")?;
+                let rows = s.query_map([], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await
+    }
+
+    /// Agents declaring a capability (names as written).
+    pub async fn agents_with_capability(&self, capability: &str) -> Result<Vec<String>, ReadError> {
+        let cap = capability.to_owned();
+        self.replica()
+            .read(move |c| {
+                let mut s = c.prepare_cached(
+                    "SELECT a.name FROM agents a JOIN agent_capabilities k ON k.name_key = a.name_key WHERE k.capability = ?1 ORDER BY a.name_key",
+                )?;
+                let rows = s.query_map([cap], |r| r.get(0))?;
+                rows.collect()
+            })
+            .await
+    }
+}
