@@ -1,6 +1,6 @@
 //! Membership administration an operator asks of any member: remove a node,
-//! move leadership, leave, compact the log. Changes that only the leader can
-//! make are forwarded to it.
+//! move leadership, leave, compact the log, shut down. Changes that only the
+//! leader can make are forwarded to it.
 
 use std::time::{Duration, Instant};
 
@@ -61,8 +61,16 @@ impl<A: Application> Cluster<A> {
         self.ask_leader(AdminRequest::RemoveNode(self.local.node_id)).await
     }
 
+    /// Stops Raft, the RPC listener and the membership manager. Everything
+    /// acknowledged is already durable. A leader first hands leadership to
+    /// another voter so the cluster does not wait out an election timeout.
+    pub async fn shutdown(&self) {
+        self.hand_off_leadership().await;
+        self.stop_all().await;
+    }
+
     /// If leader, asks the most up-to-date other voter to take over.
-    pub(super) async fn hand_off_leadership(&self) {
+    async fn hand_off_leadership(&self) {
         let own = self.local.node_id;
         let status = self.status();
         if status.leader != Some(own) {

@@ -1,5 +1,6 @@
-//! [`Cluster`] itself: starting a member, reading its replica, and writing
-//! through Raft (forwarded to the leader when this node is not it).
+//! [`Cluster`] itself: starting a member (and owning the tasks it spawns),
+//! reading its replica, and writing through Raft (forwarded to the leader
+//! when this node is not it).
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -233,11 +234,9 @@ impl<A: Application> Cluster<A> {
         self.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| WriteError::Rejected(e.to_string()))
     }
 
-    /// Stops Raft, the RPC listener and the membership manager. Everything
-    /// acknowledged is already durable. A leader first hands leadership to
-    /// another voter so the cluster does not wait out an election timeout.
-    pub async fn shutdown(&self) {
-        self.hand_off_leadership().await;
+    /// Stops Raft, the RPC listener and the membership manager, telling
+    /// gossip first that this node is no longer ready.
+    pub(super) async fn stop_all(&self) {
         self.stop.cancel();
         if let Some(g) = &self.local.gossip {
             g.set(&[(keys::READY, "false".into())]).await;

@@ -1,9 +1,9 @@
 //! The façade: one running cluster member replicating an [`Application`].
 //!
-//! [`Cluster`] is split by job: starting, reading and writing
-//! (`cluster.rs`), membership administration (`admin.rs`), what the node
-//! reports about itself and its peers (`status.rs`), and the errors callers
-//! see (`error.rs`).
+//! [`Cluster`] is split by job, each file depending only on those listed
+//! after it: membership administration and shutdown (`admin.rs`), what the
+//! node reports about itself and its peers (`status.rs`), starting, reading
+//! and writing (`cluster.rs`), and the errors callers see (`error.rs`).
 //!
 //! [`Application`]: crate::Application
 
