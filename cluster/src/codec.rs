@@ -47,10 +47,12 @@ pub fn decode_app<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use openraft::{EntryPayload, LogId, Membership};
+
     use super::*;
     use crate::types::{Entry, NodeAddr, Payload, TypeConfig};
-    use openraft::{EntryPayload, LogId, Membership};
-    use std::collections::{BTreeMap, BTreeSet};
 
     #[test]
     fn raft_entries_round_trip() {

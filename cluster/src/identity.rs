@@ -15,7 +15,7 @@
 
 use std::sync::Mutex;
 
-use crate::consensus::log_store::LogStore;
+use crate::storage::log_store::LogStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {

@@ -6,15 +6,16 @@
 //! membership by itself (views diverge). The Raft leader turns it into
 //! decisions.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, SystemTimeError, UNIX_EPOCH};
 
 use chitchat::transport::UdpTransport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 use serde::Serialize;
 
-use crate::types::NodeId;
+use crate::config::ClusterConfig;
+use crate::types::{NodeAddr, NodeId};
 
 pub(crate) mod keys {
     pub const RPC: &str = "rpc";
@@ -31,6 +32,58 @@ pub(crate) mod keys {
     pub const INCARNATION: &str = "incarnation";
 }
 
+/// What this node publishes before the membership manager takes over:
+/// addresses and identity, and "not ready" until it has caught up.
+pub(crate) fn initial_state(advertise: &NodeAddr) -> Vec<(String, String)> {
+    vec![
+        (keys::RPC.to_owned(), advertise.rpc.clone()),
+        (keys::API.to_owned(), advertise.api.clone()),
+        (keys::READY.to_owned(), "false".to_owned()),
+        (keys::VERSION.to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+        (keys::INCARNATION.to_owned(), advertise.incarnation.clone()),
+    ]
+}
+
+/// A node's own idea of its place in the cluster, as it publishes it in
+/// gossip. The string forms are the wire format other nodes read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GossipRole {
+    /// Heard of, not yet in the Raft membership.
+    Joining,
+    Learner,
+    Voter,
+    /// Left on purpose: never to be re-added automatically.
+    Left,
+}
+
+impl GossipRole {
+    const ALL: [GossipRole; 4] = [Self::Joining, Self::Learner, Self::Voter, Self::Left];
+
+    /// The wire form, identical to the serde form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Joining => "joining",
+            Self::Learner => "learner",
+            Self::Voter => "voter",
+            Self::Left => "left",
+        }
+    }
+
+    /// `None` for a value this version does not know (or none published yet).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GossipError {
+    #[error("the system clock is before the Unix epoch: {0}")]
+    Clock(#[from] SystemTimeError),
+    #[error("{0}")]
+    Chitchat(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct GossipConfig {
     pub node_id: NodeId,
@@ -40,6 +93,19 @@ pub struct GossipConfig {
     /// host:port entries; DNS names are re-resolved (headless services).
     pub seeds: Vec<String>,
     pub interval: Duration,
+}
+
+impl GossipConfig {
+    pub fn new(config: &ClusterConfig, listen: SocketAddr) -> Self {
+        Self {
+            node_id: config.node_id,
+            cluster_name: config.cluster_name.clone(),
+            listen,
+            advertise: config.advertise_gossip.unwrap_or(listen),
+            seeds: config.seeds.clone(),
+            interval: config.gossip_interval,
+        }
+    }
 }
 
 /// One node as gossip sees it.
@@ -55,7 +121,8 @@ pub struct GossipMember {
     /// Empty while the node is pristine.
     pub cluster_id: String,
     pub incarnation: String,
-    pub role: String,
+    /// `None` until the node publishes a role this version knows.
+    pub role: Option<GossipRole>,
     pub load: u64,
     pub version: String,
     pub alive: bool,
@@ -66,10 +133,10 @@ pub struct Gossip {
 }
 
 impl Gossip {
-    pub async fn start(config: GossipConfig, initial: Vec<(String, String)>) -> anyhow::Result<Self> {
+    pub async fn start(config: GossipConfig, initial: Vec<(String, String)>) -> Result<Self, GossipError> {
         // A restarted node gets a new generation so its previous life, still
         // remembered by peers, is not confused with it.
-        let generation = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros() as u64;
+        let generation = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as u64;
         let id = ChitchatId::new(config.node_id.to_string(), generation, config.advertise);
         let failure = FailureDetectorConfig {
             // Let the failure detector flag a silent node after a few missed rounds.
@@ -91,7 +158,9 @@ impl Gossip {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let handle = spawn_chitchat(chitchat_config, initial, &UdpTransport).await?;
+        let handle = spawn_chitchat(chitchat_config, initial, &UdpTransport)
+            .await
+            .map_err(|e| GossipError::Chitchat(format!("{e:#}")))?;
         Ok(Self { handle })
     }
 
@@ -111,7 +180,7 @@ impl Gossip {
     pub async fn members(&self) -> Vec<GossipMember> {
         let chitchat = self.handle.chitchat();
         let c = chitchat.lock().await;
-        let live: std::collections::HashSet<ChitchatId> = c.live_nodes().cloned().collect();
+        let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
         let mut newest: BTreeMap<NodeId, GossipMember> = BTreeMap::new();
         for (id, state) in c.node_states() {
             let Ok(node_id) = id.node_id.parse::<NodeId>() else { continue };
@@ -126,7 +195,7 @@ impl Gossip {
                 initialized: state.get(keys::INITIALIZED) == Some("true"),
                 cluster_id: get(keys::CLUSTER_ID),
                 incarnation: get(keys::INCARNATION),
-                role: get(keys::ROLE),
+                role: state.get(keys::ROLE).and_then(GossipRole::parse),
                 load: get(keys::LOAD).parse().unwrap_or(0),
                 version: get(keys::VERSION),
                 alive: live.contains(id),
@@ -139,5 +208,28 @@ impl Gossip {
             }
         }
         newest.into_values().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Other nodes (of this version and older ones) read these strings.
+    #[test]
+    fn roles_keep_their_wire_and_json_forms() {
+        let expected = [
+            (GossipRole::Joining, "joining"),
+            (GossipRole::Learner, "learner"),
+            (GossipRole::Voter, "voter"),
+            (GossipRole::Left, "left"),
+        ];
+        for (role, s) in expected {
+            assert_eq!(role.as_str(), s);
+            assert_eq!(serde_json::to_value(role).unwrap(), s);
+            assert_eq!(GossipRole::parse(s), Some(role));
+        }
+        assert_eq!(GossipRole::parse(""), None);
+        assert_eq!(GossipRole::parse("observer"), None);
     }
 }

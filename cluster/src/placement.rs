@@ -54,8 +54,9 @@ pub fn moves(current: &[Option<NodeId>], nodes: &[NodeId]) -> Vec<(u32, NodeId)>
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use proptest::prelude::*;
+
+    use super::*;
 
     #[test]
     fn shards_are_stable_and_case_insensitive() {

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
-use crate::consensus::state_machine::open_replica;
+use crate::storage::state_machine::open_replica;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -2,7 +2,7 @@
 //!
 //! The cluster crate is generic over the application, but openraft's type
 //! configuration is not cheap to make generic. So the log carries opaque,
-//! application-encoded commands: the façade in `node.rs` encodes and decodes
+//! application-encoded commands: the façade (`node::cluster`) encodes and decodes
 //! them with the application's own types.
 
 use std::fmt;
@@ -29,6 +29,14 @@ impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "rpc={} api={}", self.rpc, self.api)
     }
+}
+
+/// A node's role in the Raft membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberRole {
+    Voter,
+    Learner,
 }
 
 /// An application command as it travels through the log: encoded bytes.
@@ -70,3 +78,6 @@ pub type StoredMembership = openraft::StoredMembership<NodeId, NodeAddr>;
 pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, NodeAddr>;
 pub type Snapshot = openraft::Snapshot<TypeConfig>;
 pub type StorageError = openraft::StorageError<NodeId>;
+pub type RaftMetrics = openraft::RaftMetrics<NodeId, NodeAddr>;
+/// Why a client write or a membership change failed.
+pub type ClientWriteFailure = openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, NodeAddr>>;

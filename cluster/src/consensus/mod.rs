@@ -1,8 +1,28 @@
-//! openraft wiring: SQLite log store, state machine adapter, RPC network.
+//! Raft itself, as the rest of the crate sees it: openraft's settings built
+//! from the cluster's, and helpers over openraft's types. Storage lives in
+//! `storage`, the network in `transport::raft_network`.
 
-pub(crate) mod log_store;
-pub(crate) mod network;
-pub(crate) mod state_machine;
+pub(crate) mod raft_ext;
 
-#[cfg(test)]
-mod storage_suite;
+use openraft::{ConfigError, SnapshotPolicy};
+
+use crate::config::ClusterConfig;
+
+/// openraft's settings for this node.
+#[allow(clippy::result_large_err)] // openraft's own error type, once at start-up
+pub(crate) fn raft_settings(config: &ClusterConfig) -> Result<openraft::Config, ConfigError> {
+    openraft::Config {
+        cluster_name: "caxton".into(),
+        heartbeat_interval: config.heartbeat.as_millis() as u64,
+        election_timeout_min: config.election_timeout_min.as_millis() as u64,
+        election_timeout_max: config.election_timeout_max.as_millis() as u64,
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_logs),
+        max_in_snapshot_log_to_keep: config.logs_to_keep,
+        // Purge as soon as a snapshot covers entries: they are only ever
+        // candidates right after one, so batching buys nothing.
+        purge_batch_size: 1,
+        max_payload_entries: 512,
+        ..Default::default()
+    }
+    .validate()
+}

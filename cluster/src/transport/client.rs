@@ -1,9 +1,11 @@
+//! The calling side of node-to-node RPC: one pooled HTTP client that stamps
+//! every request with the secret, this node's cluster id and the trace id.
+
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use std::sync::Arc;
 
 use super::{CLUSTER_HEADER, INCARNATION_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;

@@ -3,11 +3,13 @@
 //! cluster id and the caller's trace id.
 
 mod client;
+mod raft_network;
 mod server;
 
 pub use client::TRACE_ID;
 pub(crate) use client::{RpcClient, RpcError};
-pub(crate) use server::{router, AdminRequest, RpcState};
+pub(crate) use raft_network::Network;
+pub(crate) use server::{serve, AdminRequest, RpcState};
 
 pub(crate) const SECRET_HEADER: &str = "x-caxton-cluster-secret";
 pub(crate) const TRACE_HEADER: &str = "x-caxton-trace-id";

@@ -1,3 +1,10 @@
+//! The receiving side of node-to-node RPC: every request is authorised
+//! (secret, cluster id, incarnation) before openraft or the application sees
+//! it, and runs in a span carrying the caller's trace id.
+
+// Handlers short-circuit with an axum `Response`, the type they answer with.
+#![allow(clippy::result_large_err)]
+
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -7,10 +14,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use serde::de::DeserializeOwned;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{paths, secrets_match, CLUSTER_HEADER, INCARNATION_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
+use crate::consensus::raft_ext::RaftExt;
 use crate::identity::{ClusterIdentity, IdentityError};
 use crate::types::{Payload, Raft};
 
@@ -23,7 +33,16 @@ pub(crate) struct RpcState {
 /// Snapshots travel in one body; the cap protects against a hostile peer.
 const MAX_RPC_BODY: usize = 1 << 30;
 
-pub(crate) fn router(state: Arc<RpcState>) -> Router {
+/// Serves cluster RPC on `listener` until `stop`, letting requests in
+/// flight finish.
+pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: CancellationToken) {
+    let serve = axum::serve(listener, router(Arc::new(state))).with_graceful_shutdown(stop.cancelled_owned());
+    if let Err(e) = serve.await {
+        tracing::error!(error = %e, "cluster RPC server failed");
+    }
+}
+
+fn router(state: Arc<RpcState>) -> Router {
     Router::new()
         .route(paths::APPEND, post(append))
         .route(paths::VOTE, post(vote))
@@ -137,7 +156,7 @@ async fn admin(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) 
     serve_rpc(&s, &headers, &body, "admin", |raft, req: AdminRequest| async move {
         let result: Result<(), String> = match req {
             AdminRequest::Elect => raft.trigger().elect().await.map_err(|e| e.to_string()),
-            AdminRequest::RemoveNode(id) => crate::node::remove_from_membership(&raft, id).await,
+            AdminRequest::RemoveNode(id) => raft.remove_member(id).await.map_err(|e| e.to_string()),
         };
         result
     })

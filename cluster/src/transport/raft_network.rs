@@ -11,7 +11,7 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::transport::{paths, RpcClient};
+use super::{paths, RpcClient, RpcError};
 use crate::types::{NodeAddr, NodeId, TypeConfig};
 
 pub struct Network {
@@ -54,7 +54,7 @@ impl Connection {
         let result: Result<Resp, RaftError<NodeId, E>> =
             self.client.call_member(&self.addr, Some(&self.incarnation), path, req, timeout).await.map_err(
                 |e| match e {
-                    crate::transport::RpcError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
+                    RpcError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
                     other => RPCError::Network(NetworkError::new(&other)),
                 },
             )?;

@@ -5,6 +5,9 @@
 //! quorum. All SQLite work runs under `block_in_place`: it is short, and the
 //! openraft core must not observe a half-done write.
 
+// openraft's storage traits return its `StorageError`, large by design.
+#![allow(clippy::result_large_err)]
+
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;

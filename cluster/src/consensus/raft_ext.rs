@@ -1,0 +1,91 @@
+//! Questions the crate asks of openraft, answered in one place.
+//!
+//! Both the façade and the membership manager need "is this node ready?" and
+//! "what role does node N have?", and the RPC server needs "remove node N".
+//! Living here, below all of them, these helpers let every caller depend
+//! downward instead of on each other.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use openraft::{ChangeMembers, ServerState};
+
+use crate::types::{ClientWriteFailure, MemberRole, NodeId, Raft, RaftMetrics};
+
+/// Helpers over one snapshot of the Raft metrics.
+pub(crate) trait MetricsExt {
+    /// Joined and caught up: a leader is known and everything in this node's
+    /// log is applied to its replica.
+    fn is_ready(&self) -> bool;
+
+    /// `node`'s role in the current membership; `None` if it is not a member.
+    fn role_of(&self, node: NodeId) -> Option<MemberRole>;
+}
+
+impl MetricsExt for RaftMetrics {
+    fn is_ready(&self) -> bool {
+        self.running_state.is_ok()
+            && self.current_leader.is_some()
+            && self.last_applied.map(|l| l.index) >= self.last_log_index
+    }
+
+    fn role_of(&self, node: NodeId) -> Option<MemberRole> {
+        let membership = self.membership_config.membership();
+        if membership.voter_ids().any(|v| v == node) {
+            Some(MemberRole::Voter)
+        } else if membership.learner_ids().any(|l| l == node) {
+            Some(MemberRole::Learner)
+        } else {
+            None
+        }
+    }
+}
+
+/// Helpers over a running Raft node.
+pub(crate) trait RaftExt {
+    /// Whether this node believes it leads (openraft's own `is_leader` asks
+    /// the quorum; this only reads the metrics).
+    fn is_leading(&self) -> bool;
+
+    /// See [`MetricsExt::is_ready`].
+    fn is_ready(&self) -> bool;
+
+    /// Waits (bounded) until the metrics satisfy `done`; true if they did.
+    async fn wait_metrics(&self, timeout: Duration, done: impl Fn(&RaftMetrics) -> bool) -> bool;
+
+    /// Removes `node` from the membership; only the leader can.
+    async fn remove_member(&self, node: NodeId) -> Result<(), ClientWriteFailure>;
+}
+
+impl RaftExt for Raft {
+    fn is_leading(&self) -> bool {
+        self.metrics().borrow().state == ServerState::Leader
+    }
+
+    fn is_ready(&self) -> bool {
+        self.metrics().borrow().is_ready()
+    }
+
+    async fn wait_metrics(&self, timeout: Duration, done: impl Fn(&RaftMetrics) -> bool) -> bool {
+        let mut metrics = self.metrics();
+        let deadline = Instant::now() + timeout;
+        loop {
+            if done(&metrics.borrow()) {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            let _ = tokio::time::timeout(Duration::from_millis(50), metrics.changed()).await;
+        }
+    }
+
+    async fn remove_member(&self, node: NodeId) -> Result<(), ClientWriteFailure> {
+        let role = self.metrics().borrow().role_of(node);
+        let change = match role {
+            Some(MemberRole::Voter) => ChangeMembers::RemoveVoters(BTreeSet::from([node])),
+            _ => ChangeMembers::RemoveNodes(BTreeSet::from([node])),
+        };
+        self.change_membership(change, false).await.map(|_| ())
+    }
+}

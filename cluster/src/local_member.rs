@@ -1,0 +1,75 @@
+//! This node as both the façade and the membership manager see it.
+//!
+//! The façade sets what the application decides (its load, that it left);
+//! the manager publishes that in gossip and records who it heard from. One
+//! handle, shared behind an `Arc`, instead of a loose `Arc` per field.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::identity::ClusterIdentity;
+use crate::membership::{Gossip, GossipMember};
+use crate::types::{NodeAddr, NodeId};
+
+pub(crate) struct LocalMember {
+    pub node_id: NodeId,
+    /// The addresses this node advertises (and its incarnation).
+    pub advertise: NodeAddr,
+    pub identity: Arc<ClusterIdentity>,
+    /// `None` when running without gossip (one node).
+    pub gossip: Option<Gossip>,
+    /// Set when this node has left: it stops advertising itself as joinable.
+    left: AtomicBool,
+    /// The application's load figure, published in gossip.
+    load: AtomicU64,
+    /// Last time each node was seen alive (for the dead grace period).
+    seen: Mutex<HashMap<NodeId, Instant>>,
+}
+
+impl LocalMember {
+    pub fn new(node_id: NodeId, advertise: NodeAddr, identity: Arc<ClusterIdentity>, gossip: Option<Gossip>) -> Self {
+        Self {
+            node_id,
+            advertise,
+            identity,
+            gossip,
+            left: AtomicBool::new(false),
+            load: AtomicU64::new(0),
+            seen: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn has_left(&self) -> bool {
+        self.left.load(Ordering::SeqCst)
+    }
+
+    pub fn mark_left(&self) {
+        self.left.store(true, Ordering::SeqCst);
+    }
+
+    pub fn load(&self) -> u64 {
+        self.load.load(Ordering::Relaxed)
+    }
+
+    pub fn set_load(&self, load: u64) {
+        self.load.store(load, Ordering::Relaxed);
+    }
+
+    /// Records this node and every live member of `members` as seen now.
+    pub fn note_alive(&self, members: &[GossipMember]) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        seen.insert(self.node_id, now);
+        for m in members.iter().filter(|m| m.alive) {
+            seen.insert(m.node_id, now);
+        }
+    }
+
+    /// Whether `node` was seen alive less than `grace` ago.
+    pub fn seen_within(&self, node: NodeId, grace: Duration) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&node).is_some_and(|t| t.elapsed() < grace)
+    }
+}

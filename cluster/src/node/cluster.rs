@@ -1,0 +1,261 @@
+//! [`Cluster`] itself: starting a member (and owning the tasks it spawns),
+//! reading its replica, and writing through Raft (forwarded to the leader
+//! when this node is not it).
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::error::{StartError, WriteError};
+use crate::application::Application;
+use crate::codec;
+use crate::config::ClusterConfig;
+use crate::consensus::raft_ext::RaftExt;
+use crate::consensus::raft_settings;
+use crate::identity::ClusterIdentity;
+use crate::local_member::LocalMember;
+use crate::manager::Manager;
+use crate::membership::{self, keys, Gossip, GossipConfig};
+use crate::replica::{ReadError, Replica};
+use crate::storage::log_store::LogStore;
+use crate::storage::state_machine::StateMachine;
+use crate::transport::{self, paths, Network, RpcClient, RpcState};
+use crate::types::{ClientWriteFailure, NodeAddr, NodeId, Payload, Raft, Reply};
+
+/// One running member. Cheap to share behind an `Arc`.
+pub struct Cluster<A: Application> {
+    pub(super) raft: Raft,
+    /// What this node knows about itself, shared with the membership manager.
+    pub(super) local: Arc<LocalMember>,
+    pub(super) replica: Replica,
+    pub(super) rpc: RpcClient,
+    pub(super) log_store: LogStore,
+    pub(super) dead_grace: Duration,
+    stop: CancellationToken,
+    /// Every task this member spawns (RPC server, membership manager):
+    /// cancelled through `stop` and drained on shutdown, aborted on drop.
+    tasks: Mutex<JoinSet<()>>,
+    _app: PhantomData<A>,
+}
+
+/// How long a forwarded or local write may take before the caller hears back.
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How long shutdown waits for this member's tasks before aborting them.
+const TASK_DRAIN: Duration = Duration::from_secs(5);
+
+impl<A: Application> Cluster<A> {
+    pub async fn start(config: ClusterConfig, app: Arc<A>) -> Result<Self, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|source| StartError::DataDir { path: config.data_dir.display().to_string(), source })?;
+        let raft_db = config.data_dir.join("raft.db");
+        let state_db = config.data_dir.join("state.db");
+        let store_err = |path: &Path| {
+            let path = path.display().to_string();
+            move |source| StartError::Store { path, source }
+        };
+        let log_store = LogStore::open(&raft_db).map_err(store_err(&raft_db))?;
+        let state_machine =
+            StateMachine::open(app, &state_db, &config.data_dir.join("snapshots")).map_err(store_err(&state_db))?;
+        let raft_config = raft_settings(&config).map_err(|e| StartError::Config(e.to_string()))?;
+
+        let bind_ip = Some(config.rpc_listen.ip()).filter(|ip| !ip.is_unspecified());
+        let identity = Arc::new(ClusterIdentity::load(log_store.clone()).map_err(store_err(&raft_db))?);
+        let rpc = RpcClient::new(config.secret.clone(), identity.clone(), bind_ip);
+        let network = Network { client: rpc.clone() };
+        let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log_store.clone(), state_machine)
+            .await
+            .map_err(|e| StartError::Raft(e.to_string()))?;
+
+        let listener = tokio::net::TcpListener::bind(config.rpc_listen)
+            .await
+            .map_err(|source| StartError::Listen { addr: config.rpc_listen.to_string(), source })?;
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let rpc_state = RpcState { raft: raft.clone(), secret: config.secret.clone(), identity: identity.clone() };
+        let server_span = tracing::info_span!("cluster_rpc_server", node_id = config.node_id);
+        tasks.spawn(transport::serve(listener, rpc_state, stop.clone()).instrument(server_span));
+
+        let advertise = NodeAddr {
+            rpc: config.advertise_rpc.clone(),
+            api: config.advertise_api.clone(),
+            incarnation: identity.incarnation().to_owned(),
+        };
+        let gossip = match config.gossip_listen {
+            None => None,
+            Some(listen) => Some(
+                Gossip::start(GossipConfig::new(&config, listen), membership::initial_state(&advertise))
+                    .await
+                    .map_err(|e| StartError::Gossip { addr: listen.to_string(), reason: e.to_string() })?,
+            ),
+        };
+        let local = Arc::new(LocalMember::new(config.node_id, advertise, identity, gossip));
+        if local.gossip.is_some() {
+            let manager = Manager::new(raft.clone(), local.clone(), config.voters);
+            let manager_span = tracing::info_span!("membership_manager", node_id = config.node_id);
+            tasks.spawn(manager.run(stop.clone()).instrument(manager_span));
+        }
+        let cluster = Self {
+            raft,
+            local,
+            replica: Replica::new(state_db),
+            rpc,
+            log_store,
+            dead_grace: config.dead_grace,
+            stop,
+            tasks: Mutex::new(tasks),
+            _app: PhantomData,
+        };
+        if config.bootstrap {
+            cluster.bootstrap_if_pristine(!config.seeds.is_empty(), config.gossip_interval).await?;
+        }
+        Ok(cluster)
+    }
+
+    /// Initialises a one-voter cluster, but only on a data directory that has
+    /// never been part of one: initialising twice could fork history.
+    async fn bootstrap_if_pristine(&self, has_seeds: bool, gossip_interval: Duration) -> Result<(), StartError> {
+        let initialized = self.raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+        if initialized {
+            return Ok(());
+        }
+        let own = self.local.node_id;
+        // With seeds, listen first: if any peer already belongs to a cluster,
+        // join it rather than found a second one.
+        if let (true, Some(g)) = (has_seeds, &self.local.gossip) {
+            let deadline = Instant::now() + gossip_interval * 6 + Duration::from_millis(500);
+            while Instant::now() < deadline {
+                let members = g.members().await;
+                if members.iter().any(|m| m.node_id != own && m.alive && m.initialized) {
+                    tracing::info!(
+                        node_id = own,
+                        "a peer already belongs to a cluster: joining it instead of bootstrapping"
+                    );
+                    return Ok(());
+                }
+                tokio::time::sleep(gossip_interval / 2).await;
+            }
+        }
+        let members = BTreeMap::from([(own, self.local.advertise.clone())]);
+        let cluster_id = self.local.identity.found().map_err(|e| StartError::Raft(e.to_string()))?;
+        tracing::info!(node_id = own, %cluster_id, "pristine data directory: initialising a new cluster");
+        self.raft.initialize(members).await.map_err(|e| StartError::Raft(e.to_string()))
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.local.node_id
+    }
+
+    pub fn replica(&self) -> &Replica {
+        &self.replica
+    }
+
+    /// Reads this node's replica as applied so far.
+    pub async fn read<R, F>(&self, f: F) -> Result<R, ReadError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&rusqlite::Connection) -> rusqlite::Result<R> + Send + 'static,
+    {
+        self.replica.read(f).await
+    }
+
+    /// Commits a command through Raft and returns the state machine's answer.
+    /// Forwards to the leader when this node is not it.
+    pub async fn write(&self, command: &A::Command) -> Result<A::Response, WriteError> {
+        let payload = Payload(codec::encode_app(command));
+        let deadline = Instant::now() + WRITE_DEADLINE;
+        loop {
+            let attempt = self.write_once(payload.clone()).await;
+            match attempt {
+                Err(WriteError::NoLeader) | Err(WriteError::LeaderUnreachable { .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(WriteError::NoLeader) => return Err(WriteError::Timeout(WRITE_DEADLINE)),
+                Ok((reply, index)) => {
+                    // Read-your-writes on every node: a forwarded write
+                    // returns once this node's replica has applied it too.
+                    self.wait_applied(index, WRITE_DEADLINE).await;
+                    return Ok(codec::decode_app(&reply.0)?);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Waits (bounded) until this node has applied `index`.
+    async fn wait_applied(&self, index: u64, timeout: Duration) {
+        self.raft.wait_metrics(timeout, |m| m.last_applied.map(|l| l.index) >= Some(index)).await;
+    }
+
+    async fn write_once(&self, payload: Payload) -> Result<(Reply, u64), WriteError> {
+        // A leader cut off from its quorum keeps believing it leads; without
+        // a bound the write would wait for a commit that cannot happen.
+        let written = tokio::time::timeout(WRITE_DEADLINE, self.raft.client_write(payload.clone()))
+            .await
+            .map_err(|_| WriteError::NoQuorum(WRITE_DEADLINE))?;
+        match written {
+            Ok(resp) => Ok((resp.data, resp.log_id.index)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match f.leader_node {
+                Some(node) => self.forward(&node.rpc, payload).await,
+                None => Err(WriteError::NoLeader),
+            },
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => {
+                Err(WriteError::Rejected(e.to_string()))
+            }
+            Err(RaftError::Fatal(e)) => Err(WriteError::Fatal(e.to_string())),
+        }
+    }
+
+    async fn forward(&self, leader_rpc: &str, payload: Payload) -> Result<(Reply, u64), WriteError> {
+        let answer: Result<(Reply, u64), ClientWriteFailure> = self
+            .rpc
+            .call(leader_rpc, paths::WRITE, &payload, WRITE_DEADLINE)
+            .await
+            .map_err(|e| WriteError::LeaderUnreachable { addr: leader_rpc.into(), reason: e.to_string() })?;
+        match answer {
+            Ok(reply) => Ok(reply),
+            // The leader moved between our look-up and its answer: retry.
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
+            Err(e) => Err(WriteError::Rejected(e.to_string())),
+        }
+    }
+
+    /// Waits until this node's replica reflects every write committed before
+    /// the call (leader only; followers answer `NotLeader`).
+    pub async fn linearizable(&self) -> Result<(), WriteError> {
+        self.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| WriteError::Rejected(e.to_string()))
+    }
+
+    /// Stops Raft, the RPC listener and the membership manager, telling
+    /// gossip first that this node is no longer ready.
+    pub(super) async fn stop_all(&self) {
+        self.stop.cancel();
+        if let Some(g) = &self.local.gossip {
+            g.set(&[(keys::READY, "false".into())]).await;
+        }
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "raft shutdown reported an error");
+        }
+        let mut tasks = self.tasks.lock().await;
+        let drained = tokio::time::timeout(TASK_DRAIN, async {
+            while let Some(done) = tasks.join_next().await {
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "a cluster task failed");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("cluster tasks did not stop within {TASK_DRAIN:?}; aborting them");
+        }
+        tasks.shutdown().await;
+    }
+}

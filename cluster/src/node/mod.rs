@@ -1,0 +1,18 @@
+//! The façade: one running cluster member replicating an [`Application`].
+//!
+//! [`Cluster`] is split by job, each file depending only on those listed
+//! after it: membership administration and shutdown (`admin.rs`), what the
+//! node reports about itself and its peers (`status.rs`), starting, reading
+//! and writing (`cluster.rs`), and the errors callers see (`error.rs`).
+//!
+//! [`Application`]: crate::Application
+
+mod admin;
+mod cluster;
+mod error;
+mod status;
+
+pub use admin::AdminError;
+pub use cluster::Cluster;
+pub use error::{StartError, WriteError};
+pub use status::{ClusterStatus, MemberStatus, MemberView, RaftRole};

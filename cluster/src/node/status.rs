@@ -1,0 +1,247 @@
+//! What a member reports: its Raft status, the members as Raft and gossip
+//! see them, and which nodes may own shards.
+
+use std::time::Duration;
+
+use openraft::ServerState;
+use serde::Serialize;
+
+use super::cluster::Cluster;
+use crate::application::Application;
+use crate::consensus::raft_ext::{MetricsExt, RaftExt};
+use crate::membership::{GossipMember, GossipRole};
+use crate::types::{MemberRole, NodeId};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    pub rpc_addr: String,
+    pub api_addr: String,
+    pub role: MemberRole,
+    /// Highest log index known to be replicated to this member (leader's view;
+    /// for this node itself, its own last log index).
+    pub matched_index: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStatus {
+    pub node_id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub state: String,
+    pub leader: Option<NodeId>,
+    pub term: u64,
+    pub last_log_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    /// None until this node has founded or joined a cluster.
+    pub cluster_id: Option<String>,
+    pub members: Vec<MemberStatus>,
+}
+
+/// A node's place in the Raft membership, as [`MemberView`] reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRole {
+    Voter,
+    Learner,
+    /// Heard of in gossip, not (yet) a member.
+    None,
+}
+
+impl From<MemberRole> for RaftRole {
+    fn from(role: MemberRole) -> Self {
+        match role {
+            MemberRole::Voter => Self::Voter,
+            MemberRole::Learner => Self::Learner,
+        }
+    }
+}
+
+/// A member as the cluster sees it: Raft role plus gossip's view.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberView {
+    pub id: NodeId,
+    pub rpc_addr: String,
+    pub api_addr: String,
+    pub role: RaftRole,
+    pub is_leader: bool,
+    pub matched_index: Option<u64>,
+    /// Gossip: alive, ready, and the node's own idea of its role.
+    pub alive: bool,
+    pub ready: bool,
+    pub gossip_role: Option<GossipRole>,
+    pub gossip_addr: Option<String>,
+    /// The node's advertised load (work in progress).
+    pub load: Option<u64>,
+}
+
+/// The names [`ClusterStatus::state`] has always used (the REST API shows them).
+fn state_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Learner => "learner",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Leader => "leader",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+impl<A: Application> Cluster<A> {
+    pub fn status(&self) -> ClusterStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let replication = m.replication.clone().unwrap_or_default();
+        let own = self.local.node_id;
+        let members = m
+            .membership_config
+            .membership()
+            .nodes()
+            .map(|(id, node)| {
+                let matched_index =
+                    if *id == own { m.last_log_index } else { replication.get(id).and_then(|l| l.map(|l| l.index)) };
+                // Our own addresses may have changed since they were recorded.
+                let node = if *id == own { &self.local.advertise } else { node };
+                MemberStatus {
+                    id: *id,
+                    rpc_addr: node.rpc.clone(),
+                    api_addr: node.api.clone(),
+                    role: m.role_of(*id).unwrap_or(MemberRole::Learner),
+                    matched_index,
+                }
+            })
+            .collect();
+        ClusterStatus {
+            node_id: own,
+            state: state_name(m.state).to_owned(),
+            leader: m.current_leader,
+            term: m.current_term,
+            last_log_index: m.last_log_index,
+            applied_index: m.last_applied.map(|l| l.index),
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            cluster_id: self.local.identity.get(),
+            members,
+        }
+    }
+
+    /// Sets the load figure this node advertises in gossip (the application
+    /// decides what it means; Caxton uses work in progress).
+    pub fn publish_load(&self, load: u64) {
+        self.local.set_load(load);
+    }
+
+    /// Raft members and gossip's view of them (and of nodes not yet members).
+    pub async fn members(&self) -> Vec<MemberView> {
+        let status = self.status();
+        let gossip: Vec<GossipMember> = match &self.local.gossip {
+            Some(g) => g.members().await,
+            None => Vec::new(),
+        };
+        let own = self.local.node_id;
+        let mut out: Vec<MemberView> = status
+            .members
+            .iter()
+            .map(|m| {
+                let g = gossip.iter().find(|g| g.node_id == m.id);
+                MemberView {
+                    id: m.id,
+                    rpc_addr: m.rpc_addr.clone(),
+                    api_addr: m.api_addr.clone(),
+                    role: m.role.into(),
+                    is_leader: status.leader == Some(m.id),
+                    matched_index: m.matched_index,
+                    alive: g.map(|g| g.alive).unwrap_or(m.id == own),
+                    ready: g.map(|g| g.ready).unwrap_or(m.id == own && self.is_ready()),
+                    gossip_role: g.and_then(|g| g.role),
+                    gossip_addr: g.map(|g| g.gossip_addr.clone()),
+                    load: g.map(|g| g.load),
+                }
+            })
+            .collect();
+        for g in gossip.iter().filter(|g| !status.members.iter().any(|m| m.id == g.node_id)) {
+            out.push(MemberView {
+                id: g.node_id,
+                rpc_addr: g.rpc_addr.clone(),
+                api_addr: g.api_addr.clone(),
+                role: RaftRole::None,
+                is_leader: false,
+                matched_index: None,
+                alive: g.alive,
+                ready: g.ready,
+                gossip_role: g.role,
+                gossip_addr: Some(g.gossip_addr.clone()),
+                load: Some(g.load),
+            });
+        }
+        out
+    }
+
+    /// Nodes that may own shards: Raft members that gossip reports ready,
+    /// and that have not been silent for longer than the dead grace period.
+    /// Without gossip (one node), just this node.
+    pub async fn placement_nodes(&self) -> Vec<NodeId> {
+        let own = self.local.node_id;
+        let Some(g) = &self.local.gossip else { return vec![own] };
+        let status = self.status();
+        let gossip = g.members().await;
+        status
+            .members
+            .iter()
+            .filter(|m| {
+                if m.id == own {
+                    return !self.local.has_left();
+                }
+                let Some(gm) = gossip.iter().find(|gm| gm.node_id == m.id) else { return false };
+                let recently = self.local.seen_within(m.id, self.dead_grace);
+                gm.role != Some(GossipRole::Left) && (gm.ready || !gm.alive) && (gm.alive || recently)
+            })
+            .map(|m| m.id)
+            .collect()
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.raft.is_leading()
+    }
+
+    /// Joined and caught up: a leader is known and everything this node has
+    /// in its log is applied to its replica.
+    pub fn is_ready(&self) -> bool {
+        self.raft.is_ready()
+    }
+
+    /// Waits (bounded) until [`is_ready`](Self::is_ready).
+    pub async fn wait_ready(&self, timeout: Duration) -> bool {
+        self.raft.wait_metrics(timeout, |m| m.is_ready()).await
+    }
+
+    /// Log entries physically stored in `raft.db` (observability for compaction).
+    pub fn stored_log_entries(&self) -> u64 {
+        self.log_store.stored_entries()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The REST API and the CLI show these strings; they must not change.
+    #[test]
+    fn states_and_roles_keep_their_names() {
+        let states = [
+            ServerState::Learner,
+            ServerState::Follower,
+            ServerState::Candidate,
+            ServerState::Leader,
+            ServerState::Shutdown,
+        ];
+        for s in states {
+            assert_eq!(state_name(s), format!("{s:?}").to_lowercase());
+        }
+        let roles = [(RaftRole::Voter, "voter"), (RaftRole::Learner, "learner"), (RaftRole::None, "none")];
+        for (role, name) in roles {
+            assert_eq!(serde_json::to_value(role).unwrap(), name);
+        }
+        assert_eq!(serde_json::to_value(MemberRole::Voter).unwrap(), "voter");
+        assert_eq!(serde_json::to_value(MemberRole::Learner).unwrap(), "learner");
+    }
+}

@@ -1,0 +1,12 @@
+//! Persistent storage for openraft: the SQLite log store (`raft.db`) and the
+//! state machine adapter over the application's replica (`state.db`).
+//!
+//! Kept apart from the network glue (`transport::raft_network`) so that
+//! everything that needs durable state (the cluster identity, the replica
+//! readers) depends on storage alone, never on the transport above it.
+
+pub(crate) mod log_store;
+pub(crate) mod state_machine;
+
+#[cfg(test)]
+mod storage_suite;
