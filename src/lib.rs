@@ -15,3 +15,5 @@ pub mod node;
 pub mod observability;
 pub mod sse;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;

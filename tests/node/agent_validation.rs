@@ -1,9 +1,7 @@
 //! Invalid agent definitions are refused with file, line, field and reason,
 //! and nothing already deployed is disturbed.
 
-mod common;
-
-use common::*;
+use caxton::testing::*;
 
 struct Case {
     what: &'static str,

@@ -1,13 +1,8 @@
 //! Several real `caxton` processes forming a cluster on loopback.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
-use super::{eventually, free_port, NodeOptions, TestNode};
-
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use super::{eventually, eventually_some, free_port, free_udp_port, NodeOptions, TestNode};
 
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
@@ -134,15 +129,9 @@ impl TestCluster {
         None
     }
 
+    /// Waits until a running node names a running leader.
     pub async fn wait_leader(&self) -> u64 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(l) = self.leader().await {
-                return l;
-            }
-            assert!(std::time::Instant::now() < deadline, "no leader elected within 30s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_some("a leader elected", Duration::from_secs(30), || self.leader()).await
     }
 
     /// Nodes that say they are leader right now.

@@ -1,11 +1,9 @@
 //! `make run`'s setup: the sample agents on embedded defaults, answering
 //! with the real local model (no key, no network).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use caxton::testing::*;
 use futures::StreamExt;
 use serde_json::json;
 

@@ -1,12 +1,9 @@
 //! The LLM/tool loop against a scripted OpenAI-wire server, through the
 //! real binary: tools, allowlists, max_turns, retries, errors, timeouts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
-use common::*;
+use caxton::testing::*;
 use serde_json::json;
 
 async fn node_with(stub: &OpenAiStub, provider_extra: &str) -> TestNode {

@@ -1,0 +1,26 @@
+//! One node at a time: the real `caxton` binary on loopback (registry,
+//! messages, agents, tools, memory, configuration, restarts and crashes)
+//! and the in-process pieces behind it (WASM host, local model, embeddings).
+//!
+//! One test binary (`cargo test --test node`), one module per area:
+//! `cargo test --test node messaging::` runs one of them.
+//! Shared helpers: `caxton::testing`.
+
+mod agent_runtime;
+mod agent_validation;
+mod agents_dir;
+mod durability;
+mod local_model;
+mod mcp_api;
+mod mcp_host;
+mod memory;
+mod memory_model;
+mod messaging;
+mod registry_api;
+mod sample_agent;
+mod server_config;
+
+#[test]
+fn the_binary_under_test_is_the_one_cargo_built() {
+    assert_eq!(caxton::testing::caxton_bin(), std::path::Path::new(env!("CARGO_BIN_EXE_caxton")));
+}
