@@ -79,6 +79,9 @@ docker:
 		for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; docker info >/dev/null; }
 
 # Formatting is checked first (rustfmt.toml); `cargo fmt --all` fixes it.
+# (`cargo clippy --workspace --all-targets -- -D warnings` joins it once
+# src/ and cluster/ are free of clippy warnings; tests, benches and
+# src/testing already are.)
 # Test binaries: tests/node (one node), tests/cluster (several nodes),
 # tests/deploy (image and compose), plus unit tests; one of them alone:
 # `cargo test --test cluster`, one module: `cargo test --test node memory::`.

@@ -79,19 +79,16 @@ async fn routed_latency(cluster: &TestCluster, leader: u64) {
         println!("routed latency: placement put no agent on one side; skipped");
         return;
     }
-    let measure = |names: Vec<String>| {
-        let node = node;
-        async move {
-            let mut lat = Vec::new();
-            for i in 0..300 {
-                let body = json!({"to": names[i % names.len()], "content": "ping"});
-                let t = Instant::now();
-                let r = node.http.post(node.url("/v1/messages")).json(&body).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                lat.push(t.elapsed());
-            }
-            lat
+    let measure = |names: Vec<String>| async move {
+        let mut lat = Vec::new();
+        for i in 0..300 {
+            let body = json!({"to": names[i % names.len()], "content": "ping"});
+            let t = Instant::now();
+            let r = node.http.post(node.url("/v1/messages")).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            lat.push(t.elapsed());
         }
+        lat
     };
     let mut same = measure(local).await;
     let mut other = measure(remote).await;

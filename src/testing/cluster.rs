@@ -48,7 +48,7 @@ impl TestCluster {
         };
         let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
         let mut nodes = Vec::new();
-        for i in 0..n {
+        for (i, gossip_port) in gossip.iter().enumerate() {
             let identity = if opts.statefulset {
                 "node_id_from_hostname = true\nbootstrap = \"ordinal-0\"".to_owned()
             } else {
@@ -57,7 +57,7 @@ impl TestCluster {
             let cluster_extra = format!(
                 "{identity}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n",
                 ip(i),
-                gossip[i],
+                gossip_port,
                 seeds.join(", "),
                 opts.voters.max(1),
                 opts.cluster_extra,
