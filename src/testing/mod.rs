@@ -29,13 +29,18 @@ pub use openai_stub::{last_of_role, OpenAiStub, StubReply};
 ///
 /// A library cannot use `env!("CARGO_BIN_EXE_caxton")` (cargo sets it only
 /// while compiling integration tests and benches), so the path is found at
-/// run time: `CARGO_BIN_EXE_caxton` from the environment if set, otherwise
-/// the binary cargo builds next to the test or bench executable
-/// (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/caxton`).
+/// run time, first of:
+/// - `CAXTON_TEST_BIN`: an explicit choice (e.g. a copy of the binary, when
+///   several checkouts share one `CARGO_TARGET_DIR` and so one
+///   `target/debug/caxton`);
+/// - `CARGO_BIN_EXE_caxton`, which `cargo test` also sets at run time;
+/// - the binary cargo builds next to the test or bench executable
+///   (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/caxton`),
+///   for an executable started directly.
 pub fn caxton_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        if let Some(path) = std::env::var_os("CARGO_BIN_EXE_caxton") {
+        if let Some(path) = std::env::var_os("CAXTON_TEST_BIN").or_else(|| std::env::var_os("CARGO_BIN_EXE_caxton")) {
             return path.into();
         }
         let exe = std::env::current_exe().expect("the path of the running test executable");
@@ -46,7 +51,7 @@ pub fn caxton_bin() -> &'static Path {
         let bin = dir.join(format!("caxton{}", std::env::consts::EXE_SUFFIX));
         assert!(
             bin.exists(),
-            "{} does not exist: run through `cargo test`/`cargo bench` (which build it) or set CARGO_BIN_EXE_caxton",
+            "{} does not exist: run through `cargo test`/`cargo bench` (which build it) or set CAXTON_TEST_BIN",
             bin.display()
         );
         bin
