@@ -69,7 +69,7 @@ run: models wasm
 	$(CARGO_TARGET_DIR)/debug/caxton server start \
 		--data-dir $(DATA_DIR) --tools-dir $(CURDIR)/examples/mcp --agents-dir $(CURDIR)/examples/agents --listen $(LISTEN)
 
-# tests/deploy.rs runs the compose cluster: a Docker daemon and
+# tests/deploy/ runs the compose cluster: a Docker daemon and
 # docker-compose (Debian's packages) must be there; start the daemon if it
 # is installed but not running.
 docker:
@@ -78,7 +78,15 @@ docker:
 	docker info >/dev/null 2>&1 || { (dockerd >/tmp/caxton-dockerd.log 2>&1 &); \
 		for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; docker info >/dev/null; }
 
+# Formatting is checked first (rustfmt.toml); `cargo fmt --all` fixes it.
+# (`cargo clippy --workspace --all-targets -- -D warnings` joins it once
+# src/ and cluster/ are free of clippy warnings; tests, benches and
+# src/testing already are.)
+# Test binaries: tests/node (one node), tests/cluster (several nodes),
+# tests/deploy (image and compose), plus unit tests; one of them alone:
+# `cargo test --test cluster`, one module: `cargo test --test node memory::`.
 test: models wasm docker
+	cargo fmt --all --check
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
 
 bench: models wasm

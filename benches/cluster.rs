@@ -4,21 +4,15 @@
 //!
 //! Run: `cargo bench --bench cluster`.
 
-#[path = "../tests/common/mod.rs"]
-#[allow(dead_code)]
-mod common;
-
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::agent_toml;
-use common::cluster::TestCluster;
+use caxton::testing::{agent_toml, echo_agent_toml, eventually, percentile, TestCluster};
 use serde_json::json;
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+fn ms(v: &mut [Duration], p: f64) -> f64 {
+    percentile(v, p).as_secs_f64() * 1e3
 }
 
 async fn writes_per_second(cluster: &TestCluster, leader: u64) {
@@ -55,10 +49,20 @@ async fn writes_per_second(cluster: &TestCluster, leader: u64) {
 async fn routed_latency(cluster: &TestCluster, leader: u64) {
     let node = cluster.node(leader);
     for i in 0..24 {
-        let toml = format!("name = \"lat-{i}\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\n");
-        node.post_toml("/v1/agents", &toml).await;
+        node.post_toml("/v1/agents", &echo_agent_toml(&format!("lat-{i}"), &[])).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Measure once every agent runs on its owner (not its start-up).
+    eventually("the 24 agents running on their owners", Duration::from_secs(30), || async {
+        for i in 0..24 {
+            let path = format!("/v1/agents/lat-{i}");
+            let owner = node.get(&path).await.1["owner_node"].as_u64().unwrap_or(0);
+            if owner == 0 || cluster.node(owner).get(&path).await.1["state"] != "running" {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
     let (_, agents) = node.get("/v1/agents?limit=500").await;
     let owner_of = |name: &str| {
         agents["agents"]
@@ -75,23 +79,20 @@ async fn routed_latency(cluster: &TestCluster, leader: u64) {
         println!("routed latency: placement put no agent on one side; skipped");
         return;
     }
-    let measure = |names: Vec<String>| {
-        let node = node;
-        async move {
-            let mut lat = Vec::new();
-            for i in 0..300 {
-                let body = json!({"to": names[i % names.len()], "content": "ping"});
-                let t = Instant::now();
-                let r = node.http.post(node.url("/v1/messages")).json(&body).send().await.unwrap();
-                assert_eq!(r.status(), 200);
-                lat.push(t.elapsed());
-            }
-            lat
+    let measure = |names: Vec<String>| async move {
+        let mut lat = Vec::new();
+        for i in 0..300 {
+            let body = json!({"to": names[i % names.len()], "content": "ping"});
+            let t = Instant::now();
+            let r = node.http.post(node.url("/v1/messages")).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            lat.push(t.elapsed());
         }
+        lat
     };
     let mut same = measure(local).await;
     let mut other = measure(remote).await;
-    let (s50, s99, o50, o99) = (pct(&mut same, 0.5), pct(&mut same, 0.99), pct(&mut other, 0.5), pct(&mut other, 0.99));
+    let (s50, s99, o50, o99) = (ms(&mut same, 0.5), ms(&mut same, 0.99), ms(&mut other, 0.5), ms(&mut other, 0.99));
     println!("message answered on the receiving node: p50 {s50:.2} ms, p99 {s99:.2} ms");
     println!(
         "message answered on another node:       p50 {o50:.2} ms, p99 {o99:.2} ms (added p50 {:.2} ms, p99 {:.2} ms)",

@@ -7,15 +7,13 @@
 
 use std::time::{Duration, Instant};
 
-use caxton::config::ServerConfig;
 use caxton::memory::types::{Place, Viewer};
 use caxton::memory::{dot, Embedder, Filter, IndexedRow, VectorIndex, DIMENSIONS};
-use caxton::node::Node;
+use caxton::testing::{models_dir, percentile, InProcessNode};
 use rand::{Rng, SeedableRng};
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+fn ms(v: &mut [Duration], p: f64) -> f64 {
+    percentile(v, p).as_secs_f64() * 1e3
 }
 
 fn unit_vector(rng: &mut impl Rng) -> Vec<f32> {
@@ -71,8 +69,8 @@ fn search_bench(n: usize) {
     }
     println!(
         "search {n:>6} vectors: p50 {:.2} ms, p99 {:.2} ms, recall@10 {:.3} (index load {:.0} ms)",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99),
+        ms(&mut lat, 0.5),
+        ms(&mut lat, 0.99),
         recall_sum / queries as f64,
         build.as_secs_f64() * 1e3
     );
@@ -99,22 +97,13 @@ async fn embedding_bench(dir: &std::path::Path) {
 }
 
 async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = ServerConfig::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.cluster.rpc_listen =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
-    config.server.data_dir = dir.path().join("data");
-    config.models.dir = models.to_path_buf();
-    config.log.level = "error".into();
-    let node = Node::start(config).await?;
-    let base = format!("http://{}", node.api_addr);
+    let node = InProcessNode::start(|c| c.models.dir = models.to_path_buf()).await?;
+    let base = node.base.clone();
     let http = reqwest::Client::new();
-    let db = dir.path().join("data/state.db");
-    let size = || {
-        std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0)
-            + std::fs::metadata(dir.path().join("data/state.db-wal")).map(|m| m.len()).unwrap_or(0)
-    };
+    let db = node.data_dir().join("state.db");
+    let wal = node.data_dir().join("state.db-wal");
+    let size =
+        || std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0) + std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
     // Warm the model.
     http.post(format!("{base}/v1/memory/entities"))
         .json(&serde_json::json!({"name": "warm", "entity_type": "fact", "observations": ["warm up"]}))
@@ -123,7 +112,7 @@ async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
     let n = 300;
     // Baseline: the same database without the entities, compacted the same way.
     let before_vacuumed = {
-        let copy = dir.path().join("baseline.db");
+        let copy = node.dir().join("baseline.db");
         let conn = rusqlite::Connection::open(&db)?;
         conn.execute("VACUUM INTO ?1", [copy.to_string_lossy()])?;
         std::fs::metadata(&copy)?.len()
@@ -138,10 +127,10 @@ async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
     }
     println!(
         "store entity (embed + Raft commit + apply): p50 {:.2} ms, p99 {:.2} ms",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99)
+        ms(&mut lat, 0.5),
+        ms(&mut lat, 0.99)
     );
-    node.shutdown().await;
+    let _dir = node.shutdown().await;
     // Fold the WAL into the database so the file holds exactly the data.
     let conn = rusqlite::Connection::open(&db)?;
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); VACUUM;")?;
@@ -156,9 +145,7 @@ async fn store_bench(models: &std::path::Path) -> anyhow::Result<()> {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
-    let models: std::path::PathBuf = std::env::var("CAXTON_MODELS_DIR")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into())
-        .into();
+    let models = models_dir();
     search_bench(10_000);
     search_bench(100_000);
     embedding_bench(&models.join("all-minilm-l6-v2")).await;

@@ -13,29 +13,20 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caxton::agents::Mailboxes;
-use caxton::config::ServerConfig;
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
-use caxton::node::Node;
+use caxton::testing::{echo_agent_toml, models_dir, percentile, InProcessNode};
 use tokio::sync::mpsc;
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e3
+fn ms(v: &mut [Duration], p: f64) -> f64 {
+    percentile(v, p).as_secs_f64() * 1e3
 }
 
 async fn end_to_end(quick: bool) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let mut config = ServerConfig::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.cluster.rpc_listen =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
-    config.server.data_dir = dir.path().join("data");
-    config.log.level = "error".into();
-    let node = Node::start(config).await?;
-    let base = format!("http://{}", node.api_addr);
+    let node = InProcessNode::start(|_| {}).await?;
+    let base = node.base.clone();
     let http = reqwest::Client::builder().pool_max_idle_per_host(512).build()?;
     for i in 0..4 {
-        let toml =
-            format!("name = \"echo{i}\"\nprovider = \"echo\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"Echo.\"\n");
+        let toml = echo_agent_toml(&format!("echo{i}"), &["echo"]);
         http.post(format!("{base}/v1/agents")).header("content-type", "application/toml").body(toml).send().await?;
     }
     let secs = if quick { 4 } else { 10 };
@@ -65,13 +56,12 @@ async fn end_to_end(quick: bool) -> anyhow::Result<()> {
             t.await?;
         }
         let mut lat = lat.lock().unwrap().clone();
-        lat.sort();
         let n = done.load(Ordering::Relaxed);
         println!(
             "(a) answered messages/s with {clients:>3} sync clients: {:>6.0}  p50 {:.2} ms  p99 {:.2} ms",
             n as f64 / secs as f64,
-            pct(&lat, 0.5),
-            pct(&lat, 0.99)
+            ms(&mut lat, 0.5),
+            ms(&mut lat, 0.99)
         );
     }
     node.shutdown().await;
@@ -134,12 +124,10 @@ async fn routing_vs_mpsc(quick: bool) {
 }
 
 async fn local_model() -> anyhow::Result<()> {
-    let dir =
-        std::env::var("CAXTON_MODELS_DIR").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into());
     let model = LocalModel::new(
         "local",
         LocalSettings {
-            model_path: std::path::Path::new(&dir).join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model_path: models_dir().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
             temperature: 0.0,
             max_tokens: 128,
             concurrency: 1,

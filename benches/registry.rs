@@ -8,30 +8,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton::config::ServerConfig;
-use caxton::node::Node;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i]
-}
+use caxton::testing::{agent_toml, percentile, InProcessNode};
 
 fn agent(name: &str) -> String {
-    format!("name = \"{name}\"\nversion = \"1.0.0\"\ncapabilities = [\"bench\"]\nsystem_prompt = \"You are {name}.\"\n")
+    agent_toml(name, &format!("You are {name}."))
 }
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
-    let dir = tempfile::tempdir()?;
-    let mut config = ServerConfig::default();
-    config.server.listen = "127.0.0.1:0".into();
-    config.cluster.rpc_listen =
-        format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
-    config.server.data_dir = dir.path().join("data");
-    config.log.level = "warn".into();
-    let node = Node::start(config).await?;
-    let base = format!("http://{}", node.api_addr);
+    let node = InProcessNode::start(|c| c.log.level = "warn".into()).await?;
+    let base = node.base.clone();
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build()?;
 
     // 1. Deploy latency, one at a time: validate + Raft commit + fsync + apply + agent start.
@@ -48,11 +35,10 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(r.status() == 201, "deploy failed: {}", r.status());
         lat.push(t.elapsed());
     }
-    lat.sort();
     println!(
         "deploy latency (sequential, n={n}): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        percentile(&lat, 0.50).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        percentile(&mut lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&mut lat, 0.99).as_secs_f64() * 1e3,
         lat.last().unwrap().as_secs_f64() * 1e3
     );
 

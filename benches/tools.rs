@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton::mcp::{Limits, McpHost, Sandbox};
+use caxton::testing::{percentile, repo_path};
 use serde_json::json;
 
-fn pct(v: &mut [Duration], p: f64) -> f64 {
-    v.sort();
-    v[((v.len() as f64 - 1.0) * p).round() as usize].as_secs_f64() * 1e6
+fn us(v: &mut [Duration], p: f64) -> f64 {
+    percentile(v, p).as_secs_f64() * 1e6
 }
 
 fn rss_kb() -> f64 {
@@ -47,8 +47,7 @@ fn bare_call_rate() -> f64 {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/mcp/json_query/json_query.wasm"))
-        .expect("run `make wasm` first");
+    let bytes = std::fs::read(repo_path("examples/mcp/json_query/json_query.wasm")).expect("run `make wasm` first");
     let dir = tempfile::tempdir().unwrap();
     let host: Arc<McpHost> = McpHost::new(&dir.path().join("cache")).unwrap();
 
@@ -94,7 +93,7 @@ async fn main() {
         .unwrap();
         lat.push(t.elapsed());
     }
-    println!("full MCP path, sequential: p50 {:.0} us, p99 {:.0} us", pct(&mut lat, 0.5), pct(&mut lat, 0.99));
+    println!("full MCP path, sequential: p50 {:.0} us, p99 {:.0} us", us(&mut lat, 0.5), us(&mut lat, 0.99));
 
     // Throughput, concurrent.
     let n = 5000;

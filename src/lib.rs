@@ -17,3 +17,5 @@ pub mod problems;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
+#[cfg(feature = "testing")]
+pub mod testing;

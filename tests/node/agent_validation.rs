@@ -1,9 +1,7 @@
 //! Invalid agent definitions are refused with file, line, field and reason,
 //! and nothing already deployed is disturbed.
 
-mod common;
-
-use common::*;
+use caxton::testing::*;
 
 struct Case {
     what: &'static str,
@@ -56,7 +54,7 @@ fn cases() -> Vec<Case> {
             toml: format!("{ok}[memory]\nscope = \"team\"\n"),
             line: 4,
             field: "memory.scope",
-            reason: "`team` is not a scope; use one of agent-only, workspace, global",
+            reason: "`team` is not a scope; use one of agent_only, workspace, global",
         },
         Case {
             what: "similarity above 1",

@@ -1,38 +1,13 @@
-//! Shared helpers: start the real `caxton` binary on loopback in a temp dir,
-//! talk to it over HTTP and through its CLI, kill or stop it.
-#![allow(dead_code)]
+//! A real `caxton` process on loopback in a temp dir: talk to it over HTTP
+//! and through its CLI, stop it (SIGTERM), kill it (SIGKILL), restart it.
 
-pub mod cluster;
-pub mod openai_stub;
-
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_caxton");
+use super::{caxton_bin, free_port, models_dir, signal};
 
-/// A free loopback port (bound and released; fine for tests on one machine).
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Polls `cond` until it holds or the deadline passes.
-pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if cond().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for: {what}");
-}
-
+#[derive(Default)]
 pub struct NodeOptions {
     /// Extra keys of the `[server]` table.
     pub extra_config: String,
@@ -49,22 +24,6 @@ pub struct NodeOptions {
     pub args: Vec<String>,
     /// A data directory copied in before the first start (a fixture).
     pub seed_data: Option<PathBuf>,
-}
-
-impl Default for NodeOptions {
-    fn default() -> Self {
-        Self {
-            extra_config: String::new(),
-            tables: String::new(),
-            cluster_extra: String::new(),
-            ports: None,
-            rpc_host: None,
-            agents_dir: None,
-            env: Vec::new(),
-            args: Vec::new(),
-            seed_data: None,
-        }
-    }
 }
 
 pub struct TestNode {
@@ -141,7 +100,7 @@ impl TestNode {
         );
         std::fs::write(self.config_path(), config).unwrap();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(caxton_bin());
         cmd.arg("server").arg("start").arg("--config").arg(self.config_path());
         cmd.args(&self.opts.args);
         for (k, v) in &self.opts.env {
@@ -180,8 +139,9 @@ impl TestNode {
         }
     }
 
-    /// SIGTERM and wait for the exit status.
-    pub fn terminate(&mut self) -> std::process::ExitStatus {
+    /// SIGTERM and wait for the exit status (polling, so the async runtime
+    /// keeps serving other tasks meanwhile).
+    pub async fn terminate(&mut self) -> ExitStatus {
         let mut c = self.child.take().expect("node is running");
         signal(c.id(), "TERM");
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -191,9 +151,10 @@ impl TestNode {
             }
             if Instant::now() > deadline {
                 let _ = c.kill();
+                let _ = c.wait();
                 panic!("node did not exit within 30s of SIGTERM; log:\n{}", self.log());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -201,8 +162,7 @@ impl TestNode {
         self.child.as_ref().expect("running").id()
     }
 
-    /// Starts again on the same data dir and ports.
-    /// Changes how the next `restart` starts the process.
+    /// Changes how the next `restart` or `relaunch` starts the process.
     pub fn reconfigure(&mut self, change: impl FnOnce(&mut NodeOptions)) {
         change(&mut self.opts);
     }
@@ -213,6 +173,8 @@ impl TestNode {
         self.spawn();
     }
 
+    /// Starts the stopped process again on the same data dir and ports and
+    /// waits until it is ready.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "stop the node first");
         self.spawn();
@@ -221,7 +183,7 @@ impl TestNode {
 
     /// Runs the CLI against this node.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(BIN)
+        Command::new(caxton_bin())
             .arg("--server")
             .arg(self.url(""))
             .args(args)
@@ -238,6 +200,10 @@ impl TestNode {
 
     pub async fn post_toml(&self, path: &str, toml: &str) -> (u16, serde_json::Value) {
         self.send(reqwest::Method::POST, path, "application/toml", toml.to_owned()).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        self.send(reqwest::Method::POST, path, "application/json", body.to_string()).await
     }
 
     pub async fn send(
@@ -282,17 +248,6 @@ impl Drop for TestNode {
     }
 }
 
-pub fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
-}
-
-/// The repository's model weights (`make models`), or `CAXTON_MODELS_DIR`.
-pub fn models_dir() -> PathBuf {
-    std::env::var("CAXTON_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
-}
-
 /// Deploys an agent over HTTP, asserting success.
 pub async fn deploy(node: &TestNode, toml: &str) {
     let (s, body) = node.post_toml("/v1/agents", toml).await;
@@ -307,9 +262,8 @@ pub async fn ask(node: &TestNode, to: &str, content: &str) -> serde_json::Value 
     v
 }
 
-/// A minimal valid agent definition.
 /// Copies a directory tree (fixtures are small).
-pub fn copy_dir(from: &Path, to: &Path) {
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
@@ -320,20 +274,4 @@ pub fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), target).unwrap();
         }
     }
-}
-
-pub fn agent_toml(name: &str, prompt: &str) -> String {
-    format!("name = \"{name}\"\nversion = \"1.0.0\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"{prompt}\"\n")
-}
-
-pub fn write(dir: &Path, file: &str, text: &str) {
-    std::fs::write(dir.join(file), text).unwrap();
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

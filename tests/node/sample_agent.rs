@@ -1,11 +1,9 @@
 //! `make run`'s setup: the sample agents on embedded defaults, answering
 //! with the real local model (no key, no network).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use caxton::testing::*;
 use futures::StreamExt;
 use serde_json::json;
 
@@ -23,7 +21,7 @@ async fn the_sample_agent_answers_with_the_local_model_and_streams_tokens() {
     assert!(names.contains(&"assistant".to_owned()) && names.contains(&"DataAnalyzer".to_owned()), "{names:?}");
 
     let v = ask(&node, "assistant", "What is the capital of France? One word.").await;
-    assert_eq!(v["reply"]["kind"], "Response", "{v}");
+    assert_eq!(v["reply"]["kind"], "response", "{v}");
     let answer = v["reply"]["content"].as_str().unwrap();
     assert!(!answer.trim().is_empty());
     assert!(!answer.contains("<|im_end|>") && !answer.contains("<|im_start|>"), "stopped at end of turn: {answer:?}");

@@ -1,12 +1,9 @@
 //! The LLM/tool loop against a scripted OpenAI-wire server, through the
 //! real binary: tools, allowlists, max_turns, retries, errors, timeouts.
 
-mod common;
-
 use std::time::Duration;
 
-use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
-use common::*;
+use caxton::testing::*;
 use serde_json::json;
 
 async fn node_with(stub: &OpenAiStub, provider_extra: &str) -> TestNode {
@@ -30,7 +27,7 @@ async fn tool_loop_asks_another_agent_and_uses_the_answer() {
     deploy(&node, &stub_agent("boss", "tools = [\"ask_agent\"]")).await;
 
     let v = ask(&node, "boss", "find the secret").await;
-    assert_eq!(v["reply"]["kind"], "Response", "{v}");
+    assert_eq!(v["reply"]["kind"], "response", "{v}");
     assert_eq!(v["reply"]["content"], "The helper says: swordfish");
 
     let reqs = stub.requests();
@@ -75,7 +72,7 @@ async fn max_turns_ends_the_loop_with_an_error_reply() {
     let node = node_with(&stub, "").await;
     deploy(&node, &stub_agent("looper", "tools = [\"ask_agent\"]\nmax_turns = 3")).await;
     let v = ask(&node, "looper", "go").await;
-    assert_eq!(v["reply"]["kind"], "Error");
+    assert_eq!(v["reply"]["kind"], "error");
     assert!(v["reply"]["content"].as_str().unwrap().contains("max_turns (3) reached"), "{v}");
     assert_eq!(stub.requests().len(), 3);
     assert_eq!(v["message"]["status"], "failed");
@@ -117,7 +114,7 @@ async fn a_400_reaches_the_caller_without_retries() {
     let node = node_with(&stub, "").await;
     deploy(&node, &stub_agent("rejected", "")).await;
     let v = ask(&node, "rejected", "hello").await;
-    assert_eq!(v["reply"]["kind"], "Error");
+    assert_eq!(v["reply"]["kind"], "error");
     let content = v["reply"]["content"].as_str().unwrap();
     assert!(content.contains("HTTP 400") && content.contains("does not support tools"), "{content}");
     assert_eq!(stub.requests().len(), 1, "4xx is not retried");
@@ -131,7 +128,7 @@ async fn the_agent_timeout_bounds_a_slow_provider() {
     deploy(&node, &stub_agent("impatient", "timeout = \"1s\"")).await;
     let started = std::time::Instant::now();
     let v = ask(&node, "impatient", "hello").await;
-    assert_eq!(v["reply"]["kind"], "Error");
+    assert_eq!(v["reply"]["kind"], "error");
     assert!(v["reply"]["content"].as_str().unwrap().contains("no answer within the agent's timeout of 1s"), "{v}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
@@ -156,5 +153,5 @@ async fn conversation_history_is_fed_back_to_the_model() {
 
     let out = node.cli(&["conversation", "show", &conv]);
     let text = stdout(&out);
-    assert!(text.contains("Completed") && text.contains("[Response] memo -> user: Your name is Ada."), "{text}");
+    assert!(text.contains("completed") && text.contains("[response] memo -> user: Your name is Ada."), "{text}");
 }

@@ -1,13 +1,10 @@
 //! Cluster identity: StatefulSet-style formation from pod ordinals, and two
 //! clusters that meet through gossip staying two clusters.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::cluster::{free_udp_port, ClusterOptions, TestCluster};
-use common::*;
+use caxton::testing::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_pods_form_one_cluster_from_their_ordinals() {
@@ -52,7 +49,7 @@ async fn two_clusters_that_meet_through_gossip_stay_apart() {
     assert_ne!(id_a, id_b);
 
     // B comes back with a seed list that reaches A: the two now gossip.
-    assert!(b.terminate().success());
+    assert!(b.terminate().await.success());
     b.reconfigure(|o| *o = founder(2, gossip_b, &[gossip_a, gossip_b]));
     b.restart().await;
     eventually("A hears of B through gossip", Duration::from_secs(20), || async {

@@ -4,11 +4,9 @@
 //! status the document lists for that route, with a problem type the
 //! document names for that status.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{eventually, NodeOptions, TestNode};
+use caxton::testing::{eventually, NodeOptions, TestNode};
 use serde_json::{json, Value};
 
 const UNKNOWN: &str = "no-such-name-42";

@@ -1,10 +1,8 @@
 //! The agents directory: deployed at start, hot-reloaded after.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use caxton::testing::*;
 
 async fn revision(node: &TestNode, name: &str) -> Option<u64> {
     let (s, a) = node.get(&format!("/v1/agents/{name}")).await;
@@ -60,7 +58,7 @@ async fn files_deploy_at_start_and_reload_on_add_change_delete_and_breakage() {
     eventually("deleted file's agent removed", t, || async { revision(&node, "second").await.is_none() }).await;
 
     // A file removed while the node is down is reconciled at start.
-    node.terminate();
+    node.terminate().await;
     std::fs::remove_file(agents.path().join("first.toml")).unwrap();
     write(agents.path(), "third.toml", &agent_toml("third", "Three."));
     node.restart().await;

@@ -2,24 +2,12 @@
 //! routing, contract-net, SSE streams, the OpenAI-compatible front door,
 //! and exactly-once answers across a kill -9.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
-use common::*;
+use caxton::testing::*;
 use futures::StreamExt;
-use reqwest::Method;
 use serde_json::{json, Value};
-
-fn echo_agent(name: &str, caps: &[&str]) -> String {
-    format!("name = \"{name}\"\nprovider = \"echo\"\ncapabilities = {caps:?}\nsystem_prompt = \"Echo.\"\n")
-}
-
-async fn post(node: &TestNode, path: &str, body: Value) -> (u16, Value) {
-    node.send(Method::POST, path, "application/json", body.to_string()).await
-}
 
 /// Reads an SSE body into (event, data) pairs until it ends or `stop` says so.
 async fn sse(resp: reqwest::Response, stop: impl Fn(&str, &str) -> bool) -> Vec<(String, String)> {
@@ -41,16 +29,16 @@ async fn sse(resp: reqwest::Response, stop: impl Fn(&str, &str) -> bool) -> Vec<
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_send_then_poll_and_idempotent_retries() {
     let node = TestNode::start().await;
-    deploy(&node, &echo_agent("echo", &["echoing"])).await;
-    let (s, v) = post(
-        &node,
-        "/v1/messages",
-        json!({"to": "echo", "content": "later please", "mode": "async", "id": "client-id-1"}),
-    )
-    .await;
+    deploy(&node, &echo_agent_toml("echo", &["echoing"])).await;
+    let (s, v) = node
+        .post_json(
+            "/v1/messages",
+            json!({"to": "echo", "content": "later please", "mode": "async", "id": "client-id-1"}),
+        )
+        .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["message"]["id"], "client-id-1");
-    assert_eq!(v["message"]["kind"], "Request");
+    assert_eq!(v["message"]["kind"], "request");
     assert!(v["message"]["trace_id"].as_str().unwrap().len() > 8);
     eventually("reply recorded", Duration::from_secs(10), || async {
         node.get("/v1/messages/client-id-1").await.1["reply"]["content"] == "later please"
@@ -58,21 +46,21 @@ async fn async_send_then_poll_and_idempotent_retries() {
     .await;
     // Retrying with the same id does not create a second message or answer.
     let (s, again) =
-        post(&node, "/v1/messages", json!({"to": "echo", "content": "later please", "id": "client-id-1"})).await;
+        node.post_json("/v1/messages", json!({"to": "echo", "content": "later please", "id": "client-id-1"})).await;
     assert_eq!(s, 200);
     assert_eq!(again["reply"]["id"], "client-id-1-reply");
     let conv = v["message"]["conversation_id"].as_str().unwrap();
     let (_, c) = node.get(&format!("/v1/conversations/{conv}")).await;
     assert_eq!(c["messages"].as_array().unwrap().len(), 2);
-    assert_eq!(c["state"], "Completed");
+    assert_eq!(c["state"], "completed");
 
-    let (s, p) = post(&node, "/v1/messages", json!({"to": "ghost", "content": "hi"})).await;
+    let (s, p) = node.post_json("/v1/messages", json!({"to": "ghost", "content": "hi"})).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/agent-not-found")));
-    let (s, p) = post(&node, "/v1/messages", json!({"capability": "astrology", "content": "hi"})).await;
+    let (s, p) = node.post_json("/v1/messages", json!({"capability": "astrology", "content": "hi"})).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/no-agent-for-capability")));
     assert_eq!(p["extra"]["capabilities"], json!(["echoing"]));
     assert!(p["detail"].as_str().unwrap().contains("capabilities that exist: echoing"));
-    let (s, _) = post(&node, "/v1/messages", json!({"to": "echo", "capability": "echoing", "content": "hi"})).await;
+    let (s, _) = node.post_json("/v1/messages", json!({"to": "echo", "capability": "echoing", "content": "hi"})).await;
     assert_eq!(s, 400);
     let (s, _) = node.get("/v1/messages/nope").await;
     assert_eq!(s, 404);
@@ -82,12 +70,12 @@ async fn async_send_then_poll_and_idempotent_retries() {
 async fn capability_routing_spreads_load() {
     let node = TestNode::start().await;
     for n in ["w1", "w2", "w3"] {
-        deploy(&node, &echo_agent(n, &["work"])).await;
+        deploy(&node, &echo_agent_toml(n, &["work"])).await;
     }
-    deploy(&node, &echo_agent("bystander", &["other"])).await;
+    deploy(&node, &echo_agent_toml("bystander", &["other"])).await;
     let mut counts: HashMap<String, u32> = HashMap::new();
     for i in 0..30 {
-        let (s, v) = post(&node, "/v1/messages", json!({"capability": "work", "content": format!("job {i}")})).await;
+        let (s, v) = node.post_json("/v1/messages", json!({"capability": "work", "content": format!("job {i}")})).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["message"]["capability"], "work");
         *counts.entry(v["reply"]["sender"].as_str().unwrap().to_owned()).or_default() += 1;
@@ -135,28 +123,28 @@ async fn contract_net_across_three_agents_awards_the_cheapest() {
         )
         .await;
     }
-    let (s, out) = post(
-        &node,
-        "/v1/contract-net",
-        json!({"capability": "reports", "task": "write the Q3 report", "deadline_ms": 20000}),
-    )
-    .await;
+    let (s, out) = node
+        .post_json(
+            "/v1/contract-net",
+            json!({"capability": "reports", "task": "write the Q3 report", "deadline_ms": 20000}),
+        )
+        .await;
     assert_eq!(s, 200, "{out}");
-    assert_eq!(out["state"], "Completed");
+    assert_eq!(out["state"], "completed");
     assert_eq!(out["proposals"].as_array().unwrap().len(), 3);
     assert_eq!(out["awarded_to"], "bidder-b");
     assert_eq!(out["result"]["content"], "bidder-b delivered the report");
     let conv = out["conversation_id"].as_str().unwrap();
     let (_, c) = node.get(&format!("/v1/conversations/{conv}")).await;
-    assert_eq!(c["protocol"], "contract-net");
-    assert_eq!(c["state"], "Completed");
+    assert_eq!(c["protocol"], "contract_net");
+    assert_eq!(c["state"], "completed");
     let kinds: Vec<&str> = c["messages"].as_array().unwrap().iter().map(|m| m["kind"].as_str().unwrap()).collect();
     // 3 calls for proposals + 3 proposals + 2 rejections + award + result.
     assert_eq!(kinds.len(), 10, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| **k == "Notification").count(), 2);
+    assert_eq!(kinds.iter().filter(|k| **k == "notification").count(), 2);
 
     // No agent with the capability: a clear error; nobody answers in time: Expired.
-    let (s, p) = post(&node, "/v1/contract-net", json!({"capability": "poetry", "task": "a sonnet"})).await;
+    let (s, p) = node.post_json("/v1/contract-net", json!({"capability": "poetry", "task": "a sonnet"})).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/no-agent-for-capability")));
 }
 
@@ -172,18 +160,18 @@ async fn contract_net_with_no_proposal_in_time_expires() {
     )
     .await;
     let (s, out) =
-        post(&node, "/v1/contract-net", json!({"capability": "naps", "task": "nap", "deadline_ms": 500})).await;
+        node.post_json("/v1/contract-net", json!({"capability": "naps", "task": "nap", "deadline_ms": 500})).await;
     assert_eq!(s, 200, "{out}");
-    assert_eq!(out["state"], "Expired");
+    assert_eq!(out["state"], "expired");
     assert!(out["awarded_to"].is_null());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sse_streams_conversation_messages_and_answer_tokens() {
     let node = TestNode::start().await;
-    deploy(&node, &echo_agent("echo", &[])).await;
+    deploy(&node, &echo_agent_toml("echo", &[])).await;
     let (_, v) =
-        post(&node, "/v1/messages", json!({"to": "echo", "content": "one two three four", "mode": "async"})).await;
+        node.post_json("/v1/messages", json!({"to": "echo", "content": "one two three four", "mode": "async"})).await;
     let id = v["message"]["id"].as_str().unwrap().to_owned();
     let conv = v["message"]["conversation_id"].as_str().unwrap().to_owned();
 
@@ -200,12 +188,23 @@ async fn sse_streams_conversation_messages_and_answer_tokens() {
     let node2 = node.url("/v1/messages");
     let http = node.http.clone();
     let conv2 = conv.clone();
+    // The follow-up is sent once the stream has replayed the two existing
+    // messages, so it can only arrive by being followed.
+    let replayed = std::sync::Arc::new(tokio::sync::Notify::new());
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let wait_replay = replayed.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        wait_replay.notified().await;
         let body = json!({"to": "echo", "content": "follow-up", "conversation_id": conv2});
         http.post(node2).json(&body).send().await.unwrap();
     });
-    let events = sse(resp, |_, d| d.contains("follow-up") && d.contains("\"Response\"")).await;
+    let events = sse(resp, |e, d| {
+        if e == "message" && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 2 {
+            replayed.notify_one();
+        }
+        d.contains("follow-up") && d.contains("\"Response\"")
+    })
+    .await;
     let contents: Vec<String> = events
         .iter()
         .filter(|(e, _)| e == "message")
@@ -217,7 +216,7 @@ async fn sse_streams_conversation_messages_and_answer_tokens() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openai_compatible_front_door_plain_and_streamed() {
     let node = TestNode::start().await;
-    deploy(&node, &echo_agent("echo", &[])).await;
+    deploy(&node, &echo_agent_toml("echo", &[])).await;
 
     let (s, models) = node.get("/v1/models").await;
     assert_eq!(s, 200);
@@ -236,7 +235,7 @@ async fn openai_compatible_front_door_plain_and_streamed() {
         ],
         "temperature": 0.2
     });
-    let (s, c) = post(&node, "/v1/chat/completions", request.clone()).await;
+    let (s, c) = node.post_json("/v1/chat/completions", request.clone()).await;
     assert_eq!(s, 200, "{c}");
     assert_eq!(c["object"], "chat.completion");
     assert!(c["id"].as_str().unwrap().starts_with("chatcmpl-"));
@@ -260,12 +259,9 @@ async fn openai_compatible_front_door_plain_and_streamed() {
     assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop");
 
     // Errors in OpenAI's shape, which SDKs surface.
-    let (s, e) = post(
-        &node,
-        "/v1/chat/completions",
-        json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
+    let (s, e) = node
+        .post_json("/v1/chat/completions", json!({"model": "nobody", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
     assert_eq!(s, 404);
     assert!(e["error"]["message"].as_str().unwrap().contains("nobody"));
 }
@@ -283,7 +279,7 @@ async fn kill_during_an_llm_call_then_restart_answers_exactly_once() {
     .await;
     deploy(&node, "name = \"durable\"\nprovider = \"stub\"\nsystem_prompt = \"You are durable.\"\n").await;
     let (s, v) =
-        post(&node, "/v1/messages", json!({"to": "durable", "content": "survive this", "mode": "async"})).await;
+        node.post_json("/v1/messages", json!({"to": "durable", "content": "survive this", "mode": "async"})).await;
     assert_eq!(s, 202);
     let id = v["message"]["id"].as_str().unwrap().to_owned();
     eventually("the LLM call is in flight", Duration::from_secs(10), || async { !stub.requests().is_empty() }).await;
@@ -294,7 +290,9 @@ async fn kill_during_an_llm_call_then_restart_answers_exactly_once() {
         node.get(&format!("/v1/messages/{id}")).await.1["reply"]["content"] == "answered after restart"
     })
     .await;
-    // Give any duplicate processing a chance to show itself, then count.
+    // Deliberate pause, not a wait for a condition: a duplicate answer
+    // would be an event that never comes if all is well, so give it time
+    // to show itself, then count.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let conv = v["message"]["conversation_id"].as_str().unwrap();
     let (_, c) = node.get(&format!("/v1/conversations/{conv}")).await;
@@ -308,8 +306,8 @@ async fn kill_during_an_llm_call_then_restart_answers_exactly_once() {
 async fn cli_chat_streams_answers_for_each_line() {
     use std::io::Write;
     let node = TestNode::start().await;
-    deploy(&node, &echo_agent("echo", &[])).await;
-    let mut child = std::process::Command::new(BIN)
+    deploy(&node, &echo_agent_toml("echo", &[])).await;
+    let mut child = std::process::Command::new(caxton_bin())
         .args(["--server", &node.url(""), "chat", "echo"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())

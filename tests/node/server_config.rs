@@ -1,16 +1,14 @@
 //! `caxton server start` configuration: file, environment, flags, errors.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use caxton::testing::*;
 
 fn start_expecting_failure(config: &str, env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("caxton.toml");
     std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(caxton_bin());
     cmd.args([
         "server",
         "start",

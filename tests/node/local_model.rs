@@ -3,12 +3,7 @@
 use std::time::Duration;
 
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
-
-pub fn models_dir() -> std::path::PathBuf {
-    std::env::var("CAXTON_MODELS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/models")))
-}
+use caxton::testing::models_dir;
 
 fn model() -> LocalModel {
     LocalModel::new(

@@ -1,13 +1,10 @@
 //! Multi-process clusters on loopback: formation from seeds, failover,
 //! placement, snapshot catch-up and quorum loss.
 
-mod common;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::cluster::{ClusterOptions, TestCluster};
-use common::*;
+use caxton::testing::*;
 use serde_json::json;
 
 async fn deploy_on(node: &TestNode, name: &str) -> u16 {
@@ -72,6 +69,7 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
                 break;
             }
             assert!(killed_at.elapsed() < Duration::from_secs(20), "writes did not resume: last status {s}");
+            // Retry interval of a poll bounded by the assertion above.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -95,11 +93,11 @@ async fn killing_the_leader_elects_another_and_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_an_owner_moves_its_agents_and_every_message_is_answered_once() {
-    let stub = openai_stub::OpenAiStub::start().await;
+    let stub = OpenAiStub::start().await;
     // Slow enough that requests are in flight when the owner dies.
     stub.respond_with(|req| {
-        let q = openai_stub::last_of_role(req, "user").unwrap()["content"].as_str().unwrap().to_owned();
-        openai_stub::StubReply::text(&format!("answer to {q}")).after(Duration::from_millis(300))
+        let q = last_of_role(req, "user").unwrap()["content"].as_str().unwrap().to_owned();
+        StubReply::text(&format!("answer to {q}")).after(Duration::from_millis(300))
     });
     let opts = ClusterOptions { voters: 3, tables: stub.provider_config("stub", ""), ..Default::default() };
     let mut cluster = TestCluster::start_with(3, opts).await;
@@ -152,10 +150,12 @@ async fn killing_an_owner_moves_its_agents_and_every_message_is_answered_once() 
     let node = cluster.node(leader);
     for id in &ids {
         eventually(&format!("message {id} answered"), Duration::from_secs(30), || async {
-            node.get(&format!("/v1/messages/{id}")).await.1["reply"]["kind"] == "Response"
+            node.get(&format!("/v1/messages/{id}")).await.1["reply"]["kind"] == "response"
         })
         .await;
     }
+    // Deliberate pause, not a wait for a condition: a second answer would
+    // be an event that never comes if all is well; give it time to show.
     tokio::time::sleep(Duration::from_secs(1)).await;
     for id in &ids {
         let (_, m) = node.get(&format!("/v1/messages/{id}")).await;
@@ -223,7 +223,8 @@ async fn five_nodes_survive_two_failures_and_refuse_writes_after_three() {
     let p: serde_json::Value = r.json().await.unwrap();
     assert_eq!(p["type"], "https://caxton.dev/problems/cluster-unavailable", "{p}");
     assert!(!p["detail"].as_str().unwrap().is_empty());
-    // Nobody won an election with two votes out of five.
+    // Nobody won an election with two votes out of five, watched for two
+    // seconds (several election timeouts): the pause is the point.
     for _ in 0..10 {
         assert!(cluster.self_declared_leaders().await.is_empty(), "a minority elected a leader");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -258,7 +259,7 @@ async fn admin_cli_transfers_leadership_leaves_and_removes() {
     // The learner leaves gracefully, then stops; it is not re-added.
     let out = cluster.node(learner).cli(&["cluster", "leave"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    cluster.node_mut(learner).terminate();
+    cluster.node_mut(learner).terminate().await;
     cluster.wait_members(3, 3).await;
 
     // A dead voter is removed by the operator.
@@ -280,7 +281,7 @@ async fn admin_cli_transfers_leadership_leaves_and_removes() {
 async fn a_gracefully_stopping_leader_hands_over_leadership() {
     let mut cluster = TestCluster::start(3).await;
     let leader = cluster.wait_leader().await;
-    let status = cluster.node_mut(leader).terminate();
+    let status = cluster.node_mut(leader).terminate().await;
     assert!(status.success());
     // Handed over before exiting: a new leader exists right away, without
     // waiting out an election timeout on a dead leader.
@@ -318,6 +319,7 @@ async fn a_rolling_restart_under_traffic_loses_no_message() {
                         }
                     }
                     i += 4;
+                    // Pacing of the traffic, not a wait for a condition.
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
             })
@@ -340,7 +342,7 @@ async fn a_rolling_restart_under_traffic_loses_no_message() {
     };
     for id in 1..=3u64 {
         more_traffic(format!("traffic acknowledged before stopping node {id}")).await;
-        let status = cluster.node_mut(id).terminate();
+        let status = cluster.node_mut(id).terminate().await;
         assert!(status.success());
         cluster.node_mut(id).restart().await;
         cluster.wait_members(3, 3).await;
@@ -354,7 +356,7 @@ async fn a_rolling_restart_under_traffic_loses_no_message() {
     let node = cluster.node(cluster.wait_leader().await);
     for id in &acked {
         eventually(&format!("{id} answered"), Duration::from_secs(30), || async {
-            node.get(&format!("/v1/messages/{id}")).await.1["reply"]["kind"] == "Response"
+            node.get(&format!("/v1/messages/{id}")).await.1["reply"]["kind"] == "response"
         })
         .await;
     }
@@ -416,6 +418,7 @@ async fn a_partitioned_leader_cannot_commit_and_heals_into_one_consistent_cluste
             accepted = true;
             break;
         }
+        // Retry interval of a bounded poll (at most 100 attempts).
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(accepted, "the majority side did not accept a write");
@@ -443,11 +446,9 @@ async fn a_partitioned_leader_cannot_commit_and_heals_into_one_consistent_cluste
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_answers_token_stream_is_live_on_a_node_that_does_not_run_the_agent() {
-    let stub = common::openai_stub::OpenAiStub::start().await;
+    let stub = OpenAiStub::start().await;
     // Slow enough that the stream is open before the tokens exist.
-    stub.respond_with(|_| {
-        common::openai_stub::StubReply::text("streamed across nodes").after(Duration::from_millis(1500))
-    });
+    stub.respond_with(|_| StubReply::text("streamed across nodes").after(Duration::from_millis(1500)));
     let opts = ClusterOptions { voters: 3, tables: stub.provider_config("stub", ""), ..Default::default() };
     let cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;
@@ -491,7 +492,7 @@ async fn a_wiped_node_is_refused_under_its_old_id_until_removed_then_rejoins() {
     .await;
 
     // Its disk is lost; it comes back empty under the same node id.
-    assert!(cluster.node_mut(victim).terminate().success());
+    assert!(cluster.node_mut(victim).terminate().await.success());
     std::fs::remove_dir_all(cluster.node(victim).data_dir()).unwrap();
     cluster.node_mut(victim).relaunch();
     eventually("the wiped node serves HTTP", Duration::from_secs(20), || async {
@@ -504,6 +505,8 @@ async fn a_wiped_node_is_refused_under_its_old_id_until_removed_then_rejoins() {
         cluster.node(victim).log().contains("was wiped or replaced")
     })
     .await;
+    // Deliberate pause: the leader keeps retrying meanwhile, and the wiped
+    // node must still have been fed nothing afterwards.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(cluster.node(victim).get("/v1/agents/before-the-wipe").await.0, 404, "fed nothing under its old id");
     let (_, st) = cluster.node(victim).get("/v1/cluster/status").await;

@@ -1,8 +1,6 @@
 //! The agent registry through the real binary: REST and CLI.
 
-mod common;
-
-use common::*;
+use caxton::testing::*;
 use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,7 +236,7 @@ async fn cli_drives_the_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_reports_unreachable_server() {
-    let out = std::process::Command::new(BIN)
+    let out = std::process::Command::new(caxton_bin())
         .args(["--server", &format!("http://127.0.0.1:{}", free_port()), "agent", "list"])
         .output()
         .unwrap();

@@ -2,16 +2,11 @@
 //! vectors made with the Python sentence-transformers library.
 
 use caxton::memory::{dot, Embedder};
-
-fn models_dir() -> std::path::PathBuf {
-    std::env::var("CAXTON_MODELS_DIR")
-        .map(Into::into)
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into())
-}
+use caxton::testing::models_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_match_sentence_transformers() {
-    let reference: serde_json::Value = serde_json::from_str(include_str!("data/minilm_reference.json")).unwrap();
+    let reference: serde_json::Value = serde_json::from_str(include_str!("../data/minilm_reference.json")).unwrap();
     let items = reference["items"].as_array().unwrap();
     assert!(items.len() >= 10);
     let embedder = Embedder::start(models_dir().join("all-minilm-l6-v2")).unwrap();

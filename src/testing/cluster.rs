@@ -1,13 +1,8 @@
 //! Several real `caxton` processes forming a cluster on loopback.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
-use super::{eventually, free_port, NodeOptions, TestNode};
-
-pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use super::{eventually, eventually_some, free_port, free_udp_port, NodeOptions, TestNode};
 
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
@@ -53,7 +48,7 @@ impl TestCluster {
         };
         let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
         let mut nodes = Vec::new();
-        for i in 0..n {
+        for (i, gossip_port) in gossip.iter().enumerate() {
             let identity = if opts.statefulset {
                 "node_id_from_hostname = true\nbootstrap = \"ordinal-0\"".to_owned()
             } else {
@@ -62,7 +57,7 @@ impl TestCluster {
             let cluster_extra = format!(
                 "{identity}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n",
                 ip(i),
-                gossip[i],
+                gossip_port,
                 seeds.join(", "),
                 opts.voters.max(1),
                 opts.cluster_extra,
@@ -134,15 +129,9 @@ impl TestCluster {
         None
     }
 
+    /// Waits until a running node names a running leader.
     pub async fn wait_leader(&self) -> u64 {
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(l) = self.leader().await {
-                return l;
-            }
-            assert!(std::time::Instant::now() < deadline, "no leader elected within 30s");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_some("a leader elected", Duration::from_secs(30), || self.leader()).await
     }
 
     /// Nodes that say they are leader right now.

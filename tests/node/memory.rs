@@ -1,20 +1,9 @@
 //! Embedded memory through the real binary with the real MiniLM model:
-//! semantic search, scopes, graph, export/import, agents that remember,
-//! and replication to other nodes.
+//! semantic search, scopes, graph, export/import, and agents that remember
+//! (replication to other nodes: tests/cluster/memory.rs).
 
-mod common;
-
-use std::time::Duration;
-
-use common::cluster::TestCluster;
-use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
-use common::*;
-use reqwest::Method;
+use caxton::testing::*;
 use serde_json::{json, Value};
-
-async fn post(node: &TestNode, path: &str, body: Value) -> (u16, Value) {
-    node.send(Method::POST, path, "application/json", body.to_string()).await
-}
 
 async fn search(node: &TestNode, query: &str) -> Value {
     let q: String = query.replace(' ', "%20");
@@ -31,8 +20,9 @@ async fn semantic_search_scopes_graph_and_cli() {
         ("Q3 report", "document", "Quarterly revenue grew by twelve percent."),
         ("Raft", "concept", "Raft is a consensus algorithm for replicated logs."),
     ] {
-        let (s, v) =
-            post(&node, "/v1/memory/entities", json!({"name": name, "entity_type": ty, "observations": [obs]})).await;
+        let (s, v) = node
+            .post_json("/v1/memory/entities", json!({"name": name, "entity_type": ty, "observations": [obs]}))
+            .await;
         assert_eq!(s, 201, "{v}");
     }
     let v = search(&node, "q=a feline resting on a rug").await;
@@ -54,27 +44,28 @@ async fn semantic_search_scopes_graph_and_cli() {
     assert!(v["results"].as_array().unwrap().iter().all(|r| r["entity_type"] == "document"));
 
     // Observations accumulate on an entity.
-    let (s, _) = post(
-        &node,
-        "/v1/memory/entities",
-        json!({"name": "Whiskers", "entity_type": "pet", "observations": ["Whiskers is ginger."]}),
-    )
-    .await;
+    let (s, _) = node
+        .post_json(
+            "/v1/memory/entities",
+            json!({"name": "Whiskers", "entity_type": "pet", "observations": ["Whiskers is ginger."]}),
+        )
+        .await;
     assert_eq!(s, 200);
     let (_, e) = node.get("/v1/memory/entities/Whiskers").await;
     assert_eq!(e["observations"].as_array().unwrap().len(), 2);
 
     // Relations: graph queries and enriched hits.
-    post(
-        &node,
+    node.post_json(
         "/v1/memory/entities",
         json!({"name": "Alice", "entity_type": "person", "observations": ["Alice owns a ginger cat."]}),
     )
     .await;
-    let (s, _) =
-        post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Whiskers", "relation_type": "owns"})).await;
+    let (s, _) = node
+        .post_json("/v1/memory/relations", json!({"from": "Alice", "to": "Whiskers", "relation_type": "owns"}))
+        .await;
     assert_eq!(s, 201);
-    post(&node, "/v1/memory/relations", json!({"from": "Whiskers", "to": "Raft", "relation_type": "sleeps-on"})).await;
+    node.post_json("/v1/memory/relations", json!({"from": "Whiskers", "to": "Raft", "relation_type": "sleeps-on"}))
+        .await;
     let (_, n) = node.get("/v1/memory/entities/Alice/neighbours?depth=2").await;
     let names: Vec<&str> = n["neighbours"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["Whiskers", "Raft"]);
@@ -87,14 +78,15 @@ async fn semantic_search_scopes_graph_and_cli() {
             .any(|r| r["relation_type"] == "owns" || r["relation_type"] == "sleeps-on"),
         "{v}"
     );
-    let (s, p) =
-        post(&node, "/v1/memory/relations", json!({"from": "Alice", "to": "Nobody", "relation_type": "knows"})).await;
+    let (s, p) = node
+        .post_json("/v1/memory/relations", json!({"from": "Alice", "to": "Nobody", "relation_type": "knows"}))
+        .await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/memory-entity-not-found")));
 
     // Bad input.
     let (s, _) = node.get("/v1/memory/search?q=x&min_similarity=2").await;
     assert_eq!(s, 400);
-    let (s, p) = node.get("/v1/memory/search?q=x&scope=agent-only").await;
+    let (s, p) = node.get("/v1/memory/search?q=x&scope=agent_only").await;
     assert_eq!(s, 400);
     assert!(p["detail"].as_str().unwrap().contains("agent=NAME"));
 
@@ -114,21 +106,23 @@ async fn semantic_search_scopes_graph_and_cli() {
 async fn agent_only_memory_is_isolated_between_agents() {
     let node = TestNode::start().await;
     for (agent, secret) in [("alice", "Alice's locker code is 1234."), ("bob", "Bob's locker code is 9876.")] {
-        let (s, v) = post(&node, "/v1/memory/entities", json!({"name": "locker", "entity_type": "secret", "scope": "agent-only", "agent": agent, "observations": [secret]})).await;
+        let (s, v) = node.post_json("/v1/memory/entities", json!({"name": "locker", "entity_type": "secret", "scope": "agent-only", "agent": agent, "observations": [secret]})).await;
         assert_eq!(s, 201, "{v}");
     }
     let v = search(&node, "q=locker code&agent=alice").await;
     let texts: Vec<&str> =
         v["results"].as_array().unwrap().iter().map(|r| r["observation"].as_str().unwrap()).collect();
     assert_eq!(texts, ["Alice's locker code is 1234."]);
-    let v = search(&node, "q=locker code&agent=bob&scope=agent-only").await;
+    let v = search(&node, "q=locker code&agent=bob&scope=agent_only").await;
     assert_eq!(v["results"][0]["observation"], "Bob's locker code is 9876.");
     assert_eq!(v["results"].as_array().unwrap().len(), 1);
     // Without an identity, nobody's private memory shows.
     assert!(search(&node, "q=locker code").await["results"].as_array().unwrap().is_empty());
     let (_, l) = node.get("/v1/memory/entities?agent=alice").await;
     assert_eq!(l["entities"].as_array().unwrap().len(), 1);
-    let (s, _) = node.get("/v1/memory/entities/locker?scope=agent-only&agent=carol").await;
+    // Stored with v1's spelling (`agent-only`, still accepted), shown in the public one.
+    assert_eq!(l["entities"][0]["scope"], "agent_only");
+    let (s, _) = node.get("/v1/memory/entities/locker?scope=agent_only&agent=carol").await;
     assert_eq!(s, 404);
 }
 
@@ -140,14 +134,13 @@ async fn export_wipe_import_gives_identical_search_results() {
             .iter()
             .enumerate()
     {
-        post(
-            &node,
+        node.post_json(
             "/v1/memory/entities",
             json!({"name": format!("fact-{i}"), "entity_type": "fact", "observations": [text]}),
         )
         .await;
     }
-    post(&node, "/v1/memory/relations", json!({"from": "fact-0", "to": "fact-1", "relation_type": "near"})).await;
+    node.post_json("/v1/memory/relations", json!({"from": "fact-0", "to": "fact-1", "relation_type": "near"})).await;
     let before = search(&node, "q=French capital city").await;
     let (s, export) = node.get("/v1/memory/export").await;
     assert_eq!(s, 200);
@@ -155,7 +148,7 @@ async fn export_wipe_import_gives_identical_search_results() {
 
     // A wiped node (fresh data dir) imports it.
     let fresh = TestNode::start().await;
-    let (s, v) = post(&fresh, "/v1/memory/import", export.clone()).await;
+    let (s, v) = fresh.post_json("/v1/memory/import", export.clone()).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["entities"], 3);
     let after = search(&fresh, "q=French capital city").await;
@@ -171,9 +164,9 @@ async fn export_wipe_import_gives_identical_search_results() {
 
     // Entries without vectors are embedded on import; bad versions refused.
     let handwritten = json!({"version": 1, "entities": [{"name": "note", "entity_type": "fact", "scope": "global", "observations": [{"text": "Tokyo is the capital of Japan."}]}]});
-    assert_eq!(post(&fresh, "/v1/memory/import", handwritten).await.0, 200);
+    assert_eq!(fresh.post_json("/v1/memory/import", handwritten).await.0, 200);
     assert_eq!(search(&fresh, "q=Japanese capital&limit=1").await["results"][0]["name"], "note");
-    let (s, p) = post(&fresh, "/v1/memory/import", json!({"version": 99, "entities": []})).await;
+    let (s, p) = fresh.post_json("/v1/memory/import", json!({"version": 99, "entities": []})).await;
     assert_eq!((s, p["type"].as_str()), (422, Some("https://caxton.dev/problems/unsupported-export-version")));
 
     // CLI round trip.
@@ -216,18 +209,4 @@ async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation() {
     // Stored privately for this agent.
     let (_, e) = node.get("/v1/memory/entities/user?scope=agent-only&agent=rememberer").await;
     assert_eq!(e["observations"][0]["text"], "The user's favourite colour is teal.");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_written_on_one_node_is_searchable_on_the_others() {
-    let cluster = TestCluster::start(3).await;
-    let (s, v) = post(cluster.node(2), "/v1/memory/entities", json!({"name": "replicated", "entity_type": "fact", "observations": ["The deployment window is Tuesday at noon."]})).await;
-    assert_eq!(s, 201, "{v}");
-    for (id, node) in cluster.running() {
-        eventually(&format!("searchable on node {id}"), Duration::from_secs(20), || async {
-            let (s, v) = node.get("/v1/memory/search?q=when%20can%20we%20deploy&limit=1").await;
-            s == 200 && v["results"][0]["name"] == "replicated"
-        })
-        .await;
-    }
 }

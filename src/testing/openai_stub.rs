@@ -1,6 +1,5 @@
 //! A small HTTP server speaking the OpenAI Chat Completions wire format,
 //! answering from a script: the stand-in for a remote paid LLM API.
-#![allow(dead_code)]
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};

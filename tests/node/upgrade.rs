@@ -3,12 +3,10 @@
 //! applied by this one: the snapshot restores round `a` of writes, and the
 //! log tail after it, holding every command kind, replays round `b`.
 
-mod common;
-
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{eventually, NodeOptions, TestNode};
+use caxton::testing::{eventually, NodeOptions, TestNode};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {

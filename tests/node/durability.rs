@@ -1,12 +1,10 @@
 //! What is acknowledged survives: restarts, snapshots with log compaction,
 //! SIGTERM under load, kill -9, and concurrent deploys.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use caxton::testing::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_every_agent() {
@@ -19,7 +17,7 @@ async fn restart_restores_every_agent() {
     assert_eq!(node.send(reqwest::Method::PUT, "/v1/agents/keep-00", "application/toml", v2).await.0, 200);
     assert_eq!(node.delete("/v1/agents/keep-19").await.0, 200);
 
-    assert!(node.terminate().success());
+    assert!(node.terminate().await.success());
     node.restart().await;
     let names = node.agent_names().await;
     assert_eq!(names.len(), 19);
@@ -105,7 +103,7 @@ async fn sigterm_under_load_exits_cleanly_and_loses_nothing_acknowledged() {
         async move { n >= 100 }
     })
     .await;
-    let status = node.terminate();
+    let status = node.terminate().await;
     assert!(status.success(), "exit status {status:?}; log:\n{}", node.log());
     for w in writers {
         w.await.unwrap();

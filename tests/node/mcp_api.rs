@@ -1,24 +1,13 @@
 //! Tool servers through the real binary: deploy (CLI and REST), list with
 //! schemas, direct calls, refusal of hostile modules with named errors,
-//! replication, and an agent calling a WASM tool.
-
-mod common;
-
-use std::time::Duration;
+//! and an agent calling a WASM tool (replication: tests/cluster/mcp_api.rs).
 
 use base64::Engine;
-use common::cluster::TestCluster;
-use common::openai_stub::{last_of_role, OpenAiStub, StubReply};
-use common::*;
-use reqwest::Method;
+use caxton::testing::*;
 use serde_json::{json, Value};
 
 fn example_dir(name: &str) -> String {
-    format!("{}/examples/mcp/{name}", env!("CARGO_MANIFEST_DIR"))
-}
-
-async fn post(node: &TestNode, path: &str, body: Value) -> (u16, Value) {
-    node.send(Method::POST, path, "application/json", body.to_string()).await
+    repo_path(format!("examples/mcp/{name}")).display().to_string()
 }
 
 fn deploy_body(manifest: &str, module: &[u8]) -> Value {
@@ -43,15 +32,15 @@ async fn deploy_list_call_and_remove_through_cli_and_rest() {
     assert_eq!(jq["hash"].as_str().unwrap().len(), 64);
     assert_eq!(jq["limits"]["timeout_ms"], 2000);
 
-    let (s, r) =
-        post(&node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"a": [1, 2, 3]}, "path": "a[1]"}}))
-            .await;
+    let (s, r) = node
+        .post_json("/v1/tools/json_query/call", json!({"arguments": {"json": {"a": [1, 2, 3]}, "path": "a[1]"}}))
+        .await;
     assert_eq!(s, 200, "{r}");
     assert_eq!(r["structuredContent"]["matches"], json!([2]));
     let out = node.cli(&["mcp", "call", "csv_parse", r#"{"csv": "x,y\n1,2\n"}"#]);
     assert!(stdout(&out).contains("\"row_count\":1"), "{}", stdout(&out));
 
-    let (s, p) = post(&node, "/v1/tools/nope/call", json!({"arguments": {}})).await;
+    let (s, p) = node.post_json("/v1/tools/nope/call", json!({"arguments": {}})).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/tool-not-found")));
     assert_eq!(p["extra"]["available"], json!(["csv_parse", "json_query"]));
 
@@ -77,11 +66,11 @@ async fn hostile_modules_are_refused_with_named_errors_and_the_node_keeps_servin
         ),
     ];
     for (what, module, kind) in cases {
-        let (s, p) = post(&node, "/v1/mcp-servers", deploy_body(manifest, &module)).await;
+        let (s, p) = node.post_json("/v1/mcp-servers", deploy_body(manifest, &module)).await;
         assert_eq!(s, 422, "{what}: {p}");
         assert_eq!(p["type"], format!("https://caxton.dev/problems/{kind}"), "{what}: {p}");
     }
-    let (s, p) = post(&node, "/v1/mcp-servers", deploy_body("name = \"9 bad name\"\nversion = \"1\"\n", b"")).await;
+    let (s, p) = node.post_json("/v1/mcp-servers", deploy_body("name = \"9 bad name\"\nversion = \"1\"\n", b"")).await;
     assert_eq!(s, 422);
     assert!(p["detail"].as_str().unwrap().contains("name"), "{p}");
     let (_, v) = node.get("/v1/mcp-servers").await;
@@ -113,21 +102,6 @@ async fn an_agent_calls_a_wasm_tool() {
     assert!(reqs[0]["tools"].as_array().unwrap().iter().any(|t| t["function"]["name"] == "json_query"));
     let tool = last_of_role(&reqs[1], "tool").unwrap();
     assert!(tool["content"].as_str().unwrap().contains("\"Ada\""), "{tool}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_tool_server_deployed_on_one_node_is_callable_on_every_node() {
-    let cluster = TestCluster::start(3).await;
-    let out = cluster.node(2).cli(&["mcp", "deploy", &example_dir("json_query")]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    for (id, node) in cluster.running() {
-        eventually(&format!("callable on node {id}"), Duration::from_secs(20), || async {
-            let (s, r) =
-                post(node, "/v1/tools/json_query/call", json!({"arguments": {"json": {"k": id}, "path": "k"}})).await;
-            s == 200 && r["structuredContent"]["matches"] == json!([id])
-        })
-        .await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,143 @@
+//! Helpers shared by the integration tests (`tests/`) and the benchmarks
+//! (`benches/`): real `caxton` processes on loopback ([`TestNode`],
+//! [`TestCluster`]), a node inside the calling process ([`InProcessNode`]),
+//! a scripted OpenAI-compatible server ([`OpenAiStub`]), and small tools
+//! ([`eventually`], [`free_port`], [`percentile`], agent definitions).
+//!
+//! Compiled only with the `testing` feature, which the package's tests and
+//! benches turn on through a dev-dependency on itself (see `Cargo.toml`);
+//! the server built by `cargo build` does not contain it.
+
+mod cluster;
+mod in_process;
+mod node;
+mod openai_stub;
+
+use std::future::Future;
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub use cluster::{ClusterOptions, TestCluster};
+pub use in_process::InProcessNode;
+pub use node::{ask, deploy, NodeOptions, TestNode};
+pub use openai_stub::{last_of_role, OpenAiStub, StubReply};
+
+/// The `caxton` binary under test.
+///
+/// A library cannot use `env!("CARGO_BIN_EXE_caxton")` (cargo sets it only
+/// while compiling integration tests and benches), so the path is found at
+/// run time, first of:
+/// - `CAXTON_TEST_BIN`: an explicit choice (e.g. a copy of the binary, when
+///   several checkouts share one `CARGO_TARGET_DIR` and so one
+///   `target/debug/caxton`);
+/// - `CARGO_BIN_EXE_caxton`, which `cargo test` also sets at run time;
+/// - the binary cargo builds next to the test or bench executable
+///   (`target/<profile>/deps/<test>-<hash>` → `target/<profile>/caxton`),
+///   for an executable started directly.
+pub fn caxton_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(path) = std::env::var_os("CAXTON_TEST_BIN").or_else(|| std::env::var_os("CARGO_BIN_EXE_caxton")) {
+            return path.into();
+        }
+        let exe = std::env::current_exe().expect("the path of the running test executable");
+        let mut dir = exe.parent().expect("the executable is in a directory");
+        if dir.ends_with("deps") {
+            dir = dir.parent().expect("deps/ is inside the profile directory");
+        }
+        let bin = dir.join(format!("caxton{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "{} does not exist: run through `cargo test`/`cargo bench` (which build it) or set CAXTON_TEST_BIN",
+            bin.display()
+        );
+        bin
+    })
+}
+
+/// A path inside the repository (the `caxton` package root).
+pub fn repo_path(relative: impl AsRef<Path>) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The repository's model weights (`make models`), or `CAXTON_MODELS_DIR`.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("CAXTON_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("models"))
+}
+
+/// A free loopback TCP port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A free loopback UDP port (gossip).
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Polls `cond` until it holds; panics naming `what` once `timeout` has passed.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    eventually_some(what, timeout, || {
+        let fut = cond();
+        async move { fut.await.then_some(()) }
+    })
+    .await
+}
+
+/// Polls `probe` until it yields a value and returns it; panics naming
+/// `what` once `timeout` has passed.
+pub async fn eventually_some<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for: {what}");
+}
+
+/// The `p`-quantile (0.0..=1.0, nearest rank) of `samples`, which it sorts.
+pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    assert!(!samples.is_empty(), "percentile of no samples");
+    samples.sort_unstable();
+    samples[((samples.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// A minimal valid agent definition (default provider).
+pub fn agent_toml(name: &str, prompt: &str) -> String {
+    format!("name = \"{name}\"\nversion = \"1.0.0\"\ncapabilities = [\"echo\"]\nsystem_prompt = \"{prompt}\"\n")
+}
+
+/// An agent on the zero-latency `echo` provider, answering with what it is sent.
+pub fn echo_agent_toml(name: &str, capabilities: &[&str]) -> String {
+    format!("name = \"{name}\"\nprovider = \"echo\"\ncapabilities = {capabilities:?}\nsystem_prompt = \"Echo.\"\n")
+}
+
+/// Sends a signal (`TERM`, `KILL`, `STOP`, ...) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+}
+
+pub fn write(dir: &Path, file: &str, text: &str) {
+    std::fs::write(dir.join(file), text).unwrap();
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

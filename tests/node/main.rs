@@ -1,0 +1,32 @@
+//! One node at a time: the real `caxton` binary on loopback (registry,
+//! messages, agents, tools, memory, configuration, restarts and crashes)
+//! and the in-process pieces behind it (WASM host, local model, embeddings).
+//!
+//! One test binary (`cargo test --test node`), one module per area:
+//! `cargo test --test node messaging::` runs one of them.
+//! Shared helpers: `caxton::testing`.
+
+mod agent_runtime;
+mod agent_validation;
+mod agents_dir;
+mod durability;
+mod local_model;
+mod mcp_api;
+mod mcp_host;
+mod memory;
+mod memory_model;
+mod messaging;
+mod openapi_problems;
+mod registry_api;
+mod sample_agent;
+mod server_config;
+mod upgrade;
+
+/// `caxton::testing` finds the binary at run time; unless `CAXTON_TEST_BIN`
+/// chooses another, it must be the one cargo built for these tests.
+#[test]
+fn the_binary_under_test_is_the_one_cargo_built() {
+    if std::env::var_os("CAXTON_TEST_BIN").is_none() {
+        assert_eq!(caxton::testing::caxton_bin(), std::path::Path::new(env!("CARGO_BIN_EXE_caxton")));
+    }
+}
