@@ -120,6 +120,7 @@ impl DeployAgent {
             "INSERT OR REPLACE INTO agent_versions(name_key, revision, version, toml, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![key, revision, d.spec.version, d.toml, d.at_ms],
         )?;
+        ctx.stage.push(StateEvent::AgentDeployed { name: d.spec.name.clone(), revision, owner });
         Ok(Response::Deployed { revision, created: revision == 1 })
     }
 }

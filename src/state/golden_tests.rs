@@ -24,7 +24,7 @@ use crate::config::{AgentName, AgentSpec};
 const AGENT: &str = "name = \"Golden\"\nversion = \"1.2.0\"\ncapabilities = [\"echo\", \"golden\"]\n\
 system_prompt = \"You answer in gold.\"\ntools = [\"memory_search\"]\n\n[memory]\nenabled = true\nscope = \"workspace\"\n";
 
-fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Message {
+pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Message {
     Message {
         id: id.into(),
         kind,
@@ -46,7 +46,7 @@ fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Message {
     }
 }
 
-fn commands() -> Vec<(&'static str, Command)> {
+pub(super) fn commands() -> Vec<(&'static str, Command)> {
     let spec = AgentSpec::from_toml(AGENT, "golden.toml").expect("golden agent parses");
     let place = Place::agent("Golden");
     vec![

@@ -16,6 +16,8 @@
 //! types and never touches the replicated tables itself.
 
 mod agents;
+#[cfg(test)]
+mod apply_tests;
 mod command;
 mod events;
 #[cfg(test)]
