@@ -202,7 +202,7 @@ async fn sse_streams_conversation_messages_and_answer_tokens() {
         if e == "message" && seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == 2 {
             replayed.notify_one();
         }
-        d.contains("follow-up") && d.contains("\"Response\"")
+        d.contains("follow-up") && d.contains("\"response\"")
     })
     .await;
     let contents: Vec<String> = events

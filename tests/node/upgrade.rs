@@ -49,7 +49,7 @@ async fn a_log_and_snapshot_written_by_v1_are_applied() {
     let (_, listed) = node.get("/v1/memory/entities?scope=workspace&workspace=team").await;
     assert_eq!(names(&listed, "entities"), ["Lisbon-a", "Lisbon-b", "Portugal-a", "Portugal-b"], "{listed}");
     let (_, near) = node.get("/v1/memory/entities/Lisbon-b/neighbours?scope=workspace&workspace=team").await;
-    assert_eq!(near["neighbours"][0]["related"]["name"], "Portugal-b", "{near}");
+    assert_eq!(near["neighbours"][0]["name"], "Portugal-b", "{near}");
     let (_, found) = node.get("/v1/memory/search?q=sunny&scope=workspace&workspace=team&limit=2").await;
     let mut hits = names(&found, "results");
     hits.sort();
