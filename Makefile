@@ -78,15 +78,15 @@ docker:
 	docker info >/dev/null 2>&1 || { (dockerd >/tmp/caxton-dockerd.log 2>&1 &); \
 		for i in $$(seq 60); do docker info >/dev/null 2>&1 && break; sleep 1; done; docker info >/dev/null; }
 
-# Formatting is checked first (rustfmt.toml); `cargo fmt --all` fixes it.
-# (`cargo clippy --workspace --all-targets -- -D warnings` joins it once
-# src/ and cluster/ are free of clippy warnings; tests, benches and
-# src/testing already are.)
+# Formatting (rustfmt.toml; `cargo fmt --all` fixes it) and clippy, with
+# every warning an error, are checked before any test runs.
 # Test binaries: tests/node (one node), tests/cluster (several nodes),
 # tests/deploy (image and compose), plus unit tests; one of them alone:
 # `cargo test --test cluster`, one module: `cargo test --test node memory::`.
 test: models wasm docker
+	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
 
 bench: models wasm

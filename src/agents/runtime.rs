@@ -85,6 +85,8 @@ pub struct AgentRuntime {
 }
 
 impl AgentRuntime {
+    // The composition root hands each dependency over explicitly.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         cluster: Arc<Cluster<CaxtonState>>,
         queries: Queries,
@@ -170,10 +172,10 @@ impl AgentRuntime {
                 keep
             });
             for (key, (spec, revision)) in wanted {
-                if !running.contains_key(&key) {
+                if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
                     let agent = self.start(spec, revision);
-                    self.mailboxes.insert(key.clone(), agent.mailbox.clone());
-                    running.insert(key, agent);
+                    self.mailboxes.insert(slot.key().clone(), agent.mailbox.clone());
+                    slot.insert(agent);
                 }
             }
         }

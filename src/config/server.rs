@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::env;
 use crate::llm::ProviderConfig;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
     pub server: ServerSection,
@@ -182,18 +182,6 @@ impl Default for ClusterSection {
 impl Default for LogSection {
     fn default() -> Self {
         Self { format: LogFormat::Text, level: "info,openraft=warn".into() }
-    }
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        Self {
-            server: ServerSection::default(),
-            cluster: ClusterSection::default(),
-            log: LogSection::default(),
-            models: ModelsSection::default(),
-            llm: LlmSection::default(),
-        }
     }
 }
 

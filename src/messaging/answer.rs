@@ -24,7 +24,7 @@ pub const MAX_ANSWER_WAIT: Duration = Duration::from_secs(600);
 pub enum AnswerEvent {
     Token(String),
     /// The committed reply (a response, or an error the agent recorded).
-    Reply(Message),
+    Reply(Box<Message>),
     /// No reply could be read (the wait ran out, the replica failed).
     Failed(String),
 }
@@ -43,7 +43,7 @@ pub enum Relay {
 /// What a local answer stream saw first.
 enum Next {
     Token(Option<String>),
-    Reply(Result<Message, MessageError>),
+    Reply(Box<Result<Message, MessageError>>),
 }
 
 impl MessageService {
@@ -52,7 +52,7 @@ impl MessageService {
     pub async fn answer_stream(self: &Arc<Self>, id: &str, relay: Relay) -> Result<AnswerStream, MessageError> {
         let message = self.get(id).await?;
         if let Some(reply) = self.reply_of(id).await? {
-            return Ok(Box::pin(futures::stream::iter([AnswerEvent::Reply(reply)])));
+            return Ok(Box::pin(futures::stream::iter([AnswerEvent::Reply(Box::new(reply))])));
         }
         if relay == Relay::Allowed {
             if let Some(upstream) = self.owner_stream(&message).await {
@@ -73,7 +73,7 @@ impl MessageService {
             let reply = loop {
                 let next = tokio::select! {
                     token = tokens.next() => Next::Token(token),
-                    r = &mut reply => Next::Reply(r),
+                    r = &mut reply => Next::Reply(Box::new(r)),
                 };
                 match next {
                     Next::Token(Some(t)) => yield AnswerEvent::Token(t),
@@ -82,12 +82,12 @@ impl MessageService {
                         while let Some(t) = tokens.try_next() {
                             yield AnswerEvent::Token(t);
                         }
-                        break r;
+                        break *r;
                     }
                 }
             };
             yield match reply {
-                Ok(reply) => AnswerEvent::Reply(reply),
+                Ok(reply) => AnswerEvent::Reply(Box::new(reply)),
                 Err(e) => AnswerEvent::Failed(e.to_string()),
             };
         })
@@ -106,7 +106,7 @@ impl MessageService {
                         "token" => yield AnswerEvent::Token(e.data),
                         "reply" => match serde_json::from_str::<Message>(&e.data) {
                             Ok(reply) => {
-                                yield AnswerEvent::Reply(reply);
+                                yield AnswerEvent::Reply(Box::new(reply));
                                 return;
                             }
                             Err(err) => tracing::warn!(error = %err, "owner sent an unreadable reply; reading it here"),
@@ -116,7 +116,7 @@ impl MessageService {
                 }
             }
             yield match service.await_reply(&id, MAX_ANSWER_WAIT).await {
-                Ok(reply) => AnswerEvent::Reply(reply),
+                Ok(reply) => AnswerEvent::Reply(Box::new(reply)),
                 Err(e) => AnswerEvent::Failed(e.to_string()),
             };
         })

@@ -67,6 +67,8 @@ impl SendRequest {
     }
 }
 
+// Moved once per send, never stored or queued: boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum SendOutcome {
     /// Committed; the answer comes later.

@@ -56,7 +56,7 @@ impl Operation {
                 self.method, self.path
             ));
         }
-        let Some(kind) = body["type"].as_str() else { return None };
+        let kind = body["type"].as_str()?;
         let slug = kind.rsplit('/').next().unwrap();
         let description = documented["description"].as_str().unwrap_or("");
         (!description.contains(&format!("`{slug}`"))).then(|| {
