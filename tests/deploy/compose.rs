@@ -127,6 +127,13 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
                 .unwrap()
         }
     };
+    // Reads (the receiver's lookup among them) are served from each node's
+    // own replica: node 3 knows the agent once it has applied the deploy,
+    // a heartbeat after node 2 acknowledged it.
+    eventually("node 3 has applied the deploy", Duration::from_secs(30), || async {
+        http.get(compose.url(3, "/v1/agents/boxed")).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
     let reply = ask(3, "hello from node 3").await;
     assert!(reply["reply"]["content"].as_str().unwrap_or_default().contains("hello from node 3"), "{reply}");
 
