@@ -462,6 +462,11 @@ async fn an_answers_token_stream_is_live_on_a_node_that_does_not_run_the_agent()
     assert_eq!(cluster.node(leader).post_toml("/v1/agents", toml).await.0, 201);
     let owner = cluster.node(leader).get("/v1/agents/far-away").await.1["owner_node"].as_u64().unwrap();
     let elsewhere = cluster.node((1..=3).find(|id| *id != owner).unwrap());
+    // Reads are local: the receiver is found once this node applied the deploy.
+    eventually("the other node has applied the deploy", Duration::from_secs(10), || async {
+        elsewhere.get("/v1/agents/far-away").await.0 == 200
+    })
+    .await;
 
     let body = json!({"to": "far-away", "content": "stream it", "mode": "async"});
     let (s, v) = elsewhere.send(reqwest::Method::POST, "/v1/messages", "application/json", body.to_string()).await;
