@@ -6,7 +6,6 @@
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 
-use super::problem::type_uri;
 use crate::problems::ProblemType as P;
 
 /// A route and what can go wrong on it.
@@ -155,11 +154,6 @@ pub fn document(api: &mut OpenApi) {
             }
         }
     }
-}
-
-/// The `type` URIs a route documents for `status`.
-pub fn documented_types(route: &Route, status: u16) -> Vec<String> {
-    route.problem_types().into_iter().filter(|t| t.status() == status).map(type_uri).collect()
 }
 
 #[cfg(test)]

@@ -145,6 +145,10 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
                     // Tokens past the replay buffer's limit arrive only in the reply.
                     if let Some(rest) = reply.content.strip_prefix(streamed.as_str()).filter(|r| !r.is_empty()) {
                         yield Ok(chunk(json!({"content": rest}), None));
+                    } else if !reply.content.starts_with(streamed.as_str()) {
+                        // A request processed again after a crash answered
+                        // differently: the committed reply is the answer.
+                        yield Ok(chunk(json!({"content": reply.content}), None));
                     }
                     yield Ok(chunk(json!({}), Some("stop")));
                 }

@@ -83,7 +83,7 @@ impl TokenHub {
         TokenSubscription { hub: self.clone(), id: id.to_owned(), next: 0, changed }
     }
 
-    /// Answers with entries in memory; for tests and metrics.
+    /// Answers with entries in memory (what the tests check is freed).
     pub fn len(&self) -> usize {
         self.lock().len()
     }
