@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::agents::{AgentRegistry, AgentRuntime, AgentsDirectory, Placement};
 use crate::api::{self, ApiContext};
+use crate::auth;
 use crate::config::ServerConfig;
 use crate::llm::Providers;
 use crate::mcp::{McpHost, McpRegistry};
@@ -18,7 +19,7 @@ use crate::memory::{EmbeddedMemory, MemoryBackend};
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
 use crate::shutdown::Shutdown;
-use crate::state::{CaxtonState, Queries, Store};
+use crate::state::{CaxtonState, Queries, RateLimit, Store};
 
 pub struct Node {
     pub config: ServerConfig,
@@ -29,7 +30,7 @@ pub struct Node {
     pub messages: Arc<MessageService>,
     /// Owns every background task; stopped before Raft.
     shutdown: Shutdown,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    server: Option<tokio::task::JoinHandle<()>>,
     server_stop: CancellationToken,
 }
 
@@ -106,6 +107,28 @@ async fn cluster_config(
     })
 }
 
+/// The API's gate, from the server settings.
+fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>) -> auth::Gate {
+    let s = &config.server;
+    let mode = if config.requires_keys() { auth::Mode::Keys } else { auth::Mode::Dev };
+    let default_rate = (s.rate_limit_per_second > 0.0).then(|| RateLimit {
+        per_second: s.rate_limit_per_second,
+        burst: s.rate_limit_burst.clamp(1, u32::MAX as u64) as u32,
+    });
+    let keys = auth::KeyRing::new(queries, state, config.admin_key.as_ref().map(|k| k.expose()));
+    auth::Gate::new(
+        auth::GateConfig {
+            mode,
+            allowed_origins: s.allowed_origins.clone(),
+            request_timeout: Duration::from_millis(s.request_timeout_ms),
+            max_in_flight: s.max_concurrent_requests as usize,
+            max_streams_per_key: s.max_streams_per_key.max(1) as usize,
+            limiter: auth::RateLimiter::new(default_rate),
+        },
+        keys,
+    )
+}
+
 impl Node {
     /// Starts every component; returns once the API is accepting requests.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
@@ -113,6 +136,12 @@ impl Node {
             .await
             .with_context(|| format!("server.listen = {:?}: cannot bind", config.server.listen))?;
         let api_addr = api_listener.local_addr()?;
+        // Bad TLS files stop the start before anything else runs.
+        let tls = match config.tls_files() {
+            Some((cert, key)) => Some(api::serve::tls_acceptor(&cert, &key)?),
+            None => None,
+        };
+        let options_tls = tls.is_some();
         let rpc_addr = config.rpc_addr();
 
         let app = Arc::new(CaxtonState::new());
@@ -199,6 +228,7 @@ impl Node {
             None => None,
         };
 
+        let gate = Arc::new(gate(&config, registry.queries().clone(), app.clone()));
         let ctx = Arc::new(ApiContext {
             registry: registry.clone(),
             runtime: runtime.clone(),
@@ -210,18 +240,28 @@ impl Node {
             placement: placement.clone(),
             memory: memory.clone(),
             mcp: mcp.clone(),
-            mcp_sessions: Default::default(),
+            mcp_sessions: api::McpSessions::new(
+                Duration::from_millis(config.server.mcp_session_idle_ms),
+                config.server.max_mcp_sessions as usize,
+            ),
             directory,
             agents_dir,
             shutdown: stop.clone(),
+            store: Store::new(cluster.clone()),
+            gate: gate.clone(),
         });
         let router = api::router(ctx, config.server.max_body_bytes as usize);
         let server_stop = CancellationToken::new();
-        let graceful = server_stop.clone();
-        let server = tokio::spawn(async move {
-            axum::serve(api_listener, router).with_graceful_shutdown(graceful.cancelled_owned()).await
-        });
-        tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), "caxton node started");
+        let options = api::serve::ServeOptions {
+            tls,
+            header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+        };
+        let server = tokio::spawn(api::serve::serve(api_listener, router, options, server_stop.clone()));
+        let mode = match gate.mode() {
+            auth::Mode::Dev => "dev (no key needed from localhost; loopback Host and Origin only)",
+            auth::Mode::Keys => "API keys required",
+        };
+        tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), tls = options_tls, auth = mode, "caxton node started");
         Ok(Self { config, api_addr, cluster, registry, runtime, messages, shutdown, server: Some(server), server_stop })
     }
 

@@ -25,7 +25,7 @@ use super::tools::Tools;
 use super::turns::{self, TurnError, TurnInputs};
 use crate::config::{AgentName, AgentSpec};
 use crate::llm::Providers;
-use crate::memory::types::{MemoryScope, Place, Viewer, DEFAULT_WORKSPACE};
+use crate::memory::types::{MemoryScope, Place, Viewer};
 use crate::memory::{MemoryBackend, SearchQuery};
 use crate::messaging::{Batcher, Message, MessageKind, MessageService, MessageStatus};
 use crate::observability::Metrics;
@@ -312,7 +312,7 @@ fn agent_memory(spec: &AgentSpec) -> Option<(Place, Viewer)> {
     if !spec.memory.enabled {
         return None;
     }
-    let workspace = spec.parameters.get("workspace").and_then(|w| w.as_str()).unwrap_or(DEFAULT_WORKSPACE).to_owned();
+    let workspace = spec.workspace().to_owned();
     let place = match spec.memory.scope {
         MemoryScope::AgentOnly => Place::agent(spec.name.as_str()),
         MemoryScope::Workspace => Place::workspace(&workspace),

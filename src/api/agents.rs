@@ -4,13 +4,15 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::access;
 use super::problem::{Problem, ProblemType};
 use super::Ctx;
 use crate::agents::{AgentState, DeployOutcome, FileStatus};
+use crate::auth::Principal;
 use crate::config::{AgentName, FieldError};
 use crate::state::{AgentRecord, AgentSource, AgentVersion};
 
@@ -100,6 +102,15 @@ fn parse_name(name: &str) -> Result<AgentName, Problem> {
     })
 }
 
+/// The agent, if the caller's key sees it; otherwise the same 404 as none.
+async fn visible(ctx: &Ctx, caller: &Principal, name: &AgentName) -> Result<AgentRecord, Problem> {
+    let record = ctx.registry.get(name).await?;
+    if !access::sees_record(caller, &record) {
+        return Err(crate::agents::RegistryError::NotFound(name.to_string()).into());
+    }
+    Ok(record)
+}
+
 fn deploy_result(o: DeployOutcome) -> DeployResult {
     DeployResult { name: o.name.to_string(), revision: o.revision, created: o.created, changed: o.changed }
 }
@@ -109,10 +120,10 @@ enum Body {
     Json(serde_json::Value),
 }
 
-/// TOML (`application/toml`, `text/plain`, `text/x-toml`) or JSON: either an
+/// TOML (`application/toml`, `text/x-toml`) or JSON: either an
 /// agent object or `{"toml": "..."}`.
 fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
-    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/toml");
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let mime = ctype.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
         "application/json" => {
@@ -125,7 +136,8 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
                 None => Err(Problem::bad_request("JSON body must be an agent object or {\"toml\": \"...\"}")),
             }
         }
-        "application/toml" | "text/plain" | "text/x-toml" | "application/x-toml" | "" => {
+        // Not text/plain: a web page can send that cross-origin without asking.
+        "application/toml" | "text/x-toml" | "application/x-toml" | "" => {
             String::from_utf8(body.to_vec()).map(Body::Toml).map_err(|_| Problem::bad_request("TOML body is not UTF-8"))
         }
         other => Err(Problem::of(
@@ -135,14 +147,37 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
     }
 }
 
+/// A limited key deploys only agents it admits, into workspaces it admits.
+fn check_definition(caller: &Principal, body: &Body) -> Result<(), Problem> {
+    if !caller.is_limited() {
+        return Ok(());
+    }
+    let value = match body {
+        Body::Toml(t) => toml::from_str::<toml::Table>(t).ok().and_then(|t| serde_json::to_value(t).ok()),
+        Body::Json(v) => Some(v.clone()),
+    };
+    let Some((name, workspace)) = value.as_ref().and_then(access::definition_target) else { return Ok(()) };
+    if caller.sees_agent(&name, &workspace) {
+        Ok(())
+    } else {
+        Err(access::outside(format!(
+            "the API key `{}` may not deploy agent `{name}` in workspace `{workspace}`",
+            caller.name
+        )))
+    }
+}
+
 async fn deploy_body(
     ctx: &Ctx,
+    caller: &Principal,
     headers: &HeaderMap,
     body: &Bytes,
     expect: Option<&AgentName>,
     must_exist: bool,
 ) -> Result<DeployOutcome, Problem> {
-    match read_body(headers, body)? {
+    let body = read_body(headers, body)?;
+    check_definition(caller, &body)?;
+    match body {
         Body::Toml(t) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, must_exist).await?),
         Body::Json(v) => Ok(ctx.registry.deploy_json(&v, expect, must_exist).await?),
     }
@@ -157,8 +192,13 @@ async fn deploy_body(
         (status = 422, description = "Invalid definition", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn deploy(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Result<impl IntoResponse, Problem> {
-    let outcome = deploy_body(&ctx, &headers, &body, None, false).await?;
+pub async fn deploy(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<impl IntoResponse, Problem> {
+    let outcome = deploy_body(&ctx, &caller, &headers, &body, None, false).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(deploy_result(outcome))))
 }
@@ -174,26 +214,36 @@ pub async fn deploy(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> 
     ))]
 pub async fn update(
     State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<DeployResult>, Problem> {
     let name = parse_name(&name)?;
-    Ok(Json(deploy_result(deploy_body(&ctx, &headers, &body, Some(&name), true).await?)))
+    visible(&ctx, &caller, &name).await?;
+    Ok(Json(deploy_result(deploy_body(&ctx, &caller, &headers, &body, Some(&name), true).await?)))
 }
 
 /// List agents, optionally by capability, a page at a time.
 #[utoipa::path(get, path = "/v1/agents", tag = "agents", params(ListParams),
     responses((status = 200, body = AgentPage)))]
-pub async fn list(State(ctx): State<Ctx>, Query(p): Query<ListParams>) -> Result<Json<AgentPage>, Problem> {
+pub async fn list(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<AgentPage>, Problem> {
     let limit = p.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(Problem::bad_request(format!("limit={limit} is outside 1..=500")));
     }
     let rows = ctx.registry.queries().agents(p.capability, p.after, limit + 1).await?;
     let more = rows.len() > limit as usize;
-    let agents: Vec<AgentSummary> = rows.iter().take(limit as usize).map(|a| summary(&ctx, a)).collect();
-    let next = if more { agents.last().map(|a| a.name.clone()) } else { None };
+    let page = &rows[..rows.len().min(limit as usize)];
+    // The cursor follows the rows read, so a page thinned by the key's
+    // limits still leads to the next one.
+    let next = if more { page.last().map(|a| a.name.clone()) } else { None };
+    let agents: Vec<AgentSummary> =
+        page.iter().filter(|a| access::sees_record(&caller, a)).map(|a| summary(&ctx, a)).collect();
     Ok(Json(AgentPage { agents, next }))
 }
 
@@ -202,9 +252,13 @@ pub async fn list(State(ctx): State<Ctx>, Query(p): Query<ListParams>) -> Result
     params(("name" = String, Path, description = "Agent name")),
     responses((status = 200, body = AgentDetail),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Json<AgentDetail>, Problem> {
+pub async fn get(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<AgentDetail>, Problem> {
     let name = parse_name(&name)?;
-    let record = ctx.registry.get(&name).await?;
+    let record = visible(&ctx, &caller, &name).await?;
     let versions = ctx.registry.queries().versions(&name).await?;
     let source_errors = ctx.directory.as_ref().map(|d| d.errors_for(&name)).unwrap_or_default();
     Ok(Json(AgentDetail {
@@ -221,8 +275,13 @@ pub async fn get(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Jso
     params(("name" = String, Path, description = "Agent name")),
     responses((status = 200, body = Removed),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn remove(State(ctx): State<Ctx>, Path(name): Path<String>) -> Result<Json<Removed>, Problem> {
+pub async fn remove(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Path(name): Path<String>,
+) -> Result<Json<Removed>, Problem> {
     let name = parse_name(&name)?;
+    visible(&ctx, &caller, &name).await?;
     let removed_revision = ctx.registry.remove(&name, None).await?;
     Ok(Json(Removed { name: name.to_string(), removed_revision }))
 }

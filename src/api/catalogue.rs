@@ -4,12 +4,26 @@
 //! routed operation, and `tests` provoke each route's errors against it.
 
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 
 use crate::problems::ProblemType as P;
+use crate::state::Scope;
 
-/// A route and what can go wrong on it.
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: probes and this document.
+    Open,
+    /// A key holding this scope (or `admin`).
+    Scope(Scope),
+}
+
+const OPEN: Access = Access::Open;
+
+/// A route, who may call it, and what can go wrong on it.
 pub struct Route {
+    pub access: Access,
     pub method: &'static str,
     pub path: &'static str,
     /// Problem types, grouped as the handler meets them.
@@ -41,77 +55,115 @@ const TOOL: &[P] = &[
     P::ToolRpcError,
 ];
 
-const fn route(method: &'static str, path: &'static str, problems: &'static [&'static [P]]) -> Route {
-    Route { method, path, problems }
+/// What the gate (`auth::gate`) answers before a scoped route runs.
+const GATE: &[P] = &[
+    P::Unauthenticated,
+    P::MissingScope,
+    P::OriginRefused,
+    P::UnsupportedMediaType,
+    P::RateLimited,
+    P::TooManyStreams,
+    P::Overloaded,
+    P::RequestTimeout,
+];
+
+/// The scopes as route accesses, so the table reads `route(S::Deploy, ...)`.
+#[allow(non_snake_case, non_upper_case_globals)]
+mod S {
+    use super::{Access, Scope};
+    pub const Admin: Access = Access::Scope(Scope::Admin);
+    pub const Deploy: Access = Access::Scope(Scope::Deploy);
+    pub const Invoke: Access = Access::Scope(Scope::Invoke);
+    pub const MemoryRead: Access = Access::Scope(Scope::MemoryRead);
+    pub const MemoryWrite: Access = Access::Scope(Scope::MemoryWrite);
+    pub const Read: Access = Access::Scope(Scope::Read);
+}
+
+const fn route(access: Access, method: &'static str, path: &'static str, problems: &'static [&'static [P]]) -> Route {
+    Route { access, method, path, problems }
 }
 
 pub const ROUTES: &[Route] = &[
-    route("get", "/health", &[]),
-    route("get", "/ready", &[]),
-    route("get", "/metrics", &[]),
-    route("get", "/v1/openapi.json", &[]),
+    route(OPEN, "get", "/health", &[]),
+    route(OPEN, "get", "/ready", &[]),
+    route(S::Read, "get", "/metrics", &[]),
+    route(OPEN, "get", "/v1/openapi.json", &[]),
+    // Keys.
+    route(S::Admin, "post", "/v1/keys", &[ANY, JSON_BODY, WRITE, &[P::InvalidKey, P::KeyExists]]),
+    route(S::Admin, "get", "/v1/keys", &[ANY]),
+    route(S::Admin, "get", "/v1/keys/{name}", &[ANY, &[P::KeyNotFound]]),
+    route(S::Admin, "delete", "/v1/keys/{name}", &[ANY, WRITE, &[P::KeyNotFound]]),
     // Agents.
-    route("post", "/v1/agents", &[ANY, RAW_BODY, WRITE, &[P::InvalidAgent, P::AgentFileManaged]]),
-    route("get", "/v1/agents", &[ANY, PARAMS]),
-    route("get", "/v1/agents/{name}", &[ANY, &[P::AgentNotFound]]),
+    route(S::Deploy, "post", "/v1/agents", &[ANY, RAW_BODY, WRITE, &[P::InvalidAgent, P::AgentFileManaged]]),
+    route(S::Read, "get", "/v1/agents", &[ANY, PARAMS]),
+    route(S::Read, "get", "/v1/agents/{name}", &[ANY, &[P::AgentNotFound]]),
     route(
+        S::Deploy,
         "put",
         "/v1/agents/{name}",
         &[ANY, RAW_BODY, WRITE, &[P::InvalidAgent, P::AgentNotFound, P::NameMismatch, P::AgentFileManaged]],
     ),
-    route("delete", "/v1/agents/{name}", &[ANY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]]),
-    route("get", "/v1/agents-dir", &[]),
+    route(S::Deploy, "delete", "/v1/agents/{name}", &[ANY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]]),
+    route(S::Read, "get", "/v1/agents-dir", &[]),
     // Messages.
     route(
+        S::Invoke,
         "post",
         "/v1/messages",
         &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::NoAgentForCapability, P::HopLimit, P::ReplyTimeout]],
     ),
-    route("get", "/v1/messages/{id}", &[ANY, &[P::MessageNotFound]]),
-    route("get", "/v1/messages/{id}/stream", &[ANY, PARAMS, &[P::MessageNotFound]]),
-    route("get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
-    route("get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
-    route("post", "/v1/contract-net", &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout]]),
+    route(S::Invoke, "get", "/v1/messages/{id}", &[ANY, &[P::MessageNotFound]]),
+    route(S::Invoke, "get", "/v1/messages/{id}/stream", &[ANY, PARAMS, &[P::MessageNotFound]]),
+    route(S::Invoke, "get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
+    route(S::Invoke, "get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
+    route(S::Invoke, "post", "/v1/contract-net", &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout]]),
     // OpenAI-compatible: errors other than a refused body come in OpenAI's shape.
-    route("post", "/v1/chat/completions", &[ANY, JSON_BODY]),
-    route("get", "/v1/models", &[ANY]),
+    route(S::Invoke, "post", "/v1/chat/completions", &[ANY, JSON_BODY]),
+    route(S::Invoke, "get", "/v1/models", &[ANY]),
     // Tools.
-    route("post", "/v1/mcp-servers", &[ANY, JSON_BODY, WRITE, TOOL, &[P::InvalidToolServer]]),
-    route("get", "/v1/mcp-servers", &[ANY]),
-    route("delete", "/v1/mcp-servers/{name}", &[ANY, WRITE, &[P::ToolServerNotFound]]),
-    route("post", "/v1/tools/{name}/call", &[ANY, JSON_BODY, TOOL, &[P::ToolNotFound, P::ToolServerNotFound]]),
-    route("post", "/mcp", &[JSON_BODY]),
-    route("delete", "/mcp", &[]),
-    // Memory.
-    route("post", "/v1/memory/entities", &[ANY, JSON_BODY, WRITE, &[P::MemoryModelUnavailable]]),
-    route("get", "/v1/memory/entities", &[ANY, PARAMS]),
-    route("get", "/v1/memory/entities/{name}", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
-    route("delete", "/v1/memory/entities/{name}", &[ANY, PARAMS, WRITE, &[P::MemoryEntityNotFound]]),
-    route("get", "/v1/memory/entities/{name}/neighbours", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
-    route("post", "/v1/memory/relations", &[ANY, JSON_BODY, WRITE, &[P::MemoryEntityNotFound]]),
-    route("get", "/v1/memory/search", &[ANY, PARAMS, &[P::MemoryModelUnavailable]]),
-    route("get", "/v1/memory/export", &[ANY]),
+    route(S::Deploy, "post", "/v1/mcp-servers", &[ANY, JSON_BODY, WRITE, TOOL, &[P::InvalidToolServer]]),
+    route(S::Read, "get", "/v1/mcp-servers", &[ANY]),
+    route(S::Deploy, "delete", "/v1/mcp-servers/{name}", &[ANY, WRITE, &[P::ToolServerNotFound]]),
     route(
+        S::Invoke,
+        "post",
+        "/v1/tools/{name}/call",
+        &[ANY, JSON_BODY, TOOL, &[P::ToolNotFound, P::ToolServerNotFound]],
+    ),
+    route(S::Invoke, "post", "/mcp", &[JSON_BODY]),
+    route(S::Invoke, "delete", "/mcp", &[]),
+    // Memory.
+    route(S::MemoryWrite, "post", "/v1/memory/entities", &[ANY, JSON_BODY, WRITE, &[P::MemoryModelUnavailable]]),
+    route(S::MemoryRead, "get", "/v1/memory/entities", &[ANY, PARAMS]),
+    route(S::MemoryRead, "get", "/v1/memory/entities/{name}", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
+    route(S::MemoryWrite, "delete", "/v1/memory/entities/{name}", &[ANY, PARAMS, WRITE, &[P::MemoryEntityNotFound]]),
+    route(S::MemoryRead, "get", "/v1/memory/entities/{name}/neighbours", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
+    route(S::MemoryWrite, "post", "/v1/memory/relations", &[ANY, JSON_BODY, WRITE, &[P::MemoryEntityNotFound]]),
+    route(S::MemoryRead, "get", "/v1/memory/search", &[ANY, PARAMS, &[P::MemoryModelUnavailable]]),
+    route(S::Admin, "get", "/v1/memory/export", &[ANY]),
+    route(
+        S::Admin,
         "post",
         "/v1/memory/import",
         &[ANY, JSON_BODY, WRITE, &[P::UnsupportedExportVersion, P::MemoryEntityNotFound, P::MemoryModelUnavailable]],
     ),
     // Cluster.
-    route("get", "/v1/cluster/status", &[]),
-    route("get", "/v1/cluster/members", &[]),
-    route("get", "/v1/cluster/placement", &[ANY]),
-    route("post", "/v1/cluster/snapshot", &[ANY, &[P::ClusterUnavailable]]),
-    route("post", "/v1/cluster/leave", &[ANY, ADMIN]),
-    route("post", "/v1/cluster/members/{id}/remove", &[ANY, PARAMS, ADMIN]),
-    route("post", "/v1/cluster/transfer-leader", &[ANY, JSON_BODY, ADMIN]),
-    route("post", "/v1/cluster/rebalance", &[ANY, WRITE]),
+    route(S::Read, "get", "/v1/cluster/status", &[]),
+    route(S::Read, "get", "/v1/cluster/members", &[]),
+    route(S::Read, "get", "/v1/cluster/placement", &[ANY]),
+    route(S::Admin, "post", "/v1/cluster/snapshot", &[ANY, &[P::ClusterUnavailable]]),
+    route(S::Admin, "post", "/v1/cluster/leave", &[ANY, ADMIN]),
+    route(S::Admin, "post", "/v1/cluster/members/{id}/remove", &[ANY, PARAMS, ADMIN]),
+    route(S::Admin, "post", "/v1/cluster/transfer-leader", &[ANY, JSON_BODY, ADMIN]),
+    route(S::Admin, "post", "/v1/cluster/rebalance", &[ANY, WRITE]),
 ];
 
 impl Route {
-    /// The route's problem types, each once, in table order.
+    /// The route's problem types, each once, in table order (the gate's last).
     pub fn problem_types(&self) -> Vec<P> {
+        let gate: &[P] = if matches!(self.access, Access::Scope(_)) { GATE } else { &[P::UnsupportedMediaType] };
         let mut out: Vec<P> = Vec::new();
-        for t in self.problems.iter().flat_map(|g| g.iter()) {
+        for t in self.problems.iter().flat_map(|g| g.iter()).chain(gate) {
             if !out.contains(t) {
                 out.push(*t);
             }
@@ -124,9 +176,17 @@ pub fn find(method: &str, path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
 }
 
-/// Writes each operation's error responses from [`ROUTES`]: one response
+/// The OpenAPI security scheme of API keys.
+pub const BEARER: &str = "bearer";
+
+/// Writes each operation's security requirement and error responses from [`ROUTES`]: one response
 /// per status, listing the problem types that answer with it.
 pub fn document(api: &mut OpenApi) {
+    let scheme = HttpBuilder::new()
+        .scheme(HttpAuthScheme::Bearer)
+        .description(Some("An API key (`caxton key create`); its scopes are listed per operation."))
+        .build();
+    api.components.get_or_insert_with(Default::default).add_security_scheme(BEARER, SecurityScheme::Http(scheme));
     for (path, item) in api.paths.paths.iter_mut() {
         let ops: [(&str, &mut Option<Operation>); 5] = [
             ("get", &mut item.get),
@@ -137,6 +197,11 @@ pub fn document(api: &mut OpenApi) {
         ];
         for (method, op) in ops {
             let (Some(op), Some(route)) = (op.as_mut(), find(method, path)) else { continue };
+            op.security = Some(vec![match route.access {
+                // `{}`: no credentials needed.
+                Access::Open => SecurityRequirement::default(),
+                Access::Scope(scope) => SecurityRequirement::new(BEARER, [scope.as_str()]),
+            }]);
             let mut by_status: std::collections::BTreeMap<u16, Vec<P>> = Default::default();
             for t in route.problem_types() {
                 by_status.entry(t.status()).or_default().push(t);

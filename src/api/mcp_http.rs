@@ -4,23 +4,86 @@
 //! `DELETE /mcp` ends the session. Answers are plain JSON (no server push).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use serde_json::{json, Value};
 
 use super::Ctx;
+use crate::auth::Principal;
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
 const PROTOCOL_VERSION: &str = "2025-06-18";
+/// Messages one batch may carry (each may run a tool).
+pub const MAX_BATCH: usize = 32;
 
-/// Open sessions (node-local: a client talks to one node).
-#[derive(Default)]
+struct Session {
+    /// The key that opened it: only that key may use it.
+    key: Arc<str>,
+    last_used: Instant,
+}
+
+/// Open sessions (node-local: a client talks to one node). Bounded: idle
+/// sessions expire, and past `max` the least recently used is dropped.
 pub struct Sessions {
-    open: Mutex<HashMap<String, i64>>,
+    open: Mutex<HashMap<String, Session>>,
+    idle: Duration,
+    max: usize,
+}
+
+impl Sessions {
+    pub fn new(idle: Duration, max: usize) -> Self {
+        Self { open: Mutex::new(HashMap::new()), idle, max: max.max(1) }
+    }
+
+    fn open(&self, key: &Arc<str>, now: Instant) -> String {
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.retain(|_, s| now.saturating_duration_since(s.last_used) < self.idle);
+        while open.len() >= self.max {
+            let Some(oldest) = open.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| id.clone()) else { break };
+            open.remove(&oldest);
+        }
+        open.insert(id.clone(), Session { key: key.clone(), last_used: now });
+        id
+    }
+
+    /// Marks the session used, if it is open, fresh, and `key`'s.
+    fn touch(&self, id: &str, key: &str, now: Instant) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        match open.get_mut(id) {
+            Some(s) if now.saturating_duration_since(s.last_used) >= self.idle => {
+                open.remove(id);
+                false
+            }
+            Some(s) if &*s.key == key => {
+                s.last_used = now;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn close(&self, id: &str, key: &str) -> bool {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if open.get(id).is_some_and(|s| &*s.key == key) {
+            open.remove(id);
+            return true;
+        }
+        false
+    }
+
+    pub fn len(&self) -> usize {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 fn rpc_error(id: &Value, code: i64, message: &str) -> Value {
@@ -65,14 +128,14 @@ async fn handle(ctx: &Ctx, msg: &Value) -> Option<Value> {
 /// MCP Streamable HTTP: one JSON-RPC message (or a batch) per POST.
 #[utoipa::path(post, path = "/mcp", tag = "tools", request_body(content = Object, description = "JSON-RPC 2.0 message"),
     responses((status = 200, description = "JSON-RPC response"), (status = 202, description = "Notification accepted"), (status = 404, description = "Unknown session")))]
-pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+pub async fn post(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
     if body["method"] == "initialize" {
-        let id = uuid::Uuid::new_v4().to_string();
-        ctx.mcp_sessions
-            .open
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(id.clone(), chrono::Utc::now().timestamp_millis());
+        let id = ctx.mcp_sessions.open(&caller.name, Instant::now());
         let result = json!({"jsonrpc": "2.0", "id": body["id"], "result": {
             "protocolVersion": body["params"]["protocolVersion"].as_str().unwrap_or(PROTOCOL_VERSION),
             "capabilities": {"tools": {"listChanged": false}},
@@ -84,12 +147,11 @@ pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<V
         }
         return resp;
     }
-    let known = session_of(&headers)
-        .is_some_and(|s| ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).contains_key(&s));
+    let known = session_of(&headers).is_some_and(|s| ctx.mcp_sessions.touch(&s, &caller.name, Instant::now()));
     if !known {
         return (
             StatusCode::NOT_FOUND,
-            Json(rpc_error(&body["id"], -32001, "unknown or missing Mcp-Session-Id: send initialize first")),
+            Json(rpc_error(&body["id"], -32001, "unknown, expired or missing Mcp-Session-Id: send initialize first")),
         )
             .into_response();
     }
@@ -97,6 +159,10 @@ pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<V
         Value::Array(batch) => batch,
         single => vec![single],
     };
+    if messages.len() > MAX_BATCH {
+        let why = format!("a batch of {} messages; at most {MAX_BATCH} are accepted", messages.len());
+        return (StatusCode::BAD_REQUEST, Json(rpc_error(&Value::Null, -32600, &why))).into_response();
+    }
     let mut answers = Vec::new();
     for m in &messages {
         if let Some(a) = handle(&ctx, m).await {
@@ -112,11 +178,35 @@ pub async fn post(State(ctx): State<Ctx>, headers: HeaderMap, Json(body): Json<V
 
 /// Ends an MCP session.
 #[utoipa::path(delete, path = "/mcp", tag = "tools", responses((status = 204), (status = 404)))]
-pub async fn delete(State(ctx): State<Ctx>, headers: HeaderMap) -> StatusCode {
+pub async fn delete(State(ctx): State<Ctx>, Extension(caller): Extension<Principal>, headers: HeaderMap) -> StatusCode {
     match session_of(&headers) {
-        Some(s) if ctx.mcp_sessions.open.lock().unwrap_or_else(|p| p.into_inner()).remove(&s).is_some() => {
-            StatusCode::NO_CONTENT
-        }
+        Some(s) if ctx.mcp_sessions.close(&s, &caller.name) => StatusCode::NO_CONTENT,
         _ => StatusCode::NOT_FOUND,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_expire_are_capped_and_belong_to_their_key() {
+        let sessions = Sessions::new(Duration::from_secs(60), 2);
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let t0 = Instant::now();
+        let first = sessions.open(&a, t0);
+        assert!(sessions.touch(&first, "a", t0 + Duration::from_secs(30)));
+        assert!(!sessions.touch(&first, "b", t0), "another key cannot use it");
+        assert!(!sessions.touch(&first, "a", t0 + Duration::from_secs(91)), "idle past 60s: gone");
+        let s1 = sessions.open(&a, t0);
+        let s2 = sessions.open(&b, t0 + Duration::from_secs(1));
+        let s3 = sessions.open(&b, t0 + Duration::from_secs(2));
+        assert_eq!(sessions.len(), 2);
+        assert!(!sessions.touch(&s1, "a", t0 + Duration::from_secs(3)), "the least recently used went first");
+        assert!(
+            sessions.touch(&s2, "b", t0 + Duration::from_secs(3))
+                && sessions.touch(&s3, "b", t0 + Duration::from_secs(3))
+        );
+        assert!(!sessions.close(&s2, "a") && sessions.close(&s2, "b"));
     }
 }

@@ -5,15 +5,18 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
+use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::Json;
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::access;
 use super::problem::{Problem, ProblemType};
 use super::Ctx;
+use crate::auth::Principal;
 use crate::messaging::{
     AnswerEvent, ContractNetOutcome, Conversation, Message, MessageKind, Relay, SendOutcome, SendRequest, Target,
 };
@@ -76,8 +79,13 @@ fn target(to: Option<String>, capability: Option<String>) -> Result<Target, Prob
         (status = 404, description = "No such agent, or no agent with the capability", body = Problem, content_type = "application/problem+json"),
         (status = 504, description = "Committed, but no reply within the wait", body = Problem, content_type = "application/problem+json"),
     ))]
-pub async fn send(State(ctx): State<Ctx>, Json(body): Json<SendBody>) -> Result<impl IntoResponse, Problem> {
+pub async fn send(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Json(body): Json<SendBody>,
+) -> Result<impl IntoResponse, Problem> {
     let target = target(body.to, body.capability)?;
+    check_send(&ctx, &caller, &target, body.sender.as_deref(), body.conversation_id.as_deref()).await?;
     let kind = body.kind.unwrap_or(MessageKind::Request);
     if !matches!(kind, MessageKind::Request | MessageKind::Notification) {
         return Err(Problem::bad_request("`kind` may be request or notification"));
@@ -101,11 +109,102 @@ pub async fn send(State(ctx): State<Ctx>, Json(body): Json<SendBody>) -> Result<
     })
 }
 
+/// What a limited key may send: to agents it sees, to a capability only
+/// when it sees every agent serving it, as `user` or an agent it sees, and
+/// into a conversation only if it sees that conversation.
+async fn check_send(
+    ctx: &Ctx,
+    caller: &Principal,
+    target: &Target,
+    sender: Option<&str>,
+    conversation: Option<&str>,
+) -> Result<(), Problem> {
+    if !caller.is_limited() {
+        return Ok(());
+    }
+    let queries = ctx.registry.queries();
+    match target {
+        Target::Agent(name) => {
+            if !access::sees_agent_named(caller, queries, name).await? {
+                return Err(crate::messaging::MessageError::UnknownAgent(name.clone()).into());
+            }
+        }
+        Target::Capability(capability) => {
+            let serving = queries.agents(Some(capability.clone()), None, 1000).await?;
+            if !serving.iter().any(|a| access::sees_record(caller, a)) {
+                return Err(Problem::of(
+                    ProblemType::NoAgentForCapability,
+                    format!("no agent declares capability `{capability}`"),
+                ));
+            }
+            if !serving.iter().all(|a| access::sees_record(caller, a)) {
+                return Err(access::outside(format!(
+                    "capability `{capability}` is also served by agents outside the API key `{}`; send `to` one of yours",
+                    caller.name
+                )));
+            }
+        }
+    }
+    if let Some(sender) = sender.filter(|s| *s != "user") {
+        if !access::sees_agent_named(caller, queries, sender).await? {
+            return Err(access::outside(format!("the API key `{}` may not send as `{sender}`", caller.name)));
+        }
+    }
+    if let Some(id) = conversation {
+        if let Some(c) = ctx.messages.conversation(id).await? {
+            if !sees_conversation(caller, ctx, &c).await? {
+                return Err(access::outside(format!("conversation `{id}` is outside the API key `{}`", caller.name)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A limited key sees a conversation when it sees every message in it.
+async fn sees_conversation(caller: &Principal, ctx: &Ctx, c: &Conversation) -> Result<bool, Problem> {
+    for m in &c.messages {
+        if !access::sees_message(caller, ctx.registry.queries(), m).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// The message, if the caller's key sees it; otherwise the same 404 as none.
+async fn visible_message(ctx: &Ctx, caller: &Principal, id: &str) -> Result<Message, Problem> {
+    let message = ctx.messages.get(id).await?;
+    if caller.is_limited() && !access::sees_message(caller, ctx.registry.queries(), &message).await? {
+        return Err(crate::messaging::MessageError::NotFound(id.to_owned()).into());
+    }
+    Ok(message)
+}
+
+/// The conversation, if it exists and the caller's key sees it.
+async fn visible_conversation(ctx: &Ctx, caller: &Principal, id: &str) -> Result<Conversation, Problem> {
+    let missing = || Problem::of(ProblemType::ConversationNotFound, format!("conversation `{id}` does not exist"));
+    let c = ctx.messages.conversation(id).await?.ok_or_else(missing)?;
+    if caller.is_limited() && !sees_conversation(caller, ctx, &c).await? {
+        return Err(missing());
+    }
+    Ok(c)
+}
+
+/// The caller's own credential, for a relay to present to the node that
+/// runs the agent.
+pub(super) fn relay_for(headers: &HeaderMap) -> Relay {
+    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    Relay::Allowed { authorization }
+}
+
 /// A message and, for a request, its reply once there is one.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
     responses((status = 200, body = Exchange), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn get(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Exchange>, Problem> {
-    let message = ctx.messages.get(&id).await?;
+pub async fn get(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Exchange>, Problem> {
+    let message = visible_message(&ctx, &caller, &id).await?;
     let reply = ctx.messages.reply_of(&id).await?;
     Ok(Json(Exchange { message, reply }))
 }
@@ -135,10 +234,13 @@ pub struct StreamQuery {
     responses((status = 200, description = "text/event-stream of `token` and `reply` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn stream(
     State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<SseStream, Problem> {
-    let relay = if q.local { Relay::LocalOnly } else { Relay::Allowed };
+    visible_message(&ctx, &caller, &id).await?;
+    let relay = if q.local { Relay::LocalOnly } else { relay_for(&headers) };
     let answer = ctx.messages.answer_stream(&id, relay).await?;
     let events = answer.map(|e| {
         Ok(match e {
@@ -153,24 +255,28 @@ pub async fn stream(
 /// A conversation: protocol, state and every message in order.
 #[utoipa::path(get, path = "/v1/conversations/{id}", tag = "messages", params(("id" = String, Path)),
     responses((status = 200, body = Conversation), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn conversation(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<Json<Conversation>, Problem> {
-    ctx.messages
-        .conversation(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| Problem::of(ProblemType::ConversationNotFound, format!("conversation `{id}` does not exist")))
+pub async fn conversation(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, Problem> {
+    Ok(Json(visible_conversation(&ctx, &caller, &id).await?))
 }
 
 /// A conversation's messages as they are committed (`message` events),
 /// starting with those already there.
 #[utoipa::path(get, path = "/v1/conversations/{id}/stream", tag = "messages", params(("id" = String, Path)),
     responses((status = 200, description = "text/event-stream of `message` events"), (status = 404, body = Problem, content_type = "application/problem+json")))]
-pub async fn conversation_stream(State(ctx): State<Ctx>, Path(id): Path<String>) -> Result<SseStream, Problem> {
+pub async fn conversation_stream(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<SseStream, Problem> {
     let mut events = ctx.state_events.subscribe();
-    let Some(existing) = ctx.messages.conversation(&id).await? else {
-        return Err(Problem::of(ProblemType::ConversationNotFound, format!("conversation `{id}` does not exist")));
-    };
+    let existing = visible_conversation(&ctx, &caller, &id).await?;
     let messages = ctx.messages.clone();
+    // A limited key is shown only the messages it sees (later ones included).
+    let (caller, queries) = (caller.clone(), ctx.registry.queries().clone());
     let s = async_stream::stream! {
         let mut seen = std::collections::HashSet::new();
         for m in existing.messages {
@@ -182,7 +288,9 @@ pub async fn conversation_stream(State(ctx): State<Ctx>, Path(id): Path<String>)
                 Ok(StateEvent::ConversationMessage { conversation_id, message_id }) if conversation_id == id => {
                     if seen.insert(message_id.clone()) {
                         if let Ok(m) = messages.get(&message_id).await {
-                            yield Ok(json_event("message", &m));
+                            if !caller.is_limited() || access::sees_message(&caller, &queries, &m).await.unwrap_or(false) {
+                                yield Ok(json_event("message", &m));
+                            }
                         }
                     }
                 }
@@ -190,7 +298,9 @@ pub async fn conversation_stream(State(ctx): State<Ctx>, Path(id): Path<String>)
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
                     if let Ok(Some(c)) = messages.conversation(&id).await {
                         for m in c.messages {
-                            if seen.insert(m.id.clone()) {
+                            if seen.insert(m.id.clone())
+                                && (!caller.is_limited() || access::sees_message(&caller, &queries, &m).await.unwrap_or(false))
+                            {
                                 yield Ok(json_event("message", &m));
                             }
                         }
@@ -219,8 +329,11 @@ pub struct ContractNetBody {
     responses((status = 200, body = ContractNetOutcome), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn contract_net(
     State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
     Json(b): Json<ContractNetBody>,
 ) -> Result<Json<ContractNetOutcome>, Problem> {
+    // Every agent with the capability is asked to bid: a limited key must see them all.
+    check_send(&ctx, &caller, &Target::Capability(b.capability.clone()), None, None).await?;
     let deadline = Duration::from_millis(b.deadline_ms.unwrap_or(30_000)).min(MAX_SYNC_WAIT);
     let result_wait = Duration::from_millis(b.result_timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT);
     Ok(Json(ctx.messages.contract_net(&b.capability, &b.task, deadline, result_wait).await?))

@@ -4,9 +4,11 @@
 //! path and rendered at once, so its size is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+mod access;
 mod agents;
 pub mod catalogue;
 mod cluster;
+mod keys;
 mod mcp;
 mod mcp_http;
 mod memory;
@@ -14,6 +16,7 @@ mod messages;
 mod openai_compat;
 mod problem;
 mod request_id;
+pub mod serve;
 mod system;
 
 use std::path::PathBuf;
@@ -30,6 +33,7 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use mcp_http::Sessions as McpSessions;
 pub use problem::{Problem, ProblemType};
 pub use system::ClusterStatusView;
 
@@ -57,6 +61,10 @@ pub struct ApiContext {
     pub agents_dir: Option<PathBuf>,
     /// Cancelled when the node starts shutting down (readiness drops first).
     pub shutdown: CancellationToken,
+    /// Proposes replicated commands (keys).
+    pub store: crate::state::Store,
+    /// Authentication, scopes and limits, applied to every route.
+    pub gate: Arc<crate::auth::Gate>,
 }
 
 pub type Ctx = Arc<ApiContext>;
@@ -64,12 +72,14 @@ pub type Ctx = Arc<ApiContext>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Caxton", description = "Clustered multi-agent orchestration server"),
-    tags((name = "agents"), (name = "memory"), (name = "messages"), (name = "openai"), (name = "tools"), (name = "cluster"), (name = "system"))
+    tags((name = "keys"), (name = "agents"), (name = "memory"), (name = "messages"), (name = "openai"), (name = "tools"), (name = "cluster"), (name = "system"))
 )]
 struct ApiDoc;
 
 fn documented_routes() -> OpenApiRouter<Ctx> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(keys::create, keys::list))
+        .routes(routes!(keys::get, keys::revoke))
         .routes(routes!(agents::deploy, agents::list))
         .routes(routes!(agents::get, agents::update, agents::remove))
         .routes(routes!(agents::agents_dir))
@@ -125,10 +135,13 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
     let (router, _) = documented_routes().split_for_parts();
     let spec = openapi();
+    let gate = ctx.gate.clone();
     router
         .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(spec) }))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost, so it sees the matched route; its refusals are problems already.
+        .layer(middleware::from_fn_with_state(gate, crate::auth::guard))
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(request_id::layer))

@@ -6,9 +6,10 @@
 use std::convert::Infallible;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::{Extension, Json};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -16,8 +17,9 @@ use utoipa::ToSchema;
 
 use super::problem::Problem;
 use super::Ctx;
+use crate::auth::Principal;
 use crate::llm::{ChatMessage, Role};
-use crate::messaging::{AnswerEvent, MessageKind, Relay, SendOutcome, SendRequest, Target, MAX_ANSWER_WAIT};
+use crate::messaging::{AnswerEvent, MessageKind, SendOutcome, SendRequest, Target, MAX_ANSWER_WAIT};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct WireMessage {
@@ -69,7 +71,17 @@ fn from_problem(p: Problem) -> Response {
 /// Chat with an agent, OpenAI-style (plain or `stream: true`).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
     responses((status = 200, description = "chat.completion, or text/event-stream of chat.completion.chunk")))]
-pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatCompletionRequest>) -> Response {
+pub async fn chat_completions(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    headers: HeaderMap,
+    Json(req): Json<ChatCompletionRequest>,
+) -> Response {
+    match super::access::sees_agent_named(&caller, ctx.registry.queries(), &req.model).await {
+        Ok(true) => {}
+        Ok(false) => return from_problem(crate::messaging::MessageError::UnknownAgent(req.model.clone()).into()),
+        Err(p) => return from_problem(p),
+    }
     let mut turns: Vec<ChatMessage> = Vec::new();
     for m in &req.messages {
         let text = text_of(&m.content);
@@ -117,7 +129,7 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
         Ok(SendOutcome::Accepted(m)) | Ok(SendOutcome::Answered { request: m, .. }) => m,
         Err(e) => return from_problem(e.into()),
     };
-    let answer = match ctx.messages.answer_stream(&message.id, Relay::Allowed).await {
+    let answer = match ctx.messages.answer_stream(&message.id, super::messages::relay_for(&headers)).await {
         Ok(answer) => answer,
         Err(e) => return from_problem(e.into()),
     };
@@ -167,13 +179,17 @@ pub async fn chat_completions(State(ctx): State<Ctx>, Json(req): Json<ChatComple
 
 /// Agents, listed as OpenAI models.
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, body = ModelList)))]
-pub async fn models(State(ctx): State<Ctx>) -> Result<Json<ModelList>, Problem> {
+pub async fn models(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<ModelList>, Problem> {
     let data = ctx
         .registry
         .queries()
         .all_agents()
         .await?
         .into_iter()
+        .filter(|a| super::access::sees_record(&caller, a))
         .map(|a| json!({"id": a.name, "object": "model", "created": a.created_at_ms / 1000, "owned_by": "caxton"}))
         .collect();
     Ok(Json(ModelList { object: "list", data }))

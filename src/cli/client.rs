@@ -19,6 +19,19 @@ pub struct ApiClient {
     http: reqwest::Client,
 }
 
+/// The `Authorization` header every request carries, marked sensitive so
+/// it is never printed by reqwest's debug output.
+fn auth_headers(key: Option<String>) -> Result<reqwest::header::HeaderMap, CliError> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(key) = key {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {}", key.trim()))
+            .map_err(|_| CliError::Usage("the API key contains characters a header cannot carry".into()))?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(headers)
+}
+
 /// Renders a problem+json body the way a person wants to read it.
 fn describe_problem(status: StatusCode, body: &str) -> String {
     let Ok(p) = serde_json::from_str::<Value>(body) else {
@@ -48,11 +61,16 @@ fn describe_problem(status: StatusCode, body: &str) -> String {
 }
 
 impl ApiClient {
-    pub fn new(base: &str) -> Result<Self, CliError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(330))
-            .build()
-            .map_err(|e| CliError::Usage(e.to_string()))?;
+    pub fn new(base: &str, api_key: Option<String>, ca_cert: Option<&std::path::Path>) -> Result<Self, CliError> {
+        let mut builder =
+            reqwest::Client::builder().timeout(Duration::from_secs(330)).default_headers(auth_headers(api_key)?);
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path).map_err(|e| CliError::Usage(format!("--ca-cert {}: {e}", path.display())))?;
+            let cert = reqwest::Certificate::from_pem(&pem)
+                .map_err(|e| CliError::Usage(format!("--ca-cert {}: {e}", path.display())))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        let http = builder.build().map_err(|e| CliError::Usage(e.to_string()))?;
         Ok(Self { base: base.trim_end_matches('/').to_owned(), http })
     }
 

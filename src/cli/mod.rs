@@ -3,6 +3,8 @@
 
 mod agent;
 mod client;
+mod credentials;
+mod key;
 mod mcp;
 mod memory;
 mod message;
@@ -20,6 +22,16 @@ pub struct Cli {
     /// Server to talk to (client commands).
     #[arg(long, global = true, env = "CAXTON_SERVER", default_value = "http://127.0.0.1:8080")]
     pub server: String,
+    /// API key for the server (else CAXTON_API_KEY, else the credentials file).
+    #[arg(long, global = true, env = "CAXTON_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Credentials file: `api_key = "..."`, or per server under `[servers]`
+    /// (default ~/.config/caxton/credentials.toml).
+    #[arg(long, global = true, env = "CAXTON_CREDENTIALS")]
+    pub credentials: Option<PathBuf>,
+    /// PEM CA certificate to trust for an https server with a private CA.
+    #[arg(long, global = true, env = "CAXTON_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -38,6 +50,11 @@ pub enum Command {
     Agent {
         #[command(subcommand)]
         command: AgentCommand,
+    },
+    /// API keys: create (the token is shown once), list, revoke.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
     },
     /// Inspect the cluster.
     Cluster {
@@ -116,6 +133,35 @@ pub struct StartArgs {
     /// `text` or `json` (overrides log.format).
     #[arg(long)]
     pub log_format: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a key; prints its token once.
+    Create {
+        name: String,
+        /// admin, deploy, invoke, memory:read, memory:write, read (repeat or comma-separate).
+        #[arg(long = "scope", required = true, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Limit the key to agents whose names match (e.g. `support-*`); repeatable.
+        #[arg(long = "agents", value_delimiter = ',')]
+        agents: Vec<String>,
+        /// Limit the key to workspaces; repeatable.
+        #[arg(long = "workspace", value_delimiter = ',')]
+        workspaces: Vec<String>,
+        /// Lifetime: `30d`, `12h`, `90m`.
+        #[arg(long)]
+        expires: Option<String>,
+        /// Requests per second (default: the server's).
+        #[arg(long)]
+        rate: Option<f64>,
+        #[arg(long)]
+        burst: Option<u32>,
+    },
+    /// Every key, with its state (never a token).
+    List,
+    /// Revoke a key on every node.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -233,8 +279,10 @@ pub enum ClusterCommand {
 
 /// Runs a client command; returns the process exit code.
 pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
-    let client = ApiClient::new(&cli.server)?;
+    let key = credentials::api_key(cli.api_key.as_deref(), cli.credentials.as_deref(), &cli.server)?;
+    let client = ApiClient::new(&cli.server, key, cli.ca_cert.as_deref())?;
     match &cli.command {
+        Command::Key { command } => key::run(&client, command, cli.json).await,
         Command::Agent { command } => agent::run(&client, command, cli.json).await,
         Command::Cluster { command } => cluster_command(&client, command, cli.json).await,
         Command::Message { command: MessageCommand::Send { to, capability, text, asynchronous, conversation } } => {

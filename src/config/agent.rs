@@ -139,6 +139,19 @@ pub struct AgentSpec {
 }
 
 impl AgentSpec {
+    /// The workspace the agent works in (`parameters.workspace`): its
+    /// workspace memory, and what a workspace-limited API key admits.
+    pub fn workspace(&self) -> &str {
+        workspace_of(&self.parameters)
+    }
+}
+
+/// `parameters.workspace`, or the default workspace.
+pub fn workspace_of(parameters: &serde_json::Map<String, serde_json::Value>) -> &str {
+    parameters.get("workspace").and_then(|w| w.as_str()).unwrap_or(crate::memory::types::DEFAULT_WORKSPACE)
+}
+
+impl AgentSpec {
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
     }

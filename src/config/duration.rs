@@ -1,4 +1,4 @@
-//! Human durations in config files: `"250ms"`, `"30s"`, `"5m"`, `"1h"`, or a
+//! Human durations in config files: `"250ms"`, `"30s"`, `"5m"`, `"1h"`, `"30d"`, or a
 //! bare integer meaning seconds.
 
 use std::time::Duration;
@@ -13,7 +13,8 @@ pub fn parse(text: &str) -> Result<Duration, String> {
         "" | "s" => n.saturating_mul(1000),
         "m" => n.saturating_mul(60_000),
         "h" => n.saturating_mul(3_600_000),
-        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m or h)")),
+        "d" => n.saturating_mul(86_400_000),
+        other => return Err(format!("unknown duration unit `{other}` in `{text}` (use ms, s, m, h or d)")),
     };
     Ok(Duration::from_millis(ms))
 }
@@ -28,6 +29,7 @@ mod tests {
         assert_eq!(parse("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse("30").unwrap(), Duration::from_secs(30));
         assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse("30d").unwrap(), Duration::from_secs(30 * 86_400));
         assert!(parse("2 days").is_err());
         assert!(parse("fast").is_err());
     }

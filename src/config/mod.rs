@@ -3,10 +3,10 @@
 //! this module is known good.
 
 pub mod agent;
-mod duration;
+pub mod duration;
 mod env;
 pub mod server;
 mod span;
 
-pub use agent::{AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
+pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
 pub use server::{ConfigError, LogFormat, ServerConfig};

@@ -20,7 +20,30 @@ pub struct ServerConfig {
     pub log: LogSection,
     pub models: ModelsSection,
     pub llm: LlmSection,
+    /// The bootstrap admin key: `CAXTON_ADMIN_KEY`, else the contents of
+    /// `server.admin_key_file`. Never written back out.
+    #[serde(skip)]
+    pub admin_key: Option<Secret>,
 }
+
+/// A secret read from the environment or a file; `Debug` hides it.
+#[derive(Clone, PartialEq, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The shortest admin key accepted: a guessable key on a network is no key.
+pub const MIN_ADMIN_KEY_LEN: usize = 24;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -76,6 +99,31 @@ pub struct ServerSection {
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_ms: u64,
+    /// File holding the bootstrap admin key (`CAXTON_ADMIN_KEY` wins).
+    /// Required when `listen` is not a loopback address.
+    pub admin_key_file: String,
+    /// Page origins (e.g. `https://console.example.com`) whose scripts may
+    /// call the API; other `Origin`s are refused.
+    pub allowed_origins: Vec<String>,
+    /// Requests per second an API key may make (a key can carry its own);
+    /// 0 = unlimited.
+    pub rate_limit_per_second: f64,
+    /// Requests a key may make at once above its rate.
+    pub rate_limit_burst: u64,
+    /// Requests served at once by this node; more are answered 503.
+    pub max_concurrent_requests: u64,
+    /// Event streams (SSE) one key may hold open at once.
+    pub max_streams_per_key: u64,
+    /// How long a client may take to send its request headers.
+    pub header_read_timeout_ms: u64,
+    /// PEM certificate chain: with `tls_key_file`, the API speaks HTTPS.
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+    /// MCP sessions unused this long are forgotten.
+    pub mcp_session_idle_ms: u64,
+    /// MCP sessions kept at once; the least recently used goes first.
+    pub max_mcp_sessions: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -149,6 +197,17 @@ impl Default for ServerSection {
             max_body_bytes: 2 * 1024 * 1024,
             request_timeout_ms: 300_000,
             shutdown_grace_ms: 10_000,
+            admin_key_file: String::new(),
+            allowed_origins: Vec::new(),
+            rate_limit_per_second: 50.0,
+            rate_limit_burst: 100,
+            max_concurrent_requests: 512,
+            max_streams_per_key: 32,
+            header_read_timeout_ms: 10_000,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
+            mcp_session_idle_ms: 3_600_000,
+            max_mcp_sessions: 1024,
         }
     }
 }
@@ -239,6 +298,8 @@ impl ServerConfig {
             config.llm.providers.entry(name).or_insert(default);
         }
         config.validate()?;
+        config.admin_key = admin_key(&config.server.admin_key_file, &lookup)?;
+        config.check_exposure()?;
         config.resolve_ordinal(|| lookup("HOSTNAME").or_else(system_hostname))?;
         Ok(config)
     }
@@ -280,6 +341,28 @@ impl ServerConfig {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", &self.server.max_body_bytes, "must be at least 1024"));
+        }
+        let sv = &self.server;
+        if !(sv.rate_limit_per_second >= 0.0 && sv.rate_limit_per_second.is_finite()) {
+            return Err(invalid(
+                "server.rate_limit_per_second",
+                &sv.rate_limit_per_second,
+                "must be 0 (unlimited) or more",
+            ));
+        }
+        if sv.max_concurrent_requests == 0 {
+            return Err(invalid("server.max_concurrent_requests", &0, "must be at least 1"));
+        }
+        if sv.request_timeout_ms < 100 {
+            return Err(invalid("server.request_timeout_ms", &sv.request_timeout_ms, "must be at least 100"));
+        }
+        if sv.tls_cert_file.is_empty() != sv.tls_key_file.is_empty() {
+            let (key, value) = if sv.tls_cert_file.is_empty() {
+                ("server.tls_cert_file", &sv.tls_cert_file)
+            } else {
+                ("server.tls_key_file", &sv.tls_key_file)
+            };
+            return Err(invalid(key, value, "TLS needs both server.tls_cert_file and server.tls_key_file"));
         }
         if self.server.agents_reload_ms < 50 {
             return Err(invalid("server.agents_reload_ms", &self.server.agents_reload_ms, "must be at least 50"));
@@ -331,6 +414,32 @@ impl ServerConfig {
         Ok(())
     }
 
+    /// A node others can reach must know its admin key: without one it
+    /// would serve everyone (dev mode is for loopback only).
+    pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        let addr = self.listen_addr();
+        if self.admin_key.is_none() && !addr.ip().is_loopback() {
+            return Err(ConfigError::Invalid {
+                key: "server.listen".into(),
+                value: self.server.listen.clone(),
+                reason: "not a loopback address, and no admin key is configured: set CAXTON_ADMIN_KEY or \
+                         server.admin_key_file (a node without one serves only 127.0.0.1/localhost)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Serve the API with keys (`true`) or in dev mode.
+    pub fn requires_keys(&self) -> bool {
+        self.admin_key.is_some()
+    }
+
+    pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
+        let s = &self.server;
+        (!s.tls_cert_file.is_empty()).then(|| (PathBuf::from(&s.tls_cert_file), PathBuf::from(&s.tls_key_file)))
+    }
+
     pub fn listen_addr(&self) -> SocketAddr {
         parse_addr("server.listen", &self.server.listen).expect("validated at load")
     }
@@ -352,6 +461,34 @@ impl ServerConfig {
         let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults serialize to a table");
         env::all_variables(&defaults)
     }
+}
+
+/// `CAXTON_ADMIN_KEY`, else the trimmed contents of `file`.
+fn admin_key(file: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, ConfigError> {
+    let (key, source, value) = match lookup("CAXTON_ADMIN_KEY").filter(|k| !k.is_empty()) {
+        Some(k) => ("CAXTON_ADMIN_KEY", "CAXTON_ADMIN_KEY".to_owned(), k),
+        None if file.is_empty() => return Ok(None),
+        None => {
+            let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+                key: "server.admin_key_file".into(),
+                value: file.into(),
+                reason: format!("cannot read the admin key: {e}"),
+            })?;
+            ("server.admin_key_file", file.to_owned(), text.trim().to_owned())
+        }
+    };
+    if value.chars().count() < MIN_ADMIN_KEY_LEN || value.chars().any(char::is_whitespace) {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            // The value is a secret: name where it came from, not what it is.
+            value: source,
+            reason: format!(
+                "the admin key must be at least {MIN_ADMIN_KEY_LEN} characters without spaces \
+                 (e.g. `openssl rand -base64 32`)"
+            ),
+        });
+    }
+    Ok(Some(Secret(value)))
 }
 
 fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {

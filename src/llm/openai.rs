@@ -28,6 +28,17 @@ pub struct OpenAiProvider {
     http: reqwest::Client,
 }
 
+/// Tool calls one streamed answer may make; a larger index is a broken or
+/// hostile provider, not a plan.
+const MAX_TOOL_CALLS: usize = 128;
+
+/// `Retry-After` in seconds; anything that is not a finite, non-negative
+/// number (or an HTTP date) is ignored and our own backoff applies.
+fn parse_retry_after(v: &str) -> Option<Duration> {
+    let secs = v.trim().parse::<f64>().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::try_from_secs_f64(secs).ok()).flatten()
+}
+
 /// Longest `Retry-After` we are willing to honour before giving up instead.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -85,8 +96,7 @@ impl OpenAiProvider {
                         .headers()
                         .get(reqwest::header::RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok())
-                        .map(Duration::from_secs_f64);
+                        .and_then(parse_retry_after);
                     let text = resp.text().await.unwrap_or_default();
                     if status != 429 && status < 500 {
                         return Err(LlmError::Rejected {
@@ -160,7 +170,15 @@ impl OpenAiProvider {
                     let _ = tokens.send(text.to_owned());
                 }
                 for tc in choice["delta"]["tool_calls"].as_array().into_iter().flatten() {
-                    let i = tc["index"].as_u64().unwrap_or(0) as usize;
+                    let i = match tc["index"].as_u64() {
+                        None => 0,
+                        Some(i) if i < MAX_TOOL_CALLS as u64 => i as usize,
+                        Some(i) => {
+                            return Err(self.protocol(format!(
+                                "tool call index {i} is beyond the {MAX_TOOL_CALLS} calls one answer may make"
+                            )))
+                        }
+                    };
                     while calls.len() <= i {
                         calls.push(Default::default());
                     }
@@ -181,6 +199,10 @@ impl OpenAiProvider {
                     out.usage = parse_usage(u);
                 }
             }
+        }
+        // No `[DONE]`: a stream that also never said why it finished was cut off.
+        if out.finish_reason.is_empty() {
+            return Err(self.protocol("the stream ended before the answer did (no finish_reason, no [DONE])"));
         }
         Ok(finish(out, calls))
     }
@@ -292,5 +314,19 @@ impl OpenAiProvider {
             finish_reason: choice["finish_reason"].as_str().unwrap_or("stop").to_owned(),
             usage: parse_usage(&v["usage"]),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_ignores_what_is_not_a_sane_number() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after(" 0.5 "), Some(Duration::from_millis(500)));
+        for bad in ["-1", "NaN", "inf", "1e400", "Wed, 21 Oct 2015 07:28:00 GMT", ""] {
+            assert_eq!(parse_retry_after(bad), None, "{bad}");
+        }
     }
 }

@@ -34,10 +34,24 @@ pub type AnswerStream = Pin<Box<dyn Stream<Item = AnswerEvent> + Send>>;
 /// Whether a node that does not run the agent may relay its owner's stream.
 /// A relay asks the owner with [`Relay::LocalOnly`], so it is never relayed
 /// twice.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Relay {
-    Allowed,
+    /// Relay, presenting the caller's own `Authorization` to the owner: keys
+    /// are replicated, so the owner checks the same key and grants.
+    Allowed {
+        authorization: Option<String>,
+    },
     LocalOnly,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a credential.
+        f.write_str(match self {
+            Relay::Allowed { .. } => "Relay::Allowed",
+            Relay::LocalOnly => "Relay::LocalOnly",
+        })
+    }
 }
 
 /// What a local answer stream saw first.
@@ -54,8 +68,8 @@ impl MessageService {
         if let Some(reply) = self.reply_of(id).await? {
             return Ok(Box::pin(futures::stream::iter([AnswerEvent::Reply(Box::new(reply))])));
         }
-        if relay == Relay::Allowed {
-            if let Some(upstream) = self.owner_stream(&message).await {
+        if let Relay::Allowed { authorization } = relay {
+            if let Some(upstream) = self.owner_stream(&message, authorization).await {
                 return Ok(self.relayed(id.to_owned(), upstream));
             }
         }
@@ -124,7 +138,7 @@ impl MessageService {
 
     /// The live stream of `message`'s answer from the node running its
     /// receiver, when that is another node and it answers.
-    async fn owner_stream(&self, message: &Message) -> Option<reqwest::Response> {
+    async fn owner_stream(&self, message: &Message, authorization: Option<String>) -> Option<reqwest::Response> {
         let name = AgentName::parse(&message.receiver).ok()?;
         let owner = self.queries().agent(&name).await.ok()??.owner;
         if owner == self.cluster().node_id() {
@@ -132,8 +146,11 @@ impl MessageService {
         }
         let api = self.cluster().status().members.into_iter().find(|m| m.id == owner)?.api_addr;
         let url = format!("http://{api}/v1/messages/{}/stream?local=true", message.id);
-        let relayed =
-            self.peer_http().get(url).header(crate::observability::REQUEST_ID_HEADER, &message.trace_id).send().await;
+        let mut request = self.peer_http().get(url).header(crate::observability::REQUEST_ID_HEADER, &message.trace_id);
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        let relayed = request.send().await;
         match relayed {
             Ok(r) if r.status().is_success() => Some(r),
             Ok(r) => {

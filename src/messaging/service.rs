@@ -85,6 +85,8 @@ pub enum MessageError {
     NoAgentForCapability { capability: String, available: Vec<String> },
     #[error("invalid message: {0}")]
     Invalid(String),
+    #[error("{field} `{id}` {reason}")]
+    InvalidId { field: &'static str, id: String, reason: &'static str },
     #[error("hop limit of {MAX_HOPS} agent-to-agent requests reached (a loop?)")]
     HopLimit,
     #[error("message `{0}` does not exist")]
@@ -111,11 +113,32 @@ struct Waiters {
     by_request: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
 
+/// One caller waiting for a reply. Dropping it (the reply came, the wait
+/// ran out, or the client went away and its request future was dropped)
+/// removes its entry, so a waiter never outlives its caller.
+struct Waiter {
+    rx: oneshot::Receiver<()>,
+    id: String,
+    waiters: Arc<Waiters>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        self.rx.close();
+        self.waiters.forget(&self.id);
+    }
+}
+
 impl Waiters {
-    fn register(&self, id: &str) -> oneshot::Receiver<()> {
+    fn register(self: &Arc<Self>, id: &str) -> Waiter {
         let (tx, rx) = oneshot::channel();
         self.by_request.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_owned()).or_default().push(tx);
-        rx
+        Waiter { rx, id: id.to_owned(), waiters: self.clone() }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_request.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
     }
 
     fn wake(&self, id: &str) {
@@ -151,6 +174,25 @@ pub struct MessageService {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+/// Suffix of the ids the runtime derives for replies (`{request}-reply`).
+pub const REPLY_SUFFIX: &str = "-reply";
+
+/// A client-chosen id: printable, bounded, and never in the namespace the
+/// server derives reply ids in (a client who could take `X-reply` first
+/// would leave request `X` unanswerable).
+fn check_client_id(field: &'static str, id: &str) -> Result<(), MessageError> {
+    let reason = if id.is_empty() || id.len() > 128 {
+        "must be 1 to 128 characters"
+    } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        "may hold only letters, digits, `-`, `_`, `.` and `:`"
+    } else if id.ends_with(REPLY_SUFFIX) {
+        "must not end in `-reply`: that suffix is reserved for the ids of replies"
+    } else {
+        return Ok(());
+    };
+    Err(MessageError::InvalidId { field, id: id.to_owned(), reason })
 }
 
 fn new_id() -> String {
@@ -229,6 +271,12 @@ impl MessageService {
         if req.content.trim().is_empty() {
             return Err(MessageError::Invalid("content must not be empty".into()));
         }
+        if let Some(id) = &req.id {
+            check_client_id("id", id)?;
+        }
+        if let Some(id) = &req.conversation_id {
+            check_client_id("conversation_id", id)?;
+        }
         let (receiver, capability) = self.resolve(&req.target).await?;
         let trace_id = req
             .trace_id
@@ -279,25 +327,19 @@ impl MessageService {
         }
     }
 
-    async fn wait_reply(
-        &self,
-        id: &str,
-        mut waiter: oneshot::Receiver<()>,
-        wait: Duration,
-    ) -> Result<Message, MessageError> {
+    async fn wait_reply(&self, id: &str, mut waiter: Waiter, wait: Duration) -> Result<Message, MessageError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             if let Some(reply) = self.reply_of(id).await? {
-                self.waiters.forget(id);
                 return Ok(reply);
             }
             // Woken by the commit, or re-check now and then in case an event was missed.
             let tick = tokio::time::sleep(Duration::from_millis(500));
             tokio::select! {
-                _ = &mut waiter => { waiter = self.waiters.register(id); }
+                _ = &mut waiter.rx => { waiter = self.waiters.register(id); }
                 _ = tick => {}
                 _ = tokio::time::sleep_until(deadline) => {
-                    self.waiters.forget(id);
+                    drop(waiter);
                     return match self.reply_of(id).await? {
                         Some(r) => Ok(r),
                         None => Err(MessageError::Timeout { id: id.to_owned(), waited: wait }),
@@ -311,7 +353,6 @@ impl MessageService {
     pub async fn await_reply(&self, id: &str, wait: Duration) -> Result<Message, MessageError> {
         let waiter = self.waiters.register(id);
         if self.queries.message(id).await?.is_none() {
-            self.waiters.forget(id);
             return Err(MessageError::NotFound(id.to_owned()));
         }
         self.wait_reply(id, waiter, wait).await
@@ -372,6 +413,7 @@ impl crate::problems::Classified for MessageError {
             Self::UnknownAgent(_) => ProblemType::AgentNotFound,
             Self::NoAgentForCapability { .. } => ProblemType::NoAgentForCapability,
             Self::Invalid(_) => ProblemType::BadRequest,
+            Self::InvalidId { .. } => ProblemType::InvalidMessageId,
             Self::HopLimit => ProblemType::HopLimit,
             Self::NotFound(_) => ProblemType::MessageNotFound,
             Self::Timeout { .. } => ProblemType::ReplyTimeout,
@@ -385,6 +427,33 @@ impl crate::problems::Classified for MessageError {
             Self::NoAgentForCapability { available, .. } => Some(serde_json::json!({ "capabilities": available })),
             Self::Timeout { id, .. } => Some(serde_json::json!({ "message_id": id })),
             _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_waiter_whose_caller_went_away_leaves_nothing_behind() {
+        let waiters = Arc::new(Waiters::default());
+        let a = waiters.register("m-1");
+        let b = waiters.register("m-1");
+        assert_eq!(waiters.len(), 2);
+        drop(a);
+        assert_eq!(waiters.len(), 1);
+        drop(b);
+        assert_eq!(waiters.len(), 0);
+        assert!(waiters.by_request.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn client_ids_stay_out_of_the_reply_namespace() {
+        assert!(check_client_id("id", "order-42:retry.1").is_ok());
+        for bad in ["", "x-reply", "a b", "é", &"x".repeat(129)] {
+            let e = check_client_id("id", bad).unwrap_err().to_string();
+            assert!(e.starts_with("id `"), "{e}");
         }
     }
 }

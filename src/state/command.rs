@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use super::agents::{AssignShards, DeployAgent, RemoveAgent};
 use super::events::StateEvent;
+use super::keys::{CreateKey, RevokeKey};
 use super::machine::CaxtonState;
 use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, AcceptOutcome, RecordReplies, SetConversation};
@@ -37,6 +38,8 @@ pub enum Command {
     Relate(Relate),
     DeployMcpServer(DeployMcpServer),
     RemoveMcpServer(RemoveMcpServer),
+    CreateKey(Box<CreateKey>),
+    RevokeKey(RevokeKey),
 }
 
 /// What `apply` answered, as the wire carries it. Only [`Proposal::output`]
@@ -123,6 +126,8 @@ commands!(
     Relate,
     DeployMcpServer,
     RemoveMcpServer,
+    CreateKey,
+    RevokeKey,
 );
 
 /// Proposes commands to the cluster and hands back their typed answers.

@@ -37,6 +37,8 @@ pub enum StateEvent {
     MemoryRemoved {
         entity_id: i64,
     },
+    /// An API key was created or revoked.
+    KeysChanged,
     /// The replica was replaced by a snapshot: re-read everything.
     Restored,
 }

@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::{
-    AcceptMessages, AcceptOutcome, AgentSource, AssignShards, Command, ConversationState, DeleteEntity, DeployAgent,
-    DeployMcpServer, Message, MessageKind, MessageStatus, NewObservation, Place, RecordReplies, Relate, RemoveAgent,
-    RemoveMcpServer, Response, SetConversation, StoreEntity, Vector,
+    AcceptMessages, AcceptOutcome, AgentSource, AssignShards, Command, ConversationState, CreateKey, DeleteEntity,
+    DeployAgent, DeployMcpServer, Grants, Message, MessageKind, MessageStatus, NewObservation, Place, RateLimit,
+    RecordReplies, Relate, RemoveAgent, RemoveMcpServer, Response, RevokeKey, Scope, SetConversation, StoreEntity,
+    Vector,
 };
 use crate::config::{AgentName, AgentSpec};
 
@@ -142,6 +143,24 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
             }),
         ),
         ("remove_mcp_server", Command::RemoveMcpServer(RemoveMcpServer { name: "json_query".into() })),
+        (
+            "create_key",
+            Command::CreateKey(Box::new(CreateKey {
+                id: "0123456789ab".into(),
+                name: "support-bot".into(),
+                hash: "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08".into(),
+                grants: Grants {
+                    scopes: vec![Scope::Invoke, Scope::MemoryRead],
+                    agents: vec!["support-*".into()],
+                    workspaces: vec!["support".into()],
+                    rate: Some(RateLimit { per_second: 5.0, burst: 10 }),
+                },
+                expires_at_ms: Some(1_700_086_400_000),
+                created_by: "bootstrap-admin".into(),
+                at_ms: 1_700_000_000_008,
+            })),
+        ),
+        ("revoke_key", Command::RevokeKey(RevokeKey { name: "support-bot".into(), at_ms: 1_700_000_000_009 })),
     ]
 }
 

@@ -1,6 +1,7 @@
 //! Dispatches committed commands to their `apply` and publishes what they
 //! changed once the batch is durable.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use caxton_cluster::Application;
@@ -20,6 +21,10 @@ pub const SHARDS: u32 = caxton_cluster::placement::DEFAULT_SHARDS;
 pub struct CaxtonState {
     staged: Mutex<Vec<StateEvent>>,
     events: broadcast::Sender<StateEvent>,
+    /// Bumped, before anyone is told of the commit, whenever the keys
+    /// change: authentication caches compare it on every request, so a
+    /// revoked key stops working the moment the revocation is applied.
+    keys_generation: AtomicU64,
 }
 
 impl Default for CaxtonState {
@@ -31,11 +36,16 @@ impl Default for CaxtonState {
 impl CaxtonState {
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(65_536);
-        Self { staged: Mutex::new(Vec::new()), events }
+        Self { staged: Mutex::new(Vec::new()), events, keys_generation: AtomicU64::new(0) }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
         self.events.subscribe()
+    }
+
+    /// Changes whenever the stored keys may have changed.
+    pub fn keys_generation(&self) -> u64 {
+        self.keys_generation.load(Ordering::Acquire)
     }
 }
 
@@ -54,6 +64,9 @@ impl Application for CaxtonState {
 
     fn committed(&self) {
         let events = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|p| p.into_inner()));
+        if events.contains(&StateEvent::KeysChanged) {
+            self.keys_generation.fetch_add(1, Ordering::AcqRel);
+        }
         for e in events {
             // No subscriber is fine: nothing is running yet.
             let _ = self.events.send(e);
@@ -65,6 +78,7 @@ impl Application for CaxtonState {
     }
 
     fn restored(&self) {
+        self.keys_generation.fetch_add(1, Ordering::AcqRel);
         let _ = self.events.send(StateEvent::Restored);
     }
 }

@@ -8,7 +8,8 @@
 //! - `agents.rs`: agents, revisions, shards;
 //! - `messages.rs`: messages and conversations;
 //! - `memory.rs`: entities, observations and their vectors, relations;
-//! - `tools.rs`: tool servers.
+//! - `tools.rs`: tool servers;
+//! - `keys.rs`: API keys (hashes and grants, never tokens).
 //!
 //! `command.rs` holds the log's envelope and [`Store::propose`]; `machine.rs`
 //! dispatches committed commands; `queries.rs` is the read handle.
@@ -22,6 +23,7 @@ mod command;
 mod events;
 #[cfg(test)]
 mod golden_tests;
+mod keys;
 mod machine;
 mod memory;
 mod messages;
@@ -32,6 +34,7 @@ mod tools;
 pub use agents::{AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent};
 pub use command::{Command, Proposal, Response, Store};
 pub use events::StateEvent;
+pub use keys::{CreateKey, Grants, KeyRecord, RateLimit, RevokeKey, Scope};
 pub use machine::{CaxtonState, SHARDS};
 pub use memory::{
     parse_scope, scope_str, DeleteEntity, Entity, ExportedEntity, ExportedObservation, IndexedRow, MemoryScope,

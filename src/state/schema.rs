@@ -84,6 +84,17 @@ CREATE TABLE IF NOT EXISTS mcp_servers (
     tools       TEXT NOT NULL,
     deployed_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_keys (
+    id         TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    hash       TEXT NOT NULL,
+    grants     TEXT NOT NULL,
+    expires_at INTEGER,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS api_keys_live ON api_keys(name) WHERE revoked_at IS NULL;
 CREATE TABLE IF NOT EXISTS conversations (
     id         TEXT PRIMARY KEY,
     protocol   TEXT NOT NULL,

@@ -20,6 +20,9 @@ pub struct StubReply {
     pub delay: Duration,
     /// For a request with `stream: true`: these chunks as SSE, `gap` apart.
     pub chunks: Option<(Vec<String>, Duration)>,
+    /// For a request with `stream: true`: exactly these SSE `data:` payloads,
+    /// nothing added (to play a provider that misbehaves).
+    pub raw_frames: Option<Vec<String>>,
 }
 
 impl StubReply {
@@ -41,7 +44,7 @@ impl StubReply {
     }
 
     pub fn ok(body: Value) -> Self {
-        Self { status: 200, body, headers: vec![], delay: Duration::ZERO, chunks: None }
+        Self { status: 200, body, headers: vec![], delay: Duration::ZERO, chunks: None, raw_frames: None }
     }
 
     /// Streams `chunks` one by one, `gap` apart, to a client that asks for a
@@ -57,7 +60,14 @@ impl StubReply {
             headers: vec![],
             delay: Duration::ZERO,
             chunks: None,
+            raw_frames: None,
         }
+    }
+
+    /// Streams exactly `frames` as SSE data (no closing chunk, no `[DONE]`
+    /// unless given).
+    pub fn raw_stream(frames: &[Value]) -> Self {
+        Self { raw_frames: Some(frames.iter().map(|f| f.to_string()).collect()), ..Self::text("") }
     }
 
     pub fn with_header(mut self, k: &str, v: &str) -> Self {
@@ -98,6 +108,10 @@ async fn handle(State(inner): State<Arc<Inner>>, _headers: HeaderMap, Json(body)
         },
     };
     tokio::time::sleep(reply.delay).await;
+    if let (Some(frames), true) = (reply.raw_frames.clone(), body["stream"] == json!(true)) {
+        let text: String = frames.iter().map(|f| format!("data: {f}\n\n")).collect();
+        return Response::builder().header("content-type", "text/event-stream").body(text.into()).unwrap();
+    }
     if let (Some((chunks, gap)), true) = (reply.chunks.clone(), body["stream"] == json!(true)) {
         return sse(inner.clone(), chunks, gap);
     }

@@ -1,0 +1,29 @@
+//! Who may call the API, and how much.
+//!
+//! - `token.rs`: key tokens (`cxk_<id>_<secret>`), their hashes, constant-time checks;
+//! - `principal.rs`: the caller of a request and what its key admits;
+//! - `keyring.rs`: finding a key (cached until the replicated keys change);
+//! - `browser.rs`: dev-mode defences against web pages (Host, Origin, simple bodies);
+//! - `limits.rs`: per-key request rate and open streams;
+//! - `keys.rs`: creating, listing and revoking keys;
+//! - `gate.rs`: the middleware that applies all of the above per route.
+//!
+//! Keys live in the replicated state (`state/keys.rs`) as hashes, so a key
+//! created on one node works on every node once applied there.
+
+mod browser;
+mod gate;
+mod keyring;
+mod keys;
+mod limits;
+mod principal;
+pub mod token;
+
+pub use gate::{guard, Gate, GateConfig, Mode};
+pub use keyring::{KeyRing, Refusal};
+pub use keys::{
+    create as create_key, get as get_key, list as list_keys, revoke as revoke_key, CreatedKey, KeyError, KeyView,
+    NewKey,
+};
+pub use limits::RateLimiter;
+pub use principal::{glob_match, Credential, Principal, BOOTSTRAP_NAME, DEV_NAME};
