@@ -64,12 +64,9 @@ impl Gate {
             || (self.config.mode == Mode::Dev && browser::is_loopback_origin(origin))
     }
 
-    /// Refusals a browser could otherwise exploit (see `browser`).
+    /// Pages and rebound names a browser could otherwise use (see `browser`).
     fn browser_refusal(&self, req: &Request) -> Option<Problem> {
         let headers = req.headers();
-        if let Some(why) = browser::preflight_free_body(req.method(), headers) {
-            return Some(Problem::of(ProblemType::UnsupportedMediaType, why));
-        }
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
             if !self.origin_allowed(origin) {
@@ -142,11 +139,15 @@ fn is_event_stream(resp: &Response) -> bool {
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().and_then(|p| catalogue::find(req.method().as_str(), p.as_str()));
+    // On every route: no body a web page can send without a preflight.
+    if let Some(why) = browser::preflight_free_body(req.method(), req.headers()) {
+        return Problem::of(ProblemType::UnsupportedMediaType, why).into_response();
+    }
+    // Unrouted requests (404/405) and open routes (probes) need nothing more.
+    let Some(Access::Scope(scope)) = route.map(|r| r.access) else { return next.run(req).await };
     if let Some(problem) = gate.browser_refusal(&req) {
         return problem.into_response();
     }
-    // Unrouted requests (404/405) and open routes need nothing more.
-    let Some(Access::Scope(scope)) = route.map(|r| r.access) else { return next.run(req).await };
     let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
         let p = Problem::of(ProblemType::Overloaded, "too many requests in flight on this node; retry shortly");
         return retry_after(p.into_response(), Duration::from_secs(1));

@@ -30,6 +30,8 @@ pub struct ClusterOptions {
     /// Name the processes like StatefulSet pods (HOSTNAME=caxton-N) and let
     /// them derive node id and bootstrap role from that, as on Kubernetes.
     pub statefulset: bool,
+    /// Every node's bootstrap admin key (API keys on); `None`: dev mode.
+    pub admin_key: Option<String>,
 }
 
 impl TestCluster {
@@ -70,6 +72,7 @@ impl TestCluster {
                 ports: Some((free_port(), rpc_port)),
                 rpc_host: Some(ip(i)),
                 env,
+                admin_key: opts.admin_key.clone(),
                 ..Default::default()
             }));
         }

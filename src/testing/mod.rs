@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 pub use cluster::{ClusterOptions, TestCluster};
 pub use in_process::InProcessNode;
-pub use node::{ask, deploy, NodeOptions, TestNode};
+pub use node::{ask, deploy, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY};
 pub use openai_stub::{last_of_role, OpenAiStub, StubReply};
 
 /// The `caxton` binary under test.

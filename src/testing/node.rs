@@ -24,6 +24,19 @@ pub struct NodeOptions {
     pub args: Vec<String>,
     /// A data directory copied in before the first start (a fixture).
     pub seed_data: Option<PathBuf>,
+    /// Run with API keys: this is the bootstrap admin key (`CAXTON_ADMIN_KEY`);
+    /// `http` and `cli` present it. `None`: dev mode.
+    pub admin_key: Option<String>,
+}
+
+/// A bootstrap admin key for tests that run a node with keys.
+pub const TEST_ADMIN_KEY: &str = "test-admin-key-0123456789abcdef";
+
+/// An HTTP client that presents `token` as its bearer key.
+pub fn keyed_client(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {token}").parse().unwrap());
+    reqwest::Client::builder().timeout(Duration::from_secs(60)).default_headers(headers).build().unwrap()
 }
 
 pub struct TestNode {
@@ -44,14 +57,11 @@ impl TestNode {
     pub fn spawn_with(opts: NodeOptions) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (api_port, rpc_port) = opts.ports.unwrap_or_else(|| (free_port(), free_port()));
-        let mut node = Self {
-            dir,
-            api_port,
-            rpc_port,
-            child: None,
-            opts,
-            http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+        let http = match &opts.admin_key {
+            Some(key) => keyed_client(key),
+            None => reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
+        let mut node = Self { dir, api_port, rpc_port, child: None, opts, http };
         if let Some(seed) = &node.opts.seed_data {
             copy_dir(seed, &node.data_dir());
         }
@@ -103,6 +113,10 @@ impl TestNode {
         let mut cmd = Command::new(caxton_bin());
         cmd.arg("server").arg("start").arg("--config").arg(self.config_path());
         cmd.args(&self.opts.args);
+        cmd.env_remove("CAXTON_ADMIN_KEY");
+        if let Some(key) = &self.opts.admin_key {
+            cmd.env("CAXTON_ADMIN_KEY", key);
+        }
         for (k, v) in &self.opts.env {
             cmd.env(k, v);
         }
@@ -181,15 +195,29 @@ impl TestNode {
         self.wait_ready().await;
     }
 
-    /// Runs the CLI against this node.
+    /// Runs the CLI against this node (with the admin key, if it has one).
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(caxton_bin())
-            .arg("--server")
-            .arg(self.url(""))
-            .args(args)
-            .env_remove("CAXTON_SERVER")
-            .output()
-            .expect("run caxton CLI")
+        self.cli_as(self.opts.admin_key.as_deref(), args)
+    }
+
+    /// Runs the CLI against this node presenting `key` (`CAXTON_API_KEY`).
+    pub fn cli_as(&self, key: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(caxton_bin());
+        cmd.arg("--server").arg(self.url("")).args(args);
+        // No credentials file of the user running the tests.
+        cmd.env_remove("CAXTON_SERVER").env_remove("CAXTON_API_KEY").env_remove("CAXTON_CREDENTIALS");
+        cmd.env("XDG_CONFIG_HOME", self.dir.path());
+        if let Some(key) = key {
+            cmd.env("CAXTON_API_KEY", key);
+        }
+        cmd.output().expect("run caxton CLI")
+    }
+
+    /// Creates a key through the API (as the admin) and returns its token.
+    pub async fn create_key(&self, body: serde_json::Value) -> String {
+        let (s, v) = self.post_json("/v1/keys", body).await;
+        assert_eq!(s, 201, "creating a key: {v}");
+        v["token"].as_str().unwrap().to_owned()
     }
 
     pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {

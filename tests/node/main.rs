@@ -9,6 +9,9 @@
 mod agent_runtime;
 mod agent_validation;
 mod agents_dir;
+mod auth;
+mod bounds;
+mod browser;
 mod durability;
 mod local_model;
 mod mcp_api;

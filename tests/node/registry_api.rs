@@ -100,7 +100,13 @@ async fn errors_are_problem_json_with_stable_types() {
         assert!(!p["detail"].as_str().unwrap().is_empty());
     };
     let big = "x".repeat(10_000);
-    check(node.http.post(node.url("/v1/agents")).body(big).send().await.unwrap(), 413, "payload-too-large").await;
+    let toml =
+        |body: String| node.http.post(node.url("/v1/agents")).header("content-type", "application/toml").body(body);
+    check(toml(big).send().await.unwrap(), 413, "payload-too-large").await;
+    // A body without a type, or typed as a browser form or text, is what a
+    // web page can send cross-origin without a preflight: refused.
+    check(node.http.post(node.url("/v1/agents")).body("name = 1").send().await.unwrap(), 415, "unsupported-media-type")
+        .await;
     check(node.http.get(node.url("/v1/nothing")).send().await.unwrap(), 404, "route-not-found").await;
     check(node.http.patch(node.url("/v1/agents")).send().await.unwrap(), 405, "method-not-allowed").await;
     check(
@@ -121,7 +127,7 @@ async fn errors_are_problem_json_with_stable_types() {
         "unsupported-media-type",
     )
     .await;
-    check(node.http.post(node.url("/v1/agents")).body("name = 1").send().await.unwrap(), 422, "invalid-agent").await;
+    check(toml("name = 1".into()).send().await.unwrap(), 422, "invalid-agent").await;
     check(node.http.get(node.url("/v1/agents?limit=0")).send().await.unwrap(), 400, "bad-request").await;
 }
 
