@@ -8,6 +8,7 @@
 
 mod cluster;
 mod cluster_identity;
+mod keys;
 mod mcp_api;
 mod memory;
 mod token_streams;

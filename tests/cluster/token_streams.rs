@@ -10,7 +10,7 @@ use caxton::testing::{OpenAiStub, StubReply};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
-const CHUNKS: [&str; 5] = ["Once", " upon", " a", " time", "."];
+pub const CHUNKS: [&str; 5] = ["Once", " upon", " a", " time", "."];
 
 /// Every `data:` payload of an SSE body, until the stream ends or `stop`
 /// says it has what it needs.
@@ -35,9 +35,14 @@ async fn sse_events(
 }
 
 /// The content deltas of an OpenAI chat completion stream, in order.
-async fn completion_chunks(node: &TestNode, prompt: &str) -> Vec<String> {
+pub async fn completion_chunks(node: &TestNode, prompt: &str) -> Vec<String> {
+    completion_chunks_as(&node.http, node, prompt).await
+}
+
+/// The same, asked with `http`'s credentials.
+pub async fn completion_chunks_as(http: &reqwest::Client, node: &TestNode, prompt: &str) -> Vec<String> {
     let body = json!({"model": "storyteller", "stream": true, "messages": [{"role": "user", "content": prompt}]});
-    let resp = node.http.post(node.url("/v1/chat/completions")).json(&body).send().await.unwrap();
+    let resp = http.post(node.url("/v1/chat/completions")).json(&body).send().await.unwrap();
     let events = sse_events(resp, |e| e.data == "[DONE]").await;
     assert_eq!(events.last().map(|e| e.data.as_str()), Some("[DONE]"), "{events:?}");
     let chunks: Vec<Value> =
@@ -52,7 +57,16 @@ async fn completion_chunks(node: &TestNode, prompt: &str) -> Vec<String> {
 }
 
 async fn storyteller_cluster(stub: &OpenAiStub) -> TestCluster {
-    let opts = ClusterOptions { voters: 3, tables: stub.provider_config("stub", ""), ..Default::default() };
+    storyteller_cluster_with(stub, None).await
+}
+
+pub async fn storyteller_cluster_with(stub: &OpenAiStub, admin_key: Option<&str>) -> TestCluster {
+    let opts = ClusterOptions {
+        voters: 3,
+        tables: stub.provider_config("stub", ""),
+        admin_key: admin_key.map(str::to_owned),
+        ..Default::default()
+    };
     let cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;
     let toml = "name = \"storyteller\"\nprovider = \"stub\"\nsystem_prompt = \"You tell stories.\"\n";
