@@ -27,6 +27,8 @@ impl Compose {
         let mut c = Command::new("docker-compose");
         c.args(["-p", &self.project, "-f", &format!("{ROOT}/deploy/docker-compose.yml")]);
         c.env("CAXTON_IMAGE", &self.image).env("CAXTON_CLUSTER_SECRET", "test-secret");
+        // The containers listen on every interface: they need an admin key.
+        c.env("CAXTON_ADMIN_KEY", TEST_ADMIN_KEY);
         for (i, p) in self.ports.iter().enumerate() {
             c.env(format!("CAXTON_PORT_{}", i + 1), p.to_string());
         }
@@ -68,7 +70,11 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
         .arg(&compose.image)
         .env("INCLUDE_MODELS", "0"));
     run(compose.command().args(["up", "-d"]));
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+    let http = {
+        let mut auth = reqwest::header::HeaderMap::new();
+        auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_ADMIN_KEY}").parse().unwrap());
+        reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(auth).build().unwrap()
+    };
 
     let formed = |node: usize| {
         let (http, url) = (http.clone(), compose.url(node, "/v1/cluster/status"));
@@ -98,6 +104,9 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
     .into_iter()
     .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
+    // Exposed on every interface, the API answers only to keys.
+    let anonymous = reqwest::get(compose.url(1, "/v1/agents")).await.unwrap();
+    assert_eq!(anonymous.status(), 401);
 
     // An agent deployed through one container answers through another.
     let agent = "name = \"boxed\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\n";
