@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker bench cluster clean-data help
+.PHONY: all build release image run test models wasm docker pydeps bench cluster clean-data help
 
 all: build
 
@@ -61,6 +61,18 @@ wasm:
 		|| (apt-get update -q && apt-get install -y -q clang lld wasi-libc libclang-rt-dev-wasm32)
 	clang --target=wasm32-wasi -O2 -o examples/mcp-c/upper/upper.wasm examples/mcp-c/upper/upper.c
 
+# The official client SDKs (openai, mcp) the SDK tests drive, in a venv of
+# their own; reinstalled when tests/clients/requirements.txt changes.
+PYENV ?= $(HOME)/.cache/caxton-pyenv
+PYREQ := $(CURDIR)/tests/clients/requirements.txt
+
+pydeps: $(PYENV)/.installed
+
+$(PYENV)/.installed: $(PYREQ)
+	[ -x $(PYENV)/bin/python ] || $(PYTHON) -m venv $(PYENV)
+	$(PYENV)/bin/pip install --quiet --disable-pip-version-check -r $(PYREQ)
+	cp $(PYREQ) $@
+
 # `run` and `cluster` use the dev build (dependencies are optimised in it,
 # see Cargo.toml), which `make test` has already compiled; `make release`
 # builds the optimised binary for deployment.
@@ -83,11 +95,11 @@ docker:
 # Test binaries: tests/node (one node), tests/cluster (several nodes),
 # tests/deploy (image and compose), plus unit tests; one of them alone:
 # `cargo test --test cluster`, one module: `cargo test --test node memory::`.
-test: models wasm docker
+test: models wasm docker pydeps
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
+	CAXTON_TEST_PYTHON=$(PYENV)/bin/python cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
 
 bench: models wasm
 	cargo bench --bench registry

@@ -22,6 +22,7 @@ mod messaging;
 mod openapi_problems;
 mod registry_api;
 mod sample_agent;
+mod sdk_clients;
 mod server_config;
 mod upgrade;
 
