@@ -224,7 +224,7 @@ pub async fn list(
     let viewer = viewer(&ctx, &caller, q.agent.as_deref(), q.workspace.as_deref()).await?;
     let mut entities = ctx.memory.list(&viewer, scope, q.entity_type).await?;
     // Pages in (scope, owner, name) order; `next` resumes after the last.
-    entities.sort_by(|a, b| entity_key(a).cmp(&entity_key(b)));
+    entities.sort_by_key(entity_key);
     if let Some(after) = &q.after {
         entities.retain(|e| entity_key(e) > cursor_key(after));
     }

@@ -193,3 +193,34 @@ async fn the_api_speaks_tls_with_a_configured_certificate() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_lists_come_in_pages() {
+    let node = TestNode::start().await;
+    for name in ["alpha", "beta/with-slash", "gamma"] {
+        let body = json!({"name": name, "entity_type": "t", "observations": []});
+        assert_eq!(node.post_json("/v1/memory/entities", body).await.0, 201);
+    }
+    let (s, first) = node.get("/v1/memory/entities?limit=2").await;
+    assert_eq!(s, 200);
+    let names = |v: &Value| {
+        v["entities"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(names(&first), ["alpha", "beta/with-slash"]);
+    let next = first["next"].as_str().unwrap();
+    let (_, second) = node.get(&format!("/v1/memory/entities?limit=2&after={}", urlencode(next))).await;
+    assert_eq!(names(&second), ["gamma"]);
+    assert!(second.get("next").is_none(), "{second}");
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
