@@ -107,6 +107,7 @@ bench: models wasm
 	cargo bench --bench cluster
 	cargo bench --bench memory
 	cargo bench --bench tools
+	cargo bench --bench auth
 
 cluster: models wasm
 	cargo build --bin caxton

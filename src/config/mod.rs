@@ -9,4 +9,4 @@ pub mod server;
 mod span;
 
 pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
-pub use server::{ConfigError, LogFormat, ServerConfig};
+pub use server::{ConfigError, LogFormat, Secret, ServerConfig};

@@ -68,6 +68,12 @@ impl MessageService {
         if let Some(reply) = self.reply_of(id).await? {
             return Ok(Box::pin(futures::stream::iter([AnswerEvent::Reply(Box::new(reply))])));
         }
+        // Only requests are answered: a stream of anything else would wait
+        // out MAX_ANSWER_WAIT for nothing, holding its client's slot.
+        if message.kind != crate::state::MessageKind::Request {
+            let why = format!("message `{id}` is a {} and gets no reply", message.kind.as_str());
+            return Ok(Box::pin(futures::stream::iter([AnswerEvent::Failed(why)])));
+        }
         if let Relay::Allowed { authorization } = relay {
             if let Some(upstream) = self.owner_stream(&message, authorization).await {
                 return Ok(self.relayed(id.to_owned(), upstream));

@@ -224,3 +224,15 @@ fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_of_a_message_that_gets_no_reply_ends_at_once() {
+    let node = TestNode::start().await;
+    assert_eq!(node.post_toml("/v1/agents", &echo_agent_toml("echo", &["echo"])).await.0, 201);
+    let (s, v) = node.post_json("/v1/messages", json!({"to": "echo", "content": "fyi", "kind": "notification"})).await;
+    assert_eq!(s, 202, "{v}");
+    let id = v["message"]["id"].as_str().unwrap();
+    let r = node.http.get(node.url(&format!("/v1/messages/{id}/stream"))).send().await.unwrap();
+    let body = tokio::time::timeout(Duration::from_secs(10), r.text()).await.expect("the stream ended").unwrap();
+    assert!(body.contains("event: error") && body.contains("gets no reply"), "{body}");
+}
