@@ -166,16 +166,6 @@ pub async fn create(store: &Store, request: NewKey, by: &Principal) -> Result<Cr
         }
     };
     let minted = token::mint();
-    let record = KeyRecord {
-        id: minted.id.clone(),
-        name: request.name.clone(),
-        hash: minted.hash.clone(),
-        grants: grants.clone(),
-        expires_at_ms,
-        created_by: by.name.to_string(),
-        created_at_ms: at_ms,
-        revoked_at_ms: None,
-    };
     let command = CreateKey {
         id: minted.id,
         name: request.name,
@@ -185,6 +175,7 @@ pub async fn create(store: &Store, request: NewKey, by: &Principal) -> Result<Cr
         created_by: by.name.to_string(),
         at_ms,
     };
+    let record = command.record();
     store.propose(command).await?.map_err(KeyError::Exists)?;
     tracing::info!(target: "caxton::audit", key = %by.name, created = %record.name, id = %record.id, "key created");
     Ok(CreatedKey { key: view(&record, at_ms), token: minted.token })

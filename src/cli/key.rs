@@ -6,13 +6,11 @@ use serde_json::{json, Value};
 use super::client::{ApiClient, CliError};
 use super::{table, KeyCommand};
 
+/// A table cell; an empty limit list means "no limit".
 fn cell(v: &Value) -> String {
     match v {
-        Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
         Value::Array(a) if a.is_empty() => "*".into(),
-        Value::Array(a) => a.iter().map(cell).collect::<Vec<_>>().join(","),
-        other => other.to_string(),
+        other => table::cell(other),
     }
 }
 

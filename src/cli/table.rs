@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-fn cell(v: &Value) -> String {
+pub fn cell(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),

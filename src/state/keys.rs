@@ -109,6 +109,20 @@ impl Proposal for CreateKey {
 }
 
 impl CreateKey {
+    /// The record this command stores.
+    pub fn record(&self) -> KeyRecord {
+        KeyRecord {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            hash: self.hash.clone(),
+            grants: self.grants.clone(),
+            expires_at_ms: self.expires_at_ms,
+            created_by: self.created_by.clone(),
+            created_at_ms: self.at_ms,
+            revoked_at_ms: None,
+        }
+    }
+
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let live: bool = ctx.tx.query_row(
             "SELECT EXISTS(SELECT 1 FROM api_keys WHERE name = ?1 AND revoked_at IS NULL)",

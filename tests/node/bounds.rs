@@ -236,3 +236,32 @@ async fn a_stream_of_a_message_that_gets_no_reply_ends_at_once() {
     let body = tokio::time::timeout(Duration::from_secs(10), r.text()).await.expect("the stream ended").unwrap();
     assert!(body.contains("event: error") && body.contains("gets no reply"), "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_at_its_request_cap_sheds_load_with_503() {
+    let stub = OpenAiStub::start().await;
+    stub.respond_with(|_| StubReply::text("done").after(Duration::from_secs(2)));
+    let node = TestNode::start_with(NodeOptions {
+        extra_config: "max_concurrent_requests = 1".into(),
+        tables: stub.provider_config("stub", ""),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(node.post_toml("/v1/agents", &stub_agent("slow")).await.0, 201);
+    let busy = {
+        let (http, url) = (node.http.clone(), node.url("/v1/messages"));
+        tokio::spawn(async move { http.post(url).json(&json!({"to": "slow", "content": "hold"})).send().await })
+    };
+    eventually("the slow request holds the only slot", Duration::from_secs(10), || async {
+        !stub.requests().is_empty()
+    })
+    .await;
+    let r = node.http.get(node.url("/v1/agents")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "https://caxton.dev/problems/overloaded");
+    assert_eq!(node.get("/health").await.0, 200, "probes are not shed");
+    assert_eq!(busy.await.unwrap().unwrap().status(), 200);
+    assert_eq!(node.get("/v1/agents").await.0, 200, "the slot is back");
+}
