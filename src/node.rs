@@ -166,6 +166,7 @@ impl Node {
             queries.clone(),
             mcp_host,
             config.server.data_dir.join("tool-data"),
+            crate::mcp::ToolPolicies::new(config.tools.policy.clone()),
         ));
         if !config.server.tools_dir.is_empty() {
             for (dir, result) in mcp.deploy_dir(std::path::Path::new(&config.server.tools_dir)).await {

@@ -20,10 +20,24 @@ pub struct ServerConfig {
     pub log: LogSection,
     pub models: ModelsSection,
     pub llm: LlmSection,
+    pub tools: ToolsSection,
     /// The bootstrap admin key: `CAXTON_ADMIN_KEY`, else the contents of
     /// `server.admin_key_file`. Never written back out.
     #[serde(skip)]
     pub admin_key: Option<Secret>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolsSection {
+    /// What tool servers are granted, by server name; `default` for the rest.
+    pub policy: BTreeMap<String, crate::mcp::ToolPolicy>,
+}
+
+impl Default for ToolsSection {
+    fn default() -> Self {
+        Self { policy: BTreeMap::from([(crate::mcp::DEFAULT_POLICY.to_owned(), crate::mcp::ToolPolicy::default())]) }
+    }
 }
 
 /// A secret read from the environment or a file; `Debug` hides it.
@@ -297,6 +311,8 @@ impl ServerConfig {
             let leaf = key.rsplit('.').next().unwrap_or(&key).to_owned();
             ConfigError::Syntax { file: name.clone(), line: locate_key(&text, &leaf), key, reason: first_line(&e) }
         })?;
+        // Declaring one server's policy must not drop the default one.
+        config.tools.policy.entry(crate::mcp::DEFAULT_POLICY.to_owned()).or_default();
         // Declaring providers must not make the built-in ones disappear.
         for (name, default) in LlmSection::default().providers {
             config.llm.providers.entry(name).or_insert(default);
@@ -411,6 +427,15 @@ impl ServerConfig {
         }
         for (name, p) in &self.llm.providers {
             p.validate(name).map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
+        }
+        for (name, policy) in &self.tools.policy {
+            if let Some(var) = policy.env.iter().find(|v| v.starts_with(crate::mcp::RESERVED_ENV_PREFIX)) {
+                return Err(invalid(
+                    &format!("tools.policy.{name}.env"),
+                    var,
+                    "CAXTON_* variables are the node's own settings and secrets; they cannot be granted to a tool",
+                ));
+            }
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", &self.log.level, &e.to_string()));

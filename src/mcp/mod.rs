@@ -5,9 +5,11 @@
 mod host;
 mod http;
 mod manifest;
+mod policy;
 mod registry;
 
 pub use host::{CompiledServer, Limits, McpHost, Sandbox, ToolError, ToolInfo};
 pub use http::{is_internal, HttpPolicy};
 pub use manifest::Manifest;
+pub use policy::{ToolPolicies, ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
 pub use registry::{McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};

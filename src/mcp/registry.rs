@@ -10,8 +10,9 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::host::{CompiledServer, McpHost, Sandbox, ToolError, ToolInfo};
+use super::host::{CompiledServer, McpHost, ToolError, ToolInfo};
 use super::manifest::Manifest;
+use super::policy::ToolPolicies;
 use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolServerRow};
 
 /// Largest module accepted (it travels through the Raft log).
@@ -21,6 +22,8 @@ pub const MAX_MODULE_BYTES: usize = 16 << 20;
 pub enum McpError {
     #[error("invalid tool server: {0}")]
     Invalid(String),
+    #[error("tool server `{server}` asks for more than this node's policy grants: {}", .excesses.join("; "))]
+    Refused { server: String, excesses: Vec<String> },
     #[error("no tool server named `{0}`")]
     UnknownServer(String),
     #[error("no tool named `{name}`; available tools: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
@@ -53,16 +56,21 @@ pub struct McpRegistry {
     queries: Queries,
     host: Arc<McpHost>,
     data_root: PathBuf,
+    policies: ToolPolicies,
 }
 
 impl McpRegistry {
-    pub fn new(store: Store, queries: Queries, host: Arc<McpHost>, data_root: PathBuf) -> Self {
-        Self { store, queries, host, data_root }
+    pub fn new(store: Store, queries: Queries, host: Arc<McpHost>, data_root: PathBuf, policies: ToolPolicies) -> Self {
+        Self { store, queries, host, data_root, policies }
     }
 
     /// Validates, compiles and lists the tools here, then replicates.
     pub async fn deploy(&self, manifest_text: &str, module: Vec<u8>) -> Result<ServerRecord, McpError> {
         let manifest = Manifest::parse(manifest_text).map_err(McpError::Invalid)?;
+        let excesses = self.policies.excesses(&manifest);
+        if !excesses.is_empty() {
+            return Err(McpError::Refused { server: manifest.name, excesses });
+        }
         if module.len() > MAX_MODULE_BYTES {
             return Err(McpError::Invalid(format!(
                 "module is {} bytes; the limit is {MAX_MODULE_BYTES}",
@@ -70,7 +78,7 @@ impl McpRegistry {
             )));
         }
         let compiled = self.host.compile(&module)?;
-        let tools = self.host.list_tools(&compiled, manifest.limits()).await?;
+        let tools = self.host.list_tools(&compiled, self.policies.limits(&manifest)).await?;
         let cmd = DeployMcpServer {
             name: manifest.name.clone(),
             manifest: manifest_text.to_owned(),
@@ -157,20 +165,14 @@ impl McpRegistry {
             });
         };
         let (compiled, manifest) = self.load(server).await?;
-        let mut sandbox = Sandbox::default();
-        if manifest.sandbox.data_dir {
-            let dir = self.data_root.join(&manifest.name);
+        // What the manifest asks and this node's policy grants; no more.
+        let (sandbox, data_dir) = self.policies.sandbox(&manifest, &self.data_root);
+        if let Some(dir) = data_dir {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
-            sandbox.preopen = Some(dir);
         }
-        sandbox.http = super::http::HttpPolicy {
-            allow: manifest.sandbox.http_allow.clone(),
-            allow_private: manifest.sandbox.http_allow_private,
-        };
-        sandbox.env =
-            manifest.sandbox.env.iter().filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v))).collect();
-        Ok(self.host.call_tool(&compiled, tool, arguments, manifest.limits(), sandbox).await?)
+        let limits = self.policies.limits(&manifest);
+        Ok(self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await?)
     }
 }
 
@@ -194,7 +196,7 @@ impl crate::problems::Classified for McpError {
     fn problem_type(&self) -> crate::problems::ProblemType {
         use crate::problems::ProblemType;
         match self {
-            Self::Invalid(_) => ProblemType::InvalidToolServer,
+            Self::Invalid(_) | Self::Refused { .. } => ProblemType::InvalidToolServer,
             Self::UnknownServer(_) => ProblemType::ToolServerNotFound,
             Self::UnknownTool { .. } => ProblemType::ToolNotFound,
             Self::Tool(t) => t.problem_type(),
@@ -206,6 +208,7 @@ impl crate::problems::Classified for McpError {
     fn problem_extra(&self) -> Option<serde_json::Value> {
         match self {
             Self::UnknownTool { available, .. } => Some(serde_json::json!({ "available": available })),
+            Self::Refused { excesses, .. } => Some(serde_json::json!({ "excesses": excesses })),
             _ => None,
         }
     }

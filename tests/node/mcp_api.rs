@@ -147,3 +147,46 @@ async fn outside_mcp_clients_use_the_tools_over_streamable_http() {
     assert_eq!(r.status(), 204);
     assert_eq!(send(json!({"jsonrpc": "2.0", "id": 7, "method": "tools/list"})).await.status(), 404);
 }
+
+/// A manifest asks; the node's policy decides. Each excess is named, with the
+/// setting that would grant it, and nothing is deployed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_cannot_grant_itself_secrets_networks_or_limits() {
+    let node = TestNode::start_with(NodeOptions {
+        tables: "[tools.policy.json_query]\nenv = [\"TOOL_REGION\"]\nmax_timeout_ms = 5000\n".into(),
+        ..Default::default()
+    })
+    .await;
+    let module = std::fs::read(repo_path("examples/mcp/json_query/json_query.wasm")).unwrap();
+    let cases = [
+        ("[sandbox]\nenv = [\"CAXTON_CLUSTER_SECRET\"]\n", "`CAXTON_CLUSTER_SECRET` is the node's own setting"),
+        ("[sandbox]\nenv = [\"OPENAI_API_KEY\"]\n", "`OPENAI_API_KEY` is not granted (tools.policy.json_query.env)"),
+        (
+            "[sandbox]\nhttp_allow = [\"169.254.169.254\"]\nhttp_allow_private = true\n",
+            "private networks are not granted",
+        ),
+        ("[limits]\ntimeout_ms = 60000\n", "limits.timeout_ms: 60000 is above the ceiling 5000"),
+    ];
+    for (extra, why) in cases {
+        let manifest = format!("name = \"json_query\"\nversion = \"0.1.0\"\n{extra}");
+        let (s, p) = node.post_json("/v1/mcp-servers", deploy_body(&manifest, &module)).await;
+        assert_eq!(s, 422, "{extra}: {p}");
+        assert_eq!(p["type"], "https://caxton.dev/problems/invalid-tool-server");
+        let excesses = p["extra"]["excesses"].to_string();
+        assert!(excesses.contains(why), "{extra}: {p}");
+    }
+    assert_eq!(node.get("/v1/mcp-servers").await.1["servers"], json!([]), "nothing was deployed");
+    // What the policy grants is accepted.
+    let granted = "name = \"json_query\"\nversion = \"0.1.0\"\n[sandbox]\nenv = [\"TOOL_REGION\"]\n";
+    let (s, p) = node.post_json("/v1/mcp-servers", deploy_body(granted, &module)).await;
+    assert_eq!(s, 201, "{p}");
+
+    // A policy cannot grant the node's own variables either.
+    let mut bad = TestNode::spawn_with(NodeOptions {
+        tables: "[tools.policy.default]\nenv = [\"CAXTON_ADMIN_KEY\"]\n".into(),
+        ..Default::default()
+    });
+    assert_eq!(bad.child.as_mut().unwrap().wait().unwrap().code(), Some(2));
+    let log = bad.log();
+    assert!(log.contains("tools.policy.default.env") && log.contains("CAXTON_ADMIN_KEY"), "{log}");
+}

@@ -1,0 +1,206 @@
+//! What the operator grants tool servers. A manifest only *asks* (for
+//! environment variables, hosts, private networks, `/data`, limits); the
+//! node's `[tools.policy.NAME]` (or `[tools.policy.default]`) decides. A
+//! deploy asking for more is refused naming each excess; and every call runs
+//! with the intersection of the two, so a server deployed before a policy was
+//! tightened (or through another node) still gets no more than this node's
+//! policy allows.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::host::{Limits, Sandbox};
+use super::http::HttpPolicy;
+use super::manifest::Manifest;
+
+/// Prefix of the node's own settings and secrets: never granted to a tool.
+pub const RESERVED_ENV_PREFIX: &str = "CAXTON_";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ToolPolicy {
+    /// Environment variables a tool server may be given (never `CAXTON_*`).
+    pub env: Vec<String>,
+    /// Hosts a server may list in `http_allow`: names, `*.domain`, or `*`
+    /// for any public host (private addresses need `private_network`).
+    pub http_hosts: Vec<String>,
+    /// May reach loopback, private and link-local addresses.
+    pub private_network: bool,
+    /// May have a private `/data` directory.
+    pub data_dir: bool,
+    pub max_memory_mb: u64,
+    pub max_fuel: u64,
+    pub max_timeout_ms: u64,
+    pub max_input_kb: u64,
+    pub max_output_kb: u64,
+}
+
+impl Default for ToolPolicy {
+    fn default() -> Self {
+        Self {
+            env: Vec::new(),
+            http_hosts: vec!["*".into()],
+            private_network: false,
+            data_dir: true,
+            max_memory_mb: 256,
+            max_fuel: 10_000_000_000,
+            max_timeout_ms: 30_000,
+            max_input_kb: 4096,
+            max_output_kb: 4096,
+        }
+    }
+}
+
+/// The name of the policy that applies to servers without their own.
+pub const DEFAULT_POLICY: &str = "default";
+
+/// Every configured policy, by tool-server name.
+#[derive(Debug, Clone, Default)]
+pub struct ToolPolicies {
+    by_server: BTreeMap<String, ToolPolicy>,
+}
+
+fn host_covered(host: &str, granted: &[String]) -> bool {
+    let host = host.to_ascii_lowercase();
+    granted.iter().any(|g| {
+        let g = g.to_ascii_lowercase();
+        g == "*" || g == host || g.strip_prefix("*.").is_some_and(|d| host.ends_with(&format!(".{d}")))
+    })
+}
+
+impl ToolPolicies {
+    pub fn new(by_server: BTreeMap<String, ToolPolicy>) -> Self {
+        Self { by_server }
+    }
+
+    /// The policy for server `name`, and the config key it comes from.
+    pub fn for_server(&self, name: &str) -> (ToolPolicy, String) {
+        match self.by_server.get(name) {
+            Some(p) => (p.clone(), format!("tools.policy.{name}")),
+            None => (
+                self.by_server.get(DEFAULT_POLICY).cloned().unwrap_or_default(),
+                format!("tools.policy.{DEFAULT_POLICY}"),
+            ),
+        }
+    }
+
+    /// What `manifest` asks for beyond its policy, one line per excess.
+    pub fn excesses(&self, manifest: &Manifest) -> Vec<String> {
+        let (p, key) = self.for_server(&manifest.name);
+        let mut out = Vec::new();
+        for var in &manifest.sandbox.env {
+            if var.starts_with(RESERVED_ENV_PREFIX) {
+                out.push(format!("sandbox.env: `{var}` is the node's own setting and is never granted to a tool"));
+            } else if !p.env.contains(var) {
+                out.push(format!("sandbox.env: `{var}` is not granted ({key}.env)"));
+            }
+        }
+        for host in &manifest.sandbox.http_allow {
+            if !host_covered(host, &p.http_hosts) {
+                out.push(format!("sandbox.http_allow: `{host}` is not granted ({key}.http_hosts)"));
+            }
+        }
+        if manifest.sandbox.http_allow_private && !p.private_network {
+            out.push(format!("sandbox.http_allow_private: private networks are not granted ({key}.private_network)"));
+        }
+        if manifest.sandbox.data_dir && !p.data_dir {
+            out.push(format!("sandbox.data_dir: a /data directory is not granted ({key}.data_dir)"));
+        }
+        let l = &manifest.limits;
+        for (field, asked, ceiling) in [
+            ("max_memory_mb", l.max_memory_mb, p.max_memory_mb),
+            ("fuel", l.fuel, p.max_fuel),
+            ("timeout_ms", l.timeout_ms, p.max_timeout_ms),
+            ("max_input_kb", l.max_input_kb, p.max_input_kb),
+            ("max_output_kb", l.max_output_kb, p.max_output_kb),
+        ] {
+            if asked > ceiling {
+                let ceiling_key =
+                    if field == "fuel" || field == "timeout_ms" { format!("max_{field}") } else { field.to_owned() };
+                out.push(format!("limits.{field}: {asked} is above the ceiling {ceiling} ({key}.{ceiling_key})"));
+            }
+        }
+        out
+    }
+
+    /// The limits a call runs with: the manifest's, capped by the policy.
+    pub fn limits(&self, manifest: &Manifest) -> Limits {
+        let (p, _) = self.for_server(&manifest.name);
+        let asked = manifest.limits();
+        Limits {
+            max_memory_bytes: asked.max_memory_bytes.min((p.max_memory_mb as usize) << 20),
+            fuel: asked.fuel.min(p.max_fuel),
+            timeout: asked.timeout.min(Duration::from_millis(p.max_timeout_ms)),
+            max_input_bytes: asked.max_input_bytes.min((p.max_input_kb as usize) << 10),
+            max_output_bytes: asked.max_output_bytes.min((p.max_output_kb as usize) << 10),
+        }
+    }
+
+    /// The sandbox a call runs in: what the manifest asks for and the
+    /// policy grants, nothing else. `data_root` holds the `/data` dirs.
+    pub fn sandbox(&self, manifest: &Manifest, data_root: &std::path::Path) -> (Sandbox, Option<PathBuf>) {
+        let (p, _) = self.for_server(&manifest.name);
+        let env = manifest
+            .sandbox
+            .env
+            .iter()
+            .filter(|k| !k.starts_with(RESERVED_ENV_PREFIX) && p.env.contains(k))
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.clone(), v)))
+            .collect();
+        let allow =
+            manifest.sandbox.http_allow.iter().filter(|h| host_covered(h, &p.http_hosts)).cloned().collect::<Vec<_>>();
+        let http = HttpPolicy { allow, allow_private: manifest.sandbox.http_allow_private && p.private_network };
+        let data = (manifest.sandbox.data_dir && p.data_dir).then(|| data_root.join(&manifest.name));
+        (Sandbox { preopen: data.clone(), env, http }, data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(extra: &str) -> Manifest {
+        Manifest::parse(&format!("name = \"probe\"\nversion = \"1.0.0\"\n{extra}")).unwrap()
+    }
+
+    #[test]
+    fn a_manifest_gets_only_what_the_policy_grants() {
+        let hostile = manifest(
+            "[limits]\nmax_memory_mb = 4096\ntimeout_ms = 600000\n[sandbox]\nenv = [\"CAXTON_CLUSTER_SECRET\", \"OPENAI_API_KEY\", \"LANG\"]\nhttp_allow = [\"10.0.0.1\", \"api.example.com\"]\nhttp_allow_private = true\n",
+        );
+        let mut granted =
+            ToolPolicy { env: vec!["LANG".into()], http_hosts: vec!["*.example.com".into()], ..ToolPolicy::default() };
+        let policies = ToolPolicies::new(BTreeMap::from([(DEFAULT_POLICY.to_owned(), granted.clone())]));
+        let excesses = policies.excesses(&hostile).join("\n");
+        for expected in [
+            "`CAXTON_CLUSTER_SECRET` is the node's own setting",
+            "`OPENAI_API_KEY` is not granted (tools.policy.default.env)",
+            "`10.0.0.1` is not granted (tools.policy.default.http_hosts)",
+            "private networks are not granted",
+            "limits.max_memory_mb: 4096 is above the ceiling 256",
+            "limits.timeout_ms: 600000 is above the ceiling 30000 (tools.policy.default.max_timeout_ms)",
+        ] {
+            assert!(excesses.contains(expected), "missing `{expected}` in:\n{excesses}");
+        }
+        assert!(!excesses.contains("LANG") && !excesses.contains("api.example.com"), "{excesses}");
+        // At call time, the intersection: even a policy naming a CAXTON_ variable gives nothing of it.
+        granted.env.push("CAXTON_CLUSTER_SECRET".into());
+        let policies = ToolPolicies::new(BTreeMap::from([("probe".to_owned(), granted)]));
+        let (sandbox, _) = policies.sandbox(&hostile, std::path::Path::new("/tmp"));
+        assert!(sandbox.env.iter().all(|(k, _)| k != "CAXTON_CLUSTER_SECRET"));
+        assert_eq!(sandbox.http.allow, ["api.example.com"]);
+        assert!(!sandbox.http.allow_private);
+        let limits = policies.limits(&hostile);
+        assert_eq!((limits.max_memory_bytes >> 20, limits.timeout.as_millis()), (256, 30_000));
+    }
+
+    #[test]
+    fn the_default_policy_lets_the_examples_in() {
+        let policies = ToolPolicies::default();
+        let http = manifest("[sandbox]\nhttp_allow = [\"example.com\", \"*.example.com\"]\ndata_dir = true\n");
+        assert_eq!(policies.excesses(&http), Vec::<String>::new());
+    }
+}
