@@ -101,12 +101,14 @@ pub struct ToolInfo {
     pub input_schema: Value,
 }
 
-struct StoreData {
+pub(super) struct StoreData {
     wasi: WasiP1Ctx,
     max_memory: usize,
     denied_growth: bool,
     http: super::http::HttpPolicy,
-    deadline: std::time::Instant,
+    /// When the session's wall-clock limit runs out (host calls that block
+    /// check it: HTTP requests and sleeps).
+    pub(super) deadline: std::time::Instant,
     max_output: usize,
 }
 
@@ -161,6 +163,7 @@ impl McpHost {
         let engine = Engine::new(&engine_config())?;
         let mut linker: Linker<StoreData> = Linker::new(&engine);
         p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
+        super::clock::link(&mut linker)?;
         link_http(&mut linker)?;
         let ticker = engine.weak();
         std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || loop {
@@ -400,6 +403,9 @@ fn classify(e: wasmtime::Error, store: &Store<StoreData>, limits: &Limits, writt
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => ToolError::CpuLimit { fuel: limits.fuel },
         Some(Trap::Interrupt) => ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 },
+        _ if e.downcast_ref::<super::clock::DeadlineReached>().is_some() => {
+            ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 }
+        }
         _ if store.data().denied_growth => ToolError::MemoryLimit { limit_mb: limits.max_memory_bytes >> 20 },
         // The output pipe refuses a write that would pass its capacity.
         _ if written >= limits.max_output_bytes || format!("{e:#}").contains("beyond capacity") => {

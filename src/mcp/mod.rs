@@ -2,6 +2,7 @@
 //! JSON-RPC over stdin/stdout (the MCP stdio transport), run by wasmtime
 //! with no ambient authority and hard limits, deployed through Raft.
 
+mod clock;
 mod host;
 mod http;
 mod manifest;

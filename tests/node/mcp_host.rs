@@ -101,6 +101,36 @@ async fn hostile_modules_are_stopped_by_the_limit_they_hit() {
     assert_eq!(e, ToolError::Timeout { timeout_ms: 200 });
     assert!(started.elapsed() < Duration::from_secs(3));
 
+    // A module that sleeps "forever" (WASI poll_oneoff on a clock, which
+    // epoch interruption cannot stop) is stopped at its timeout, slot freed.
+    let sleeper = |nanos: i64| {
+        wat(&format!(
+            r#"(module
+            (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")
+              (i64.store (i32.const 0) (i64.const 7))
+              (i32.store (i32.const 16) (i32.const 1))
+              (i64.store (i32.const 24) (i64.const {nanos}))
+              (if (i32.ne (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)) (i32.const 0)) (then unreachable))
+              (if (i32.ne (i32.load (i32.const 128)) (i32.const 1)) (then unreachable))
+              (if (i64.ne (i64.load (i32.const 64)) (i64.const 7)) (then unreachable))))"#
+        ))
+    };
+    let forever = host.compile(&sleeper(-1)).unwrap();
+    let short = Limits { timeout: Duration::from_millis(300), ..limits };
+    for _ in 0..3 {
+        let started = Instant::now();
+        let e = host.call_tool(&forever, "x", json!({}), short, Sandbox::default()).await.unwrap_err();
+        assert_eq!(e, ToolError::Timeout { timeout_ms: 300 });
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    }
+    // A short sleep returns normally, with its event (then the module,
+    // which speaks no MCP, is reported as such rather than as a timeout).
+    let nap = host.compile(&sleeper(10_000_000)).unwrap();
+    let e = host.call_tool(&nap, "x", json!({}), short, Sandbox::default()).await.unwrap_err();
+    assert_eq!(e, ToolError::NoInitialize, "{e}");
+
     // A memory bomb is refused at the cap.
     let bomb = host
         .compile(&wat(r#"(module (memory (export "memory") 1)
