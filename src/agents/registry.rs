@@ -70,6 +70,8 @@ impl AgentRegistry {
         let mut available: Vec<String> = BUILTIN_TOOLS.iter().map(|s| s.to_string()).collect();
         for (tool, server) in &deployed {
             available.push(tool.name.clone());
+            // `server/tool` names one server's tool when several offer it.
+            available.push(format!("{server}/{}", tool.name));
             if !available.contains(server) {
                 available.push(server.clone());
             }

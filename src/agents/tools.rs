@@ -23,6 +23,8 @@ pub const BUILTIN_TOOLS: [&str; 4] = [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, ME
 /// Who is calling a tool, for tools that act on the caller's behalf.
 pub struct CallContext<'a> {
     pub agent: &'a str,
+    /// The agent's `tools`: which server a tool call goes to.
+    pub allowlist: &'a [String],
     /// Where this agent's memory lives and what it may see (None: memory off).
     pub memory: Option<(Place, Viewer)>,
     pub conversation_id: &'a str,
@@ -48,11 +50,16 @@ impl Tools {
         if allowlist.iter().all(|t| BUILTIN_TOOLS.contains(&t.as_str())) {
             return Vec::new();
         }
+        let mut seen = std::collections::HashSet::new();
         match self.mcp.tools().await {
             Ok(tools) => tools
                 .into_iter()
-                // An allowlist entry names a tool, or a server (all its tools).
-                .filter(|(t, server)| allowlist.iter().any(|a| a == &t.name || a == server))
+                // An allowlist entry names a tool, a server (all its tools), or `server/tool`.
+                .filter(|(t, server)| {
+                    allowlist.iter().any(|a| a == &t.name || a == server || *a == format!("{server}/{}", t.name))
+                })
+                // Several granted servers may offer one name: the model sees it once.
+                .filter(|(t, _)| seen.insert(t.name.clone()))
                 .map(|(t, _)| ToolSpec { name: t.name, description: t.description, parameters: t.input_schema })
                 .collect(),
             Err(e) => {
@@ -77,7 +84,7 @@ impl Tools {
         match call.name.as_str() {
             ASK_AGENT => self.ask_agent(&call.arguments, ctx).await,
             MEMORY_SEARCH | MEMORY_STORE | MEMORY_RELATE => self.memory_tool(call, ctx).await,
-            other => match self.mcp.call(other, call.arguments.clone()).await {
+            other => match self.mcp.call_granted(other, call.arguments.clone(), ctx.allowlist).await {
                 Ok(result) => {
                     let text =
                         result["content"][0]["text"].as_str().map(str::to_owned).unwrap_or_else(|| result.to_string());

@@ -92,6 +92,7 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
     offered.extend(tools.offered_mcp(&spec.tools).await);
     let ctx = CallContext {
         agent: spec.name.as_str(),
+        allowlist: &spec.tools,
         memory,
         conversation_id: &message.conversation_id,
         hop: message.hop,

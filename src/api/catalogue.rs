@@ -128,7 +128,8 @@ pub const ROUTES: &[Route] = &[
         S::Invoke,
         "post",
         "/v1/tools/{name}/call",
-        &[ANY, JSON_BODY, TOOL, &[P::ToolNotFound, P::ToolServerNotFound]],
+        // Invalid tool server: a tool name two servers offer (name one: `SERVER/TOOL`).
+        &[ANY, JSON_BODY, TOOL, &[P::ToolNotFound, P::ToolServerNotFound, P::InvalidToolServer]],
     ),
     route(S::Invoke, "post", "/mcp", &[JSON_BODY]),
     route(S::Invoke, "delete", "/mcp", &[]),

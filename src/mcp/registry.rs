@@ -28,6 +28,8 @@ pub enum McpError {
     UnknownServer(String),
     #[error("no tool named `{name}`; available tools: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
     UnknownTool { name: String, available: Vec<String> },
+    #[error("tool `{tool}` is offered by several allowlisted servers ({}); name one as `SERVER/{tool}` in the agent's tools", .servers.join(", "))]
+    AmbiguousTool { tool: String, servers: Vec<String> },
     #[error(transparent)]
     Tool(#[from] ToolError),
     #[error(transparent)]
@@ -77,12 +79,13 @@ impl McpRegistry {
                 module.len()
             )));
         }
-        let compiled = self.host.compile(&module)?;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(&module);
+        let compiled = self.compile(module).await?;
         let tools = self.host.list_tools(&compiled, self.policies.limits(&manifest)).await?;
         let cmd = DeployMcpServer {
             name: manifest.name.clone(),
             manifest: manifest_text.to_owned(),
-            module: base64::engine::general_purpose::STANDARD.encode(&module),
+            module: encoded,
             tools: serde_json::to_string(&tools).unwrap_or_default(),
             at_ms: chrono::Utc::now().timestamp_millis(),
         };
@@ -152,19 +155,63 @@ impl McpRegistry {
         }
         let module = self.queries.tool_server_module(server).await?;
         let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        Ok((self.host.compile(&module)?, manifest))
+        Ok((self.compile(module).await?, manifest))
     }
 
-    /// Calls a tool by name, on whichever server provides it.
+    /// Cranelift compilation takes CPU for a while: never on an async
+    /// worker, where it would stall the node's Raft heartbeats.
+    async fn compile(&self, module: Vec<u8>) -> Result<CompiledServer, McpError> {
+        let host = self.host.clone();
+        let compiled = tokio::task::spawn_blocking(move || host.compile(&module))
+            .await
+            .map_err(|e| McpError::Tool(ToolError::Trap(format!("compilation stopped: {e}"))))?;
+        Ok(compiled?)
+    }
+
+    /// Calls a tool by name, on whichever server provides it (the REST and
+    /// MCP front doors; `SERVER/TOOL` picks one server).
     pub async fn call(&self, tool: &str, arguments: Value) -> Result<Value, McpError> {
-        let tools = self.tools().await?;
-        let Some((_, server)) = tools.iter().find(|(t, _)| t.name == tool) else {
-            return Err(McpError::UnknownTool {
-                name: tool.to_owned(),
-                available: tools.iter().map(|(t, _)| t.name.clone()).collect(),
-            });
+        self.call_granted(tool, arguments, &[]).await
+    }
+
+    /// Calls `tool` on the server an agent's `allowlist` grants it from: an
+    /// entry naming the server (`SERVER` or `SERVER/TOOL`) wins over one
+    /// naming only the tool, so a server deployed later that offers the same
+    /// tool name cannot take an agent's calls. An empty allowlist grants
+    /// every server. Two servers granted alike is an error, never a guess.
+    pub async fn call_granted(&self, tool: &str, arguments: Value, allowlist: &[String]) -> Result<Value, McpError> {
+        let (server_hint, tool) = match tool.split_once('/') {
+            Some((server, tool)) => (Some(server), tool),
+            None => (None, tool),
         };
-        let (compiled, manifest) = self.load(server).await?;
+        let tools = self.tools().await?;
+        let offering: Vec<&String> = tools
+            .iter()
+            .filter(|(t, s)| t.name == tool && server_hint.is_none_or(|h| h == s))
+            .map(|(_, s)| s)
+            .collect();
+        let by_server: Vec<&String> = offering
+            .iter()
+            .copied()
+            .filter(|s| allowlist.iter().any(|a| a == *s || *a == format!("{s}/{tool}")))
+            .collect();
+        let candidates = if by_server.is_empty() { offering } else { by_server };
+        let server = match candidates.as_slice() {
+            [] => {
+                return Err(McpError::UnknownTool {
+                    name: tool.to_owned(),
+                    available: tools.iter().map(|(t, _)| t.name.clone()).collect(),
+                })
+            }
+            [one] => (*one).clone(),
+            several => {
+                return Err(McpError::AmbiguousTool {
+                    tool: tool.to_owned(),
+                    servers: several.iter().map(|s| s.to_string()).collect(),
+                })
+            }
+        };
+        let (compiled, manifest) = self.load(&server).await?;
         // What the manifest asks and this node's policy grants; no more.
         let (sandbox, data_dir) = self.policies.sandbox(&manifest, &self.data_root);
         if let Some(dir) = data_dir {
@@ -199,6 +246,7 @@ impl crate::problems::Classified for McpError {
             Self::Invalid(_) | Self::Refused { .. } => ProblemType::InvalidToolServer,
             Self::UnknownServer(_) => ProblemType::ToolServerNotFound,
             Self::UnknownTool { .. } => ProblemType::ToolNotFound,
+            Self::AmbiguousTool { .. } => ProblemType::InvalidToolServer,
             Self::Tool(t) => t.problem_type(),
             Self::Write(w) => w.problem_type(),
             Self::Read(r) => r.problem_type(),
