@@ -11,6 +11,7 @@ mod cluster_identity;
 mod keys;
 mod mcp_api;
 mod memory;
+mod rpc_limits;
 mod token_streams;
 
 /// `caxton::testing` finds the binary at run time; unless `CAXTON_TEST_BIN`

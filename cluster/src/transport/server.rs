@@ -1,6 +1,7 @@
 //! The receiving side of node-to-node RPC: every request is authorised
-//! (secret, cluster id, incarnation) before openraft or the application sees
-//! it, and runs in a span carrying the caller's trace id.
+//! (secret, cluster id, incarnation) from its headers before its body is
+//! read, bodies are capped per RPC kind, and each runs in a span carrying the
+//! caller's trace id.
 
 // Handlers short-circuit with an axum `Response`, the type they answer with.
 #![allow(clippy::result_large_err)]
@@ -30,8 +31,18 @@ pub(crate) struct RpcState {
     pub identity: Arc<ClusterIdentity>,
 }
 
-/// Snapshots travel in one body; the cap protects against a hostile peer.
-const MAX_RPC_BODY: usize = 1 << 30;
+/// Body limits per RPC kind, checked only after the caller is authorised
+/// (the authorisation layer answers before any body byte is read).
+mod limits {
+    /// A vote, or a membership request: a few hundred bytes.
+    pub const SMALL: usize = 64 << 10;
+    /// A batch of log entries.
+    pub const APPEND: usize = 256 << 20;
+    /// A forwarded write: one command (a tool module of 16 MiB, base64).
+    pub const WRITE: usize = 64 << 20;
+    /// A whole snapshot travels in one body.
+    pub const SNAPSHOT: usize = 1 << 30;
+}
 
 /// Serves cluster RPC on `listener` until `stop`, letting requests in
 /// flight finish.
@@ -43,14 +54,34 @@ pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: Cancella
 }
 
 fn router(state: Arc<RpcState>) -> Router {
+    // A declared Content-Length over the limit is refused (413) before any
+    // body byte is read; a streamed body is cut at the limit.
+    let limited = |route: axum::routing::MethodRouter<Arc<RpcState>>, limit: usize| {
+        route
+            .layer::<_, std::convert::Infallible>(tower_http::limit::RequestBodyLimitLayer::new(limit))
+            .layer(DefaultBodyLimit::max(limit))
+    };
     Router::new()
-        .route(paths::APPEND, post(append))
-        .route(paths::VOTE, post(vote))
-        .route(paths::SNAPSHOT, post(snapshot))
-        .route(paths::WRITE, post(write))
-        .route(paths::ADMIN, post(admin))
-        .layer(DefaultBodyLimit::max(MAX_RPC_BODY))
+        .route(paths::APPEND, limited(post(append), limits::APPEND))
+        .route(paths::VOTE, limited(post(vote), limits::SMALL))
+        .route(paths::SNAPSHOT, limited(post(snapshot), limits::SNAPSHOT))
+        .route(paths::WRITE, limited(post(write), limits::WRITE))
+        .route(paths::ADMIN, limited(post(admin), limits::SMALL))
+        // Runs before the handlers' extractors: a stranger is answered from
+        // the headers alone, and its body is never read.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), authorized))
         .with_state(state)
+}
+
+async fn authorized(
+    State(s): State<Arc<RpcState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorize(&s, req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => refused,
+    }
 }
 
 /// A request must carry the cluster secret (when one is set) and come from
@@ -104,9 +135,6 @@ where
     F: FnOnce(Raft, Req) -> Fut,
     Fut: std::future::Future<Output = Resp>,
 {
-    if let Err(r) = authorize(s, headers) {
-        return r;
-    }
     match decode_body(body) {
         Ok(req) => encoded(&f(s.raft.clone(), req).instrument(span_for(headers, rpc)).await),
         Err(r) => r,
@@ -128,9 +156,6 @@ async fn snapshot(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Byte
 /// A write forwarded by a follower. Never forwarded again from here: if this
 /// node is not the leader either, the caller learns who is and retries.
 async fn write(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
-        return r;
-    }
     let payload: Payload = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
