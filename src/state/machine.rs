@@ -58,8 +58,12 @@ impl Application for CaxtonState {
     }
 
     fn apply(&self, tx: &Transaction<'_>, index: u64, command: Command) -> rusqlite::Result<Response> {
-        let mut staged = self.staged.lock().unwrap_or_else(|p| p.into_inner());
-        command.apply(&mut ApplyCtx { tx, index, stage: &mut staged })
+        // Effects are staged only for a command that applied: one whose apply
+        // failed is rolled back by the state machine, and announces nothing.
+        let mut own = Vec::new();
+        let response = command.apply(&mut ApplyCtx { tx, index, stage: &mut own })?;
+        self.staged.lock().unwrap_or_else(|p| p.into_inner()).extend(own);
+        Ok(response)
     }
 
     fn committed(&self) {

@@ -183,6 +183,9 @@ impl<A: Application> Cluster<A> {
                     // Read-your-writes on every node: a forwarded write
                     // returns once this node's replica has applied it too.
                     self.wait_applied(index, WRITE_DEADLINE).await;
+                    if let Some(why) = crate::storage::failure_of(&reply) {
+                        return Err(WriteError::Rejected(why));
+                    }
                     return Ok(codec::decode_app(&reply.0)?);
                 }
                 Err(e) => return Err(e),

@@ -8,5 +8,7 @@
 pub(crate) mod log_store;
 pub(crate) mod state_machine;
 
+pub(crate) use state_machine::failure_of;
+
 #[cfg(test)]
 mod storage_suite;

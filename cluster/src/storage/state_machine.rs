@@ -135,13 +135,7 @@ impl<A: Application> StateMachine<A> {
                 last = Some(entry.log_id);
                 let reply = match entry.payload {
                     EntryPayload::Blank => Reply::default(),
-                    EntryPayload::Normal(payload) => {
-                        let command: A::Command =
-                            codec::decode_app(&payload.0).map_err(|e| sm_err(ErrorVerb::Read, e))?;
-                        let response =
-                            app.apply(&tx, entry.log_id.index, command).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-                        Reply(codec::encode_app(&response))
-                    }
+                    EntryPayload::Normal(payload) => apply_entry(&*app, &tx, entry.log_id.index, &payload.0)?,
                     EntryPayload::Membership(m) => {
                         write_meta(&tx, "membership", &StoredMembership::new(Some(entry.log_id), m))
                             .map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -160,6 +154,90 @@ impl<A: Application> StateMachine<A> {
         }
         result
     }
+}
+
+/// The reply of an entry that no replica could apply. Every replica reaches
+/// the same verdict (decoding and a deterministic failure of `apply` depend
+/// only on the entry and the state before it), records it, and goes on: one
+/// bad entry must not halt the cluster, again at every restart.
+const FAILED: &[u8] = b"\0caxton-entry-failed\0";
+
+fn failed(index: u64, why: String) -> Reply {
+    tracing::error!(index, reason = %why, "a log entry could not be applied; recorded as failed, the replica goes on");
+    Reply([FAILED, why.as_bytes()].concat())
+}
+
+/// Why the entry behind `reply` failed, if it did.
+pub(crate) fn failure_of(reply: &Reply) -> Option<String> {
+    reply.0.strip_prefix(FAILED).map(|why| String::from_utf8_lossy(why).into_owned())
+}
+
+/// Whether `apply` failed because of the entry itself (the same on every
+/// replica) rather than the node's disk or memory, which must stop the
+/// node so the entry is applied again once it is healthy.
+fn deterministic(e: &rusqlite::Error) -> bool {
+    use rusqlite::ErrorCode as C;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            matches!(
+                f.code,
+                C::ConstraintViolation | C::TypeMismatch | C::TooBig | C::ApiMisuse | C::ParameterOutOfRange
+            )
+        }
+        rusqlite::Error::FromSqlConversionFailure(..)
+        | rusqlite::Error::IntegralValueOutOfRange(..)
+        | rusqlite::Error::Utf8Error(..)
+        | rusqlite::Error::NulError(..)
+        | rusqlite::Error::InvalidParameterName(..)
+        | rusqlite::Error::InvalidColumnIndex(..)
+        | rusqlite::Error::InvalidColumnName(..)
+        | rusqlite::Error::InvalidColumnType(..)
+        | rusqlite::Error::ToSqlConversionFailure(..)
+        | rusqlite::Error::QueryReturnedNoRows
+        | rusqlite::Error::ExecuteReturnedResults
+        | rusqlite::Error::InvalidParameterCount(..)
+        | rusqlite::Error::StatementChangedRows(..)
+        | rusqlite::Error::SqlInputError { .. } => true,
+        _ => false,
+    }
+}
+
+/// Applies one command inside a savepoint, so a failed one leaves nothing.
+fn apply_entry<A: Application>(
+    app: &A,
+    tx: &rusqlite::Transaction<'_>,
+    index: u64,
+    payload: &[u8],
+) -> Result<Reply, StorageError> {
+    let command: A::Command = match codec::decode_app(payload) {
+        Ok(c) => c,
+        Err(e) => return count_failure(tx, index, format!("the entry cannot be decoded by this version: {e}")),
+    };
+    tx.execute_batch("SAVEPOINT entry").map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    match app.apply(tx, index, command) {
+        Ok(response) => {
+            tx.execute_batch("RELEASE entry").map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            Ok(Reply(codec::encode_app(&response)))
+        }
+        Err(e) if deterministic(&e) => {
+            tx.execute_batch("ROLLBACK TO entry; RELEASE entry").map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            count_failure(tx, index, format!("applying the entry failed: {e}"))
+        }
+        Err(e) => Err(sm_err(ErrorVerb::Write, e)),
+    }
+}
+
+fn count_failure(tx: &rusqlite::Transaction<'_>, index: u64, why: String) -> Result<Reply, StorageError> {
+    let count = read_meta::<u64>(tx, "failed_entries").map_err(|e| sm_err(ErrorVerb::Read, e))?.unwrap_or(0);
+    write_meta(tx, "failed_entries", &(count + 1)).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    Ok(failed(index, why))
+}
+
+/// Entries recorded as failed on this replica so far (kept in `_raft_meta`;
+/// read by tests until the metrics expose it).
+#[cfg(test)]
+pub(crate) fn failed_entries(conn: &Connection) -> rusqlite::Result<u64> {
+    Ok(read_meta::<u64>(conn, "failed_entries")?.unwrap_or(0))
 }
 
 pub struct SnapshotBuilder {
