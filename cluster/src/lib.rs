@@ -16,6 +16,7 @@ mod membership;
 mod node;
 pub mod placement;
 mod replica;
+mod sealed_gossip;
 mod storage;
 mod transport;
 mod types;

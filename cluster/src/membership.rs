@@ -93,6 +93,9 @@ pub struct GossipConfig {
     /// host:port entries; DNS names are re-resolved (headless services).
     pub seeds: Vec<String>,
     pub interval: Duration,
+    /// Seals every datagram with a key derived from it (see `sealed_gossip`);
+    /// `None` (loopback development only): plain chitchat.
+    pub secret: Option<String>,
 }
 
 impl GossipConfig {
@@ -104,6 +107,7 @@ impl GossipConfig {
             advertise: config.advertise_gossip.unwrap_or(listen),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
+            secret: config.secret.clone(),
         }
     }
 }
@@ -148,7 +152,7 @@ impl Gossip {
         };
         let chitchat_config = ChitchatConfig {
             chitchat_id: id,
-            cluster_id: config.cluster_name,
+            cluster_id: config.cluster_name.clone(),
             gossip_interval: config.interval,
             listen_addr: config.listen,
             seed_nodes: config.seeds,
@@ -158,9 +162,15 @@ impl Gossip {
             extra_liveness_predicate: None,
             protocol_version: chitchat::ProtocolVersion::V0,
         };
-        let handle = spawn_chitchat(chitchat_config, initial, &UdpTransport)
-            .await
-            .map_err(|e| GossipError::Chitchat(format!("{e:#}")))?;
+        let handle = match &config.secret {
+            Some(secret) => {
+                let sealed =
+                    crate::sealed_gossip::SealedTransport::new(secret, &config.cluster_name, Default::default());
+                spawn_chitchat(chitchat_config, initial, &sealed).await
+            }
+            None => spawn_chitchat(chitchat_config, initial, &UdpTransport).await,
+        }
+        .map_err(|e| GossipError::Chitchat(format!("{e:#}")))?;
         Ok(Self { handle })
     }
 

@@ -79,3 +79,48 @@ async fn two_clusters_that_meet_through_gossip_stay_apart() {
     let r = a.http.post(&rpc).header("x-caxton-cluster-id", &id_a).body(vec![0u8; 4]).send().await.unwrap();
     assert_eq!(r.status(), 400, "its own cluster gets past the check (and fails decoding garbage)");
 }
+
+/// A joining node (bootstrap false, gossip on `gossip`, seeded with `seed`).
+fn joiner(node_id: u64, gossip: u16, seed: u16) -> NodeOptions {
+    NodeOptions {
+        cluster_extra: format!(
+            "node_id = {node_id}\nbootstrap = \"false\"\nvoters = 3\ngossip_interval_ms = 100\ndead_grace_ms = 1500\ngossip_listen = \"127.0.0.1:{gossip}\"\nseeds = [\"127.0.0.1:{seed}\"]\n"
+        ),
+        ..Default::default()
+    }
+}
+
+/// Gossip is sealed with the cluster secret: a node with another secret (or
+/// none) that gossips to a member is never seen, never made a learner, and
+/// gets no log entry; one with the secret joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_admits_only_nodes_that_hold_the_cluster_secret() {
+    let secret = |s: &str| vec![("CAXTON_CLUSTER_SECRET".to_owned(), s.to_owned())];
+    let (gossip_a, gossip_x, gossip_y, gossip_b) = (free_udp_port(), free_udp_port(), free_udp_port(), free_udp_port());
+    let a =
+        TestNode::start_with(NodeOptions { env: secret("right-secret"), ..founder(1, gossip_a, &[gossip_a]) }).await;
+    assert_eq!(a.post_toml("/v1/agents", &agent_toml("members-only", "x")).await.0, 201);
+    let stranger = TestNode::spawn_with(NodeOptions { env: secret("wrong-secret"), ..joiner(2, gossip_x, gossip_a) });
+    let plain = TestNode::spawn_with(joiner(3, gossip_y, gossip_a));
+    eventually("the member drops the strangers' gossip", Duration::from_secs(20), || async {
+        a.log().contains("dropped gossip datagrams that did not open")
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, members) = a.get("/v1/cluster/members").await;
+    let ids: Vec<u64> = members["members"].as_array().unwrap().iter().map(|m| m["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, [1], "the strangers are not members, not even as gossip peers: {members}");
+    let quick = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    for s in [&stranger, &plain] {
+        let seen = quick.get(s.url("/v1/agents/members-only")).send().await.map(|r| r.status().as_u16());
+        assert!(!matches!(seen, Ok(200)), "a stranger holds the cluster's log: {seen:?}");
+    }
+
+    // The same node with the secret joins and gets the log.
+    let member =
+        TestNode::start_with(NodeOptions { env: secret("right-secret"), ..joiner(4, gossip_b, gossip_a) }).await;
+    eventually("the node with the secret joins and applies the log", Duration::from_secs(30), || async {
+        member.get("/v1/agents/members-only").await.0 == 200
+    })
+    .await;
+}
