@@ -52,16 +52,7 @@ async fn cluster_config(
     rpc_addr: SocketAddr,
 ) -> anyhow::Result<ClusterConfig> {
     let c = &config.cluster;
-    let secret = match std::env::var("CAXTON_CLUSTER_SECRET") {
-        Ok(s) if !s.is_empty() => Some(s),
-        _ if !c.secret_file.is_empty() => Some(
-            std::fs::read_to_string(&c.secret_file)
-                .with_context(|| format!("cluster.secret_file = {:?}: cannot read", c.secret_file))?
-                .trim()
-                .to_owned(),
-        ),
-        _ => None,
-    };
+    let secret = config.cluster_secret.as_ref().map(|s| s.expose().to_owned());
     let or = |s: &str, d: String| if s.is_empty() { d } else { s.to_owned() };
     // `--advertise HOST` names the host; each port comes from its listener.
     let advertised = |addr: SocketAddr| {

@@ -25,6 +25,10 @@ pub struct ServerConfig {
     /// `server.admin_key_file`. Never written back out.
     #[serde(skip)]
     pub admin_key: Option<Secret>,
+    /// The cluster secret: `CAXTON_CLUSTER_SECRET`, else the contents of
+    /// `cluster.secret_file`. Never written back out.
+    #[serde(skip)]
+    pub cluster_secret: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -319,6 +323,7 @@ impl ServerConfig {
         }
         config.validate()?;
         config.admin_key = admin_key(&config.server.admin_key_file, &lookup)?;
+        config.cluster_secret = cluster_secret(&config.cluster.secret_file, &lookup)?;
         config.check_exposure()?;
         config.resolve_ordinal(|| lookup("HOSTNAME").or_else(system_hostname))?;
         Ok(config)
@@ -444,8 +449,29 @@ impl ServerConfig {
     }
 
     /// A node others can reach must know its admin key: without one it
-    /// would serve everyone (dev mode is for loopback only).
+    /// would serve everyone (dev mode is for loopback only). Likewise its
+    /// cluster ports need the cluster secret, which authenticates RPC and
+    /// seals gossip.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.cluster_secret.is_none() {
+            let gossip = (!self.cluster.gossip_listen.is_empty())
+                .then(|| parse_addr("cluster.gossip_listen", &self.cluster.gossip_listen))
+                .transpose()?;
+            for (key, value, addr) in [
+                ("cluster.rpc_listen", &self.cluster.rpc_listen, Some(self.rpc_addr())),
+                ("cluster.gossip_listen", &self.cluster.gossip_listen, gossip),
+            ] {
+                if addr.is_some_and(|a| !a.ip().is_loopback()) {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        value: value.clone(),
+                        reason: "not a loopback address, and no cluster secret is configured: set \
+                                 CAXTON_CLUSTER_SECRET or cluster.secret_file (the same on every node)"
+                            .into(),
+                    });
+                }
+            }
+        }
         let addr = self.listen_addr();
         if self.admin_key.is_none() && !addr.ip().is_loopback() {
             return Err(ConfigError::Invalid {
@@ -490,6 +516,22 @@ impl ServerConfig {
         let defaults = toml::Table::try_from(ServerConfig::default()).expect("defaults serialize to a table");
         env::all_variables(&defaults)
     }
+}
+
+/// `CAXTON_CLUSTER_SECRET`, else the trimmed contents of `file`.
+fn cluster_secret(file: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, ConfigError> {
+    if let Some(s) = lookup("CAXTON_CLUSTER_SECRET").filter(|s| !s.is_empty()) {
+        return Ok(Some(Secret(s)));
+    }
+    if file.is_empty() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        key: "cluster.secret_file".into(),
+        value: file.into(),
+        reason: format!("cannot read the cluster secret: {e}"),
+    })?;
+    Ok(Some(Secret(text.trim().to_owned())).filter(|s| !s.0.is_empty()))
 }
 
 /// `CAXTON_ADMIN_KEY`, else the trimmed contents of `file`.

@@ -346,6 +346,16 @@ async fn a_node_others_can_reach_needs_an_admin_key() {
         "{log}"
     );
 
+    // Its cluster ports need the cluster secret in the same way.
+    let mut rpc = TestNode::spawn_with(NodeOptions {
+        admin_key: Some(TEST_ADMIN_KEY.into()),
+        env: vec![("CAXTON_CLUSTER_RPC_LISTEN".into(), "0.0.0.0:0".into())],
+        ..Default::default()
+    });
+    assert_eq!(rpc.child.as_mut().unwrap().wait().unwrap().code(), Some(2));
+    let log = rpc.log();
+    assert!(log.contains("cluster.rpc_listen") && log.contains("CAXTON_CLUSTER_SECRET"), "{log}");
+
     let mut short = TestNode::spawn_with(NodeOptions { admin_key: Some("short".into()), ..Default::default() });
     assert_eq!(short.child.as_mut().unwrap().wait().unwrap().code(), Some(2));
     let log = short.log();
