@@ -97,8 +97,8 @@ pub enum ServerCommand {
 
 #[derive(Debug, Args, Clone)]
 pub struct StartArgs {
-    /// Server config file (TOML).
-    #[arg(long, short)]
+    /// Server config file (TOML); also `CAXTON_CONFIG_PATH` (a ConfigMap on Kubernetes).
+    #[arg(long, short, env = "CAXTON_CONFIG_PATH")]
     pub config: Option<PathBuf>,
     /// Data directory (overrides server.data_dir).
     #[arg(long)]

@@ -6,7 +6,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 fn every_variable_in_the_deploy_files_is_one_the_server_reads() {
     let known: Vec<String> = caxton::config::ServerConfig::env_variables().into_iter().map(|(_, v)| v).collect();
     // Read by the node itself rather than mapped to a config key.
-    let special = ["CAXTON_CLUSTER_SECRET", "CAXTON_ADMIN_KEY"];
+    let special = ["CAXTON_CLUSTER_SECRET", "CAXTON_ADMIN_KEY", "CAXTON_CONFIG_PATH"];
     let files = [
         "deploy/Dockerfile",
         "deploy/docker-compose.yml",

@@ -73,3 +73,20 @@ fn configuration_doc_lists_every_key_and_variable() {
         assert!(doc.contains(&format!("`{var}`")), "docs/configuration.md lacks variable {var}");
     }
 }
+
+/// `CAXTON_CONFIG_PATH` names the config file (a ConfigMap on Kubernetes)
+/// when `--config` is not given.
+#[test]
+fn the_config_file_can_come_from_caxton_config_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("from-env.toml");
+    std::fs::write(&file, "[server]\nlisten = \"nowhere\"\n").unwrap();
+    let out = std::process::Command::new(caxton::testing::caxton_bin())
+        .args(["server", "start"])
+        .env("CAXTON_CONFIG_PATH", &file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("server.listen") && err.contains("nowhere"), "{err}");
+}
