@@ -40,3 +40,26 @@ async fn strangers_are_refused_before_their_body_is_read_and_bodies_are_capped_p
     // The node is unharmed.
     assert_eq!(node.get("/health").await.0, 200);
 }
+
+/// An admitted peer that trickles its body slower than its RPC kind allows
+/// (a vote: 5 s) is answered with an error instead of holding the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_arrives_is_given_up_on() {
+    let node = TestNode::start_with(NodeOptions {
+        env: vec![("CAXTON_CLUSTER_SECRET".into(), SECRET.into())],
+        ..Default::default()
+    })
+    .await;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", node.rpc_port)).await.unwrap();
+    let head = format!(
+        "POST /raft/vote HTTP/1.1\r\nHost: peer\r\nContent-Length: 100\r\nx-caxton-cluster-secret: {SECRET}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&[0u8; 10]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await.expect("answered").unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
+}

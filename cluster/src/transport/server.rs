@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
@@ -44,29 +45,70 @@ mod limits {
     pub const SNAPSHOT: usize = 1 << 30;
 }
 
+/// How long a peer may take to send its request headers (also how long an
+/// idle connection is kept between requests).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a peer may take to send a body, per RPC kind.
+mod body_timeouts {
+    use std::time::Duration;
+    pub const SMALL: Duration = Duration::from_secs(5);
+    pub const APPEND: Duration = Duration::from_secs(60);
+    pub const WRITE: Duration = Duration::from_secs(60);
+    pub const SNAPSHOT: Duration = Duration::from_secs(600);
+}
+
 /// Serves cluster RPC on `listener` until `stop`, letting requests in
-/// flight finish.
+/// flight finish. Own accept loop (not `axum::serve`) for the header
+/// deadline: a peer that never finishes its headers is cut off.
 pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: CancellationToken) {
-    let serve = axum::serve(listener, router(Arc::new(state))).with_graceful_shutdown(stop.cancelled_owned());
-    if let Err(e) = serve.await {
-        tracing::error!(error = %e, "cluster RPC server failed");
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let router = router(Arc::new(state));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a cluster RPC connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let (router, watcher) = (router.clone(), graceful.watcher());
+        tokio::spawn(async move {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+            let service = hyper_util::service::TowerToHyperService::new(router);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(error = %e, "cluster RPC connection ended with an error");
+            }
+        });
     }
+    drop(listener);
+    graceful.shutdown().await;
 }
 
 fn router(state: Arc<RpcState>) -> Router {
     // A declared Content-Length over the limit is refused (413) before any
     // body byte is read; a streamed body is cut at the limit.
-    let limited = |route: axum::routing::MethodRouter<Arc<RpcState>>, limit: usize| {
+    // A body trickled slower than its kind allows is cut off.
+    let limited = |route: axum::routing::MethodRouter<Arc<RpcState>>, limit: usize, time: Duration| {
         route
             .layer::<_, std::convert::Infallible>(tower_http::limit::RequestBodyLimitLayer::new(limit))
+            .layer::<_, std::convert::Infallible>(tower_http::timeout::RequestBodyTimeoutLayer::new(time))
             .layer(DefaultBodyLimit::max(limit))
     };
     Router::new()
-        .route(paths::APPEND, limited(post(append), limits::APPEND))
-        .route(paths::VOTE, limited(post(vote), limits::SMALL))
-        .route(paths::SNAPSHOT, limited(post(snapshot), limits::SNAPSHOT))
-        .route(paths::WRITE, limited(post(write), limits::WRITE))
-        .route(paths::ADMIN, limited(post(admin), limits::SMALL))
+        .route(paths::APPEND, limited(post(append), limits::APPEND, body_timeouts::APPEND))
+        .route(paths::VOTE, limited(post(vote), limits::SMALL, body_timeouts::SMALL))
+        .route(paths::SNAPSHOT, limited(post(snapshot), limits::SNAPSHOT, body_timeouts::SNAPSHOT))
+        .route(paths::WRITE, limited(post(write), limits::WRITE, body_timeouts::WRITE))
+        .route(paths::ADMIN, limited(post(admin), limits::SMALL, body_timeouts::SMALL))
         // Runs before the handlers' extractors: a stranger is answered from
         // the headers alone, and its body is never read.
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorized))
