@@ -59,6 +59,11 @@ async fn snapshot_and_compaction_then_restart() {
     })
     .await;
     assert!(node.data_dir().join("snapshots/current.db").exists());
+    // kill -9 right after the purge: the snapshot and the replica behind it
+    // were made durable before the log was cut.
+    node.kill();
+    node.restart().await;
+    assert_eq!(node.agent_names().await.len(), 50);
 
     // Writes after the snapshot live only in the log tail.
     for i in 0..5 {

@@ -77,12 +77,17 @@ impl SnapshotDir {
         self.dir.join(format!("incoming-{tag}-{}.db", std::process::id()))
     }
 
-    /// Publishes a finished snapshot file atomically (rename), then its meta.
+    /// Publishes a finished snapshot file atomically (rename), then its
+    /// meta; both, and the directory entries naming them, are on disk before
+    /// this returns, because openraft purges the log behind a snapshot.
     fn publish(&self, file: &Path, meta: &SnapshotMeta) -> std::io::Result<()> {
+        std::fs::File::open(file)?.sync_all()?;
         std::fs::rename(file, self.db())?;
         let tmp_meta = self.dir.join("current.meta.tmp");
         std::fs::write(&tmp_meta, codec::encode(meta))?;
-        std::fs::rename(tmp_meta, self.meta())
+        std::fs::File::open(&tmp_meta)?.sync_all()?;
+        std::fs::rename(tmp_meta, self.meta())?;
+        std::fs::File::open(&self.dir)?.sync_all()
     }
 
     fn load(&self) -> std::io::Result<Option<Snapshot>> {
@@ -259,6 +264,11 @@ fn build_snapshot_file(replica: &Path, snapshots: &SnapshotDir) -> Result<Snapsh
     let tmp = snapshots.tmp("build");
     let _ = std::fs::remove_file(&tmp);
     let conn = open_replica(replica).map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    // The replica commits with synchronous=NORMAL (the log is the durability
+    // point); the log is about to be purged behind this snapshot, so first
+    // make everything the replica holds durable: a full checkpoint syncs
+    // the WAL and the database file.
+    conn.query_row("PRAGMA wal_checkpoint(FULL)", [], |_| Ok(())).map_err(|e| snap_err(ErrorVerb::Write, e))?;
     // VACUUM INTO reads inside one transaction: a consistent copy, with the
     // bookkeeping rows that describe exactly what it contains.
     conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()]).map_err(|e| snap_err(ErrorVerb::Read, e))?;
