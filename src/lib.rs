@@ -15,6 +15,7 @@ pub mod messaging;
 pub mod node;
 pub mod observability;
 pub mod problems;
+pub mod retention;
 pub mod shutdown;
 pub mod sse;
 pub mod state;

@@ -203,6 +203,13 @@ impl Node {
         runtime.reconcile().await.context("starting the agents this node owns")?;
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
 
+        let retention = crate::retention::Retention {
+            history: (config.server.history_retention_ms > 0)
+                .then(|| Duration::from_millis(config.server.history_retention_ms)),
+            versions_kept: config.server.agent_versions_kept,
+        };
+        shutdown.spawn(crate::retention::run(cluster.clone(), retention, stop.clone()));
+
         let placement = Placement::new(cluster.clone(), registry.queries().clone());
         if let Err(e) = placement.rebalance_once().await {
             tracing::warn!(error = %e, "initial placement failed; the loop retries");

@@ -146,6 +146,11 @@ pub struct ServerSection {
     pub mcp_session_idle_ms: u64,
     /// MCP sessions kept at once; the least recently used goes first.
     pub max_mcp_sessions: u64,
+    /// Answered messages and finished conversations older than this are
+    /// deleted (cluster-wide, by the leader); 0 keeps them forever.
+    pub history_retention_ms: u64,
+    /// Revisions kept per agent (older ones are deleted); at least 1.
+    pub agent_versions_kept: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -230,6 +235,8 @@ impl Default for ServerSection {
             tls_key_file: String::new(),
             mcp_session_idle_ms: 3_600_000,
             max_mcp_sessions: 1024,
+            history_retention_ms: 30 * 24 * 3_600_000,
+            agent_versions_kept: 100,
         }
     }
 }
@@ -374,6 +381,9 @@ impl ServerConfig {
                 &sv.rate_limit_per_second,
                 "must be 0 (unlimited) or more",
             ));
+        }
+        if sv.agent_versions_kept == 0 {
+            return Err(invalid("server.agent_versions_kept", &0, "must be at least 1 (the current revision)"));
         }
         if sv.max_concurrent_requests == 0 {
             return Err(invalid("server.max_concurrent_requests", &0, "must be at least 1"));

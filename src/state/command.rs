@@ -23,6 +23,7 @@ use super::keys::{CreateKey, RevokeKey};
 use super::machine::CaxtonState;
 use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, AcceptOutcome, RecordReplies, SetConversation};
+use super::retention::PruneHistory;
 use super::tools::{DeployMcpServer, RemoveMcpServer};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +41,7 @@ pub enum Command {
     RemoveMcpServer(RemoveMcpServer),
     CreateKey(Box<CreateKey>),
     RevokeKey(RevokeKey),
+    PruneHistory(PruneHistory),
 }
 
 /// What `apply` answered, as the wire carries it. Only [`Proposal::output`]
@@ -72,6 +74,12 @@ pub enum Response {
     Deleted(bool),
     /// A relation needs both ends to exist in the same place.
     MissingEntity(String),
+    /// History deleted by a `PruneHistory`.
+    Pruned {
+        messages: usize,
+        conversations: usize,
+        versions: usize,
+    },
     /// The command was refused by `apply` on every replica alike (malformed
     /// content that slipped past the edge); nothing changed.
     Rejected(String),
@@ -128,6 +136,7 @@ commands!(
     RemoveMcpServer,
     CreateKey,
     RevokeKey,
+    PruneHistory,
 );
 
 /// Proposes commands to the cluster and hands back their typed answers.

@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use super::{
     AcceptMessages, AcceptOutcome, AgentSource, AssignShards, Command, ConversationState, CreateKey, DeleteEntity,
-    DeployAgent, DeployMcpServer, Grants, Message, MessageKind, MessageStatus, NewObservation, Place, RateLimit,
-    RecordReplies, Relate, RemoveAgent, RemoveMcpServer, Response, RevokeKey, Scope, SetConversation, StoreEntity,
-    Vector,
+    DeployAgent, DeployMcpServer, Grants, Message, MessageKind, MessageStatus, NewObservation, Place, PruneHistory,
+    RateLimit, RecordReplies, Relate, RemoveAgent, RemoveMcpServer, Response, RevokeKey, Scope, SetConversation,
+    StoreEntity, Vector,
 };
 use crate::config::{AgentName, AgentSpec};
 
@@ -161,6 +161,7 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
             })),
         ),
         ("revoke_key", Command::RevokeKey(RevokeKey { name: "support-bot".into(), at_ms: 1_700_000_000_009 })),
+        ("prune_history", Command::PruneHistory(PruneHistory { before_ms: 1_700_000_000_010, keep_versions: 50 })),
     ]
 }
 
@@ -181,6 +182,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("deleted", Response::Deleted(true)),
         ("missing_entity", Response::MissingEntity("Portugal".into())),
         ("rejected", Response::Rejected("tool server `x`: the module is empty".into())),
+        ("pruned", Response::Pruned { messages: 3, conversations: 1, versions: 2 }),
     ]
 }
 

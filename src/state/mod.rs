@@ -28,6 +28,7 @@ mod machine;
 mod memory;
 mod messages;
 mod queries;
+mod retention;
 mod schema;
 mod tools;
 
@@ -45,4 +46,5 @@ pub use messages::{
     Protocol, RecordReplies, SetConversation,
 };
 pub use queries::Queries;
+pub use retention::{PruneHistory, Pruned};
 pub use tools::{DeployMcpServer, RemoveMcpServer, ToolServerRow};

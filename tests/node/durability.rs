@@ -147,3 +147,54 @@ async fn two_hundred_concurrent_deploys_all_present() {
     let (_, s) = node.get("/v1/cluster/status").await;
     assert!(s["applied_index"].as_u64().unwrap() >= 200);
 }
+
+/// History does not grow forever: answered messages and finished
+/// conversations older than the retention go, waiting requests stay, and
+/// each agent keeps its newest revisions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn old_history_is_pruned_and_waiting_requests_are_kept() {
+    let stub = OpenAiStub::start().await;
+    stub.respond_with(|_| StubReply::text("late").after(Duration::from_secs(30)));
+    let node = TestNode::start_with(NodeOptions {
+        extra_config: "history_retention_ms = 1500\nagent_versions_kept = 2".into(),
+        tables: stub.provider_config("stub", "timeout_ms = 60000"),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(node.post_toml("/v1/agents", &echo_agent_toml("echo", &["echo"])).await.0, 201);
+    for v in ["1.1.0", "1.2.0", "1.3.0"] {
+        let toml = echo_agent_toml("echo", &["echo"])
+            .replace("name = \"echo\"", &format!("name = \"echo\"\nversion = \"{v}\""));
+        assert_eq!(node.post_toml("/v1/agents", &toml).await.0, 200);
+    }
+    assert_eq!(
+        node.post_toml("/v1/agents", "name = \"slow\"\nprovider = \"stub\"\nsystem_prompt = \"x\"\n").await.0,
+        201
+    );
+    let (s, answered) =
+        node.post_json("/v1/messages", serde_json::json!({"to": "echo", "content": "old news", "id": "old-1"})).await;
+    assert_eq!(s, 200, "{answered}");
+    let conversation = answered["message"]["conversation_id"].as_str().unwrap().to_owned();
+    let (s, _) = node
+        .post_json(
+            "/v1/messages",
+            serde_json::json!({"to": "slow", "content": "wait", "id": "waiting-1", "mode": "async"}),
+        )
+        .await;
+    assert_eq!(s, 202);
+
+    eventually("answered history is pruned", Duration::from_secs(20), || async {
+        node.get("/v1/messages/old-1").await.0 == 404
+    })
+    .await;
+    assert_eq!(node.get("/v1/messages/old-1-reply").await.0, 404);
+    assert_eq!(node.get(&format!("/v1/conversations/{conversation}")).await.0, 404);
+    let (s, waiting) = node.get("/v1/messages/waiting-1").await;
+    assert_eq!((s, waiting["message"]["status"].as_str()), (200, Some("accepted")), "{waiting}");
+    let (_, agent) = node.get("/v1/agents/echo").await;
+    let revisions: Vec<u64> =
+        agent["versions"].as_array().unwrap().iter().map(|v| v["revision"].as_u64().unwrap()).collect();
+    assert_eq!(revisions.len(), 2, "{revisions:?}");
+    assert!(revisions.contains(&4), "the current revision is kept: {revisions:?}");
+    assert!(node.log().contains("pruned history"));
+}

@@ -1,0 +1,60 @@
+//! History retention: answered messages and finished conversations older
+//! than a cut-off, and agent revisions beyond the newest N, are deleted by a
+//! replicated command. The cut-off travels in the command (the leader reads
+//! its clock when proposing), so every replica deletes exactly the same rows.
+
+use rusqlite::params;
+use serde::{Deserialize, Serialize};
+
+use super::command::{ApplyCtx, Proposal, Response};
+
+/// Deletes history: messages created before `before_ms` that no longer wait
+/// for anything (not `accepted`), conversations with no message left, and
+/// all but the newest `keep_versions` revisions of each agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PruneHistory {
+    pub before_ms: i64,
+    pub keep_versions: u64,
+}
+
+/// What a prune removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pruned {
+    pub messages: usize,
+    pub conversations: usize,
+    pub versions: usize,
+}
+
+impl Proposal for PruneHistory {
+    type Output = Pruned;
+    const NAME: &'static str = "PruneHistory";
+    fn output(r: Response) -> Result<Pruned, Response> {
+        match r {
+            Response::Pruned { messages, conversations, versions } => Ok(Pruned { messages, conversations, versions }),
+            other => Err(other),
+        }
+    }
+}
+
+impl PruneHistory {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        // A request still waiting for its answer is never pruned, nor the
+        // reply of one that is kept.
+        let messages = ctx.tx.execute(
+            "DELETE FROM messages WHERE created_at < ?1 AND status != 'accepted'
+               AND id NOT IN (SELECT reply_id FROM messages WHERE status = 'accepted' AND reply_id IS NOT NULL)",
+            params![self.before_ms],
+        )?;
+        let conversations = ctx.tx.execute(
+            "DELETE FROM conversations WHERE updated_at < ?1
+               AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)",
+            params![self.before_ms],
+        )?;
+        let versions = ctx.tx.execute(
+            "DELETE FROM agent_versions WHERE revision <=
+               (SELECT MAX(v.revision) FROM agent_versions v WHERE v.name_key = agent_versions.name_key) - ?1",
+            params![self.keep_versions as i64],
+        )?;
+        Ok(Response::Pruned { messages, conversations, versions })
+    }
+}
