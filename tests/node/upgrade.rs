@@ -22,7 +22,14 @@ fn names(v: &Value, list: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn a_log_and_snapshot_written_by_v1_are_applied() {
-    let node = TestNode::start_with(NodeOptions { seed_data: Some(fixture()), ..Default::default() }).await;
+    // The fixture's messages are as old as the fixture: keep history forever,
+    // or the retention would prune them once they pass its age.
+    let node = TestNode::start_with(NodeOptions {
+        seed_data: Some(fixture()),
+        extra_config: "history_retention_ms = 0".into(),
+        ..Default::default()
+    })
+    .await;
     // Readiness means caught up; the tail is applied once the agents are there.
     eventually("the log tail is applied", Duration::from_secs(30), || async {
         node.get("/v1/agents/echo-b").await.0 == 200
