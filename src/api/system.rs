@@ -47,6 +47,8 @@ pub struct ClusterStatusView {
     pub purged_index: Option<u64>,
     /// Log entries currently stored (drops after compaction).
     pub stored_log_entries: u64,
+    /// Log entries no replica could apply, recorded as failed (not halted on).
+    pub failed_entries: u64,
     /// The cluster this node belongs to; null while it has not joined one.
     pub cluster_id: Option<String>,
     pub members: Vec<Member>,
@@ -87,6 +89,7 @@ pub fn cluster_view(ctx: &Ctx) -> ClusterStatusView {
         snapshot_index: s.snapshot_index,
         purged_index: s.purged_index,
         stored_log_entries: ctx.cluster.stored_log_entries(),
+        failed_entries: ctx.cluster.failed_entries(),
         cluster_id: s.cluster_id,
         members: s
             .members

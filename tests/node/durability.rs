@@ -75,6 +75,7 @@ async fn snapshot_and_compaction_then_restart() {
     assert_eq!(names.len(), 55, "{names:?}");
     let (_, s) = node.get("/v1/cluster/status").await;
     assert!(s["snapshot_index"].as_u64().unwrap() >= applied);
+    assert_eq!(s["failed_entries"], 0, "every entry applied: {s}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,8 @@ pub struct Cluster<A: Application> {
     pub(super) rpc: RpcClient,
     pub(super) log_store: LogStore,
     pub(super) dead_grace: Duration,
+    /// Log entries the replica recorded as failed (see `storage::state_machine`).
+    pub(super) failed_entries: Arc<std::sync::atomic::AtomicU64>,
     stop: CancellationToken,
     /// Every task this member spawns (RPC server, membership manager):
     /// cancelled through `stop` and drained on shutdown, aborted on drop.
@@ -65,6 +67,7 @@ impl<A: Application> Cluster<A> {
         let log_store = LogStore::open(&raft_db).map_err(store_err(&raft_db))?;
         let state_machine =
             StateMachine::open(app, &state_db, &config.data_dir.join("snapshots")).map_err(store_err(&state_db))?;
+        let failed_entries = state_machine.failed_counter();
         let raft_config = raft_settings(&config).map_err(|e| StartError::Config(e.to_string()))?;
 
         let bind_ip = Some(config.rpc_listen.ip()).filter(|ip| !ip.is_unspecified());
@@ -110,6 +113,7 @@ impl<A: Application> Cluster<A> {
             rpc,
             log_store,
             dead_grace: config.dead_grace,
+            failed_entries,
             stop,
             tasks: Mutex::new(tasks),
             _app: PhantomData,

@@ -214,6 +214,11 @@ impl<A: Application> Cluster<A> {
         self.raft.wait_metrics(timeout, |m| m.is_ready()).await
     }
 
+    /// Log entries this replica recorded as failed instead of halting on them.
+    pub fn failed_entries(&self) -> u64 {
+        self.failed_entries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Log entries physically stored in `raft.db` (observability for compaction).
     pub fn stored_log_entries(&self) -> u64 {
         self.log_store.stored_entries()

@@ -107,6 +107,8 @@ pub struct StateMachine<A: Application> {
     path: PathBuf,
     writer: Arc<Mutex<Connection>>,
     snapshots: SnapshotDir,
+    /// Entries recorded as failed, as `_raft_meta.failed_entries` holds it.
+    failed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<A: Application> StateMachine<A> {
@@ -115,12 +117,25 @@ impl<A: Application> StateMachine<A> {
         let conn = open_replica(path)?;
         conn.execute_batch(META_DDL)?;
         app.migrate(&conn)?;
+        let failed = Arc::new(std::sync::atomic::AtomicU64::new(failed_entries(&conn)?));
         Ok(Self {
             app,
             path: path.to_path_buf(),
             writer: Arc::new(Mutex::new(conn)),
             snapshots: SnapshotDir { dir: snapshot_dir.to_path_buf() },
+            failed,
         })
+    }
+
+    /// A counter the cluster's status reads (kept equal to the replica's).
+    pub(crate) fn failed_counter(&self) -> Arc<std::sync::atomic::AtomicU64> {
+        self.failed.clone()
+    }
+
+    fn refresh_failed(&self) {
+        if let Ok(n) = self.with_writer(|conn| failed_entries(conn)) {
+            self.failed.store(n, std::sync::atomic::Ordering::Relaxed);
+        }
     }
 
     fn with_writer<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
@@ -154,7 +169,10 @@ impl<A: Application> StateMachine<A> {
             Ok(replies)
         });
         match &result {
-            Ok(_) => self.app.committed(),
+            Ok(_) => {
+                self.refresh_failed();
+                self.app.committed()
+            }
             Err(_) => self.app.rolled_back(),
         }
         result
@@ -238,9 +256,7 @@ fn count_failure(tx: &rusqlite::Transaction<'_>, index: u64, why: String) -> Res
     Ok(failed(index, why))
 }
 
-/// Entries recorded as failed on this replica so far (kept in `_raft_meta`;
-/// read by tests until the metrics expose it).
-#[cfg(test)]
+/// Entries recorded as failed on this replica so far (kept in `_raft_meta`).
 pub(crate) fn failed_entries(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(read_meta::<u64>(conn, "failed_entries")?.unwrap_or(0))
 }
@@ -334,6 +350,7 @@ impl<A: Application> RaftStateMachine<TypeConfig> for StateMachine<A> {
         })
         .map_err(|e| snap_err(ErrorVerb::Write, e))?;
         self.snapshots.publish(&tmp, meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        self.refresh_failed();
         self.app.restored();
         Ok(())
     }
