@@ -102,6 +102,10 @@ impl NewKey {
         if !plain_name(&self.name, &[]) {
             return Err(invalid("name", "1 to 64 letters, digits, `.`, `_` or `-`"));
         }
+        // Audit lines, budgets and stream caps know callers by name.
+        if [super::DEV_NAME, super::BOOTSTRAP_NAME].contains(&self.name.as_str()) {
+            return Err(invalid("name", format!("`{}` is reserved", self.name)));
+        }
         if self.scopes.is_empty() {
             return Err(invalid("scopes", "name at least one scope"));
         }

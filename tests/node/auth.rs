@@ -186,6 +186,12 @@ async fn keys_are_created_listed_and_revoked_with_the_cli_and_shown_once() {
     assert!(node.cli(&["key", "revoke", "support-bot"]).status.success());
     let after = node.cli_as(Some(&token), &["agent", "list"]);
     assert!(String::from_utf8_lossy(&after.stderr).contains("revoked"), "{}", String::from_utf8_lossy(&after.stderr));
+    let reserved = node.cli(&["key", "create", "bootstrap-admin", "--scope", "read"]);
+    assert!(
+        String::from_utf8_lossy(&reserved.stderr).contains("reserved"),
+        "{}",
+        String::from_utf8_lossy(&reserved.stderr)
+    );
     let bad = node.cli(&["key", "create", "x", "--scope", "everything"]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("everything"), "{}", String::from_utf8_lossy(&bad.stderr));
 
