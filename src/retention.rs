@@ -27,7 +27,9 @@ impl Retention {
 
 pub async fn run(cluster: Arc<Cluster<CaxtonState>>, retention: Retention, stop: CancellationToken) {
     let store = Store::new(cluster.clone());
-    let mut tick = tokio::time::interval(retention.every());
+    // Not at once: a node that just became leader (a restart, an upgrade
+    // rolling through) waits a full period before its first prune.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + retention.every(), retention.every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
