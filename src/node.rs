@@ -76,6 +76,7 @@ async fn cluster_config(
         _ => c.seeds.is_empty(),
     };
     Ok(ClusterConfig {
+        features: crate::state::FEATURES.iter().map(|f| f.to_string()).collect(),
         node_id: c.node_id,
         data_dir: config.server.data_dir.clone(),
         rpc_listen: rpc_addr,

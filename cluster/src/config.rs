@@ -41,6 +41,10 @@ pub struct ClusterConfig {
     pub dead_grace: Duration,
     /// Shared by every member; nodes of another cluster are ignored.
     pub cluster_name: String,
+    /// What this node can apply beyond the first version's commands,
+    /// advertised in gossip: a proposer sends such a command only when every
+    /// voter advertises it (see `Cluster::voters_lacking`).
+    pub features: Vec<String>,
 }
 
 impl ClusterConfig {
@@ -66,6 +70,7 @@ impl ClusterConfig {
             voters: 3,
             dead_grace: Duration::from_secs(5),
             cluster_name: "caxton".into(),
+            features: Vec::new(),
         }
     }
 }

@@ -30,12 +30,15 @@ pub(crate) mod keys {
     pub const CLUSTER_ID: &str = "cluster_id";
     /// The node's data directory incarnation (see `identity`).
     pub const INCARNATION: &str = "incarnation";
+    /// Comma-separated features (command kinds) the node can apply.
+    pub const FEATURES: &str = "features";
 }
 
 /// What this node publishes before the membership manager takes over:
 /// addresses and identity, and "not ready" until it has caught up.
-pub(crate) fn initial_state(advertise: &NodeAddr) -> Vec<(String, String)> {
+pub(crate) fn initial_state(advertise: &NodeAddr, features: &[String]) -> Vec<(String, String)> {
     vec![
+        (keys::FEATURES.to_owned(), features.join(",")),
         (keys::RPC.to_owned(), advertise.rpc.clone()),
         (keys::API.to_owned(), advertise.api.clone()),
         (keys::READY.to_owned(), "false".to_owned()),
@@ -129,6 +132,8 @@ pub struct GossipMember {
     pub role: Option<GossipRole>,
     pub load: u64,
     pub version: String,
+    /// `None` for a node of a version that advertises no features.
+    pub features: Option<Vec<String>>,
     pub alive: bool,
 }
 
@@ -208,6 +213,9 @@ impl Gossip {
                 role: state.get(keys::ROLE).and_then(GossipRole::parse),
                 load: get(keys::LOAD).parse().unwrap_or(0),
                 version: get(keys::VERSION),
+                features: state
+                    .get(keys::FEATURES)
+                    .map(|f| f.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect()),
                 alive: live.contains(id),
             };
             match newest.get(&node_id) {

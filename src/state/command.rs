@@ -98,6 +98,10 @@ pub trait Proposal: Into<Command> {
     type Output;
     /// The command's name in errors.
     const NAME: &'static str;
+    /// Set for commands added after the first version: proposed only when
+    /// every voter advertises this feature (an older node could not apply
+    /// the entry). Listed in [`FEATURES`].
+    const FEATURE: Option<&'static str> = None;
     /// The typed answer inside `response`, or `response` back if `apply`
     /// answered with a variant this command never produces (a bug, or a
     /// version skew between nodes).
@@ -139,6 +143,10 @@ commands!(
     PruneHistory,
 );
 
+/// Commands this version can apply beyond the first version's, advertised
+/// in gossip so a proposer knows every voter can apply them.
+pub const FEATURES: &[&str] = &["CreateKey", "RevokeKey", "PruneHistory"];
+
 /// Proposes commands to the cluster and hands back their typed answers.
 #[derive(Clone)]
 pub struct Store {
@@ -153,6 +161,14 @@ impl Store {
     /// Commits `proposal` through Raft (forwarding to the leader) and
     /// returns once this node has applied it.
     pub async fn propose<P: Proposal>(&self, proposal: P) -> Result<P::Output, WriteError> {
+        if let Some(feature) = P::FEATURE {
+            let lacking = self.cluster.voters_lacking(feature).await;
+            if !lacking.is_empty() {
+                return Err(WriteError::Rejected(format!(
+                    "voters {lacking:?} do not advertise `{feature}` (an older version?): upgrade every node first"
+                )));
+            }
+        }
         let response = self.cluster.write(&proposal.into()).await?;
         P::output(response)
             .map_err(|other| WriteError::Decode(CodecError::Json(format!("{} was answered with {other:?}", P::NAME))))

@@ -251,3 +251,14 @@ fn commands_written_by_v1_decode() {
 fn responses_written_by_v1_decode() {
     check_decodes("responses.v1.jsonl", &responses());
 }
+
+/// A command added after the first version is advertised, so proposers
+/// can tell whether every voter can apply it.
+#[test]
+fn every_gated_command_is_advertised() {
+    use super::{Proposal, FEATURES};
+    for feature in [CreateKey::FEATURE, RevokeKey::FEATURE, PruneHistory::FEATURE] {
+        let feature = feature.expect("gated");
+        assert!(FEATURES.contains(&feature), "{feature} is not in FEATURES");
+    }
+}

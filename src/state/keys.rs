@@ -99,6 +99,7 @@ impl Proposal for CreateKey {
     /// `Err(why)`: refused (a live key already has the name); nothing stored.
     type Output = Result<(), String>;
     const NAME: &'static str = "CreateKey";
+    const FEATURE: Option<&'static str> = Some("CreateKey");
     fn output(r: Response) -> Result<Result<(), String>, Response> {
         match r {
             Response::Done => Ok(Ok(())),
@@ -157,6 +158,7 @@ impl Proposal for RevokeKey {
     /// Whether a live key had that name.
     type Output = bool;
     const NAME: &'static str = "RevokeKey";
+    const FEATURE: Option<&'static str> = Some("RevokeKey");
     fn output(r: Response) -> Result<bool, Response> {
         match r {
             Response::Deleted(existed) => Ok(existed),

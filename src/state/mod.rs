@@ -33,7 +33,7 @@ mod schema;
 mod tools;
 
 pub use agents::{AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent};
-pub use command::{Command, Proposal, Response, Store};
+pub use command::{Command, Proposal, Response, Store, FEATURES};
 pub use events::StateEvent;
 pub use keys::{CreateKey, Grants, KeyRecord, RateLimit, RevokeKey, Scope};
 pub use machine::{CaxtonState, SHARDS};

@@ -28,6 +28,7 @@ pub struct Pruned {
 impl Proposal for PruneHistory {
     type Output = Pruned;
     const NAME: &'static str = "PruneHistory";
+    const FEATURE: Option<&'static str> = Some("PruneHistory");
     fn output(r: Response) -> Result<Pruned, Response> {
         match r {
             Response::Pruned { messages, conversations, versions } => Ok(Pruned { messages, conversations, versions }),

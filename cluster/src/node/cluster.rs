@@ -95,9 +95,12 @@ impl<A: Application> Cluster<A> {
         let gossip = match config.gossip_listen {
             None => None,
             Some(listen) => Some(
-                Gossip::start(GossipConfig::new(&config, listen), membership::initial_state(&advertise))
-                    .await
-                    .map_err(|e| StartError::Gossip { addr: listen.to_string(), reason: e.to_string() })?,
+                Gossip::start(
+                    GossipConfig::new(&config, listen),
+                    membership::initial_state(&advertise, &config.features),
+                )
+                .await
+                .map_err(|e| StartError::Gossip { addr: listen.to_string(), reason: e.to_string() })?,
             ),
         };
         let local = Arc::new(LocalMember::new(config.node_id, advertise, identity, gossip));

@@ -214,6 +214,23 @@ impl<A: Application> Cluster<A> {
         self.raft.wait_metrics(timeout, |m| m.is_ready()).await
     }
 
+    /// Voters that do not advertise `feature` in gossip (an older version,
+    /// or one gossip has not heard from): a command needing it must not be
+    /// proposed while any exists, or that voter could not apply it.
+    pub async fn voters_lacking(&self, feature: &str) -> Vec<NodeId> {
+        let voters: Vec<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let own = self.local.node_id;
+        let others: Vec<NodeId> = voters.into_iter().filter(|v| *v != own).collect();
+        if others.is_empty() {
+            return Vec::new();
+        }
+        let advertised: std::collections::BTreeMap<NodeId, Option<Vec<String>>> = match &self.local.gossip {
+            Some(g) => g.members().await.into_iter().map(|m| (m.node_id, m.features)).collect(),
+            None => Default::default(),
+        };
+        lacking(&others, &advertised, feature)
+    }
+
     /// Log entries this replica recorded as failed instead of halting on them.
     pub fn failed_entries(&self) -> u64 {
         self.failed_entries.load(std::sync::atomic::Ordering::Relaxed)
@@ -222,6 +239,35 @@ impl<A: Application> Cluster<A> {
     /// Log entries physically stored in `raft.db` (observability for compaction).
     pub fn stored_log_entries(&self) -> u64 {
         self.log_store.stored_entries()
+    }
+}
+
+/// The voters among `voters` whose advertised features lack `feature`.
+fn lacking(
+    voters: &[NodeId],
+    advertised: &std::collections::BTreeMap<NodeId, Option<Vec<String>>>,
+    feature: &str,
+) -> Vec<NodeId> {
+    voters
+        .iter()
+        .copied()
+        .filter(|v| !advertised.get(v).and_then(|f| f.as_ref()).is_some_and(|f| f.iter().any(|x| x == feature)))
+        .collect()
+}
+
+#[cfg(test)]
+mod lacking_tests {
+    use super::*;
+
+    #[test]
+    fn a_voter_lacks_a_feature_unless_its_gossip_advertises_it() {
+        let advertised = std::collections::BTreeMap::from([
+            (2, Some(vec!["CreateKey".to_owned(), "PruneHistory".to_owned()])),
+            (3, None),
+            (4, Some(vec![])),
+        ]);
+        assert_eq!(lacking(&[2, 3, 4, 5], &advertised, "CreateKey"), [3, 4, 5]);
+        assert_eq!(lacking(&[2], &advertised, "PruneHistory"), Vec::<NodeId>::new());
     }
 }
 
