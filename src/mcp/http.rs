@@ -58,7 +58,7 @@ pub fn is_internal(ip: IpAddr) -> bool {
     }
 }
 
-fn host_allowed(host: &str, allow: &[String]) -> bool {
+pub(super) fn host_allowed(host: &str, allow: &[String]) -> bool {
     let host = host.to_ascii_lowercase();
     allow.iter().any(|a| {
         let a = a.to_ascii_lowercase();

@@ -63,12 +63,10 @@ pub struct ToolPolicies {
     by_server: BTreeMap<String, ToolPolicy>,
 }
 
+/// A granted host pattern covers a requested one as the HTTP allowlist
+/// itself matches hosts, plus `*` for any host.
 fn host_covered(host: &str, granted: &[String]) -> bool {
-    let host = host.to_ascii_lowercase();
-    granted.iter().any(|g| {
-        let g = g.to_ascii_lowercase();
-        g == "*" || g == host || g.strip_prefix("*.").is_some_and(|d| host.ends_with(&format!(".{d}")))
-    })
+    granted.iter().any(|g| g == "*") || super::http::host_allowed(host, granted)
 }
 
 impl ToolPolicies {

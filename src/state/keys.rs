@@ -43,16 +43,6 @@ impl Scope {
     }
 }
 
-impl std::str::FromStr for Scope {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Scope::ALL.into_iter().find(|k| k.as_str() == s).ok_or_else(|| {
-            let known: Vec<&str> = Scope::ALL.iter().map(|k| k.as_str()).collect();
-            format!("`{s}` is not a scope; use one of {}", known.join(", "))
-        })
-    }
-}
-
 impl std::fmt::Display for Scope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -132,6 +132,7 @@ impl<A: Application> StateMachine<A> {
         self.failed.clone()
     }
 
+    /// Re-reads the count after the replica was replaced by a snapshot.
     fn refresh_failed(&self) {
         if let Ok(n) = self.with_writer(|conn| failed_entries(conn)) {
             self.failed.store(n, std::sync::atomic::Ordering::Relaxed);
@@ -169,8 +170,12 @@ impl<A: Application> StateMachine<A> {
             Ok(replies)
         });
         match &result {
-            Ok(_) => {
-                self.refresh_failed();
+            Ok(replies) => {
+                // The batch is committed: count its failures without re-reading the replica.
+                let failed = replies.iter().filter(|r| failure_of(r).is_some()).count() as u64;
+                if failed > 0 {
+                    self.failed.fetch_add(failed, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.app.committed()
             }
             Err(_) => self.app.rolled_back(),
