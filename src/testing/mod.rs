@@ -70,12 +70,33 @@ pub fn models_dir() -> PathBuf {
 
 /// A free loopback TCP port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    unassigned_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
 }
 
 /// A free loopback UDP port (gossip).
 pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    unassigned_port(|p| UdpSocket::bind(("127.0.0.1", p)).is_ok())
+}
+
+/// A port below the kernel's ephemeral range (32768 and up), found free.
+/// A port the kernel hands out for `:0` is also what it hands the next
+/// outgoing connection (an HTTP client, a peer RPC), which could take it in
+/// the time between this call and the node binding it; ports below the
+/// range are never handed out, so one found free stays free. A counter keeps
+/// this process from handing the same port twice; the pid spreads processes.
+fn unassigned_port(free: impl Fn(u16) -> bool) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = (std::process::id() % 40) * (SPAN / 40);
+    for _ in 0..SPAN {
+        let port = (LOW + (offset + NEXT.fetch_add(1, Ordering::Relaxed)) % SPAN) as u16;
+        if free(port) {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {LOW}..{}", LOW + SPAN)
 }
 
 /// Polls `cond` until it holds; panics naming `what` once `timeout` has passed.
