@@ -2,13 +2,16 @@
 //! committed writes/s, the added latency of a message answered on another
 //! node, and failover time from a leader kill -9 to the first accepted write.
 //!
-//! Run: `cargo bench --bench cluster`.
+//! Run: `cargo bench --bench cluster` (plain HTTP between nodes, as on a
+//! loopback dev cluster), `cargo bench --bench cluster -- --tls` (mutual TLS
+//! with certificates from a cluster CA, as off loopback), or
+//! `-- --compare` for both, one after the other.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton::testing::{agent_toml, echo_agent_toml, eventually, percentile, TestCluster};
+use caxton::testing::{agent_toml, echo_agent_toml, eventually, percentile, ClusterOptions, TestCluster};
 use serde_json::json;
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {
@@ -121,11 +124,24 @@ async fn failover(cluster: &mut TestCluster) {
     );
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
-    let mut cluster = TestCluster::start(3).await;
+async fn run(tls: bool) {
+    println!("== between nodes: {}", if tls { "mutual TLS" } else { "plain HTTP (loopback dev mode)" });
+    let opts = ClusterOptions { voters: 3, tls, ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;
     writes_per_second(&cluster, leader).await;
     routed_latency(&cluster, leader).await;
     failover(&mut cluster).await;
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    if has("--compare") {
+        run(false).await;
+        run(true).await;
+    } else {
+        run(has("--tls")).await;
+    }
 }

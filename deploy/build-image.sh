@@ -16,7 +16,7 @@ include_models=${INCLUDE_MODELS:-1}
 ctx=$(mktemp -d)
 trap 'rm -rf "$ctx"' EXIT
 fs=$ctx/rootfs
-mkdir -p "$fs/bin" "$fs/tmp" "$fs/data" "$fs/models" "$fs/opt/caxton/agents" "$fs/opt/caxton/tools" "$fs/etc"
+mkdir -p "$fs/bin" "$fs/tmp" "$fs/data" "$fs/tool-data" "$fs/models" "$fs/opt/caxton/agents" "$fs/opt/caxton/tools" "$fs/etc"
 strip --strip-debug -o "$fs/bin/caxton" "$bin"
 # The dynamic loader and every library the binary links, at their paths.
 ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// {print $1}' | sort -u | while read -r lib; do
@@ -34,7 +34,7 @@ if [ "$include_models" = 1 ] && [ -d "$root/models/all-minilm-l6-v2" ]; then
 fi
 echo "caxton:x:65532:65532:caxton:/data:/bin/caxton" > "$fs/etc/passwd"
 echo "caxton:x:65532:" > "$fs/etc/group"
-chown -R 65532:65532 "$fs/data"
+chown -R 65532:65532 "$fs/data" "$fs/tool-data"
 chmod 1777 "$fs/tmp"
 # A tarball keeps owners and modes (COPY would make everything root's).
 tar --numeric-owner -C "$fs" -cf "$ctx/rootfs.tar" .

@@ -83,6 +83,7 @@ async fn cluster_config(
         advertise_rpc: or(&c.advertise_rpc, advertised(rpc_addr)),
         advertise_api: or(&c.advertise_api, advertised(api_addr)),
         secret,
+        tls: config.cluster_tls(),
         bootstrap,
         gossip_listen,
         advertise_gossip,
@@ -157,7 +158,7 @@ impl Node {
             store.clone(),
             queries.clone(),
             mcp_host,
-            config.server.data_dir.join("tool-data"),
+            config.tool_data_dir(),
             crate::mcp::ToolPolicies::new(config.tools.policy.clone()),
         ));
         if !config.server.tools_dir.is_empty() {

@@ -119,6 +119,7 @@ impl Classified for caxton_cluster::WriteError {
                 ProblemType::ClusterUnavailable
             }
             E::Fatal(_) => ProblemType::NodeStopping,
+            E::TooLarge { .. } => ProblemType::PayloadTooLarge,
             E::Rejected(_) | E::Decode(_) => ProblemType::Internal,
         }
     }

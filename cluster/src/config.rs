@@ -17,8 +17,13 @@ pub struct ClusterConfig {
     pub advertise_rpc: String,
     /// The public API address advertised to peers and clients.
     pub advertise_api: String,
-    /// Shared secret every RPC must carry; `None` accepts any peer (dev only).
+    /// The cluster secret: keys the gossip seal, and on loopback dev
+    /// clusters without TLS every RPC carries it. `None` accepts any peer
+    /// (loopback dev only).
     pub secret: Option<String>,
+    /// Mutual TLS for RPC: the cluster CA and this node's certificate and
+    /// key. Required off loopback (the application's config enforces it).
+    pub tls: Option<crate::transport::tls::TlsFiles>,
     /// Initialise a new cluster if the data directory is pristine.
     pub bootstrap: bool,
     pub heartbeat: Duration,
@@ -57,6 +62,7 @@ impl ClusterConfig {
             advertise_rpc: rpc_listen.to_string(),
             advertise_api: api,
             secret: None,
+            tls: None,
             bootstrap: true,
             heartbeat: Duration::from_millis(500),
             election_timeout_min: Duration::from_millis(1500),

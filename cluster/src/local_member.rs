@@ -20,6 +20,8 @@ pub(crate) struct LocalMember {
     pub identity: Arc<ClusterIdentity>,
     /// `None` when running without gossip (one node).
     pub gossip: Option<Gossip>,
+    /// What this node can apply beyond the first version's commands.
+    pub features: Vec<String>,
     /// Set when this node has left: it stops advertising itself as joinable.
     left: AtomicBool,
     /// The application's load figure, published in gossip.
@@ -29,12 +31,19 @@ pub(crate) struct LocalMember {
 }
 
 impl LocalMember {
-    pub fn new(node_id: NodeId, advertise: NodeAddr, identity: Arc<ClusterIdentity>, gossip: Option<Gossip>) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        advertise: NodeAddr,
+        identity: Arc<ClusterIdentity>,
+        gossip: Option<Gossip>,
+        features: Vec<String>,
+    ) -> Self {
         Self {
             node_id,
             advertise,
             identity,
             gossip,
+            features,
             left: AtomicBool::new(false),
             load: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),

@@ -1,9 +1,10 @@
 //! The membership manager: runs on every node, acts only on the leader.
 //!
-//! Publishes this node's metadata to gossip; on the leader, turns gossip
-//! into Raft membership: nodes heard of are added as learners, caught-up
-//! learners are promoted until there are `voters` voters. Dead voters are
-//! never removed automatically: shrinking the voter set on a suspicion
+//! Publishes this node's metadata to gossip. A node not yet a member asks
+//! to join over RPC (`transport::join`), where it proves who it is; gossip
+//! alone never adds anyone. On the leader, caught-up learners that gossip
+//! reports alive are promoted until there are `voters` voters. Dead voters
+//! are never removed automatically: shrinking the voter set on a suspicion
 //! would let a minority keep writing; `cluster remove` is an operator's call.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,15 +17,15 @@ use tokio_util::sync::CancellationToken;
 use crate::consensus::raft_ext::{MetricsExt, RaftExt};
 use crate::local_member::LocalMember;
 use crate::membership::{keys, Gossip, GossipMember, GossipRole};
-use crate::types::{ClientWriteFailure, MemberRole, NodeAddr, NodeId, Raft};
+use crate::transport::join::{self, JoinAnswer};
+use crate::transport::RpcClient;
+use crate::types::{ClientWriteFailure, MemberRole, NodeId, Raft};
 
 /// How far behind the leader's log a learner may be and still be promoted.
 const PROMOTE_LAG: u64 = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ReconcileError {
-    #[error("cannot add node {node} as a learner: {source}")]
-    AddLearner { node: NodeId, source: ClientWriteFailure },
     #[error("cannot promote learners {nodes:?} to voters: {source}")]
     Promote { nodes: BTreeSet<NodeId>, source: ClientWriteFailure },
 }
@@ -32,14 +33,17 @@ pub(crate) enum ReconcileError {
 pub(crate) struct Manager {
     raft: Raft,
     local: Arc<LocalMember>,
+    rpc: RpcClient,
     voters: usize,
+    /// The last refusal a join request met, so the log says it once.
+    refused: Mutex<Option<String>>,
     /// Nodes of another cluster already reported, so the log says it once.
     foreign: Mutex<BTreeSet<NodeId>>,
 }
 
 impl Manager {
-    pub fn new(raft: Raft, local: Arc<LocalMember>, voters: usize) -> Self {
-        Self { raft, local, voters: voters.max(1), foreign: Mutex::default() }
+    pub fn new(raft: Raft, local: Arc<LocalMember>, rpc: RpcClient, voters: usize) -> Self {
+        Self { raft, local, rpc, voters: voters.max(1), refused: Mutex::default(), foreign: Mutex::default() }
     }
 
     /// Runs until `stop`; returns at once on a node without gossip.
@@ -55,6 +59,8 @@ impl Manager {
             self.publish(gossip).await;
             let members = gossip.members().await;
             self.local.note_alive(&members);
+            self.report_foreign(&members);
+            self.join_if_outside(&members).await;
             if self.raft.is_leading() {
                 if let Err(e) = self.reconcile(&members).await {
                     tracing::warn!(error = %e, "membership reconcile failed; will retry");
@@ -89,34 +95,43 @@ impl Manager {
             .await;
     }
 
-    /// A node that already belongs to another cluster is never added: its
-    /// log is another history (it would refuse our RPCs anyway).
-    fn is_foreign(&self, g: &GossipMember) -> bool {
-        let ours = self.local.identity.get().unwrap_or_default();
-        let foreign = !g.cluster_id.is_empty() && g.cluster_id != ours;
-        if foreign && self.foreign.lock().unwrap_or_else(|p| p.into_inner()).insert(g.node_id) {
-            tracing::warn!(node = g.node_id, theirs = %g.cluster_id, %ours, "ignoring a node of another cluster");
+    /// Says once per node that gossip mentions a member of another cluster
+    /// (a seed list reaching the wrong pods): it is never asked to join us,
+    /// nor we it.
+    fn report_foreign(&self, members: &[GossipMember]) {
+        let Some(ours) = self.local.identity.get() else { return };
+        let mut reported = self.foreign.lock().unwrap_or_else(|p| p.into_inner());
+        for g in members.iter().filter(|g| !g.cluster_id.is_empty() && g.cluster_id != ours) {
+            if reported.insert(g.node_id) {
+                tracing::warn!(node = g.node_id, theirs = %g.cluster_id, %ours, "ignoring a node of another cluster");
+            }
         }
-        foreign
+    }
+
+    /// Asks to be added while this node is not in the membership it knows
+    /// of (pristine, or removed) and has not left on purpose.
+    async fn join_if_outside(&self, members: &[GossipMember]) {
+        let own = self.local.node_id;
+        let is_member = self.raft.metrics().borrow().membership_config.membership().get_node(&own).is_some();
+        if is_member || self.local.has_left() {
+            return;
+        }
+        let answer = join::request_admission(&self.rpc, &self.local, members).await;
+        let refused = match answer {
+            Some(JoinAnswer::Refused(why)) => Some(why),
+            _ => None,
+        };
+        let mut last = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(why) = refused.as_ref().filter(|why| last.as_ref() != Some(*why)) {
+            tracing::warn!(reason = %why, "the cluster refused to add this node; will keep asking");
+        }
+        *last = refused;
     }
 
     async fn reconcile(&self, members: &[GossipMember]) -> Result<(), ReconcileError> {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
-        let known: BTreeSet<NodeId> = membership.nodes().map(|(id, _)| *id).collect();
         let has_left = |g: &GossipMember| g.role == Some(GossipRole::Left);
-        for g in members {
-            let joinable = g.alive && !has_left(g) && !g.rpc_addr.is_empty() && !known.contains(&g.node_id);
-            if joinable && !self.is_foreign(g) {
-                tracing::info!(node = g.node_id, rpc = %g.rpc_addr, "adding node as learner");
-                let addr =
-                    NodeAddr { rpc: g.rpc_addr.clone(), api: g.api_addr.clone(), incarnation: g.incarnation.clone() };
-                self.raft
-                    .add_learner(g.node_id, addr, false)
-                    .await
-                    .map_err(|source| ReconcileError::AddLearner { node: g.node_id, source })?;
-            }
-        }
         let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
         if voters.len() >= self.voters {
             return Ok(());

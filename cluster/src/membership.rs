@@ -191,12 +191,15 @@ impl Gossip {
         }
     }
 
-    /// Every node heard of, newest generation per node id, with liveness.
+    /// Every node heard of, newest generation per node id and data
+    /// directory, with liveness. Two entries can share a node id (a wiped
+    /// node back under its old id, or a node claiming another's): callers
+    /// that mean a member match its incarnation too.
     pub async fn members(&self) -> Vec<GossipMember> {
         let chitchat = self.handle.chitchat();
         let c = chitchat.lock().await;
         let live: HashSet<ChitchatId> = c.live_nodes().cloned().collect();
-        let mut newest: BTreeMap<NodeId, GossipMember> = BTreeMap::new();
+        let mut newest: BTreeMap<(NodeId, String), GossipMember> = BTreeMap::new();
         for (id, state) in c.node_states() {
             let Ok(node_id) = id.node_id.parse::<NodeId>() else { continue };
             let get = |k: &str| state.get(k).unwrap_or_default().to_owned();
@@ -218,10 +221,11 @@ impl Gossip {
                     .map(|f| f.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect()),
                 alive: live.contains(id),
             };
-            match newest.get(&node_id) {
+            let key = (node_id, member.incarnation.clone());
+            match newest.get(&key) {
                 Some(m) if m.generation >= member.generation => {}
                 _ => {
-                    newest.insert(node_id, member);
+                    newest.insert(key, member);
                 }
             }
         }

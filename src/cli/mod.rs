@@ -8,6 +8,7 @@ mod key;
 mod mcp;
 mod memory;
 mod message;
+mod pki;
 mod table;
 
 use std::path::PathBuf;
@@ -275,10 +276,25 @@ pub enum ClusterCommand {
     TransferLeader { node: u64 },
     /// Recompute agent placement now.
     Rebalance,
+    /// The cluster's certificate authority (local files; no server needed).
+    Ca {
+        #[command(subcommand)]
+        command: pki::CaCommand,
+    },
+    /// Node certificates for mutual TLS between nodes (local files).
+    Cert {
+        #[command(subcommand)]
+        command: pki::CertCommand,
+    },
 }
 
 /// Runs a client command; returns the process exit code.
 pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Cluster { command: ClusterCommand::Ca { command } } => return pki::ca(command),
+        Command::Cluster { command: ClusterCommand::Cert { command } } => return pki::cert(command),
+        _ => {}
+    }
     let key = credentials::api_key(cli.api_key.as_deref(), cli.credentials.as_deref(), &cli.server)?;
     let client = ApiClient::new(&cli.server, key, cli.ca_cert.as_deref())?;
     match &cli.command {
@@ -344,6 +360,7 @@ async fn cluster_command(client: &ApiClient, command: &ClusterCommand, json: boo
         ClusterCommand::Rebalance => (post("/v1/cluster/rebalance".into(), None).await?, |v| {
             println!("moved {} shards (leader {})", v["moved"], v["leader"])
         }),
+        ClusterCommand::Ca { .. } | ClusterCommand::Cert { .. } => unreachable!("handled without a server"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());

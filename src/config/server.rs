@@ -34,13 +34,20 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ToolsSection {
+    /// Where tool servers' `/data` directories live; empty: `tool-data/`
+    /// in the data directory. Put it on another volume than the Raft data,
+    /// so tools filling it cannot stop Raft.
+    pub data_dir: String,
     /// What tool servers are granted, by server name; `default` for the rest.
     pub policy: BTreeMap<String, crate::mcp::ToolPolicy>,
 }
 
 impl Default for ToolsSection {
     fn default() -> Self {
-        Self { policy: BTreeMap::from([(crate::mcp::DEFAULT_POLICY.to_owned(), crate::mcp::ToolPolicy::default())]) }
+        Self {
+            data_dir: String::new(),
+            policy: BTreeMap::from([(crate::mcp::DEFAULT_POLICY.to_owned(), crate::mcp::ToolPolicy::default())]),
+        }
     }
 }
 
@@ -188,6 +195,12 @@ pub struct ClusterSection {
     pub name: String,
     /// File holding the cluster secret (CAXTON_CLUSTER_SECRET wins).
     pub secret_file: String,
+    /// The cluster CA certificate (PEM) peers' certificates must chain to.
+    pub tls_ca_file: String,
+    /// This node's certificate (PEM), naming its node id.
+    pub tls_cert_file: String,
+    /// The private key (PEM) of `tls_cert_file`.
+    pub tls_key_file: String,
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -258,6 +271,9 @@ impl Default for ClusterSection {
             dead_grace_ms: 5000,
             name: "caxton".into(),
             secret_file: String::new(),
+            tls_ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
             heartbeat_ms: 500,
             election_timeout_min_ms: 1500,
             election_timeout_max_ms: 3000,
@@ -274,6 +290,12 @@ impl Default for LogSection {
 }
 
 const ORDINAL_ZERO: &str = "ordinal-0";
+
+/// The ordinal a StatefulSet pod's host name ends in (`caxton-2` → 2); its
+/// node id is the ordinal + 1.
+pub fn statefulset_ordinal(host: &str) -> Option<u64> {
+    host.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok())
+}
 
 fn system_hostname() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
@@ -345,12 +367,11 @@ impl ServerConfig {
         }
         let key = if c.node_id_from_hostname { "cluster.node_id_from_hostname" } else { "cluster.bootstrap" };
         let host = hostname().unwrap_or_default();
-        let ordinal =
-            host.rsplit_once('-').and_then(|(_, n)| n.parse::<u64>().ok()).ok_or_else(|| ConfigError::Invalid {
-                key: key.into(),
-                value: host.clone(),
-                reason: "the host name must end in -ORDINAL, as StatefulSet pods do (e.g. caxton-0)".into(),
-            })?;
+        let ordinal = statefulset_ordinal(&host).ok_or_else(|| ConfigError::Invalid {
+            key: key.into(),
+            value: host.clone(),
+            reason: "the host name must end in -ORDINAL, as StatefulSet pods do (e.g. caxton-0)".into(),
+        })?;
         if c.node_id_from_hostname {
             c.node_id = ordinal + 1;
         }
@@ -390,6 +411,21 @@ impl ServerConfig {
         }
         if sv.request_timeout_ms < 100 {
             return Err(invalid("server.request_timeout_ms", &sv.request_timeout_ms, "must be at least 100"));
+        }
+        let c = &self.cluster;
+        let cluster_tls = [
+            ("cluster.tls_ca_file", &c.tls_ca_file),
+            ("cluster.tls_cert_file", &c.tls_cert_file),
+            ("cluster.tls_key_file", &c.tls_key_file),
+        ];
+        if cluster_tls.iter().any(|(_, v)| !v.is_empty()) {
+            if let Some((key, value)) = cluster_tls.iter().find(|(_, v)| v.is_empty()) {
+                return Err(invalid(
+                    key,
+                    value,
+                    "cluster TLS needs all of cluster.tls_ca_file, cluster.tls_cert_file and cluster.tls_key_file",
+                ));
+            }
         }
         if sv.tls_cert_file.is_empty() != sv.tls_key_file.is_empty() {
             let (key, value) = if sv.tls_cert_file.is_empty() {
@@ -460,26 +496,39 @@ impl ServerConfig {
 
     /// A node others can reach must know its admin key: without one it
     /// would serve everyone (dev mode is for loopback only). Likewise its
-    /// cluster ports need the cluster secret, which authenticates RPC and
-    /// seals gossip.
+    /// cluster ports need TLS material (RPC is mutual TLS) and the cluster
+    /// secret (which seals gossip); the secret alone is for loopback.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        if self.cluster_secret.is_none() {
-            let gossip = (!self.cluster.gossip_listen.is_empty())
-                .then(|| parse_addr("cluster.gossip_listen", &self.cluster.gossip_listen))
-                .transpose()?;
-            for (key, value, addr) in [
-                ("cluster.rpc_listen", &self.cluster.rpc_listen, Some(self.rpc_addr())),
-                ("cluster.gossip_listen", &self.cluster.gossip_listen, gossip),
-            ] {
-                if addr.is_some_and(|a| !a.ip().is_loopback()) {
-                    return Err(ConfigError::Invalid {
-                        key: key.into(),
-                        value: value.clone(),
-                        reason: "not a loopback address, and no cluster secret is configured: set \
-                                 CAXTON_CLUSTER_SECRET or cluster.secret_file (the same on every node)"
-                            .into(),
-                    });
-                }
+        let gossip = (!self.cluster.gossip_listen.is_empty())
+            .then(|| parse_addr("cluster.gossip_listen", &self.cluster.gossip_listen))
+            .transpose()?;
+        let exposed = [
+            ("cluster.rpc_listen", &self.cluster.rpc_listen, Some(self.rpc_addr())),
+            ("cluster.gossip_listen", &self.cluster.gossip_listen, gossip),
+        ]
+        .into_iter()
+        .find(|(_, _, addr)| addr.is_some_and(|a| !a.ip().is_loopback()));
+        if let Some((key, value, _)) = exposed {
+            let missing = if self.cluster_tls().is_none() {
+                Some(
+                    "no cluster TLS material is configured: create a CA with `caxton cluster ca init DIR`, issue \
+                     this node a certificate with `caxton cluster cert issue --ca-dir DIR --node-id N`, and set \
+                     cluster.tls_ca_file, cluster.tls_cert_file and cluster.tls_key_file",
+                )
+            } else if self.cluster_secret.is_none() {
+                Some(
+                    "no cluster secret is configured (it keys the gossip seal): set CAXTON_CLUSTER_SECRET or \
+                     cluster.secret_file (the same on every node)",
+                )
+            } else {
+                None
+            };
+            if let Some(missing) = missing {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    value: value.clone(),
+                    reason: format!("not a loopback address, and {missing}"),
+                });
             }
         }
         let addr = self.listen_addr();
@@ -500,6 +549,17 @@ impl ServerConfig {
         self.admin_key.is_some()
     }
 
+    /// Mutual TLS between nodes, when configured (all three files are, or
+    /// none: `validate` refuses the rest).
+    pub fn cluster_tls(&self) -> Option<caxton_cluster::TlsFiles> {
+        let c = &self.cluster;
+        (!c.tls_cert_file.is_empty()).then(|| caxton_cluster::TlsFiles {
+            ca: PathBuf::from(&c.tls_ca_file),
+            cert: PathBuf::from(&c.tls_cert_file),
+            key: PathBuf::from(&c.tls_key_file),
+        })
+    }
+
     pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
         let s = &self.server;
         (!s.tls_cert_file.is_empty()).then(|| (PathBuf::from(&s.tls_cert_file), PathBuf::from(&s.tls_key_file)))
@@ -511,6 +571,15 @@ impl ServerConfig {
 
     pub fn rpc_addr(&self) -> SocketAddr {
         parse_addr("cluster.rpc_listen", &self.cluster.rpc_listen).expect("validated at load")
+    }
+
+    /// Where tool servers' `/data` directories live.
+    pub fn tool_data_dir(&self) -> PathBuf {
+        if self.tools.data_dir.is_empty() {
+            self.server.data_dir.join("tool-data")
+        } else {
+            PathBuf::from(&self.tools.data_dir)
+        }
     }
 
     pub fn agents_dir(&self) -> Option<PathBuf> {

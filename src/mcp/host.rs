@@ -57,11 +57,61 @@ impl Default for Limits {
     }
 }
 
+/// A server's `/data`: a host directory and the most it may hold.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub path: PathBuf,
+    pub quota_bytes: u64,
+}
+
+impl DataDir {
+    /// How `/data` is opened for the next call: read-write while under its
+    /// quota, read-only once it holds the quota or more (until the server
+    /// deletes files, which a read-only mount does not allow: the operator
+    /// raises the quota or clears the directory). The check is per call, so
+    /// one call may overshoot by what it writes before it ends.
+    fn perms(&self) -> FsPerms {
+        let used = dir_usage(&self.path, self.quota_bytes);
+        if used >= self.quota_bytes {
+            tracing::warn!(
+                dir = %self.path.display(),
+                used,
+                quota = self.quota_bytes,
+                "a tool server's /data is at its quota: mounted read-only"
+            );
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        }
+    }
+}
+
+/// Bytes under `dir` (files only), counting up to `stop` (enough to decide).
+fn dir_usage(dir: &std::path::Path, stop: u64) -> u64 {
+    let mut used = 0u64;
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else {
+                used = used.saturating_add(meta.len());
+            }
+            if used >= stop {
+                return used;
+            }
+        }
+    }
+    used
+}
+
 /// What a server may touch: nothing, unless declared.
 #[derive(Debug, Clone, Default)]
 pub struct Sandbox {
-    /// Host directory preopened as `/data` (read-write), if declared.
-    pub preopen: Option<PathBuf>,
+    /// Host directory preopened as `/data`, if declared and granted.
+    pub preopen: Option<DataDir>,
     /// Environment variables the manifest declares (and only those).
     pub env: Vec<(String, String)>,
     /// Where `caxton.http_request` may go (nowhere by default).
@@ -242,8 +292,8 @@ impl McpHost {
             wasi.env(k, v);
         }
         if let Some(dir) = &sandbox.preopen {
-            wasi.preopened_dir(dir, "/data", FsPerms::ReadWrite)
-                .map_err(|e| ToolError::Trap(format!("cannot preopen {}: {e}", dir.display())))?;
+            wasi.preopened_dir(&dir.path, "/data", dir.perms())
+                .map_err(|e| ToolError::Trap(format!("cannot preopen {}: {e}", dir.path.display())))?;
         }
         let data = StoreData {
             wasi: wasi.build_p1(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::host::{Limits, Sandbox};
+use super::host::{DataDir, Limits, Sandbox};
 use super::http::HttpPolicy;
 use super::manifest::Manifest;
 
@@ -31,6 +31,9 @@ pub struct ToolPolicy {
     pub private_network: bool,
     /// May have a private `/data` directory.
     pub data_dir: bool,
+    /// The most a server's `/data` may hold; at or over it, `/data` is
+    /// mounted read-only.
+    pub data_quota_mb: u64,
     pub max_memory_mb: u64,
     pub max_fuel: u64,
     pub max_timeout_ms: u64,
@@ -45,6 +48,7 @@ impl Default for ToolPolicy {
             http_hosts: vec!["*".into()],
             private_network: false,
             data_dir: true,
+            data_quota_mb: 64,
             max_memory_mb: 256,
             max_fuel: 10_000_000_000,
             max_timeout_ms: 30_000,
@@ -152,7 +156,8 @@ impl ToolPolicies {
             manifest.sandbox.http_allow.iter().filter(|h| host_covered(h, &p.http_hosts)).cloned().collect::<Vec<_>>();
         let http = HttpPolicy { allow, allow_private: manifest.sandbox.http_allow_private && p.private_network };
         let data = (manifest.sandbox.data_dir && p.data_dir).then(|| data_root.join(&manifest.name));
-        (Sandbox { preopen: data.clone(), env, http }, data)
+        let preopen = data.clone().map(|path| DataDir { path, quota_bytes: p.data_quota_mb.saturating_mul(1 << 20) });
+        (Sandbox { preopen, env, http }, data)
     }
 }
 

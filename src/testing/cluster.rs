@@ -8,6 +8,8 @@ pub struct TestCluster {
     pub nodes: Vec<TestNode>,
     /// Held for the cluster's life: see `cluster_slot`.
     _slot: tokio::sync::OwnedSemaphorePermit,
+    /// The CA and node certificates of a mutual-TLS cluster.
+    pub pki: Option<tempfile::TempDir>,
 }
 
 /// At most two multi-process clusters run at once in a test binary: on a
@@ -32,6 +34,8 @@ pub struct ClusterOptions {
     pub statefulset: bool,
     /// Every node's bootstrap admin key (API keys on); `None`: dev mode.
     pub admin_key: Option<String>,
+    /// Mutual TLS between the nodes, with a CA made for the cluster.
+    pub tls: bool,
 }
 
 impl TestCluster {
@@ -49,6 +53,13 @@ impl TestCluster {
             opts.ip_base.map(|b| format!("127.0.0.{}", b as usize + i + 1)).unwrap_or_else(|| "127.0.0.1".into())
         };
         let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
+        let pki = opts.tls.then(|| {
+            let dir = tempfile::tempdir().expect("a directory for the cluster's certificates");
+            super::cluster_pki(dir.path(), 1..=n as u64);
+            dir
+        });
+        let tls =
+            |i: usize| pki.as_ref().map(|d| super::cluster_tls_config(d.path(), i as u64 + 1)).unwrap_or_default();
         let mut nodes = Vec::new();
         for (i, gossip_port) in gossip.iter().enumerate() {
             let identity = if opts.statefulset {
@@ -57,12 +68,13 @@ impl TestCluster {
                 format!("node_id = {}\nbootstrap = \"{}\"", i + 1, i == 0)
             };
             let cluster_extra = format!(
-                "{identity}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n",
+                "{identity}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n{}",
                 ip(i),
                 gossip_port,
                 seeds.join(", "),
                 opts.voters.max(1),
                 opts.cluster_extra,
+                tls(i),
             );
             let env = if opts.statefulset { vec![("HOSTNAME".to_owned(), format!("caxton-{i}"))] } else { Vec::new() };
             let rpc_port = free_port();
@@ -76,7 +88,7 @@ impl TestCluster {
                 ..Default::default()
             }));
         }
-        let mut cluster = Self { nodes, _slot: slot };
+        let mut cluster = Self { nodes, _slot: slot, pki };
         for node in cluster.nodes.iter_mut() {
             node.wait_ready().await;
         }

@@ -68,6 +68,36 @@ pub fn models_dir() -> PathBuf {
     std::env::var_os("CAXTON_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo_path("models"))
 }
 
+/// A cluster CA in `dir/ca` and certificates for nodes `ids` in `dir`
+/// (`node-N.crt`, `node-N.key`, `ca.crt`), made with the library
+/// `caxton cluster ca init` / `cert issue` use.
+pub fn cluster_pki(dir: &Path, ids: impl IntoIterator<Item = u64>) {
+    use caxton_cluster::pki;
+    let ca = dir.join("ca");
+    pki::init_ca(&ca, "test", 30).expect("creating a test CA");
+    for node_id in ids {
+        let request = pki::NodeCertRequest {
+            node_id,
+            hostnames: vec!["localhost".into()],
+            ips: vec![[127, 0, 0, 1].into()],
+            valid_days: 30,
+        };
+        pki::issue_node_cert(&ca, &request, dir, &pki::default_stem(node_id)).expect("issuing a test node certificate");
+    }
+}
+
+/// The `[cluster]` lines giving node `id` its TLS material from a
+/// [`cluster_pki`] directory.
+pub fn cluster_tls_config(dir: &Path, id: u64) -> String {
+    let file = |name: String| dir.join(name).display().to_string();
+    format!(
+        "tls_ca_file = \"{}\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+        file("ca.crt".into()),
+        file(format!("node-{id}.crt")),
+        file(format!("node-{id}.key"))
+    )
+}
+
 /// A free loopback TCP port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
     unassigned_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())

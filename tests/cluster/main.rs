@@ -8,6 +8,7 @@
 
 mod cluster;
 mod cluster_identity;
+mod cluster_tls;
 mod keys;
 mod mcp_api;
 mod memory;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{NodeOptions, TestNode};
+use caxton::testing::{agent_toml, eventually, ClusterOptions, NodeOptions, TestCluster, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "rpc-limits-secret";
@@ -62,4 +62,62 @@ async fn a_body_that_never_arrives_is_given_up_on() {
     let answer = String::from_utf8_lossy(&buf[..n]);
     assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
     assert!(started.elapsed() >= Duration::from_secs(4), "{:?}", started.elapsed());
+}
+
+/// Entries and snapshots bigger than one request: a follower that was down
+/// while ~5 MB of agents were deployed catches up through AppendEntries
+/// batches cut at 4 MiB, then through a snapshot streamed in 1 MiB chunks,
+/// all over mutual TLS.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_catches_up_on_batches_and_snapshots_larger_than_one_request() {
+    let opts = ClusterOptions { voters: 3, tls: true, cluster_extra: "logs_to_keep = 0".into(), ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
+    let leader = cluster.wait_leader().await;
+    let lagger = (1..=3).find(|id| *id != leader).unwrap();
+    let prompt = "p".repeat(900 << 10);
+    cluster.node_mut(lagger).kill();
+    let batch: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
+    for name in &batch {
+        deploy_big(&cluster, leader, name, &prompt).await;
+    }
+    cluster.node_mut(lagger).restart().await;
+    eventually("the follower has every entry, more than one batch of bytes", Duration::from_secs(60), || {
+        has_all(&cluster, lagger, &batch, &prompt)
+    })
+    .await;
+
+    cluster.node_mut(lagger).kill();
+    let more: Vec<String> = (0..2).map(|i| format!("bigger-{i}")).collect();
+    for name in &more {
+        deploy_big(&cluster, leader, name, &prompt).await;
+    }
+    for (_, node) in cluster.running() {
+        let r = node.http.post(node.url("/v1/cluster/snapshot")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let (_, st) = cluster.node(leader).get("/v1/cluster/status").await;
+    eventually("the leader purged its log", Duration::from_secs(10), || async {
+        cluster.node(leader).get("/v1/cluster/status").await.1["purged_index"].as_u64() >= st["snapshot_index"].as_u64()
+    })
+    .await;
+    cluster.node_mut(lagger).restart().await;
+    let everything: Vec<String> = batch.iter().chain(&more).cloned().collect();
+    eventually("the follower installed the multi-chunk snapshot", Duration::from_secs(60), || {
+        has_all(&cluster, lagger, &everything, &prompt)
+    })
+    .await;
+}
+
+async fn deploy_big(cluster: &TestCluster, on: u64, name: &str, prompt: &str) {
+    assert_eq!(cluster.node(on).post_toml("/v1/agents", &agent_toml(name, prompt)).await.0, 201, "{name}");
+}
+
+async fn has_all(cluster: &TestCluster, on: u64, names: &[String], prompt: &str) -> bool {
+    for name in names {
+        let (s, a) = cluster.node(on).get(&format!("/v1/agents/{name}")).await;
+        if s != 200 || !a["toml"].as_str().is_some_and(|t| t.contains(prompt)) {
+            return false;
+        }
+    }
+    true
 }

@@ -1,5 +1,7 @@
 //! The container image is built from local files (deploy/build-image.sh),
-//! three containers form a cluster from deploy/docker-compose.yml, one is
+//! deploy/make-secrets.sh makes the admin key, gossip key, CA and node
+//! certificates, three containers form a cluster over mutual TLS from
+//! deploy/docker-compose.yml with every secret mounted as a file, one is
 //! killed and comes back.
 
 use std::process::Command;
@@ -20,15 +22,15 @@ struct Compose {
     project: String,
     image: String,
     ports: [u16; 3],
+    secrets: tempfile::TempDir,
 }
 
 impl Compose {
     fn command(&self) -> Command {
         let mut c = Command::new("docker-compose");
         c.args(["-p", &self.project, "-f", &format!("{ROOT}/deploy/docker-compose.yml")]);
-        c.env("CAXTON_IMAGE", &self.image).env("CAXTON_CLUSTER_SECRET", "test-secret");
-        // The containers listen on every interface: they need an admin key.
-        c.env("CAXTON_ADMIN_KEY", TEST_ADMIN_KEY);
+        c.env("CAXTON_IMAGE", &self.image).env("CAXTON_SECRETS", self.secrets.path());
+        c.env_remove("CAXTON_ADMIN_KEY").env_remove("CAXTON_CLUSTER_SECRET");
         for (i, p) in self.ports.iter().enumerate() {
             c.env(format!("CAXTON_PORT_{}", i + 1), p.to_string());
         }
@@ -64,7 +66,12 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
         project: tag.clone(),
         image: format!("{tag}:latest"),
         ports: [free_port(), free_port(), free_port()],
+        secrets: tempfile::tempdir().unwrap(),
     };
+    run(Command::new(format!("{ROOT}/deploy/make-secrets.sh"))
+        .arg(compose.secrets.path())
+        .env("CAXTON_BIN", caxton_bin()));
+    let admin_key = std::fs::read_to_string(compose.secrets.path().join("admin-key")).unwrap();
     run(Command::new(format!("{ROOT}/deploy/build-image.sh"))
         .arg(caxton_bin())
         .arg(&compose.image)
@@ -72,7 +79,7 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
     run(compose.command().args(["up", "-d"]));
     let http = {
         let mut auth = reqwest::header::HeaderMap::new();
-        auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_ADMIN_KEY}").parse().unwrap());
+        auth.insert(reqwest::header::AUTHORIZATION, format!("Bearer {}", admin_key.trim()).parse().unwrap());
         reqwest::Client::builder().timeout(Duration::from_secs(5)).default_headers(auth).build().unwrap()
     };
 
@@ -96,6 +103,9 @@ async fn three_containers_form_a_cluster_survive_a_kill_and_rejoin() {
         .await;
         assert!(ok.is_ok(), "node {node} never saw a three-voter cluster; logs:\n{}", compose.logs());
     }
+    // The nodes joined over mutual TLS: the shared secret never authenticated RPC.
+    let logs = compose.logs();
+    assert!(!logs.contains("TLS handshake failed"), "{logs}");
     let ids: std::collections::HashSet<String> = futures::future::join_all((1..=3).map(|n| {
         let (http, url) = (http.clone(), compose.url(n, "/v1/cluster/status"));
         async move { get(&http, &url).await.unwrap()["cluster_id"].as_str().unwrap().to_owned() }

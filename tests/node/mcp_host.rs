@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton::mcp::{Limits, McpHost, Sandbox, ToolError};
+use caxton::mcp::{DataDir, Limits, McpHost, Sandbox, ToolError};
 use serde_json::json;
 
 fn module(name: &str) -> Vec<u8> {
@@ -223,7 +223,8 @@ async fn filesystem_server_is_confined_to_its_sandbox() {
     std::fs::create_dir_all(&sandbox_dir).unwrap();
     std::fs::write(dir.path().join("secret.txt"), "outside").unwrap();
     let fs = host.compile(&module("filesystem")).unwrap();
-    let sandbox = Sandbox { preopen: Some(sandbox_dir.clone()), ..Sandbox::default() };
+    let sandbox =
+        Sandbox { preopen: Some(DataDir { path: sandbox_dir.clone(), quota_bytes: 1 << 20 }), ..Sandbox::default() };
     let call = |tool: &'static str, args: serde_json::Value, sandbox: Sandbox| {
         let (host, fs) = (host.clone(), fs.clone());
         async move { host.call_tool(&fs, tool, args, Limits::default(), sandbox).await.unwrap() }
@@ -243,6 +244,19 @@ async fn filesystem_server_is_confined_to_its_sandbox() {
     // Without a declared directory, no file at all.
     let r = call("read_file", json!({"path": "notes.txt"}), Sandbox::default()).await;
     assert_eq!(r["isError"], true);
+
+    // The quota (1 MiB): writes go on while /data holds less; once it holds
+    // the quota, /data is read-only for the next calls, and still readable.
+    let big = "x".repeat(600 << 10);
+    for name in ["a.txt", "b.txt"] {
+        let r = call("write_file", json!({"path": name, "content": big}), sandbox.clone()).await;
+        assert_eq!(r["isError"], false, "{name} fits under the quota: {}", r["content"]);
+    }
+    let r = call("write_file", json!({"path": "c.txt", "content": "one byte more"}), sandbox.clone()).await;
+    assert_eq!(r["isError"], true, "a full /data takes no more writes: {r}");
+    assert!(!sandbox_dir.join("c.txt").exists());
+    let r = call("read_file", json!({"path": "notes.txt"}), sandbox.clone()).await;
+    assert_eq!(r["structuredContent"]["content"], "hello");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

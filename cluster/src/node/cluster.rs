@@ -27,7 +27,8 @@ use crate::membership::{self, keys, Gossip, GossipConfig};
 use crate::replica::{ReadError, Replica};
 use crate::storage::log_store::LogStore;
 use crate::storage::state_machine::StateMachine;
-use crate::transport::{self, paths, Network, RpcClient, RpcState};
+use crate::transport::tls::NodeTls;
+use crate::transport::{self, limits, paths, Network, PeerAuth, RpcClient, RpcState};
 use crate::types::{ClientWriteFailure, NodeAddr, NodeId, Payload, Raft, Reply};
 
 /// One running member. Cheap to share behind an `Arc`.
@@ -72,7 +73,11 @@ impl<A: Application> Cluster<A> {
 
         let bind_ip = Some(config.rpc_listen.ip()).filter(|ip| !ip.is_unspecified());
         let identity = Arc::new(ClusterIdentity::load(log_store.clone()).map_err(store_err(&raft_db))?);
-        let rpc = RpcClient::new(config.secret.clone(), identity.clone(), bind_ip);
+        let auth = match &config.tls {
+            Some(files) => PeerAuth::Tls(Arc::new(NodeTls::load(files, config.node_id)?)),
+            None => PeerAuth::Secret(config.secret.clone()),
+        };
+        let rpc = RpcClient::new(&auth, config.node_id, identity.clone(), bind_ip);
         let network = Network { client: rpc.clone() };
         let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log_store.clone(), state_machine)
             .await
@@ -81,12 +86,6 @@ impl<A: Application> Cluster<A> {
         let listener = tokio::net::TcpListener::bind(config.rpc_listen)
             .await
             .map_err(|source| StartError::Listen { addr: config.rpc_listen.to_string(), source })?;
-        let stop = CancellationToken::new();
-        let mut tasks = JoinSet::new();
-        let rpc_state = RpcState { raft: raft.clone(), secret: config.secret.clone(), identity: identity.clone() };
-        let server_span = tracing::info_span!("cluster_rpc_server", node_id = config.node_id);
-        tasks.spawn(transport::serve(listener, rpc_state, stop.clone()).instrument(server_span));
-
         let advertise = NodeAddr {
             rpc: config.advertise_rpc.clone(),
             api: config.advertise_api.clone(),
@@ -103,9 +102,15 @@ impl<A: Application> Cluster<A> {
                 .map_err(|e| StartError::Gossip { addr: listen.to_string(), reason: e.to_string() })?,
             ),
         };
-        let local = Arc::new(LocalMember::new(config.node_id, advertise, identity, gossip));
+        let local = Arc::new(LocalMember::new(config.node_id, advertise, identity, gossip, config.features.clone()));
+
+        let stop = CancellationToken::new();
+        let mut tasks = JoinSet::new();
+        let rpc_state = RpcState { raft: raft.clone(), auth, local: local.clone() };
+        let server_span = tracing::info_span!("cluster_rpc_server", node_id = config.node_id);
+        tasks.spawn(transport::serve(listener, rpc_state, stop.clone()).instrument(server_span));
         if local.gossip.is_some() {
-            let manager = Manager::new(raft.clone(), local.clone(), config.voters);
+            let manager = Manager::new(raft.clone(), local.clone(), rpc.clone(), config.voters);
             let manager_span = tracing::info_span!("membership_manager", node_id = config.node_id);
             tasks.spawn(manager.run(stop.clone()).instrument(manager_span));
         }
@@ -178,6 +183,9 @@ impl<A: Application> Cluster<A> {
     /// Forwards to the leader when this node is not it.
     pub async fn write(&self, command: &A::Command) -> Result<A::Response, WriteError> {
         let payload = Payload(codec::encode_app(command));
+        if payload.0.len() > limits::MAX_ENTRY {
+            return Err(WriteError::TooLarge { size: payload.0.len(), limit: limits::MAX_ENTRY });
+        }
         let deadline = Instant::now() + WRITE_DEADLINE;
         loop {
             let attempt = self.write_once(payload.clone()).await;

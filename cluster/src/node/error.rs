@@ -18,6 +18,8 @@ pub enum StartError {
     Listen { addr: String, source: std::io::Error },
     #[error("cannot start gossip on {addr}: {reason}")]
     Gossip { addr: String, reason: String },
+    #[error("cluster TLS: {0}")]
+    Tls(#[from] crate::transport::tls::TlsError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,8 @@ pub enum WriteError {
     Fatal(String),
     #[error("the cluster refused the write: {0}")]
     Rejected(String),
+    #[error("the write is {size} bytes encoded; the log takes entries of at most {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     #[error("undecodable response from the state machine: {0}")]
     Decode(#[from] CodecError),
 }

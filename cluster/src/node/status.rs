@@ -21,6 +21,8 @@ pub struct MemberStatus {
     /// Highest log index known to be replicated to this member (leader's view;
     /// for this node itself, its own last log index).
     pub matched_index: Option<u64>,
+    /// The data directory the member was added with (see `identity`).
+    pub incarnation: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +79,13 @@ pub struct MemberView {
 }
 
 /// The names [`ClusterStatus::state`] has always used (the REST API shows them).
+/// Gossip's entry for a member: the one with the member's node id *and*
+/// data directory, so a node announcing a member's id from elsewhere can
+/// neither stand in for it nor make it look dead or gone.
+fn gossip_of<'a>(gossip: &'a [GossipMember], member: &MemberStatus) -> Option<&'a GossipMember> {
+    gossip.iter().find(|g| g.node_id == member.id && g.incarnation == member.incarnation)
+}
+
 fn state_name(state: ServerState) -> &'static str {
     match state {
         ServerState::Learner => "learner",
@@ -107,6 +116,7 @@ impl<A: Application> Cluster<A> {
                     api_addr: node.api.clone(),
                     role: m.role_of(*id).unwrap_or(MemberRole::Learner),
                     matched_index,
+                    incarnation: node.incarnation.clone(),
                 }
             })
             .collect();
@@ -142,7 +152,7 @@ impl<A: Application> Cluster<A> {
             .members
             .iter()
             .map(|m| {
-                let g = gossip.iter().find(|g| g.node_id == m.id);
+                let g = gossip_of(&gossip, m);
                 MemberView {
                     id: m.id,
                     rpc_addr: m.rpc_addr.clone(),
@@ -191,7 +201,7 @@ impl<A: Application> Cluster<A> {
                 if m.id == own {
                     return !self.local.has_left();
                 }
-                let Some(gm) = gossip.iter().find(|gm| gm.node_id == m.id) else { return false };
+                let Some(gm) = gossip_of(&gossip, m) else { return false };
                 let recently = self.local.seen_within(m.id, self.dead_grace);
                 gm.role != Some(GossipRole::Left) && (gm.ready || !gm.alive) && (gm.alive || recently)
             })
@@ -218,16 +228,22 @@ impl<A: Application> Cluster<A> {
     /// or one gossip has not heard from): a command needing it must not be
     /// proposed while any exists, or that voter could not apply it.
     pub async fn voters_lacking(&self, feature: &str) -> Vec<NodeId> {
-        let voters: Vec<NodeId> = self.raft.metrics().borrow().membership_config.membership().voter_ids().collect();
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let own = self.local.node_id;
-        let others: Vec<NodeId> = voters.into_iter().filter(|v| *v != own).collect();
+        let others: Vec<NodeId> = membership.voter_ids().filter(|v| *v != own).collect();
         if others.is_empty() {
             return Vec::new();
         }
-        let advertised: std::collections::BTreeMap<NodeId, Option<Vec<String>>> = match &self.local.gossip {
-            Some(g) => g.members().await.into_iter().map(|m| (m.node_id, m.features)).collect(),
-            None => Default::default(),
+        let gossip = match &self.local.gossip {
+            Some(g) => g.members().await,
+            None => Vec::new(),
         };
+        // A voter's own entry (its data directory), not one claiming its id.
+        let advertised: std::collections::BTreeMap<NodeId, Option<Vec<String>>> = gossip
+            .into_iter()
+            .filter(|g| membership.get_node(&g.node_id).is_some_and(|n| n.incarnation == g.incarnation))
+            .map(|g| (g.node_id, g.features))
+            .collect();
         lacking(&others, &advertised, feature)
     }
 

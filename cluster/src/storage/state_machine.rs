@@ -8,7 +8,6 @@
 // openraft's storage traits return its `StorageError`, large by design.
 #![allow(clippy::result_large_err)]
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -76,6 +75,10 @@ impl SnapshotDir {
     fn tmp(&self, tag: &str) -> PathBuf {
         self.dir.join(format!("incoming-{tag}-{}.db", std::process::id()))
     }
+    /// Where a snapshot sent by the leader is written, chunk by chunk.
+    fn receiving(&self) -> PathBuf {
+        self.tmp("receive")
+    }
 
     /// Publishes a finished snapshot file atomically (rename), then its
     /// meta; both, and the directory entries naming them, are on disk before
@@ -97,8 +100,13 @@ impl SnapshotDir {
             Err(e) => return Err(e),
         };
         let meta: SnapshotMeta = codec::decode(&meta_bytes).map_err(std::io::Error::other)?;
-        let data = std::fs::read(self.db())?;
-        Ok(Some(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) }))
+        Ok(Some(Snapshot { meta, snapshot: Box::new(self.open_current()?) }))
+    }
+
+    /// The published snapshot, to be read in chunks. Opened, it stays
+    /// readable even if a newer snapshot replaces it meanwhile.
+    fn open_current(&self) -> std::io::Result<tokio::fs::File> {
+        std::fs::File::open(self.db()).map(tokio::fs::File::from_std)
     }
 }
 
@@ -302,8 +310,8 @@ fn build_snapshot_file(replica: &Path, snapshots: &SnapshotDir) -> Result<Snapsh
     };
     let meta = RaftSnapshotMeta { last_log_id: last_applied, last_membership: membership, snapshot_id };
     snapshots.publish(&tmp, &meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
-    let data = std::fs::read(snapshots.db()).map_err(|e| snap_err(ErrorVerb::Read, e))?;
-    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
+    let file = snapshots.open_current().map_err(|e| snap_err(ErrorVerb::Read, e))?;
+    Ok(Snapshot { meta, snapshot: Box::new(file) })
 }
 
 /// Uniqueness for snapshot ids. Reading the wall clock is fine here: the id
@@ -332,17 +340,25 @@ impl<A: Application> RaftStateMachine<TypeConfig> for StateMachine<A> {
         SnapshotBuilder { path: self.path.clone(), snapshots: self.snapshots.clone() }
     }
 
-    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    /// Chunks from the leader go straight to a file: a snapshot is never
+    /// held whole in memory.
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<tokio::fs::File>, StorageError> {
+        let file =
+            tokio::fs::File::create(self.snapshots.receiving()).await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        Ok(Box::new(file))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
-        let tmp = self.snapshots.tmp("install");
-        std::fs::write(&tmp, snapshot.into_inner()).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        use tokio::io::AsyncWriteExt;
+        let mut file = *snapshot;
+        file.flush().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        file.sync_all().await.map_err(|e| snap_err(ErrorVerb::Write, e))?;
+        drop(file);
+        let tmp = self.snapshots.receiving();
         self.with_writer(|conn| {
             conn.restore(DatabaseName::Main, &tmp, None::<fn(rusqlite::backup::Progress)>)
                 .and_then(|_| conn.execute_batch(META_DDL))

@@ -1,5 +1,6 @@
-//! The calling side of node-to-node RPC: one pooled HTTP client that stamps
-//! every request with the secret, this node's cluster id and the trace id.
+//! The calling side of node-to-node RPC: one pooled HTTP client that
+//! authenticates as this node (its certificate, or the dev secret) and stamps
+//! every request with its node id, cluster id and the trace id.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,9 +8,10 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{CLUSTER_HEADER, INCARNATION_HEADER, SECRET_HEADER, TRACE_HEADER};
+use super::{PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
 use crate::identity::ClusterIdentity;
+use crate::types::NodeId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RpcError {
@@ -19,13 +21,35 @@ pub enum RpcError {
     Refused { addr: String, status: u16, body: String },
     #[error("peer {addr} sent an undecodable answer: {source}")]
     Decode { addr: String, source: codec::CodecError },
+    #[error("peer {addr} answered with a certificate for node {found:?}, but node {expected} was called")]
+    WrongPeer { addr: String, expected: NodeId, found: Option<NodeId> },
+}
+
+/// Whom a call goes to: an address, and when the caller knows it, the member
+/// expected to answer there (its node id and data directory incarnation).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer<'a> {
+    pub addr: &'a str,
+    pub node: Option<NodeId>,
+    pub incarnation: Option<&'a str>,
+}
+
+impl<'a> Peer<'a> {
+    /// Any node at `addr` (a seed, or the leader named by a redirect).
+    pub fn at(addr: &'a str) -> Self {
+        Self { addr, node: None, incarnation: None }
+    }
 }
 
 /// One shared HTTP client for all peers (connection pooling per host).
 #[derive(Clone)]
 pub struct RpcClient {
     http: reqwest::Client,
+    scheme: &'static str,
+    /// Sent only without TLS (under TLS the certificate authenticates).
     secret: Option<String>,
+    tls: bool,
+    node_id: NodeId,
     identity: Arc<ClusterIdentity>,
 }
 
@@ -33,15 +57,25 @@ impl RpcClient {
     /// `local` binds outbound connections to the node's own address, so a
     /// node that listens on one address of a multi-homed host also talks
     /// from it (and firewall rules by address apply to both directions).
-    pub fn new(secret: Option<String>, identity: Arc<ClusterIdentity>, local: Option<std::net::IpAddr>) -> Self {
-        let http = reqwest::Client::builder()
+    pub fn new(
+        auth: &PeerAuth,
+        node_id: NodeId,
+        identity: Arc<ClusterIdentity>,
+        local: Option<std::net::IpAddr>,
+    ) -> Self {
+        let builder = reqwest::Client::builder()
             .local_address(local)
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("building an HTTP client with static settings");
-        Self { http, secret, identity }
+            .tcp_nodelay(true);
+        let (builder, scheme, secret, tls) = match auth {
+            PeerAuth::Secret(secret) => (builder, "http", secret.clone(), false),
+            PeerAuth::Tls(tls) => {
+                (builder.use_preconfigured_tls(tls.client.clone()).tls_info(true).https_only(true), "https", None, true)
+            }
+        };
+        let http = builder.build().expect("building an HTTP client with static settings");
+        Self { http, scheme, secret, tls, node_id, identity }
     }
 
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
@@ -51,21 +85,28 @@ impl RpcClient {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, RpcError> {
-        self.call_member(addr, None, path, request, timeout).await
+        self.call_member(Peer::at(addr), path, request, timeout).await
     }
 
-    /// A call to a member whose recorded incarnation must still be the one
-    /// answering (Raft RPCs: a wiped node must not take part under its old id).
+    /// A call to a known member: under TLS, the answer must come from the
+    /// node id the caller expects, and the member's recorded incarnation must
+    /// still be the one answering (a wiped node must not take part under its
+    /// old id).
     pub async fn call_member<Req: Serialize, Resp: DeserializeOwned>(
         &self,
-        addr: &str,
-        incarnation: Option<&str>,
+        peer: Peer<'_>,
         path: &str,
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, RpcError> {
-        let mut builder = self.http.post(format!("http://{addr}{path}")).timeout(timeout).body(codec::encode(request));
-        if let Some(incarnation) = incarnation.filter(|i| !i.is_empty()) {
+        let addr = peer.addr;
+        let mut builder = self
+            .http
+            .post(format!("{}://{addr}{path}", self.scheme))
+            .timeout(timeout)
+            .header(NODE_HEADER, self.node_id.to_string())
+            .body(codec::encode(request));
+        if let Some(incarnation) = peer.incarnation.filter(|i| !i.is_empty()) {
             builder = builder.header(INCARNATION_HEADER, incarnation);
         }
         if let Some(secret) = &self.secret {
@@ -78,6 +119,16 @@ impl RpcClient {
             builder = builder.header(TRACE_HEADER, trace);
         }
         let response = builder.send().await.map_err(|source| RpcError::Unreachable { addr: addr.into(), source })?;
+        if let (true, Some(expected)) = (self.tls, peer.node) {
+            let found = response
+                .extensions()
+                .get::<reqwest::tls::TlsInfo>()
+                .and_then(|info| info.peer_certificate())
+                .and_then(crate::pki::node_id_of);
+            if found != Some(expected) {
+                return Err(RpcError::WrongPeer { addr: addr.into(), expected, found });
+            }
+        }
         let status = response.status();
         let body = response.bytes().await.map_err(|source| RpcError::Unreachable { addr: addr.into(), source })?;
         if !status.is_success() {

@@ -1,13 +1,19 @@
 //! Node-to-node RPC: HTTP/1.1 on the cluster port, bodies in the versioned
-//! binary codec, every request carrying the cluster secret, the sender's
-//! cluster id and the caller's trace id.
+//! binary codec. Peers prove who they are with mutual TLS (certificates from
+//! the cluster CA naming their node ids) or, on loopback development
+//! clusters only, a shared secret; every request also carries the sender's
+//! node id, cluster id and the caller's trace id.
 
 mod client;
+pub(crate) mod join;
 mod raft_network;
 mod server;
+pub mod tls;
+
+use std::sync::Arc;
 
 pub use client::TRACE_ID;
-pub(crate) use client::{RpcClient, RpcError};
+pub(crate) use client::{Peer, RpcClient, RpcError};
 pub(crate) use raft_network::Network;
 pub(crate) use server::{serve, AdminRequest, RpcState};
 
@@ -17,6 +23,9 @@ pub(crate) const TRACE_HEADER: &str = "x-caxton-trace-id";
 pub(crate) const CLUSTER_HEADER: &str = "x-caxton-cluster-id";
 /// The incarnation the sender's membership records for the receiver.
 pub(crate) const INCARNATION_HEADER: &str = "x-caxton-target-incarnation";
+/// The sender's node id; under mutual TLS it must be the one its
+/// certificate names.
+pub(crate) const NODE_HEADER: &str = "x-caxton-node-id";
 
 pub(crate) mod paths {
     pub const APPEND: &str = "/raft/append";
@@ -24,6 +33,16 @@ pub(crate) mod paths {
     pub const SNAPSHOT: &str = "/raft/snapshot";
     pub const WRITE: &str = "/cluster/write";
     pub const ADMIN: &str = "/cluster/admin";
+    pub const JOIN: &str = "/cluster/join";
+}
+
+/// How the nodes of a cluster authenticate each other.
+#[derive(Clone, Debug)]
+pub enum PeerAuth {
+    /// Loopback development only: a shared secret in a header, or nothing.
+    Secret(Option<String>),
+    /// Mutual TLS with certificates from the cluster CA.
+    Tls(Arc<tls::NodeTls>),
 }
 
 /// Compares secrets without leaking the position of the first difference.
@@ -32,4 +51,16 @@ pub(crate) fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
         return false;
     }
     expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Sizes shared by both ends of the transport.
+pub(crate) mod limits {
+    /// The largest command the log takes; a bigger write is refused at
+    /// proposal (`WriteError::TooLarge`) instead of being replicated.
+    pub const MAX_ENTRY: usize = 64 << 20;
+    /// AppendEntries batches are cut at this many bytes of entries (and
+    /// `max_payload_entries` entries); a single larger entry travels alone.
+    pub const APPEND_BATCH: usize = 4 << 20;
+    /// Snapshots travel in chunks of this size, each its own request.
+    pub const SNAPSHOT_CHUNK: usize = 1 << 20;
 }

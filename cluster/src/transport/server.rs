@@ -1,7 +1,9 @@
-//! The receiving side of node-to-node RPC: every request is authorised
-//! (secret, cluster id, incarnation) from its headers before its body is
-//! read, bodies are capped per RPC kind, and each runs in a span carrying the
-//! caller's trace id.
+//! The receiving side of node-to-node RPC: every connection is
+//! authenticated (a client certificate from the cluster CA, or the dev
+//! secret) and every request authorised (node id, cluster id, incarnation)
+//! from its headers before its body is read; bodies are capped per RPC kind;
+//! a Raft message must name its sender as the node it comes from; each runs
+//! in a span carrying the caller's trace id.
 
 // Handlers short-circuit with an axum `Response`, the type they answer with.
 #![allow(clippy::result_large_err)]
@@ -14,39 +16,67 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use axum::Extension;
 use axum::Router;
 use serde::de::DeserializeOwned;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{paths, secrets_match, CLUSTER_HEADER, INCARNATION_HEADER, SECRET_HEADER, TRACE_HEADER};
+use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
+
+use super::join::JoinRequest;
+use super::{
+    limits, paths, secrets_match, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, SECRET_HEADER,
+    TRACE_HEADER,
+};
 use crate::codec;
 use crate::consensus::raft_ext::RaftExt;
-use crate::identity::{ClusterIdentity, IdentityError};
-use crate::types::{Payload, Raft};
+use crate::identity::IdentityError;
+use crate::local_member::LocalMember;
+use crate::pki::node_id_of;
+use crate::types::{NodeId, Payload, Raft, TypeConfig};
 
 pub(crate) struct RpcState {
     pub raft: Raft,
-    pub secret: Option<String>,
-    pub identity: Arc<ClusterIdentity>,
+    pub auth: PeerAuth,
+    pub local: Arc<LocalMember>,
 }
+
+/// The node id the connection's client certificate names (`None` without
+/// TLS), attached to every request of that connection.
+#[derive(Debug, Clone, Copy)]
+struct PeerCert(Option<NodeId>);
+
+/// The authenticated sender of a request: the certificate's node id under
+/// TLS, the claimed one on a dev cluster.
+#[derive(Debug, Clone, Copy)]
+struct Sender(Option<NodeId>);
 
 /// Body limits per RPC kind, checked only after the caller is authorised
 /// (the authorisation layer answers before any body byte is read).
-mod limits {
-    /// A vote, or a membership request: a few hundred bytes.
+mod body_limits {
+    use super::limits;
+    /// A vote, a join or a membership request: a few hundred bytes.
     pub const SMALL: usize = 64 << 10;
-    /// A batch of log entries.
-    pub const APPEND: usize = 256 << 20;
-    /// A forwarded write: one command (a tool module of 16 MiB, base64).
-    pub const WRITE: usize = 64 << 20;
-    /// A whole snapshot travels in one body.
-    pub const SNAPSHOT: usize = 1 << 30;
+    /// A batch of entries is cut at `APPEND_BATCH` bytes, but a single
+    /// entry up to `MAX_ENTRY` travels alone.
+    pub const APPEND: usize = max(limits::APPEND_BATCH, limits::MAX_ENTRY) + (1 << 20);
+    pub const WRITE: usize = limits::MAX_ENTRY + (64 << 10);
+    pub const SNAPSHOT: usize = limits::SNAPSHOT_CHUNK + (64 << 10);
+
+    const fn max(a: usize, b: usize) -> usize {
+        if a > b {
+            a
+        } else {
+            b
+        }
+    }
 }
 
 /// How long a peer may take to send its request headers (also how long an
-/// idle connection is kept between requests).
+/// idle connection is kept between requests, and how long a TLS handshake
+/// may take).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long a peer may take to send a body, per RPC kind.
@@ -55,21 +85,24 @@ mod body_timeouts {
     pub const SMALL: Duration = Duration::from_secs(5);
     pub const APPEND: Duration = Duration::from_secs(60);
     pub const WRITE: Duration = Duration::from_secs(60);
-    pub const SNAPSHOT: Duration = Duration::from_secs(600);
+    pub const SNAPSHOT: Duration = Duration::from_secs(60);
 }
 
 /// Serves cluster RPC on `listener` until `stop`, letting requests in
-/// flight finish. Own accept loop (not `axum::serve`) for the header
-/// deadline: a peer that never finishes its headers is cut off.
+/// flight finish. Own accept loop (not `axum::serve`) for the TLS handshake
+/// and the header deadline: a peer that never finishes either is cut off.
 pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: CancellationToken) {
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let acceptor = match &state.auth {
+        PeerAuth::Tls(tls) => Some(tokio_rustls::TlsAcceptor::from(tls.server.clone())),
+        PeerAuth::Secret(_) => None,
+    };
     let router = router(Arc::new(state));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let stream = tokio::select! {
+        let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a cluster RPC connection failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -78,19 +111,47 @@ pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: Cancella
             },
         };
         let _ = stream.set_nodelay(true);
-        let (router, watcher) = (router.clone(), graceful.watcher());
+        let (router, watcher, acceptor) = (router.clone(), graceful.watcher(), acceptor.clone());
         tokio::spawn(async move {
-            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
-            let service = hyper_util::service::TowerToHyperService::new(router);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(error = %e, "cluster RPC connection ended with an error");
-            }
+            let Some(acceptor) = acceptor else {
+                return serve_connection(stream, router, PeerCert(None), watcher).await;
+            };
+            let stream = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    tracing::warn!(%remote, error = %e, "refused a cluster RPC connection: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%remote, "refused a cluster RPC connection: no TLS handshake within {HEADER_TIMEOUT:?}");
+                    return;
+                }
+            };
+            let node = stream.get_ref().1.peer_certificates().and_then(|c| c.first()).and_then(|c| node_id_of(c));
+            serve_connection(stream, router, PeerCert(node), watcher).await
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+async fn serve_connection<I>(io: I, router: Router, peer: PeerCert, watcher: hyper_util::server::graceful::Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+    let service = router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(peer);
+        req
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT);
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!(error = %e, "cluster RPC connection ended with an error");
+    }
 }
 
 fn router(state: Arc<RpcState>) -> Router {
@@ -103,12 +164,15 @@ fn router(state: Arc<RpcState>) -> Router {
             .layer::<_, std::convert::Infallible>(tower_http::timeout::RequestBodyTimeoutLayer::new(time))
             .layer(DefaultBodyLimit::max(limit))
     };
+    use body_limits as size;
+    use body_timeouts as time;
     Router::new()
-        .route(paths::APPEND, limited(post(append), limits::APPEND, body_timeouts::APPEND))
-        .route(paths::VOTE, limited(post(vote), limits::SMALL, body_timeouts::SMALL))
-        .route(paths::SNAPSHOT, limited(post(snapshot), limits::SNAPSHOT, body_timeouts::SNAPSHOT))
-        .route(paths::WRITE, limited(post(write), limits::WRITE, body_timeouts::WRITE))
-        .route(paths::ADMIN, limited(post(admin), limits::SMALL, body_timeouts::SMALL))
+        .route(paths::APPEND, limited(post(append), size::APPEND, time::APPEND))
+        .route(paths::VOTE, limited(post(vote), size::SMALL, time::SMALL))
+        .route(paths::SNAPSHOT, limited(post(snapshot), size::SNAPSHOT, time::SNAPSHOT))
+        .route(paths::WRITE, limited(post(write), size::WRITE, time::WRITE))
+        .route(paths::ADMIN, limited(post(admin), size::SMALL, time::SMALL))
+        .route(paths::JOIN, limited(post(join), size::SMALL, time::SMALL))
         // Runs before the handlers' extractors: a stranger is answered from
         // the headers alone, and its body is never read.
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorized))
@@ -117,36 +181,71 @@ fn router(state: Arc<RpcState>) -> Router {
 
 async fn authorized(
     State(s): State<Arc<RpcState>>,
-    req: axum::extract::Request,
+    mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    match authorize(&s, req.headers()) {
-        Ok(()) => next.run(req).await,
+    let cert = req.extensions().get::<PeerCert>().copied().unwrap_or(PeerCert(None));
+    match authorize(&s, req.headers(), cert) {
+        Ok(sender) => {
+            req.extensions_mut().insert(sender);
+            next.run(req).await
+        }
         Err(refused) => refused,
     }
 }
 
-/// A request must carry the cluster secret (when one is set) and come from
-/// this node's cluster; a pristine node learns its cluster here.
-fn authorize(state: &RpcState, headers: &HeaderMap) -> Result<(), Response> {
-    if let Some(expected) = &state.secret {
-        let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-        if !secrets_match(expected.as_bytes(), given) {
-            return Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response());
-        }
-    }
-    let claimed = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
-    let expected = headers.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok());
-    state.identity.check(claimed, expected).map_err(|e| {
-        let status = match e {
-            IdentityError::Mismatch { .. } | IdentityError::Replaced { .. } => {
-                tracing::warn!(error = %e, "refused a peer RPC");
-                StatusCode::CONFLICT
+fn refuse(status: StatusCode, why: String) -> Response {
+    tracing::warn!(%status, reason = %why, "refused a peer RPC");
+    (status, why).into_response()
+}
+
+/// Who is calling: under TLS the node its certificate names, which must
+/// also be the node it claims to be; on a dev cluster, whoever holds the
+/// secret. Then the request must come from this node's cluster; a pristine
+/// node learns its cluster here.
+fn authorize(state: &RpcState, headers: &HeaderMap, cert: PeerCert) -> Result<Sender, Response> {
+    let claimed = headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<NodeId>().ok());
+    let sender = match &state.auth {
+        PeerAuth::Tls(_) => {
+            let Some(certified) = cert.0 else {
+                return Err(refuse(StatusCode::FORBIDDEN, "the client certificate names no node id".into()));
+            };
+            if claimed != Some(certified) {
+                let claimed = claimed.map_or_else(|| "no node".to_owned(), |c| format!("node {c}"));
+                return Err(refuse(
+                    StatusCode::FORBIDDEN,
+                    format!("the peer's certificate is for node {certified}, but it claims to be {claimed}"),
+                ));
             }
-            IdentityError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        (status, e.to_string()).into_response()
-    })
+            Some(certified)
+        }
+        PeerAuth::Secret(Some(expected)) => {
+            let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+            if !secrets_match(expected.as_bytes(), given) {
+                return Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response());
+            }
+            claimed
+        }
+        PeerAuth::Secret(None) => claimed,
+    };
+    let cluster = headers.get(CLUSTER_HEADER).and_then(|v| v.to_str().ok());
+    let expected = headers.get(INCARNATION_HEADER).and_then(|v| v.to_str().ok());
+    state.local.identity.check(cluster, expected).map_err(|e| match e {
+        IdentityError::Mismatch { .. } | IdentityError::Replaced { .. } => refuse(StatusCode::CONFLICT, e.to_string()),
+        IdentityError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    })?;
+    Ok(Sender(sender))
+}
+
+/// A Raft message names the node it comes from (the candidate, the
+/// leader); it must be the node that sent it.
+fn check_sender(sender: Sender, rpc: &str, named: NodeId) -> Result<(), Response> {
+    match sender.0 {
+        Some(sender) if sender != named => {
+            Err(refuse(StatusCode::FORBIDDEN, format!("a {rpc} from node {sender} claims to come from node {named}")))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
@@ -162,13 +261,16 @@ fn encoded<T: serde::Serialize>(value: &T) -> Response {
     codec::encode(value).into_response()
 }
 
-/// Authorises, decodes, runs `f` inside a span carrying the caller's trace
-/// id, and encodes the answer: the shape every Raft RPC shares.
+/// Decodes, checks the node the request names against its sender, runs
+/// `f` inside a span carrying the caller's trace id, and encodes the
+/// answer: the shape every Raft RPC shares.
 async fn serve_rpc<Req, Resp, F, Fut>(
     s: &RpcState,
     headers: &HeaderMap,
+    sender: Sender,
     body: &[u8],
     rpc: &'static str,
+    named: impl FnOnce(&Req) -> NodeId,
     f: F,
 ) -> Response
 where
@@ -177,27 +279,46 @@ where
     F: FnOnce(Raft, Req) -> Fut,
     Fut: std::future::Future<Output = Resp>,
 {
-    match decode_body(body) {
-        Ok(req) => encoded(&f(s.raft.clone(), req).instrument(span_for(headers, rpc)).await),
-        Err(r) => r,
+    let req = match decode_body(body) {
+        Ok(req) => req,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_sender(sender, rpc, named(&req)) {
+        return r;
     }
+    encoded(&f(s.raft.clone(), req).instrument(span_for(headers, rpc)).await)
 }
 
-async fn append(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    serve_rpc(&s, &headers, &body, "append", |raft, req| async move { raft.append_entries(req).await }).await
+type Rpc = (State<Arc<RpcState>>, Extension<Sender>, HeaderMap);
+
+async fn append((State(s), Extension(sender), headers): Rpc, body: Bytes) -> Response {
+    let leader = |r: &AppendEntriesRequest<TypeConfig>| r.vote.leader_id().node_id;
+    serve_rpc(&s, &headers, sender, &body, "append", leader, |raft, req| async move { raft.append_entries(req).await })
+        .await
 }
 
-async fn vote(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    serve_rpc(&s, &headers, &body, "vote", |raft, req| async move { raft.vote(req).await }).await
+async fn vote((State(s), Extension(sender), headers): Rpc, body: Bytes) -> Response {
+    let candidate = |r: &VoteRequest<NodeId>| r.vote.leader_id().node_id;
+    serve_rpc(&s, &headers, sender, &body, "vote", candidate, |raft, req| async move { raft.vote(req).await }).await
 }
 
-async fn snapshot(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    serve_rpc(&s, &headers, &body, "snapshot", |raft, req| async move { raft.install_snapshot(req).await }).await
+async fn snapshot((State(s), Extension(sender), headers): Rpc, body: Bytes) -> Response {
+    let leader = |r: &InstallSnapshotRequest<TypeConfig>| r.vote.leader_id().node_id;
+    serve_rpc(
+        &s,
+        &headers,
+        sender,
+        &body,
+        "snapshot",
+        leader,
+        |raft, req| async move { raft.install_snapshot(req).await },
+    )
+    .await
 }
 
 /// A write forwarded by a follower. Never forwarded again from here: if this
 /// node is not the leader either, the caller learns who is and retries.
-async fn write(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn write((State(s), _, headers): Rpc, body: Bytes) -> Response {
     let payload: Payload = match decode_body(&body) {
         Ok(r) => r,
         Err(r) => return r,
@@ -219,13 +340,31 @@ pub(crate) enum AdminRequest {
     RemoveNode(u64),
 }
 
-async fn admin(State(s): State<Arc<RpcState>>, headers: HeaderMap, body: Bytes) -> Response {
-    serve_rpc(&s, &headers, &body, "admin", |raft, req: AdminRequest| async move {
-        let result: Result<(), String> = match req {
+async fn admin((State(s), _, headers): Rpc, body: Bytes) -> Response {
+    let request: AdminRequest = match decode_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let raft = s.raft.clone();
+    let result: Result<(), String> = async move {
+        match request {
             AdminRequest::Elect => raft.trigger().elect().await.map_err(|e| e.to_string()),
             AdminRequest::RemoveNode(id) => raft.remove_member(id).await.map_err(|e| e.to_string()),
-        };
-        result
-    })
-    .await
+        }
+    }
+    .instrument(span_for(&headers, "admin"))
+    .await;
+    encoded(&result)
+}
+
+/// A node asking to be added (see `join`): only for itself.
+async fn join((State(s), Extension(sender), headers): Rpc, body: Bytes) -> Response {
+    let request: JoinRequest = match decode_body(&body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    if let Err(r) = check_sender(sender, "join", request.node_id) {
+        return r;
+    }
+    encoded(&super::join::admit(&s.raft, &s.local, request).instrument(span_for(&headers, "join")).await)
 }
