@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{agent_toml, eventually, ClusterOptions, NodeOptions, TestCluster, TestNode};
+use caxton::testing::{eventually, ClusterOptions, NodeOptions, TestCluster, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "rpc-limits-secret";
@@ -65,31 +65,30 @@ async fn a_body_that_never_arrives_is_given_up_on() {
 }
 
 /// Entries and snapshots bigger than one request: a follower that was down
-/// while ~5 MB of agents were deployed catches up through AppendEntries
-/// batches cut at 4 MiB, then through a snapshot streamed in 1 MiB chunks,
-/// all over mutual TLS.
+/// while ~8 MB of tool modules were deployed catches up through
+/// AppendEntries batches cut at 4 MiB, then through a snapshot streamed in
+/// 1 MiB chunks, all over mutual TLS.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_catches_up_on_batches_and_snapshots_larger_than_one_request() {
     let opts = ClusterOptions { voters: 3, tls: true, cluster_extra: "logs_to_keep = 0".into(), ..Default::default() };
     let mut cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;
     let lagger = (1..=3).find(|id| *id != leader).unwrap();
-    let prompt = "p".repeat(900 << 10);
+
     cluster.node_mut(lagger).kill();
-    let batch: Vec<String> = (0..6).map(|i| format!("big-{i}")).collect();
+    let batch: Vec<String> = (0..6).map(|i| format!("big_{i}")).collect();
     for name in &batch {
-        deploy_big(&cluster, leader, name, &prompt).await;
+        deploy_big(&cluster, leader, name).await;
     }
     cluster.node_mut(lagger).restart().await;
     eventually("the follower has every entry, more than one batch of bytes", Duration::from_secs(60), || {
-        has_all(&cluster, lagger, &batch, &prompt)
+        same_servers(&cluster, leader, lagger, batch.len())
     })
     .await;
 
     cluster.node_mut(lagger).kill();
-    let more: Vec<String> = (0..2).map(|i| format!("bigger-{i}")).collect();
-    for name in &more {
-        deploy_big(&cluster, leader, name, &prompt).await;
+    for name in ["bigger_0", "bigger_1"] {
+        deploy_big(&cluster, leader, name).await;
     }
     for (_, node) in cluster.running() {
         let r = node.http.post(node.url("/v1/cluster/snapshot")).send().await.unwrap();
@@ -101,23 +100,54 @@ async fn a_follower_catches_up_on_batches_and_snapshots_larger_than_one_request(
     })
     .await;
     cluster.node_mut(lagger).restart().await;
-    let everything: Vec<String> = batch.iter().chain(&more).cloned().collect();
     eventually("the follower installed the multi-chunk snapshot", Duration::from_secs(60), || {
-        has_all(&cluster, lagger, &everything, &prompt)
+        same_servers(&cluster, leader, lagger, batch.len() + 2)
     })
     .await;
 }
 
-async fn deploy_big(cluster: &TestCluster, on: u64, name: &str, prompt: &str) {
-    assert_eq!(cluster.node(on).post_toml("/v1/agents", &agent_toml(name, prompt)).await.0, 201, "{name}");
-}
-
-async fn has_all(cluster: &TestCluster, on: u64, names: &[String], prompt: &str) -> bool {
-    for name in names {
-        let (s, a) = cluster.node(on).get(&format!("/v1/agents/{name}")).await;
-        if s != 200 || !a["toml"].as_str().is_some_and(|t| t.contains(prompt)) {
-            return false;
+/// A real tool module with ~1 MiB of custom section: valid WebAssembly,
+/// distinct per name, large on the wire.
+fn padded_module(name: &str) -> Vec<u8> {
+    let mut module = std::fs::read(caxton::testing::repo_path("examples/mcp/json_query/json_query.wasm")).unwrap();
+    let mut payload = vec![name.len() as u8];
+    payload.extend(name.as_bytes());
+    payload.extend(std::iter::repeat_n(0x5a, 1 << 20));
+    let mut len = payload.len();
+    module.push(0); // a custom section
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        module.push(if len == 0 { byte } else { byte | 0x80 });
+        if len == 0 {
+            break;
         }
     }
-    true
+    module.extend(payload);
+    module
+}
+
+async fn deploy_big(cluster: &TestCluster, on: u64, name: &str) {
+    use base64::Engine;
+    let manifest = format!("name = \"{name}\"\nversion = \"1.0.0\"\n");
+    let module = base64::engine::general_purpose::STANDARD.encode(padded_module(name));
+    let body = serde_json::json!({"manifest": manifest, "module": module});
+    let (status, answer) = cluster.node(on).post_json("/v1/mcp-servers", body).await;
+    assert_eq!(status, 201, "{name}: {answer}");
+}
+
+/// Whether `follower` lists the same `n` tool servers (names and module
+/// hashes) as `leader`.
+async fn same_servers(cluster: &TestCluster, leader: u64, follower: u64, n: usize) -> bool {
+    let list = |id: u64| async move {
+        let (_, l) = cluster.node(id).get("/v1/mcp-servers").await;
+        let mut servers: Vec<(String, String)> = l["servers"]
+            .as_array()
+            .map(|s| s.iter().map(|s| (s["name"].to_string(), s["hash"].to_string())).collect())
+            .unwrap_or_default();
+        servers.sort();
+        servers
+    };
+    let expected = list(leader).await;
+    expected.len() == n && list(follower).await == expected
 }

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use caxton::testing::{echo_agent_toml, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY};
+use caxton::testing::{
+    cluster_pki, cluster_tls_config, echo_agent_toml, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY,
+};
 use serde_json::{json, Value};
 
 const UNKNOWN: &str = "no-such-name-42";
@@ -352,12 +354,28 @@ async fn a_node_others_can_reach_needs_an_admin_key() {
         "{log}"
     );
 
-    // Its cluster ports need the cluster secret in the same way.
-    let mut rpc = TestNode::spawn_with(NodeOptions {
-        admin_key: Some(TEST_ADMIN_KEY.into()),
-        env: vec![("CAXTON_CLUSTER_RPC_LISTEN".into(), "0.0.0.0:0".into())],
-        ..Default::default()
-    });
+    // Its cluster ports need TLS material (mutual TLS between nodes) and
+    // the cluster secret (the gossip key) in the same way.
+    let exposed_rpc = |extra: String| {
+        TestNode::spawn_with(NodeOptions {
+            admin_key: Some(TEST_ADMIN_KEY.into()),
+            env: vec![("CAXTON_CLUSTER_RPC_LISTEN".into(), "0.0.0.0:0".into())],
+            cluster_extra: extra,
+            ..Default::default()
+        })
+    };
+    let mut rpc = exposed_rpc(String::new());
+    assert_eq!(rpc.child.as_mut().unwrap().wait().unwrap().code(), Some(2));
+    let log = rpc.log();
+    assert!(
+        log.contains("cluster.rpc_listen")
+            && log.contains("cluster.tls_cert_file")
+            && log.contains("caxton cluster ca init"),
+        "{log}"
+    );
+    let pki = tempfile::tempdir().unwrap();
+    cluster_pki(pki.path(), [1]);
+    let mut rpc = exposed_rpc(cluster_tls_config(pki.path(), 1));
     assert_eq!(rpc.child.as_mut().unwrap().wait().unwrap().code(), Some(2));
     let log = rpc.log();
     assert!(log.contains("cluster.rpc_listen") && log.contains("CAXTON_CLUSTER_SECRET"), "{log}");

@@ -245,3 +245,35 @@ async fn a_later_server_offering_the_same_tool_name_cannot_take_an_agents_calls(
     assert_eq!(s, 422, "{p}");
     assert!(p["detail"].as_str().unwrap().contains("SERVER/json_query"), "{p}");
 }
+
+/// `/data` lives where `tools.data_dir` says (another volume than the Raft
+/// data in production), and a server's `data_quota_mb` stops its writes once
+/// its directory holds that much.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_data_lives_in_its_own_directory_under_a_quota() {
+    let tool_data = tempfile::tempdir().unwrap();
+    let node = TestNode::start_with(NodeOptions {
+        tables: format!(
+            "[tools]\ndata_dir = \"{}\"\n[tools.policy.filesystem]\ndata_quota_mb = 1\n",
+            tool_data.path().display()
+        ),
+        ..Default::default()
+    })
+    .await;
+    assert!(node.cli(&["mcp", "deploy", &example_dir("filesystem")]).status.success());
+    let write = |path: &str, content: String| {
+        node.post_json("/v1/tools/write_file/call", json!({"arguments": {"path": path, "content": content}}))
+    };
+    let big = "x".repeat(600 << 10);
+    for name in ["a.txt", "b.txt"] {
+        let (s, r) = write(name, big.clone()).await;
+        assert_eq!((s, &r["isError"]), (200, &json!(false)), "{name}: {r}");
+    }
+    let stored = tool_data.path().join("filesystem");
+    assert_eq!(std::fs::read_to_string(stored.join("a.txt")).unwrap().len(), big.len());
+    assert!(!node.data_dir().join("tool-data").join("filesystem").join("a.txt").exists());
+    let (s, r) = write("c.txt", "more".into()).await;
+    assert_eq!((s, &r["isError"]), (200, &json!(true)), "over its quota, /data takes no writes: {r}");
+    assert!(!stored.join("c.txt").exists());
+    assert!(node.log().contains("/data is at its quota"));
+}
