@@ -51,6 +51,14 @@ async fn writes_per_second(cluster: &TestCluster, leader: u64) {
 
 async fn routed_latency(cluster: &TestCluster, leader: u64) {
     let node = cluster.node(leader);
+    // After the write load, followers may still be applying (not ready,
+    // so owning nothing): measure once placement has settled on all three.
+    let t = Instant::now();
+    eventually("every node owns shards again", Duration::from_secs(120), || async {
+        node.get("/v1/cluster/placement").await.1["nodes"].as_array().is_some_and(|n| n.len() == 3)
+    })
+    .await;
+    println!("placement settled on 3 nodes {:.1} s after the write load", t.elapsed().as_secs_f64());
     for i in 0..24 {
         node.post_toml("/v1/agents", &echo_agent_toml(&format!("lat-{i}"), &[])).await;
     }
@@ -79,7 +87,8 @@ async fn routed_latency(cluster: &TestCluster, leader: u64) {
     let remote: Vec<String> =
         (0..24).map(|i| format!("lat-{i}")).filter(|n| owner_of(n).is_some_and(|o| o != leader)).collect();
     if local.is_empty() || remote.is_empty() {
-        println!("routed latency: placement put no agent on one side; skipped");
+        let owners: Vec<Option<u64>> = (0..24).map(|i| owner_of(&format!("lat-{i}"))).collect();
+        println!("routed latency: placement put no agent on one side (leader {leader}, owners {owners:?}); skipped");
         return;
     }
     let measure = |names: Vec<String>| async move {

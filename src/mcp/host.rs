@@ -408,8 +408,14 @@ fn link_http(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
                 .get_export("memory")
                 .and_then(|e| e.into_memory())
                 .ok_or_else(|| wasmtime::Error::msg("module exports no memory"))?;
-            let mut buf = vec![0u8; req_len.max(0) as usize];
-            memory.read(&caller, req_ptr as usize, &mut buf)?;
+            // Copied out of the guest's own memory (bounded by its memory
+            // limit), never allocated from the length the guest claims.
+            let (start, len) = (req_ptr.max(0) as usize, req_len.max(0) as usize);
+            let buf = memory
+                .data(&caller)
+                .get(start..start.saturating_add(len))
+                .ok_or_else(|| wasmtime::Error::msg("http_request: the request lies outside the module's memory"))?
+                .to_vec();
             let data = caller.data();
             let left = data.deadline.saturating_duration_since(std::time::Instant::now());
             let answer = match serde_json::from_slice::<super::http::HttpRequest>(&buf) {

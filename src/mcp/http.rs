@@ -121,12 +121,26 @@ pub fn perform(
         let status = resp.status().as_u16();
         let headers =
             resp.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
-        let bytes = resp.bytes().await.map_err(|e| format!("reading the body failed: {e}"))?;
-        if bytes.len() > max_body {
-            return Err(format!("response body is {} bytes; the limit is {max_body}", bytes.len()));
-        }
+        let bytes = read_capped(resp, max_body).await?;
         Ok(HttpResponse { status, headers, body: String::from_utf8_lossy(&bytes).into_owned() })
     })
+}
+
+/// The body, refused as soon as it is known to exceed `max_body`: from its
+/// declared length, or while it streams in; never buffered past the limit.
+async fn read_capped(mut resp: reqwest::Response, max_body: usize) -> Result<Vec<u8>, String> {
+    let too_big = |n: u64| format!("response body is at least {n} bytes; the limit is {max_body}");
+    if let Some(declared) = resp.content_length().filter(|n| *n > max_body as u64) {
+        return Err(too_big(declared));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the body failed: {e}"))? {
+        if body.len() + chunk.len() > max_body {
+            return Err(too_big((body.len() + chunk.len()) as u64));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -317,7 +317,17 @@ async fn http_goes_only_to_allowlisted_non_internal_hosts() {
     // A real HTTP server on loopback for the allowed case.
     let app = axum::Router::new()
         .route("/hello", axum::routing::get(|| async { "hi from the test server" }))
-        .route("/echo", axum::routing::post(|body: String| async move { format!("got {body}") }));
+        .route("/echo", axum::routing::post(|body: String| async move { format!("got {body}") }))
+        .route("/huge", axum::routing::get(|| async { "h".repeat(4 << 20) }))
+        .route(
+            "/endless",
+            axum::routing::get(|| async {
+                // No Content-Length: the limit must hold while it streams.
+                let chunk = || Ok::<_, std::io::Error>(vec![b'e'; 64 << 10]);
+                let chunks = futures::StreamExt::take(futures::stream::repeat_with(chunk), 64);
+                axum::body::Body::from_stream(chunks)
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -346,6 +356,14 @@ async fn http_goes_only_to_allowlisted_non_internal_hosts() {
     )
     .await;
     assert_eq!(r["structuredContent"]["body"], "got ping");
+    // A response larger than the call's output limit (1 MiB) is refused,
+    // whether it declares its length or streams without one.
+    for path in ["huge", "endless"] {
+        let url = format!("http://127.0.0.1:{port}/{path}");
+        let r = call("http_get", json!({"url": url}), policy(&["127.0.0.1"], true)).await;
+        assert_eq!(r["isError"], true, "{path}: {r}");
+        assert!(r["content"][0]["text"].as_str().unwrap().contains("the limit is 1048576"), "{path}: {r}");
+    }
 
     // Refused: each with a reason the model and the operator can read.
     let cases = [
