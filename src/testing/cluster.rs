@@ -144,6 +144,22 @@ impl TestCluster {
         None
     }
 
+    /// Builds a snapshot on every running node and waits until `leader` has
+    /// purged its log behind it: a node that was down must then catch up
+    /// by snapshot.
+    pub async fn snapshot_and_purge(&self, leader: u64) {
+        for (_, node) in self.running() {
+            let r = node.http.post(node.url("/v1/cluster/snapshot")).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+        }
+        let node = self.node(leader);
+        let (_, st) = node.get("/v1/cluster/status").await;
+        eventually("the leader purged its log", Duration::from_secs(10), || async {
+            node.get("/v1/cluster/status").await.1["purged_index"].as_u64() >= st["snapshot_index"].as_u64()
+        })
+        .await;
+    }
+
     /// Waits until a running node names a running leader.
     pub async fn wait_leader(&self) -> u64 {
         eventually_some("a leader elected", Duration::from_secs(30), || self.leader()).await

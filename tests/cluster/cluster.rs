@@ -177,15 +177,7 @@ async fn a_node_behind_a_compacted_log_catches_up_by_snapshot() {
         assert_eq!(deploy_on(cluster.node(leader), &format!("while-down-{i}")).await, 201);
     }
     // Snapshot and purge on every survivor, so the lagger's next entry is gone.
-    for (_, node) in cluster.running() {
-        let r = node.http.post(node.url("/v1/cluster/snapshot")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    let (_, st) = cluster.node(leader).get("/v1/cluster/status").await;
-    eventually("leader purged its log", Duration::from_secs(10), || async {
-        cluster.node(leader).get("/v1/cluster/status").await.1["purged_index"].as_u64() >= st["snapshot_index"].as_u64()
-    })
-    .await;
+    cluster.snapshot_and_purge(leader).await;
     cluster.node_mut(lagger).restart().await;
     let node = cluster.node(lagger);
     eventually("lagging node has everything", Duration::from_secs(30), || async {

@@ -90,15 +90,7 @@ async fn a_follower_catches_up_on_batches_and_snapshots_larger_than_one_request(
     for name in ["bigger_0", "bigger_1"] {
         deploy_big(&cluster, leader, name).await;
     }
-    for (_, node) in cluster.running() {
-        let r = node.http.post(node.url("/v1/cluster/snapshot")).send().await.unwrap();
-        assert_eq!(r.status(), 200);
-    }
-    let (_, st) = cluster.node(leader).get("/v1/cluster/status").await;
-    eventually("the leader purged its log", Duration::from_secs(10), || async {
-        cluster.node(leader).get("/v1/cluster/status").await.1["purged_index"].as_u64() >= st["snapshot_index"].as_u64()
-    })
-    .await;
+    cluster.snapshot_and_purge(leader).await;
     cluster.node_mut(lagger).restart().await;
     eventually("the follower installed the multi-chunk snapshot", Duration::from_secs(60), || {
         same_servers(&cluster, leader, lagger, batch.len() + 2)
