@@ -26,8 +26,10 @@ pub(crate) struct LocalMember {
     left: AtomicBool,
     /// The application's load figure, published in gossip.
     load: AtomicU64,
-    /// Last time each node was seen alive (for the dead grace period).
-    seen: Mutex<HashMap<NodeId, Instant>>,
+    /// Last time each node (id and data directory) was seen alive, for the
+    /// dead grace period: another node announcing a member's id does not
+    /// keep a dead member "recently seen".
+    seen: Mutex<HashMap<(NodeId, String), Instant>>,
 }
 
 impl LocalMember {
@@ -70,15 +72,16 @@ impl LocalMember {
     pub fn note_alive(&self, members: &[GossipMember]) {
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        seen.insert(self.node_id, now);
+        seen.insert((self.node_id, self.advertise.incarnation.clone()), now);
         for m in members.iter().filter(|m| m.alive) {
-            seen.insert(m.node_id, now);
+            seen.insert((m.node_id, m.incarnation.clone()), now);
         }
     }
 
-    /// Whether `node` was seen alive less than `grace` ago.
-    pub fn seen_within(&self, node: NodeId, grace: Duration) -> bool {
+    /// Whether `node` with data directory `incarnation` was seen alive less
+    /// than `grace` ago.
+    pub fn seen_within(&self, node: NodeId, incarnation: &str, grace: Duration) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        seen.get(&node).is_some_and(|t| t.elapsed() < grace)
+        seen.get(&(node, incarnation.to_owned())).is_some_and(|t| t.elapsed() < grace)
     }
 }

@@ -138,8 +138,11 @@ impl Manager {
         }
         let last = m.last_log_index.unwrap_or(0);
         let replication = m.replication.clone().unwrap_or_default();
+        // A learner's own entry (its data directory), not one claiming its id.
+        let own_entry =
+            |g: &GossipMember| membership.get_node(&g.node_id).is_some_and(|n| n.incarnation == g.incarnation);
         let alive: BTreeMap<NodeId, &GossipMember> =
-            members.iter().filter(|g| g.alive && !has_left(g)).map(|g| (g.node_id, g)).collect();
+            members.iter().filter(|g| g.alive && !has_left(g) && own_entry(g)).map(|g| (g.node_id, g)).collect();
         let promote: BTreeSet<NodeId> = membership
             .learner_ids()
             .filter(|id| alive.contains_key(id))

@@ -202,7 +202,7 @@ impl<A: Application> Cluster<A> {
                     return !self.local.has_left();
                 }
                 let Some(gm) = gossip_of(&gossip, m) else { return false };
-                let recently = self.local.seen_within(m.id, self.dead_grace);
+                let recently = self.local.seen_within(m.id, &m.incarnation, self.dead_grace);
                 gm.role != Some(GossipRole::Left) && (gm.ready || !gm.alive) && (gm.alive || recently)
             })
             .map(|m| m.id)

@@ -58,7 +58,8 @@ pub(crate) async fn admit(raft: &Raft, local: &LocalMember, request: JoinRequest
             ))
         };
     }
-    let lacking = features_in_use(local, membership.voter_ids().collect()).await;
+    let voters = membership.voter_ids().filter_map(|v| membership.get_node(&v).map(|n| (v, n.incarnation.clone())));
+    let lacking = features_in_use(local, voters.collect()).await;
     let lacking: Vec<&String> = lacking.iter().filter(|f| !request.features.contains(f)).collect();
     if !lacking.is_empty() {
         return JoinAnswer::Refused(format!(
@@ -75,14 +76,14 @@ pub(crate) async fn admit(raft: &Raft, local: &LocalMember, request: JoinRequest
 
 /// Features every voter advertises (this node's own included): a newcomer
 /// must have them, since entries using them may already be in the log.
-async fn features_in_use(local: &LocalMember, voters: BTreeSet<NodeId>) -> BTreeSet<String> {
+async fn features_in_use(local: &LocalMember, voters: BTreeSet<(NodeId, String)>) -> BTreeSet<String> {
     let mut common: BTreeSet<String> = local.features.iter().cloned().collect();
     let Some(gossip) = &local.gossip else { return common };
     let members = gossip.members().await;
-    for voter in voters.iter().filter(|v| **v != local.node_id) {
+    for (voter, incarnation) in voters.iter().filter(|(v, _)| *v != local.node_id) {
         let advertised: BTreeSet<String> = members
             .iter()
-            .find(|m| m.node_id == *voter)
+            .find(|m| m.node_id == *voter && m.incarnation == *incarnation)
             .and_then(|m| m.features.clone())
             .unwrap_or_default()
             .into_iter()
