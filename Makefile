@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker pydeps bench cluster clean-data help
+.PHONY: all build release image run test models wasm docker pydeps prometheus bench cluster clean-data help
 
 all: build
 
@@ -95,7 +95,12 @@ docker:
 # Test binaries: tests/node (one node), tests/cluster (several nodes),
 # tests/deploy (image and compose), plus unit tests; one of them alone:
 # `cargo test --test cluster`, one module: `cargo test --test node memory::`.
-test: models wasm docker pydeps
+# The observability tests run a real Prometheus and promtool (Debian's package).
+prometheus:
+	command -v prometheus >/dev/null && command -v promtool >/dev/null \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
+
+test: models wasm docker pydeps prometheus
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings

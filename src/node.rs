@@ -129,6 +129,13 @@ impl Node {
             .await
             .with_context(|| format!("server.listen = {:?}: cannot bind", config.server.listen))?;
         let api_addr = api_listener.local_addr()?;
+        let metrics_listener =
+            match config.metrics_addr() {
+                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                    format!("server.metrics_listen = {:?}: cannot bind", config.server.metrics_listen)
+                })?),
+                None => None,
+            };
         // Bad TLS files stop the start before anything else runs.
         let tls = match config.tls_files() {
             Some((cert, key)) => Some(api::serve::tls_acceptor(&cert, &key)?),
@@ -152,6 +159,8 @@ impl Node {
         let shutdown = Shutdown::new();
         let stop = shutdown.token().clone();
         let mcp_host = McpHost::new(&config.server.data_dir.join("wasm-cache")).context("starting the WASM host")?;
+        let metrics = Arc::new(Metrics::new());
+        cluster.observe_writes(metrics.clone());
         let store = Store::new(cluster.clone());
         let queries = Queries::new(cluster.replica().clone());
         let mcp = Arc::new(McpRegistry::new(
@@ -160,6 +169,7 @@ impl Node {
             mcp_host,
             config.tool_data_dir(),
             crate::mcp::ToolPolicies::new(config.tools.policy.clone()),
+            metrics.clone(),
         ));
         if !config.server.tools_dir.is_empty() {
             for (dir, result) in mcp.deploy_dir(std::path::Path::new(&config.server.tools_dir)).await {
@@ -169,10 +179,9 @@ impl Node {
                 }
             }
         }
-        let registry = AgentRegistry::new(cluster.clone()).with_tools(mcp.clone());
+        let registry = AgentRegistry::new(cluster.clone()).with_tools(mcp.clone()).with_metrics(metrics.clone());
         let models_dir = config.models.dir.clone();
         let providers = Providers::build(&config.llm.providers, &config.llm.default_provider, &models_dir);
-        let metrics = Arc::new(Metrics::default());
         let peer_http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .build()
@@ -251,8 +260,18 @@ impl Node {
             store: Store::new(cluster.clone()),
             gate: gate.clone(),
         });
-        let router = api::router(ctx, config.server.max_body_bytes as usize);
         let server_stop = CancellationToken::new();
+        if let Some(listener) = metrics_listener {
+            tracing::info!(addr = %listener.local_addr()?, "serving metrics");
+            let (router, stop) = (api::metrics_router(ctx.clone()), server_stop.clone());
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
+                if let Err(e) = served {
+                    tracing::warn!(error = %e, "the metrics listener stopped");
+                }
+            });
+        }
+        let router = api::router(ctx, config.server.max_body_bytes as usize);
         let options = api::serve::ServeOptions {
             tls,
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),

@@ -26,7 +26,9 @@ pub use application::Application;
 pub use codec::CodecError;
 pub use config::ClusterConfig;
 pub use membership::{GossipMember, GossipRole};
-pub use node::{AdminError, Cluster, ClusterStatus, MemberStatus, MemberView, RaftRole, StartError, WriteError};
+pub use node::{
+    AdminError, Cluster, ClusterStatus, MemberStatus, MemberView, RaftRole, StartError, WriteError, WriteObserver,
+};
 pub use replica::{ReadError, Replica};
 pub use transport::tls::{TlsError, TlsFiles};
 pub use transport::TRACE_ID;

@@ -40,6 +40,7 @@ pub struct AgentRegistry {
     store: Store,
     queries: Queries,
     mcp: Option<Arc<McpRegistry>>,
+    metrics: Option<Arc<crate::observability::Metrics>>,
 }
 
 fn now_ms() -> i64 {
@@ -49,7 +50,19 @@ fn now_ms() -> i64 {
 impl AgentRegistry {
     pub fn new(cluster: Arc<Cluster<CaxtonState>>) -> Self {
         let queries = Queries::new(cluster.replica().clone());
-        Self { store: Store::new(cluster.clone()), cluster, queries, mcp: None }
+        Self { store: Store::new(cluster.clone()), cluster, queries, mcp: None, metrics: None }
+    }
+
+    /// Counts deploys, updates and removals made through this node.
+    pub fn with_metrics(mut self, metrics: Arc<crate::observability::Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn event(&self, event: crate::observability::AgentEvent) {
+        if let Some(m) = &self.metrics {
+            m.agent_event(event);
+        }
     }
 
     /// Enables checking agents' `tools` against the deployed tool servers.
@@ -119,7 +132,11 @@ impl AgentRegistry {
         let name = spec.name.clone();
         let command = DeployAgent { owner: self.owner_for(&name), spec, toml, source, at_ms: now_ms(), must_exist };
         match self.store.propose(command).await? {
-            Deployment::Deployed { revision, created } => Ok(DeployOutcome { name, revision, created, changed: true }),
+            Deployment::Deployed { revision, created } => {
+                use crate::observability::AgentEvent;
+                self.event(if created { AgentEvent::Deployed } else { AgentEvent::Updated });
+                Ok(DeployOutcome { name, revision, created, changed: true })
+            }
             Deployment::Unchanged { revision } => Ok(DeployOutcome { name, revision, created: false, changed: false }),
             Deployment::NotFound => Err(RegistryError::NotFound(name.to_string())),
         }
@@ -191,7 +208,10 @@ impl AgentRegistry {
     pub async fn remove(&self, name: &AgentName, only_if_source: Option<AgentSource>) -> Result<u64, RegistryError> {
         let command = RemoveAgent { name: name.clone(), only_if_source, at_ms: now_ms() };
         match self.store.propose(command).await? {
-            Removal::Removed { revision } => Ok(revision),
+            Removal::Removed { revision } => {
+                self.event(crate::observability::AgentEvent::Removed);
+                Ok(revision)
+            }
             Removal::NotFound | Removal::SourceMismatch => Err(RegistryError::NotFound(name.to_string())),
         }
     }

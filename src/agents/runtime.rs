@@ -28,7 +28,7 @@ use crate::llm::Providers;
 use crate::memory::types::{MemoryScope, Place, Viewer};
 use crate::memory::{MemoryBackend, SearchQuery};
 use crate::messaging::{Batcher, Message, MessageKind, MessageService, MessageStatus};
-use crate::observability::Metrics;
+use crate::observability::{AgentEvent, Metrics, Outcome};
 use crate::shutdown::Shutdown;
 use crate::state::{CaxtonState, Queries, RecordReplies, StateEvent, Store};
 
@@ -244,7 +244,10 @@ impl AgentRuntime {
 
     async fn on_deployed(&self, name: &AgentName, revision: u64, owner: u64) -> anyhow::Result<()> {
         if owner != self.node_id {
-            self.stop_agent(name);
+            if self.stop_agent(name) {
+                // It ran here and now belongs to another node.
+                self.exec.metrics.agent_event(AgentEvent::Moved);
+            }
             return Ok(());
         }
         let Some(record) = self.queries.agent(name).await? else { return Ok(()) };
@@ -258,15 +261,19 @@ impl AgentRuntime {
             old.stop.cancel();
         }
         tracing::info!(agent = %name, revision, "agent started");
+        self.exec.metrics.agent_event(AgentEvent::Started);
         Ok(())
     }
 
-    fn stop_agent(&self, name: &AgentName) {
+    /// Stops `name` if it runs here; whether it did.
+    fn stop_agent(&self, name: &AgentName) -> bool {
         self.mailboxes.remove(&name.key());
-        if let Some(agent) = self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&name.key()) {
-            agent.stop.cancel();
-            tracing::info!(agent = %name, "agent stopped");
-        }
+        let Some(agent) = self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&name.key()) else {
+            return false;
+        };
+        agent.stop.cancel();
+        tracing::info!(agent = %name, "agent stopped");
+        true
     }
 
     fn start(&self, spec: AgentSpec, revision: u64) -> RunningAgent {
@@ -300,6 +307,7 @@ async fn worker(spec: Arc<AgentSpec>, mut inbox: mpsc::Receiver<String>, stop: C
             let exec = task_exec;
             if let Err(e) = process(&spec, &id, &exec).await {
                 tracing::warn!(agent = %spec.name, message = %id, error = %e, "message not answered yet; it will be retried");
+                exec.metrics.agent_event(AgentEvent::Failed);
             }
             exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             drop(permit);
@@ -367,6 +375,7 @@ async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> Result<(), Proc
 }
 
 async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(), ProcessError> {
+    let started = Instant::now();
     let history = exec.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?;
     let result = match exec.providers.get(spec.provider.as_deref()) {
         Err(e) => Err(TurnError::Llm(e)),
@@ -410,13 +419,20 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
             r
         }
     };
+    let outcome = match &result {
+        Ok(_) => Outcome::Ok,
+        Err(TurnError::Timeout(_)) => Outcome::Timeout,
+        Err(_) => Outcome::Error,
+    };
+    exec.metrics.message_done(
+        spec.name.as_str(),
+        &message.kind.as_str().to_ascii_lowercase(),
+        outcome,
+        started.elapsed(),
+    );
     let (kind, content) = match result {
-        Ok(answer) => {
-            Metrics::inc(&exec.metrics.messages_processed);
-            (MessageKind::Response, answer)
-        }
+        Ok(answer) => (MessageKind::Response, answer),
         Err(e) => {
-            Metrics::inc(&exec.metrics.messages_failed);
             tracing::warn!(error = %e, "request failed");
             (MessageKind::Error, e.to_string())
         }

@@ -20,6 +20,11 @@ pub const MEMORY_RELATE: &str = "memory_relate";
 /// Tools the runtime itself provides (always available to allowlist).
 pub const BUILTIN_TOOLS: [&str; 4] = [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE];
 
+/// Whether `name` is one of Caxton's own tools (not an MCP server's).
+pub fn is_builtin(name: &str) -> bool {
+    BUILTIN_TOOLS.contains(&name)
+}
+
 /// Who is calling a tool, for tools that act on the caller's behalf.
 pub struct CallContext<'a> {
     pub agent: &'a str,

@@ -2,12 +2,12 @@
 //! the tools it asks for (only allowlisted ones), loop up to `max_turns`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::config::AgentSpec;
 use crate::llm::{ChatMessage, ChatRequest, LlmProvider, TokenSink};
 use crate::messaging::{Message, MessageKind};
-use crate::observability::Metrics;
+use crate::observability::{Metrics, Outcome};
 
 use super::prompt;
 use super::tools::{CallContext, Tools};
@@ -106,9 +106,14 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             model: spec.model.clone(),
             ..Default::default()
         };
-        Metrics::inc(&metrics.llm_calls);
-        let response =
-            provider.chat(request, tokens.clone()).await.inspect_err(|_| Metrics::inc(&metrics.llm_errors))?;
+        let started = Instant::now();
+        let response = provider.chat(request, tokens.clone()).await;
+        let usage = match &response {
+            Ok(r) => Ok((u64::from(r.usage.prompt_tokens), u64::from(r.usage.completion_tokens))),
+            Err(_) => Err("error"),
+        };
+        metrics.llm_call(provider.name(), spec.model.as_deref().unwrap_or("default"), started.elapsed(), usage);
+        let response = response?;
         if response.tool_calls.is_empty() {
             return Ok(response.content);
         }
@@ -116,7 +121,7 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
         for call in &response.tool_calls {
             let allowed = offered.iter().any(|t| t.name == call.name);
             let result = if !allowed {
-                Metrics::inc(&metrics.tool_calls_denied);
+                metrics.tool_call("-", &call.name, Outcome::Denied, Duration::ZERO);
                 tracing::warn!(agent = %spec.name, tool = %call.name, "model called a tool outside the agent's allowlist");
                 format!(
                     "error: tool `{}` is not allowed for this agent; allowed tools: [{}]",
@@ -124,14 +129,14 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
                     offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
                 )
             } else {
-                Metrics::inc(&metrics.tool_calls);
-                match tools.call(call, &ctx).await {
-                    Ok(out) => out,
-                    Err(e) => {
-                        Metrics::inc(&metrics.tool_errors);
-                        format!("error: {e}")
-                    }
+                let started = Instant::now();
+                let result = tools.call(call, &ctx).await;
+                // MCP servers' calls are counted by the registry, by server.
+                if super::tools::is_builtin(&call.name) {
+                    let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
+                    metrics.tool_call("builtin", &call.name, outcome, started.elapsed());
                 }
+                result.unwrap_or_else(|e| format!("error: {e}"))
             };
             messages.push(ChatMessage::tool(&call.id, result));
         }

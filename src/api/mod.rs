@@ -115,6 +115,35 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(memory::import))
 }
 
+/// The metrics listener (`server.metrics_listen`): `/metrics` only, without
+/// keys; bind it where only Prometheus reaches it (loopback by default).
+pub fn metrics_router(ctx: Ctx) -> Router {
+    Router::new().route("/metrics", axum::routing::get(system::metrics)).with_state(ctx)
+}
+
+/// Times each request by its route template (`/v1/agents/{name}`, never the
+/// concrete path, so the series stay bounded), method and status.
+async fn observe_http(
+    axum::extract::State(metrics): axum::extract::State<Arc<Metrics>>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    let status = response.status();
+    metrics
+        .http_duration
+        .with_label_values(&[route.as_str(), method.as_str(), status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
 /// The OpenAPI document, generated from the handlers' annotations.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let (_, mut api) = documented_routes().split_for_parts();
@@ -136,6 +165,7 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
     let (router, _) = documented_routes().split_for_parts();
     let spec = openapi();
     let gate = ctx.gate.clone();
+    let metrics = ctx.metrics.clone();
     router
         .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(spec) }))
         .fallback(not_found)
@@ -143,6 +173,8 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
         // Innermost, so it sees the matched route; its refusals are problems already.
         .layer(middleware::from_fn_with_state(gate, crate::auth::guard))
         .layer(middleware::from_fn(problem_for_bare_errors))
+        // Sees every answer, the gate's refusals included, by route template.
+        .layer(middleware::from_fn_with_state(metrics, observe_http))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(request_id::layer))
         .with_state(ctx)

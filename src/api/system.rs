@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::problem::Problem;
-use super::Ctx;
+use super::{ApiContext, Ctx};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
@@ -125,16 +125,58 @@ pub async fn snapshot(State(ctx): State<Ctx>) -> Result<Json<SnapshotResult>, Pr
     }))
 }
 
-/// Prometheus metrics (text exposition format).
+/// Prometheus metrics (text exposition format). Also served, without the
+/// API's keys, on `server.metrics_listen`.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", body = String)))]
 pub async fn metrics(State(ctx): State<Ctx>) -> impl axum::response::IntoResponse {
+    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&ctx).await)
+}
+
+/// Sets the gauges that mirror cluster and node state, then renders the
+/// registry: gauges are read at scrape time rather than tracked.
+pub async fn render_metrics(ctx: &ApiContext) -> String {
+    let m = &ctx.metrics;
+    let r = &m.raft;
     let s = ctx.cluster.status();
-    let mut out = ctx.metrics.render();
-    out.push_str(&format!(
-        "# HELP caxton_raft_term Current Raft term\n# TYPE caxton_raft_term gauge\ncaxton_raft_term {}\n# HELP caxton_raft_applied_index Last applied log index\n# TYPE caxton_raft_applied_index gauge\ncaxton_raft_applied_index {}\n# HELP caxton_agents_running Agents running on this node\n# TYPE caxton_agents_running gauge\ncaxton_agents_running {}\n",
-        s.term,
-        s.applied_index.unwrap_or(0),
-        ctx.runtime.running_count()
-    ));
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+    let own = s.node_id;
+    r.has_leader.set(i64::from(s.leader.is_some()));
+    r.is_leader.set(i64::from(s.leader == Some(own)));
+    r.leader_changes.set(ctx.cluster.leader_changes() as i64);
+    r.term.set(s.term as i64);
+    for (kind, index) in [
+        ("last", s.last_log_index),
+        ("applied", s.applied_index),
+        ("snapshot", s.snapshot_index),
+        ("purged", s.purged_index),
+    ] {
+        r.log_index.with_label_values(&[kind]).set(index.unwrap_or(0) as i64);
+    }
+    r.snapshot_last_index.set(s.snapshot_index.unwrap_or(0) as i64);
+    r.log_entries.set(ctx.cluster.stored_log_entries() as i64);
+    r.failed_entries.set(ctx.cluster.failed_entries() as i64);
+    r.quorum_ack_age.set(ctx.cluster.since_quorum_ack().map(|d| d.as_secs_f64()).unwrap_or(0.0));
+    r.replication_lag.reset();
+    if s.leader == Some(own) {
+        let last = s.last_log_index.unwrap_or(0);
+        for peer in s.members.iter().filter(|p| p.id != own) {
+            let lag = last.saturating_sub(peer.matched_index.unwrap_or(0));
+            r.replication_lag.with_label_values(&[&peer.id.to_string()]).set(lag as i64);
+        }
+    }
+    let voters = s.members.iter().filter(|p| p.role == caxton_cluster::MemberRole::Voter).count();
+    r.members.with_label_values(&["voter"]).set(voters as i64);
+    r.members.with_label_values(&["learner"]).set((s.members.len() - voters) as i64);
+    let views = ctx.cluster.members().await;
+    let alive = views.iter().filter(|v| v.alive).count();
+    r.gossip_nodes.with_label_values(&["alive"]).set(alive as i64);
+    r.gossip_nodes.with_label_values(&["dead"]).set((views.len() - alive) as i64);
+    if let Ok(rows) = ctx.registry.queries().shard_rows().await {
+        r.shards_owned.set(rows.iter().filter(|(_, owner, _)| *owner == own).count() as i64);
+    }
+    r.agents_running.set(ctx.runtime.running_count() as i64);
+    if let Ok((entities, observations)) = ctx.registry.queries().memory_counts().await {
+        m.memory_entities.set(entities as i64);
+        m.memory_observations.set(observations as i64);
+    }
+    m.render()
 }

@@ -144,6 +144,9 @@ pub struct ServerSection {
     /// Event streams (SSE) one key may hold open at once.
     pub max_streams_per_key: u64,
     /// How long a client may take to send its request headers.
+    /// Where Prometheus scrapes `/metrics` (no keys): loopback by default,
+    /// `0.0.0.0:9090` in the image; empty: only `/metrics` on the API.
+    pub metrics_listen: String,
     pub header_read_timeout_ms: u64,
     /// PEM certificate chain: with `tls_key_file`, the API speaks HTTPS.
     pub tls_cert_file: String,
@@ -244,6 +247,7 @@ impl Default for ServerSection {
             max_concurrent_requests: 512,
             max_streams_per_key: 32,
             header_read_timeout_ms: 10_000,
+            metrics_listen: "127.0.0.1:9090".into(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
             mcp_session_idle_ms: 3_600_000,
@@ -389,6 +393,9 @@ impl ServerConfig {
         };
         parse_addr("server.listen", &self.server.listen)?;
         parse_addr("cluster.rpc_listen", &self.cluster.rpc_listen)?;
+        if !self.server.metrics_listen.is_empty() {
+            parse_addr("server.metrics_listen", &self.server.metrics_listen)?;
+        }
         if self.cluster.node_id == 0 {
             return Err(invalid("cluster.node_id", &0, "must be at least 1"));
         }
@@ -567,6 +574,12 @@ impl ServerConfig {
 
     pub fn listen_addr(&self) -> SocketAddr {
         parse_addr("server.listen", &self.server.listen).expect("validated at load")
+    }
+
+    /// The metrics listener's address, if one is configured.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        (!self.server.metrics_listen.is_empty())
+            .then(|| parse_addr("server.metrics_listen", &self.server.metrics_listen).expect("validated at load"))
     }
 
     pub fn rpc_addr(&self) -> SocketAddr {

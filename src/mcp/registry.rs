@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::host::{CompiledServer, McpHost, ToolError, ToolInfo};
 use super::manifest::Manifest;
 use super::policy::ToolPolicies;
+use crate::observability::Outcome;
 use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolServerRow};
 
 /// Largest module accepted (it travels through the Raft log).
@@ -58,12 +59,20 @@ pub struct McpRegistry {
     queries: Queries,
     host: Arc<McpHost>,
     data_root: PathBuf,
+    metrics: Arc<crate::observability::Metrics>,
     policies: ToolPolicies,
 }
 
 impl McpRegistry {
-    pub fn new(store: Store, queries: Queries, host: Arc<McpHost>, data_root: PathBuf, policies: ToolPolicies) -> Self {
-        Self { store, queries, host, data_root, policies }
+    pub fn new(
+        store: Store,
+        queries: Queries,
+        host: Arc<McpHost>,
+        data_root: PathBuf,
+        policies: ToolPolicies,
+        metrics: Arc<crate::observability::Metrics>,
+    ) -> Self {
+        Self { store, queries, host, data_root, metrics, policies }
     }
 
     /// Validates, compiles and lists the tools here, then replicates.
@@ -219,7 +228,20 @@ impl McpRegistry {
                 .map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         }
         let limits = self.policies.limits(&manifest);
-        Ok(self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await?)
+        let started = std::time::Instant::now();
+        self.metrics.tool_instances.inc();
+        let result = self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await;
+        self.metrics.tool_instances.dec();
+        let outcome = match &result {
+            Ok(r) if r["isError"] == true => Outcome::Error,
+            Ok(_) => Outcome::Ok,
+            Err(ToolError::MemoryLimit { .. }) => Outcome::Memory,
+            Err(ToolError::CpuLimit { .. }) => Outcome::Fuel,
+            Err(ToolError::Timeout { .. }) => Outcome::Timeout,
+            Err(_) => Outcome::Error,
+        };
+        self.metrics.tool_call(&server, tool, outcome, started.elapsed());
+        Ok(result?)
     }
 }
 

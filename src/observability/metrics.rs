@@ -1,44 +1,453 @@
-//! Counters exported in the Prometheus text format at `/metrics`.
+//! Prometheus metrics: one registry per node (tests run several nodes in
+//! one process, so nothing is global), served on the node's own metrics
+//! listener (`server.metrics_listen`) and at `/metrics` on the API.
+//!
+//! Names follow the OpenTelemetry GenAI conventions where they exist (as
+//! Prometheus translates them: `gen_ai_client_operation_duration_seconds`),
+//! etcd's Raft metrics for the cluster, and `caxton_*` for the rest. Label
+//! values that users choose (agent, tool server, tool, model) are capped per
+//! label: past the cap, new values are counted as `other`, so a flood of
+//! agent names cannot grow the series without bound.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
 
-#[derive(Default)]
+use prometheus::{
+    exponential_buckets, Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// How many distinct values a user-chosen label keeps before `other`.
+pub const LABEL_CAP: usize = 200;
+
+/// The value a label takes once its cap is reached.
+pub const OTHER: &str = "other";
+
+/// Remembers the values a label has taken, up to a cap.
+pub struct LabelCap {
+    cap: usize,
+    seen: Mutex<HashSet<String>>,
+}
+
+impl LabelCap {
+    pub fn new(cap: usize) -> Self {
+        Self { cap, seen: Mutex::default() }
+    }
+
+    /// `value` itself while it is known or there is room; `other` after.
+    pub fn of<'a>(&self, value: &'a str) -> &'a str {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(value) {
+            return value;
+        }
+        if seen.len() < self.cap {
+            seen.insert(value.to_owned());
+            return value;
+        }
+        OTHER
+    }
+}
+
+/// How a message, an LLM call or a tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    Denied,
+    Fuel,
+    Memory,
+    Timeout,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Denied => "denied",
+            Self::Fuel => "fuel",
+            Self::Memory => "memory",
+            Self::Timeout => "timeout",
+        }
+    }
+}
+
+/// What happened to an agent, for `caxton_agent_events_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentEvent {
+    Deployed,
+    Updated,
+    Removed,
+    Moved,
+    Started,
+    Failed,
+}
+
+impl AgentEvent {
+    pub const ALL: [AgentEvent; 6] =
+        [Self::Deployed, Self::Updated, Self::Removed, Self::Moved, Self::Started, Self::Failed];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deployed => "deployed",
+            Self::Updated => "updated",
+            Self::Removed => "removed",
+            Self::Moved => "moved",
+            Self::Started => "started",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Every instrument of one node.
 pub struct Metrics {
-    pub messages_processed: AtomicU64,
-    pub messages_failed: AtomicU64,
-    pub llm_calls: AtomicU64,
-    pub llm_errors: AtomicU64,
-    pub tool_calls: AtomicU64,
-    pub tool_calls_denied: AtomicU64,
-    pub tool_errors: AtomicU64,
+    registry: Registry,
+    pub http_duration: HistogramVec,
+    pub message_duration: HistogramVec,
+    pub messages: IntCounterVec,
+    pub agent_events: IntCounterVec,
+    pub llm_duration: HistogramVec,
+    pub llm_tokens: HistogramVec,
+    pub llm_first_token: HistogramVec,
+    pub tool_duration: HistogramVec,
+    pub tool_calls: IntCounterVec,
+    pub tool_instances: IntGauge,
+    pub memory_entities: IntGauge,
+    pub memory_observations: IntGauge,
+    pub memory_search_duration: HistogramVec,
+    pub raft: RaftGauges,
+    pub agents: LabelCap,
+    pub tools: LabelCap,
+    pub models: LabelCap,
+}
+
+/// Raft and cluster state, set from the cluster's own figures at each
+/// scrape (see `api::system`), modelled on etcd's `etcd_server_*`.
+pub struct RaftGauges {
+    pub has_leader: IntGauge,
+    pub is_leader: IntGauge,
+    pub leader_changes: IntGauge,
+    pub term: IntGauge,
+    pub log_index: IntGaugeVec,
+    pub log_entries: IntGauge,
+    pub failed_entries: IntGauge,
+    pub proposals_committed: IntCounter,
+    pub proposals_failed: IntCounterVec,
+    pub proposals_pending: IntGauge,
+    pub commit_duration: HistogramVec,
+    pub replication_lag: IntGaugeVec,
+    pub members: IntGaugeVec,
+    pub gossip_nodes: IntGaugeVec,
+    pub shards_owned: IntGauge,
+    pub agents_running: IntGauge,
+    pub quorum_ack_age: Gauge,
+    pub snapshot_last_index: IntGauge,
+    pub up: GaugeVec,
+}
+
+fn must<T>(r: prometheus::Result<T>) -> T {
+    r.expect("metric definitions are static and valid")
+}
+
+fn histogram(registry: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = must(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels));
+    must(registry.register(Box::new(h.clone())));
+    h
+}
+
+fn counter(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = must(IntCounterVec::new(Opts::new(name, help), labels));
+    must(registry.register(Box::new(c.clone())));
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = must(IntGauge::new(name, help));
+    must(registry.register(Box::new(g.clone())));
+    g
+}
+
+fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = must(IntGaugeVec::new(Opts::new(name, help), labels));
+    must(registry.register(Box::new(g.clone())));
+    g
+}
+
+/// Seconds, 1 ms to ~65 s (×2).
+fn latency_buckets() -> Vec<f64> {
+    must(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The GenAI conventions' buckets for operation durations (0.01 s ×2 … 81.92 s).
+fn gen_ai_duration_buckets() -> Vec<f64> {
+    must(exponential_buckets(0.01, 2.0, 14))
+}
+
+/// The GenAI conventions' buckets for token counts (1, 4, 16 … 4^13).
+fn token_buckets() -> Vec<f64> {
+    must(exponential_buckets(1.0, 4.0, 14))
+}
+
+impl RaftGauges {
+    fn new(r: &Registry) -> Self {
+        let commit_duration = histogram(
+            r,
+            "caxton_raft_commit_duration_seconds",
+            "Time from proposing a command to its commit (forwarding to the leader included)",
+            &["outcome"],
+            latency_buckets(),
+        );
+        let up = must(GaugeVec::new(Opts::new("caxton_build_info", "This node's version (always 1)"), &["version"]));
+        must(r.register(Box::new(up.clone())));
+        up.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1.0);
+        let quorum_ack_age = must(Gauge::new(
+            "caxton_raft_quorum_ack_age_seconds",
+            "On the leader: time since a quorum last acknowledged it",
+        ));
+        must(r.register(Box::new(quorum_ack_age.clone())));
+        let proposals_committed = must(IntCounter::new(
+            "caxton_raft_proposals_committed_total",
+            "Commands this node proposed that were committed",
+        ));
+        must(r.register(Box::new(proposals_committed.clone())));
+        Self {
+            has_leader: gauge(r, "caxton_raft_has_leader", "1 if this node knows a leader, else 0"),
+            is_leader: gauge(r, "caxton_raft_is_leader", "1 if this node is the leader, else 0"),
+            leader_changes: gauge(
+                r,
+                "caxton_raft_leader_changes_seen",
+                "Leader changes this node has seen since it started",
+            ),
+            term: gauge(r, "caxton_raft_term", "Current Raft term"),
+            log_index: gauge_vec(
+                r,
+                "caxton_raft_log_index",
+                "Raft log indexes: last, committed (leader's view), applied, snapshot, purged",
+                &["kind"],
+            ),
+            log_entries: gauge(r, "caxton_raft_log_entries", "Entries stored in this node's log"),
+            failed_entries: gauge(
+                r,
+                "caxton_raft_failed_entries",
+                "Log entries recorded as failed instead of halting the replica",
+            ),
+            proposals_committed,
+            proposals_failed: counter(
+                r,
+                "caxton_raft_proposals_failed_total",
+                "Commands this node proposed that did not commit, by reason",
+                &["reason"],
+            ),
+            proposals_pending: gauge(
+                r,
+                "caxton_raft_proposals_pending",
+                "Commands this node is waiting to see committed",
+            ),
+            commit_duration,
+            replication_lag: gauge_vec(
+                r,
+                "caxton_raft_replication_lag_entries",
+                "On the leader: entries each follower is behind",
+                &["peer"],
+            ),
+            members: gauge_vec(r, "caxton_cluster_members", "Raft members by role", &["role"]),
+            gossip_nodes: gauge_vec(r, "caxton_gossip_nodes", "Nodes gossip hears of, by liveness", &["state"]),
+            shards_owned: gauge(r, "caxton_shards_owned", "Placement shards this node owns"),
+            agents_running: gauge(r, "caxton_agents_running", "Agents running on this node"),
+            quorum_ack_age,
+            snapshot_last_index: gauge(r, "caxton_raft_snapshot_index", "Last log index the latest snapshot covers"),
+            up,
+        }
+    }
 }
 
 impl Metrics {
-    pub fn inc(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+    pub fn new() -> Self {
+        let r = Registry::new();
+        #[cfg(target_os = "linux")]
+        must(r.register(Box::new(prometheus::process_collector::ProcessCollector::for_self())));
+        let llm_labels = ["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "error_type"];
+        Self {
+            http_duration: histogram(
+                &r,
+                "caxton_http_request_duration_seconds",
+                "API requests by route template, method and status",
+                &["route", "method", "status"],
+                latency_buckets(),
+            ),
+            message_duration: histogram(
+                &r,
+                "caxton_message_processing_duration_seconds",
+                "Time an agent took to answer a message, on the node that ran it",
+                &["agent", "kind", "outcome"],
+                latency_buckets(),
+            ),
+            messages: counter(
+                &r,
+                "caxton_messages_total",
+                "Messages by what became of them: accepted (committed on this node), answered, failed, timed_out",
+                &["outcome"],
+            ),
+            agent_events: counter(&r, "caxton_agent_events_total", "Agent lifecycle events on this node", &["event"]),
+            llm_duration: histogram(
+                &r,
+                "gen_ai_client_operation_duration_seconds",
+                "GenAI operation duration (OpenTelemetry GenAI conventions)",
+                &llm_labels,
+                gen_ai_duration_buckets(),
+            ),
+            llm_tokens: histogram(
+                &r,
+                "gen_ai_client_token_usage",
+                "Tokens used per GenAI operation (OpenTelemetry GenAI conventions)",
+                &["gen_ai_operation_name", "gen_ai_provider_name", "gen_ai_request_model", "gen_ai_token_type"],
+                token_buckets(),
+            ),
+            llm_first_token: histogram(
+                &r,
+                "gen_ai_client_operation_time_to_first_chunk_seconds",
+                "Time to the first streamed token of a GenAI operation",
+                &["gen_ai_provider_name", "gen_ai_request_model"],
+                gen_ai_duration_buckets(),
+            ),
+            tool_duration: histogram(
+                &r,
+                "caxton_tool_call_duration_seconds",
+                "Tool calls by server, tool and outcome (ok, error, denied, fuel, memory, timeout)",
+                &["server", "tool", "outcome"],
+                latency_buckets(),
+            ),
+            tool_calls: counter(
+                &r,
+                "caxton_tool_calls_total",
+                "Tool calls by server, tool and outcome",
+                &["server", "tool", "outcome"],
+            ),
+            tool_instances: gauge(&r, "caxton_tool_instances_in_use", "WASM tool instances running now"),
+            memory_entities: gauge(&r, "caxton_memory_entities", "Entities in the embedded memory"),
+            memory_observations: gauge(&r, "caxton_memory_observations", "Observations in the embedded memory"),
+            memory_search_duration: histogram(
+                &r,
+                "caxton_memory_operation_duration_seconds",
+                "Memory searches and embeddings",
+                &["operation"],
+                latency_buckets(),
+            ),
+            raft: RaftGauges::new(&r),
+            agents: LabelCap::new(LABEL_CAP),
+            tools: LabelCap::new(LABEL_CAP),
+            models: LabelCap::new(LABEL_CAP),
+            registry: r,
+        }
     }
 
-    pub fn render(&self) -> String {
-        let rows = [
-            ("caxton_messages_processed_total", "Requests answered by agents on this node", &self.messages_processed),
-            ("caxton_messages_failed_total", "Requests answered with an error on this node", &self.messages_failed),
-            ("caxton_llm_calls_total", "LLM provider calls", &self.llm_calls),
-            ("caxton_llm_errors_total", "LLM provider calls that failed", &self.llm_errors),
-            ("caxton_tool_calls_total", "Tool calls executed", &self.tool_calls),
-            (
-                "caxton_tool_calls_denied_total",
-                "Tool calls refused: tool not in the agent's allowlist",
-                &self.tool_calls_denied,
-            ),
-            ("caxton_tool_errors_total", "Tool calls that returned an error", &self.tool_errors),
-        ];
-        let mut out = String::new();
-        for (name, help, v) in rows {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
-                v.load(Ordering::Relaxed)
-            ));
+    /// An agent event, counted.
+    pub fn agent_event(&self, event: AgentEvent) {
+        self.agent_events.with_label_values(&[event.as_str()]).inc();
+    }
+
+    /// A message answered (or not) by `agent` after `took`.
+    pub fn message_done(&self, agent: &str, kind: &str, outcome: Outcome, took: Duration) {
+        let agent = self.agents.of(agent);
+        self.message_duration.with_label_values(&[agent, kind, outcome.as_str()]).observe(took.as_secs_f64());
+        let counted = match outcome {
+            Outcome::Ok => "answered",
+            Outcome::Timeout => "timed_out",
+            _ => "failed",
+        };
+        self.messages.with_label_values(&[counted]).inc();
+    }
+
+    /// One LLM call: its duration, and its token usage when it succeeded.
+    pub fn llm_call(&self, provider: &str, model: &str, took: Duration, result: Result<(u64, u64), &str>) {
+        let model = self.models.of(model);
+        let error = result.as_ref().err().copied().unwrap_or("");
+        self.llm_duration.with_label_values(&["chat", provider, model, error]).observe(took.as_secs_f64());
+        if let Ok((input, output)) = result {
+            for (kind, n) in [("input", input), ("output", output)] {
+                self.llm_tokens.with_label_values(&["chat", provider, model, kind]).observe(n as f64);
+            }
         }
-        out
+    }
+
+    /// One tool call (or refusal) by server and tool.
+    pub fn tool_call(&self, server: &str, tool: &str, outcome: Outcome, took: Duration) {
+        let (server, tool) = (self.tools.of(server), self.tools.of(tool));
+        let labels = [server, tool, outcome.as_str()];
+        self.tool_calls.with_label_values(&labels).inc();
+        self.tool_duration.with_label_values(&labels).observe(took.as_secs_f64());
+    }
+
+    /// The registry in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding our own families into a Vec cannot fail.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+/// Proposals as the cluster reports them (etcd's `proposals_*`).
+impl caxton_cluster::WriteObserver for Metrics {
+    fn proposed(&self) {
+        self.raft.proposals_pending.inc();
+    }
+
+    fn finished(&self, took: Duration, result: Result<(), &caxton_cluster::WriteError>) {
+        use caxton_cluster::WriteError as E;
+        self.raft.proposals_pending.dec();
+        let outcome = match result {
+            Ok(()) => {
+                self.raft.proposals_committed.inc();
+                "committed"
+            }
+            Err(e) => {
+                let reason = match e {
+                    E::NoLeader => "no_leader",
+                    E::LeaderUnreachable { .. } => "leader_unreachable",
+                    E::Timeout(_) => "timeout",
+                    E::NoQuorum(_) => "no_quorum",
+                    E::Fatal(_) => "fatal",
+                    E::Rejected(_) => "rejected",
+                    E::TooLarge { .. } => "too_large",
+                    E::Decode(_) => "decode",
+                };
+                self.raft.proposals_failed.with_label_values(&[reason]).inc();
+                "failed"
+            }
+        };
+        self.raft.commit_duration.with_label_values(&[outcome]).observe(took.as_secs_f64());
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_chosen_labels_are_capped_at_other() {
+        let cap = LabelCap::new(2);
+        assert_eq!(cap.of("a"), "a");
+        assert_eq!(cap.of("b"), "b");
+        assert_eq!(cap.of("c"), OTHER);
+        assert_eq!(cap.of("a"), "a", "a known value keeps its label");
+    }
+
+    #[test]
+    fn two_nodes_in_one_process_have_their_own_registries() {
+        let (a, b) = (Metrics::new(), Metrics::new());
+        a.message_done("echo", "request", Outcome::Ok, Duration::from_millis(5));
+        assert!(a.render().contains(
+            "caxton_message_processing_duration_seconds_count{agent=\"echo\",kind=\"request\",outcome=\"ok\"} 1"
+        ));
+        assert!(!b.render().contains("agent=\"echo\""));
+        assert!(a.render().contains("process_resident_memory_bytes"), "process metrics are there");
     }
 }

@@ -2,7 +2,7 @@
 
 mod metrics;
 
-pub use metrics::Metrics;
+pub use metrics::{AgentEvent, LabelCap, Metrics, Outcome, OTHER};
 
 /// Carries a request's id (its trace id) on HTTP, to clients and between nodes.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";

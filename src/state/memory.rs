@@ -414,6 +414,17 @@ pub struct ObservationHit {
 }
 
 impl Queries {
+    /// (entities, observations) in the whole memory, for metrics.
+    pub async fn memory_counts(&self) -> Result<(u64, u64), ReadError> {
+        self.replica()
+            .read(|c| {
+                let entities = c.query_row("SELECT COUNT(*) FROM memory_entities", [], |r| r.get(0))?;
+                let observations = c.query_row("SELECT COUNT(*) FROM memory_observations", [], |r| r.get(0))?;
+                Ok((entities, observations))
+            })
+            .await
+    }
+
     pub async fn memory_entity(&self, place: &Place, name: &str) -> Result<Option<Entity>, ReadError> {
         let (scope, owner, name) = (place.scope_str(), place.owner.clone(), name.to_owned());
         let rows = self

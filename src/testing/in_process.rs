@@ -21,6 +21,7 @@ impl InProcessNode {
         let dir = tempfile::tempdir()?;
         let mut config = ServerConfig::default();
         config.server.listen = "127.0.0.1:0".into();
+        config.server.metrics_listen = String::new();
         config.cluster.rpc_listen = format!("127.0.0.1:{}", free_port());
         config.server.data_dir = dir.path().join("data");
         config.log.level = "error".into();

@@ -42,6 +42,8 @@ pub fn keyed_client(token: &str) -> reqwest::Client {
 pub struct TestNode {
     pub dir: tempfile::TempDir,
     pub api_port: u16,
+    /// The metrics listener (`server.metrics_listen`).
+    pub metrics_port: u16,
     pub rpc_port: u16,
     pub child: Option<Child>,
     opts: NodeOptions,
@@ -61,7 +63,7 @@ impl TestNode {
             Some(key) => keyed_client(key),
             None => reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
         };
-        let mut node = Self { dir, api_port, rpc_port, child: None, opts, http };
+        let mut node = Self { dir, api_port, metrics_port: free_port(), rpc_port, child: None, opts, http };
         if let Some(seed) = &node.opts.seed_data {
             copy_dir(seed, &node.data_dir());
         }
@@ -98,8 +100,9 @@ impl TestNode {
     fn spawn(&mut self) {
         let agents_dir = self.opts.agents_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nagents_dir = \"{}\"\nagents_reload_ms = 100\n{}\n[cluster]\nrpc_listen = \"{}:{}\"\nheartbeat_ms = 100\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nagents_dir = \"{}\"\nagents_reload_ms = 100\n{}\n[cluster]\nrpc_listen = \"{}:{}\"\nheartbeat_ms = 100\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\n{}\n",
             self.api_port,
+            self.metrics_port,
             self.data_dir().display(),
             agents_dir,
             self.opts.extra_config,

@@ -12,6 +12,7 @@ mod cluster_tls;
 mod keys;
 mod mcp_api;
 mod memory;
+mod observability;
 mod rpc_limits;
 mod token_streams;
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::error::{StartError, WriteError};
+use super::observe::WriteObserver;
 use crate::application::Application;
 use crate::codec;
 use crate::config::ClusterConfig;
@@ -42,6 +43,9 @@ pub struct Cluster<A: Application> {
     pub(super) dead_grace: Duration,
     /// Log entries the replica recorded as failed (see `storage::state_machine`).
     pub(super) failed_entries: Arc<std::sync::atomic::AtomicU64>,
+    /// Leader changes this node has seen since it started.
+    pub(super) leader_changes: Arc<std::sync::atomic::AtomicU64>,
+    observer: std::sync::OnceLock<Arc<dyn WriteObserver>>,
     stop: CancellationToken,
     /// Every task this member spawns (RPC server, membership manager):
     /// cancelled through `stop` and drained on shutdown, aborted on drop.
@@ -109,6 +113,8 @@ impl<A: Application> Cluster<A> {
         let rpc_state = RpcState { raft: raft.clone(), auth, local: local.clone() };
         let server_span = tracing::info_span!("cluster_rpc_server", node_id = config.node_id);
         tasks.spawn(transport::serve(listener, rpc_state, stop.clone()).instrument(server_span));
+        let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        tasks.spawn(super::observe::count_leader_changes(raft.clone(), leader_changes.clone(), stop.clone()));
         if local.gossip.is_some() {
             let manager = Manager::new(raft.clone(), local.clone(), rpc.clone(), config.voters);
             let manager_span = tracing::info_span!("membership_manager", node_id = config.node_id);
@@ -122,6 +128,8 @@ impl<A: Application> Cluster<A> {
             log_store,
             dead_grace: config.dead_grace,
             failed_entries,
+            leader_changes,
+            observer: std::sync::OnceLock::new(),
             stop,
             tasks: Mutex::new(tasks),
             _app: PhantomData,
@@ -182,6 +190,20 @@ impl<A: Application> Cluster<A> {
     /// Commits a command through Raft and returns the state machine's answer.
     /// Forwards to the leader when this node is not it.
     pub async fn write(&self, command: &A::Command) -> Result<A::Response, WriteError> {
+        let Some(observer) = self.observer.get() else { return self.write_unobserved(command).await };
+        observer.proposed();
+        let started = Instant::now();
+        let result = self.write_unobserved(command).await;
+        observer.finished(started.elapsed(), result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// Tells `observer` of every write from now on (once; later calls are ignored).
+    pub fn observe_writes(&self, observer: Arc<dyn WriteObserver>) {
+        let _ = self.observer.set(observer);
+    }
+
+    async fn write_unobserved(&self, command: &A::Command) -> Result<A::Response, WriteError> {
         let payload = Payload(codec::encode_app(command));
         if payload.0.len() > limits::MAX_ENTRY {
             return Err(WriteError::TooLarge { size: payload.0.len(), limit: limits::MAX_ENTRY });

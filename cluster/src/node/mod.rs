@@ -10,9 +10,11 @@
 mod admin;
 mod cluster;
 mod error;
+mod observe;
 mod status;
 
 pub use admin::AdminError;
 pub use cluster::Cluster;
 pub use error::{StartError, WriteError};
+pub use observe::WriteObserver;
 pub use status::{ClusterStatus, MemberStatus, MemberView, RaftRole};

@@ -247,6 +247,16 @@ impl<A: Application> Cluster<A> {
         lacking(&others, &advertised, feature)
     }
 
+    /// Leader changes this node has seen since it started.
+    pub fn leader_changes(&self) -> u64 {
+        self.leader_changes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// On the leader: how long ago a quorum last acknowledged it.
+    pub fn since_quorum_ack(&self) -> Option<Duration> {
+        self.raft.metrics().borrow().millis_since_quorum_ack.map(Duration::from_millis)
+    }
+
     /// Log entries this replica recorded as failed instead of halting on them.
     pub fn failed_entries(&self) -> u64 {
         self.failed_entries.load(std::sync::atomic::Ordering::Relaxed)
