@@ -98,6 +98,17 @@ pub fn cluster_tls_config(dir: &Path, id: u64) -> String {
     )
 }
 
+/// The value of the sample of metric `name` whose labels include every
+/// `(label, value)` of `labels`, from a Prometheus text exposition.
+pub fn metric_value(exposition: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    exposition.lines().filter(|l| !l.starts_with('#')).find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let matches = metric == name && labels.iter().all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        matches.then(|| value.parse().ok()).flatten()
+    })
+}
+
 /// A free loopback TCP port (bound and released; fine for tests on one machine).
 pub fn free_port() -> u16 {
     unassigned_port(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())

@@ -61,7 +61,19 @@ async fn a_tool_outside_the_allowlist_is_refused_to_the_model_logged_and_counted
         "{tool_msg}"
     );
     let metrics = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("caxton_tool_calls_denied_total 1"), "{metrics}");
+    let denied = [("tool", "delete_everything"), ("outcome", "denied")];
+    assert_eq!(metric_value(&metrics, "caxton_tool_calls_total", &denied), Some(1.0), "{metrics}");
+    // Two model calls, in the GenAI conventions' names, with their tokens.
+    let chat = [("gen_ai_operation_name", "chat"), ("gen_ai_provider_name", "stub")];
+    assert_eq!(metric_value(&metrics, "gen_ai_client_operation_duration_seconds_count", &chat), Some(2.0), "{metrics}");
+    let input = [("gen_ai_provider_name", "stub"), ("gen_ai_token_type", "input")];
+    assert_eq!(metric_value(&metrics, "gen_ai_client_token_usage_count", &input), Some(2.0), "{metrics}");
+    let answered = [("agent", "careful"), ("outcome", "ok")];
+    assert_eq!(metric_value(&metrics, "caxton_message_processing_duration_seconds_count", &answered), Some(1.0));
+    assert_eq!(metric_value(&metrics, "caxton_agent_events_total", &[("event", "deployed")]), Some(1.0));
+    // The node's own metrics listener serves the same registry without keys.
+    let listener = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.metrics_port)).await.unwrap();
+    assert!(listener.text().await.unwrap().contains("caxton_raft_has_leader 1"));
     assert!(node.log().contains("model called a tool outside the agent's allowlist"));
 }
 
