@@ -192,6 +192,7 @@ impl Node {
             app_events.resubscribe(),
             peer_http,
             &shutdown,
+            metrics.clone(),
         );
         let memory: Arc<dyn MemoryBackend> = EmbeddedMemory::start(
             store,
@@ -199,6 +200,7 @@ impl Node {
             models_dir.join("all-minilm-l6-v2"),
             app_events.resubscribe(),
             &shutdown,
+            metrics.clone(),
         )
         .await?;
         let runtime = AgentRuntime::new(

@@ -150,6 +150,12 @@ impl AgentRuntime {
         &self.exec.metrics
     }
 
+    /// Messages waiting in the mailboxes of the agents running here.
+    pub fn mailbox_depth(&self) -> usize {
+        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        running.values().map(|a| a.mailbox.max_capacity() - a.mailbox.capacity()).sum()
+    }
+
     /// Brings the running set in line with the registry, then delivers
     /// every unanswered request for agents this node owns.
     pub async fn reconcile(&self) -> anyhow::Result<()> {

@@ -174,6 +174,10 @@ pub async fn render_metrics(ctx: &ApiContext) -> String {
         r.shards_owned.set(rows.iter().filter(|(_, owner, _)| *owner == own).count() as i64);
     }
     r.agents_running.set(ctx.runtime.running_count() as i64);
+    m.mailbox_depth.set(ctx.runtime.mailbox_depth() as i64);
+    if let Ok(n) = ctx.registry.queries().active_conversations().await {
+        m.active_conversations.set(n as i64);
+    }
     if let Ok((entities, observations)) = ctx.registry.queries().memory_counts().await {
         m.memory_entities.set(entities as i64);
         m.memory_observations.set(observations as i64);

@@ -85,12 +85,25 @@ pub trait MemoryBackend: Send + Sync {
     async fn import(&self, data: MemoryExport) -> Result<usize, MemoryError>;
 }
 
+/// Times the index search of a query (until dropped: every return path).
+struct SearchTimer<'a> {
+    memory: &'a EmbeddedMemory,
+    started: std::time::Instant,
+}
+
+impl Drop for SearchTimer<'_> {
+    fn drop(&mut self) {
+        self.memory.observe("search", self.started);
+    }
+}
+
 pub struct EmbeddedMemory {
     store: Store,
     queries: Queries,
     embedder: tokio::sync::OnceCell<Embedder>,
     model_dir: std::path::PathBuf,
     index: Arc<VectorIndex>,
+    metrics: Arc<crate::observability::Metrics>,
 }
 
 fn now_ms() -> i64 {
@@ -113,11 +126,13 @@ impl EmbeddedMemory {
         model_dir: std::path::PathBuf,
         events: broadcast::Receiver<StateEvent>,
         shutdown: &Shutdown,
+        metrics: Arc<crate::observability::Metrics>,
     ) -> Result<Arc<Self>, MemoryError> {
         let index = Arc::new(VectorIndex::default());
         let n = index.rebuild(&queries).await?;
         tracing::info!(observations = n, "memory index loaded");
-        let memory = Arc::new(Self { store, queries, embedder: tokio::sync::OnceCell::new(), model_dir, index });
+        let memory =
+            Arc::new(Self { store, queries, embedder: tokio::sync::OnceCell::new(), model_dir, index, metrics });
         shutdown.spawn_until_stopped(follow(memory.clone(), events));
         Ok(memory)
     }
@@ -138,7 +153,15 @@ impl EmbeddedMemory {
 
     /// Embeds texts with the node's model (for API callers and benchmarks).
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, MemoryError> {
-        Ok(self.embedder().await?.embed(texts).await?)
+        let started = std::time::Instant::now();
+        let vectors = self.embedder().await?.embed(texts).await?;
+        self.observe("embed", started);
+        Ok(vectors)
+    }
+
+    fn observe(&self, operation: &str, started: std::time::Instant) {
+        let histogram = &self.metrics.memory_search_duration;
+        histogram.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
     }
 
     async fn store_vectors(
@@ -228,7 +251,10 @@ impl MemoryBackend for EmbeddedMemory {
         if !(0.0..=1.0).contains(&q.min_similarity) {
             return Err(MemoryError::Invalid(format!("min_similarity {} is outside 0..1", q.min_similarity)));
         }
+        let started = std::time::Instant::now();
         let vector = self.embedder().await?.embed_one(&q.text).await?;
+        self.observe("embed", started);
+        let _search = SearchTimer { memory: self, started: std::time::Instant::now() };
         let filter = Filter {
             viewer: &q.viewer,
             scope: q.scope,

@@ -170,6 +170,7 @@ pub struct MessageService {
     pub tokens: Arc<TokenHub>,
     /// Relays answer streams from the node running an agent.
     peer_http: reqwest::Client,
+    metrics: Arc<crate::observability::Metrics>,
 }
 
 fn now_ms() -> i64 {
@@ -206,6 +207,7 @@ impl MessageService {
         events: broadcast::Receiver<StateEvent>,
         peer_http: reqwest::Client,
         shutdown: &Shutdown,
+        metrics: Arc<crate::observability::Metrics>,
     ) -> Arc<Self> {
         let store = Store::new(cluster.clone());
         let proposer = store.clone();
@@ -231,6 +233,7 @@ impl MessageService {
             waiters,
             tokens: Arc::new(TokenHub::default()),
             peer_http,
+            metrics,
         })
     }
 
@@ -310,7 +313,10 @@ impl MessageService {
             .await
             .map_err(|_| MessageError::Cluster(Arc::new(WriteError::Fatal("node stopping".into()))))?;
         let stored = match outcome.map_err(MessageError::Cluster)? {
-            AcceptOutcome::Accepted => message,
+            AcceptOutcome::Accepted => {
+                self.metrics.message_accepted();
+                message
+            }
             // A retried send: answer with what was stored the first time.
             AcceptOutcome::Duplicate => {
                 self.queries.message(&message.id).await?.ok_or_else(|| MessageError::NotFound(message.id.clone()))?

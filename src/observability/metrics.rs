@@ -113,6 +113,8 @@ pub struct Metrics {
     pub tool_duration: HistogramVec,
     pub tool_calls: IntCounterVec,
     pub tool_instances: IntGauge,
+    pub mailbox_depth: IntGauge,
+    pub active_conversations: IntGauge,
     pub memory_entities: IntGauge,
     pub memory_observations: IntGauge,
     pub memory_search_duration: HistogramVec,
@@ -325,6 +327,12 @@ impl Metrics {
                 &["server", "tool", "outcome"],
             ),
             tool_instances: gauge(&r, "caxton_tool_instances_in_use", "WASM tool instances running now"),
+            mailbox_depth: gauge(&r, "caxton_mailbox_depth", "Messages waiting in the mailboxes of this node's agents"),
+            active_conversations: gauge(
+                &r,
+                "caxton_active_conversations",
+                "Conversations initiated or in progress (cluster-wide, from this replica)",
+            ),
             memory_entities: gauge(&r, "caxton_memory_entities", "Entities in the embedded memory"),
             memory_observations: gauge(&r, "caxton_memory_observations", "Observations in the embedded memory"),
             memory_search_duration: histogram(
@@ -345,6 +353,11 @@ impl Metrics {
     /// An agent event, counted.
     pub fn agent_event(&self, event: AgentEvent) {
         self.agent_events.with_label_values(&[event.as_str()]).inc();
+    }
+
+    /// A message committed through this node.
+    pub fn message_accepted(&self) {
+        self.messages.with_label_values(&["accepted"]).inc();
     }
 
     /// A message answered (or not) by `agent` after `took`.

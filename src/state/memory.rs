@@ -414,6 +414,17 @@ pub struct ObservationHit {
 }
 
 impl Queries {
+    /// Conversations still going on (initiated or in progress), for metrics.
+    pub async fn active_conversations(&self) -> Result<u64, ReadError> {
+        self.replica()
+            .read(|c| {
+                c.query_row("SELECT COUNT(*) FROM conversations WHERE state IN ('Initiated', 'InProgress')", [], |r| {
+                    r.get(0)
+                })
+            })
+            .await
+    }
+
     /// (entities, observations) in the whole memory, for metrics.
     pub async fn memory_counts(&self) -> Result<(u64, u64), ReadError> {
         self.replica()
