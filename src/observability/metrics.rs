@@ -444,6 +444,53 @@ impl Default for Metrics {
 mod tests {
     use super::*;
 
+    /// Every metric the shipped dashboard and alert rules query is one this
+    /// node exports (a renamed metric would silently blank a panel).
+    #[test]
+    fn the_dashboard_and_alerts_query_only_exported_metrics() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(3);
+        m.message_accepted();
+        m.message_done("a", "request", Outcome::Ok, ms);
+        m.llm_call("p", "m", ms, Ok((3, 4)));
+        m.llm_first_token.with_label_values(&["p", "m"]).observe(0.1);
+        m.tool_call("s", "t", Outcome::Timeout, ms);
+        m.agent_event(AgentEvent::Deployed);
+        m.http_duration.with_label_values(&["/x", "GET", "200"]).observe(0.1);
+        m.memory_search_duration.with_label_values(&["search"]).observe(0.1);
+        m.raft.log_index.with_label_values(&["last"]).set(1);
+        m.raft.replication_lag.with_label_values(&["2"]).set(0);
+        m.raft.members.with_label_values(&["voter"]).set(1);
+        m.raft.gossip_nodes.with_label_values(&["alive"]).set(1);
+        m.raft.proposals_failed.with_label_values(&["timeout"]).inc();
+        m.raft.commit_duration.with_label_values(&["committed"]).observe(0.1);
+        let exported: HashSet<String> = m
+            .render()
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(['{', ' ']).next())
+            .map(family)
+            .collect();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy");
+        for file in ["grafana/caxton-dashboard.json", "prometheus/alerts.yml"] {
+            let text = std::fs::read_to_string(root.join(file)).unwrap();
+            let used: HashSet<String> = text
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| ["caxton_", "gen_ai_client_", "process_"].iter().any(|p| w.starts_with(p)))
+                .map(family)
+                .collect();
+            assert!(!used.is_empty(), "{file} queries metrics");
+            for name in used {
+                assert!(exported.contains(&name), "{file} queries `{name}`, which no node exports");
+            }
+        }
+    }
+
+    /// A histogram's series belong to its family.
+    fn family(name: &str) -> String {
+        ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name).to_owned()
+    }
+
     #[test]
     fn user_chosen_labels_are_capped_at_other() {
         let cap = LabelCap::new(2);
