@@ -79,7 +79,7 @@ async fn serve(args: StartArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    caxton::observability::init_logging(config.log.format, &config.log.level);
+    let traces = caxton::observability::init_logging(config.log.format, &config.log.level, config.cluster.node_id);
     let node = match caxton::node::Node::start(config).await {
         Ok(n) => n,
         Err(e) => {
@@ -91,6 +91,10 @@ async fn serve(args: StartArgs) -> ExitCode {
     wait_for_signal().await;
     tracing::info!("shutdown requested");
     node.shutdown().await;
+    if let Some(traces) = traces {
+        // The exporter blocks while it flushes: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || traces.shutdown()).await;
+    }
     ExitCode::SUCCESS
 }
 

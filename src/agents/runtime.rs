@@ -375,8 +375,21 @@ async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> Result<(), Proc
     if message.status != MessageStatus::Accepted {
         return Ok(());
     }
-    let span =
-        tracing::info_span!("message", message_id = %message.id, agent = %spec.name, trace_id = %message.trace_id);
+    // OpenTelemetry GenAI: an in-process agent's invocation is INTERNAL.
+    let span = tracing::info_span!(
+        "invoke_agent",
+        otel.name = %format!("invoke_agent {}", spec.name),
+        otel.kind = "internal",
+        gen_ai.operation.name = "invoke_agent",
+        gen_ai.agent.name = %spec.name,
+        gen_ai.conversation.id = %message.conversation_id,
+        gen_ai.provider.name = %spec.provider.as_deref().unwrap_or("default"),
+        error.type = tracing::field::Empty,
+        message_id = %message.id,
+        agent = %spec.name,
+        trace_id = %message.trace_id
+    );
+    crate::observability::traces::continue_trace(&span, &message.trace_id, &message.span_id);
     answer(spec, message, exec).instrument(span).await
 }
 

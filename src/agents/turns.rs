@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::config::AgentSpec;
 use crate::llm::{ChatMessage, ChatRequest, LlmProvider, TokenSink};
 use crate::messaging::{Message, MessageKind};
@@ -107,12 +109,35 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             ..Default::default()
         };
         let started = Instant::now();
-        let response = provider.chat(request, tokens.clone()).await;
+        let model = spec.model.as_deref().unwrap_or("default");
+        let chat = tracing::info_span!(
+            "chat",
+            otel.name = %format!("chat {model}"),
+            otel.kind = "client",
+            gen_ai.operation.name = "chat",
+            gen_ai.provider.name = %provider.name(),
+            gen_ai.request.model = %model,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            gen_ai.response.finish_reasons = tracing::field::Empty,
+            error.type = tracing::field::Empty
+        );
+        let response = provider.chat(request, tokens.clone()).instrument(chat.clone()).await;
+        match &response {
+            Ok(r) => {
+                chat.record("gen_ai.usage.input_tokens", r.usage.prompt_tokens);
+                chat.record("gen_ai.usage.output_tokens", r.usage.completion_tokens);
+                chat.record("gen_ai.response.finish_reasons", r.finish_reason.as_str());
+            }
+            Err(_) => {
+                chat.record("error.type", "error");
+            }
+        }
         let usage = match &response {
             Ok(r) => Ok((u64::from(r.usage.prompt_tokens), u64::from(r.usage.completion_tokens))),
             Err(_) => Err("error"),
         };
-        metrics.llm_call(provider.name(), spec.model.as_deref().unwrap_or("default"), started.elapsed(), usage);
+        metrics.llm_call(provider.name(), model, started.elapsed(), usage);
         let response = response?;
         if response.tool_calls.is_empty() {
             return Ok(response.content);
@@ -130,9 +155,23 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
                 )
             } else {
                 let started = Instant::now();
-                let result = tools.call(call, &ctx).await;
+                let builtin = super::tools::is_builtin(&call.name);
+                let span = tracing::info_span!(
+                    "execute_tool",
+                    otel.name = %format!("execute_tool {}", call.name),
+                    otel.kind = "internal",
+                    gen_ai.operation.name = "execute_tool",
+                    gen_ai.tool.name = %call.name,
+                    gen_ai.tool.call.id = %call.id,
+                    gen_ai.tool.type = if builtin { "function" } else { "extension" },
+                    error.type = tracing::field::Empty
+                );
+                let result = tools.call(call, &ctx).instrument(span.clone()).await;
+                if result.is_err() {
+                    span.record("error.type", "tool_error");
+                }
                 // MCP servers' calls are counted by the registry, by server.
-                if super::tools::is_builtin(&call.name) {
+                if builtin {
                     let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
                     metrics.tool_call("builtin", &call.name, outcome, started.elapsed());
                 }

@@ -134,6 +134,7 @@ async fn observe_http(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
+    tracing::Span::current().record("otel.name", format!("{method} {route}"));
     let started = std::time::Instant::now();
     let response = next.run(req).await;
     let status = response.status();

@@ -25,13 +25,28 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(HEADER, v);
     }
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    // `otel.name` is the route template, known once routed (`observe_http`).
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %format!("{} {}", req.method(), req.uri().path()),
+        otel.kind = "server",
+        http.request.method = %req.method(),
+        http.response.status_code = tracing::field::Empty,
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path()
+    );
+    // A W3C `traceparent` from the caller: this request continues its trace.
+    if let Some(parent) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+        crate::observability::traces::continue_traceparent(&span, parent);
+    }
     let started = std::time::Instant::now();
     let mut resp = caxton_cluster::TRACE_ID
         .scope(
             id.clone(),
             async move {
                 let resp = next.run(req).await;
+                tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
                 tracing::info!(
                     status = resp.status().as_u16(),
                     elapsed_ms = started.elapsed().as_millis() as u64,

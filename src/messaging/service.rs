@@ -281,11 +281,17 @@ impl MessageService {
             check_client_id("conversation_id", id)?;
         }
         let (receiver, capability) = self.resolve(&req.target).await?;
-        let trace_id = req
-            .trace_id
-            .clone()
+        // Traced (OTLP on): the message carries the sending span's W3C ids,
+        // so the node that processes it continues the same trace.
+        let traced = crate::observability::traces::current_ids();
+        let trace_id = traced
+            .as_ref()
+            .map(|(trace, _)| trace.clone())
+            .or_else(|| req.trace_id.clone())
             .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
             .unwrap_or_else(new_id);
+        let span_id =
+            traced.map(|(_, span)| span).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
         let message = Message {
             id: req.id.clone().unwrap_or_else(new_id),
             kind: req.kind,
@@ -299,7 +305,7 @@ impl MessageService {
             context: req.context.clone(),
             history: req.history.clone(),
             trace_id,
-            span_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
+            span_id,
             hop: req.hop,
             created_at_ms: now_ms(),
             status: MessageStatus::Accepted,

@@ -1,26 +1,53 @@
-//! Logging: human-readable text on a terminal, JSON lines for machines.
+//! Logging (human-readable text on a terminal, JSON lines for machines),
+//! metrics (`metrics`) and traces over OTLP (`traces`).
 
 mod metrics;
+pub mod traces;
 
 pub use metrics::{AgentEvent, LabelCap, Metrics, Outcome, OTHER};
+pub use traces::TraceExport;
 
-/// Carries a request's id (its trace id) on HTTP, to clients and between nodes.
+/// Carries a request's id on HTTP, to clients and between nodes.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 use tracing_subscriber::fmt::format::FmtSpan;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` wins over the configured level.
-pub fn init_logging(format: LogFormat, level: &str) {
+fn exported_spans() -> tracing_subscriber::filter::Targets {
+    use tracing::Level;
+    tracing_subscriber::filter::Targets::new()
+        .with_target("caxton", Level::INFO)
+        .with_target("caxton_cluster", Level::INFO)
+}
+
+/// Installs the global subscriber: the log output, and trace export when
+/// the OTLP variables ask for it (the returned handle flushes it at exit).
+/// `RUST_LOG` wins over the configured level.
+pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<TraceExport> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder =
-        tracing_subscriber::fmt().with_env_filter(filter).with_span_events(FmtSpan::NONE).with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).with_writer(std::io::stderr);
+    let fmt = match format {
+        LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
+        LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
+    };
+    let (otel, export) = match traces::layer(node_id) {
+        // Caxton's own spans only (requests, invocations, model and tool
+        // calls, commits), not every dependency's internals.
+        Ok(Some((layer, export))) => (Some(layer.with_filter(exported_spans())), Some(export)),
+        Ok(None) => (None, None),
+        Err(e) => {
+            eprintln!("warning: trace export is off: cannot build the OTLP exporter: {e:#}");
+            (None, None)
+        }
     };
     // Already installed (tests that start several nodes in one process).
-    let _ = result;
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
+    if export.is_some() {
+        tracing::info!("exporting traces over OTLP");
+    }
+    export
 }

@@ -36,6 +36,8 @@ pub struct ClusterOptions {
     pub admin_key: Option<String>,
     /// Mutual TLS between the nodes, with a CA made for the cluster.
     pub tls: bool,
+    /// Environment variables every node gets.
+    pub env: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -76,7 +78,10 @@ impl TestCluster {
                 opts.cluster_extra,
                 tls(i),
             );
-            let env = if opts.statefulset { vec![("HOSTNAME".to_owned(), format!("caxton-{i}"))] } else { Vec::new() };
+            let mut env = opts.env.clone();
+            if opts.statefulset {
+                env.push(("HOSTNAME".to_owned(), format!("caxton-{i}")));
+            }
             let rpc_port = free_port();
             nodes.push(TestNode::spawn_with(NodeOptions {
                 cluster_extra,

@@ -109,3 +109,157 @@ fn the_shipped_prometheus_configuration_and_alert_rules_pass_promtool() {
         assert!(out.status.success(), "promtool {args:?}:\n{}\n{}", stdout(&out), stderr(&out));
     }
 }
+
+/// One span as an OTLP receiver decodes it.
+#[derive(Debug, Clone)]
+struct ReceivedSpan {
+    node: String,
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    attributes: std::collections::HashMap<String, String>,
+}
+
+/// An OTLP/HTTP trace receiver: decodes the protobuf export requests.
+struct Collector {
+    spans: std::sync::Arc<std::sync::Mutex<Vec<ReceivedSpan>>>,
+    endpoint: String,
+}
+
+impl Collector {
+    async fn start() -> Self {
+        use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+        use prost::Message;
+        let spans: std::sync::Arc<std::sync::Mutex<Vec<ReceivedSpan>>> = Default::default();
+        let sink = spans.clone();
+        let receive = move |body: axum::body::Bytes| {
+            let sink = sink.clone();
+            async move {
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export request");
+                let text = |v: &Option<opentelemetry_proto::tonic::common::v1::AnyValue>| {
+                    use opentelemetry_proto::tonic::common::v1::any_value::Value as V;
+                    match v.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(V::StringValue(s)) => s.clone(),
+                        Some(V::IntValue(i)) => i.to_string(),
+                        Some(V::BoolValue(b)) => b.to_string(),
+                        Some(V::DoubleValue(d)) => d.to_string(),
+                        other => format!("{other:?}"),
+                    }
+                };
+                let mut out = sink.lock().unwrap();
+                for rs in request.resource_spans {
+                    let attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
+                    let node = attrs
+                        .iter()
+                        .find(|a| a.key == "service.instance.id")
+                        .map(|a| text(&a.value))
+                        .unwrap_or_default();
+                    for span in rs.scope_spans.into_iter().flat_map(|s| s.spans) {
+                        out.push(ReceivedSpan {
+                            node: node.clone(),
+                            name: span.name,
+                            trace_id: hex(&span.trace_id),
+                            span_id: hex(&span.span_id),
+                            parent: hex(&span.parent_span_id),
+                            attributes: span.attributes.iter().map(|a| (a.key.clone(), text(&a.value))).collect(),
+                        });
+                    }
+                }
+                ExportTraceServiceResponse::default().encode_to_vec()
+            }
+        };
+        let app = axum::Router::new().route("/v1/traces", axum::routing::post(receive));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { spans, endpoint }
+    }
+
+    fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().iter().filter(|s| s.trace_id == trace_id).cloned().collect()
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Threads named by OpenTelemetry's batch span processor in process `pid`.
+fn exporter_threads(pid: u32) -> usize {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .filter(|name| name.starts_with("OpenTelemetry"))
+        .count()
+}
+
+/// A message sent to node 1 for an agent node 2 runs is one trace: the
+/// caller's `traceparent` → the request on node 1 → `invoke_agent` on
+/// node 2 → `chat` with its GenAI attributes, parents intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
+    let collector = Collector::start().await;
+    let stub = caxton::testing::OpenAiStub::start().await;
+    stub.respond_with(|_| caxton::testing::StubReply::text("traced answer"));
+    let env = vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), collector.endpoint.clone()),
+        ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+    ];
+    let opts = ClusterOptions { voters: 3, env, tables: stub.provider_config("stub", ""), ..Default::default() };
+    let cluster = TestCluster::start_with(2, opts).await;
+    let entry = cluster.node(1);
+    for i in 0..12 {
+        let agent = format!("name = \"traced-{i}\"\nprovider = \"stub\"\nsystem_prompt = \"x\"\n");
+        assert_eq!(entry.post_toml("/v1/agents", &agent).await.0, 201);
+    }
+    let remote = eventually_some("an agent running on node 2", Duration::from_secs(30), || async {
+        for i in 0..12 {
+            let name = format!("traced-{i}");
+            let (_, a) = cluster.node(2).get(&format!("/v1/agents/{name}")).await;
+            if a["owner_node"] == 2 && a["state"] == "running" {
+                return Some(name);
+            }
+        }
+        None
+    })
+    .await;
+
+    let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let r = entry
+        .http
+        .post(entry.url("/v1/messages"))
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&serde_json::json!({"to": remote, "content": "follow me", "timeout_ms": 30000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spans = eventually_some("the trace's spans from both nodes", Duration::from_secs(30), || async {
+        let spans = collector.trace(trace_id);
+        let has = |node: &str, name: &str| spans.iter().any(|s| s.node == node && s.name.starts_with(name));
+        (has("1", "POST /v1/messages") && has("2", "invoke_agent") && has("2", "chat")).then_some(spans)
+    })
+    .await;
+    let find = |node: &str, name: &str| spans.iter().find(|s| s.node == node && s.name.starts_with(name)).unwrap();
+    let request = find("1", "POST /v1/messages");
+    assert_eq!(request.parent, caller_span, "the incoming traceparent is the request's parent");
+    let invoke = find("2", "invoke_agent");
+    assert_eq!(invoke.name, format!("invoke_agent {remote}"));
+    assert_eq!(invoke.attributes["gen_ai.operation.name"], "invoke_agent");
+    assert_eq!(invoke.attributes["gen_ai.agent.name"], remote);
+    let node1_ids: Vec<&str> = spans.iter().filter(|s| s.node == "1").map(|s| s.span_id.as_str()).collect();
+    assert!(node1_ids.contains(&invoke.parent.as_str()), "invoke_agent on node 2 continues node 1's span: {spans:#?}");
+    let chat = find("2", "chat");
+    assert_eq!(chat.parent, invoke.span_id, "chat is a child of invoke_agent");
+    assert_eq!(chat.attributes["gen_ai.operation.name"], "chat");
+    assert_eq!(chat.attributes["gen_ai.request.model"], "default");
+    assert!(!chat.attributes["gen_ai.provider.name"].is_empty());
+    assert_eq!(chat.attributes["gen_ai.usage.input_tokens"], "1");
+    assert_eq!(chat.attributes["gen_ai.usage.output_tokens"], "1");
+
+    // The exporter runs where an endpoint is set, and only there.
+    assert!(exporter_threads(entry.pid()) > 0);
+    let plain = TestNode::start().await;
+    assert_eq!(exporter_threads(plain.pid()), 0, "no endpoint, no exporter thread");
+}
