@@ -19,6 +19,7 @@ pub mod placement;
 mod replica;
 mod sealed_gossip;
 mod storage;
+pub mod trace_context;
 mod transport;
 mod types;
 

@@ -258,6 +258,33 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     assert_eq!(chat.attributes["gen_ai.usage.input_tokens"], "1");
     assert_eq!(chat.attributes["gen_ai.usage.output_tokens"], "1");
 
+    // A write through a follower: its commit is forwarded to the leader over
+    // RPC, and the leader's side continues the trace (`traceparent` on RPC).
+    let leader = cluster.wait_leader().await;
+    let follower = if leader == 1 { 2 } else { 1 };
+    let deploy_trace = "0af7651916cd43dd8448eb211c80319c";
+    let r = cluster
+        .node(follower)
+        .http
+        .post(cluster.node(follower).url("/v1/agents"))
+        .header("traceparent", format!("00-{deploy_trace}-b7ad6b7169203331-01"))
+        .header("content-type", "application/toml")
+        .body("name = \"traced-late\"\nprovider = \"stub\"\nsystem_prompt = \"x\"\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let (f, l) = (follower.to_string(), leader.to_string());
+    let spans = eventually_some("the forwarded write in the deploy's trace", Duration::from_secs(30), || async {
+        let spans = collector.trace(deploy_trace);
+        let has = |node: &str, name: &str| spans.iter().any(|s| s.node == node && s.name == name);
+        (has(&f, "raft commit") && has(&l, "forwarded write")).then_some(spans)
+    })
+    .await;
+    let commit = spans.iter().find(|s| s.node == f && s.name == "raft commit").unwrap();
+    let forwarded = spans.iter().find(|s| s.node == l && s.name == "forwarded write").unwrap();
+    assert_eq!(forwarded.parent, commit.span_id, "the leader's span is a child of the follower's commit");
+
     // The exporter runs where an endpoint is set, and only there.
     assert!(exporter_threads(entry.pid()) > 0);
     let plain = TestNode::start().await;

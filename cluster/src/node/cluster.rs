@@ -190,10 +190,11 @@ impl<A: Application> Cluster<A> {
     /// Commits a command through Raft and returns the state machine's answer.
     /// Forwards to the leader when this node is not it.
     pub async fn write(&self, command: &A::Command) -> Result<A::Response, WriteError> {
-        let Some(observer) = self.observer.get() else { return self.write_unobserved(command).await };
+        let span = tracing::info_span!("raft commit", otel.kind = "internal", raft.log_index = tracing::field::Empty);
+        let Some(observer) = self.observer.get() else { return self.write_unobserved(command).instrument(span).await };
         observer.proposed();
         let started = Instant::now();
-        let result = self.write_unobserved(command).await;
+        let result = self.write_unobserved(command).instrument(span).await;
         observer.finished(started.elapsed(), result.as_ref().map(|_| ()));
         result
     }
@@ -217,6 +218,7 @@ impl<A: Application> Cluster<A> {
                 }
                 Err(WriteError::NoLeader) => return Err(WriteError::Timeout(WRITE_DEADLINE)),
                 Ok((reply, index)) => {
+                    tracing::Span::current().record("raft.log_index", index);
                     // Read-your-writes on every node: a forwarded write
                     // returns once this node's replica has applied it too.
                     self.wait_applied(index, WRITE_DEADLINE).await;

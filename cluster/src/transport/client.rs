@@ -118,6 +118,9 @@ impl RpcClient {
         if let Some(trace) = current_trace_id() {
             builder = builder.header(TRACE_HEADER, trace);
         }
+        if let Some(parent) = crate::trace_context::traceparent() {
+            builder = builder.header(crate::trace_context::TRACEPARENT, parent);
+        }
         let response = builder.send().await.map_err(|source| RpcError::Unreachable { addr: addr.into(), source })?;
         if let (true, Some(expected)) = (self.tls, peer.node) {
             let found = response

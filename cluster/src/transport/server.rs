@@ -324,8 +324,13 @@ async fn write((State(s), _, headers): Rpc, body: Bytes) -> Response {
         Err(r) => return r,
     };
     let trace = headers.get(TRACE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+    // Part of the caller's trace: the write continues on the leader.
+    let span = tracing::info_span!("forwarded write", otel.kind = "server", trace_id = %trace);
+    if let Some(parent) = headers.get(crate::trace_context::TRACEPARENT).and_then(|v| v.to_str().ok()) {
+        crate::trace_context::continue_traceparent(&span, parent);
+    }
     let result = super::client::TRACE_ID
-        .scope(trace, s.raft.client_write(payload).instrument(span_for(&headers, "write")))
+        .scope(trace, s.raft.client_write(payload).instrument(span))
         .await
         .map(|r| (r.data, r.log_id.index));
     encoded(&result)

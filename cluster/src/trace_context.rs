@@ -1,0 +1,65 @@
+//! W3C Trace Context for spans that cross nodes: the ids of the current
+//! span (to put in a `traceparent` header, or in a committed message), and
+//! making a span the child of ids received from elsewhere. Inert when no
+//! OpenTelemetry layer is installed: the ids are then invalid and nothing
+//! is sent.
+
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry::Context;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The header carrying the context on HTTP.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// The W3C ids (trace, span) of the current span, if it is being traced.
+pub fn current_ids() -> Option<(String, String)> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+}
+
+/// `traceparent` for the current span, if it is being traced.
+pub fn traceparent() -> Option<String> {
+    current_ids().map(|(trace, span)| format!("00-{trace}-{span}-01"))
+}
+
+fn remote_parent(trace_id: &str, span_id: &str) -> Option<Context> {
+    let trace = TraceId::from_hex(trace_id).ok().filter(|t| *t != TraceId::INVALID)?;
+    let span = SpanId::from_hex(span_id).ok().filter(|s| *s != SpanId::INVALID)?;
+    let sc = SpanContext::new(trace, span, TraceFlags::SAMPLED, true, TraceState::default());
+    Some(Context::new().with_remote_span_context(sc))
+}
+
+/// Makes `span` (not yet entered) a child of the span with these W3C ids;
+/// ids that are not W3C ids (a request id) leave it as it is.
+pub fn continue_trace(span: &tracing::Span, trace_id: &str, span_id: &str) {
+    if let Some(parent) = remote_parent(trace_id, span_id) {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// Makes `span` a child of a `traceparent` header value.
+pub fn continue_traceparent(span: &tracing::Span, header: &str) {
+    let mut parts = header.trim().split('-');
+    if let (Some("00"), Some(trace), Some(parent), Some(_)) = (parts.next(), parts.next(), parts.next(), parts.next()) {
+        continue_trace(span, trace, parent);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_w3c_ids_make_a_parent() {
+        assert!(remote_parent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7").is_some());
+        assert!(remote_parent("0192f0e2-7c1e-7000-8000-000000000000", "00f067aa0ba902b7").is_none(), "a request id");
+        assert!(remote_parent("00000000000000000000000000000000", "00f067aa0ba902b7").is_none());
+    }
+
+    #[test]
+    fn an_untraced_span_has_no_ids() {
+        assert_eq!(traceparent(), None);
+    }
+}
