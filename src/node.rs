@@ -163,6 +163,11 @@ impl Node {
         cluster.observe_writes(metrics.clone());
         let store = Store::new(cluster.clone());
         let queries = Queries::new(cluster.replica().clone());
+        // Subscribed before reading: a change in between is seen, not lost.
+        let events_feed = crate::events::EventFeed::new();
+        let state_changes = app.subscribe();
+        let owners = queries.agent_owners().await.context("reading the agents for the event feed")?;
+        shutdown.spawn_until_stopped(events_feed.clone().run(cluster.clone(), state_changes, owners));
         let mcp = Arc::new(McpRegistry::new(
             store.clone(),
             queries.clone(),
@@ -249,6 +254,7 @@ impl Node {
             metrics: metrics.clone(),
             cluster: cluster.clone(),
             state_events: app.clone(),
+            events: events_feed.clone(),
             placement: placement.clone(),
             memory: memory.clone(),
             mcp: mcp.clone(),

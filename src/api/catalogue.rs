@@ -152,6 +152,7 @@ pub const ROUTES: &[Route] = &[
     route(S::Read, "get", "/v1/cluster/status", &[]),
     route(S::Read, "get", "/v1/cluster/members", &[]),
     route(S::Read, "get", "/v1/cluster/placement", &[ANY]),
+    route(S::Admin, "get", "/v1/events", &[ANY]),
     route(S::Admin, "post", "/v1/cluster/snapshot", &[ANY, &[P::ClusterUnavailable]]),
     route(S::Admin, "post", "/v1/cluster/leave", &[ANY, ADMIN]),
     route(S::Admin, "post", "/v1/cluster/members/{id}/remove", &[ANY, PARAMS, ADMIN]),

@@ -110,3 +110,28 @@ pub async fn rebalance(State(ctx): State<Ctx>) -> Result<Json<Rebalanced>, Probl
     let moved = ctx.placement.rebalance_once().await?;
     Ok(Json(Rebalanced { moved, leader: ctx.cluster.status().leader }))
 }
+
+/// Cluster events as they happen (SSE; `event:` is the kind): agents
+/// deployed, updated, removed and moved between nodes; leader changes;
+/// members added, removed or promoted. Admin keys only: it names every agent.
+#[utoipa::path(get, path = "/v1/events", tag = "cluster",
+    responses((status = 200, description = "text/event-stream of cluster events (JSON data)")))]
+pub async fn events(
+    State(ctx): State<Ctx>,
+) -> axum::response::sse::Sse<impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>>
+{
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let mut feed = ctx.events.subscribe();
+    let stream = async_stream::stream! {
+        loop {
+            match feed.recv().await {
+                Ok(e) => yield Ok(Event::default().event(e.kind).data(serde_json::to_string(&e).unwrap_or_default())),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    yield Ok(Event::default().event("lagged").data(format!("{{\"missed\":{n}}}")));
+                }
+                Err(_) => break,
+            }
+        }
+    };
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}

@@ -57,6 +57,8 @@ pub struct ApiContext {
     pub mcp_sessions: mcp_http::Sessions,
     /// Source of committed-change events (for SSE).
     pub state_events: Arc<CaxtonState>,
+    /// Cluster events for `GET /v1/events`.
+    pub events: Arc<crate::events::EventFeed>,
     pub directory: Option<AgentsDirectory>,
     pub agents_dir: Option<PathBuf>,
     /// Cancelled when the node starts shutting down (readiness drops first).
@@ -94,6 +96,7 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(cluster::remove))
         .routes(routes!(cluster::transfer_leader))
         .routes(routes!(cluster::rebalance))
+        .routes(routes!(cluster::events))
         .routes(routes!(messages::send))
         .routes(routes!(messages::get))
         .routes(routes!(messages::stream))

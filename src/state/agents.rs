@@ -274,6 +274,18 @@ impl Queries {
             .await
     }
 
+    /// Every agent's (revision, owner), by name key: where the event feed
+    /// starts from.
+    pub async fn agent_owners(&self) -> Result<std::collections::HashMap<String, (u64, u64)>, ReadError> {
+        self.replica()
+            .read(|c| {
+                let mut s = c.prepare_cached("SELECT name_key, revision, owner FROM agents")?;
+                let rows = s.query_map([], |r| Ok((r.get::<_, String>(0)?, (r.get(1)?, r.get(2)?))))?;
+                rows.collect()
+            })
+            .await
+    }
+
     /// One page of agents in name order, optionally those with a capability.
     /// `after` is the last name of the previous page (keyset pagination).
     pub async fn agents(

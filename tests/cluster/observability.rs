@@ -290,3 +290,68 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let plain = TestNode::start().await;
     assert_eq!(exporter_threads(plain.pid()), 0, "no endpoint, no exporter thread");
 }
+
+/// `GET /v1/events` on one node streams what happens anywhere in the
+/// cluster: an agent deployed through another node, a leadership transfer;
+/// each is also a log line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_event_stream_reports_agents_and_leader_changes_from_any_node() {
+    let cluster = TestCluster::start_with(2, ClusterOptions { voters: 3, ..Default::default() }).await;
+    let leader = cluster.wait_leader().await;
+    let other = if leader == 1 { 2 } else { 1 };
+    let watcher = cluster.node(other);
+    let resp = watcher.http.get(watcher.url("/v1/events")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut feed =
+        EventReader { body: Box::pin(resp.bytes_stream()), decoder: Default::default(), ready: Default::default() };
+    let mut events: Vec<serde_json::Value> = Vec::new();
+
+    deploy(cluster.node(leader), &echo_agent_toml("announced", &[])).await;
+    loop {
+        let e = feed.next().await;
+        events.push(e.clone());
+        if e["kind"] == "agent_deployed" && e["agent"] == "announced" {
+            assert_eq!(e["revision"], 1);
+            assert_eq!(e["node"], other, "reported by the node streaming it");
+            break;
+        }
+    }
+    let r = cluster.node(leader).post_json("/v1/cluster/transfer-leader", serde_json::json!({"node": other})).await;
+    assert_eq!(r.0, 200, "{}", r.1);
+    loop {
+        let e = feed.next().await;
+        events.push(e.clone());
+        if e["kind"] == "leader_changed" {
+            assert_eq!(e["leader"], other, "{events:?}");
+            assert!(e["term"].as_u64() > Some(0));
+            break;
+        }
+    }
+    let log = watcher.log();
+    assert!(log.contains("cluster event") && log.contains("agent_deployed") && log.contains("leader_changed"), "{log}");
+}
+
+/// Reads JSON events off an SSE response.
+struct EventReader {
+    body: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<axum::body::Bytes>> + Send>>,
+    decoder: caxton::sse::SseDecoder,
+    ready: std::collections::VecDeque<serde_json::Value>,
+}
+
+impl EventReader {
+    async fn next(&mut self) -> serde_json::Value {
+        use futures::StreamExt;
+        loop {
+            if let Some(e) = self.ready.pop_front() {
+                return e;
+            }
+            let chunk =
+                tokio::time::timeout(Duration::from_secs(30), self.body.next()).await.expect("no event in 30 s");
+            for e in self.decoder.feed(&chunk.expect("the stream is open").unwrap()) {
+                if let Ok(v) = serde_json::from_str(&e.data) {
+                    self.ready.push_back(v);
+                }
+            }
+        }
+    }
+}

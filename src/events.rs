@@ -1,0 +1,225 @@
+//! The cluster event feed behind `GET /v1/events`: agent lifecycle and
+//! placement moves (from the committed state, so every node tells the same
+//! story), leader and membership changes (from this node's view of Raft).
+//! Each event is also one structured log line (`caxton::events`), written
+//! once per node whatever the number of listeners.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caxton_cluster::{Cluster, MemberRole};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+use crate::state::{CaxtonState, StateEvent};
+
+/// One cluster event, as SSE data (`event:` is its `kind`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ClusterEvent {
+    /// agent_deployed, agent_updated, agent_removed, agent_moved,
+    /// leader_changed, member_added, member_removed, member_role_changed.
+    pub kind: &'static str,
+    pub at_ms: i64,
+    /// The node that reports it.
+    pub node: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_owner: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub leader: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub member: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub role: Option<&'static str>,
+}
+
+impl ClusterEvent {
+    fn new(kind: &'static str, node: u64) -> Self {
+        Self {
+            kind,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+            node,
+            agent: None,
+            revision: None,
+            owner: None,
+            previous_owner: None,
+            leader: None,
+            term: None,
+            member: None,
+            role: None,
+        }
+    }
+}
+
+/// Subscribers receive events from the moment they subscribe.
+pub struct EventFeed {
+    tx: broadcast::Sender<ClusterEvent>,
+}
+
+/// How often this node's view of leader and membership is compared.
+const MEMBERSHIP_POLL: Duration = Duration::from_millis(200);
+
+impl EventFeed {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self { tx: broadcast::channel(1024).0 })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ClusterEvent> {
+        self.tx.subscribe()
+    }
+
+    fn publish(&self, event: ClusterEvent) {
+        tracing::info!(
+            target: "caxton::events",
+            kind = event.kind,
+            agent = event.agent.as_deref(),
+            revision = event.revision,
+            owner = event.owner,
+            previous_owner = event.previous_owner,
+            leader = event.leader,
+            term = event.term,
+            member = event.member,
+            role = event.role,
+            "cluster event"
+        );
+        let _ = self.tx.send(event);
+    }
+
+    /// Turns committed state changes and Raft's view into events until the
+    /// node stops. `owners` starts from the agents already deployed, so a
+    /// restart reports changes, not the whole registry.
+    pub async fn run(
+        self: Arc<Self>,
+        cluster: Arc<Cluster<CaxtonState>>,
+        mut state: broadcast::Receiver<StateEvent>,
+        mut owners: HashMap<String, (u64, u64)>,
+    ) {
+        let node = cluster.node_id();
+        let mut view = RaftView::of(&cluster);
+        let mut poll = tokio::time::interval(MEMBERSHIP_POLL);
+        loop {
+            tokio::select! {
+                event = state.recv() => match event {
+                    Ok(StateEvent::AgentDeployed { name, revision, owner }) => {
+                        let previous = owners.insert(name.key(), (revision, owner));
+                        let kind = match previous {
+                            None => "agent_deployed",
+                            Some((r, _)) if r != revision => "agent_updated",
+                            Some((_, o)) if o != owner => "agent_moved",
+                            Some(_) => continue,
+                        };
+                        let mut e = ClusterEvent::new(kind, node);
+                        e.agent = Some(name.to_string());
+                        e.revision = Some(revision);
+                        e.owner = Some(owner);
+                        e.previous_owner = previous.map(|(_, o)| o).filter(|o| *o != owner);
+                        self.publish(e);
+                    }
+                    Ok(StateEvent::AgentRemoved { name }) => {
+                        owners.remove(&name.key());
+                        let mut e = ClusterEvent::new("agent_removed", node);
+                        e.agent = Some(name.to_string());
+                        self.publish(e);
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = poll.tick() => {
+                    let now = RaftView::of(&cluster);
+                    for e in view.changes_to(&now, node) {
+                        self.publish(e);
+                    }
+                    view = now;
+                }
+            }
+        }
+    }
+}
+
+/// What this node sees of Raft: the leader and the members with roles.
+#[derive(Debug, Clone, PartialEq)]
+struct RaftView {
+    leader: Option<u64>,
+    term: u64,
+    members: BTreeMap<u64, MemberRole>,
+}
+
+fn role_name(role: MemberRole) -> &'static str {
+    match role {
+        MemberRole::Voter => "voter",
+        MemberRole::Learner => "learner",
+    }
+}
+
+impl RaftView {
+    fn of(cluster: &Cluster<CaxtonState>) -> Self {
+        let s = cluster.status();
+        Self { leader: s.leader, term: s.term, members: s.members.iter().map(|m| (m.id, m.role)).collect() }
+    }
+
+    fn changes_to(&self, now: &RaftView, node: u64) -> Vec<ClusterEvent> {
+        let mut out = Vec::new();
+        if now.leader != self.leader && now.leader.is_some() {
+            let mut e = ClusterEvent::new("leader_changed", node);
+            e.leader = now.leader;
+            e.term = Some(now.term);
+            out.push(e);
+        }
+        for (id, role) in &now.members {
+            let kind = match self.members.get(id) {
+                None => "member_added",
+                Some(before) if before != role => "member_role_changed",
+                Some(_) => continue,
+            };
+            let mut e = ClusterEvent::new(kind, node);
+            e.member = Some(*id);
+            e.role = Some(role_name(*role));
+            out.push(e);
+        }
+        for id in self.members.keys().filter(|id| !now.members.contains_key(id)) {
+            let mut e = ClusterEvent::new("member_removed", node);
+            e.member = Some(*id);
+            out.push(e);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_reports_leader_and_membership_changes() {
+        let before = RaftView {
+            leader: Some(1),
+            term: 3,
+            members: BTreeMap::from([(1, MemberRole::Voter), (2, MemberRole::Learner), (3, MemberRole::Voter)]),
+        };
+        let after = RaftView {
+            leader: Some(2),
+            term: 4,
+            members: BTreeMap::from([(1, MemberRole::Voter), (2, MemberRole::Voter), (4, MemberRole::Learner)]),
+        };
+        let kinds: Vec<(&str, Option<u64>)> =
+            before.changes_to(&after, 9).iter().map(|e| (e.kind, e.member.or(e.leader))).collect();
+        assert_eq!(
+            kinds,
+            [
+                ("leader_changed", Some(2)),
+                ("member_role_changed", Some(2)),
+                ("member_added", Some(4)),
+                ("member_removed", Some(3))
+            ]
+        );
+        assert!(after.changes_to(&after, 9).is_empty());
+    }
+}
