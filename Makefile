@@ -112,6 +112,7 @@ bench: models wasm
 	cargo bench --bench cluster
 	cargo bench --bench memory
 	cargo bench --bench tools
+	cargo bench --bench observability
 	cargo bench --bench auth
 
 cluster: models wasm

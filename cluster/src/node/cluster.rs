@@ -190,7 +190,14 @@ impl<A: Application> Cluster<A> {
     /// Commits a command through Raft and returns the state machine's answer.
     /// Forwards to the leader when this node is not it.
     pub async fn write(&self, command: &A::Command) -> Result<A::Response, WriteError> {
-        let span = tracing::info_span!("raft commit", otel.kind = "internal", raft.log_index = tracing::field::Empty);
+        // A span only inside a traced request: a batch of writes proposed
+        // from a task of its own would be a trace of its own, noise.
+        let span = match crate::trace_context::current_ids() {
+            Some(_) => {
+                tracing::info_span!("raft commit", otel.kind = "internal", raft.log_index = tracing::field::Empty)
+            }
+            None => tracing::Span::none(),
+        };
         let Some(observer) = self.observer.get() else { return self.write_unobserved(command).instrument(span).await };
         observer.proposed();
         let started = Instant::now();

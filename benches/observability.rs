@@ -1,0 +1,132 @@
+//! What observability costs a message.
+//!
+//! (a) End to end, one node process, echo agents, 1 and 64 clients: trace
+//!     export off (no OTEL variables) versus on (OTLP/HTTP to a receiver in
+//!     this process that accepts and drops the batches). Metrics are always
+//!     on, so (a) measures the export on top of them.
+//! (b) The metrics a message records (HTTP histogram, message histogram and
+//!     counter, one LLM call with tokens, a commit), timed in a loop: the
+//!     cost of metrics per message, to set against (a)'s latency.
+//!
+//! Run: `cargo bench --bench observability` (`-- --quick` for a short run).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use caxton::observability::{Metrics, Outcome};
+use caxton::testing::{echo_agent_toml, percentile, NodeOptions, TestNode};
+
+fn ms(v: &mut [Duration], p: f64) -> f64 {
+    percentile(v, p).as_secs_f64() * 1e3
+}
+
+/// An OTLP/HTTP endpoint that accepts every export; counts the bytes.
+async fn otlp_sink() -> (String, Arc<AtomicU64>) {
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let counter = counter.clone();
+            async move {
+                counter.fetch_add(body.len() as u64, Ordering::Relaxed);
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, received)
+}
+
+async fn end_to_end(label: &str, env: Vec<(String, String)>, secs: u64) -> Vec<(usize, f64, f64, f64)> {
+    let node = TestNode::start_with(NodeOptions { env, ..Default::default() }).await;
+    for i in 0..4 {
+        let r = node
+            .http
+            .post(node.url("/v1/agents"))
+            .header("content-type", "application/toml")
+            .body(echo_agent_toml(&format!("echo{i}"), &[]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
+    let mut rows = Vec::new();
+    for clients in [1usize, 64] {
+        let done = Arc::new(AtomicU64::new(0));
+        let lat = Arc::new(Mutex::new(Vec::new()));
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut tasks = Vec::new();
+        for c in 0..clients {
+            let (http, url, done, lat) = (http.clone(), node.url("/v1/messages"), done.clone(), lat.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut mine = Vec::new();
+                while Instant::now() < deadline {
+                    let body =
+                        serde_json::json!({"to": format!("echo{}", c % 4), "content": "ping", "timeout_ms": 30000});
+                    let t = Instant::now();
+                    if http.post(&url).json(&body).send().await.is_ok_and(|r| r.status() == 200) {
+                        mine.push(t.elapsed());
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                lat.lock().unwrap().extend(mine);
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let mut lat = lat.lock().unwrap().clone();
+        let rate = done.load(Ordering::Relaxed) as f64 / secs as f64;
+        let (p50, p99) = (ms(&mut lat, 0.5), ms(&mut lat, 0.99));
+        println!("{label:<22} {clients:>3} clients: {rate:>7.0} messages/s, p50 {p50:.2} ms, p99 {p99:.2} ms");
+        rows.push((clients, rate, p50, p99));
+    }
+    rows
+}
+
+fn metrics_cost_per_message() {
+    let m = Metrics::new();
+    let n = 200_000u32;
+    let t = Instant::now();
+    for i in 0..n {
+        let took = Duration::from_micros(u64::from(i % 5000));
+        m.http_duration.with_label_values(&["/v1/messages", "POST", "200"]).observe(took.as_secs_f64());
+        m.message_accepted();
+        m.message_done("echo0", "request", Outcome::Ok, took);
+        m.llm_call("openai", "gpt", took, Ok((120, 40)));
+        caxton_cluster::WriteObserver::proposed(&m);
+        caxton_cluster::WriteObserver::finished(&m, took, Ok(()));
+    }
+    let per = t.elapsed() / n;
+    println!("metrics recorded per message (6 instruments, labels looked up each time): {per:?}");
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let secs = if quick { 4 } else { 8 };
+    metrics_cost_per_message();
+    let off = end_to_end("trace export off", Vec::new(), secs).await;
+    let (endpoint, received) = otlp_sink().await;
+    let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
+    let on_env = vec![var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), var("OTEL_BSP_SCHEDULE_DELAY", "500")];
+    let mut sampled_env = on_env.clone();
+    sampled_env.extend([var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), var("OTEL_TRACES_SAMPLER_ARG", "0.1")]);
+    for (label, env) in [("trace export on (OTLP)", on_env), ("export on, 10% sampled", sampled_env)] {
+        let on = end_to_end(label, env, secs).await;
+        for ((clients, r0, p0, _), (_, r1, p1, _)) in off.iter().zip(&on) {
+            println!(
+                "  {label}, {clients} clients: throughput {:+.1} %, p50 latency {:+.1} % against export off",
+                (r1 / r0 - 1.0) * 100.0,
+                (p1 / p0 - 1.0) * 100.0
+            );
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    println!("OTLP bytes received: {}", received.load(Ordering::Relaxed));
+}
