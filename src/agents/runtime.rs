@@ -403,16 +403,26 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
             // Listeners see tokens from here on; the stream ends when the
             // turns drop their sender, before the reply is committed.
             let producer = exec.messages.tokens.producer(&message.id);
-            let forward = tokio::spawn(async move {
-                while let Some(t) = rx.recv().await {
-                    producer.publish(t);
-                }
-            });
             let memory = agent_memory(spec);
             let recalled = match &memory {
                 Some((_, viewer)) => recall(exec, spec, viewer, &message.content).await,
                 None => None,
             };
+            // From here the model is asked: the first token's delay is its
+            // time to first token.
+            let (asked, metrics) = (Instant::now(), exec.metrics.clone());
+            let labels =
+                [provider.name().to_owned(), metrics.models.of(spec.model.as_deref().unwrap_or("default")).to_owned()];
+            let forward = tokio::spawn(async move {
+                let mut first = true;
+                while let Some(t) = rx.recv().await {
+                    if std::mem::take(&mut first) {
+                        let first_token = metrics.llm_first_token.with_label_values(&[&labels[0], &labels[1]]);
+                        first_token.observe(asked.elapsed().as_secs_f64());
+                    }
+                    producer.publish(t);
+                }
+            });
             let inputs = TurnInputs {
                 spec,
                 recalled,

@@ -138,6 +138,10 @@ pub struct RaftGauges {
     pub proposals_failed: IntCounterVec,
     pub proposals_pending: IntGauge,
     pub commit_duration: HistogramVec,
+    pub proposals_applied: IntCounter,
+    pub apply_duration: HistogramVec,
+    pub snapshot_duration: HistogramVec,
+    pub snapshot_bytes: IntGauge,
     pub replication_lag: IntGaugeVec,
     pub members: IntGaugeVec,
     pub gossip_nodes: IntGaugeVec,
@@ -213,7 +217,26 @@ impl RaftGauges {
             "Commands this node proposed that were committed",
         ));
         must(r.register(Box::new(proposals_committed.clone())));
+        let proposals_applied =
+            must(IntCounter::new("caxton_raft_proposals_applied_total", "Log entries applied to this node's replica"));
+        must(r.register(Box::new(proposals_applied.clone())));
         Self {
+            proposals_applied,
+            apply_duration: histogram(
+                r,
+                "caxton_raft_apply_duration_seconds",
+                "Time to apply one batch of committed entries to the replica",
+                &[],
+                latency_buckets(),
+            ),
+            snapshot_duration: histogram(
+                r,
+                "caxton_raft_snapshot_duration_seconds",
+                "Time to build a snapshot of the replica",
+                &[],
+                latency_buckets(),
+            ),
+            snapshot_bytes: gauge(r, "caxton_raft_snapshot_bytes", "Size of the latest snapshot this node built"),
             has_leader: gauge(r, "caxton_raft_has_leader", "1 if this node knows a leader, else 0"),
             is_leader: gauge(r, "caxton_raft_is_leader", "1 if this node is the leader, else 0"),
             leader_changes: gauge(
@@ -431,6 +454,16 @@ impl caxton_cluster::WriteObserver for Metrics {
             }
         };
         self.raft.commit_duration.with_label_values(&[outcome]).observe(took.as_secs_f64());
+    }
+
+    fn applied(&self, entries: usize, took: Duration) {
+        self.raft.proposals_applied.inc_by(entries as u64);
+        self.raft.apply_duration.with_label_values::<&str>(&[]).observe(took.as_secs_f64());
+    }
+
+    fn snapshot_built(&self, took: Duration, bytes: u64) {
+        self.raft.snapshot_duration.with_label_values::<&str>(&[]).observe(took.as_secs_f64());
+        self.raft.snapshot_bytes.set(bytes as i64);
     }
 }
 

@@ -95,6 +95,14 @@ async fn prometheus_scrapes_every_node_and_reads_leaders_and_message_histograms(
     assert!(rss.len() == 3 && rss.iter().all(|s| value(s) > 0.0), "process metrics: {rss:?}");
     let members = prometheus.query("caxton_cluster_members{role=\"voter\"}").await;
     assert!(members.iter().all(|s| value(s) == 3.0), "{members:?}");
+    let applied = prometheus.query("caxton_raft_apply_duration_seconds_count").await;
+    assert!(applied.len() == 3 && applied.iter().all(|s| value(s) > 0.0), "every replica applies: {applied:?}");
+    // A snapshot's duration and size.
+    assert_eq!(node.post_json("/v1/cluster/snapshot", serde_json::json!({})).await.0, 200);
+    let exposition = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.metrics_port)).await.unwrap();
+    let exposition = exposition.text().await.unwrap();
+    assert!(metric_value(&exposition, "caxton_raft_snapshot_bytes", &[]) > Some(0.0), "{exposition}");
+    assert_eq!(metric_value(&exposition, "caxton_raft_snapshot_duration_seconds_count", &[]), Some(1.0));
 }
 
 #[test]

@@ -71,6 +71,10 @@ async fn a_tool_outside_the_allowlist_is_refused_to_the_model_logged_and_counted
     let answered = [("agent", "careful"), ("outcome", "ok")];
     assert_eq!(metric_value(&metrics, "caxton_message_processing_duration_seconds_count", &answered), Some(1.0));
     assert_eq!(metric_value(&metrics, "caxton_agent_events_total", &[("event", "deployed")]), Some(1.0));
+    let first = [("gen_ai_provider_name", "stub")];
+    let ttft = metric_value(&metrics, "gen_ai_client_operation_time_to_first_chunk_seconds_count", &first);
+    assert_eq!(ttft, Some(1.0), "one answer, one first token: {metrics}");
+    assert!(metric_value(&metrics, "caxton_raft_proposals_applied_total", &[]) > Some(0.0));
     // The node's own metrics listener serves the same registry without keys.
     let listener = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.metrics_port)).await.unwrap();
     assert!(listener.text().await.unwrap().contains("caxton_raft_has_leader 1"));

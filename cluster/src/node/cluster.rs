@@ -45,7 +45,7 @@ pub struct Cluster<A: Application> {
     pub(super) failed_entries: Arc<std::sync::atomic::AtomicU64>,
     /// Leader changes this node has seen since it started.
     pub(super) leader_changes: Arc<std::sync::atomic::AtomicU64>,
-    observer: std::sync::OnceLock<Arc<dyn WriteObserver>>,
+    observer: super::observe::ObserverSlot,
     stop: CancellationToken,
     /// Every task this member spawns (RPC server, membership manager):
     /// cancelled through `stop` and drained on shutdown, aborted on drop.
@@ -73,6 +73,8 @@ impl<A: Application> Cluster<A> {
         let state_machine =
             StateMachine::open(app, &state_db, &config.data_dir.join("snapshots")).map_err(store_err(&state_db))?;
         let failed_entries = state_machine.failed_counter();
+        let observer = super::observe::ObserverSlot::default();
+        let state_machine = state_machine.observed_by(observer.clone());
         let raft_config = raft_settings(&config).map_err(|e| StartError::Config(e.to_string()))?;
 
         let bind_ip = Some(config.rpc_listen.ip()).filter(|ip| !ip.is_unspecified());
@@ -129,7 +131,7 @@ impl<A: Application> Cluster<A> {
             dead_grace: config.dead_grace,
             failed_entries,
             leader_changes,
-            observer: std::sync::OnceLock::new(),
+            observer,
             stop,
             tasks: Mutex::new(tasks),
             _app: PhantomData,

@@ -10,7 +10,7 @@
 mod admin;
 mod cluster;
 mod error;
-mod observe;
+pub(crate) mod observe;
 mod status;
 
 pub use admin::AdminError;

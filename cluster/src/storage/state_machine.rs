@@ -117,6 +117,7 @@ pub struct StateMachine<A: Application> {
     snapshots: SnapshotDir,
     /// Entries recorded as failed, as `_raft_meta.failed_entries` holds it.
     failed: Arc<std::sync::atomic::AtomicU64>,
+    observer: crate::node::observe::ObserverSlot,
 }
 
 impl<A: Application> StateMachine<A> {
@@ -132,7 +133,14 @@ impl<A: Application> StateMachine<A> {
             writer: Arc::new(Mutex::new(conn)),
             snapshots: SnapshotDir { dir: snapshot_dir.to_path_buf() },
             failed,
+            observer: Default::default(),
         })
+    }
+
+    /// Reports applied batches and built snapshots to whoever the slot holds.
+    pub(crate) fn observed_by(mut self, observer: crate::node::observe::ObserverSlot) -> Self {
+        self.observer = observer;
+        self
     }
 
     /// A counter the cluster's status reads (kept equal to the replica's).
@@ -155,6 +163,15 @@ impl<A: Application> StateMachine<A> {
     }
 
     fn apply_batch(&self, entries: Vec<Entry>) -> Result<Vec<Reply>, StorageError> {
+        let (started, count) = (std::time::Instant::now(), entries.len());
+        let replies = self.apply_batch_unobserved(entries)?;
+        if let Some(observer) = self.observer.get() {
+            observer.applied(count, started.elapsed());
+        }
+        Ok(replies)
+    }
+
+    fn apply_batch_unobserved(&self, entries: Vec<Entry>) -> Result<Vec<Reply>, StorageError> {
         let app = self.app.clone();
         let result = self.with_writer(|conn| -> Result<Vec<Reply>, StorageError> {
             let tx = conn.transaction().map_err(|e| sm_err(ErrorVerb::Write, e))?;
@@ -277,15 +294,22 @@ pub(crate) fn failed_entries(conn: &Connection) -> rusqlite::Result<u64> {
 pub struct SnapshotBuilder {
     path: PathBuf,
     snapshots: SnapshotDir,
+    observer: crate::node::observe::ObserverSlot,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
         let path = self.path.clone();
         let snapshots = self.snapshots.clone();
-        tokio::task::spawn_blocking(move || build_snapshot_file(&path, &snapshots))
+        let started = std::time::Instant::now();
+        let built = tokio::task::spawn_blocking(move || build_snapshot_file(&path, &snapshots))
             .await
-            .map_err(|e| snap_err(ErrorVerb::Write, e))?
+            .map_err(|e| snap_err(ErrorVerb::Write, e))??;
+        if let Some(observer) = self.observer.get() {
+            let bytes = std::fs::metadata(self.snapshots.db()).map(|m| m.len()).unwrap_or(0);
+            observer.snapshot_built(started.elapsed(), bytes);
+        }
+        Ok(built)
     }
 }
 
@@ -337,7 +361,7 @@ impl<A: Application> RaftStateMachine<TypeConfig> for StateMachine<A> {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { path: self.path.clone(), snapshots: self.snapshots.clone() }
+        SnapshotBuilder { path: self.path.clone(), snapshots: self.snapshots.clone(), observer: self.observer.clone() }
     }
 
     /// Chunks from the leader go straight to a file: a snapshot is never
