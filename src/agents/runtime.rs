@@ -453,6 +453,9 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
         Err(TurnError::Timeout(_)) => Outcome::Timeout,
         Err(_) => Outcome::Error,
     };
+    if outcome != Outcome::Ok {
+        tracing::Span::current().record("error.type", outcome.as_str());
+    }
     exec.metrics.message_done(
         spec.name.as_str(),
         &message.kind.as_str().to_ascii_lowercase(),
