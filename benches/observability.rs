@@ -59,19 +59,34 @@ async fn end_to_end(label: &str, env: Vec<(String, String)>, secs: u64) -> Vec<(
     for clients in [1usize, 64] {
         let done = Arc::new(AtomicU64::new(0));
         let lat = Arc::new(Mutex::new(Vec::new()));
+        let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
         let deadline = Instant::now() + Duration::from_secs(secs);
         let mut tasks = Vec::new();
         for c in 0..clients {
             let (http, url, done, lat) = (http.clone(), node.url("/v1/messages"), done.clone(), lat.clone());
+            let failed = failed.clone();
             tasks.push(tokio::spawn(async move {
                 let mut mine = Vec::new();
                 while Instant::now() < deadline {
                     let body =
                         serde_json::json!({"to": format!("echo{}", c % 4), "content": "ping", "timeout_ms": 30000});
                     let t = Instant::now();
-                    if http.post(&url).json(&body).send().await.is_ok_and(|r| r.status() == 200) {
-                        mine.push(t.elapsed());
-                        done.fetch_add(1, Ordering::Relaxed);
+                    match http.post(&url).json(&body).send().await {
+                        Ok(r) if r.status() == 200 => {
+                            mine.push(t.elapsed());
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(r) => {
+                            let status = r.status().to_string();
+                            let body = r.text().await.unwrap_or_default();
+                            let mut failed = failed.lock().unwrap();
+                            let first = failed.is_empty();
+                            *failed.entry(status).or_insert(0) += 1;
+                            if first {
+                                println!("first refusal: {}", body.chars().take(300).collect::<String>());
+                            }
+                        }
+                        Err(e) => *failed.lock().unwrap().entry(format!("error: {e}")).or_insert(0) += 1,
                     }
                 }
                 lat.lock().unwrap().extend(mine);
@@ -84,6 +99,13 @@ async fn end_to_end(label: &str, env: Vec<(String, String)>, secs: u64) -> Vec<(
         let rate = done.load(Ordering::Relaxed) as f64 / secs as f64;
         let (p50, p99) = (ms(&mut lat, 0.5), ms(&mut lat, 0.99));
         println!("{label:<22} {clients:>3} clients: {rate:>7.0} messages/s, p50 {p50:.2} ms, p99 {p99:.2} ms");
+        let failed = failed.lock().unwrap();
+        if !failed.is_empty() {
+            println!("{:<22} not answered with 200: {failed:?}", "");
+            let log = node.log();
+            let tail: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(8).collect();
+            println!("node warnings:\n{}", tail.join("\n"));
+        }
         rows.push((clients, rate, p50, p99));
     }
     rows

@@ -199,3 +199,43 @@ async fn old_history_is_pruned_and_waiting_requests_are_kept() {
     assert!(revisions.contains(&4), "the current revision is kept: {revisions:?}");
     assert!(node.log().contains("pruned history"));
 }
+
+/// Snapshots built while many clients read and write: the replica is made
+/// durable before the log is purged without blocking the applier (a
+/// `wal_checkpoint(FULL)` once held the write lock until readers moved on,
+/// the applier timed out on "database is locked", and Raft stopped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_under_read_and_write_load_never_stop_raft() {
+    let node = TestNode::start_with(NodeOptions {
+        cluster_extra: "snapshot_after_logs = 200\nlogs_to_keep = 50".into(),
+        ..Default::default()
+    })
+    .await;
+    for i in 0..4 {
+        deploy(&node, &echo_agent_toml(&format!("busy{i}"), &[])).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let mut clients = Vec::new();
+    for c in 0..48 {
+        let (http, url) = (node.http.clone(), node.url("/v1/messages"));
+        clients.push(tokio::spawn(async move {
+            let mut refused = Vec::new();
+            while std::time::Instant::now() < deadline {
+                let body = serde_json::json!({"to": format!("busy{}", c % 4), "content": "ping", "timeout_ms": 30000});
+                let r = http.post(&url).json(&body).send().await.unwrap();
+                if r.status() != 200 {
+                    refused.push(format!("{} {}", r.status(), r.text().await.unwrap_or_default()));
+                }
+            }
+            refused
+        }));
+    }
+    let mut refused = Vec::new();
+    for c in clients {
+        refused.extend(c.await.unwrap());
+    }
+    assert!(refused.is_empty(), "{} refused, first: {:?}", refused.len(), refused.first());
+    let (_, st) = node.get("/v1/cluster/status").await;
+    assert!(st["snapshot_index"].as_u64() > Some(200), "snapshots were built under load: {st}");
+    assert!(!node.log().contains("quit RaftCore"), "Raft stopped");
+}
