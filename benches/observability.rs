@@ -103,7 +103,7 @@ async fn end_to_end(label: &str, env: Vec<(String, String)>, secs: u64) -> Vec<(
         if !failed.is_empty() {
             println!("{:<22} not answered with 200: {failed:?}", "");
             let log = node.log();
-            let tail: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).take(8).collect();
+            let tail: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).take(3).collect();
             println!("node warnings:\n{}", tail.join("\n"));
         }
         rows.push((clients, rate, p50, p99));

@@ -55,7 +55,14 @@ where
     }
     let provider = SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(exporter).build();
     let tracer = provider.tracer("caxton");
-    Ok(Some((tracing_opentelemetry::layer().with_tracer(tracer), TraceExport { provider })))
+    // No busy/idle timing on every enter and exit, no code location or
+    // thread attributes: per-span work is what traces cost a message.
+    let layer = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_tracked_inactivity(false)
+        .with_location(false)
+        .with_threads(false);
+    Ok(Some((layer, TraceExport { provider })))
 }
 
 pub use caxton_cluster::trace_context::{continue_trace, continue_traceparent, current_ids, traceparent};

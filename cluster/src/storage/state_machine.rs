@@ -174,7 +174,13 @@ impl<A: Application> StateMachine<A> {
     fn apply_batch_unobserved(&self, entries: Vec<Entry>) -> Result<Vec<Reply>, StorageError> {
         let app = self.app.clone();
         let result = self.with_writer(|conn| -> Result<Vec<Reply>, StorageError> {
-            let tx = conn.transaction().map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            // IMMEDIATE: the write lock is taken (waiting up to the busy
+            // timeout) before the first read, so the batch never has to
+            // upgrade a read snapshot to a write, which SQLite refuses at once
+            // with "database is locked" when the file changed in between.
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| sm_err(ErrorVerb::Write, e))?;
             let mut replies = Vec::new();
             let mut last = None;
             for entry in entries {
