@@ -18,7 +18,9 @@ use crate::state::{CaxtonState, StateEvent};
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ClusterEvent {
     /// agent_deployed, agent_updated, agent_removed, agent_moved,
-    /// leader_changed, member_added, member_removed, member_role_changed.
+    /// leader_changed, member_added, member_removed, member_role_changed,
+    /// rollout_progressing, rollout_paused, rollout_promoted,
+    /// rollout_aborted, rollout_rolled_back, rollout_superseded.
     pub kind: &'static str,
     pub at_ms: i64,
     /// The node that reports it.
@@ -39,6 +41,9 @@ pub struct ClusterEvent {
     pub member: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub role: Option<&'static str>,
+    /// A rollout's step (0-based).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
 }
 
 impl ClusterEvent {
@@ -55,6 +60,7 @@ impl ClusterEvent {
             term: None,
             member: None,
             role: None,
+            step: None,
         }
     }
 }
@@ -127,6 +133,21 @@ impl EventFeed {
                         owners.remove(&name.key());
                         let mut e = ClusterEvent::new("agent_removed", node);
                         e.agent = Some(name.to_string());
+                        self.publish(e);
+                    }
+                    Ok(StateEvent::RolloutChanged { agent, state, step }) => {
+                        use crate::state::RolloutState as S;
+                        let kind = match state {
+                            S::Progressing => "rollout_progressing",
+                            S::Paused => "rollout_paused",
+                            S::Promoted => "rollout_promoted",
+                            S::Aborted => "rollout_aborted",
+                            S::RolledBack => "rollout_rolled_back",
+                            S::Superseded => "rollout_superseded",
+                        };
+                        let mut e = ClusterEvent::new(kind, node);
+                        e.agent = Some(agent);
+                        e.step = Some(step);
                         self.publish(e);
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}

@@ -220,6 +220,9 @@ impl Node {
         );
         runtime.reconcile().await.context("starting the agents this node owns")?;
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
+        let rollouts =
+            crate::agents::RolloutController::new(cluster.clone(), registry.queries().clone(), messages.clone());
+        shutdown.spawn(rollouts.run(stop.clone()));
 
         let retention = crate::retention::Retention {
             history: (config.server.history_retention_ms > 0)

@@ -65,6 +65,7 @@ problem_types! {
     KeyExists => (409, "key-exists", "Conflict"),
     HopLimit => (409, "hop-limit", "Hop limit reached"),
     AgentFileManaged => (409, "agent-file-managed", "Agent is file-managed"),
+    NoRollout => (409, "no-rollout", "No rollout in progress"),
     ClusterRefused => (409, "cluster-refused", "Refused"),
     PayloadTooLarge => (413, "payload-too-large", "Payload too large"),
     UnsupportedMediaType => (415, "unsupported-media-type", "Unsupported media type"),

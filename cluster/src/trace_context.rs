@@ -31,6 +31,11 @@ fn remote_parent(trace_id: &str, span_id: &str) -> Option<Context> {
     Some(Context::new().with_remote_span_context(sc))
 }
 
+/// Whether these are W3C trace and span ids (not a request id, not zero).
+pub fn is_w3c(trace_id: &str, span_id: &str) -> bool {
+    remote_parent(trace_id, span_id).is_some()
+}
+
 /// Makes `span` (not yet entered) a child of the span with these W3C ids;
 /// ids that are not W3C ids (a request id) leave it as it is.
 pub fn continue_trace(span: &tracing::Span, trace_id: &str, span_id: &str) {
@@ -56,6 +61,8 @@ mod tests {
         assert!(remote_parent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7").is_some());
         assert!(remote_parent("0192f0e2-7c1e-7000-8000-000000000000", "00f067aa0ba902b7").is_none(), "a request id");
         assert!(remote_parent("00000000000000000000000000000000", "00f067aa0ba902b7").is_none());
+        assert!(is_w3c("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"));
+        assert!(!is_w3c("0192f0e2-7c1e-7000-8000-000000000000", ""));
     }
 
     #[test]

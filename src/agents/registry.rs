@@ -3,10 +3,11 @@ use std::sync::Arc;
 use caxton_cluster::{Cluster, ReadError, WriteError};
 
 use super::tools::BUILTIN_TOOLS;
-use crate::config::{AgentName, AgentSpec, FieldError, ParseAgentError};
+use crate::config::{AgentName, AgentSpec, FieldError, ParseAgentError, RolloutSpec, Strategy};
 use crate::mcp::McpRegistry;
 use crate::state::{
-    AgentRecord, AgentSource, CaxtonState, DeployAgent, Deployment, Queries, Removal, RemoveAgent, Store,
+    AgentRecord, AgentSource, CaxtonState, DeployAgent, Deployment, Queries, Removal, RemoveAgent, RolloutAction,
+    RolloutRecord, RolloutUpdate, StartRollout, Store, UpdateRollout,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -19,10 +20,25 @@ pub enum RegistryError {
     NameMismatch { path: String, body: String },
     #[error("agent `{0}` is managed by a file in an agents directory; edit or delete the file instead")]
     FileManaged(String),
+    #[error("agent `{agent}` has no revision {}; its revisions: {}", .revision.map(|r| r.to_string()).unwrap_or_else(|| "before the serving one".into()), .available.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    NoRevision { agent: String, revision: Option<u64>, available: Vec<u64> },
+    #[error("agent `{0}` has no rollout in progress")]
+    NoRollout(String),
     #[error(transparent)]
     Write(#[from] WriteError),
     #[error(transparent)]
     Read(#[from] ReadError),
+}
+
+/// How a deploy is made.
+#[derive(Debug, Clone, Default)]
+pub struct DeployOptions {
+    /// Only update an existing agent (PUT semantics).
+    pub must_exist: bool,
+    /// Overrides the definition's `[rollout]` strategy.
+    pub strategy: Option<Strategy>,
+    /// The key (or file) deploying, recorded with the revision.
+    pub deployed_by: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,17 +137,38 @@ impl AgentRegistry {
         self.cluster.status().leader.unwrap_or(self.cluster.node_id())
     }
 
-    /// Deploys (creates or updates) a validated definition.
+    /// Deploys (creates or updates) a validated definition: a new revision
+    /// serving at once, or, when the definition (or `how.strategy`) asks
+    /// for a rollout and the agent exists, a rollout of the new revision.
     pub async fn deploy(
         &self,
-        spec: AgentSpec,
+        mut spec: AgentSpec,
         toml: String,
         source: AgentSource,
-        must_exist: bool,
+        how: &DeployOptions,
     ) -> Result<DeployOutcome, RegistryError> {
+        if let Some(strategy) = how.strategy {
+            if spec.rollout.as_ref().map(|r| r.strategy) != Some(strategy) {
+                spec.rollout = (strategy != Strategy::Direct).then(|| RolloutSpec::of(strategy));
+            }
+        }
         let name = spec.name.clone();
-        let command = DeployAgent { owner: self.owner_for(&name), spec, toml, source, at_ms: now_ms(), must_exist };
-        match self.store.propose(command).await? {
+        let rollout = spec.rollout.is_some();
+        let command = DeployAgent {
+            owner: self.owner_for(&name),
+            spec,
+            toml,
+            source,
+            at_ms: now_ms(),
+            must_exist: how.must_exist,
+            deployed_by: how.deployed_by.clone(),
+        };
+        let deployment = if rollout {
+            self.store.propose(StartRollout { deploy: command }).await?
+        } else {
+            self.store.propose(command).await?
+        };
+        match deployment {
             Deployment::Deployed { revision, created } => {
                 use crate::observability::AgentEvent;
                 self.event(if created { AgentEvent::Deployed } else { AgentEvent::Updated });
@@ -151,7 +188,8 @@ impl AgentRegistry {
         source: AgentSource,
     ) -> Result<DeployOutcome, RegistryError> {
         self.check_tools(&spec, &text, file).await?;
-        self.deploy(spec, text, source, false).await
+        let how = DeployOptions { deployed_by: Some(format!("file:{file}")), ..Default::default() };
+        self.deploy(spec, text, source, &how).await
     }
 
     /// Deploys TOML text; `file` names it in validation errors.
@@ -160,10 +198,10 @@ impl AgentRegistry {
         text: &str,
         file: &str,
         expect_name: Option<&AgentName>,
-        must_exist: bool,
+        how: &DeployOptions,
     ) -> Result<DeployOutcome, RegistryError> {
         let spec = AgentSpec::from_toml(text, file)?;
-        self.deploy_from_api(spec, text.to_owned(), file, expect_name, must_exist).await
+        self.deploy_from_api(spec, text.to_owned(), file, expect_name, how).await
     }
 
     /// Deploys a JSON agent object.
@@ -171,10 +209,10 @@ impl AgentRegistry {
         &self,
         value: &serde_json::Value,
         expect_name: Option<&AgentName>,
-        must_exist: bool,
+        how: &DeployOptions,
     ) -> Result<DeployOutcome, RegistryError> {
         let (spec, text) = AgentSpec::from_json(value)?;
-        self.deploy_from_api(spec, text, "(request body)", expect_name, must_exist).await
+        self.deploy_from_api(spec, text, "(request body)", expect_name, how).await
     }
 
     /// The checks every API deploy passes, whatever the body's format.
@@ -184,7 +222,7 @@ impl AgentRegistry {
         text: String,
         file: &str,
         expect_name: Option<&AgentName>,
-        must_exist: bool,
+        how: &DeployOptions,
     ) -> Result<DeployOutcome, RegistryError> {
         self.check_tools(&spec, &text, file).await?;
         if let Some(expected) = expect_name {
@@ -193,7 +231,60 @@ impl AgentRegistry {
             }
         }
         self.guard_not_file_managed(&spec.name).await?;
-        self.deploy(spec, text, AgentSource::Api, must_exist).await
+        self.deploy(spec, text, AgentSource::Api, how).await
+    }
+
+    /// Makes a new revision equal to revision `to` (default: the one before
+    /// the serving revision), serving at once whatever its `[rollout]` says.
+    pub async fn rollback(
+        &self,
+        name: &AgentName,
+        to: Option<u64>,
+        deployed_by: Option<String>,
+    ) -> Result<(DeployOutcome, u64), RegistryError> {
+        let current = self.get(name).await?;
+        if let AgentSource::File(_) = current.source {
+            return Err(RegistryError::FileManaged(name.to_string()));
+        }
+        let versions = self.queries.versions(name).await?;
+        let target = match to {
+            Some(n) => n,
+            None => versions.iter().rev().map(|v| v.revision).find(|r| *r < current.revision).ok_or_else(|| {
+                RegistryError::NoRevision { agent: name.to_string(), revision: None, available: vec![] }
+            })?,
+        };
+        let Some(version) = self.queries.revision(name, target).await? else {
+            let available = versions.iter().map(|v| v.revision).collect();
+            return Err(RegistryError::NoRevision { agent: name.to_string(), revision: Some(target), available });
+        };
+        let text = version.toml.unwrap_or_default();
+        let spec = AgentSpec::from_toml(&text, &format!("revision {target}"))?;
+        let how = DeployOptions { strategy: Some(Strategy::Direct), deployed_by, ..Default::default() };
+        Ok((self.deploy(spec, text, AgentSource::Api, &how).await?, target))
+    }
+
+    /// Applies an operator's action to the agent's rollout in progress.
+    pub async fn control_rollout(
+        &self,
+        name: &AgentName,
+        action: RolloutAction,
+    ) -> Result<RolloutRecord, RegistryError> {
+        let current = self.queries.rollout(name).await?.filter(|r| r.state.is_active());
+        let Some(current) = current else { return Err(RegistryError::NoRollout(name.to_string())) };
+        let command = UpdateRollout {
+            agent: name.clone(),
+            candidate: current.candidate,
+            expect_step: None,
+            action,
+            at_ms: now_ms(),
+        };
+        match self.store.propose(command).await? {
+            RolloutUpdate::Updated(r) => {
+                tracing::info!(agent = %name, state = ?r.state, step = r.step, "rollout changed by an operator");
+                Ok(*r)
+            }
+            RolloutUpdate::NotApplicable(_) => Err(RegistryError::NoRollout(name.to_string())),
+        }
     }
 
     /// An API deploy over a file-managed agent would be silently undone by the
@@ -226,7 +317,8 @@ impl crate::problems::Classified for RegistryError {
         use crate::problems::ProblemType;
         match self {
             Self::Invalid(_) => ProblemType::InvalidAgent,
-            Self::NotFound(_) => ProblemType::AgentNotFound,
+            Self::NotFound(_) | Self::NoRevision { .. } => ProblemType::AgentNotFound,
+            Self::NoRollout(_) => ProblemType::NoRollout,
             Self::NameMismatch { .. } => ProblemType::NameMismatch,
             Self::FileManaged(_) => ProblemType::AgentFileManaged,
             Self::Write(w) => w.problem_type(),

@@ -30,7 +30,7 @@ use crate::memory::{MemoryBackend, SearchQuery};
 use crate::messaging::{Batcher, Message, MessageKind, MessageService, MessageStatus};
 use crate::observability::{AgentEvent, Metrics, Outcome};
 use crate::shutdown::Shutdown;
-use crate::state::{CaxtonState, Queries, RecordReplies, StateEvent, Store};
+use crate::state::{CaxtonState, Queries, RecordReplies, ServedOutcome, StateEvent, Store};
 
 /// Messages waiting in one agent's mailbox; beyond this the sweep delivers.
 const MAILBOX: usize = 1024;
@@ -72,6 +72,9 @@ struct Executor {
     shutdown: Shutdown,
     /// Ids being processed here, so the sweep does not start them twice.
     inflight: Mutex<HashSet<String>>,
+    /// Definitions of revisions other than the serving one (a rollout's
+    /// candidate, `NAME@N`), read once from the replica.
+    revisions: Mutex<HashMap<(String, u64), Arc<AgentSpec>>>,
 }
 
 #[derive(Clone)]
@@ -119,6 +122,7 @@ impl AgentRuntime {
             replies,
             shutdown,
             inflight: Mutex::new(HashSet::new()),
+            revisions: Mutex::new(HashMap::new()),
         });
         Self {
             node_id: cluster.node_id(),
@@ -292,12 +296,16 @@ impl AgentRuntime {
             stop: self.exec.shutdown.token().child_token(),
             mailbox,
         };
-        self.exec.shutdown.spawn(worker(agent.spec.clone(), inbox, agent.stop.clone(), self.exec.clone()));
+        let serving = (agent.spec.clone(), revision);
+        self.exec.shutdown.spawn(worker(serving, inbox, agent.stop.clone(), self.exec.clone()));
         agent
     }
 }
 
-async fn worker(spec: Arc<AgentSpec>, mut inbox: mpsc::Receiver<String>, stop: CancellationToken, exec: Arc<Executor>) {
+/// The serving revision's definition and number.
+type Serving = (Arc<AgentSpec>, u64);
+
+async fn worker(serving: Serving, mut inbox: mpsc::Receiver<String>, stop: CancellationToken, exec: Arc<Executor>) {
     let permits = Arc::new(Semaphore::new(AGENT_CONCURRENCY));
     loop {
         let id = tokio::select! {
@@ -308,11 +316,11 @@ async fn worker(spec: Arc<AgentSpec>, mut inbox: mpsc::Receiver<String>, stop: C
         if !exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
             continue;
         }
-        let (spec, task_exec) = (spec.clone(), exec.clone());
+        let (serving, task_exec) = (serving.clone(), exec.clone());
         exec.shutdown.spawn(async move {
             let exec = task_exec;
-            if let Err(e) = process(&spec, &id, &exec).await {
-                tracing::warn!(agent = %spec.name, message = %id, error = %e, "message not answered yet; it will be retried");
+            if let Err(e) = process(&serving, &id, &exec).await {
+                tracing::warn!(agent = %serving.0.name, message = %id, error = %e, "message not answered yet; it will be retried");
                 exec.metrics.agent_event(AgentEvent::Failed);
             }
             exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
@@ -368,13 +376,35 @@ enum ProcessError {
     Read(#[from] caxton_cluster::ReadError),
     #[error("committing the reply failed: {0}")]
     Reply(String),
+    #[error("revision {0} of the agent is no longer stored")]
+    RevisionGone(u64),
 }
 
-async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> Result<(), ProcessError> {
+impl Executor {
+    /// The definition of the revision `message` is to be served by.
+    async fn spec_for(&self, serving: &Serving, message: &Message) -> Result<Arc<AgentSpec>, ProcessError> {
+        let (spec, current) = serving;
+        let wanted = message.revision.unwrap_or(*current);
+        if wanted == *current {
+            return Ok(spec.clone());
+        }
+        let key = (spec.name.key(), wanted);
+        if let Some(s) = self.revisions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(s.clone());
+        }
+        let s = self.queries.revision_spec(&spec.name, wanted).await?.ok_or(ProcessError::RevisionGone(wanted))?;
+        let s = Arc::new(s);
+        self.revisions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, s.clone());
+        Ok(s)
+    }
+}
+
+async fn process(serving: &Serving, id: &str, exec: &Executor) -> Result<(), ProcessError> {
     let Some(message) = exec.queries.message(id).await? else { return Ok(()) };
     if message.status != MessageStatus::Accepted {
         return Ok(());
     }
+    let spec = &*exec.spec_for(serving, &message).await?;
     // OpenTelemetry GenAI: an in-process agent's invocation is INTERNAL.
     let span = tracing::info_span!(
         "invoke_agent",
@@ -382,6 +412,7 @@ async fn process(spec: &AgentSpec, id: &str, exec: &Executor) -> Result<(), Proc
         otel.kind = "internal",
         gen_ai.operation.name = "invoke_agent",
         gen_ai.agent.name = %spec.name,
+        gen_ai.agent.version = message.revision.unwrap_or(serving.1),
         gen_ai.conversation.id = %message.conversation_id,
         gen_ai.provider.name = %spec.provider.as_deref().unwrap_or("default"),
         error.type = tracing::field::Empty,
@@ -456,6 +487,17 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
     if outcome != Outcome::Ok {
         tracing::Span::current().record("error.type", outcome.as_str());
     }
+    let served = crate::state::Served {
+        outcome: match outcome {
+            Outcome::Ok => ServedOutcome::Ok,
+            Outcome::Timeout => ServedOutcome::Timeout,
+            _ => ServedOutcome::Error,
+        },
+        took_ms: started.elapsed().as_millis() as u64,
+    };
+    if let Some(revision) = message.revision {
+        exec.metrics.revision_done(spec.name.as_str(), revision, outcome, started.elapsed());
+    }
     exec.metrics.message_done(
         spec.name.as_str(),
         &message.kind.as_str().to_ascii_lowercase(),
@@ -488,6 +530,8 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
         created_at_ms: chrono::Utc::now().timestamp_millis(),
         status: MessageStatus::Final,
         reply_id: None,
+        revision: message.revision,
+        served: Some(served),
     };
     match exec.replies.submit(reply).await {
         Ok(Ok(_recorded)) => Ok(()),

@@ -26,6 +26,7 @@ pub async fn sees_agent_named(caller: &Principal, queries: &Queries, name: &str)
     if !caller.is_limited() {
         return Ok(true);
     }
+    let (name, _) = crate::messaging::split_revision(name);
     if !caller.admits_agent_name(name) {
         return Ok(false);
     }

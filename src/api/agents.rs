@@ -11,9 +11,9 @@ use utoipa::{IntoParams, ToSchema};
 use super::access;
 use super::problem::{Problem, ProblemType};
 use super::Ctx;
-use crate::agents::{AgentState, DeployOutcome, FileStatus};
+use crate::agents::{AgentState, DeployOptions, DeployOutcome, FileStatus};
 use crate::auth::Principal;
-use crate::config::{AgentName, FieldError};
+use crate::config::{AgentName, FieldError, Strategy};
 use crate::state::{AgentRecord, AgentSource, AgentVersion};
 
 /// Summary of an agent, as listed.
@@ -77,7 +77,7 @@ pub struct ListParams {
     pub after: Option<String>,
 }
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|d| d.to_rfc3339()).unwrap_or_default()
 }
 
@@ -96,14 +96,14 @@ fn summary(ctx: &Ctx, a: &AgentRecord) -> AgentSummary {
     }
 }
 
-fn parse_name(name: &str) -> Result<AgentName, Problem> {
+pub(super) fn parse_name(name: &str) -> Result<AgentName, Problem> {
     AgentName::parse(name).map_err(|why| {
         Problem::of(ProblemType::AgentNotFound, format!("agent `{name}` does not exist: the name {why}"))
     })
 }
 
 /// The agent, if the caller's key sees it; otherwise the same 404 as none.
-async fn visible(ctx: &Ctx, caller: &Principal, name: &AgentName) -> Result<AgentRecord, Problem> {
+pub(super) async fn visible(ctx: &Ctx, caller: &Principal, name: &AgentName) -> Result<AgentRecord, Problem> {
     let record = ctx.registry.get(name).await?;
     if !access::sees_record(caller, &record) {
         return Err(crate::agents::RegistryError::NotFound(name.to_string()).into());
@@ -120,6 +120,14 @@ enum Body {
     Json(serde_json::Value),
 }
 
+/// Query parameters of a deploy.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct DeployParams {
+    /// `direct`, `blue-green` or `canary`: overrides the definition's
+    /// `[rollout]` strategy (a JSON body may carry `strategy` beside `toml`).
+    pub strategy: Option<String>,
+}
+
 /// TOML (`application/toml`, `text/x-toml`) or JSON: either an
 /// agent object or `{"toml": "..."}`.
 fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
@@ -129,7 +137,10 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
         "application/json" => {
             let value: serde_json::Value = serde_json::from_slice(body)
                 .map_err(|e| Problem::bad_request(format!("request body is not valid JSON: {e}")))?;
-            match value.as_object().and_then(|o| (o.len() == 1).then(|| o.get("toml")).flatten()) {
+            fn wrapped(o: &serde_json::Map<String, serde_json::Value>) -> Option<&serde_json::Value> {
+                o.keys().all(|k| k == "toml" || k == "strategy").then(|| o.get("toml")).flatten()
+            }
+            match value.as_object().and_then(wrapped) {
                 Some(serde_json::Value::String(t)) => Ok(Body::Toml(t.clone())),
                 Some(_) => Err(Problem::bad_request("`toml` must be a string holding the agent definition")),
                 None if value.is_object() => Ok(Body::Json(value)),
@@ -167,24 +178,43 @@ fn check_definition(caller: &Principal, body: &Body) -> Result<(), Problem> {
     }
 }
 
+/// The strategy a deploy asks for: the query's, else a JSON wrapper's.
+fn requested_strategy(params: &DeployParams, headers: &HeaderMap, body: &Bytes) -> Result<Option<Strategy>, Problem> {
+    let from_body = || {
+        let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("json"));
+        let value: serde_json::Value = if json { serde_json::from_slice(body).ok()? } else { return None };
+        value.get("toml").and(value.get("strategy")).and_then(|s| s.as_str()).map(str::to_owned)
+    };
+    match params.strategy.clone().or_else(from_body) {
+        None => Ok(None),
+        Some(s) => Strategy::parse(&s).map(Some).map_err(|why| Problem::bad_request(format!("strategy: {why}"))),
+    }
+}
+
 async fn deploy_body(
     ctx: &Ctx,
     caller: &Principal,
+    params: &DeployParams,
     headers: &HeaderMap,
     body: &Bytes,
     expect: Option<&AgentName>,
     must_exist: bool,
 ) -> Result<DeployOutcome, Problem> {
+    let how = DeployOptions {
+        must_exist,
+        strategy: requested_strategy(params, headers, body)?,
+        deployed_by: Some(caller.name.to_string()),
+    };
     let body = read_body(headers, body)?;
     check_definition(caller, &body)?;
     match body {
-        Body::Toml(t) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, must_exist).await?),
-        Body::Json(v) => Ok(ctx.registry.deploy_json(&v, expect, must_exist).await?),
+        Body::Toml(t) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, &how).await?),
+        Body::Json(v) => Ok(ctx.registry.deploy_json(&v, expect, &how).await?),
     }
 }
 
 /// Deploy an agent (create, or update if it exists).
-#[utoipa::path(post, path = "/v1/agents", tag = "agents",
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", params(DeployParams),
     request_body(content = String, description = "Agent TOML, or JSON (an agent object or {\"toml\": ...})", content_type = "application/toml"),
     responses(
         (status = 201, description = "Created", body = DeployResult),
@@ -195,17 +225,18 @@ async fn deploy_body(
 pub async fn deploy(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
+    Query(params): Query<DeployParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<impl IntoResponse, Problem> {
-    let outcome = deploy_body(&ctx, &caller, &headers, &body, None, false).await?;
+    let outcome = deploy_body(&ctx, &caller, &params, &headers, &body, None, false).await?;
     let status = if outcome.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(deploy_result(outcome))))
 }
 
 /// Update an existing agent to a new version.
 #[utoipa::path(put, path = "/v1/agents/{name}", tag = "agents",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name"), DeployParams),
     request_body(content = String, description = "Agent TOML or JSON", content_type = "application/toml"),
     responses(
         (status = 200, description = "Updated or unchanged", body = DeployResult),
@@ -216,12 +247,14 @@ pub async fn update(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
+    Query(params): Query<DeployParams>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<DeployResult>, Problem> {
     let name = parse_name(&name)?;
     visible(&ctx, &caller, &name).await?;
-    Ok(Json(deploy_result(deploy_body(&ctx, &caller, &headers, &body, Some(&name), true).await?)))
+    let outcome = deploy_body(&ctx, &caller, &params, &headers, &body, Some(&name), true).await?;
+    Ok(Json(deploy_result(outcome)))
 }
 
 /// List agents, optionally by capability, a page at a time.

@@ -105,6 +105,16 @@ pub const ROUTES: &[Route] = &[
     ),
     route(S::Deploy, "delete", "/v1/agents/{name}", &[ANY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]]),
     route(S::Read, "get", "/v1/agents-dir", &[]),
+    route(S::Read, "get", "/v1/agents/{name}/revisions", &[ANY, &[P::AgentNotFound]]),
+    route(S::Read, "get", "/v1/agents/{name}/revisions/{revision}", &[ANY, &[P::AgentNotFound]]),
+    route(
+        S::Deploy,
+        "post",
+        "/v1/agents/{name}/rollback",
+        &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]],
+    ),
+    route(S::Read, "get", "/v1/agents/{name}/rollout", &[ANY, &[P::AgentNotFound, P::NoRollout]]),
+    route(S::Deploy, "post", "/v1/agents/{name}/rollout/{action}", &[ANY, WRITE, &[P::AgentNotFound, P::NoRollout]]),
     // Messages.
     route(
         S::Invoke,

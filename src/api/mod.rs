@@ -16,6 +16,7 @@ mod messages;
 mod openai_compat;
 mod problem;
 mod request_id;
+mod rollouts;
 pub mod serve;
 mod system;
 
@@ -85,6 +86,11 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(agents::deploy, agents::list))
         .routes(routes!(agents::get, agents::update, agents::remove))
         .routes(routes!(agents::agents_dir))
+        .routes(routes!(rollouts::revisions))
+        .routes(routes!(rollouts::revision))
+        .routes(routes!(rollouts::rollback))
+        .routes(routes!(rollouts::status))
+        .routes(routes!(rollouts::control))
         .routes(routes!(system::health))
         .routes(routes!(system::ready))
         .routes(routes!(system::cluster_status))

@@ -178,6 +178,15 @@ pub async fn render_metrics(ctx: &ApiContext) -> String {
     if let Ok(n) = ctx.registry.queries().active_conversations().await {
         m.active_conversations.set(n as i64);
     }
+    if let Ok(rollouts) = ctx.registry.queries().active_rollouts().await {
+        m.rollout_weight.reset();
+        m.rollout_step.reset();
+        for r in rollouts {
+            let agent = m.agents.of(&r.agent);
+            m.rollout_weight.with_label_values(&[agent]).set(i64::from(r.weight));
+            m.rollout_step.with_label_values(&[agent]).set(i64::from(r.step));
+        }
+    }
     if let Ok((entities, observations)) = ctx.registry.queries().memory_counts().await {
         m.memory_entities.set(entities as i64);
         m.memory_observations.set(observations as i64);

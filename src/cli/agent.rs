@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use reqwest::Method;
 
 use super::client::{ApiClient, CliError};
-use super::{table, AgentCommand};
+use super::{table, AgentCommand, RolloutCommand};
 
 fn agent_files(path: &Path) -> Result<Vec<PathBuf>, CliError> {
     if path.is_dir() {
@@ -31,11 +31,15 @@ fn encode(segment: &str) -> String {
 
 pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(), CliError> {
     match cmd {
-        AgentCommand::Deploy { path } => {
+        AgentCommand::Deploy { path, strategy } => {
             let mut failures = Vec::new();
+            let url = match strategy {
+                Some(s) => format!("/v1/agents?strategy={}", encode(s)),
+                None => "/v1/agents".to_owned(),
+            };
             for file in agent_files(path)? {
                 let text = std::fs::read(&file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-                match client.request(Method::POST, "/v1/agents", Some(("application/toml", text))).await {
+                match client.request(Method::POST, &url, Some(("application/toml", text))).await {
                     Ok((_, v)) => {
                         if json {
                             println!("{v}");
@@ -104,6 +108,29 @@ pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(
             }
             Ok(())
         }
+        AgentCommand::History { name } => {
+            let h = client.get_json(&format!("/v1/agents/{}/revisions", encode(name))).await?;
+            if json {
+                println!("{h}");
+            } else {
+                table::revisions(&h);
+            }
+            Ok(())
+        }
+        AgentCommand::Rollback { name, to } => {
+            let body = serde_json::json!({ "to": to }).to_string().into_bytes();
+            let path = format!("/v1/agents/{}/rollback", encode(name));
+            let (_, v) = client.request(Method::POST, &path, Some(("application/json", body))).await?;
+            if json {
+                println!("{v}");
+            } else if v["changed"] == true {
+                println!("{name}: revision {} restores revision {}", v["revision"], v["restored"]);
+            } else {
+                println!("{name}: revision {} already serves that definition", v["revision"]);
+            }
+            Ok(())
+        }
+        AgentCommand::Rollout { command } => rollout(client, command, json).await,
         AgentCommand::Remove { name } => {
             let (_, v) = client.request(Method::DELETE, &format!("/v1/agents/{}", encode(name)), None).await?;
             if json {
@@ -114,4 +141,30 @@ pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(
             Ok(())
         }
     }
+}
+
+async fn rollout(client: &ApiClient, cmd: &RolloutCommand, json: bool) -> Result<(), CliError> {
+    let (name, action) = match cmd {
+        RolloutCommand::Status { name } => {
+            let r = client.get_json(&format!("/v1/agents/{}/rollout", encode(name))).await?;
+            if json {
+                println!("{r}");
+            } else {
+                table::rollout(&r);
+            }
+            return Ok(());
+        }
+        RolloutCommand::Promote { name } => (name, "promote"),
+        RolloutCommand::Abort { name } => (name, "abort"),
+        RolloutCommand::Pause { name } => (name, "pause"),
+        RolloutCommand::Resume { name } => (name, "resume"),
+    };
+    let path = format!("/v1/agents/{}/rollout/{action}", encode(name));
+    let (_, r) = client.request(Method::POST, &path, None).await?;
+    if json {
+        println!("{r}");
+    } else {
+        table::rollout(&r);
+    }
+    Ok(())
 }

@@ -168,7 +168,12 @@ pub enum KeyCommand {
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
     /// Deploy an agent file, or every *.toml file in a directory.
-    Deploy { path: PathBuf },
+    Deploy {
+        path: PathBuf,
+        /// direct, blue-green or canary: overrides the file's [rollout] strategy.
+        #[arg(long)]
+        strategy: Option<String>,
+    },
     /// List agents.
     List {
         #[arg(long)]
@@ -178,6 +183,33 @@ pub enum AgentCommand {
     Get { name: String },
     /// Remove an agent.
     Remove { name: String },
+    /// List an agent's revisions.
+    History { name: String },
+    /// Make a new revision equal to revision N (default: the previous one).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u64>,
+    },
+    /// Show or steer an agent's rollout.
+    Rollout {
+        #[command(subcommand)]
+        command: RolloutCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Step, weights, analysis figures and time left.
+    Status { name: String },
+    /// Switch all traffic to the new revision now.
+    Promote { name: String },
+    /// Stop the rollout; the stable revision serves everything.
+    Abort { name: String },
+    /// Hold the current weight.
+    Pause { name: String },
+    /// Continue (past a manual step).
+    Resume { name: String },
 }
 
 #[derive(Debug, Subcommand)]

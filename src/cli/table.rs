@@ -129,3 +129,77 @@ pub fn placement(v: &Value) {
 pub fn done(v: &Value) {
     println!("{}", v["detail"].as_str().unwrap_or("ok"));
 }
+
+fn time_of(ms: &Value) -> String {
+    ms.as_i64()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map(|d| d.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into())
+}
+
+/// `agent history`: one row per revision, the serving one marked.
+pub fn revisions(h: &Value) {
+    let serving = h["serving"].as_u64();
+    let rows = h["revisions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|r| {
+                    let mark = if r["revision"].as_u64() == serving { "*" } else { "" };
+                    vec![
+                        format!("{}{mark}", cell(&r["revision"])),
+                        cell(&r["version"]),
+                        time_of(&r["deployed_at_ms"]),
+                        cell(&r["deployed_by"]),
+                        cell(&r["hash"]).chars().take(12).collect(),
+                    ]
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    print(&["REVISION", "VERSION", "DEPLOYED", "BY", "HASH"], rows);
+}
+
+fn figures(f: &Value) -> String {
+    if f.is_null() {
+        return "-".into();
+    }
+    let n = f["requests"].as_u64().unwrap_or(0);
+    let pct = |k: &str| if n == 0 { 0.0 } else { f[k].as_u64().unwrap_or(0) as f64 * 100.0 / n as f64 };
+    let p95 = f["p95_ms"].as_u64().map(|p| format!("{p} ms")).unwrap_or_else(|| "-".into());
+    format!("{n} requests, {:.1} % errors, {:.1} % timeouts, p95 {p95}", pct("errors"), pct("timeouts"))
+}
+
+/// `agent rollout status`: where it is and what the analysis saw.
+pub fn rollout(r: &Value) {
+    let steps = r["spec"]["steps"].as_array().map(Vec::len).unwrap_or(0);
+    println!("agent:      {}", cell(&r["agent"]));
+    println!("strategy:   {}", cell(&r["spec"]["strategy"]));
+    println!("state:      {}", cell(&r["state"]));
+    println!("revisions:  stable {} -> candidate {}", cell(&r["stable"]), cell(&r["candidate"]));
+    let weight = r["weight"].as_u64().unwrap_or(0);
+    println!("weights:    stable {} %, candidate {weight} %", 100 - weight.min(100));
+    if steps > 0 {
+        println!("step:       {} of {steps}", r["step"].as_u64().unwrap_or(0) + 1);
+    }
+    if let Some(left) = r["step_time_left_ms"].as_i64() {
+        println!("step ends:  in {:.0} s", left as f64 / 1000.0);
+    }
+    if !r["candidate_now"].is_null() {
+        println!("candidate:  {}", figures(&r["candidate_now"]));
+        println!("stable:     {}", figures(&r["stable_now"]));
+    }
+    let check = &r["last_check"];
+    if !check.is_null() {
+        let verdict = if check["passed"] == true { "passed" } else { "failed" };
+        println!("last check: {verdict} at {}: {}", time_of(&check["at_ms"]), cell(&check["note"]));
+        println!(
+            "failed:     {} of {} allowed",
+            cell(&r["failed_checks"]),
+            cell(&r["spec"]["analysis"]["failure_limit"])
+        );
+    }
+    if !r["reason"].is_null() {
+        println!("reason:     {}", cell(&r["reason"]));
+    }
+}

@@ -136,6 +136,9 @@ pub struct AgentSpec {
     pub model: Option<String>,
     pub max_turns: u32,
     pub timeout_ms: u64,
+    /// How a new revision of this agent takes over; absent: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<super::rollout::RolloutSpec>,
 }
 
 impl AgentSpec {
@@ -201,6 +204,7 @@ struct RawAgent {
     model: Option<Spanned<String>>,
     max_turns: Option<Spanned<i64>>,
     timeout: Option<Spanned<toml::Value>>,
+    rollout: Option<super::rollout::RawRollout>,
 }
 
 /// `[memory]` plus the three prose keys. A TOML key written after a table
@@ -222,15 +226,15 @@ struct RawMemory {
 
 const HOISTED: [&str; 3] = ["system_prompt", "user_prompt_template", "documentation"];
 
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     file: &'a str,
     text: &'a str,
     with_lines: bool,
-    list: Vec<FieldError>,
+    pub(super) list: Vec<FieldError>,
 }
 
 impl<'a> Errors<'a> {
-    fn at(&mut self, span: std::ops::Range<usize>, field: &str, reason: impl Into<String>) {
+    pub(super) fn at(&mut self, span: std::ops::Range<usize>, field: &str, reason: impl Into<String>) {
         let (line, column) = if self.with_lines {
             let (l, c) = line_col(self.text, span.start);
             (Some(l), Some(c))
@@ -457,6 +461,7 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
     };
     let provider = non_empty(raw.provider, "provider", errs);
     let model = non_empty(raw.model, "model", errs);
+    let rollout = raw.rollout.and_then(|r| super::rollout::validate(r, errs)).filter(|r| !r.is_direct());
 
     if errs.list.len() > start_count {
         return None;
@@ -476,6 +481,7 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
         model,
         max_turns,
         timeout_ms,
+        rollout,
     })
 }
 

@@ -5,8 +5,10 @@
 pub mod agent;
 pub mod duration;
 mod env;
+pub mod rollout;
 pub mod server;
 mod span;
 
 pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
+pub use rollout::{RolloutSpec, Strategy};
 pub use server::{ConfigError, LogFormat, Secret, ServerConfig};

@@ -13,5 +13,5 @@ pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
 pub use batcher::Batcher;
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
-pub use service::{Conversation, MessageError, MessageService, SendOutcome, SendRequest, Target};
+pub use service::{split_revision, Conversation, MessageError, MessageService, SendOutcome, SendRequest, Target};
 pub use streams::{TokenHub, TokenProducer, TokenSubscription};

@@ -25,6 +25,19 @@ use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 /// Agent-to-agent hops allowed before a request is refused (loop guard).
 pub const MAX_HOPS: u32 = 4;
 
+/// `NAME@N` addresses revision N of agent NAME; a plain name, whichever
+/// revision serves it. Anything after `@` that is not a number stays part
+/// of the name (and fails as one).
+pub fn split_revision(target: &str) -> (&str, Option<u64>) {
+    match target.rsplit_once('@') {
+        Some((name, n)) => match n.parse::<u64>() {
+            Ok(n) if n > 0 => (name, Some(n)),
+            _ => (target, None),
+        },
+        None => (target, None),
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Target {
     Agent(String),
@@ -81,6 +94,8 @@ pub enum SendOutcome {
 pub enum MessageError {
     #[error("no agent named `{0}` is deployed")]
     UnknownAgent(String),
+    #[error("agent `{agent}` has no revision {revision}; its revisions: {}", .available.iter().map(u64::to_string).collect::<Vec<_>>().join(", "))]
+    UnknownRevision { agent: String, revision: u64, available: Vec<u64> },
     #[error("no agent declares capability `{capability}`; capabilities that exist: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
     NoAgentForCapability { capability: String, available: Vec<String> },
     #[error("invalid message: {0}")]
@@ -249,20 +264,35 @@ impl MessageService {
         &self.peer_http
     }
 
-    async fn resolve(&self, target: &Target) -> Result<(String, Option<String>), MessageError> {
+    /// The receiver's name, the capability it was found by, and the
+    /// revision the sender pinned.
+    async fn resolve(&self, target: &Target) -> Result<(String, Option<String>, Option<u64>), MessageError> {
         match target {
-            Target::Agent(name) => {
-                let parsed = AgentName::parse(name).map_err(|_| MessageError::UnknownAgent(name.clone()))?;
+            Target::Agent(target) => {
+                let (name, pinned) = split_revision(target);
+                let parsed = AgentName::parse(name).map_err(|_| MessageError::UnknownAgent(target.clone()))?;
                 let agent =
-                    self.queries.agent(&parsed).await?.ok_or_else(|| MessageError::UnknownAgent(name.clone()))?;
-                Ok((agent.name, None))
+                    self.queries.agent(&parsed).await?.ok_or_else(|| MessageError::UnknownAgent(name.to_owned()))?;
+                if let Some(revision) = pinned {
+                    self.check_revision(&parsed, revision).await?;
+                }
+                Ok((agent.name, None, pinned))
             }
             Target::Capability(cap) => match self.router.route(cap).await? {
-                Routed::Agent(name) => Ok((name, Some(cap.clone()))),
+                Routed::Agent(name) => Ok((name, Some(cap.clone()), None)),
                 Routed::NoAgent { available } => {
                     Err(MessageError::NoAgentForCapability { capability: cap.clone(), available })
                 }
             },
+        }
+    }
+
+    async fn check_revision(&self, name: &AgentName, revision: u64) -> Result<(), MessageError> {
+        let available: Vec<u64> = self.queries.versions(name).await?.iter().map(|v| v.revision).collect();
+        if available.contains(&revision) {
+            Ok(())
+        } else {
+            Err(MessageError::UnknownRevision { agent: name.to_string(), revision, available })
         }
     }
 
@@ -280,7 +310,7 @@ impl MessageService {
         if let Some(id) = &req.conversation_id {
             check_client_id("conversation_id", id)?;
         }
-        let (receiver, capability) = self.resolve(&req.target).await?;
+        let (receiver, capability, pinned) = self.resolve(&req.target).await?;
         // Traced (OTLP on): the message carries the sending span's W3C ids,
         // so the node that processes it continues the same trace.
         let traced = crate::observability::traces::current_ids();
@@ -310,6 +340,8 @@ impl MessageService {
             created_at_ms: now_ms(),
             status: MessageStatus::Accepted,
             reply_id: None,
+            revision: pinned,
+            served: None,
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
@@ -328,6 +360,11 @@ impl MessageService {
                 self.queries.message(&message.id).await?.ok_or_else(|| MessageError::NotFound(message.id.clone()))?
             }
             AcceptOutcome::UnknownReceiver => return Err(MessageError::UnknownAgent(message.receiver)),
+            AcceptOutcome::UnknownRevision => {
+                // Pruned between the check and the commit.
+                let revision = message.revision.unwrap_or_default();
+                return Err(MessageError::UnknownRevision { agent: message.receiver, revision, available: vec![] });
+            }
         };
         match (wait, waiter) {
             (Some(wait), Some(waiter)) if stored.kind == MessageKind::Request => {
@@ -422,7 +459,7 @@ impl crate::problems::Classified for MessageError {
     fn problem_type(&self) -> crate::problems::ProblemType {
         use crate::problems::ProblemType;
         match self {
-            Self::UnknownAgent(_) => ProblemType::AgentNotFound,
+            Self::UnknownAgent(_) | Self::UnknownRevision { .. } => ProblemType::AgentNotFound,
             Self::NoAgentForCapability { .. } => ProblemType::NoAgentForCapability,
             Self::Invalid(_) => ProblemType::BadRequest,
             Self::InvalidId { .. } => ProblemType::InvalidMessageId,

@@ -105,6 +105,11 @@ pub struct Metrics {
     registry: Registry,
     pub http_duration: HistogramVec,
     pub message_duration: HistogramVec,
+    /// Requests and their latency per agent revision (rollouts compare them).
+    pub revision_duration: HistogramVec,
+    /// Active rollouts: the candidate's weight and step, per agent.
+    pub rollout_weight: IntGaugeVec,
+    pub rollout_step: IntGaugeVec,
     pub messages: IntCounterVec,
     pub agent_events: IntCounterVec,
     pub llm_duration: HistogramVec,
@@ -308,6 +313,20 @@ impl Metrics {
                 &["agent", "kind", "outcome"],
                 latency_buckets(),
             ),
+            revision_duration: histogram(
+                &r,
+                "caxton_agent_revision_duration_seconds",
+                "Time an agent revision took to answer a request, by outcome",
+                &["agent", "revision", "outcome"],
+                latency_buckets(),
+            ),
+            rollout_weight: gauge_vec(
+                &r,
+                "caxton_rollout_weight_percent",
+                "Share of new conversations an active rollout's new revision serves",
+                &["agent"],
+            ),
+            rollout_step: gauge_vec(&r, "caxton_rollout_step", "Step (0-based) of an active canary", &["agent"]),
             messages: counter(
                 &r,
                 "caxton_messages_total",
@@ -384,6 +403,13 @@ impl Metrics {
     }
 
     /// A message answered (or not) by `agent` after `took`.
+    /// A request answered by one revision of an agent.
+    pub fn revision_done(&self, agent: &str, revision: u64, outcome: Outcome, took: Duration) {
+        let agent = self.agents.of(agent);
+        let labels = [agent, &revision.to_string(), outcome.as_str()];
+        self.revision_duration.with_label_values(&labels).observe(took.as_secs_f64());
+    }
+
     pub fn message_done(&self, agent: &str, kind: &str, outcome: Outcome, took: Duration) {
         let agent = self.agents.of(agent);
         self.message_duration.with_label_values(&[agent, kind, outcome.as_str()]).observe(took.as_secs_f64());

@@ -32,6 +32,9 @@ pub struct DeployAgent {
     pub owner: u64,
     /// Only update an existing agent (PUT semantics).
     pub must_exist: bool,
+    /// The API key (or file) that deployed it, for the revision history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed_by: Option<String>,
 }
 
 /// What a deploy did.
@@ -64,65 +67,102 @@ impl Proposal for DeployAgent {
 
 impl DeployAgent {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
-        let (d, tx) = (self, ctx.tx);
-        let key = d.spec.name.key();
-        let existing: Option<(u64, String)> = tx
-            .query_row("SELECT revision, toml FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?;
+        let key = self.spec.name.key();
+        let existing: Option<String> =
+            ctx.tx.query_row("SELECT toml FROM agents WHERE name_key = ?1", [&key], |r| r.get(0)).optional()?;
+        match existing {
+            None if self.must_exist => return Ok(Response::NotFound),
+            Some(toml) if toml == self.toml => {
+                let revision =
+                    ctx.tx.query_row("SELECT revision FROM agents WHERE name_key = ?1", [&key], |r| r.get(0))?;
+                return Ok(Response::Unchanged { revision });
+            }
+            _ => {}
+        }
+        let created = existing.is_none();
+        let revision = self.record_revision(ctx.tx)?;
+        // A direct deploy replaces whatever was being rolled out.
+        super::rollouts::supersede(ctx, &key, self.at_ms)?;
+        let source_json = serde_json::to_string(&self.source).expect("source serializes");
         let shard = caxton_cluster::placement::shard_of(&key, SHARDS);
         // The shard map decides; the proposer's choice only fills the gap
         // before the first placement.
-        let owner: u64 = tx
+        let owner: u64 = ctx
+            .tx
             .query_row("SELECT owner FROM shards WHERE shard = ?1", [shard], |r| r.get(0))
             .optional()?
-            .unwrap_or(d.owner);
-        let spec_json = serde_json::to_string(&d.spec).expect("agent spec serializes");
-        let source_json = serde_json::to_string(&d.source).expect("source serializes");
-        let revision = match existing {
-            None if d.must_exist => return Ok(Response::NotFound),
-            Some((rev, toml)) if toml == d.toml => return Ok(Response::Unchanged { revision: rev }),
-            None => {
-                tx.execute(
-                    "INSERT INTO agents(name_key, name, revision, version, spec, toml, source, owner, shard, created_at, updated_at)
-                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
-                    params![key, d.spec.name.as_str(), d.spec.version, spec_json, d.toml, source_json, owner, shard, d.at_ms],
-                )?;
-                1
-            }
-            Some((rev, _)) => {
-                tx.execute(
-                    "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, source = ?7,
-                     owner = ?8, shard = ?9, updated_at = ?10 WHERE name_key = ?1",
-                    params![
-                        key,
-                        d.spec.name.as_str(),
-                        rev + 1,
-                        d.spec.version,
-                        spec_json,
-                        d.toml,
-                        source_json,
-                        owner,
-                        shard,
-                        d.at_ms
-                    ],
-                )?;
-                rev + 1
-            }
-        };
-        tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
-        for cap in &d.spec.capabilities {
-            tx.execute(
-                "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
-                params![cap, key],
+            .unwrap_or(self.owner);
+        if created {
+            ctx.tx.execute(
+                "INSERT INTO agents(name_key, name, revision, version, spec, toml, source, owner, shard, created_at, updated_at)
+                 VALUES (?1, ?2, 0, '', '', '', ?3, ?4, ?5, ?6, ?6)",
+                params![key, self.spec.name.as_str(), source_json, owner, shard, self.at_ms],
             )?;
+        } else {
+            ctx.tx.execute("UPDATE agents SET source = ?2 WHERE name_key = ?1", params![key, source_json])?;
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO agent_versions(name_key, revision, version, toml, deployed_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![key, revision, d.spec.version, d.toml, d.at_ms],
-        )?;
-        ctx.stage.push(StateEvent::AgentDeployed { name: d.spec.name.clone(), revision, owner });
-        Ok(Response::Deployed { revision, created: revision == 1 })
+        promote_revision(ctx, &self.spec.name, revision, self.at_ms)?;
+        Ok(Response::Deployed { revision, created })
     }
+
+    /// Stores this definition as the agent's next revision; its number.
+    pub(crate) fn record_revision(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+        let key = self.spec.name.key();
+        let last: u64 = tx.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(revision) FROM agent_versions WHERE name_key = ?1), 0),
+                        COALESCE((SELECT revision FROM agents WHERE name_key = ?1), 0))",
+            [&key],
+            |r| r.get(0),
+        )?;
+        let revision = last + 1;
+        tx.execute(
+            "INSERT OR REPLACE INTO agent_versions(name_key, revision, version, toml, deployed_at, spec, deployed_by, source)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                key,
+                revision,
+                self.spec.version,
+                self.toml,
+                self.at_ms,
+                serde_json::to_string(&self.spec).expect("agent spec serializes"),
+                self.deployed_by,
+                serde_json::to_string(&self.source).expect("source serializes"),
+            ],
+        )?;
+        Ok(revision)
+    }
+}
+
+/// Makes stored revision `revision` the one serving `name` (deploy,
+/// promotion): the agent's row, its capabilities, and the runtime's event.
+pub(crate) fn promote_revision(
+    ctx: &mut ApplyCtx<'_, '_>,
+    name: &AgentName,
+    revision: u64,
+    at_ms: i64,
+) -> rusqlite::Result<()> {
+    let key = name.key();
+    let (version, toml, spec_json): (String, String, String) = ctx.tx.query_row(
+        "SELECT version, toml, spec FROM agent_versions WHERE name_key = ?1 AND revision = ?2",
+        params![key, revision],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    let spec: AgentSpec =
+        serde_json::from_str(&spec_json).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    ctx.tx.execute(
+        "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, updated_at = ?7 WHERE name_key = ?1",
+        params![key, spec.name.as_str(), revision, version, spec_json, toml, at_ms],
+    )?;
+    ctx.tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
+    for cap in &spec.capabilities {
+        ctx.tx.execute(
+            "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
+            params![cap, key],
+        )?;
+    }
+    let owner: u64 = ctx.tx.query_row("SELECT owner FROM agents WHERE name_key = ?1", [&key], |r| r.get(0))?;
+    ctx.stage.push(StateEvent::AgentDeployed { name: spec.name.clone(), revision, owner });
+    Ok(())
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -176,6 +216,10 @@ impl RemoveAgent {
         }
         tx.execute("DELETE FROM agents WHERE name_key = ?1", [&key])?;
         tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
+        // Its history goes with it: a later agent of this name starts at revision 1.
+        tx.execute("DELETE FROM agent_versions WHERE name_key = ?1", [&key])?;
+        tx.execute("DELETE FROM rollouts WHERE name_key = ?1", [&key])?;
+        tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
         ctx.stage.push(StateEvent::AgentRemoved { name });
         Ok(Response::Removed { revision })
     }
@@ -236,12 +280,36 @@ pub struct AgentRecord {
     pub updated_at_ms: i64,
 }
 
+/// One immutable revision of an agent, as `history` lists it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentVersion {
     pub revision: u64,
     pub version: String,
     pub deployed_at_ms: i64,
+    /// SHA-256 of the definition's text.
+    pub hash: String,
+    /// The API key (or `file:NAME`) that deployed it; absent for
+    /// revisions deployed before this was recorded.
+    pub deployed_by: Option<String>,
+    /// The definition, when one revision is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub toml: Option<String>,
 }
+
+fn version_from_row(r: &Row<'_>, with_toml: bool) -> rusqlite::Result<AgentVersion> {
+    use sha2::Digest;
+    let toml: String = r.get(3)?;
+    Ok(AgentVersion {
+        revision: r.get(0)?,
+        version: r.get(1)?,
+        deployed_at_ms: r.get(2)?,
+        hash: hex::encode(sha2::Sha256::digest(toml.as_bytes())),
+        deployed_by: r.get(4)?,
+        toml: with_toml.then_some(toml),
+    })
+}
+
+const VERSION_COLUMNS: &str = "revision, version, deployed_at, toml, deployed_by";
 
 const AGENT_COLUMNS: &str = "name, revision, version, spec, toml, source, owner, created_at, updated_at";
 
@@ -340,13 +408,47 @@ impl Queries {
         let key = name.key();
         self.replica()
             .read(move |c| {
-                let mut s = c.prepare_cached(
-                    "SELECT revision, version, deployed_at FROM agent_versions WHERE name_key = ?1 ORDER BY revision",
-                )?;
-                let rows = s.query_map([key], |r| {
-                    Ok(AgentVersion { revision: r.get(0)?, version: r.get(1)?, deployed_at_ms: r.get(2)? })
-                })?;
+                let mut s = c.prepare_cached(&format!(
+                    "SELECT {VERSION_COLUMNS} FROM agent_versions WHERE name_key = ?1 ORDER BY revision"
+                ))?;
+                let rows = s.query_map([key], |r| version_from_row(r, false))?;
                 rows.collect()
+            })
+            .await
+    }
+
+    /// One revision with its definition.
+    pub async fn revision(&self, name: &AgentName, revision: u64) -> Result<Option<AgentVersion>, ReadError> {
+        let key = name.key();
+        self.replica()
+            .read(move |c| {
+                c.query_row(
+                    &format!("SELECT {VERSION_COLUMNS} FROM agent_versions WHERE name_key = ?1 AND revision = ?2"),
+                    params![key, revision],
+                    |r| version_from_row(r, true),
+                )
+                .optional()
+            })
+            .await
+    }
+
+    /// The definition of one revision, as the runtime serves it.
+    pub async fn revision_spec(&self, name: &AgentName, revision: u64) -> Result<Option<AgentSpec>, ReadError> {
+        let key = name.key();
+        self.replica()
+            .read(move |c| {
+                let row: Option<(Option<String>, String)> = c
+                    .query_row(
+                        "SELECT spec, toml FROM agent_versions WHERE name_key = ?1 AND revision = ?2",
+                        params![key, revision],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .optional()?;
+                // A revision stored before specs were is read from its text.
+                Ok(row.and_then(|(spec, toml)| match spec {
+                    Some(s) => serde_json::from_str(&s).ok(),
+                    None => AgentSpec::from_toml(&toml, &format!("revision {revision}")).ok(),
+                }))
             })
             .await
     }

@@ -6,7 +6,6 @@ use rusqlite::Connection;
 use super::command::{ApplyCtx, Command, Response};
 use super::events::StateEvent;
 use super::golden_tests::{commands, message};
-use super::schema::MIGRATIONS;
 use super::{
     AcceptMessages, AgentSource, DeleteEntity, DeployAgent, DeployMcpServer, MessageKind, MessageStatus,
     NewObservation, Place, RecordReplies, Relate, RemoveAgent, StoreEntity, Vector,
@@ -15,7 +14,7 @@ use crate::config::{AgentName, AgentSpec};
 
 fn replica() -> Connection {
     let conn = Connection::open_in_memory().unwrap();
-    conn.execute_batch(MIGRATIONS).unwrap();
+    super::schema::migrate(&conn).unwrap();
     conn
 }
 
@@ -36,6 +35,7 @@ fn deploy(toml: &str) -> DeployAgent {
         at_ms: 1,
         owner: 1,
         must_exist: false,
+        deployed_by: None,
     }
 }
 
@@ -141,4 +141,83 @@ fn every_replica_applying_the_same_log_holds_the_same_state() {
     let (first, second) = (run(), run());
     assert_eq!(first, second);
     assert!(first.1.len() > 5, "the log changed something: {:?}", first.1);
+}
+
+#[test]
+fn a_rollout_splits_by_conversation_counts_outcomes_and_promotes_or_rolls_back() {
+    use super::{RolloutAction, ServedOutcome, StartRollout, UpdateRollout};
+    let mut db = replica();
+    let name = AgentName::parse("Golden").unwrap();
+    apply(&mut db, 1, deploy(GOLDEN));
+    let canary = "name = \"Golden\"\nsystem_prompt = \"y\"\n[rollout]\nsteps = [{ weight = 50, pause = \"1s\" }]\n[rollout.analysis]\nmin_requests = 1\nfailure_limit = 2\n";
+    let (r, events) = apply(&mut db, 2, StartRollout { deploy: deploy(canary) });
+    assert_eq!(r, Response::Deployed { revision: 2, created: false });
+    assert!(!events.iter().any(|e| matches!(e, StateEvent::AgentDeployed { .. })), "the stable revision keeps serving");
+    let serving: u64 = db.query_row("SELECT revision FROM agents", [], |r| r.get(0)).unwrap();
+    assert_eq!(serving, 1);
+
+    // Conversations below the weight's bucket go to the candidate.
+    let mut by_revision = std::collections::BTreeMap::new();
+    for i in 0..40 {
+        let mut m = message(&format!("m-{i}"), MessageKind::Request, MessageStatus::Accepted);
+        m.conversation_id = format!("conv-{i}");
+        let expected = if super::bucket(&m.conversation_id) < 50 { 2 } else { 1 };
+        apply(&mut db, 10 + i, AcceptMessages { messages: vec![m] });
+        let body: String =
+            db.query_row("SELECT body FROM messages WHERE id = ?1", [format!("m-{i}")], |r| r.get(0)).unwrap();
+        let stored: super::Message = serde_json::from_str(&body).unwrap();
+        assert_eq!(stored.revision, Some(expected));
+        *by_revision.entry(expected).or_insert(0) += 1;
+    }
+    assert_eq!(by_revision.len(), 2, "both revisions serve: {by_revision:?}");
+
+    // A reply's outcome counts for the revision that served it.
+    let reply = super::Message {
+        reply_to: Some("m-0".into()),
+        revision: Some(2),
+        served: Some(super::Served { outcome: ServedOutcome::Error, took_ms: 30 }),
+        sender: "Golden".into(),
+        ..message("m-0-reply", MessageKind::Error, MessageStatus::Final)
+    };
+    apply(&mut db, 60, RecordReplies { replies: vec![reply] });
+    let counted: i64 =
+        db.query_row("SELECT COUNT(*) FROM revision_outcomes WHERE revision = 2", [], |r| r.get(0)).unwrap();
+    assert_eq!(counted, 1);
+
+    let update = |step: Option<u32>, action: RolloutAction| UpdateRollout {
+        agent: name.clone(),
+        candidate: 2,
+        expect_step: step,
+        action,
+        at_ms: 70,
+    };
+    let failed = super::Check {
+        at_ms: 70,
+        passed: false,
+        stable: Default::default(),
+        candidate: Default::default(),
+        note: "error rate".into(),
+    };
+    // A proposal for another step than the current one does nothing.
+    let (r, _) = apply(&mut db, 61, update(Some(3), RolloutAction::Check(failed.clone())));
+    assert!(matches!(r, Response::Rollout { applied: false, .. }), "{r:?}");
+    apply(&mut db, 62, update(Some(0), RolloutAction::Check(failed.clone())));
+    let (r, _) = apply(&mut db, 63, update(Some(0), RolloutAction::Check(failed)));
+    let Response::Rollout { record: Some(record), applied: true } = r else { panic!("{r:?}") };
+    assert_eq!(record.state, super::RolloutState::RolledBack, "two failed checks reach the limit");
+    assert!(record.reason.unwrap().contains("error rate"));
+    let outcomes: i64 = db.query_row("SELECT COUNT(*) FROM revision_outcomes", [], |r| r.get(0)).unwrap();
+    assert_eq!(outcomes, 0, "figures are dropped with the rollout");
+
+    // A new candidate, advanced past its only step, is promoted.
+    let again = canary.replace("\"y\"", "\"z\"");
+    assert_eq!(
+        apply(&mut db, 70, StartRollout { deploy: deploy(&again) }).0,
+        Response::Deployed { revision: 3, created: false }
+    );
+    let update3 = UpdateRollout { candidate: 3, ..update(Some(0), RolloutAction::Advance) };
+    let (_, events) = apply(&mut db, 71, update3);
+    assert!(events.contains(&StateEvent::AgentDeployed { name: name.clone(), revision: 3, owner: 1 }), "{events:?}");
+    let toml: String = db.query_row("SELECT toml FROM agents", [], |r| r.get(0)).unwrap();
+    assert_eq!(toml, again);
 }

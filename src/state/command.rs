@@ -24,6 +24,7 @@ use super::machine::CaxtonState;
 use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, AcceptOutcome, RecordReplies, SetConversation};
 use super::retention::PruneHistory;
+use super::rollouts::{RolloutRecord, StartRollout, UpdateRollout};
 use super::tools::{DeployMcpServer, RemoveMcpServer};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +43,8 @@ pub enum Command {
     CreateKey(Box<CreateKey>),
     RevokeKey(RevokeKey),
     PruneHistory(PruneHistory),
+    StartRollout(Box<StartRollout>),
+    UpdateRollout(UpdateRollout),
 }
 
 /// What `apply` answered, as the wire carries it. Only [`Proposal::output`]
@@ -79,6 +82,12 @@ pub enum Response {
         messages: usize,
         conversations: usize,
         versions: usize,
+    },
+    /// A rollout after an update; `applied` is false when the update
+    /// named a rollout that is over or another one.
+    Rollout {
+        record: Option<Box<RolloutRecord>>,
+        applied: bool,
     },
     /// The command was refused by `apply` on every replica alike (malformed
     /// content that slipped past the edge); nothing changed.
@@ -141,11 +150,13 @@ commands!(
     CreateKey,
     RevokeKey,
     PruneHistory,
+    StartRollout,
+    UpdateRollout,
 );
 
 /// Commands this version can apply beyond the first version's, advertised
 /// in gossip so a proposer knows every voter can apply them.
-pub const FEATURES: &[&str] = &["CreateKey", "RevokeKey", "PruneHistory"];
+pub const FEATURES: &[&str] = &["CreateKey", "RevokeKey", "PruneHistory", "StartRollout"];
 
 /// Proposes commands to the cluster and hands back their typed answers.
 #[derive(Clone)]

@@ -37,6 +37,12 @@ pub enum StateEvent {
     MemoryRemoved {
         entity_id: i64,
     },
+    /// A rollout started, moved a step, or ended.
+    RolloutChanged {
+        agent: String,
+        state: super::rollouts::RolloutState,
+        step: u32,
+    },
     /// An API key was created or revoked.
     KeysChanged,
     /// The replica was replaced by a snapshot: re-read everything.

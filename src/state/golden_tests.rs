@@ -44,6 +44,8 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         created_at_ms: 1_700_000_000_000,
         status,
         reply_id: None,
+        revision: None,
+        served: None,
     }
 }
 
@@ -60,6 +62,7 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
                 at_ms: 1_700_000_000_001,
                 owner: 2,
                 must_exist: false,
+                deployed_by: None,
             })),
         ),
         (
@@ -162,8 +165,41 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("revoke_key", Command::RevokeKey(RevokeKey { name: "support-bot".into(), at_ms: 1_700_000_000_009 })),
         ("prune_history", Command::PruneHistory(PruneHistory { before_ms: 1_700_000_000_010, keep_versions: 50 })),
+        (
+            "start_rollout",
+            Command::StartRollout(Box::new(super::StartRollout {
+                deploy: DeployAgent {
+                    spec: AgentSpec::from_toml(CANARY_AGENT, "golden.toml").expect("valid"),
+                    toml: CANARY_AGENT.into(),
+                    source: AgentSource::Api,
+                    at_ms: 1_700_000_000_011,
+                    owner: 1,
+                    must_exist: false,
+                    deployed_by: Some("deployer".into()),
+                },
+            })),
+        ),
+        (
+            "update_rollout",
+            Command::UpdateRollout(super::UpdateRollout {
+                agent: AgentName::parse("Golden").expect("valid"),
+                candidate: 2,
+                expect_step: Some(0),
+                action: super::RolloutAction::Check(super::Check {
+                    at_ms: 1_700_000_000_012,
+                    passed: false,
+                    stable: super::Figures { requests: 40, errors: 0, timeouts: 0, p95_ms: Some(120) },
+                    candidate: super::Figures { requests: 8, errors: 4, timeouts: 0, p95_ms: Some(130) },
+                    note: "error rate 50.0 %".into(),
+                }),
+                at_ms: 1_700_000_000_012,
+            }),
+        ),
     ]
 }
+
+const CANARY_AGENT: &str =
+    "name = \"Golden\"\nsystem_prompt = \"x\"\n[rollout]\nsteps = [{ weight = 10, pause = \"1m\" }]\n";
 
 fn responses() -> Vec<(&'static str, Response)> {
     vec![
@@ -183,6 +219,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("missing_entity", Response::MissingEntity("Portugal".into())),
         ("rejected", Response::Rejected("tool server `x`: the module is empty".into())),
         ("pruned", Response::Pruned { messages: 3, conversations: 1, versions: 2 }),
+        ("rollout_not_applicable", Response::Rollout { record: None, applied: false }),
     ]
 }
 
@@ -257,7 +294,8 @@ fn responses_written_by_v1_decode() {
 #[test]
 fn every_gated_command_is_advertised() {
     use super::{Proposal, FEATURES};
-    for feature in [CreateKey::FEATURE, RevokeKey::FEATURE, PruneHistory::FEATURE] {
+    let rollouts = [super::StartRollout::FEATURE, super::UpdateRollout::FEATURE];
+    for feature in [CreateKey::FEATURE, RevokeKey::FEATURE, PruneHistory::FEATURE].into_iter().chain(rollouts) {
         let feature = feature.expect("gated");
         assert!(FEATURES.contains(&feature), "{feature} is not in FEATURES");
     }

@@ -10,7 +10,6 @@ use tokio::sync::broadcast;
 
 use super::command::{ApplyCtx, Command, Response};
 use super::events::StateEvent;
-use super::schema::MIGRATIONS;
 
 /// Virtual shards agents hash into; fixed for the life of a cluster.
 pub const SHARDS: u32 = caxton_cluster::placement::DEFAULT_SHARDS;
@@ -54,7 +53,7 @@ impl Application for CaxtonState {
     type Response = Response;
 
     fn migrate(&self, conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-        conn.execute_batch(MIGRATIONS)
+        super::schema::migrate(conn)
     }
 
     fn apply(&self, tx: &Transaction<'_>, index: u64, command: Command) -> rusqlite::Result<Response> {

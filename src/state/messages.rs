@@ -148,6 +148,22 @@ pub struct Message {
     pub status: MessageStatus,
     /// For requests: the reply once recorded.
     pub reply_id: Option<String>,
+    /// The agent revision serving this request (chosen when it is
+    /// committed; sent as `NAME@N` it is pinned), or that served the
+    /// request this replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u64>,
+    /// On a reply: how the request ended, for rollout analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served: Option<Served>,
+}
+
+/// How a request was served, carried by its reply.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Served {
+    pub outcome: super::rollouts::ServedOutcome,
+    /// Processing time on the node that ran the agent.
+    pub took_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -203,6 +219,8 @@ pub enum AcceptOutcome {
     Duplicate,
     /// The receiver is not (or no longer) deployed.
     UnknownReceiver,
+    /// The message names a revision of its receiver that does not exist.
+    UnknownRevision,
 }
 
 impl Proposal for AcceptMessages {
@@ -276,6 +294,19 @@ impl SetConversation {
     }
 }
 
+/// A span for applying a traced message on this replica, child of the span
+/// that sent it; none for an untraced one (its ids are a request id, not
+/// W3C ids), so applying costs nothing extra when export is off.
+fn apply_span(m: &Message, index: u64) -> tracing::Span {
+    if !caxton_cluster::trace_context::is_w3c(&m.trace_id, &m.span_id) {
+        return tracing::Span::none();
+    }
+    let span =
+        tracing::info_span!("raft apply", otel.kind = "internal", raft.log_index = index, messaging.message.id = %m.id);
+    caxton_cluster::trace_context::continue_trace(&span, &m.trace_id, &m.span_id);
+    span
+}
+
 /// The message columns that are queried; everything else lives in `body`.
 pub(crate) fn insert_message(tx: &Transaction<'_>, m: &Message, seq: u64) -> rusqlite::Result<()> {
     let body = serde_json::to_string(m).expect("message serializes");
@@ -323,6 +354,7 @@ fn accept(
 ) -> rusqlite::Result<Response> {
     let mut outcomes = Vec::with_capacity(messages.len());
     for mut m in messages {
+        let _apply = apply_span(&m, index).entered();
         let exists: bool =
             tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&m.id], |_| Ok(true)).optional()?.unwrap_or(false);
         if exists {
@@ -336,6 +368,14 @@ fn accept(
         if !deployed {
             outcomes.push(AcceptOutcome::UnknownReceiver);
             continue;
+        }
+        let key = m.receiver.to_ascii_lowercase();
+        match super::rollouts::serving_revision(tx, &key, &m.conversation_id, m.revision)? {
+            Some(revision) => m.revision = Some(revision),
+            None => {
+                outcomes.push(AcceptOutcome::UnknownRevision);
+                continue;
+            }
         }
         m.status = if m.kind == MessageKind::Request { MessageStatus::Accepted } else { MessageStatus::Final };
         m.reply_id = None;
@@ -381,6 +421,10 @@ fn record_replies(
         }
         let failed = reply.kind == MessageKind::Error;
         reply.status = MessageStatus::Final;
+        if let (Some(revision), Some(served)) = (reply.revision, reply.served) {
+            let key = reply.sender.to_ascii_lowercase();
+            super::rollouts::record_outcome(tx, &key, revision, served.outcome, served.took_ms, index)?;
+        }
         insert_message(tx, &reply, index)?;
         let new_status = if failed { MessageStatus::Failed } else { MessageStatus::Answered };
         // The request's stored body carries status too; keep both in step.

@@ -29,6 +29,7 @@ mod memory;
 mod messages;
 mod queries;
 mod retention;
+mod rollouts;
 mod schema;
 mod tools;
 
@@ -43,8 +44,12 @@ pub use memory::{
 };
 pub use messages::{
     AcceptMessages, AcceptOutcome, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus,
-    Protocol, RecordReplies, SetConversation,
+    Protocol, RecordReplies, Served, SetConversation,
 };
 pub use queries::Queries;
 pub use retention::{PruneHistory, Pruned};
+pub use rollouts::{
+    bucket, Check, Figures, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, ServedOutcome, StartRollout,
+    UpdateRollout,
+};
 pub use tools::{DeployMcpServer, RemoveMcpServer, ToolServerRow};

@@ -53,7 +53,8 @@ impl PruneHistory {
         )?;
         let versions = ctx.tx.execute(
             "DELETE FROM agent_versions WHERE revision <=
-               (SELECT MAX(v.revision) FROM agent_versions v WHERE v.name_key = agent_versions.name_key) - ?1",
+               (SELECT MAX(v.revision) FROM agent_versions v WHERE v.name_key = agent_versions.name_key) - ?1
+               AND revision NOT IN (SELECT a.revision FROM agents a WHERE a.name_key = agent_versions.name_key)",
             params![self.keep_versions as i64],
         )?;
         Ok(Response::Pruned { messages, conversations, versions })

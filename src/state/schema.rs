@@ -104,4 +104,47 @@ CREATE TABLE IF NOT EXISTS conversations (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS rollouts (
+    name_key TEXT PRIMARY KEY,
+    active   INTEGER NOT NULL,
+    body     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revision_outcomes (
+    name_key TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    seq      INTEGER NOT NULL,
+    outcome  TEXT NOT NULL,
+    took_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS revision_outcomes_by ON revision_outcomes(name_key, revision, seq);
 ";
+
+/// Columns added to existing tables after the first version, as
+/// (table, column, definition). SQLite has no `ADD COLUMN IF NOT EXISTS`,
+/// so [`migrate`] adds each one a table lacks.
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
+    ("agent_versions", "spec", "TEXT"),
+    ("agent_versions", "deployed_by", "TEXT"),
+    ("agent_versions", "source", "TEXT"),
+];
+
+/// Brings a replica's schema to this version's; the same on every replica.
+pub fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.execute_batch(MIGRATIONS)?;
+    for (table, column, definition) in ADDED_COLUMNS {
+        let exists: bool = conn.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |r| r.get(0),
+        )?;
+        if !exists {
+            conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {definition}"))?;
+        }
+    }
+    // Revisions stored before their spec was: the serving one has it in `agents`.
+    conn.execute_batch(
+        "UPDATE agent_versions SET spec = (SELECT a.spec FROM agents a WHERE a.name_key = agent_versions.name_key
+                                           AND a.revision = agent_versions.revision)
+         WHERE spec IS NULL",
+    )
+}

@@ -246,7 +246,8 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let spans = eventually_some("the trace's spans from both nodes", Duration::from_secs(30), || async {
         let spans = collector.trace(trace_id);
         let has = |node: &str, name: &str| spans.iter().any(|s| s.node == node && s.name.starts_with(name));
-        (has("1", "POST /v1/messages") && has("2", "invoke_agent") && has("2", "chat")).then_some(spans)
+        let applied = has("1", "raft apply") && has("2", "raft apply");
+        (has("1", "POST /v1/messages") && has("2", "invoke_agent") && has("2", "chat") && applied).then_some(spans)
     })
     .await;
     let find = |node: &str, name: &str| spans.iter().find(|s| s.node == node && s.name.starts_with(name)).unwrap();
@@ -258,6 +259,9 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     assert_eq!(invoke.attributes["gen_ai.agent.name"], remote);
     let node1_ids: Vec<&str> = spans.iter().filter(|s| s.node == "1").map(|s| s.span_id.as_str()).collect();
     assert!(node1_ids.contains(&invoke.parent.as_str()), "invoke_agent on node 2 continues node 1's span: {spans:#?}");
+    let apply = find("2", "raft apply");
+    assert!(node1_ids.contains(&apply.parent.as_str()), "applying on node 2 continues node 1's span: {spans:#?}");
+    assert!(apply.attributes["raft.log_index"].parse::<u64>().is_ok_and(|i| i > 0), "{apply:?}");
     let chat = find("2", "chat");
     assert_eq!(chat.parent, invoke.span_id, "chat is a child of invoke_agent");
     assert_eq!(chat.attributes["gen_ai.operation.name"], "chat");

@@ -21,6 +21,7 @@ mod memory_model;
 mod messaging;
 mod openapi_problems;
 mod registry_api;
+mod rollouts;
 mod sample_agent;
 mod sdk_clients;
 mod server_config;

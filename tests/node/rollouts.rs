@@ -1,0 +1,259 @@
+//! Revisions, rollback, `NAME@N`, and rollouts judged by live traffic,
+//! through the real binary with an OpenAI-wire stand-in for the model.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caxton::testing::*;
+use serde_json::json;
+
+fn agent(name: &str, prompt: &str, extra: &str) -> String {
+    format!("name = \"{name}\"\nprovider = \"stub\"\nsystem_prompt = \"{prompt}\"\n{extra}\n")
+}
+
+/// Answers every request with the system prompt it was given, so a reply
+/// shows which revision served it; a prompt containing `flaky` fails every
+/// other request it serves (400: not retried).
+fn answer_with_prompt(stub: &OpenAiStub) {
+    let calls = Arc::new(AtomicU64::new(0));
+    stub.respond_with(move |req| {
+        let prompt = req["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
+        if prompt.contains("flaky") && calls.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+            return StubReply::error(400, "the new prompt broke something");
+        }
+        StubReply::text(&prompt)
+    });
+}
+
+async fn stub_node() -> (OpenAiStub, TestNode) {
+    let stub = OpenAiStub::start().await;
+    answer_with_prompt(&stub);
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    (stub, node)
+}
+
+async fn send(node: &TestNode, to: &str, conversation: &str) -> serde_json::Value {
+    let body = json!({"to": to, "content": "hello", "conversation_id": conversation, "timeout_ms": 30000});
+    let (status, v) = node.post_json("/v1/messages", body).await;
+    assert_eq!(status, 200, "every request is answered: {v}");
+    assert!(v["reply"].is_object(), "{v}");
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revisions_are_kept_restored_exactly_and_addressable() {
+    let (_stub, node) = stub_node().await;
+    let (one, two) = (agent("rev", "first prompt", "# one"), agent("rev", "second prompt", "# two"));
+    assert_eq!(node.post_toml("/v1/agents", &one).await.0, 201);
+    assert_eq!(node.post_toml("/v1/agents", &two).await.1["revision"], 2);
+    let (_, same) = node.post_toml("/v1/agents", &two).await;
+    assert_eq!(
+        (same["revision"].as_u64(), same["changed"].as_bool()),
+        (Some(2), Some(false)),
+        "identical: no revision"
+    );
+
+    let (_, h) = node.get("/v1/agents/rev/revisions").await;
+    assert_eq!(h["serving"], 2);
+    let revs: Vec<u64> = h["revisions"].as_array().unwrap().iter().map(|r| r["revision"].as_u64().unwrap()).collect();
+    assert_eq!(revs, [1, 2]);
+    assert_eq!(h["revisions"][0]["deployed_by"], "dev");
+    let (_, r1) = node.get("/v1/agents/rev/revisions/1").await;
+    assert_eq!(r1["toml"], one.as_str());
+    assert_eq!(node.get("/v1/agents/rev/revisions/7").await.0, 404);
+
+    // NAME@N reaches revision N; the plain name the serving one.
+    let v = send(&node, "rev@1", "c-pinned").await;
+    assert_eq!((v["reply"]["content"].as_str(), v["reply"]["revision"].as_u64()), (Some("first prompt"), Some(1)));
+    let v = send(&node, "rev", "c-plain").await;
+    assert_eq!((v["reply"]["content"].as_str(), v["reply"]["revision"].as_u64()), (Some("second prompt"), Some(2)));
+    let (status, p) = node.post_json("/v1/messages", json!({"to": "rev@9", "content": "x"})).await;
+    assert_eq!(status, 404);
+    assert!(p["detail"].as_str().unwrap().contains("has no revision 9; its revisions: 1, 2"), "{p}");
+    // The OpenAI-compatible `model` field takes NAME@N too.
+    let (status, c) = node
+        .post_json("/v1/chat/completions", json!({"model": "rev@1", "messages": [{"role": "user", "content": "hi"}]}))
+        .await;
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(c["choices"][0]["message"]["content"], "first prompt");
+
+    // Rollback is a new revision with revision 1's exact text.
+    let out = node.cli(&["agent", "rollback", "rev", "--to", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("revision 3 restores revision 1"));
+    let (_, a) = node.get("/v1/agents/rev").await;
+    assert_eq!((a["revision"].as_u64(), a["toml"].as_str()), (Some(3), Some(one.as_str())));
+    let (_, r3) = node.get("/v1/agents/rev/revisions/3").await;
+    assert_eq!(r3["hash"], r1["hash"]);
+    eventually("revision 3 serves", Duration::from_secs(10), || async {
+        send(&node, "rev", &format!("c-{}", rand_suffix())).await["reply"]["content"] == "first prompt"
+    })
+    .await;
+    let history = node.cli(&["agent", "history", "rev"]);
+    let text = String::from_utf8_lossy(&history.stdout);
+    assert!(text.contains("3*") && text.lines().count() == 4, "{text}");
+    // Rolling back without --to goes to the revision before the serving one.
+    let (status, back) = node.post_json("/v1/agents/rev/rollback", json!({})).await;
+    assert_eq!((status, back["restored"].as_u64(), back["revision"].as_u64()), (200, Some(2), Some(4)), "{back}");
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+const CANARY: &str = r#"
+[rollout]
+strategy = "canary"
+steps = [{ weight = 50, pause = "1m" }, { weight = 90, pause = "1m" }]
+[rollout.analysis]
+min_requests = 6
+max_error_rate = 0.1
+failure_limit = 1
+interval = "250ms"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_rolls_back_by_itself_and_no_request_is_lost() {
+    let (_stub, node) = stub_node().await;
+    assert_eq!(node.post_toml("/v1/agents", &agent("shop", "stable prompt", "")).await.0, 201);
+    let (_, d) = node.post_toml("/v1/agents", &agent("shop", "flaky prompt", CANARY)).await;
+    assert_eq!(d["revision"], 2, "{d}");
+    let (_, a) = node.get("/v1/agents/shop").await;
+    assert_eq!(a["revision"], 1, "the stable revision keeps serving while the canary runs");
+    let (_, r) = node.get("/v1/agents/shop/rollout").await;
+    assert_eq!((r["state"].as_str(), r["weight"].as_u64()), (Some("progressing"), Some(50)), "{r}");
+
+    // Traffic until the rollout ends; every request gets a reply.
+    let mut served: BTreeMap<u64, (u64, u64)> = BTreeMap::new();
+    let mut sent = 0;
+    let rolled_back = loop {
+        for _ in 0..4 {
+            let v = send(&node, "shop", &format!("conv-{}", rand_suffix())).await;
+            let rev = v["reply"]["revision"].as_u64().expect("the reply names its revision");
+            let failed = v["reply"]["kind"] == "error";
+            let e = served.entry(rev).or_default();
+            e.0 += 1;
+            e.1 += u64::from(failed);
+            sent += 1;
+        }
+        let (_, r) = node.get("/v1/agents/shop/rollout").await;
+        if r["state"] != "progressing" {
+            break r;
+        }
+        assert!(sent < 400, "no verdict after {sent} requests: {r}");
+    };
+    assert_eq!(rolled_back["state"], "rolled_back", "{rolled_back}");
+    let reason = rolled_back["reason"].as_str().unwrap();
+    assert!(reason.contains("analysis failed: error rate"), "{reason}");
+    assert!(served[&2].1 > 0 && served.get(&1).is_some_and(|(_, f)| *f == 0), "{served:?}");
+    assert_eq!(served.values().map(|(n, _)| n).sum::<u64>(), sent);
+
+    // From now on only the stable revision answers, and it still serves.
+    for i in 0..10 {
+        let v = send(&node, "shop", &format!("after-{i}")).await;
+        assert_eq!((v["reply"]["revision"].as_u64(), v["reply"]["kind"].as_str()), (Some(1), Some("response")));
+    }
+    assert_eq!(node.get("/v1/agents/shop").await.1["revision"], 1);
+    let status = node.cli(&["agent", "rollout", "status", "shop"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("rolled_back") && text.contains("error rate"), "{text}");
+    let (_, events) = node.get("/metrics").await;
+    let _ = events;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_steer_a_canary_and_a_manual_step_waits_for_them() {
+    let (_stub, node) = stub_node().await;
+    let manual = r#"
+[rollout]
+steps = [{ weight = 30, pause = "manual" }]
+[rollout.analysis]
+min_requests = 1
+"#;
+    assert_eq!(node.post_toml("/v1/agents", &agent("desk", "one", "")).await.0, 201);
+    assert_eq!(node.post_toml("/v1/agents", &agent("desk", "two", manual)).await.1["revision"], 2);
+    for i in 0..6 {
+        send(&node, "desk", &format!("warm-{i}")).await;
+    }
+    let paused = eventually_some("the manual step pauses", Duration::from_secs(10), || async {
+        let (_, r) = node.get("/v1/agents/desk/rollout").await;
+        (r["state"] == "paused").then_some(r)
+    })
+    .await;
+    assert!(paused["reason"].as_str().unwrap().contains("manual step 1 at 30 %"), "{paused}");
+    let out = node.cli(&["agent", "rollout", "resume", "desk"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, r) = node.get("/v1/agents/desk/rollout").await;
+    assert_eq!(r["state"], "promoted", "past the last step is promotion: {r}");
+    assert_eq!(node.get("/v1/agents/desk").await.1["revision"], 2);
+    // Nothing to steer any more.
+    let (status, p) = node.post_json("/v1/agents/desk/rollout/abort", json!({})).await;
+    assert_eq!(status, 409, "{p}");
+
+    // An abort leaves the stable revision serving.
+    assert_eq!(node.post_toml("/v1/agents", &agent("desk", "three", manual)).await.1["revision"], 3);
+    let (status, r) = node.post_json("/v1/agents/desk/rollout/abort", json!({})).await;
+    assert_eq!((status, r["state"].as_str()), (200, Some("aborted")), "{r}");
+    for i in 0..5 {
+        let v = send(&node, "desk", &format!("after-abort-{i}")).await;
+        assert_eq!(v["reply"]["content"], "two");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_switches_every_conversation_once_under_traffic() {
+    let (stub, node) = stub_node().await;
+    let node = Arc::new(node);
+    assert_eq!(node.post_toml("/v1/agents", &agent("bg", "blue", "")).await.0, 201);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for c in 0..4 {
+        let (node, stop) = (node.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let v = send(&node, "bg", &format!("conversation-{c}")).await;
+                seen.push((
+                    v["reply"]["revision"].as_u64().unwrap(),
+                    v["reply"]["content"].as_str().unwrap().to_owned(),
+                ));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let green = r#"
+[rollout]
+strategy = "blue-green"
+warmup_probes = 3
+warmup = "1s"
+probe = "are you ready?"
+"#;
+    assert_eq!(node.post_toml("/v1/agents", &agent("bg", "green", green)).await.1["revision"], 2);
+    let done = eventually_some("the switch", Duration::from_secs(20), || async {
+        let (_, r) = node.get("/v1/agents/bg/rollout").await;
+        (r["state"] != "progressing").then_some(r)
+    })
+    .await;
+    assert_eq!(done["state"], "promoted", "{done}");
+    assert!(done["switched_at_index"].as_u64().is_some(), "{done}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let seen = client.await.unwrap();
+        // Blue until one point, green after it: never back.
+        let switch = seen.iter().position(|(r, _)| *r == 2).expect("green served after the switch");
+        assert!(seen[..switch].iter().all(|(r, c)| *r == 1 && c == "blue"), "{seen:?}");
+        assert!(seen[switch..].iter().all(|(r, c)| *r == 2 && c == "green"), "{seen:?}");
+    }
+    // The probes reached the new revision before any client did.
+    let probes = stub
+        .requests()
+        .iter()
+        .filter(|r| last_of_role(r, "user").is_some_and(|m| m["content"] == "are you ready?"))
+        .count();
+    assert_eq!(probes, 3);
+}
