@@ -103,8 +103,9 @@ impl RolloutController {
         match r.spec.strategy {
             Strategy::Canary => self.canary(r).await,
             Strategy::BlueGreen => self.blue_green(r).await,
-            // A direct deploy never starts a rollout.
-            Strategy::Direct => Ok(()),
+            // A shadow runs until an operator promotes or aborts it; a
+            // direct deploy never starts a rollout.
+            Strategy::Shadow | Strategy::Direct => Ok(()),
         }
     }
 

@@ -36,6 +36,8 @@ use crate::state::{CaxtonState, Queries, RecordReplies, ServedOutcome, StateEven
 const MAILBOX: usize = 1024;
 /// Requests one agent works on at once (LLM calls are mostly waiting).
 const AGENT_CONCURRENCY: usize = 16;
+/// Shadow copies one node answers at once.
+const SHADOW_CONCURRENCY: usize = 4;
 /// How often the replica is swept for unanswered requests.
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 
@@ -75,6 +77,9 @@ struct Executor {
     /// Definitions of revisions other than the serving one (a rollout's
     /// candidate, `NAME@N`), read once from the replica.
     revisions: Mutex<HashMap<(String, u64), Arc<AgentSpec>>>,
+    store: Store,
+    /// Shadow copies answered at once; they never hold up real traffic.
+    shadow_permits: Arc<Semaphore>,
 }
 
 #[derive(Clone)]
@@ -101,8 +106,9 @@ impl AgentRuntime {
         shutdown: Shutdown,
     ) -> Self {
         let store = Store::new(cluster.clone());
+        let proposer = store.clone();
         let replies: ReplyBatcher = Batcher::spawn(&shutdown, 512, 4, move |replies: Vec<Message>| {
-            let store = store.clone();
+            let store = proposer.clone();
             async move {
                 let n = replies.len();
                 let recorded = store.propose(RecordReplies { replies }).await?;
@@ -123,6 +129,8 @@ impl AgentRuntime {
             shutdown,
             inflight: Mutex::new(HashSet::new()),
             revisions: Mutex::new(HashMap::new()),
+            store,
+            shadow_permits: Arc::new(Semaphore::new(SHADOW_CONCURRENCY)),
         });
         Self {
             node_id: cluster.node_id(),
@@ -235,6 +243,17 @@ impl AgentRuntime {
                 }
                 Ok(StateEvent::MessageAccepted { id, receiver }) => {
                     self.deliver(receiver.as_str(), id);
+                    Ok(())
+                }
+                Ok(StateEvent::ShadowAccepted { request_id, receiver, revision }) => {
+                    if let Some(agent) = self.get(&receiver) {
+                        let (exec, serving) = (self.exec.clone(), (agent.spec.clone(), agent.revision));
+                        self.exec.shutdown.spawn(async move {
+                            if let Err(e) = shadow(&exec, &serving, &request_id, revision).await {
+                                tracing::warn!(message = %request_id, error = %e, "shadow copy not answered");
+                            }
+                        });
+                    }
                     Ok(())
                 }
                 // Missed events or a new replica: re-read everything.
@@ -383,8 +402,11 @@ enum ProcessError {
 impl Executor {
     /// The definition of the revision `message` is to be served by.
     async fn spec_for(&self, serving: &Serving, message: &Message) -> Result<Arc<AgentSpec>, ProcessError> {
+        self.spec_at(serving, message.revision.unwrap_or(serving.1)).await
+    }
+
+    async fn spec_at(&self, serving: &Serving, wanted: u64) -> Result<Arc<AgentSpec>, ProcessError> {
         let (spec, current) = serving;
-        let wanted = message.revision.unwrap_or(*current);
         if wanted == *current {
             return Ok(spec.clone());
         }
@@ -464,6 +486,7 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
                 tools: &exec.tools,
                 metrics: &exec.metrics,
                 tokens: Some(tx),
+                shadow: None,
             };
             let r = turns::run(inputs).await;
             let _ = forward.await;
@@ -538,4 +561,69 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
         Ok(Err(e)) => Err(ProcessError::Reply(e.to_string())),
         Err(e) => Err(ProcessError::Reply(e.to_string())),
     }
+}
+
+/// Answers the shadow copy of request `id` with `revision`, side effects
+/// suppressed and nothing streamed or stored, then records how it did and
+/// how close its answer is to the stable revision's.
+async fn shadow(exec: &Executor, serving: &Serving, id: &str, revision: u64) -> Result<(), ProcessError> {
+    let _permit = exec.shadow_permits.clone().acquire_owned().await.map_err(|e| ProcessError::Reply(e.to_string()))?;
+    let Some(message) = exec.queries.message(id).await? else { return Ok(()) };
+    let spec = exec.spec_at(serving, revision).await?;
+    let free = spec.rollout.as_ref().map(|r| r.side_effect_free.clone()).unwrap_or_default();
+    let started = Instant::now();
+    let result = match exec.providers.get(spec.provider.as_deref()) {
+        Err(e) => Err(TurnError::Llm(e)),
+        Ok(provider) => {
+            let memory = agent_memory(&spec);
+            let recalled = match &memory {
+                Some((_, viewer)) => recall(exec, &spec, viewer, &message.content).await,
+                None => None,
+            };
+            let history = exec.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?;
+            let inputs = TurnInputs {
+                spec: &spec,
+                recalled,
+                memory,
+                message: &message,
+                history,
+                provider,
+                tools: &exec.tools,
+                metrics: &exec.metrics,
+                tokens: None,
+                shadow: Some(&free),
+            };
+            turns::run(inputs).await
+        }
+    };
+    let took_ms = started.elapsed().as_millis() as u64;
+    let outcome = match &result {
+        Ok(_) => ServedOutcome::Ok,
+        Err(TurnError::Timeout(_)) => ServedOutcome::Timeout,
+        Err(_) => ServedOutcome::Error,
+    };
+    let content = match &result {
+        Ok(answer) => answer.clone(),
+        Err(e) => e.to_string(),
+    };
+    let similarity = match (&result, stable_answer(exec, id, spec.timeout()).await?) {
+        (Ok(answer), Some(stable)) => exec.memory.similarity(answer, &stable).await.ok(),
+        _ => None,
+    };
+    let record = crate::state::RecordShadow { request_id: id.to_owned(), outcome, took_ms, content, similarity };
+    exec.store.propose(record).await.map_err(|e| ProcessError::Reply(e.to_string()))
+}
+
+/// The stable revision's successful answer to `id`, waiting up to `wait`.
+async fn stable_answer(exec: &Executor, id: &str, wait: Duration) -> Result<Option<String>, ProcessError> {
+    let deadline = Instant::now() + wait + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        let request = exec.queries.message(id).await?;
+        if let Some(reply_id) = request.and_then(|m| m.reply_id) {
+            let reply = exec.queries.message(&reply_id).await?;
+            return Ok(reply.filter(|r| r.kind == MessageKind::Response).map(|r| r.content));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(None)
 }

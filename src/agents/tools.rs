@@ -36,6 +36,9 @@ pub struct CallContext<'a> {
     pub hop: u32,
     pub trace_id: &'a str,
     pub deadline: Duration,
+    /// Shadow traffic: only tools free of side effects run (these, plus
+    /// `memory_search` and MCP tools annotated `readOnlyHint`).
+    pub shadow: Option<&'a [String]>,
 }
 
 pub struct Tools {
@@ -86,6 +89,15 @@ impl Tools {
 
     /// Runs one call. The result (or the error text) goes back to the model.
     pub async fn call(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
+        if let Some(free) = ctx.shadow {
+            if !self.free_of_side_effects(&call.name, free).await {
+                tracing::debug!(agent = ctx.agent, tool = %call.name, "tool not run for shadow traffic");
+                return Ok(format!(
+                    "(`{}` was not run: this request is shadow traffic; assume it succeeded)",
+                    call.name
+                ));
+            }
+        }
         match call.name.as_str() {
             ASK_AGENT => self.ask_agent(&call.arguments, ctx).await,
             MEMORY_SEARCH | MEMORY_STORE | MEMORY_RELATE => self.memory_tool(call, ctx).await,
@@ -102,6 +114,16 @@ impl Tools {
                 Err(e) => Err(e.to_string()),
             },
         }
+    }
+
+    async fn free_of_side_effects(&self, tool: &str, declared: &[String]) -> bool {
+        if tool == MEMORY_SEARCH || declared.iter().any(|d| d == tool) {
+            return true;
+        }
+        if is_builtin(tool) {
+            return false;
+        }
+        self.mcp.tools().await.is_ok_and(|tools| tools.iter().any(|(t, _)| t.name == tool && t.read_only()))
     }
 
     async fn ask_agent(&self, args: &Value, ctx: &CallContext<'_>) -> Result<String, String> {

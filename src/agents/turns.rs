@@ -39,6 +39,8 @@ pub struct TurnInputs<'a> {
     pub tools: &'a Tools,
     pub metrics: &'a Metrics,
     pub tokens: Option<TokenSink>,
+    /// Shadow traffic: the tools that may really run (see `CallContext`).
+    pub shadow: Option<&'a [String]>,
 }
 
 /// Earlier turns as chat messages, newest kept within the budget.
@@ -78,7 +80,7 @@ pub async fn run(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
 }
 
 async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
-    let TurnInputs { spec, recalled, memory, message, history, provider, tools, metrics, tokens } = inputs;
+    let TurnInputs { spec, recalled, memory, message, history, provider, tools, metrics, tokens, shadow } = inputs;
     let mut vars = prompt::variables(spec, message);
     if let Some(recalled) = recalled.filter(|r| !r.is_empty()) {
         let context = vars.entry("context".into()).or_default();
@@ -100,6 +102,7 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
         hop: message.hop,
         trace_id: &message.trace_id,
         deadline: spec.timeout(),
+        shadow,
     };
     for _turn in 0..spec.max_turns {
         let request = ChatRequest {

@@ -106,7 +106,7 @@ pub const ROUTES: &[Route] = &[
     route(S::Deploy, "delete", "/v1/agents/{name}", &[ANY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]]),
     route(S::Read, "get", "/v1/agents-dir", &[]),
     route(S::Read, "get", "/v1/agents/{name}/revisions", &[ANY, &[P::AgentNotFound]]),
-    route(S::Read, "get", "/v1/agents/{name}/revisions/{revision}", &[ANY, &[P::AgentNotFound]]),
+    route(S::Read, "get", "/v1/agents/{name}/revisions/{revision}", &[ANY, PARAMS, &[P::AgentNotFound]]),
     route(
         S::Deploy,
         "post",

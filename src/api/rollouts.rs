@@ -10,7 +10,8 @@ use super::agents::{parse_name, visible};
 use super::problem::Problem;
 use super::Ctx;
 use crate::auth::Principal;
-use crate::state::{AgentVersion, Figures, RolloutAction, RolloutRecord};
+use crate::config::Strategy;
+use crate::state::{AgentVersion, Figures, RolloutAction, RolloutRecord, ShadowReport};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Revisions {
@@ -115,6 +116,8 @@ pub struct RolloutStatus {
     /// Until the current step's pause ends; absent for a manual step or
     /// an ended rollout.
     pub step_time_left_ms: Option<i64>,
+    /// A shadow rollout's comparison of the two revisions.
+    pub shadow: Option<ShadowReport>,
 }
 
 /// The agent's latest rollout.
@@ -145,7 +148,11 @@ pub async fn status(
             .map(|p| (r.step_started_at_ms.saturating_add(p as i64) - chrono::Utc::now().timestamp_millis()).max(0)),
         _ => None,
     };
-    Ok(Json(RolloutStatus { rollout: r, stable_now, candidate_now, step_time_left_ms }))
+    let shadow = match r.spec.strategy {
+        Strategy::Shadow => Some(queries.shadow_report(&r).await?),
+        _ => None,
+    };
+    Ok(Json(RolloutStatus { rollout: r, stable_now, candidate_now, step_time_left_ms, shadow }))
 }
 
 /// Promote, abort, pause or resume the agent's rollout in progress.

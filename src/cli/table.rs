@@ -189,6 +189,18 @@ pub fn rollout(r: &Value) {
         println!("candidate:  {}", figures(&r["candidate_now"]));
         println!("stable:     {}", figures(&r["stable_now"]));
     }
+    let shadow = &r["shadow"];
+    if !shadow.is_null() {
+        println!("shadow:     {} copies sent, {}", cell(&shadow["sent"]), figures(&shadow["shadow"]));
+        println!("stable:     {}", figures(&shadow["stable"]));
+        let sim = |k: &str| shadow[k].as_f64().map(|v| format!("{v:.3}")).unwrap_or_else(|| "-".into());
+        println!(
+            "similarity: mean {}, min {} over {} compared answers",
+            sim("similarity_mean"),
+            sim("similarity_min"),
+            cell(&shadow["compared"])
+        );
+    }
     let check = &r["last_check"];
     if !check.is_null() {
         let verdict = if check["passed"] == true { "passed" } else { "failed" };

@@ -21,6 +21,9 @@ pub enum Strategy {
     /// Shift traffic in weighted steps, judging each against the stable
     /// revision; roll back on failed analysis.
     Canary,
+    /// Send a copy of some requests to the new revision, side effects
+    /// suppressed, and compare; clients only ever get the stable replies.
+    Shadow,
 }
 
 impl Strategy {
@@ -29,8 +32,8 @@ impl Strategy {
             "direct" => Ok(Self::Direct),
             "blue-green" | "bluegreen" => Ok(Self::BlueGreen),
             "canary" => Ok(Self::Canary),
-            "shadow" => Err("`shadow` is not supported by this server yet; use canary with a small first step".into()),
-            other => Err(format!("`{other}` is not a strategy; use direct, blue-green or canary")),
+            "shadow" => Ok(Self::Shadow),
+            other => Err(format!("`{other}` is not a strategy; use direct, blue-green, canary or shadow")),
         }
     }
 
@@ -39,6 +42,7 @@ impl Strategy {
             Self::Direct => "direct",
             Self::BlueGreen => "blue-green",
             Self::Canary => "canary",
+            Self::Shadow => "shadow",
         }
     }
 }
@@ -97,6 +101,14 @@ pub struct RolloutSpec {
     pub warmup_ms: u64,
     /// Blue-green: the probe requests' content.
     pub probe: String,
+    /// Shadow: share (1-100) of requests also sent to the new revision.
+    #[serde(default)]
+    pub shadow_percent: u8,
+    /// Shadow: tools the new revision may really call (free of side
+    /// effects) beyond `memory_search` and MCP tools annotated
+    /// `readOnlyHint`; every other call is answered without running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub side_effect_free: Vec<String>,
 }
 
 impl RolloutSpec {
@@ -108,7 +120,16 @@ impl RolloutSpec {
             }
             _ => Vec::new(),
         };
-        Self { strategy, steps, analysis: Analysis::default(), warmup_probes: 3, warmup_ms: 0, probe: "ping".into() }
+        Self {
+            strategy,
+            steps,
+            analysis: Analysis::default(),
+            warmup_probes: 3,
+            warmup_ms: 0,
+            probe: "ping".into(),
+            shadow_percent: if strategy == Strategy::Shadow { 20 } else { 0 },
+            side_effect_free: Vec::new(),
+        }
     }
 
     pub fn is_direct(&self) -> bool {
@@ -125,6 +146,8 @@ pub(super) struct RawRollout {
     warmup_probes: Option<Spanned<i64>>,
     warmup: Option<Spanned<String>>,
     probe: Option<Spanned<String>>,
+    percent: Option<Spanned<i64>>,
+    side_effect_free: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -247,5 +270,9 @@ pub(super) fn validate(raw: RawRollout, errs: &mut Errors<'_>) -> Option<Rollout
         }
         spec.probe = v.into_inner();
     }
+    if let Some(v) = &raw.percent {
+        spec.shadow_percent = in_range(v, "rollout.percent", 1..=100, errs).unwrap_or(0) as u8;
+    }
+    spec.side_effect_free = raw.side_effect_free.unwrap_or_default();
     (errs.list.len() == before).then_some(spec)
 }

@@ -149,6 +149,16 @@ pub struct ToolInfo {
     pub description: String,
     #[serde(rename = "inputSchema", default)]
     pub input_schema: Value,
+    /// MCP tool annotations (`readOnlyHint`, ...), as the server gave them.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub annotations: Value,
+}
+
+impl ToolInfo {
+    /// The server declares the tool free of side effects.
+    pub fn read_only(&self) -> bool {
+        self.annotations["readOnlyHint"] == true
+    }
 }
 
 pub(super) struct StoreData {

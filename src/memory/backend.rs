@@ -83,6 +83,8 @@ pub trait MemoryBackend: Send + Sync {
     async fn export(&self) -> Result<MemoryExport, MemoryError>;
     /// Imports an export; entries without vectors are embedded. Returns entities imported.
     async fn import(&self, data: MemoryExport) -> Result<usize, MemoryError>;
+    /// Cosine similarity of two texts' embeddings (comparing answers).
+    async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError>;
 }
 
 /// Times the index search of a query (until dropped: every return path).
@@ -184,6 +186,13 @@ impl EmbeddedMemory {
 
 #[async_trait::async_trait]
 impl MemoryBackend for EmbeddedMemory {
+    async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError> {
+        let v = self.embed(vec![a.to_owned(), b.to_owned()]).await?;
+        let norm = |x: &[f32]| super::dot(x, x).sqrt();
+        let (na, nb) = (norm(&v[0]), norm(&v[1]));
+        Ok(if na == 0.0 || nb == 0.0 { 0.0 } else { super::dot(&v[0], &v[1]) / (na * nb) })
+    }
+
     async fn store(
         &self,
         place: &Place,

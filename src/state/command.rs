@@ -24,7 +24,7 @@ use super::machine::CaxtonState;
 use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, AcceptOutcome, RecordReplies, SetConversation};
 use super::retention::PruneHistory;
-use super::rollouts::{RolloutRecord, StartRollout, UpdateRollout};
+use super::rollouts::{RecordShadow, RolloutRecord, StartRollout, UpdateRollout};
 use super::tools::{DeployMcpServer, RemoveMcpServer};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,6 +45,7 @@ pub enum Command {
     PruneHistory(PruneHistory),
     StartRollout(Box<StartRollout>),
     UpdateRollout(UpdateRollout),
+    RecordShadow(RecordShadow),
 }
 
 /// What `apply` answered, as the wire carries it. Only [`Proposal::output`]
@@ -152,6 +153,7 @@ commands!(
     PruneHistory,
     StartRollout,
     UpdateRollout,
+    RecordShadow,
 );
 
 /// Commands this version can apply beyond the first version's, advertised

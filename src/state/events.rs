@@ -37,6 +37,13 @@ pub enum StateEvent {
     MemoryRemoved {
         entity_id: i64,
     },
+    /// A copy of request `request_id` is to be answered by `revision` of
+    /// `receiver`, a shadow rollout's new revision.
+    ShadowAccepted {
+        request_id: String,
+        receiver: AgentName,
+        revision: u64,
+    },
     /// A rollout started, moved a step, or ended.
     RolloutChanged {
         agent: String,

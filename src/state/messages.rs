@@ -370,6 +370,7 @@ fn accept(
             continue;
         }
         let key = m.receiver.to_ascii_lowercase();
+        let pinned = m.revision.is_some();
         match super::rollouts::serving_revision(tx, &key, &m.conversation_id, m.revision)? {
             Some(revision) => m.revision = Some(revision),
             None => {
@@ -389,6 +390,9 @@ fn accept(
         });
         if m.kind == MessageKind::Request {
             if let Ok(receiver) = AgentName::parse(&m.receiver) {
+                if !pinned {
+                    super::rollouts::shadow_copy(tx, &key, &m.id, &receiver, index, stage)?;
+                }
                 stage.push(StateEvent::MessageAccepted { id: m.id.clone(), receiver });
             }
         }

@@ -49,7 +49,7 @@ pub use messages::{
 pub use queries::Queries;
 pub use retention::{PruneHistory, Pruned};
 pub use rollouts::{
-    bucket, Check, Figures, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, ServedOutcome, StartRollout,
-    UpdateRollout,
+    bucket, Check, Figures, RecordShadow, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, ServedOutcome,
+    ShadowReport, StartRollout, UpdateRollout,
 };
 pub use tools::{DeployMcpServer, RemoveMcpServer, ToolServerRow};

@@ -268,6 +268,7 @@ impl StartRollout {
         };
         // A new rollout starts from clean figures.
         ctx.tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
+        ctx.tx.execute("DELETE FROM shadow_requests WHERE name_key = ?1", [&key])?;
         save(ctx.tx, &key, &record, ctx.stage)?;
         Ok(Response::Deployed { revision: candidate, created: false })
     }
@@ -390,6 +391,86 @@ pub(crate) fn serving_revision(
     s.query_row([key], |r| r.get(0)).optional()
 }
 
+/// Sends a copy of a request just accepted for `key` to the new revision
+/// of a shadow rollout, when its id falls in the sampled share.
+pub(crate) fn shadow_copy(
+    tx: &Transaction<'_>,
+    key: &str,
+    request_id: &str,
+    receiver: &AgentName,
+    index: u64,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<()> {
+    let mut s = tx.prepare_cached("SELECT body FROM rollouts WHERE name_key = ?1 AND active = 1")?;
+    let Some(body) = s.query_row([key], |r| r.get::<_, String>(0)).optional()? else { return Ok(()) };
+    let r: RolloutRecord =
+        serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let sampled = r.spec.strategy == crate::config::Strategy::Shadow
+        && r.state == RolloutState::Progressing
+        && bucket(request_id) < r.spec.shadow_percent;
+    if !sampled {
+        return Ok(());
+    }
+    tx.execute(
+        "INSERT OR IGNORE INTO shadow_requests(request_id, name_key, revision, seq) VALUES (?1, ?2, ?3, ?4)",
+        params![request_id, key, r.candidate, index],
+    )?;
+    stage.push(StateEvent::ShadowAccepted {
+        request_id: request_id.to_owned(),
+        receiver: receiver.clone(),
+        revision: r.candidate,
+    });
+    Ok(())
+}
+
+/// The new revision's answer to a shadow copy; never shown to a client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordShadow {
+    pub request_id: String,
+    pub outcome: ServedOutcome,
+    pub took_ms: u64,
+    pub content: String,
+    /// Cosine similarity (MiniLM) of this answer and the stable revision's.
+    pub similarity: Option<f32>,
+}
+
+impl Proposal for RecordShadow {
+    type Output = ();
+    const NAME: &'static str = "RecordShadow";
+    const FEATURE: Option<&'static str> = Some("StartRollout");
+    fn output(r: Response) -> Result<(), Response> {
+        match r {
+            Response::Done => Ok(()),
+            other => Err(other),
+        }
+    }
+}
+
+impl RecordShadow {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        ctx.tx.execute(
+            "UPDATE shadow_requests SET done = 1, outcome = ?2, took_ms = ?3, content = ?4, similarity = ?5
+             WHERE request_id = ?1 AND done = 0",
+            params![self.request_id, self.outcome.as_str(), self.took_ms, self.content, self.similarity],
+        )?;
+        Ok(Response::Done)
+    }
+}
+
+/// How a shadow revision compares with the stable one.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct ShadowReport {
+    /// Copies sent to the new revision, and how many it answered.
+    pub sent: u64,
+    pub shadow: Figures,
+    /// The stable revision's replies over the rollout.
+    pub stable: Figures,
+    /// Pairs whose answers were compared, and their cosine similarity.
+    pub compared: u64,
+    pub similarity_mean: Option<f64>,
+    pub similarity_min: Option<f64>,
+}
+
 /// How a request ended, as analysis counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -400,7 +481,7 @@ pub enum ServedOutcome {
 }
 
 impl ServedOutcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Error => "error",
@@ -470,6 +551,48 @@ impl Queries {
                 let mut s = c.prepare_cached("SELECT body FROM rollouts WHERE active = 1 ORDER BY name_key")?;
                 let rows = s.query_map([], |r| r.get::<_, String>(0))?;
                 Ok(rows.filter_map(|b| b.ok().and_then(|b| serde_json::from_str(&b).ok())).collect())
+            })
+            .await
+    }
+
+    /// The shadow comparison of a shadow rollout.
+    pub async fn shadow_report(&self, r: &RolloutRecord) -> Result<ShadowReport, ReadError> {
+        let (key, stable, candidate) = (r.agent.to_ascii_lowercase(), r.stable, r.candidate);
+        self.replica()
+            .read(move |c| {
+                let (sent, answered, errors, timeouts): (u64, u64, u64, u64) = c.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(done), 0), COALESCE(SUM(outcome = 'error'), 0),
+                            COALESCE(SUM(outcome = 'timeout'), 0)
+                     FROM shadow_requests WHERE name_key = ?1 AND revision = ?2",
+                    params![key, candidate],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
+                let p95_ms = if answered == 0 {
+                    None
+                } else {
+                    let offset = ((answered as f64) * 0.95).ceil() as u64 - 1;
+                    c.query_row(
+                        "SELECT took_ms FROM shadow_requests WHERE name_key = ?1 AND revision = ?2 AND done = 1
+                         ORDER BY took_ms LIMIT 1 OFFSET ?3",
+                        params![key, candidate, offset],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                };
+                let (compared, similarity_mean, similarity_min) = c.query_row(
+                    "SELECT COUNT(similarity), AVG(similarity), MIN(similarity)
+                     FROM shadow_requests WHERE name_key = ?1 AND revision = ?2",
+                    params![key, candidate],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                Ok(ShadowReport {
+                    sent,
+                    shadow: Figures { requests: answered, errors, timeouts, p95_ms },
+                    stable: figures(c, &key, stable, 0)?,
+                    compared,
+                    similarity_mean,
+                    similarity_min,
+                })
             })
             .await
     }

@@ -117,6 +117,18 @@ CREATE TABLE IF NOT EXISTS revision_outcomes (
     took_ms  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS revision_outcomes_by ON revision_outcomes(name_key, revision, seq);
+CREATE TABLE IF NOT EXISTS shadow_requests (
+    request_id TEXT PRIMARY KEY,
+    name_key   TEXT NOT NULL,
+    revision   INTEGER NOT NULL,
+    seq        INTEGER NOT NULL,
+    done       INTEGER NOT NULL DEFAULT 0,
+    outcome    TEXT,
+    took_ms    INTEGER,
+    content    TEXT,
+    similarity REAL
+);
+CREATE INDEX IF NOT EXISTS shadow_requests_by ON shadow_requests(name_key, revision);
 ";
 
 /// Columns added to existing tables after the first version, as

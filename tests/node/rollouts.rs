@@ -20,7 +20,7 @@ fn answer_with_prompt(stub: &OpenAiStub) {
     let calls = Arc::new(AtomicU64::new(0));
     stub.respond_with(move |req| {
         let prompt = req["messages"][0]["content"].as_str().unwrap_or_default().to_owned();
-        if prompt.contains("flaky") && calls.fetch_add(1, Ordering::Relaxed) % 2 == 0 {
+        if prompt.contains("flaky") && calls.fetch_add(1, Ordering::Relaxed).is_multiple_of(2) {
             return StubReply::error(400, "the new prompt broke something");
         }
         StubReply::text(&prompt)
@@ -256,4 +256,81 @@ probe = "are you ready?"
         .filter(|r| last_of_role(r, "user").is_some_and(|m| m["content"] == "are you ready?"))
         .count();
     assert_eq!(probes, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_answers_copies_without_side_effects_and_reports_how_close_it_came() {
+    let stub = OpenAiStub::start().await;
+    // The stable revision answers; the shadow tries to remember something
+    // and to ask another agent before it answers.
+    stub.respond_with(|req| {
+        let prompt = req["messages"][0]["content"].as_str().unwrap_or_default();
+        if !prompt.contains("shadow") {
+            return StubReply::text("the answer is forty-two");
+        }
+        let tool_results = req["messages"].as_array().unwrap().iter().filter(|m| m["role"] == "tool").count();
+        match tool_results {
+            0 => StubReply::tool_call("memory_store", json!({"name": "customer", "observations": ["asked again"]})),
+            1 => StubReply::tool_call("ask_agent", json!({"agent": "helper", "message": "please do something"})),
+            _ => StubReply::text("the answer is forty two"),
+        }
+    });
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    assert_eq!(
+        node.post_toml("/v1/agents", "name = \"helper\"\nprovider = \"echo\"\nsystem_prompt = \"x\"\n").await.0,
+        201
+    );
+    assert_eq!(node.post_toml("/v1/agents", &agent("oracle", "stable prompt", "")).await.0, 201);
+    let shadow = "tools = [\"ask_agent\"]\n[memory]\nenabled = true\n[rollout]\nstrategy = \"shadow\"\npercent = 100\n";
+    assert_eq!(node.post_toml("/v1/agents", &agent("oracle", "shadow prompt", shadow)).await.1["revision"], 2);
+
+    for i in 0..8 {
+        let v = send(&node, "oracle", &format!("s-{i}")).await;
+        assert_eq!(v["reply"]["content"], "the answer is forty-two", "clients only see the stable answer: {v}");
+        assert_eq!(v["reply"]["revision"], 1);
+    }
+    let report = eventually_some("every copy answered and compared", Duration::from_secs(60), || async {
+        let (_, r) = node.get("/v1/agents/oracle/rollout").await;
+        (r["shadow"]["compared"] == 8).then_some(r)
+    })
+    .await;
+    let s = &report["shadow"];
+    assert_eq!(
+        (s["sent"].as_u64(), s["shadow"]["requests"].as_u64(), s["shadow"]["errors"].as_u64()),
+        (Some(8), Some(8), Some(0)),
+        "{s}"
+    );
+    let mean = s["similarity_mean"].as_f64().unwrap();
+    assert!(mean > 0.8 && mean <= 1.0001, "near-identical answers are similar: {mean}");
+    assert!(s["stable"]["requests"].as_u64() >= Some(8), "{s}");
+
+    // Neither the memory write nor the request to another agent happened.
+    let tool_results: Vec<String> = stub
+        .requests()
+        .iter()
+        .flat_map(|r| r["messages"].as_array().unwrap().clone())
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(tool_results.iter().any(|t| t.contains("`memory_store` was not run")), "{tool_results:?}");
+    assert!(tool_results.iter().any(|t| t.contains("`ask_agent` was not run")), "{tool_results:?}");
+    let exposition = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(metric_value(&exposition, "caxton_memory_entities", &[]), Some(0.0), "nothing was remembered");
+    for i in 0..8 {
+        let (_, c) = node.get(&format!("/v1/conversations/s-{i}")).await;
+        let senders: Vec<&str> =
+            c["messages"].as_array().unwrap().iter().filter_map(|m| m["sender"].as_str()).collect();
+        assert!(
+            !senders.contains(&"helper") && !senders.contains(&"oracle@2"),
+            "the helper was never asked: {senders:?}"
+        );
+    }
+
+    let status = node.cli(&["agent", "rollout", "status", "oracle"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("shadow:     8 copies sent") && text.contains("similarity: mean"), "{text}");
+    // Promoting a shadow makes the new revision serve.
+    let (status, r) = node.post_json("/v1/agents/oracle/rollout/promote", json!({})).await;
+    assert_eq!((status, r["state"].as_str()), (200, Some("promoted")), "{r}");
 }
