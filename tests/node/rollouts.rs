@@ -334,3 +334,35 @@ async fn a_shadow_answers_copies_without_side_effects_and_reports_how_close_it_c
     let (status, r) = node.post_json("/v1/agents/oracle/rollout/promote", json!({})).await;
     assert_eq!((status, r["state"].as_str()), (200, Some("promoted")), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agents_directory_file_with_a_rollout_table_rolls_out_its_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let node =
+        TestNode::start_with(NodeOptions { agents_dir: Some(dir.path().to_path_buf()), ..Default::default() }).await;
+    let file = |prompt: &str| {
+        format!("name = \"filed\"\nprovider = \"echo\"\nsystem_prompt = \"{prompt}\"\n[rollout]\nsteps = [{{ weight = 40, pause = \"manual\" }}]\n")
+    };
+    write(dir.path(), "filed.toml", &file("one"));
+    eventually("the first revision serves", Duration::from_secs(10), || async {
+        node.get("/v1/agents/filed").await.1["revision"] == 1
+    })
+    .await;
+    write(dir.path(), "filed.toml", &file("two"));
+    let r = eventually_some("the change rolls out", Duration::from_secs(10), || async {
+        let (status, r) = node.get("/v1/agents/filed/rollout").await;
+        (status == 200).then_some(r)
+    })
+    .await;
+    assert_eq!(
+        (r["stable"].as_u64(), r["candidate"].as_u64(), r["weight"].as_u64()),
+        (Some(1), Some(2), Some(40)),
+        "{r}"
+    );
+    let (_, h) = node.get("/v1/agents/filed/revisions").await;
+    let by = h["revisions"][1]["deployed_by"].as_str().unwrap();
+    assert!(by.starts_with("file:") && by.ends_with("filed.toml"), "{h}");
+    // A file-managed agent goes back by editing its file, not by rollback.
+    let (status, _) = node.post_json("/v1/agents/filed/rollback", json!({"to": 1})).await;
+    assert_eq!(status, 409);
+}
