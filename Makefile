@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker pydeps prometheus bench cluster clean-data help
+.PHONY: all build release image run test models wasm docker pydeps prometheus bench cluster chaos chaos-long clean-data help
 
 all: build
 
@@ -22,6 +22,8 @@ help:
 	@echo "make models  fetch the embedding and local LLM weights into $(MODELS_DIR)"
 	@echo "make bench   run the benchmarks (results: docs/benchmarks.md)"
 	@echo "make cluster start three nodes on loopback (Ctrl-C stops them)"
+	@echo "make chaos   a 3-minute fault schedule against a real cluster, checked (part of make test)"
+	@echo "make chaos-long SEED=7 MINUTES=30 NODES=3   a long schedule (report in chaos-out/)"
 	@echo "make image   build the caxton:latest container image (deploy/)"
 
 build:
@@ -105,6 +107,21 @@ test: models wasm docker pydeps prometheus
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	CAXTON_TEST_PYTHON=$(PYENV)/bin/python cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
+	$(MAKE) chaos
+
+CHAOS_OUT ?= $(CURDIR)/chaos-out
+SEED ?= 42
+MINUTES ?= 30
+NODES ?= 3
+
+# The chaos runner starts the `caxton` binary built next to it.
+chaos: models
+	cargo build --bin caxton --bin caxton-chaos
+	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed 42 --minutes 3 --nodes 3 --out $(CHAOS_OUT)/ci
+
+chaos-long: models
+	cargo build --bin caxton --bin caxton-chaos
+	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed $(SEED) --minutes $(MINUTES) --nodes $(NODES) --out $(CHAOS_OUT)/seed-$(SEED)
 
 bench: models wasm
 	cargo bench --bench registry

@@ -124,6 +124,11 @@ impl Classified for caxton_cluster::WriteError {
             E::Rejected(_) | E::Decode(_) => ProblemType::Internal,
         }
     }
+
+    /// Whether the write certainly did not take effect, or may have.
+    fn problem_extra(&self) -> Option<serde_json::Value> {
+        Some(serde_json::json!({ "write_outcome": self.outcome().as_str() }))
+    }
 }
 
 impl Classified for caxton_cluster::ReadError {

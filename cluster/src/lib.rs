@@ -29,6 +29,7 @@ pub use config::ClusterConfig;
 pub use membership::{GossipMember, GossipRole};
 pub use node::{
     AdminError, Cluster, ClusterStatus, MemberStatus, MemberView, RaftRole, StartError, WriteError, WriteObserver,
+    WriteOutcome,
 };
 pub use replica::{ReadError, Replica};
 pub use transport::tls::{TlsError, TlsFiles};

@@ -326,6 +326,13 @@ impl crate::problems::Classified for RegistryError {
         }
     }
 
+    fn problem_extra(&self) -> Option<serde_json::Value> {
+        match self {
+            Self::Write(w) => w.problem_extra(),
+            _ => None,
+        }
+    }
+
     fn field_errors(&self) -> Vec<FieldError> {
         match self {
             Self::Invalid(p) => p.0.clone(),

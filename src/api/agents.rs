@@ -280,17 +280,37 @@ pub async fn list(
     Ok(Json(AgentPage { agents, next }))
 }
 
+/// How fresh a read must be.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+pub struct ReadParams {
+    /// `local` (default): this node's replica as applied; `linearizable`:
+    /// after a ReadIndex round with the leader, so the read sees every
+    /// write acknowledged before it began.
+    pub consistency: Option<String>,
+}
+
+/// Waits for a linearizable point when the read asks for one.
+pub(super) async fn read_barrier(ctx: &Ctx, p: &ReadParams) -> Result<(), Problem> {
+    match p.consistency.as_deref() {
+        None | Some("local") => Ok(()),
+        Some("linearizable") => Ok(ctx.cluster.linearizable().await?),
+        Some(other) => Err(Problem::bad_request(format!("consistency=`{other}`: use local or linearizable"))),
+    }
+}
+
 /// Get one agent: state, version, owner node, deployed-at, definition.
 #[utoipa::path(get, path = "/v1/agents/{name}", tag = "agents",
-    params(("name" = String, Path, description = "Agent name")),
+    params(("name" = String, Path, description = "Agent name"), ReadParams),
     responses((status = 200, body = AgentDetail),
         (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
+    Query(read): Query<ReadParams>,
 ) -> Result<Json<AgentDetail>, Problem> {
     let name = parse_name(&name)?;
+    read_barrier(&ctx, &read).await?;
     let record = visible(&ctx, &caller, &name).await?;
     let versions = ctx.registry.queries().versions(&name).await?;
     let source_errors = ctx.directory.as_ref().map(|d| d.errors_for(&name)).unwrap_or_default();

@@ -96,7 +96,7 @@ pub const ROUTES: &[Route] = &[
     // Agents.
     route(S::Deploy, "post", "/v1/agents", &[ANY, RAW_BODY, WRITE, &[P::InvalidAgent, P::AgentFileManaged]]),
     route(S::Read, "get", "/v1/agents", &[ANY, PARAMS]),
-    route(S::Read, "get", "/v1/agents/{name}", &[ANY, &[P::AgentNotFound]]),
+    route(S::Read, "get", "/v1/agents/{name}", &[ANY, PARAMS, WRITE, &[P::AgentNotFound]]),
     route(
         S::Deploy,
         "put",
@@ -122,7 +122,7 @@ pub const ROUTES: &[Route] = &[
         "/v1/messages",
         &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::NoAgentForCapability, P::HopLimit, P::ReplyTimeout]],
     ),
-    route(S::Invoke, "get", "/v1/messages/{id}", &[ANY, &[P::MessageNotFound]]),
+    route(S::Invoke, "get", "/v1/messages/{id}", &[ANY, PARAMS, WRITE, &[P::MessageNotFound]]),
     route(S::Invoke, "get", "/v1/messages/{id}/stream", &[ANY, PARAMS, &[P::MessageNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
@@ -160,6 +160,7 @@ pub const ROUTES: &[Route] = &[
     ),
     // Cluster.
     route(S::Read, "get", "/v1/cluster/status", &[]),
+    route(S::Read, "get", "/v1/cluster/digest", &[ANY]),
     route(S::Read, "get", "/v1/cluster/members", &[]),
     route(S::Read, "get", "/v1/cluster/placement", &[ANY]),
     route(S::Admin, "get", "/v1/events", &[ANY]),

@@ -197,13 +197,15 @@ pub(super) fn relay_for(headers: &HeaderMap) -> Relay {
 }
 
 /// A message and, for a request, its reply once there is one.
-#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path)),
+#[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path), super::agents::ReadParams),
     responses((status = 200, body = Exchange), (status = 404, body = Problem, content_type = "application/problem+json")))]
 pub async fn get(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
+    axum::extract::Query(read): axum::extract::Query<super::agents::ReadParams>,
 ) -> Result<Json<Exchange>, Problem> {
+    super::agents::read_barrier(&ctx, &read).await?;
     let message = visible_message(&ctx, &caller, &id).await?;
     let reply = ctx.messages.reply_of(&id).await?;
     Ok(Json(Exchange { message, reply }))

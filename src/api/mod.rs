@@ -95,6 +95,7 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(system::ready))
         .routes(routes!(system::cluster_status))
         .routes(routes!(system::snapshot))
+        .routes(routes!(system::digest))
         .routes(routes!(system::metrics))
         .routes(routes!(cluster::members))
         .routes(routes!(cluster::placement))

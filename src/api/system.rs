@@ -112,6 +112,23 @@ pub async fn cluster_status(State(ctx): State<Ctx>) -> Json<ClusterStatusView> {
     Json(cluster_view(&ctx))
 }
 
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ReplicaDigest {
+    pub node: u64,
+    /// The log index the replica had applied when it was read.
+    pub applied_index: u64,
+    /// SHA-256 over every row of the application state: equal on every
+    /// replica at the same index.
+    pub digest: String,
+}
+
+/// A digest of this node's replica and the index it is at.
+#[utoipa::path(get, path = "/v1/cluster/digest", tag = "cluster", responses((status = 200, body = ReplicaDigest)))]
+pub async fn digest(State(ctx): State<Ctx>) -> Result<Json<ReplicaDigest>, Problem> {
+    let (applied_index, digest) = ctx.cluster.replica().digest().await?;
+    Ok(Json(ReplicaDigest { node: ctx.cluster.node_id(), applied_index, digest }))
+}
+
 /// Build a snapshot of this node's replica now and compact the log behind it.
 #[utoipa::path(post, path = "/v1/cluster/snapshot", tag = "cluster",
     responses((status = 200, body = SnapshotResult), (status = 503, body = Problem, content_type = "application/problem+json")))]

@@ -475,6 +475,7 @@ impl crate::problems::Classified for MessageError {
         match self {
             Self::NoAgentForCapability { available, .. } => Some(serde_json::json!({ "capabilities": available })),
             Self::Timeout { id, .. } => Some(serde_json::json!({ "message_id": id })),
+            Self::Cluster(w) => w.problem_extra(),
             _ => None,
         }
     }

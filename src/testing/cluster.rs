@@ -38,6 +38,8 @@ pub struct ClusterOptions {
     pub tls: bool,
     /// Environment variables every node gets.
     pub env: Vec<(String, String)>,
+    /// Extra keys of every node's `[server]` table.
+    pub server_extra: String,
 }
 
 impl TestCluster {
@@ -90,6 +92,7 @@ impl TestCluster {
                 rpc_host: Some(ip(i)),
                 env,
                 admin_key: opts.admin_key.clone(),
+                extra_config: opts.server_extra.clone(),
                 ..Default::default()
             }));
         }

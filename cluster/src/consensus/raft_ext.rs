@@ -55,9 +55,26 @@ pub(crate) trait RaftExt {
 
     /// Removes `node` from the membership; only the leader can.
     async fn remove_member(&self, node: NodeId) -> Result<(), ClientWriteFailure>;
+
+    /// The leader's ReadIndex: leadership confirmed with a quorum, and the
+    /// index a linearizable read must see (0: nothing committed yet).
+    async fn read_index(&self) -> Result<u64, openraft::error::CheckIsLeaderError<NodeId, crate::types::NodeAddr>>;
 }
 
 impl RaftExt for Raft {
+    async fn read_index(&self) -> Result<u64, openraft::error::CheckIsLeaderError<NodeId, crate::types::NodeAddr>> {
+        match self.get_read_log_id().await {
+            Ok((read, _)) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Err(openraft::error::RaftError::APIError(e)) => Err(e),
+            Err(openraft::error::RaftError::Fatal(f)) => {
+                Err(openraft::error::CheckIsLeaderError::QuorumNotEnough(openraft::error::QuorumNotEnough {
+                    cluster: f.to_string(),
+                    got: Default::default(),
+                }))
+            }
+        }
+    }
+
     fn is_leading(&self) -> bool {
         self.metrics().borrow().state == ServerState::Leader
     }

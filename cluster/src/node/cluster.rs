@@ -275,14 +275,42 @@ impl<A: Application> Cluster<A> {
             Ok(reply) => Ok(reply),
             // The leader moved between our look-up and its answer: retry.
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => Err(WriteError::NoLeader),
+            // The leader failed while the write was in its hands.
+            Err(RaftError::Fatal(e)) => Err(WriteError::Fatal(format!("the leader failed: {e}"))),
             Err(e) => Err(WriteError::Rejected(e.to_string())),
         }
     }
 
     /// Waits until this node's replica reflects every write committed before
-    /// the call (leader only; followers answer `NotLeader`).
+    /// the call (ReadIndex): the leader confirms it still leads with a
+    /// quorum and names its commit index, asked over RPC by a follower;
+    /// this node then waits until it has applied that index. A read of the
+    /// replica after this is linearizable.
     pub async fn linearizable(&self) -> Result<(), WriteError> {
-        self.raft.ensure_linearizable().await.map(|_| ()).map_err(|e| WriteError::Rejected(e.to_string()))
+        let index = match tokio::time::timeout(WRITE_DEADLINE, self.raft.read_index()).await {
+            Err(_) => return Err(WriteError::NoQuorum(WRITE_DEADLINE)),
+            Ok(Ok(index)) => index,
+            Ok(Err(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => match f.leader_node {
+                Some(leader) => self.remote_read_index(&leader.rpc).await?,
+                None => return Err(WriteError::NoLeader),
+            },
+            Ok(Err(e)) => return Err(WriteError::Rejected(e.to_string())),
+        };
+        self.wait_applied(index, WRITE_DEADLINE).await;
+        match self.raft.metrics().borrow().last_applied.map(|l| l.index) {
+            Some(applied) if applied >= index => Ok(()),
+            _ if index == 0 => Ok(()),
+            _ => Err(WriteError::Timeout(WRITE_DEADLINE)),
+        }
+    }
+
+    async fn remote_read_index(&self, leader_rpc: &str) -> Result<u64, WriteError> {
+        let answer: Result<u64, String> = self
+            .rpc
+            .call(leader_rpc, paths::READ_INDEX, &(), WRITE_DEADLINE)
+            .await
+            .map_err(|e| WriteError::LeaderUnreachable { addr: leader_rpc.into(), reason: e.to_string() })?;
+        answer.map_err(|_| WriteError::NoLeader)
     }
 
     /// Stops Raft, the RPC listener and the membership manager, telling

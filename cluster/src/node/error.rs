@@ -41,3 +41,38 @@ pub enum WriteError {
     #[error("undecodable response from the state machine: {0}")]
     Decode(#[from] CodecError),
 }
+
+/// What a client may conclude from a failed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// The write was never proposed, or was refused before it could
+    /// commit: it did not and will not take effect.
+    NotApplied,
+    /// It may have committed (or may still): read before retrying, or
+    /// retry with the same client-chosen id.
+    Unknown,
+}
+
+impl WriteOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotApplied => "not_applied",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+impl WriteError {
+    pub fn outcome(&self) -> WriteOutcome {
+        match self {
+            // No leader for the whole wait, or refused by the leader or
+            // at the proposer: nothing reached the log.
+            Self::NoLeader | Self::Timeout(_) | Self::TooLarge { .. } | Self::Rejected(_) => WriteOutcome::NotApplied,
+            // Proposed (or sent to a leader) without an answer, or
+            // committed with an answer this node cannot read.
+            Self::LeaderUnreachable { .. } | Self::NoQuorum(_) | Self::Fatal(_) | Self::Decode(_) => {
+                WriteOutcome::Unknown
+            }
+        }
+    }
+}

@@ -15,6 +15,6 @@ mod status;
 
 pub use admin::AdminError;
 pub use cluster::Cluster;
-pub use error::{StartError, WriteError};
+pub use error::{StartError, WriteError, WriteOutcome};
 pub use observe::WriteObserver;
 pub use status::{ClusterStatus, MemberStatus, MemberView, RaftRole};

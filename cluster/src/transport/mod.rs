@@ -34,6 +34,7 @@ pub(crate) mod paths {
     pub const WRITE: &str = "/cluster/write";
     pub const ADMIN: &str = "/cluster/admin";
     pub const JOIN: &str = "/cluster/join";
+    pub const READ_INDEX: &str = "/cluster/read-index";
 }
 
 /// How the nodes of a cluster authenticate each other.

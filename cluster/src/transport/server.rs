@@ -173,6 +173,7 @@ fn router(state: Arc<RpcState>) -> Router {
         .route(paths::WRITE, limited(post(write), size::WRITE, time::WRITE))
         .route(paths::ADMIN, limited(post(admin), size::SMALL, time::SMALL))
         .route(paths::JOIN, limited(post(join), size::SMALL, time::SMALL))
+        .route(paths::READ_INDEX, limited(post(read_index), size::SMALL, time::SMALL))
         // Runs before the handlers' extractors: a stranger is answered from
         // the headers alone, and its body is never read.
         .layer(axum::middleware::from_fn_with_state(state.clone(), authorized))
@@ -334,6 +335,14 @@ async fn write((State(s), _, headers): Rpc, body: Bytes) -> Response {
         .await
         .map(|r| (r.data, r.log_id.index));
     encoded(&result)
+}
+
+/// A follower's ReadIndex: this leader confirms its leadership with a
+/// quorum and answers the index a linearizable read must wait for.
+async fn read_index((State(s), _, _): Rpc, _body: Bytes) -> Response {
+    use crate::consensus::raft_ext::RaftExt;
+    let answer: Result<u64, String> = s.raft.read_index().await.map_err(|e| e.to_string());
+    encoded(&answer)
 }
 
 /// Membership operations a node asks of a peer (usually the leader).
