@@ -116,11 +116,11 @@ NODES ?= 3
 
 # The chaos runner starts the `caxton` binary built next to it.
 chaos: models
-	cargo build --bin caxton --bin caxton-chaos
+	cargo build --bin caxton && cargo build -p caxton-chaos
 	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed 42 --minutes 3 --nodes 3 --out $(CHAOS_OUT)/ci
 
 chaos-long: models
-	cargo build --bin caxton --bin caxton-chaos
+	cargo build --bin caxton && cargo build -p caxton-chaos
 	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed $(SEED) --minutes $(MINUTES) --nodes $(NODES) --out $(CHAOS_OUT)/seed-$(SEED)
 
 bench: models wasm

@@ -11,6 +11,31 @@ use serde_json::Value;
 
 use crate::schedule::{FaultKind, Planned};
 
+/// Commands that undo what the run did to the machine (rules, mounts), run
+/// by `heal`/drop, or by `undo_all` when the run is interrupted.
+static UNDO: std::sync::Mutex<Vec<Vec<String>>> = std::sync::Mutex::new(Vec::new());
+
+fn remember_undo(cmd: Vec<String>) {
+    UNDO.lock().unwrap_or_else(|p| p.into_inner()).push(cmd);
+}
+
+fn forget_undo(cmd: &[String]) {
+    UNDO.lock().unwrap_or_else(|p| p.into_inner()).retain(|c| c != cmd);
+}
+
+/// Undoes every rule and mount still in place (on SIGINT/SIGTERM).
+pub fn undo_all() {
+    for cmd in UNDO.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        let _ = Command::new(&cmd[0]).args(&cmd[1..]).status();
+    }
+}
+
+fn iptables_delete(rule: &[String]) -> Vec<String> {
+    let mut cmd = vec!["iptables".to_owned(), "-D".to_owned(), "OUTPUT".to_owned()];
+    cmd.extend(rule.iter().cloned());
+    cmd
+}
+
 /// iptables rules in force; all removed on `heal` and on drop.
 #[derive(Default)]
 pub struct Firewall {
@@ -23,6 +48,7 @@ impl Firewall {
         args.extend(rule.iter().cloned());
         let ok = Command::new("iptables").args(&args).status().map(|s| s.success()).unwrap_or(false);
         anyhow::ensure!(ok, "iptables {args:?} failed (root is needed to partition nodes)");
+        remember_undo(iptables_delete(&rule));
         self.rules.push(rule);
         Ok(())
     }
@@ -45,9 +71,9 @@ impl Firewall {
 
     pub fn heal(&mut self) {
         for rule in self.rules.drain(..) {
-            let mut args = vec!["-D".to_owned(), "OUTPUT".to_owned()];
-            args.extend(rule);
-            let _ = Command::new("iptables").args(&args).status();
+            let cmd = iptables_delete(&rule);
+            let _ = Command::new(&cmd[0]).args(&cmd[1..]).status();
+            forget_undo(&cmd);
         }
     }
 }
@@ -70,9 +96,15 @@ impl SmallDisk {
     }
 }
 
+fn umount(path: &std::path::Path) -> Vec<String> {
+    vec!["umount".to_owned(), "-l".to_owned(), path.display().to_string()]
+}
+
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.mount).status();
+        let cmd = umount(&self.mount);
+        let _ = Command::new(&cmd[0]).args(&cmd[1..]).status();
+        forget_undo(&cmd);
     }
 }
 
@@ -156,6 +188,7 @@ impl Faults {
             .map(|s| s.success())
             .unwrap_or(false);
         anyhow::ensure!(ok, "mounting a {size_mb} MB tmpfs on {} failed (root is needed)", data.display());
+        remember_undo(umount(&data));
         let copied = Command::new("cp").arg("-a").arg(format!("{}/.", saved.display())).arg(&data).status()?;
         anyhow::ensure!(copied.success(), "copying the data directory onto the small disk failed");
         std::fs::remove_dir_all(&saved)?;

@@ -64,6 +64,18 @@ enum Command {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
+    // Interrupted: leave no node, firewall rule or mount behind.
+    tokio::spawn(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            return;
+        };
+        tokio::select! { _ = term.recv() => {}, _ = int.recv() => {} }
+        let me = std::process::id().to_string();
+        let _ = std::process::Command::new("pkill").args(["-KILL", "-P", &me]).status();
+        faults::undo_all();
+        std::process::exit(130);
+    });
     let code = match Cli::parse().command {
         Command::Run { seed, minutes, nodes, clients, out, check_budget } => {
             anyhow::ensure!(nodes == 3 || nodes == 5, "--nodes must be 3 or 5");
