@@ -28,6 +28,9 @@ pub enum Op {
     Send { id: String, agent: String, sync: bool },
     /// Store observation `value` on memory entity `key`.
     Remember { key: String, value: String },
+    /// A semantic memory search (recorded for load and outcomes; a search
+    /// over embeddings has no exact expected answer to check).
+    Search { query: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

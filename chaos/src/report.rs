@@ -20,6 +20,7 @@ pub fn summary(h: &History, findings: &[Finding], minutes: f64) -> String {
             Op::Read { .. } => "registry read (linearizable)",
             Op::Send { .. } => "message send",
             Op::Remember { .. } => "memory write",
+            Op::Search { .. } => "memory search",
         };
         let slot = match e.outcome {
             Outcome::Ok { .. } => 0,

@@ -106,7 +106,7 @@ pub async fn client(shared: Arc<Shared>, id: usize, seed: u64) {
         } else if roll < 0.65 {
             let key = format!("kv-{}", rng.gen_range(0..KEYS));
             (Op::Read { key: key.clone() }, read(&http, &base, &key).await)
-        } else if roll < 0.93 {
+        } else if roll < 0.90 {
             let (msg, agent, sync) =
                 (format!("m-{id}-{n}"), format!("echo-{}", rng.gen_range(0..ECHO_AGENTS)), rng.gen());
             let (op, outcome) = send(&http, &base, &msg, &agent, sync).await;
@@ -114,6 +114,15 @@ pub async fn client(shared: Arc<Shared>, id: usize, seed: u64) {
                 retry.push((msg, agent, sync, 1));
             }
             (op, outcome)
+        } else if roll < 0.96 {
+            let query = format!("c{}", rng.gen_range(0..8));
+            let r = http.get(format!("{base}/v1/memory/search")).query(&[("q", query.as_str())]).send().await;
+            let outcome = match r {
+                Ok(r) if r.status().is_success() => Outcome::Ok { value: None },
+                Ok(r) => Outcome::Fail { why: r.status().to_string() },
+                Err(e) => Outcome::Fail { why: e.to_string() },
+            };
+            (Op::Search { query }, outcome)
         } else {
             let key = format!("mem-{}", rng.gen_range(0..KEYS));
             let value = format!("c{id}-{n}");

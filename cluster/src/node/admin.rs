@@ -42,15 +42,40 @@ impl<A: Application> Cluster<A> {
         if status.leader == Some(target) {
             return Ok(());
         }
-        self.ask(target, &member.rpc_addr.clone(), AdminRequest::Elect).await?;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.status().leader == Some(target) {
-                return Ok(());
+        let addr = member.rpc_addr.clone();
+        // An election is won only by a log at least as long as a quorum's:
+        // under writes the target may be a few entries short when it
+        // stands. So the leader first lets it catch up, and a lost
+        // election is tried again.
+        for _attempt in 0..3 {
+            self.wait_caught_up(target, Duration::from_secs(3)).await;
+            self.ask(target, &addr, AdminRequest::Elect).await?;
+            let deadline = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < deadline {
+                if self.status().leader == Some(target) {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Err(AdminError::Refused(format!("node {target} did not win the election (is its log up to date?)")))
+    }
+
+    /// On the leader: waits (bounded) until `target` has replicated the
+    /// whole log. Elsewhere the replication figures are unknown; no wait.
+    async fn wait_caught_up(&self, target: NodeId, within: Duration) {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let s = self.status();
+            if s.leader != Some(s.node_id) {
+                return;
+            }
+            let matched = s.members.iter().find(|m| m.id == target).and_then(|m| m.matched_index);
+            if matched >= s.last_log_index {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// This node leaves: hands off leadership if it has it, then asks the
