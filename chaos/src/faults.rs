@@ -257,14 +257,7 @@ impl Faults {
                     minority.push(next);
                 }
                 let majority: Vec<u64> = self.ids().into_iter().filter(|i| !minority.contains(i)).collect();
-                for a in &minority {
-                    for b in &majority {
-                        let (ia, ib) = (self.ip(*a).to_owned(), self.ip(*b).to_owned());
-                        self.firewall.cut(&ia, &ib)?;
-                    }
-                }
-                tokio::time::sleep(hold).await;
-                self.firewall.heal();
+                self.split(&minority, &majority, hold).await?;
                 Ok(format!("{minority:?} | {majority:?}"))
             }
             FaultKind::Bridge => {
@@ -274,14 +267,7 @@ impl Faults {
                 let bridge = self.pick_other(&[], p.pick);
                 let rest: Vec<u64> = ids.iter().copied().filter(|i| *i != bridge).collect();
                 let (left, right) = rest.split_at(rest.len() / 2);
-                for a in left {
-                    for b in right {
-                        let (ia, ib) = (self.ip(*a).to_owned(), self.ip(*b).to_owned());
-                        self.firewall.cut(&ia, &ib)?;
-                    }
-                }
-                tokio::time::sleep(hold).await;
-                self.firewall.heal();
+                self.split(left, right, hold).await?;
                 Ok(format!("{left:?} - {bridge} - {right:?}"))
             }
             FaultKind::RollingRestart => {
@@ -337,6 +323,19 @@ impl Faults {
                 Ok(format!("node {victim}"))
             }
         }
+    }
+
+    /// Cuts every pair across the two groups for `hold`, then heals.
+    async fn split(&mut self, one: &[u64], other: &[u64], hold: Duration) -> anyhow::Result<()> {
+        for a in one {
+            for b in other {
+                let (ia, ib) = (self.ip(*a).to_owned(), self.ip(*b).to_owned());
+                self.firewall.cut(&ia, &ib)?;
+            }
+        }
+        tokio::time::sleep(hold).await;
+        self.firewall.heal();
+        Ok(())
     }
 
     async fn owner_of(&self, agent: &str) -> Option<u64> {
