@@ -86,6 +86,10 @@ pub struct History {
     pub memory: Vec<(String, Vec<String>)>,
     /// Final revisions kept per registry key: (key, hashes of their text).
     pub revisions: Vec<(String, Vec<String>)>,
+    /// Times the cluster did not recover after a fault was healed (not
+    /// ready, membership not back) within the driver's patience.
+    #[serde(default)]
+    pub recovery: Vec<String>,
 }
 
 impl History {

@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Run { seed, minutes, nodes, clients, out, check_budget } => {
             anyhow::ensure!(nodes == 3 || nodes == 5, "--nodes must be 3 or 5");
             std::fs::create_dir_all(&out)?;
-            let history = run(seed, minutes, nodes, clients).await?;
+            let history = run(seed, minutes, nodes, clients, &out).await?;
             history.save(&out.join("history.json"))?;
             history.write_jsonl(&out.join("history.jsonl"))?;
             judge(&history, minutes, &out, check_budget)
@@ -106,7 +106,7 @@ fn judge(h: &History, minutes: f64, out: &Path, budget: u64) -> i32 {
     i32::from(violated)
 }
 
-async fn run(seed: u64, minutes: f64, n: usize, clients: usize) -> anyhow::Result<History> {
+async fn run(seed: u64, minutes: f64, n: usize, clients: usize, out: &Path) -> anyhow::Result<History> {
     let total_s = minutes * 60.0;
     let plan = schedule::plan(seed, total_s);
     println!("seed {seed}: {} faults planned over {minutes} minutes on {n} nodes", plan.len());
@@ -142,6 +142,7 @@ async fn run(seed: u64, minutes: f64, n: usize, clients: usize) -> anyhow::Resul
     let sampler = tokio::spawn(workload::sample_leaders(shared.clone()));
 
     let mut windows = Vec::new();
+    let mut recovery = Vec::new();
     for p in &plan {
         let at = Duration::from_secs_f64(p.at_s);
         if let Some(wait) = at.checked_sub(shared.start.elapsed()) {
@@ -152,7 +153,10 @@ async fn run(seed: u64, minutes: f64, n: usize, clients: usize) -> anyhow::Resul
             Ok(d) => d,
             Err(e) => {
                 eprintln!("fault {} failed: {e:#}; healing everything", p.kind.name());
-                faults.heal_all().await?;
+                if let Err(again) = faults.heal_all().await {
+                    let at = shared.ms() as f64 / 1e3;
+                    recovery.push(format!("after {} at {at:.1} s: {e:#}; then {again:#}", p.kind.name()));
+                }
                 format!("ERROR: {e:#}")
             }
         };
@@ -167,16 +171,25 @@ async fn run(seed: u64, minutes: f64, n: usize, clients: usize) -> anyhow::Resul
         t.await?;
     }
     sampler.await?;
-    faults.heal_all().await?;
+    if let Err(e) = faults.heal_all().await {
+        recovery.push(format!("at the end of the schedule: {e:#}"));
+    }
 
     let mut h = History {
         seed,
         events: std::mem::take(&mut *shared.events.lock().unwrap()),
         faults: windows,
         leaders: std::mem::take(&mut *shared.leaders.lock().unwrap()),
+        recovery,
         ..Default::default()
     };
-    finish(&mut h, &shared, &faults, &http).await?;
+    if let Err(e) = finish(&mut h, &shared, &faults, &http).await {
+        h.recovery.push(format!("the final checks could not read the cluster: {e:#}"));
+    }
+    // The nodes' logs go next to the history: a violation needs them.
+    for (i, node) in faults.cluster.nodes.iter().enumerate() {
+        let _ = std::fs::copy(node.log_path(), out.join(format!("node-{}.log", i + 1)));
+    }
     Ok(h)
 }
 

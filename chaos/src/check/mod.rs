@@ -28,7 +28,19 @@ pub fn all(h: &History, budget: Duration) -> Vec<Finding> {
         one_leader_per_term(h),
         replicas_agree(h),
         nothing_acknowledged_lost(h),
+        recovers(h),
     ]
+}
+
+/// After every fault is healed, the cluster is whole again: every node
+/// ready and every voter back, within a minute.
+pub fn recovers(h: &History) -> Finding {
+    Finding {
+        checker: "cluster recovers after each fault",
+        checked: format!("{} faults", h.faults.len()),
+        violations: h.recovery.clone(),
+        undecided: vec![],
+    }
 }
 
 pub fn linearizable_registry(h: &History, budget: Duration) -> Finding {
