@@ -125,6 +125,8 @@ pub struct Metrics {
     pub memory_search_duration: HistogramVec,
     pub raft: RaftGauges,
     pub agents: LabelCap,
+    /// (agent, revision) pairs: revisions grow with every deploy.
+    pub revisions: LabelCap,
     pub tools: LabelCap,
     pub models: LabelCap,
 }
@@ -386,6 +388,7 @@ impl Metrics {
             ),
             raft: RaftGauges::new(&r),
             agents: LabelCap::new(LABEL_CAP),
+            revisions: LabelCap::new(LABEL_CAP),
             tools: LabelCap::new(LABEL_CAP),
             models: LabelCap::new(LABEL_CAP),
             registry: r,
@@ -406,7 +409,9 @@ impl Metrics {
     /// A request answered by one revision of an agent.
     pub fn revision_done(&self, agent: &str, revision: u64, outcome: Outcome, took: Duration) {
         let agent = self.agents.of(agent);
-        let labels = [agent, &revision.to_string(), outcome.as_str()];
+        let pair = format!("{agent}@{revision}");
+        let revision = if self.revisions.of(&pair) == OTHER { OTHER.to_owned() } else { revision.to_string() };
+        let labels = [agent, &revision, outcome.as_str()];
         self.revision_duration.with_label_values(&labels).observe(took.as_secs_f64());
     }
 
