@@ -11,35 +11,50 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The header carrying the context on HTTP.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// The W3C ids (trace, span) of the current span, if it is being traced.
-pub fn current_ids() -> Option<(String, String)> {
+/// The W3C ids (trace, span) of the current span and whether it is
+/// sampled, if it has a trace context at all.
+pub fn current_context() -> Option<(String, String, bool)> {
     let cx = tracing::Span::current().context();
     let span = cx.span();
     let sc = span.span_context();
-    sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string()))
+    sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string(), sc.is_sampled()))
 }
 
-/// `traceparent` for the current span, if it is being traced.
+/// The W3C ids (trace, span) of the current span, if it is sampled: the
+/// spans worth creating below it.
+pub fn current_ids() -> Option<(String, String)> {
+    current_context().filter(|(_, _, sampled)| *sampled).map(|(t, s, _)| (t, s))
+}
+
+/// `traceparent` for the current span, sampled or not (the flags say
+/// which, so the receiver makes the same decision).
 pub fn traceparent() -> Option<String> {
-    current_ids().map(|(trace, span)| format!("00-{trace}-{span}-01"))
+    current_context().map(|(trace, span, sampled)| format!("00-{trace}-{span}-{}", if sampled { "01" } else { "00" }))
 }
 
-fn remote_parent(trace_id: &str, span_id: &str) -> Option<Context> {
+fn remote_parent(trace_id: &str, span_id: &str, sampled: bool) -> Option<Context> {
     let trace = TraceId::from_hex(trace_id).ok().filter(|t| *t != TraceId::INVALID)?;
     let span = SpanId::from_hex(span_id).ok().filter(|s| *s != SpanId::INVALID)?;
-    let sc = SpanContext::new(trace, span, TraceFlags::SAMPLED, true, TraceState::default());
+    let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
+    let sc = SpanContext::new(trace, span, flags, true, TraceState::default());
     Some(Context::new().with_remote_span_context(sc))
 }
 
 /// Whether these are W3C trace and span ids (not a request id, not zero).
 pub fn is_w3c(trace_id: &str, span_id: &str) -> bool {
-    remote_parent(trace_id, span_id).is_some()
+    remote_parent(trace_id, span_id, true).is_some()
 }
 
 /// Makes `span` (not yet entered) a child of the span with these W3C ids;
 /// ids that are not W3C ids (a request id) leave it as it is.
 pub fn continue_trace(span: &tracing::Span, trace_id: &str, span_id: &str) {
-    if let Some(parent) = remote_parent(trace_id, span_id) {
+    continue_sampled(span, trace_id, span_id, true);
+}
+
+/// [`continue_trace`] with the sender's sampling decision: an unsampled
+/// parent makes a parent-based sampler drop this span and its children.
+pub fn continue_sampled(span: &tracing::Span, trace_id: &str, span_id: &str, sampled: bool) {
+    if let Some(parent) = remote_parent(trace_id, span_id, sampled) {
         let _ = span.set_parent(parent);
     }
 }
@@ -47,8 +62,11 @@ pub fn continue_trace(span: &tracing::Span, trace_id: &str, span_id: &str) {
 /// Makes `span` a child of a `traceparent` header value.
 pub fn continue_traceparent(span: &tracing::Span, header: &str) {
     let mut parts = header.trim().split('-');
-    if let (Some("00"), Some(trace), Some(parent), Some(_)) = (parts.next(), parts.next(), parts.next(), parts.next()) {
-        continue_trace(span, trace, parent);
+    if let (Some("00"), Some(trace), Some(parent), Some(flags)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    {
+        let sampled = u8::from_str_radix(flags, 16).is_ok_and(|f| f & 1 == 1);
+        continue_sampled(span, trace, parent, sampled);
     }
 }
 
@@ -58,9 +76,12 @@ mod tests {
 
     #[test]
     fn only_w3c_ids_make_a_parent() {
-        assert!(remote_parent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7").is_some());
-        assert!(remote_parent("0192f0e2-7c1e-7000-8000-000000000000", "00f067aa0ba902b7").is_none(), "a request id");
-        assert!(remote_parent("00000000000000000000000000000000", "00f067aa0ba902b7").is_none());
+        assert!(remote_parent("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", true).is_some());
+        assert!(
+            remote_parent("0192f0e2-7c1e-7000-8000-000000000000", "00f067aa0ba902b7", true).is_none(),
+            "a request id"
+        );
+        assert!(remote_parent("00000000000000000000000000000000", "00f067aa0ba902b7", true).is_none());
         assert!(is_w3c("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"));
         assert!(!is_w3c("0192f0e2-7c1e-7000-8000-000000000000", ""));
     }

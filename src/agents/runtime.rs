@@ -442,7 +442,12 @@ async fn process(serving: &Serving, id: &str, exec: &Executor) -> Result<(), Pro
         agent = %spec.name,
         trace_id = %message.trace_id
     );
-    crate::observability::traces::continue_trace(&span, &message.trace_id, &message.span_id);
+    caxton_cluster::trace_context::continue_sampled(
+        &span,
+        &message.trace_id,
+        &message.span_id,
+        !message.trace_unsampled,
+    );
     answer(spec, message, exec).instrument(span).await
 }
 
@@ -555,6 +560,7 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
         reply_id: None,
         revision: message.revision,
         served: Some(served),
+        trace_unsampled: message.trace_unsampled,
     };
     match exec.replies.submit(reply).await {
         Ok(Ok(_recorded)) => Ok(()),

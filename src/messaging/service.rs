@@ -313,15 +313,17 @@ impl MessageService {
         let (receiver, capability, pinned) = self.resolve(&req.target).await?;
         // Traced (OTLP on): the message carries the sending span's W3C ids,
         // so the node that processes it continues the same trace.
-        let traced = crate::observability::traces::current_ids();
+        let traced = caxton_cluster::trace_context::current_context();
+        let trace_unsampled = traced.as_ref().is_some_and(|(_, _, sampled)| !sampled);
         let trace_id = traced
             .as_ref()
-            .map(|(trace, _)| trace.clone())
+            .map(|(trace, _, _)| trace.clone())
             .or_else(|| req.trace_id.clone())
             .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
             .unwrap_or_else(new_id);
-        let span_id =
-            traced.map(|(_, span)| span).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+        let span_id = traced
+            .map(|(_, span, _)| span)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
         let message = Message {
             id: req.id.clone().unwrap_or_else(new_id),
             kind: req.kind,
@@ -342,6 +344,7 @@ impl MessageService {
             reply_id: None,
             revision: pinned,
             served: None,
+            trace_unsampled,
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));

@@ -44,6 +44,7 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         created_at_ms: 1_700_000_000_000,
         status,
         reply_id: None,
+        trace_unsampled: false,
         revision: None,
         served: None,
     }

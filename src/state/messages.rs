@@ -142,6 +142,10 @@ pub struct Message {
     pub history: Vec<ChatMessage>,
     pub trace_id: String,
     pub span_id: String,
+    /// The sending span was traced but not sampled: the owner's spans
+    /// follow that decision instead of starting traces of their own.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub trace_unsampled: bool,
     /// How many agent-to-agent hops led here (loop protection).
     pub hop: u32,
     pub created_at_ms: i64,
@@ -298,7 +302,7 @@ impl SetConversation {
 /// that sent it; none for an untraced one (its ids are a request id, not
 /// W3C ids), so applying costs nothing extra when export is off.
 fn apply_span(m: &Message, index: u64) -> tracing::Span {
-    if !caxton_cluster::trace_context::is_w3c(&m.trace_id, &m.span_id) {
+    if m.trace_unsampled || !caxton_cluster::trace_context::is_w3c(&m.trace_id, &m.span_id) {
         return tracing::Span::none();
     }
     let span =

@@ -270,6 +270,19 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     assert_eq!(chat.attributes["gen_ai.usage.input_tokens"], "1");
     assert_eq!(chat.attributes["gen_ai.usage.output_tokens"], "1");
 
+    // A caller's decision not to sample holds on every node: the message
+    // carries it, and the owner's spans follow it.
+    let unsampled = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let r = entry
+        .http
+        .post(entry.url("/v1/messages"))
+        .header("traceparent", format!("00-{unsampled}-00f067aa0ba902b8-00"))
+        .json(&serde_json::json!({"to": remote, "content": "do not follow me", "timeout_ms": 30000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+
     // A write through a follower: its commit is forwarded to the leader over
     // RPC, and the leader's side continues the trace (`traceparent` on RPC).
     let leader = cluster.wait_leader().await;
@@ -296,6 +309,9 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let commit = spans.iter().find(|s| s.node == f && s.name == "raft commit").unwrap();
     let forwarded = spans.iter().find(|s| s.node == l && s.name == "forwarded write").unwrap();
     assert_eq!(forwarded.parent, commit.span_id, "the leader's span is a child of the follower's commit");
+    // Exported after the unsampled message was answered: had its spans been
+    // sampled anywhere, they would be here by now.
+    assert!(collector.trace(unsampled).is_empty(), "{:#?}", collector.trace(unsampled));
 
     // The exporter runs where an endpoint is set, and only there.
     assert!(exporter_threads(entry.pid()) > 0);
