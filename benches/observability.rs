@@ -147,27 +147,35 @@ async fn main() {
     let (endpoint, received) = otlp_sink().await;
     let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     let on_env = vec![var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), var("OTEL_BSP_SCHEDULE_DELAY", "500")];
-    let mut deltas: std::collections::BTreeMap<usize, (Vec<f64>, Vec<f64>)> = Default::default();
+    let mut sampled_env = on_env.clone();
+    sampled_env.extend([var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), var("OTEL_TRACES_SAMPLER_ARG", "0.1")]);
+    let configs =
+        [("trace export off", Vec::new()), ("trace export on (OTLP)", on_env), ("export on, 10% sampled", sampled_env)];
+    // (config, clients) -> per-round differences against export off.
+    let mut deltas: std::collections::BTreeMap<(usize, usize), (Vec<f64>, Vec<f64>)> = Default::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
         let mut rows: Vec<Vec<Row>> = Vec::new();
-        for (label, env) in [("trace export off", Vec::new()), ("trace export on (OTLP)", on_env.clone())] {
-            let node = echo_node(env).await;
+        for (label, env) in &configs {
+            let node = echo_node(env.clone()).await;
             let mut mine = Vec::new();
             for clients in [1usize, 64] {
                 mine.push(phase(&node, label, clients, secs).await);
             }
             rows.push(mine);
         }
-        for ((clients, r0, p0, _), (_, r1, p1, _)) in rows[0].iter().zip(&rows[1]) {
-            let d = deltas.entry(*clients).or_default();
-            d.0.push((r1 / r0 - 1.0) * 100.0);
-            d.1.push((p1 / p0 - 1.0) * 100.0);
+        for (config, on) in rows.iter().enumerate().skip(1) {
+            for ((clients, r0, p0, _), (_, r1, p1, _)) in rows[0].iter().zip(on) {
+                let d = deltas.entry((config, *clients)).or_default();
+                d.0.push((r1 / r0 - 1.0) * 100.0);
+                d.1.push((p1 / p0 - 1.0) * 100.0);
+            }
         }
     }
-    for (clients, (rate, p50)) in deltas {
+    for ((config, clients), (rate, p50)) in deltas {
         println!(
-            "export on against off, {clients} clients, median of {rounds} rounds: throughput {:+.1} %, p50 latency {:+.1} % (throughput per round: {})",
+            "{} against off, {clients} clients, median of {rounds} rounds: throughput {:+.1} %, p50 latency {:+.1} % (throughput per round: {})",
+            configs[config].0,
             median(rate.clone()),
             median(p50),
             rate.iter().map(|d| format!("{d:+.1}")).collect::<Vec<_>>().join(", ")

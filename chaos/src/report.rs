@@ -158,16 +158,21 @@ pub fn timeline(h: &History) -> String {
     let mut leading: Vec<(u64, u64, u64)> =
         h.leaders.iter().filter(|s| s.leading).map(|s| (s.at_ms, s.node, s.term)).collect();
     leading.sort();
-    for w in leading.windows(2) {
-        let (a, b) = (w[0], w[1]);
-        let color = PALETTE[(a.1 as usize) % PALETTE.len()];
+    // One rectangle per term: from its first sample to the next term's.
+    let mut terms: Vec<(u64, u64, u64)> = Vec::new();
+    for s in leading {
+        if terms.last().is_none_or(|t| (t.1, t.2) != (s.1, s.2)) {
+            terms.push(s);
+        }
+    }
+    for (i, (at, node, term)) in terms.iter().enumerate() {
+        let until = terms.get(i + 1).map(|t| t.0).unwrap_or(end_ms);
+        let color = PALETTE[(*node as usize) % PALETTE.len()];
         let _ = writeln!(
             svg,
-            "<rect x=\"{:.1}\" y=\"{band:.0}\" width=\"{:.1}\" height=\"16\" fill=\"{color}\"><title>node {} term {}</title></rect>",
-            x(a.0 as f64),
-            (x(b.0 as f64) - x(a.0 as f64)).max(0.5),
-            a.1,
-            a.2
+            "<rect x=\"{:.1}\" y=\"{band:.0}\" width=\"{:.1}\" height=\"16\" fill=\"{color}\"><title>node {node} term {term}</title></rect>",
+            x(*at as f64),
+            (x(until as f64) - x(*at as f64)).max(0.5),
         );
     }
     let _ = writeln!(
