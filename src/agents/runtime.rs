@@ -507,22 +507,16 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
             r
         }
     };
-    let outcome = match &result {
-        Ok(_) => Outcome::Ok,
-        Err(TurnError::Timeout(_)) => Outcome::Timeout,
-        Err(_) => Outcome::Error,
+    let served_as = served_outcome(&result);
+    let outcome = match served_as {
+        ServedOutcome::Ok => Outcome::Ok,
+        ServedOutcome::Timeout => Outcome::Timeout,
+        ServedOutcome::Error => Outcome::Error,
     };
     if outcome != Outcome::Ok {
         tracing::Span::current().record("error.type", outcome.as_str());
     }
-    let served = crate::state::Served {
-        outcome: match outcome {
-            Outcome::Ok => ServedOutcome::Ok,
-            Outcome::Timeout => ServedOutcome::Timeout,
-            _ => ServedOutcome::Error,
-        },
-        took_ms: started.elapsed().as_millis() as u64,
-    };
+    let served = crate::state::Served { outcome: served_as, took_ms: started.elapsed().as_millis() as u64 };
     if let Some(revision) = message.revision {
         exec.metrics.revision_done(spec.name.as_str(), revision, outcome, started.elapsed());
     }
@@ -569,6 +563,15 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
     }
 }
 
+/// How a turn ended, as its reply (and a rollout's analysis) records it.
+fn served_outcome(result: &Result<String, TurnError>) -> ServedOutcome {
+    match result {
+        Ok(_) => ServedOutcome::Ok,
+        Err(TurnError::Timeout(_)) => ServedOutcome::Timeout,
+        Err(_) => ServedOutcome::Error,
+    }
+}
+
 /// Answers the shadow copy of request `id` with `revision`, side effects
 /// suppressed and nothing streamed or stored, then records how it did and
 /// how close its answer is to the stable revision's.
@@ -603,11 +606,7 @@ async fn shadow(exec: &Executor, serving: &Serving, id: &str, revision: u64) -> 
         }
     };
     let took_ms = started.elapsed().as_millis() as u64;
-    let outcome = match &result {
-        Ok(_) => ServedOutcome::Ok,
-        Err(TurnError::Timeout(_)) => ServedOutcome::Timeout,
-        Err(_) => ServedOutcome::Error,
-    };
+    let outcome = served_outcome(&result);
     let content = match &result {
         Ok(answer) => answer.clone(),
         Err(e) => e.to_string(),

@@ -116,7 +116,8 @@ fn deploy_result(o: DeployOutcome) -> DeployResult {
 }
 
 enum Body {
-    Toml(String),
+    /// TOML text, and the `strategy` beside it when it came wrapped in JSON.
+    Toml(String, Option<String>),
     Json(serde_json::Value),
 }
 
@@ -141,16 +142,18 @@ fn read_body(headers: &HeaderMap, body: &Bytes) -> Result<Body, Problem> {
                 o.keys().all(|k| k == "toml" || k == "strategy").then(|| o.get("toml")).flatten()
             }
             match value.as_object().and_then(wrapped) {
-                Some(serde_json::Value::String(t)) => Ok(Body::Toml(t.clone())),
+                Some(serde_json::Value::String(t)) => {
+                    Ok(Body::Toml(t.clone(), value["strategy"].as_str().map(str::to_owned)))
+                }
                 Some(_) => Err(Problem::bad_request("`toml` must be a string holding the agent definition")),
                 None if value.is_object() => Ok(Body::Json(value)),
                 None => Err(Problem::bad_request("JSON body must be an agent object or {\"toml\": \"...\"}")),
             }
         }
         // Not text/plain: a web page can send that cross-origin without asking.
-        "application/toml" | "text/x-toml" | "application/x-toml" | "" => {
-            String::from_utf8(body.to_vec()).map(Body::Toml).map_err(|_| Problem::bad_request("TOML body is not UTF-8"))
-        }
+        "application/toml" | "text/x-toml" | "application/x-toml" | "" => String::from_utf8(body.to_vec())
+            .map(|t| Body::Toml(t, None))
+            .map_err(|_| Problem::bad_request("TOML body is not UTF-8")),
         other => Err(Problem::of(
             ProblemType::UnsupportedMediaType,
             format!("content type `{other}` is not accepted; send application/toml or application/json"),
@@ -164,7 +167,7 @@ fn check_definition(caller: &Principal, body: &Body) -> Result<(), Problem> {
         return Ok(());
     }
     let value = match body {
-        Body::Toml(t) => toml::from_str::<toml::Table>(t).ok().and_then(|t| serde_json::to_value(t).ok()),
+        Body::Toml(t, _) => toml::from_str::<toml::Table>(t).ok().and_then(|t| serde_json::to_value(t).ok()),
         Body::Json(v) => Some(v.clone()),
     };
     let Some((name, workspace)) = value.as_ref().and_then(access::definition_target) else { return Ok(()) };
@@ -179,16 +182,8 @@ fn check_definition(caller: &Principal, body: &Body) -> Result<(), Problem> {
 }
 
 /// The strategy a deploy asks for: the query's, else a JSON wrapper's.
-fn requested_strategy(params: &DeployParams, headers: &HeaderMap, body: &Bytes) -> Result<Option<Strategy>, Problem> {
-    let from_body = || {
-        let json = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("json"));
-        let value: serde_json::Value = if json { serde_json::from_slice(body).ok()? } else { return None };
-        value.get("toml").and(value.get("strategy")).and_then(|s| s.as_str()).map(str::to_owned)
-    };
-    match params.strategy.clone().or_else(from_body) {
-        None => Ok(None),
-        Some(s) => Strategy::parse(&s).map(Some).map_err(|why| Problem::bad_request(format!("strategy: {why}"))),
-    }
+fn parse_strategy(s: Option<&str>) -> Result<Option<Strategy>, Problem> {
+    s.map(|s| Strategy::parse(s).map_err(|why| Problem::bad_request(format!("strategy: {why}")))).transpose()
 }
 
 async fn deploy_body(
@@ -200,15 +195,17 @@ async fn deploy_body(
     expect: Option<&AgentName>,
     must_exist: bool,
 ) -> Result<DeployOutcome, Problem> {
-    let how = DeployOptions {
-        must_exist,
-        strategy: requested_strategy(params, headers, body)?,
-        deployed_by: Some(caller.name.to_string()),
-    };
+    // The query's strategy wins over one beside `toml` in a JSON body.
+    let from_query = parse_strategy(params.strategy.as_deref())?;
     let body = read_body(headers, body)?;
+    let strategy = match (&from_query, &body) {
+        (None, Body::Toml(_, wrapped)) => parse_strategy(wrapped.as_deref())?,
+        _ => from_query,
+    };
     check_definition(caller, &body)?;
+    let how = DeployOptions { must_exist, strategy, deployed_by: Some(caller.name.to_string()) };
     match body {
-        Body::Toml(t) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, &how).await?),
+        Body::Toml(t, _) => Ok(ctx.registry.deploy_toml(&t, "(request body)", expect, &how).await?),
         Body::Json(v) => Ok(ctx.registry.deploy_json(&v, expect, &how).await?),
     }
 }

@@ -68,15 +68,13 @@ impl Proposal for DeployAgent {
 impl DeployAgent {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let key = self.spec.name.key();
-        let existing: Option<String> =
-            ctx.tx.query_row("SELECT toml FROM agents WHERE name_key = ?1", [&key], |r| r.get(0)).optional()?;
+        let existing: Option<(String, u64)> = ctx
+            .tx
+            .query_row("SELECT toml, revision FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
         match existing {
             None if self.must_exist => return Ok(Response::NotFound),
-            Some(toml) if toml == self.toml => {
-                let revision =
-                    ctx.tx.query_row("SELECT revision FROM agents WHERE name_key = ?1", [&key], |r| r.get(0))?;
-                return Ok(Response::Unchanged { revision });
-            }
+            Some((toml, revision)) if toml == self.toml => return Ok(Response::Unchanged { revision }),
             _ => {}
         }
         let created = existing.is_none();

@@ -375,7 +375,9 @@ fn accept(
         }
         let key = m.receiver.to_ascii_lowercase();
         let pinned = m.revision.is_some();
-        match super::rollouts::serving_revision(tx, &key, &m.conversation_id, m.revision)? {
+        // Read once: it routes the message and decides its shadow copy.
+        let rollout = super::rollouts::active(tx, &key)?;
+        match super::rollouts::serving_revision(tx, &key, &m.conversation_id, m.revision, rollout.as_ref())? {
             Some(revision) => m.revision = Some(revision),
             None => {
                 outcomes.push(AcceptOutcome::UnknownRevision);
@@ -395,7 +397,7 @@ fn accept(
         if m.kind == MessageKind::Request {
             if let Ok(receiver) = AgentName::parse(&m.receiver) {
                 if !pinned {
-                    super::rollouts::shadow_copy(tx, &key, &m.id, &receiver, index, stage)?;
+                    super::rollouts::shadow_copy(tx, &key, &m.id, &receiver, rollout.as_ref(), index, stage)?;
                 }
                 stage.push(StateEvent::MessageAccepted { id: m.id.clone(), receiver });
             }

@@ -185,7 +185,18 @@ impl Proposal for UpdateRollout {
 pub(crate) fn load(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<RolloutRecord>> {
     let body: Option<String> =
         tx.query_row("SELECT body FROM rollouts WHERE name_key = ?1", [key], |r| r.get(0)).optional()?;
-    body.map(|b| serde_json::from_str(&b).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))).transpose()
+    body.as_deref().map(parse).transpose()
+}
+
+fn parse(body: &str) -> rusqlite::Result<RolloutRecord> {
+    serde_json::from_str(body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// The rollout of `key` in progress (progressing or paused), if any.
+pub(crate) fn active(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<RolloutRecord>> {
+    let mut s = tx.prepare_cached("SELECT body FROM rollouts WHERE name_key = ?1 AND active = 1")?;
+    let body: Option<String> = s.query_row([key], |r| r.get(0)).optional()?;
+    body.as_deref().map(parse).transpose()
 }
 
 fn save(tx: &Transaction<'_>, key: &str, r: &RolloutRecord, stage: &mut Vec<StateEvent>) -> rusqlite::Result<()> {
@@ -204,7 +215,7 @@ fn save(tx: &Transaction<'_>, key: &str, r: &RolloutRecord, stage: &mut Vec<Stat
 
 /// Ends an active rollout because a later deploy replaced what it rolled out.
 pub(crate) fn supersede(ctx: &mut ApplyCtx<'_, '_>, key: &str, at_ms: i64) -> rusqlite::Result<()> {
-    if let Some(mut r) = load(ctx.tx, key)?.filter(|r| r.state.is_active()) {
+    if let Some(mut r) = active(ctx.tx, key)? {
         r.state = RolloutState::Superseded;
         r.weight = 0;
         r.reason = Some("a later deploy replaced this rollout".into());
@@ -225,13 +236,13 @@ impl StartRollout {
             .optional()?;
         // Nothing to compare with: a first deploy goes straight in.
         let Some((stable, stable_toml)) = current else { return d.apply(ctx) };
-        let active = load(ctx.tx, &key)?.filter(|r| r.state.is_active());
+        let in_progress = active(ctx.tx, &key)?;
         if stable_toml == d.toml {
             // Back to what serves: the rollout in progress is abandoned.
             supersede(ctx, &key, d.at_ms)?;
             return Ok(Response::Unchanged { revision: stable });
         }
-        if let Some(a) = &active {
+        if let Some(a) = &in_progress {
             let candidate_toml: Option<String> = ctx
                 .tx
                 .query_row(
@@ -370,6 +381,7 @@ pub(crate) fn serving_revision(
     key: &str,
     conversation_id: &str,
     pinned: Option<u64>,
+    active: Option<&RolloutRecord>,
 ) -> rusqlite::Result<Option<u64>> {
     if let Some(n) = pinned {
         let exists =
@@ -379,11 +391,7 @@ pub(crate) fn serving_revision(
             .optional()?;
         return Ok(exists.map(|_| n));
     }
-    let mut s = tx.prepare_cached("SELECT body FROM rollouts WHERE name_key = ?1 AND active = 1")?;
-    let active: Option<String> = s.query_row([key], |r| r.get(0)).optional()?;
-    if let Some(body) = active {
-        let r: RolloutRecord =
-            serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    if let Some(r) = active {
         let revision = if bucket(conversation_id) < r.weight { r.candidate } else { r.stable };
         return Ok(Some(revision));
     }
@@ -398,13 +406,11 @@ pub(crate) fn shadow_copy(
     key: &str,
     request_id: &str,
     receiver: &AgentName,
+    active: Option<&RolloutRecord>,
     index: u64,
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<()> {
-    let mut s = tx.prepare_cached("SELECT body FROM rollouts WHERE name_key = ?1 AND active = 1")?;
-    let Some(body) = s.query_row([key], |r| r.get::<_, String>(0)).optional()? else { return Ok(()) };
-    let r: RolloutRecord =
-        serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    let Some(r) = active else { return Ok(()) };
     let sampled = r.spec.strategy == crate::config::Strategy::Shadow
         && r.state == RolloutState::Progressing
         && bucket(request_id) < r.spec.shadow_percent;
@@ -510,6 +516,11 @@ pub(crate) fn record_outcome(
     Ok(())
 }
 
+/// The 0-based rank of the 95th percentile among `n > 0` sorted values.
+fn p95_rank(n: u64) -> u64 {
+    ((n as f64) * 0.95).ceil() as u64 - 1
+}
+
 fn figures(c: &rusqlite::Connection, key: &str, revision: u64, since: u64) -> rusqlite::Result<Figures> {
     let (requests, errors, timeouts): (u64, u64, u64) = c.query_row(
         "SELECT COUNT(*), COALESCE(SUM(outcome = 'error'), 0), COALESCE(SUM(outcome = 'timeout'), 0)
@@ -520,7 +531,7 @@ fn figures(c: &rusqlite::Connection, key: &str, revision: u64, since: u64) -> ru
     let p95_ms = if requests == 0 {
         None
     } else {
-        let offset = ((requests as f64) * 0.95).ceil() as u64 - 1;
+        let offset = p95_rank(requests);
         c.query_row(
             "SELECT took_ms FROM revision_outcomes WHERE name_key = ?1 AND revision = ?2 AND seq > ?3
              ORDER BY took_ms LIMIT 1 OFFSET ?4",
@@ -570,7 +581,7 @@ impl Queries {
                 let p95_ms = if answered == 0 {
                     None
                 } else {
-                    let offset = ((answered as f64) * 0.95).ceil() as u64 - 1;
+                    let offset = p95_rank(answered);
                     c.query_row(
                         "SELECT took_ms FROM shadow_requests WHERE name_key = ?1 AND revision = ?2 AND done = 1
                          ORDER BY took_ms LIMIT 1 OFFSET ?3",

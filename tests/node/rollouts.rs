@@ -366,3 +366,33 @@ async fn an_agents_directory_file_with_a_rollout_table_rolls_out_its_changes() {
     let (status, _) = node.post_json("/v1/agents/filed/rollback", json!({"to": 1})).await;
     assert_eq!(status, 409);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deploy_chooses_its_strategy_by_flag_query_or_json_and_bad_ones_are_named() {
+    let (_stub, node) = stub_node().await;
+    assert_eq!(node.post_toml("/v1/agents", &agent("pick", "one", "")).await.0, 201);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pick.toml");
+    std::fs::write(&file, agent("pick", "two", "")).unwrap();
+    let out = node.cli(&["agent", "deploy", file.to_str().unwrap(), "--strategy", "canary"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, r) = node.get("/v1/agents/pick/rollout").await;
+    assert_eq!((r["spec"]["strategy"].as_str(), r["weight"].as_u64()), (Some("canary"), Some(10)), "{r}");
+
+    let body = json!({"toml": agent("pick", "three", ""), "strategy": "blue-green"});
+    let (status, d) = node.post_json("/v1/agents", body).await;
+    assert_eq!((status, d["revision"].as_u64()), (200, Some(3)), "{d}");
+    let (_, r) = node.get("/v1/agents/pick/rollout").await;
+    assert_eq!(r["spec"]["strategy"], "blue-green", "a new deploy supersedes the canary: {r}");
+
+    let (status, p) = node
+        .send(reqwest::Method::POST, "/v1/agents?strategy=sideways", "application/toml", agent("pick", "four", ""))
+        .await;
+    assert_eq!(status, 400, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("`sideways` is not a strategy"), "{p}");
+    let (status, p) = node.get("/v1/agents/pick?consistency=eventual").await;
+    assert_eq!(status, 400, "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("consistency=`eventual`"), "{p}");
+    let (status, a) = node.get("/v1/agents/pick?consistency=linearizable").await;
+    assert_eq!((status, a["revision"].as_u64()), (200, Some(1)), "{a}");
+}
