@@ -1,14 +1,22 @@
 //! What observability costs a message.
 //!
-//! (a) End to end, one node process, echo agents, 1 and 64 clients: trace
-//!     export off (no OTEL variables) versus on (OTLP/HTTP to a receiver in
-//!     this process that accepts and drops the batches). Metrics are always
-//!     on, so (a) measures the export on top of them.
+//! (a) End to end, one node process, echo agents (each message: the HTTP
+//!     request, the apply, `invoke_agent` and `chat` spans), a phase of 1
+//!     client then two of 64: trace export off (no OTEL variables) versus on
+//!     (OTLP/HTTP to a receiver in this process that decodes every batch and
+//!     counts its spans, so dropped spans would show) and on with a 10 %
+//!     parent-based sampler. Metrics are always on, so (a) measures the
+//!     export on top of them. Per phase: throughput, p50/p99 latency, and
+//!     the node's CPU time per message. Each configuration runs on a fresh
+//!     node, in an order reversed every other round; the summary is the
+//!     median of the per-phase differences against export off.
 //! (b) The metrics a message records (HTTP histogram, message histogram and
 //!     counter, one LLM call with tokens, a commit), timed in a loop: the
 //!     cost of metrics per message, to set against (a)'s latency.
 //!
-//! Run: `cargo bench --bench observability` (`-- --quick` for one short round).
+//! Run: `cargo bench --bench observability` (`-- --quick` for one short
+//! round, `-- --shared` not to pin the node and the load to a CPU each;
+//! `CAXTON_BENCH_DISK=1` keeps the nodes' data on disk instead of tmpfs).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,8 +29,15 @@ fn ms(v: &mut [Duration], p: f64) -> f64 {
     percentile(v, p).as_secs_f64() * 1e3
 }
 
-/// An OTLP/HTTP endpoint that accepts every export; counts the bytes.
+/// Spans received, by the first word of their name.
+static NAMES: Mutex<std::collections::BTreeMap<String, u64>> = Mutex::new(std::collections::BTreeMap::new());
+
+/// An OTLP/HTTP endpoint that accepts every export and counts the spans in
+/// it, so a phase can show that every message's spans arrived (the SDK
+/// drops spans silently when its queue is full, which would look cheap).
 async fn otlp_sink() -> (String, Arc<AtomicU64>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
     let received = Arc::new(AtomicU64::new(0));
     let counter = received.clone();
     let app = axum::Router::new().route(
@@ -30,7 +45,14 @@ async fn otlp_sink() -> (String, Arc<AtomicU64>) {
         axum::routing::post(move |body: axum::body::Bytes| {
             let counter = counter.clone();
             async move {
-                counter.fetch_add(body.len() as u64, Ordering::Relaxed);
+                let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
+                let spans: Vec<_> =
+                    request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
+                counter.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                let mut names = NAMES.lock().unwrap();
+                for span in spans {
+                    *names.entry(span.name.split(' ').next().unwrap_or_default().to_owned()).or_insert(0) += 1;
+                }
                 ""
             }
         }),
@@ -41,11 +63,63 @@ async fn otlp_sink() -> (String, Arc<AtomicU64>) {
     (url, received)
 }
 
-/// Per phase: clients, messages/s, p50 ms, p99 ms.
-type Row = (usize, f64, f64, f64);
+/// What one phase measured.
+#[derive(Clone, Copy)]
+struct Row {
+    clients: usize,
+    /// Answered messages per second.
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    /// CPU time of the node process (every thread, the exporter's
+    /// included) per answered message, in microseconds: what the node
+    /// spends on a message whoever else shares the cores.
+    cpu_us: f64,
+    /// Share of the machine's CPUs busy during the phase.
+    busy: f64,
+}
 
-async fn echo_node(env: Vec<(String, String)>) -> TestNode {
+/// User + system CPU of a process, all threads (`/proc/PID/stat`).
+fn process_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the node's /proc stat");
+    // Fields after the command name, which is parenthesised and may hold spaces.
+    let rest = &stat[stat.rfind(')').expect("stat has a command") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 1000 / clock_ticks())
+}
+
+fn clock_ticks() -> u64 {
+    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *TICKS.get_or_init(|| {
+        let out = std::process::Command::new("getconf").arg("CLK_TCK").output().expect("getconf");
+        String::from_utf8_lossy(&out.stdout).trim().parse().expect("CLK_TCK")
+    })
+}
+
+/// (busy, total) jiffies of the whole machine (`/proc/stat`).
+fn machine_cpu() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let v: Vec<u64> = stat.lines().next().unwrap().split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    (total - v[3] - v[4], total)
+}
+
+/// Pins every thread of `pid` to the given CPUs (`taskset` syntax).
+fn pin(pid: u32, cpus: &str) {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("taskset (util-linux)");
+    assert!(status.success(), "taskset -c {cpus} {pid}");
+}
+
+async fn echo_node(env: Vec<(String, String)>, pinned: bool) -> TestNode {
     let node = TestNode::start_with(NodeOptions { env, ..Default::default() }).await;
+    if pinned {
+        pin(node.pid(), "1");
+    }
     for i in 0..4 {
         let r = node
             .http
@@ -67,6 +141,7 @@ async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
     let done = Arc::new(AtomicU64::new(0));
     let lat = Arc::new(Mutex::new(Vec::new()));
     let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
+    let (cpu0, machine0) = (process_cpu(node.pid()), machine_cpu());
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for c in 0..clients {
@@ -100,10 +175,17 @@ async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
     for t in tasks {
         t.await.unwrap();
     }
+    let (cpu, machine) = (process_cpu(node.pid()) - cpu0, machine_cpu());
+    let busy = (machine.0 - machine0.0) as f64 / (machine.1 - machine0.1) as f64;
     let mut lat = lat.lock().unwrap().clone();
-    let rate = done.load(Ordering::Relaxed) as f64 / secs as f64;
+    let answered = done.load(Ordering::Relaxed);
+    let rate = answered as f64 / secs as f64;
+    let cpu_us = cpu.as_secs_f64() * 1e6 / answered.max(1) as f64;
     let (p50, p99) = (ms(&mut lat, 0.5), ms(&mut lat, 0.99));
-    println!("{label:<24} {clients:>3} clients: {rate:>7.0} messages/s, p50 {p50:.2} ms, p99 {p99:.2} ms");
+    println!(
+        "{label:<24} {clients:>3} clients: {rate:>7.0} messages/s, p50 {p50:.2} ms, p99 {p99:.2} ms, node CPU {cpu_us:.0} µs/message, machine {:.0} % busy",
+        busy * 100.0
+    );
     let failed = failed.lock().unwrap();
     if !failed.is_empty() {
         println!("{:<24} not answered with 200: {failed:?}", "");
@@ -111,7 +193,7 @@ async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
         let tail: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).take(3).collect();
         println!("node errors:\n{}", tail.join("\n"));
     }
-    (clients, rate, p50, p99)
+    Row { clients, rate, p50, p99, cpu_us, busy }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -139,10 +221,30 @@ fn metrics_cost_per_message() {
 /// Export off and on alternate, round after round, each on a fresh node,
 /// and the per-round differences are summarised by their median: on two
 /// shared cores a single pair of runs drifts by as much as the effect.
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    // Node data directories on tmpfs: what is compared is CPU work, and on
+    // this machine's virtual disk an fsync now and then stalls a node for
+    // over a second (seen in both configurations), which swamps the effect.
+    // Set before the runtime starts its threads.
+    let shm = std::path::Path::new("/dev/shm");
+    if shm.is_dir() && std::env::var_os("CAXTON_BENCH_DISK").is_none() {
+        std::env::set_var("TMPDIR", shm);
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(run());
+}
+
+async fn run() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let (secs, rounds) = if quick { (4, 1) } else { (6, 5) };
+    // Pinned (default): the node on CPU 1, this process (clients and the
+    // OTLP receiver) on CPU 0, as if the load and the collector were other
+    // machines; the node's exporter thread shares the node's CPU. `--shared`
+    // lets everything float over both CPUs.
+    let pinned =
+        !std::env::args().any(|a| a == "--shared") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    if pinned {
+        pin(std::process::id(), "0");
+    }
+    let (secs, rounds) = if quick { (4, 1) } else { (8, 5) };
     metrics_cost_per_message();
     let (endpoint, received) = otlp_sink().await;
     let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
@@ -152,35 +254,71 @@ async fn main() {
     let configs =
         [("trace export off", Vec::new()), ("trace export on (OTLP)", on_env), ("export on, 10% sampled", sampled_env)];
     // (config, clients) -> per-round differences against export off.
-    let mut deltas: std::collections::BTreeMap<(usize, usize), (Vec<f64>, Vec<f64>)> = Default::default();
+    let mut deltas: std::collections::BTreeMap<(usize, usize), Deltas> = Default::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
-        let mut rows: Vec<Vec<Row>> = Vec::new();
-        for (label, env) in &configs {
-            let node = echo_node(env.clone()).await;
+        // Every other round runs the configurations in reverse order, so a
+        // drift of the machine during a round does not favour one of them.
+        let mut order: Vec<usize> = (0..configs.len()).collect();
+        if round % 2 == 0 {
+            order.reverse();
+        }
+        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); configs.len()];
+        for config in order {
+            let (label, env) = &configs[config];
+            let node = echo_node(env.clone(), pinned).await;
+            let spans_before = received.load(Ordering::Relaxed);
             let mut mine = Vec::new();
-            for clients in [1usize, 64] {
+            for clients in [1usize, 64, 64] {
                 mine.push(phase(&node, label, clients, secs).await);
             }
-            rows.push(mine);
+            if !env.is_empty() {
+                // The last batch leaves within the schedule delay.
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                let messages: f64 = mine.iter().map(|r| r.rate * secs as f64).sum();
+                let spans = received.load(Ordering::Relaxed) - spans_before;
+                let names = std::mem::take(&mut *NAMES.lock().unwrap());
+                println!(
+                    "{label:<24} spans received: {spans} ({:.2} per answered message: {names:?})",
+                    spans as f64 / messages
+                );
+            }
+            rows[config] = mine;
         }
         for (config, on) in rows.iter().enumerate().skip(1) {
-            for ((clients, r0, p0, _), (_, r1, p1, _)) in rows[0].iter().zip(on) {
-                let d = deltas.entry((config, *clients)).or_default();
-                d.0.push((r1 / r0 - 1.0) * 100.0);
-                d.1.push((p1 / p0 - 1.0) * 100.0);
+            for (off, on) in rows[0].iter().zip(on) {
+                let d = deltas.entry((config, off.clients)).or_default();
+                d.rate.push((on.rate / off.rate - 1.0) * 100.0);
+                d.p50.push((on.p50 / off.p50 - 1.0) * 100.0);
+                d.p99.push((on.p99 / off.p99 - 1.0) * 100.0);
+                d.cpu.push((on.cpu_us / off.cpu_us - 1.0) * 100.0);
+                d.busy.push(on.busy.min(off.busy) * 100.0);
             }
         }
     }
-    for ((config, clients), (rate, p50)) in deltas {
+    let list = |v: &[f64]| v.iter().map(|d| format!("{d:+.1}")).collect::<Vec<_>>().join(", ");
+    for ((config, clients), d) in deltas {
         println!(
-            "{} against off, {clients} clients, median of {rounds} rounds: throughput {:+.1} %, p50 latency {:+.1} % (throughput per round: {})",
+            "{} against off, {clients} clients, median of {} phases: throughput {:+.1} %, p50 latency {:+.1} %, p99 {:+.1} %, node CPU per message {:+.1} % (per phase: throughput {}; CPU {}; machine busy at least {:.0} %)",
             configs[config].0,
-            median(rate.clone()),
-            median(p50),
-            rate.iter().map(|d| format!("{d:+.1}")).collect::<Vec<_>>().join(", ")
+            d.rate.len(),
+            median(d.rate.clone()),
+            median(d.p50.clone()),
+            median(d.p99.clone()),
+            median(d.cpu.clone()),
+            list(&d.rate),
+            list(&d.cpu),
+            median(d.busy.clone()),
         );
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    println!("OTLP bytes received: {}", received.load(Ordering::Relaxed));
+}
+
+/// Per-round differences of one configuration against export off, in %.
+#[derive(Default)]
+struct Deltas {
+    rate: Vec<f64>,
+    p50: Vec<f64>,
+    p99: Vec<f64>,
+    cpu: Vec<f64>,
+    busy: Vec<f64>,
 }

@@ -59,6 +59,15 @@ pub fn continue_sampled(span: &tracing::Span, trace_id: &str, span_id: &str, sam
     }
 }
 
+/// Links `span` to the span with these W3C ids (sampled): a span that
+/// handles several traced things at once (a batch) is the child of one and
+/// linked to the others.
+pub fn link(span: &tracing::Span, trace_id: &str, span_id: &str) {
+    if let Some(parent) = remote_parent(trace_id, span_id, true) {
+        span.add_link(parent.span().span_context().clone());
+    }
+}
+
 /// Makes `span` a child of a `traceparent` header value.
 pub fn continue_traceparent(span: &tracing::Span, header: &str) {
     let mut parts = header.trim().split('-');

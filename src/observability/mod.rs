@@ -17,11 +17,17 @@ use tracing_subscriber::{EnvFilter, Layer};
 
 use crate::config::LogFormat;
 
-fn exported_spans() -> tracing_subscriber::filter::Targets {
-    use tracing::Level;
-    tracing_subscriber::filter::Targets::new()
-        .with_target("caxton", Level::INFO)
-        .with_target("caxton_cluster", Level::INFO)
+/// What the trace layer sees: Caxton's own spans (requests, invocations,
+/// model and tool calls, commits, applies), not every dependency's
+/// internals; and of log events only warnings and errors, which mark the
+/// span they happen in. An INFO line per request as a span event would be
+/// encoded and exported with every trace, for what the logs already say.
+fn exported(meta: &tracing::Metadata<'_>) -> bool {
+    let ours = |crate_name: &str| {
+        meta.target() == crate_name || meta.target().strip_prefix(crate_name).is_some_and(|rest| rest.starts_with("::"))
+    };
+    let wanted = if meta.is_span() { tracing::Level::INFO } else { tracing::Level::WARN };
+    (ours("caxton") || ours("caxton_cluster")) && *meta.level() <= wanted
 }
 
 /// Installs the global subscriber: the log output, and trace export when
@@ -35,9 +41,9 @@ pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<Trac
         LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
     };
     let (otel, export) = match traces::layer(node_id) {
-        // Caxton's own spans only (requests, invocations, model and tool
-        // calls, commits), not every dependency's internals.
-        Ok(Some((layer, export))) => (Some(layer.with_filter(exported_spans())), Some(export)),
+        Ok(Some((layer, export))) => {
+            (Some(layer.with_filter(tracing_subscriber::filter::filter_fn(exported))), Some(export))
+        }
         Ok(None) => (None, None),
         Err(e) => {
             eprintln!("warning: trace export is off: cannot build the OTLP exporter: {e:#}");

@@ -55,13 +55,19 @@ where
     }
     let provider = SdkTracerProvider::builder().with_resource(resource.build()).with_batch_exporter(exporter).build();
     let tracer = provider.tracer("caxton");
-    // No busy/idle timing on every enter and exit, no code location or
-    // thread attributes: per-span work is what traces cost a message.
+    // Per-span work is what traces cost a message, so the layer does only
+    // what the spans need: no busy/idle timing and no OpenTelemetry context
+    // attached on every enter and exit (a span is entered at every poll of
+    // its future; our ids are read with `OpenTelemetrySpanExt::context`,
+    // which does not need it), no code location, thread or target
+    // attributes.
     let layer = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_location(false)
-        .with_threads(false);
+        .with_threads(false)
+        .with_target(false);
     Ok(Some((layer, TraceExport { provider })))
 }
 

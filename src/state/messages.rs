@@ -298,16 +298,28 @@ impl SetConversation {
     }
 }
 
-/// A span for applying a traced message on this replica, child of the span
-/// that sent it; none for an untraced one (its ids are a request id, not
-/// W3C ids), so applying costs nothing extra when export is off.
-fn apply_span(m: &Message, index: u64) -> tracing::Span {
-    if m.trace_unsampled || !caxton_cluster::trace_context::is_w3c(&m.trace_id, &m.span_id) {
-        return tracing::Span::none();
+/// One span for applying an entry's messages on this replica, if any of
+/// them is traced: the child of the first traced message's sending span and
+/// linked to the others' (OpenTelemetry's model of processing a batch).
+/// None for untraced ones (their ids are a request id, not W3C ids), so
+/// applying costs nothing extra when export is off. A span per message
+/// would add a quarter of the spans a message costs, to time one insert.
+fn apply_span(messages: &[Message], index: u64) -> tracing::Span {
+    let mut traced = messages
+        .iter()
+        .filter(|m| !m.trace_unsampled && caxton_cluster::trace_context::is_w3c(&m.trace_id, &m.span_id));
+    let Some(first) = traced.next() else { return tracing::Span::none() };
+    let span = tracing::info_span!(
+        "raft apply",
+        otel.kind = "internal",
+        raft.log_index = index,
+        messaging.message.id = %first.id,
+        messaging.batch.message_count = messages.len()
+    );
+    caxton_cluster::trace_context::continue_trace(&span, &first.trace_id, &first.span_id);
+    for m in traced {
+        caxton_cluster::trace_context::link(&span, &m.trace_id, &m.span_id);
     }
-    let span =
-        tracing::info_span!("raft apply", otel.kind = "internal", raft.log_index = index, messaging.message.id = %m.id);
-    caxton_cluster::trace_context::continue_trace(&span, &m.trace_id, &m.span_id);
     span
 }
 
@@ -357,8 +369,8 @@ fn accept(
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<Response> {
     let mut outcomes = Vec::with_capacity(messages.len());
+    let _apply = apply_span(&messages, index).entered();
     for mut m in messages {
-        let _apply = apply_span(&m, index).entered();
         let exists: bool =
             tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&m.id], |_| Ok(true)).optional()?.unwrap_or(false);
         if exists {

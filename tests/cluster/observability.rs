@@ -127,6 +127,10 @@ struct ReceivedSpan {
     span_id: String,
     parent: String,
     attributes: std::collections::HashMap<String, String>,
+    /// Names of the span's events.
+    events: Vec<String>,
+    /// (trace id, span id) of each linked span.
+    links: Vec<(String, String)>,
 }
 
 /// An OTLP/HTTP trace receiver: decodes the protobuf export requests.
@@ -171,6 +175,8 @@ impl Collector {
                             span_id: hex(&span.span_id),
                             parent: hex(&span.parent_span_id),
                             attributes: span.attributes.iter().map(|a| (a.key.clone(), text(&a.value))).collect(),
+                            events: span.events.into_iter().map(|e| e.name).collect(),
+                            links: span.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
                         });
                     }
                 }
@@ -186,6 +192,10 @@ impl Collector {
 
     fn trace(&self, trace_id: &str) -> Vec<ReceivedSpan> {
         self.spans.lock().unwrap().iter().filter(|s| s.trace_id == trace_id).cloned().collect()
+    }
+
+    fn named(&self, node: &str, name: &str) -> Vec<ReceivedSpan> {
+        self.spans.lock().unwrap().iter().filter(|s| s.node == node && s.name == name).cloned().collect()
     }
 }
 
@@ -253,6 +263,8 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let find = |node: &str, name: &str| spans.iter().find(|s| s.node == node && s.name.starts_with(name)).unwrap();
     let request = find("1", "POST /v1/messages");
     assert_eq!(request.parent, caller_span, "the incoming traceparent is the request's parent");
+    // INFO log lines stay in the log: only warnings and errors are span events.
+    assert!(!request.events.iter().any(|e| e == "request done"), "{request:?}");
     let invoke = find("2", "invoke_agent");
     assert_eq!(invoke.name, format!("invoke_agent {remote}"));
     assert_eq!(invoke.attributes["gen_ai.operation.name"], "invoke_agent");
@@ -269,6 +281,42 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     assert!(!chat.attributes["gen_ai.provider.name"].is_empty());
     assert_eq!(chat.attributes["gen_ai.usage.input_tokens"], "1");
     assert_eq!(chat.attributes["gen_ai.usage.output_tokens"], "1");
+
+    // Messages sent together are applied together: one apply span per log
+    // entry on each replica, the child of one message's span and linked to
+    // the others'. Every message's apply is in its trace or linked from it.
+    let traces: Vec<String> = (0..48).map(|i| format!("{:032x}", 0xa11ce_u128 << 64 | i)).collect();
+    let sends = traces.iter().map(|trace| {
+        let (http, url, remote) = (entry.http.clone(), entry.url("/v1/messages"), remote.clone());
+        let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
+        async move {
+            let body = serde_json::json!({"to": remote, "content": "together", "timeout_ms": 30000});
+            http.post(url).header("traceparent", traceparent).json(&body).send().await.unwrap().status()
+        }
+    });
+    for status in futures::future::join_all(sends).await {
+        assert_eq!(status, 200);
+    }
+    let applies =
+        eventually_some("every message's apply on node 2, in its trace or linked", Duration::from_secs(30), || async {
+            let applies = collector.named("2", "raft apply");
+            let sent_from_1 =
+                |trace: &str, span: &str| collector.trace(trace).iter().any(|s| s.node == "1" && s.span_id == span);
+            let accounted = traces.iter().all(|t| {
+                applies.iter().any(|a| {
+                    (a.trace_id == *t && sent_from_1(t, &a.parent))
+                        || a.links.iter().any(|(lt, ls)| lt == t && sent_from_1(t, ls))
+                })
+            });
+            accounted.then_some(applies)
+        })
+        .await;
+    let batched: Vec<&ReceivedSpan> = applies.iter().filter(|a| traces.contains(&a.trace_id)).collect();
+    assert!(batched.len() < traces.len(), "48 concurrent messages were applied one entry each: {batched:#?}");
+    assert!(batched.iter().any(|a| !a.links.is_empty()), "{batched:#?}");
+    for apply in &batched {
+        assert_eq!(apply.attributes["messaging.batch.message_count"], (apply.links.len() + 1).to_string(), "{apply:?}");
+    }
 
     // A caller's decision not to sample holds on every node: the message
     // carries it, and the owner's spans follow it.
