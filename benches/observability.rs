@@ -1,15 +1,16 @@
 //! What observability costs a message.
 //!
-//! (a) End to end, one node process, echo agents (each message: the HTTP
-//!     request, the apply, `invoke_agent` and `chat` spans), a phase of 1
-//!     client then two of 64: trace export off (no OTEL variables) versus on
-//!     (OTLP/HTTP to a receiver in this process that decodes every batch and
-//!     counts its spans, so dropped spans would show) and on with a 10 %
-//!     parent-based sampler. Metrics are always on, so (a) measures the
-//!     export on top of them. Per phase: throughput, p50/p99 latency, and
-//!     the node's CPU time per message. Each configuration runs on a fresh
-//!     node, in an order reversed every other round; the summary is the
-//!     median of the per-phase differences against export off.
+//! (a) End to end, one node process per configuration, echo agents (each
+//!     message: the HTTP request, `invoke_agent` and `chat` spans, and a
+//!     share of an apply span per log entry), 1 and 64 clients: trace export
+//!     off (no OTEL variables) versus on (OTLP/HTTP to a receiver in this
+//!     process that decodes every batch and counts its spans, so dropped
+//!     spans would show) and on with a 10 % parent-based sampler. Metrics
+//!     are always on, so (a) measures the export on top of them. The three
+//!     nodes run side by side and short phases alternate between them, in a
+//!     rotating order; per phase: throughput, p50/p99 latency, and the
+//!     node's CPU time per message. The summary is the median of the
+//!     per-phase differences against export off.
 //! (b) The metrics a message records (HTTP histogram, message histogram and
 //!     counter, one LLM call with tokens, a commit), timed in a loop: the
 //!     cost of metrics per message, to set against (a)'s latency.
@@ -29,16 +30,20 @@ fn ms(v: &mut [Duration], p: f64) -> f64 {
     percentile(v, p).as_secs_f64() * 1e3
 }
 
-/// Spans received, by the first word of their name.
-static NAMES: Mutex<std::collections::BTreeMap<String, u64>> = Mutex::new(std::collections::BTreeMap::new());
+/// Spans one receiver got: the total, and by the first word of the name.
+#[derive(Default)]
+struct Received {
+    spans: AtomicU64,
+    names: Mutex<std::collections::BTreeMap<String, u64>>,
+}
 
 /// An OTLP/HTTP endpoint that accepts every export and counts the spans in
-/// it, so a phase can show that every message's spans arrived (the SDK
+/// it, so a run can show that every message's spans arrived (the SDK
 /// drops spans silently when its queue is full, which would look cheap).
-async fn otlp_sink() -> (String, Arc<AtomicU64>) {
+async fn otlp_sink() -> (String, Arc<Received>) {
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
-    let received = Arc::new(AtomicU64::new(0));
+    let received = Arc::new(Received::default());
     let counter = received.clone();
     let app = axum::Router::new().route(
         "/v1/traces",
@@ -48,8 +53,8 @@ async fn otlp_sink() -> (String, Arc<AtomicU64>) {
                 let request = ExportTraceServiceRequest::decode(body).expect("an OTLP protobuf export");
                 let spans: Vec<_> =
                     request.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).collect();
-                counter.fetch_add(spans.len() as u64, Ordering::Relaxed);
-                let mut names = NAMES.lock().unwrap();
+                counter.spans.fetch_add(spans.len() as u64, Ordering::Relaxed);
+                let mut names = counter.names.lock().unwrap();
                 for span in spans {
                     *names.entry(span.name.split(' ').next().unwrap_or_default().to_owned()).or_insert(0) += 1;
                 }
@@ -66,7 +71,6 @@ async fn otlp_sink() -> (String, Arc<AtomicU64>) {
 /// What one phase measured.
 #[derive(Clone, Copy)]
 struct Row {
-    clients: usize,
     /// Answered messages per second.
     rate: f64,
     p50: f64,
@@ -193,7 +197,7 @@ async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
         let tail: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).take(3).collect();
         println!("node errors:\n{}", tail.join("\n"));
     }
-    Row { clients, rate, p50, p99, cpu_us, busy }
+    Row { rate, p50, p99, cpu_us, busy }
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -235,64 +239,75 @@ fn main() {
 
 async fn run() {
     let quick = std::env::args().any(|a| a == "--quick");
-    // Pinned (default): the node on CPU 1, this process (clients and the
-    // OTLP receiver) on CPU 0, as if the load and the collector were other
-    // machines; the node's exporter thread shares the node's CPU. `--shared`
+    // Pinned (default): the nodes on CPU 1, this process (clients and the
+    // OTLP receivers) on CPU 0, as if the load and the collector were other
+    // machines; a node's exporter thread shares the node's CPU. `--shared`
     // lets everything float over both CPUs.
     let pinned =
         !std::env::args().any(|a| a == "--shared") && std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
     if pinned {
         pin(std::process::id(), "0");
     }
-    let (secs, rounds) = if quick { (4, 1) } else { (8, 5) };
+    let (secs, reps, rounds) = if quick { (2, 1, 1) } else { (3, 4, 3) };
     metrics_cost_per_message();
-    let (endpoint, received) = otlp_sink().await;
     let var = |k: &str, v: &str| (k.to_owned(), v.to_owned());
-    let on_env = vec![var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), var("OTEL_BSP_SCHEDULE_DELAY", "500")];
-    let mut sampled_env = on_env.clone();
-    sampled_env.extend([var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"), var("OTEL_TRACES_SAMPLER_ARG", "0.1")]);
-    let configs =
-        [("trace export off", Vec::new()), ("trace export on (OTLP)", on_env), ("export on, 10% sampled", sampled_env)];
-    // (config, clients) -> per-round differences against export off.
+    let (on_url, on_received) = otlp_sink().await;
+    let (sampled_url, sampled_received) = otlp_sink().await;
+    let on_env = vec![var("OTEL_EXPORTER_OTLP_ENDPOINT", &on_url), var("OTEL_BSP_SCHEDULE_DELAY", "500")];
+    let sampled_env = vec![
+        var("OTEL_EXPORTER_OTLP_ENDPOINT", &sampled_url),
+        var("OTEL_BSP_SCHEDULE_DELAY", "500"),
+        var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        var("OTEL_TRACES_SAMPLER_ARG", "0.1"),
+    ];
+    let configs = [
+        ("trace export off", Vec::new(), None),
+        ("trace export on (OTLP)", on_env, Some(on_received)),
+        ("export on, 10% sampled", sampled_env, Some(sampled_received)),
+    ];
+    // (config, clients) -> per-phase differences against export off.
     let mut deltas: std::collections::BTreeMap<(usize, usize), Deltas> = Default::default();
     for round in 1..=rounds {
         println!("round {round} of {rounds}");
-        // Every other round runs the configurations in reverse order, so a
-        // drift of the machine during a round does not favour one of them.
-        let mut order: Vec<usize> = (0..configs.len()).collect();
-        if round % 2 == 0 {
-            order.reverse();
+        // One node per configuration, all alive at once; short phases
+        // alternate between them, so a drift of the machine (its speed moves
+        // by 10-20 % over minutes here) falls on every configuration alike.
+        let mut nodes = Vec::new();
+        for (_, env, _) in &configs {
+            nodes.push(echo_node(env.clone(), pinned).await);
         }
-        let mut rows: Vec<Vec<Row>> = vec![Vec::new(); configs.len()];
-        for config in order {
-            let (label, env) = &configs[config];
-            let node = echo_node(env.clone(), pinned).await;
-            let spans_before = received.load(Ordering::Relaxed);
-            let mut mine = Vec::new();
-            for clients in [1usize, 64, 64] {
-                mine.push(phase(&node, label, clients, secs).await);
+        let mut answered = vec![0.0; configs.len()];
+        for clients in [1usize, 64] {
+            for rep in 0..reps {
+                let mut rows = vec![None; configs.len()];
+                for k in 0..configs.len() {
+                    let config = (k + rep + round) % configs.len();
+                    let row = phase(&nodes[config], configs[config].0, clients, secs).await;
+                    answered[config] += row.rate * secs as f64;
+                    rows[config] = Some(row);
+                }
+                let off = rows[0].unwrap();
+                for (config, on) in rows.iter().enumerate().skip(1) {
+                    let on = on.unwrap();
+                    let d = deltas.entry((config, clients)).or_default();
+                    d.rate.push((on.rate / off.rate - 1.0) * 100.0);
+                    d.p50.push((on.p50 / off.p50 - 1.0) * 100.0);
+                    d.p99.push((on.p99 / off.p99 - 1.0) * 100.0);
+                    d.cpu.push((on.cpu_us / off.cpu_us - 1.0) * 100.0);
+                    d.busy.push(on.busy.min(off.busy) * 100.0);
+                }
             }
-            if !env.is_empty() {
-                // The last batch leaves within the schedule delay.
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                let messages: f64 = mine.iter().map(|r| r.rate * secs as f64).sum();
-                let spans = received.load(Ordering::Relaxed) - spans_before;
-                let names = std::mem::take(&mut *NAMES.lock().unwrap());
+        }
+        // The last batches leave within the schedule delay.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for ((label, _, received), messages) in configs.iter().zip(&answered) {
+            if let Some(received) = received {
+                let spans = received.spans.swap(0, Ordering::Relaxed);
+                let names = std::mem::take(&mut *received.names.lock().unwrap());
                 println!(
                     "{label:<24} spans received: {spans} ({:.2} per answered message: {names:?})",
                     spans as f64 / messages
                 );
-            }
-            rows[config] = mine;
-        }
-        for (config, on) in rows.iter().enumerate().skip(1) {
-            for (off, on) in rows[0].iter().zip(on) {
-                let d = deltas.entry((config, off.clients)).or_default();
-                d.rate.push((on.rate / off.rate - 1.0) * 100.0);
-                d.p50.push((on.p50 / off.p50 - 1.0) * 100.0);
-                d.p99.push((on.p99 / off.p99 - 1.0) * 100.0);
-                d.cpu.push((on.cpu_us / off.cpu_us - 1.0) * 100.0);
-                d.busy.push(on.busy.min(off.busy) * 100.0);
             }
         }
     }
@@ -313,7 +328,7 @@ async fn run() {
     }
 }
 
-/// Per-round differences of one configuration against export off, in %.
+/// Per-phase differences of one configuration against export off, in %.
 #[derive(Default)]
 struct Deltas {
     rate: Vec<f64>,
