@@ -32,17 +32,22 @@ pub fn traceparent() -> Option<String> {
     current_context().map(|(trace, span, sampled)| format!("00-{trace}-{span}-{}", if sampled { "01" } else { "00" }))
 }
 
-fn remote_parent(trace_id: &str, span_id: &str, sampled: bool) -> Option<Context> {
+/// The context of a span on another node (or in a committed message),
+/// if these are W3C ids.
+fn remote_span(trace_id: &str, span_id: &str, sampled: bool) -> Option<SpanContext> {
     let trace = TraceId::from_hex(trace_id).ok().filter(|t| *t != TraceId::INVALID)?;
     let span = SpanId::from_hex(span_id).ok().filter(|s| *s != SpanId::INVALID)?;
     let flags = if sampled { TraceFlags::SAMPLED } else { TraceFlags::default() };
-    let sc = SpanContext::new(trace, span, flags, true, TraceState::default());
-    Some(Context::new().with_remote_span_context(sc))
+    Some(SpanContext::new(trace, span, flags, true, TraceState::default()))
+}
+
+fn remote_parent(trace_id: &str, span_id: &str, sampled: bool) -> Option<Context> {
+    remote_span(trace_id, span_id, sampled).map(|sc| Context::new().with_remote_span_context(sc))
 }
 
 /// Whether these are W3C trace and span ids (not a request id, not zero).
 pub fn is_w3c(trace_id: &str, span_id: &str) -> bool {
-    remote_parent(trace_id, span_id, true).is_some()
+    remote_span(trace_id, span_id, true).is_some()
 }
 
 /// Makes `span` (not yet entered) a child of the span with these W3C ids;
@@ -63,8 +68,8 @@ pub fn continue_sampled(span: &tracing::Span, trace_id: &str, span_id: &str, sam
 /// handles several traced things at once (a batch) is the child of one and
 /// linked to the others.
 pub fn link(span: &tracing::Span, trace_id: &str, span_id: &str) {
-    if let Some(parent) = remote_parent(trace_id, span_id, true) {
-        span.add_link(parent.span().span_context().clone());
+    if let Some(linked) = remote_span(trace_id, span_id, true) {
+        span.add_link(linked);
     }
 }
 

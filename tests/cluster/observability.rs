@@ -199,6 +199,14 @@ impl Collector {
     }
 }
 
+/// Sends a request message to `to` through `node` with this W3C
+/// `traceparent` and waits for its answer; the HTTP status.
+async fn send_traced(node: &TestNode, traceparent: String, to: &str, content: &str) -> reqwest::StatusCode {
+    let body = serde_json::json!({"to": to, "content": content, "timeout_ms": 30000});
+    let r = node.http.post(node.url("/v1/messages")).header("traceparent", traceparent).json(&body).send().await;
+    r.unwrap().status()
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -244,15 +252,7 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     .await;
 
     let (trace_id, caller_span) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let r = entry
-        .http
-        .post(entry.url("/v1/messages"))
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .json(&serde_json::json!({"to": remote, "content": "follow me", "timeout_ms": 30000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(send_traced(entry, format!("00-{trace_id}-{caller_span}-01"), &remote, "follow me").await, 200);
     let spans = eventually_some("the trace's spans from both nodes", Duration::from_secs(30), || async {
         let spans = collector.trace(trace_id);
         let has = |node: &str, name: &str| spans.iter().any(|s| s.node == node && s.name.starts_with(name));
@@ -286,14 +286,8 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     // entry on each replica, the child of one message's span and linked to
     // the others'. Every message's apply is in its trace or linked from it.
     let traces: Vec<String> = (0..48).map(|i| format!("{:032x}", 0xa11ce_u128 << 64 | i)).collect();
-    let sends = traces.iter().map(|trace| {
-        let (http, url, remote) = (entry.http.clone(), entry.url("/v1/messages"), remote.clone());
-        let traceparent = format!("00-{trace}-00f067aa0ba902b7-01");
-        async move {
-            let body = serde_json::json!({"to": remote, "content": "together", "timeout_ms": 30000});
-            http.post(url).header("traceparent", traceparent).json(&body).send().await.unwrap().status()
-        }
-    });
+    let sends =
+        traces.iter().map(|trace| send_traced(entry, format!("00-{trace}-00f067aa0ba902b7-01"), &remote, "together"));
     for status in futures::future::join_all(sends).await {
         assert_eq!(status, 200);
     }
@@ -321,15 +315,8 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     // A caller's decision not to sample holds on every node: the message
     // carries it, and the owner's spans follow it.
     let unsampled = "5bf92f3577b34da6a3ce929d0e0e4737";
-    let r = entry
-        .http
-        .post(entry.url("/v1/messages"))
-        .header("traceparent", format!("00-{unsampled}-00f067aa0ba902b8-00"))
-        .json(&serde_json::json!({"to": remote, "content": "do not follow me", "timeout_ms": 30000}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let traceparent = format!("00-{unsampled}-00f067aa0ba902b8-00");
+    assert_eq!(send_traced(entry, traceparent, &remote, "do not follow me").await, 200);
 
     // A write through a follower: its commit is forwarded to the leader over
     // RPC, and the leader's side continues the trace (`traceparent` on RPC).
