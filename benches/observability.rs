@@ -9,8 +9,12 @@
 //!     are always on, so (a) measures the export on top of them. The three
 //!     nodes run side by side and short phases alternate between them, in a
 //!     rotating order; per phase: throughput, p50/p99 latency, and the
-//!     node's CPU time per message. The summary is the median of the
-//!     per-phase differences against export off.
+//!     node's CPU time per message. After each turn of phases all three
+//!     are loaded at once, sharing the node CPU, for their CPU time per
+//!     message measured over the same seconds: on this machine, whose speed
+//!     moves by 10-20 % between phases, the steadiest figure of what
+//!     export costs. The summary is the median of the per-phase
+//!     differences against export off.
 //! (b) The metrics a message records (HTTP histogram, message histogram and
 //!     counter, one LLM call with tokens, a commit), timed in a loop: the
 //!     cost of metrics per message, to set against (a)'s latency.
@@ -138,29 +142,30 @@ async fn echo_node(env: Vec<(String, String)>, pinned: bool) -> TestNode {
     node
 }
 
-/// `clients` concurrent senders for `secs`; every refusal is reported, so
-/// a node that falls over cannot pass for a slow one.
-async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
+/// What `clients` concurrent senders got from one node in `secs`: every
+/// refusal is kept, so a node that falls over cannot pass for a slow one.
+struct Load {
+    answered: u64,
+    latencies: Vec<Duration>,
+    /// The node's CPU time over the load.
+    cpu: Duration,
+}
+
+async fn load(node: &TestNode, clients: usize, secs: u64) -> Load {
     let http = reqwest::Client::builder().pool_max_idle_per_host(256).build().unwrap();
-    let done = Arc::new(AtomicU64::new(0));
-    let lat = Arc::new(Mutex::new(Vec::new()));
     let failed: Arc<Mutex<std::collections::BTreeMap<String, u64>>> = Default::default();
-    let (cpu0, machine0) = (process_cpu(node.pid()), machine_cpu());
+    let cpu0 = process_cpu(node.pid());
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for c in 0..clients {
-        let (http, url, done, lat) = (http.clone(), node.url("/v1/messages"), done.clone(), lat.clone());
-        let failed = failed.clone();
+        let (http, url, failed) = (http.clone(), node.url("/v1/messages"), failed.clone());
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             while Instant::now() < deadline {
                 let body = serde_json::json!({"to": format!("echo{}", c % 4), "content": "ping", "timeout_ms": 30000});
                 let t = Instant::now();
                 match http.post(&url).json(&body).send().await {
-                    Ok(r) if r.status() == 200 => {
-                        mine.push(t.elapsed());
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
+                    Ok(r) if r.status() == 200 => mine.push(t.elapsed()),
                     Ok(r) => {
                         let status = r.status().to_string();
                         let body = r.text().await.unwrap_or_default();
@@ -173,31 +178,56 @@ async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
                     Err(e) => *failed.lock().unwrap().entry(format!("error: {e}")).or_insert(0) += 1,
                 }
             }
-            lat.lock().unwrap().extend(mine);
+            mine
         }));
     }
+    let mut latencies = Vec::new();
     for t in tasks {
-        t.await.unwrap();
+        latencies.extend(t.await.unwrap());
     }
-    let (cpu, machine) = (process_cpu(node.pid()) - cpu0, machine_cpu());
-    let busy = (machine.0 - machine0.0) as f64 / (machine.1 - machine0.1) as f64;
-    let mut lat = lat.lock().unwrap().clone();
-    let answered = done.load(Ordering::Relaxed);
-    let rate = answered as f64 / secs as f64;
-    let cpu_us = cpu.as_secs_f64() * 1e6 / answered.max(1) as f64;
-    let (p50, p99) = (ms(&mut lat, 0.5), ms(&mut lat, 0.99));
-    println!(
-        "{label:<24} {clients:>3} clients: {rate:>7.0} messages/s, p50 {p50:.2} ms, p99 {p99:.2} ms, node CPU {cpu_us:.0} µs/message, machine {:.0} % busy",
-        busy * 100.0
-    );
-    let failed = failed.lock().unwrap();
+    let cpu = process_cpu(node.pid()) - cpu0;
+    let failed = std::mem::take(&mut *failed.lock().unwrap());
     if !failed.is_empty() {
         println!("{:<24} not answered with 200: {failed:?}", "");
         let log = node.log();
         let tail: Vec<&str> = log.lines().filter(|l| l.contains("ERROR")).take(3).collect();
         println!("node errors:\n{}", tail.join("\n"));
     }
+    Load { answered: latencies.len() as u64, latencies, cpu }
+}
+
+impl Load {
+    /// The node's CPU time per answered message, in microseconds.
+    fn cpu_us(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.answered.max(1) as f64
+    }
+}
+
+/// One node alone under load: throughput, latency, CPU per message.
+async fn phase(node: &TestNode, label: &str, clients: usize, secs: u64) -> Row {
+    let machine0 = machine_cpu();
+    let mut got = load(node, clients, secs).await;
+    let machine = machine_cpu();
+    let busy = (machine.0 - machine0.0) as f64 / (machine.1 - machine0.1) as f64;
+    let rate = got.answered as f64 / secs as f64;
+    let (p50, p99) = (ms(&mut got.latencies, 0.5), ms(&mut got.latencies, 0.99));
+    let cpu_us = got.cpu_us();
+    println!(
+        "{label:<24} {clients:>3} clients: {rate:>7.0} messages/s, p50 {p50:.2} ms, p99 {p99:.2} ms, node CPU {cpu_us:.0} µs/message, machine {:.0} % busy",
+        busy * 100.0
+    );
     Row { rate, p50, p99, cpu_us, busy }
+}
+
+/// Every node under load at the same moment, sharing the node CPU: each
+/// one's CPU time per message, measured over the same seconds, so a drift
+/// of the machine's speed falls on all of them alike. (Their throughputs
+/// are not compared: the scheduler's share of the CPU decides those.)
+async fn side_by_side(nodes: &[TestNode], labels: &[&str], clients: usize, secs: u64) -> Vec<Load> {
+    let loads = futures::future::join_all(nodes.iter().map(|n| load(n, clients, secs))).await;
+    let line: Vec<String> = labels.iter().zip(&loads).map(|(l, got)| format!("{l}: {:.0}", got.cpu_us())).collect();
+    println!("side by side, {clients:>3} clients each, node CPU µs/message: {}", line.join(", "));
+    loads
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -296,6 +326,15 @@ async fn run() {
                     d.cpu.push((on.cpu_us / off.cpu_us - 1.0) * 100.0);
                     d.busy.push(on.busy.min(off.busy) * 100.0);
                 }
+                let labels: Vec<&str> = configs.iter().map(|c| c.0).collect();
+                let loads = side_by_side(&nodes, &labels, clients, secs).await;
+                for (config, got) in loads.iter().enumerate() {
+                    answered[config] += got.answered as f64;
+                    if config > 0 {
+                        let d = deltas.entry((config, clients)).or_default();
+                        d.side_cpu.push((got.cpu_us() / loads[0].cpu_us() - 1.0) * 100.0);
+                    }
+                }
             }
         }
         // The last batches leave within the schedule delay.
@@ -314,15 +353,17 @@ async fn run() {
     let list = |v: &[f64]| v.iter().map(|d| format!("{d:+.1}")).collect::<Vec<_>>().join(", ");
     for ((config, clients), d) in deltas {
         println!(
-            "{} against off, {clients} clients, median of {} phases: throughput {:+.1} %, p50 latency {:+.1} %, p99 {:+.1} %, node CPU per message {:+.1} % (per phase: throughput {}; CPU {}; machine busy at least {:.0} %)",
+            "{} against off, {clients} clients, median of {} phases: throughput {:+.1} %, p50 latency {:+.1} %, p99 {:+.1} %, node CPU per message {:+.1} %; side by side, node CPU per message {:+.1} % (per phase: throughput {}; CPU {}; side by side CPU {}; machine busy at least {:.0} %)",
             configs[config].0,
             d.rate.len(),
             median(d.rate.clone()),
             median(d.p50.clone()),
             median(d.p99.clone()),
             median(d.cpu.clone()),
+            median(d.side_cpu.clone()),
             list(&d.rate),
             list(&d.cpu),
+            list(&d.side_cpu),
             median(d.busy.clone()),
         );
     }
@@ -335,5 +376,7 @@ struct Deltas {
     p50: Vec<f64>,
     p99: Vec<f64>,
     cpu: Vec<f64>,
+    /// Node CPU per message with every configuration loaded at once.
+    side_cpu: Vec<f64>,
     busy: Vec<f64>,
 }
