@@ -11,13 +11,47 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// The header carrying the context on HTTP.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// The W3C ids (trace, span) of the current span and whether it is
-/// sampled, if it has a trace context at all.
-pub fn current_context() -> Option<(String, String, bool)> {
-    let cx = tracing::Span::current().context();
-    let span = cx.span();
-    let sc = span.span_context();
+tokio::task_local! {
+    /// The W3C ids (trace, span) of the unsampled trace the running task
+    /// belongs to; see [`unsampled`].
+    static UNSAMPLED: (String, String);
+}
+
+/// Runs `fut` as part of a trace a sampler dropped, with these W3C ids.
+/// Spans created while it runs are not given to the trace layer (its filter
+/// asks [`sampled_out`]): they would be built, attributes and all, only for
+/// the SDK to drop them when they end, which is most of what tracing costs
+/// a message under a ratio sampler. [`current_context`] still reports the
+/// ids, unsampled, so messages and RPCs sent from here carry the decision
+/// on and nothing downstream starts a trace of its own.
+pub async fn unsampled<F: std::future::Future>(trace_id: String, span_id: String, fut: F) -> F::Output {
+    UNSAMPLED.scope((trace_id, span_id), fut).await
+}
+
+/// Whether the code running now belongs to a trace a sampler dropped.
+pub fn sampled_out() -> bool {
+    UNSAMPLED.try_with(|_| ()).is_ok()
+}
+
+/// The W3C ids of `span` if it is traced and its trace was not sampled:
+/// what to run the span's work [`unsampled`] with.
+pub fn unsampled_ids(span: &tracing::Span) -> Option<(String, String)> {
+    context_of(span).filter(|(_, _, sampled)| !sampled).map(|(t, s, _)| (t, s))
+}
+
+fn context_of(span: &tracing::Span) -> Option<(String, String, bool)> {
+    let cx = span.context();
+    let otel = cx.span();
+    let sc = otel.span_context();
     sc.is_valid().then(|| (sc.trace_id().to_string(), sc.span_id().to_string(), sc.is_sampled()))
+}
+
+/// The W3C ids (trace, span) of the current span and whether it is
+/// sampled, if it has a trace context at all (inside [`unsampled`], that
+/// trace's ids).
+pub fn current_context() -> Option<(String, String, bool)> {
+    context_of(&tracing::Span::current())
+        .or_else(|| UNSAMPLED.try_with(|(trace, span)| (trace.clone(), span.clone(), false)).ok())
 }
 
 /// The W3C ids (trace, span) of the current span, if it is sampled: the
@@ -103,5 +137,14 @@ mod tests {
     #[test]
     fn an_untraced_span_has_no_ids() {
         assert_eq!(traceparent(), None);
+    }
+
+    #[tokio::test]
+    async fn an_unsampled_scope_passes_its_trace_on_unsampled() {
+        assert!(!sampled_out());
+        let (trace, span) = ("4bf92f3577b34da6a3ce929d0e0e4736".to_owned(), "00f067aa0ba902b7".to_owned());
+        let inside = unsampled(trace, span, async { (sampled_out(), traceparent(), current_ids()) }).await;
+        assert_eq!(inside, (true, Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00".to_owned()), None));
+        assert!(!sampled_out());
     }
 }

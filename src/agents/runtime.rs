@@ -427,6 +427,25 @@ async fn process(serving: &Serving, id: &str, exec: &Executor) -> Result<(), Pro
         return Ok(());
     }
     let spec = &*exec.spec_for(serving, &message).await?;
+    // A sender's trace that was sampled out: its spans here are not built
+    // for the trace layer either, and what this sends on stays unsampled.
+    let dropped = (message.trace_unsampled
+        && caxton_cluster::trace_context::is_w3c(&message.trace_id, &message.span_id))
+    .then(|| (message.trace_id.clone(), message.span_id.clone()));
+    let invoke = invoke(spec, message, serving.1, exec);
+    match dropped {
+        Some((trace, span)) => crate::observability::traces::unsampled(trace, span, invoke).await,
+        None => invoke.await,
+    }
+}
+
+/// Answers `message` inside its `invoke_agent` span.
+async fn invoke(
+    spec: &AgentSpec,
+    message: Message,
+    serving_revision: u64,
+    exec: &Executor,
+) -> Result<(), ProcessError> {
     // OpenTelemetry GenAI: an in-process agent's invocation is INTERNAL.
     let span = tracing::info_span!(
         "invoke_agent",
@@ -434,7 +453,7 @@ async fn process(serving: &Serving, id: &str, exec: &Executor) -> Result<(), Pro
         otel.kind = "internal",
         gen_ai.operation.name = "invoke_agent",
         gen_ai.agent.name = %spec.name,
-        gen_ai.agent.version = message.revision.unwrap_or(serving.1),
+        gen_ai.agent.version = message.revision.unwrap_or(serving_revision),
         gen_ai.conversation.id = %message.conversation_id,
         gen_ai.provider.name = %spec.provider.as_deref().unwrap_or("default"),
         error.type = tracing::field::Empty,

@@ -30,6 +30,15 @@ fn exported(meta: &tracing::Metadata<'_>) -> bool {
     (ours("caxton") || ours("caxton_cluster")) && *meta.level() <= wanted
 }
 
+/// [`exported`], and nothing from work a sampler already dropped
+/// ([`traces::sampled_out`]): that is decided per span, not per callsite.
+fn trace_filter<S>() -> impl tracing_subscriber::layer::Filter<S> {
+    use tracing::subscriber::Interest;
+    tracing_subscriber::filter::dynamic_filter_fn(|meta, _| exported(meta) && !traces::sampled_out())
+        .with_callsite_filter(|meta| if exported(meta) { Interest::sometimes() } else { Interest::never() })
+        .with_max_level_hint(tracing::Level::INFO)
+}
+
 /// Installs the global subscriber: the log output, and trace export when
 /// the OTLP variables ask for it (the returned handle flushes it at exit).
 /// `RUST_LOG` wins over the configured level.
@@ -41,9 +50,7 @@ pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<Trac
         LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
     };
     let (otel, export) = match traces::layer(node_id) {
-        Ok(Some((layer, export))) => {
-            (Some(layer.with_filter(tracing_subscriber::filter::filter_fn(exported))), Some(export))
-        }
+        Ok(Some((layer, export))) => (Some(layer.with_filter(trace_filter())), Some(export)),
         Ok(None) => (None, None),
         Err(e) => {
             eprintln!("warning: trace export is off: cannot build the OTLP exporter: {e:#}");
@@ -56,4 +63,43 @@ pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<Trac
         tracing::info!("exporting traces over OTLP");
     }
     export
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    /// Counts the spans it is given.
+    struct Spans(Arc<AtomicUsize>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Spans {
+        fn on_new_span(
+            &self,
+            _: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_trace_layer_sees_our_spans_and_none_of_an_unsampled_trace() {
+        let seen = Arc::new(AtomicUsize::new(0));
+        let subscriber = tracing_subscriber::registry().with(Spans(seen.clone()).with_filter(trace_filter()));
+        let _default = tracing::subscriber::set_default(subscriber);
+        let _ours = tracing::info_span!(target: "caxton::agents", "invoke_agent");
+        let _theirs = tracing::info_span!(target: "hyper::proto", "encode");
+        let _detail = tracing::debug_span!(target: "caxton::agents", "detail");
+        assert_eq!(seen.load(Ordering::Relaxed), 1, "only Caxton's own INFO spans");
+        traces::unsampled("4bf92f3577b34da6a3ce929d0e0e4736".into(), "00f067aa0ba902b7".into(), async {
+            let _dropped = tracing::info_span!(target: "caxton::agents", "invoke_agent");
+        })
+        .await;
+        assert_eq!(seen.load(Ordering::Relaxed), 1, "a dropped trace's spans are not built");
+        let _again = tracing::info_span!(target: "caxton::agents", "invoke_agent");
+        assert_eq!(seen.load(Ordering::Relaxed), 2);
+    }
 }

@@ -71,7 +71,9 @@ where
     Ok(Some((layer, TraceExport { provider })))
 }
 
-pub use caxton_cluster::trace_context::{continue_trace, continue_traceparent, current_ids, traceparent};
+pub use caxton_cluster::trace_context::{
+    continue_trace, continue_traceparent, current_ids, sampled_out, traceparent, unsampled, unsampled_ids,
+};
 
 #[cfg(test)]
 mod tests {

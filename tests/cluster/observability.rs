@@ -227,7 +227,18 @@ fn exporter_threads(pid: u32) -> usize {
 async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let collector = Collector::start().await;
     let stub = caxton::testing::OpenAiStub::start().await;
-    stub.respond_with(|_| caxton::testing::StubReply::text("traced answer"));
+    // An agent told to ask the helper does, once; everyone else answers.
+    stub.respond_with(|req| {
+        let asks = req["messages"][0]["content"].as_str().is_some_and(|p| p.contains("ask the helper"));
+        let asked = req["messages"].as_array().unwrap().iter().any(|m| m["role"] == "tool");
+        if asks && !asked {
+            return caxton::testing::StubReply::tool_call(
+                "ask_agent",
+                serde_json::json!({"agent": "quiet-helper", "message": "help"}),
+            );
+        }
+        caxton::testing::StubReply::text("traced answer")
+    });
     let env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), collector.endpoint.clone()),
         ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
@@ -313,10 +324,18 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     }
 
     // A caller's decision not to sample holds on every node: the message
-    // carries it, and the owner's spans follow it.
+    // carries it, and the owner's spans follow it, down an `ask_agent` chain
+    // (no hop starts a trace of its own).
     let unsampled = "5bf92f3577b34da6a3ce929d0e0e4737";
     let traceparent = format!("00-{unsampled}-00f067aa0ba902b8-00");
-    assert_eq!(send_traced(entry, traceparent, &remote, "do not follow me").await, 200);
+    assert_eq!(send_traced(entry, traceparent.clone(), &remote, "do not follow me").await, 200);
+    let asker =
+        "name = \"quiet-asker\"\nprovider = \"stub\"\nsystem_prompt = \"ask the helper\"\ntools = [\"ask_agent\"]\n";
+    assert_eq!(entry.post_toml("/v1/agents", asker).await.0, 201);
+    let helper = "name = \"quiet-helper\"\nprovider = \"stub\"\nsystem_prompt = \"help quietly\"\n";
+    assert_eq!(entry.post_toml("/v1/agents", helper).await.0, 201);
+    assert_eq!(send_traced(entry, traceparent, "quiet-asker", "ask quietly").await, 200);
+    let asked = stub.requests().iter().filter(|r| r["messages"][0]["content"] == "help quietly").count();
 
     // A write through a follower: its commit is forwarded to the leader over
     // RPC, and the leader's side continues the trace (`traceparent` on RPC).
@@ -347,6 +366,16 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     // Exported after the unsampled message was answered: had its spans been
     // sampled anywhere, they would be here by now.
     assert!(collector.trace(unsampled).is_empty(), "{:#?}", collector.trace(unsampled));
+    assert!(asked > 0, "the helper was asked");
+    let quiet: Vec<ReceivedSpan> = collector
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s.attributes.get("gen_ai.agent.name").is_some_and(|a| a.starts_with("quiet-")))
+        .cloned()
+        .collect();
+    assert!(quiet.is_empty(), "spans of an unsampled ask_agent chain: {quiet:#?}");
 
     // The exporter runs where an endpoint is set, and only there.
     assert!(exporter_threads(entry.pid()) > 0);
