@@ -144,9 +144,16 @@ async fn observe_http(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
-    tracing::Span::current().record("otel.name", format!("{method} {route}"));
+    let span = tracing::Span::current();
+    span.record("otel.name", format!("{method} {route}"));
     let started = std::time::Instant::now();
-    let response = next.run(req).await;
+    // Sampled out (the caller's flags or our sampler): the request's own
+    // span stays, nothing below it is built for the trace layer. Asked only
+    // now: it starts the span, whose name cannot change after that.
+    let response = match crate::observability::traces::unsampled_ids(&span) {
+        Some((trace, id)) => crate::observability::traces::unsampled(trace, id, next.run(req)).await,
+        None => next.run(req).await,
+    };
     let status = response.status();
     metrics
         .http_duration

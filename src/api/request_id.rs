@@ -41,27 +41,22 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         crate::observability::traces::continue_traceparent(&span, parent);
     }
     let started = std::time::Instant::now();
-    // Sampled out (the caller's flags or our sampler): the request's own
-    // span stays, nothing below it is built for the trace layer.
-    let dropped = crate::observability::traces::unsampled_ids(&span);
-    let handle = async move {
-        let resp = next.run(req).await;
-        tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
-        tracing::info!(
-            status = resp.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "request done"
-        );
-        resp
-    }
-    .instrument(span);
-    let handle = async move {
-        match dropped {
-            Some((trace, span)) => crate::observability::traces::unsampled(trace, span, handle).await,
-            None => handle.await,
-        }
-    };
-    let mut resp = caxton_cluster::TRACE_ID.scope(id.clone(), handle).await;
+    let mut resp = caxton_cluster::TRACE_ID
+        .scope(
+            id.clone(),
+            async move {
+                let resp = next.run(req).await;
+                tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
+                tracing::info!(
+                    status = resp.status().as_u16(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "request done"
+                );
+                resp
+            }
+            .instrument(span),
+        )
+        .await;
     if let Ok(v) = HeaderValue::from_str(&id) {
         resp.headers_mut().insert(HEADER, v);
     }

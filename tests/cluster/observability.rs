@@ -360,6 +360,21 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
         (has(&f, "raft commit") && has(&l, "forwarded write")).then_some(spans)
     })
     .await;
+    // A request span is named by its route template, not its path.
+    let read_trace = "0af7651916cd43dd8448eb211c80319d";
+    let r = cluster
+        .node(follower)
+        .http
+        .get(cluster.node(follower).url("/v1/agents/traced-late"))
+        .header("traceparent", format!("00-{read_trace}-b7ad6b7169203332-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually_some("the read's request span", Duration::from_secs(30), || async {
+        collector.trace(read_trace).into_iter().find(|s| s.name == "GET /v1/agents/{name}")
+    })
+    .await;
     let commit = spans.iter().find(|s| s.node == f && s.name == "raft commit").unwrap();
     let forwarded = spans.iter().find(|s| s.node == l && s.name == "forwarded write").unwrap();
     assert_eq!(forwarded.parent, commit.span_id, "the leader's span is a child of the follower's commit");
