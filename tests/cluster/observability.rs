@@ -342,11 +342,11 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let leader = cluster.wait_leader().await;
     let follower = if leader == 1 { 2 } else { 1 };
     let deploy_trace = "0af7651916cd43dd8448eb211c80319c";
-    let r = cluster
-        .node(follower)
-        .http
-        .post(cluster.node(follower).url("/v1/agents"))
-        .header("traceparent", format!("00-{deploy_trace}-b7ad6b7169203331-01"))
+    let traced = |method: reqwest::Method, path: &str, trace: &str| {
+        let node = cluster.node(follower);
+        node.http.request(method, node.url(path)).header("traceparent", format!("00-{trace}-b7ad6b7169203331-01"))
+    };
+    let r = traced(reqwest::Method::POST, "/v1/agents", deploy_trace)
         .header("content-type", "application/toml")
         .body("name = \"traced-late\"\nprovider = \"stub\"\nsystem_prompt = \"x\"\n")
         .send()
@@ -362,14 +362,7 @@ async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     .await;
     // A request span is named by its route template, not its path.
     let read_trace = "0af7651916cd43dd8448eb211c80319d";
-    let r = cluster
-        .node(follower)
-        .http
-        .get(cluster.node(follower).url("/v1/agents/traced-late"))
-        .header("traceparent", format!("00-{read_trace}-b7ad6b7169203332-01"))
-        .send()
-        .await
-        .unwrap();
+    let r = traced(reqwest::Method::GET, "/v1/agents/traced-late", read_trace).send().await.unwrap();
     assert_eq!(r.status(), 200);
     eventually_some("the read's request span", Duration::from_secs(30), || async {
         collector.trace(read_trace).into_iter().find(|s| s.name == "GET /v1/agents/{name}")
