@@ -252,9 +252,9 @@ fn metrics_cost_per_message() {
     println!("metrics recorded per message (6 instruments, labels looked up each time): {per:?}");
 }
 
-/// Export off and on alternate, round after round, each on a fresh node,
-/// and the per-round differences are summarised by their median: on two
-/// shared cores a single pair of runs drifts by as much as the effect.
+/// Short phases alternate between the configurations, round after round of
+/// fresh nodes, and the per-phase differences are summarised by their
+/// median: on two shared cores the machine drifts by as much as the effect.
 fn main() {
     // Node data directories on tmpfs: what is compared is CPU work, and on
     // this machine's virtual disk an fsync now and then stalls a node for

@@ -429,9 +429,7 @@ async fn process(serving: &Serving, id: &str, exec: &Executor) -> Result<(), Pro
     let spec = &*exec.spec_for(serving, &message).await?;
     // A sender's trace that was sampled out: its spans here are not built
     // for the trace layer either, and what this sends on stays unsampled.
-    let dropped = (message.trace_unsampled
-        && caxton_cluster::trace_context::is_w3c(&message.trace_id, &message.span_id))
-    .then(|| (message.trace_id.clone(), message.span_id.clone()));
+    let dropped = (message.w3c_sampled() == Some(false)).then(|| (message.trace_id.clone(), message.span_id.clone()));
     let invoke = invoke(spec, message, serving.1, exec);
     match dropped {
         Some((trace, span)) => crate::observability::traces::unsampled(trace, span, invoke).await,
@@ -461,12 +459,9 @@ async fn invoke(
         agent = %spec.name,
         trace_id = %message.trace_id
     );
-    caxton_cluster::trace_context::continue_sampled(
-        &span,
-        &message.trace_id,
-        &message.span_id,
-        !message.trace_unsampled,
-    );
+    // (An unsampled message runs in its trace's unsampled scope, where this
+    // span is not built for the trace layer: only sampled ones continue.)
+    caxton_cluster::trace_context::continue_trace(&span, &message.trace_id, &message.span_id);
     answer(spec, message, exec).instrument(span).await
 }
 

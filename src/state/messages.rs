@@ -162,6 +162,15 @@ pub struct Message {
     pub served: Option<Served>,
 }
 
+impl Message {
+    /// The sender's trace as this message carries it: `Some(sampled)` when
+    /// its ids are W3C ids, `None` when it is untraced (they are a request
+    /// id: export was off where it was sent).
+    pub fn w3c_sampled(&self) -> Option<bool> {
+        caxton_cluster::trace_context::is_w3c(&self.trace_id, &self.span_id).then_some(!self.trace_unsampled)
+    }
+}
+
 /// How a request was served, carried by its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Served {
@@ -305,9 +314,7 @@ impl SetConversation {
 /// applying costs nothing extra when export is off. A span per message
 /// would add a quarter of the spans a message costs, to time one insert.
 fn apply_span(messages: &[Message], index: u64) -> tracing::Span {
-    let mut traced = messages
-        .iter()
-        .filter(|m| !m.trace_unsampled && caxton_cluster::trace_context::is_w3c(&m.trace_id, &m.span_id));
+    let mut traced = messages.iter().filter(|m| m.w3c_sampled() == Some(true));
     let Some(first) = traced.next() else { return tracing::Span::none() };
     let span = tracing::info_span!(
         "raft apply",
