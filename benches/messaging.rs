@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use caxton::agents::Mailboxes;
+use caxton::agents::{Delivery, Mailboxes};
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
 use caxton::testing::{echo_agent_toml, models_dir, percentile, InProcessNode};
 use tokio::sync::mpsc;
@@ -69,7 +69,7 @@ async fn end_to_end(quick: bool) -> anyhow::Result<()> {
 }
 
 /// Receives until the channel closes; yields how many messages came.
-fn count_all(mut rx: mpsc::Receiver<String>) -> tokio::task::JoinHandle<u64> {
+fn count_all<T: Send + 'static>(mut rx: mpsc::Receiver<T>) -> tokio::task::JoinHandle<u64> {
     tokio::spawn(async move {
         let mut c = 0u64;
         while rx.recv().await.is_some() {
@@ -95,9 +95,9 @@ async fn routing_vs_mpsc(quick: bool) {
 
     // Routing: name lookup among 100 agents, then the agent's mailbox.
     let boxes = Arc::new(Mailboxes::default());
-    let (tx, rx) = mpsc::channel::<String>(1024);
+    let (tx, rx) = mpsc::channel::<Delivery>(1024);
     for a in 0..100 {
-        let (other, _keep) = mpsc::channel::<String>(1);
+        let (other, _keep) = mpsc::channel::<Delivery>(1);
         std::mem::forget(_keep);
         boxes.insert(format!("agent-{a}"), other);
     }
@@ -105,16 +105,9 @@ async fn routing_vs_mpsc(quick: bool) {
     let consumer = count_all(rx);
     let t = Instant::now();
     for i in 0..n {
-        let mut id = i.to_string();
         // Same backpressure rule as the runtime: a full mailbox is retried later.
-        loop {
-            match boxes.deliver("target", id) {
-                Ok(()) => break,
-                Err(_) => {
-                    id = i.to_string();
-                    tokio::task::yield_now().await;
-                }
-            }
+        while boxes.deliver("target", Delivery { id: i.to_string(), retry: false }).is_err() {
+            tokio::task::yield_now().await;
         }
     }
     boxes.remove("target");

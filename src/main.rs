@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use caxton::cli::{Cli, Command, ServerCommand, StartArgs};
-use caxton::config::{LogFormat, ServerConfig};
+use caxton::config::{Flag, ServerConfig};
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -27,48 +27,29 @@ fn main() -> ExitCode {
     }
 }
 
-/// Flags beat environment variables, which beat the config file.
+/// Flags beat environment variables, which beat the config file; the
+/// three are merged before any check runs (`ServerConfig::load`).
 fn load_config(args: &StartArgs) -> Result<ServerConfig, String> {
-    let mut config = ServerConfig::load(args.config.as_deref()).map_err(|e| e.to_string())?;
-    if let Some(d) = &args.data_dir {
-        config.server.data_dir = d.clone();
-    }
-    if let Some(d) = &args.agents_dir {
-        config.server.agents_dir = d.display().to_string();
-    }
-    if let Some(d) = &args.tools_dir {
-        config.server.tools_dir = d.display().to_string();
-    }
-    if let Some(l) = &args.listen {
-        config.server.listen = l.clone();
-    }
-    if let Some(r) = &args.rpc_listen {
-        config.cluster.rpc_listen = r.clone();
-    }
-    if let Some(n) = args.node_id {
-        config.cluster.node_id = n;
-    }
-    if let Some(g) = &args.gossip_listen {
-        config.cluster.gossip_listen = g.clone();
-    }
-    if let Some(a) = &args.advertise {
-        config.cluster.advertise = a.clone();
-    }
-    if args.bootstrap {
-        config.cluster.bootstrap = "true".into();
-    }
-    if let Some(seeds) = &args.seeds {
-        config.cluster.seeds = seeds.clone();
-    }
-    if let Some(f) = &args.log_format {
-        config.log.format = match f.as_str() {
-            "json" => LogFormat::Json,
-            "text" => LogFormat::Text,
-            other => return Err(format!("--log-format = {other:?}: expected `text` or `json`")),
-        };
-    }
-    config.validate().map_err(|e| e.to_string())?;
-    Ok(config)
+    ServerConfig::load(args.config.as_deref(), &flags(args)).map_err(|e| e.to_string())
+}
+
+/// The settings given as flags, as config keys.
+fn flags(args: &StartArgs) -> Vec<Flag> {
+    let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+    let given = [
+        ("server.data_dir", "--data-dir", path(&args.data_dir)),
+        ("server.agents_dir", "--agents-dir", path(&args.agents_dir)),
+        ("server.tools_dir", "--tools-dir", path(&args.tools_dir)),
+        ("server.listen", "--listen", args.listen.clone()),
+        ("cluster.rpc_listen", "--rpc-listen", args.rpc_listen.clone()),
+        ("cluster.node_id", "--node-id", args.node_id.map(|n| n.to_string())),
+        ("cluster.gossip_listen", "--gossip-listen", args.gossip_listen.clone()),
+        ("cluster.advertise", "--advertise", args.advertise.clone()),
+        ("cluster.bootstrap", "--bootstrap", args.bootstrap.then(|| "true".to_owned())),
+        ("cluster.seeds", "--seeds", args.seeds.as_ref().map(|s| s.join(","))),
+        ("log.format", "--log-format", args.log_format.clone()),
+    ];
+    given.into_iter().filter_map(|(key, flag, value)| value.map(|value| Flag { key, flag, value })).collect()
 }
 
 async fn serve(args: StartArgs) -> ExitCode {

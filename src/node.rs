@@ -100,6 +100,11 @@ async fn cluster_config(
     })
 }
 
+/// What a node relaying an answer stream presents (keys mode only).
+fn relay_key(config: &ServerConfig) -> Option<auth::RelayKey> {
+    config.admin_key.as_ref().map(|k| auth::RelayKey::from_admin_key(k.expose()))
+}
+
 /// The API's gate, from the server settings.
 fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>) -> auth::Gate {
     let s = &config.server;
@@ -117,6 +122,7 @@ fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>) -> aut
             max_in_flight: s.max_concurrent_requests as usize,
             max_streams_per_key: s.max_streams_per_key.max(1) as usize,
             limiter: auth::RateLimiter::new(default_rate),
+            relay: relay_key(config),
         },
         keys,
     )
@@ -198,6 +204,8 @@ impl Node {
             peer_http,
             &shutdown,
             metrics.clone(),
+            config.server.max_message_bytes as usize,
+            relay_key(&config),
         );
         let memory: Arc<dyn MemoryBackend> = EmbeddedMemory::start(
             store,
@@ -217,6 +225,7 @@ impl Node {
             mcp.clone(),
             metrics.clone(),
             shutdown.clone(),
+            config.server.max_message_attempts as u32,
         );
         runtime.reconcile().await.context("starting the agents this node owns")?;
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
@@ -274,13 +283,13 @@ impl Node {
         let server_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {
             tracing::info!(addr = %listener.local_addr()?, "serving metrics");
-            let (router, stop) = (api::metrics_router(ctx.clone()), server_stop.clone());
-            tokio::spawn(async move {
-                let served = axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await;
-                if let Err(e) = served {
-                    tracing::warn!(error = %e, "the metrics listener stopped");
-                }
-            });
+            // The same server as the API: a header deadline, so idle
+            // sockets cannot pile up on a listener that asks for no key.
+            let options = api::serve::ServeOptions {
+                tls: None,
+                header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            };
+            tokio::spawn(api::serve::serve(listener, api::metrics_router(ctx.clone()), options, server_stop.clone()));
         }
         let router = api::router(ctx, config.server.max_body_bytes as usize);
         let options = api::serve::ServeOptions {
@@ -289,7 +298,7 @@ impl Node {
         };
         let server = tokio::spawn(api::serve::serve(api_listener, router, options, server_stop.clone()));
         let mode = match gate.mode() {
-            auth::Mode::Dev => "dev (no key needed from localhost; loopback Host and Origin only)",
+            auth::Mode::Dev => "dev (no key needed from loopback peers; loopback Host and Origin only)",
             auth::Mode::Keys => "API keys required",
         };
         tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), tls = options_tls, auth = mode, "caxton node started");

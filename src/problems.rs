@@ -68,6 +68,8 @@ problem_types! {
     NoRollout => (409, "no-rollout", "No rollout in progress"),
     ClusterRefused => (409, "cluster-refused", "Refused"),
     PayloadTooLarge => (413, "payload-too-large", "Payload too large"),
+    MessageTooLarge => (413, "message-too-large", "Message too large"),
+    MessageIdTaken => (409, "message-id-taken", "Message id taken"),
     UnsupportedMediaType => (415, "unsupported-media-type", "Unsupported media type"),
     InvalidMessageId => (422, "invalid-message-id", "Invalid message id"),
     InvalidKey => (422, "invalid-key", "Invalid key request"),

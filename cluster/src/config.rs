@@ -6,7 +6,8 @@ use crate::types::NodeId;
 
 /// Everything the cluster needs to start one node. Built by the application's
 /// composition root from its own config; the cluster does no config parsing.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows whether a secret is set, never the secret.
+#[derive(Clone)]
 pub struct ClusterConfig {
     pub node_id: NodeId,
     /// Directory for `raft.db`, `state.db` and `snapshots/`.
@@ -52,6 +53,34 @@ pub struct ClusterConfig {
     pub features: Vec<String>,
 }
 
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("data_dir", &self.data_dir)
+            .field("rpc_listen", &self.rpc_listen)
+            .field("advertise_rpc", &self.advertise_rpc)
+            .field("advertise_api", &self.advertise_api)
+            .field("secret", &self.secret.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("bootstrap", &self.bootstrap)
+            .field("heartbeat", &self.heartbeat)
+            .field("election_timeout_min", &self.election_timeout_min)
+            .field("election_timeout_max", &self.election_timeout_max)
+            .field("snapshot_after_logs", &self.snapshot_after_logs)
+            .field("logs_to_keep", &self.logs_to_keep)
+            .field("gossip_listen", &self.gossip_listen)
+            .field("advertise_gossip", &self.advertise_gossip)
+            .field("seeds", &self.seeds)
+            .field("gossip_interval", &self.gossip_interval)
+            .field("voters", &self.voters)
+            .field("dead_grace", &self.dead_grace)
+            .field("cluster_name", &self.cluster_name)
+            .field("features", &self.features)
+            .finish()
+    }
+}
+
 impl ClusterConfig {
     /// Defaults suited to one node on a laptop; tests and deployments override.
     pub fn single_node(data_dir: PathBuf, rpc_listen: SocketAddr, api: String) -> Self {
@@ -78,5 +107,18 @@ impl ClusterConfig {
             cluster_name: "caxton".into(),
             features: Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let mut c = ClusterConfig::single_node("/tmp/x".into(), "127.0.0.1:1".parse().unwrap(), "a".into());
+        c.secret = Some("s3cr3t-gossip-key".into());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("s3cr3t") && shown.contains("<redacted>"), "{shown}");
     }
 }

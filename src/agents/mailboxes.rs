@@ -15,13 +15,22 @@ pub enum Undelivered {
     Full,
 }
 
+/// A message handed to its agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: String,
+    /// Offered again by the sweep (after a crash, a failure or a full
+    /// mailbox), not fresh from its commit: counted before it runs.
+    pub retry: bool,
+}
+
 #[derive(Default)]
 pub struct Mailboxes {
-    by_key: RwLock<HashMap<String, mpsc::Sender<String>>>,
+    by_key: RwLock<HashMap<String, mpsc::Sender<Delivery>>>,
 }
 
 impl Mailboxes {
-    pub fn insert(&self, key: String, mailbox: mpsc::Sender<String>) {
+    pub fn insert(&self, key: String, mailbox: mpsc::Sender<Delivery>) {
         self.by_key.write().unwrap_or_else(|p| p.into_inner()).insert(key, mailbox);
     }
 
@@ -29,15 +38,15 @@ impl Mailboxes {
         self.by_key.write().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
-    /// Hands message `id` to `receiver`'s mailbox without waiting.
-    pub fn deliver(&self, receiver: &str, id: String) -> Result<(), Undelivered> {
+    /// Hands a message to `receiver`'s mailbox without waiting.
+    pub fn deliver(&self, receiver: &str, delivery: Delivery) -> Result<(), Undelivered> {
         let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
         // Names are stored case-folded; most callers already pass that form.
         let mailbox = match map.get(receiver) {
             Some(m) => m,
             None => map.get(&receiver.to_ascii_lowercase()).ok_or(Undelivered::NotHere)?,
         };
-        mailbox.try_send(id).map_err(|e| match e {
+        mailbox.try_send(delivery).map_err(|e| match e {
             mpsc::error::TrySendError::Full(_) => Undelivered::Full,
             mpsc::error::TrySendError::Closed(_) => Undelivered::NotHere,
         })
@@ -53,11 +62,12 @@ mod tests {
         let boxes = Mailboxes::default();
         let (tx, mut rx) = mpsc::channel(1);
         boxes.insert("dataanalyzer".into(), tx);
-        assert_eq!(boxes.deliver("DataAnalyzer", "m1".into()), Ok(()));
-        assert_eq!(boxes.deliver("dataanalyzer", "m2".into()), Err(Undelivered::Full));
-        assert_eq!(rx.try_recv().unwrap(), "m1");
-        assert_eq!(boxes.deliver("nobody", "m3".into()), Err(Undelivered::NotHere));
+        let fresh = |id: &str| Delivery { id: id.into(), retry: false };
+        assert_eq!(boxes.deliver("DataAnalyzer", fresh("m1")), Ok(()));
+        assert_eq!(boxes.deliver("dataanalyzer", fresh("m2")), Err(Undelivered::Full));
+        assert_eq!(rx.try_recv().unwrap(), fresh("m1"));
+        assert_eq!(boxes.deliver("nobody", fresh("m3")), Err(Undelivered::NotHere));
         boxes.remove("dataanalyzer");
-        assert_eq!(boxes.deliver("dataanalyzer", "m4".into()), Err(Undelivered::NotHere));
+        assert_eq!(boxes.deliver("dataanalyzer", fresh("m4")), Err(Undelivered::NotHere));
     }
 }

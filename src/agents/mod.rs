@@ -13,7 +13,7 @@ mod tools;
 mod turns;
 
 pub use directory::{AgentsDirectory, FileStatus};
-pub use mailboxes::{Mailboxes, Undelivered};
+pub use mailboxes::{Delivery, Mailboxes, Undelivered};
 pub use placement::{Placement, PlacementError};
 pub use registry::{AgentRegistry, DeployOptions, DeployOutcome, RegistryError};
 pub use rollouts::{judge, RolloutController};

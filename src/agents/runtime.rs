@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::mailboxes::Mailboxes;
+use super::mailboxes::{Delivery, Mailboxes};
 use super::tools::Tools;
 use super::turns::{self, TurnError, TurnInputs};
 use crate::config::{AgentName, AgentSpec};
@@ -56,7 +56,7 @@ pub struct RunningAgent {
     pub revision: u64,
     pub started: Instant,
     stop: CancellationToken,
-    mailbox: mpsc::Sender<String>,
+    mailbox: mpsc::Sender<Delivery>,
 }
 
 type ReplyBatcher = Batcher<Message, bool, WriteError>;
@@ -80,6 +80,8 @@ struct Executor {
     store: Store,
     /// Shadow copies answered at once; they never hold up real traffic.
     shadow_permits: Arc<Semaphore>,
+    /// Deliveries a request gets before it is dead-lettered.
+    max_attempts: u32,
 }
 
 #[derive(Clone)]
@@ -104,6 +106,7 @@ impl AgentRuntime {
         mcp: Arc<crate::mcp::McpRegistry>,
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
+        max_attempts: u32,
     ) -> Self {
         let store = Store::new(cluster.clone());
         let proposer = store.clone();
@@ -131,6 +134,7 @@ impl AgentRuntime {
             revisions: Mutex::new(HashMap::new()),
             store,
             shadow_permits: Arc::new(Semaphore::new(SHADOW_CONCURRENCY)),
+            max_attempts,
         });
         Self {
             node_id: cluster.node_id(),
@@ -204,15 +208,15 @@ impl AgentRuntime {
     async fn sweep(&self) -> anyhow::Result<()> {
         for (id, receiver) in self.queries.pending_for_node(self.node_id).await? {
             if !self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
-                self.deliver(&receiver, id);
+                self.deliver(&receiver, Delivery { id, retry: true });
             }
         }
         Ok(())
     }
 
-    fn deliver(&self, receiver: &str, id: String) {
+    fn deliver(&self, receiver: &str, delivery: Delivery) {
         // Not here or full is not an error: the sweep delivers it later.
-        let _ = self.mailboxes.deliver(receiver, id);
+        let _ = self.mailboxes.deliver(receiver, delivery);
     }
 
     /// Follows committed changes until `stop`.
@@ -242,7 +246,7 @@ impl AgentRuntime {
                     Ok(())
                 }
                 Ok(StateEvent::MessageAccepted { id, receiver }) => {
-                    self.deliver(receiver.as_str(), id);
+                    self.deliver(receiver.as_str(), Delivery { id, retry: false });
                     Ok(())
                 }
                 Ok(StateEvent::ShadowAccepted { request_id, receiver, revision }) => {
@@ -324,27 +328,41 @@ impl AgentRuntime {
 /// The serving revision's definition and number.
 type Serving = (Arc<AgentSpec>, u64);
 
-async fn worker(serving: Serving, mut inbox: mpsc::Receiver<String>, stop: CancellationToken, exec: Arc<Executor>) {
+async fn worker(serving: Serving, mut inbox: mpsc::Receiver<Delivery>, stop: CancellationToken, exec: Arc<Executor>) {
     let permits = Arc::new(Semaphore::new(AGENT_CONCURRENCY));
     loop {
-        let id = tokio::select! {
+        let delivery = tokio::select! {
             _ = stop.cancelled() => return,
-            id = inbox.recv() => match id { Some(id) => id, None => return },
+            d = inbox.recv() => match d { Some(d) => d, None => return },
         };
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
+        let id = delivery.id.clone();
         if !exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
             continue;
         }
         let (serving, task_exec) = (serving.clone(), exec.clone());
         exec.shutdown.spawn(async move {
             let exec = task_exec;
-            if let Err(e) = process(&serving, &id, &exec).await {
+            // Cleared even if processing panics: the sweep offers it again.
+            let _inflight = InFlight { exec: &exec, id: &id };
+            if let Err(e) = process(&serving, &delivery, &exec).await {
                 tracing::warn!(agent = %serving.0.name, message = %id, error = %e, "message not answered yet; it will be retried");
                 exec.metrics.agent_event(AgentEvent::Failed);
             }
-            exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             drop(permit);
         });
+    }
+}
+
+/// A message marked in progress on this node until dropped.
+struct InFlight<'a> {
+    exec: &'a Executor,
+    id: &'a str,
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(self.id);
     }
 }
 
@@ -400,6 +418,33 @@ enum ProcessError {
 }
 
 impl Executor {
+    /// Records a retried delivery before it runs; false when it is not to
+    /// run (dead-lettered now, or answered meanwhile).
+    async fn counts_attempt(&self, message: &Message) -> Result<bool, ProcessError> {
+        let attempt = crate::state::RecordAttempt {
+            id: message.id.clone(),
+            max_attempts: self.max_attempts,
+            at_ms: chrono::Utc::now().timestamp_millis(),
+        };
+        match self.store.propose(attempt).await.map_err(|e| ProcessError::Reply(e.to_string()))? {
+            crate::state::Attempt::Run(n) => {
+                tracing::info!(message = %message.id, attempt = n, "retrying an unanswered message");
+                Ok(true)
+            }
+            crate::state::Attempt::DeadLettered => {
+                tracing::warn!(
+                    message = %message.id,
+                    agent = %message.receiver,
+                    max_attempts = self.max_attempts,
+                    "message dead-lettered: its processing never finished"
+                );
+                self.metrics.message_dead_lettered();
+                Ok(false)
+            }
+            crate::state::Attempt::Closed => Ok(false),
+        }
+    }
+
     /// The definition of the revision `message` is to be served by.
     async fn spec_for(&self, serving: &Serving, message: &Message) -> Result<Arc<AgentSpec>, ProcessError> {
         self.spec_at(serving, message.revision.unwrap_or(serving.1)).await
@@ -421,9 +466,12 @@ impl Executor {
     }
 }
 
-async fn process(serving: &Serving, id: &str, exec: &Executor) -> Result<(), ProcessError> {
-    let Some(message) = exec.queries.message(id).await? else { return Ok(()) };
+async fn process(serving: &Serving, delivery: &Delivery, exec: &Executor) -> Result<(), ProcessError> {
+    let Some(message) = exec.queries.message(&delivery.id).await? else { return Ok(()) };
     if message.status != MessageStatus::Accepted {
+        return Ok(());
+    }
+    if delivery.retry && !exec.counts_attempt(&message).await? {
         return Ok(());
     }
     let spec = &*exec.spec_for(serving, &message).await?;
@@ -569,6 +617,8 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
         revision: message.revision,
         served: Some(served),
         trace_unsampled: message.trace_unsampled,
+        attempts: 0,
+        sent_by: None,
     };
     match exec.replies.submit(reply).await {
         Ok(Ok(_recorded)) => Ok(()),

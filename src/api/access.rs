@@ -26,7 +26,7 @@ pub async fn sees_agent_named(caller: &Principal, queries: &Queries, name: &str)
     if !caller.is_limited() {
         return Ok(true);
     }
-    let (name, _) = crate::messaging::split_revision(name);
+    let (name, pinned) = crate::messaging::split_revision(name);
     if !caller.admits_agent_name(name) {
         return Ok(false);
     }
@@ -34,7 +34,47 @@ pub async fn sees_agent_named(caller: &Principal, queries: &Queries, name: &str)
         return Ok(true);
     }
     let Ok(name) = AgentName::parse(name) else { return Ok(false) };
-    Ok(queries.agent(&name).await?.is_some_and(|r| sees_record(caller, &r)))
+    if !queries.agent(&name).await?.is_some_and(|r| sees_record(caller, &r)) {
+        return Ok(false);
+    }
+    // `NAME@N` runs revision N, with N's workspace and memory.
+    match pinned {
+        Some(revision) => sees_revision(caller, queries, &name, revision).await,
+        None => Ok(true),
+    }
+}
+
+/// Whether the caller sees revision `revision` of `name` (its workspace
+/// may differ from the serving one's). A revision that does not exist is
+/// left to the caller's own lookup to report.
+pub async fn sees_revision(
+    caller: &Principal,
+    queries: &Queries,
+    name: &AgentName,
+    revision: u64,
+) -> Result<bool, Problem> {
+    if !caller.is_limited() {
+        return Ok(true);
+    }
+    Ok(match queries.revision_spec(name, revision).await? {
+        Some(spec) => caller.sees_agent(name.as_str(), spec.workspace()),
+        None => true,
+    })
+}
+
+/// The tools a limited key may call: those the agents it sees declare
+/// (entries name a tool, a server, or `server/tool`). `None`: any tool.
+pub async fn tools_granted(caller: &Principal, queries: &Queries) -> Result<Option<Vec<String>>, Problem> {
+    if !caller.is_limited() {
+        return Ok(None);
+    }
+    let mut granted: Vec<String> = Vec::new();
+    for agent in queries.all_agents().await?.into_iter().filter(|a| sees_record(caller, a)) {
+        granted.extend(agent.spec.tools.iter().cloned());
+    }
+    granted.sort();
+    granted.dedup();
+    Ok(Some(granted))
 }
 
 /// A message is seen by a key that sees either end of it.

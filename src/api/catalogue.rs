@@ -57,8 +57,10 @@ const TOOL: &[P] = &[
 
 /// What the gate (`auth::gate`) answers before a scoped route runs.
 const GATE: &[P] = &[
+    P::MethodNotAllowed,
     P::Unauthenticated,
     P::MissingScope,
+    P::OutsideKeyGrant,
     P::OriginRefused,
     P::UnsupportedMediaType,
     P::RateLimited,
@@ -120,13 +122,31 @@ pub const ROUTES: &[Route] = &[
         S::Invoke,
         "post",
         "/v1/messages",
-        &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::NoAgentForCapability, P::HopLimit, P::ReplyTimeout]],
+        &[
+            ANY,
+            JSON_BODY,
+            WRITE,
+            &[
+                P::AgentNotFound,
+                P::NoAgentForCapability,
+                P::HopLimit,
+                P::ReplyTimeout,
+                P::MessageTooLarge,
+                P::MessageIdTaken,
+                P::InvalidMessageId,
+            ],
+        ],
     ),
     route(S::Invoke, "get", "/v1/messages/{id}", &[ANY, PARAMS, WRITE, &[P::MessageNotFound]]),
     route(S::Invoke, "get", "/v1/messages/{id}/stream", &[ANY, PARAMS, &[P::MessageNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
-    route(S::Invoke, "post", "/v1/contract-net", &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout]]),
+    route(
+        S::Invoke,
+        "post",
+        "/v1/contract-net",
+        &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout, P::MessageTooLarge]],
+    ),
     // OpenAI-compatible: errors other than a refused body come in OpenAI's shape.
     route(S::Invoke, "post", "/v1/chat/completions", &[ANY, JSON_BODY]),
     route(S::Invoke, "get", "/v1/models", &[ANY]),
@@ -187,6 +207,20 @@ impl Route {
 
 pub fn find(method: &str, path: &str) -> Option<&'static Route> {
     ROUTES.iter().find(|r| r.method.eq_ignore_ascii_case(method) && r.path == path)
+}
+
+/// The methods the table declares for `path` (lowercase), in table order.
+pub fn methods(path: &str) -> &'static [&'static str] {
+    static BY_PATH: std::sync::OnceLock<std::collections::HashMap<&'static str, Vec<&'static str>>> =
+        std::sync::OnceLock::new();
+    let by_path = BY_PATH.get_or_init(|| {
+        let mut m: std::collections::HashMap<&'static str, Vec<&'static str>> = Default::default();
+        for r in ROUTES {
+            m.entry(r.path).or_default().push(r.method);
+        }
+        m
+    });
+    by_path.get(path).map(Vec::as_slice).unwrap_or(&[])
 }
 
 /// The OpenAPI security scheme of API keys.

@@ -94,13 +94,13 @@ fn session_of(headers: &HeaderMap) -> Option<String> {
     headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-async fn handle(ctx: &Ctx, msg: &Value) -> Option<Value> {
+async fn handle(ctx: &Ctx, granted: Option<&[String]>, msg: &Value) -> Option<Value> {
     let id = msg.get("id")?.clone();
     let method = msg["method"].as_str().unwrap_or("");
     Some(match method {
         "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
         "tools/list" => {
-            match ctx.mcp.tools().await {
+            match ctx.mcp.tools_within(granted).await {
                 Ok(tools) => {
                     let list: Vec<Value> = tools.into_iter().map(|(t, _)| json!({"name": t.name, "description": t.description, "inputSchema": t.input_schema})).collect();
                     json!({"jsonrpc": "2.0", "id": id, "result": {"tools": list}})
@@ -110,9 +110,9 @@ async fn handle(ctx: &Ctx, msg: &Value) -> Option<Value> {
         }
         "tools/call" => {
             let name = msg["params"]["name"].as_str().unwrap_or("");
-            match ctx.mcp.call(name, msg["params"]["arguments"].clone()).await {
+            match ctx.mcp.call_within(name, msg["params"]["arguments"].clone(), granted).await {
                 Ok(result) => json!({"jsonrpc": "2.0", "id": id, "result": result}),
-                Err(crate::mcp::McpError::UnknownTool { .. }) => {
+                Err(crate::mcp::McpError::UnknownTool { .. } | crate::mcp::McpError::NotGranted(_)) => {
                     rpc_error(&id, -32602, &format!("unknown tool `{name}`"))
                 }
                 // A limit or a crash is the tool's failure: an error result the client shows.
@@ -163,9 +163,13 @@ pub async fn post(
         let why = format!("a batch of {} messages; at most {MAX_BATCH} are accepted", messages.len());
         return (StatusCode::BAD_REQUEST, Json(rpc_error(&Value::Null, -32600, &why))).into_response();
     }
+    let granted = match super::access::tools_granted(&caller, ctx.registry.queries()).await {
+        Ok(g) => g,
+        Err(problem) => return problem.into_response(),
+    };
     let mut answers = Vec::new();
     for m in &messages {
-        if let Some(a) = handle(&ctx, m).await {
+        if let Some(a) = handle(&ctx, granted.as_deref(), m).await {
             answers.push(a);
         }
     }

@@ -392,8 +392,24 @@ pub async fn search(
 
 /// Everything in memory, in the versioned MemoryExport form (with vectors).
 #[utoipa::path(get, path = "/v1/memory/export", tag = "memory", responses((status = 200, body = MemoryExport)))]
-pub async fn export(State(ctx): State<Ctx>) -> Result<Json<MemoryExport>, Problem> {
+pub async fn export(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<MemoryExport>, Problem> {
+    whole_memory(&caller, "export")?;
     Ok(Json(ctx.memory.export().await?))
+}
+
+/// Export and import move every place's memory at once: not for a key
+/// limited to some agents or workspaces, admin or not.
+fn whole_memory(caller: &Principal, what: &str) -> Result<(), Problem> {
+    if caller.is_limited() {
+        return Err(access::outside(format!(
+            "the API key `{}` is limited to some agents or workspaces; a memory {what} covers all of them",
+            caller.name
+        )));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -404,7 +420,12 @@ pub struct Imported {
 /// Import a MemoryExport; entries without vectors are embedded on the way in.
 #[utoipa::path(post, path = "/v1/memory/import", tag = "memory", request_body = MemoryExport,
     responses((status = 200, body = Imported), (status = 422, body = Problem, content_type = "application/problem+json")))]
-pub async fn import(State(ctx): State<Ctx>, Json(data): Json<MemoryExport>) -> Result<Json<Imported>, Problem> {
+pub async fn import(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Json(data): Json<MemoryExport>,
+) -> Result<Json<Imported>, Problem> {
+    whole_memory(&caller, "import")?;
     for e in &data.entities {
         let texts: Vec<String> = e.observations.iter().map(|o| o.text.clone()).collect();
         check_observations(&texts).map_err(|mut p| {

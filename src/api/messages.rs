@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::http::{header, HeaderMap};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use axum::{Extension, Json};
@@ -97,6 +96,7 @@ pub async fn send(
         conversation_id: body.conversation_id,
         requirements: body.requirements,
         context: body.context,
+        sent_by: Some(caller.name.to_string()),
         ..SendRequest::request(target, body.content)
     };
     let wait = (body.mode == Mode::Sync && kind == MessageKind::Request)
@@ -189,13 +189,6 @@ async fn visible_conversation(ctx: &Ctx, caller: &Principal, id: &str) -> Result
     Ok(c)
 }
 
-/// The caller's own credential, for a relay to present to the node that
-/// runs the agent.
-pub(super) fn relay_for(headers: &HeaderMap) -> Relay {
-    let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    Relay::Allowed { authorization }
-}
-
 /// A message and, for a request, its reply once there is one.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages", params(("id" = String, Path), super::agents::ReadParams),
     responses((status = 200, body = Exchange), (status = 404, body = Problem, content_type = "application/problem+json")))]
@@ -237,12 +230,11 @@ pub struct StreamQuery {
 pub async fn stream(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<SseStream, Problem> {
     visible_message(&ctx, &caller, &id).await?;
-    let relay = if q.local { Relay::LocalOnly } else { relay_for(&headers) };
+    let relay = if q.local { Relay::LocalOnly } else { Relay::Allowed };
     let answer = ctx.messages.answer_stream(&id, relay).await?;
     let events = answer.map(|e| {
         Ok(match e {

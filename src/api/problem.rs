@@ -56,11 +56,24 @@ impl Problem {
     }
 }
 
+/// What an answered problem was, for the request's log line
+/// (`request_id::layer`): 5xx are logged with their cause, 4xx at debug.
+#[derive(Debug, Clone)]
+pub struct Answered {
+    pub kind: String,
+    pub detail: String,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let answered = Answered {
+            kind: self.kind.strip_prefix(TYPE_BASE).unwrap_or(&self.kind).to_owned(),
+            detail: self.detail.clone(),
+        };
         let mut resp = (status, axum::Json(self)).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.extensions_mut().insert(answered);
         resp
     }
 }

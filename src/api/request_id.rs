@@ -47,6 +47,7 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
             async move {
                 let resp = next.run(req).await;
                 tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
+                log_failure(&resp);
                 tracing::info!(
                     status = resp.status().as_u16(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -61,4 +62,17 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
         resp.headers_mut().insert(HEADER, v);
     }
     resp
+}
+
+/// A failed request says why in the log, under its request id (the span's):
+/// a server error with its cause, a client error at debug.
+fn log_failure(resp: &Response) {
+    let status = resp.status().as_u16();
+    let answered = resp.extensions().get::<super::problem::Answered>();
+    match (status, answered) {
+        (500.., Some(a)) => tracing::error!(status, problem = %a.kind, cause = %a.detail, "request failed"),
+        (500.., None) => tracing::error!(status, "request failed"),
+        (400..=499, Some(a)) => tracing::debug!(status, problem = %a.kind, detail = %a.detail, "request refused"),
+        _ => {}
+    }
 }

@@ -6,6 +6,7 @@ use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::access;
 use super::agents::{parse_name, visible};
 use super::problem::Problem;
 use super::Ctx;
@@ -50,6 +51,11 @@ pub async fn revision(
 ) -> Result<Json<AgentVersion>, Problem> {
     let name = parse_name(&name)?;
     visible(&ctx, &caller, &name).await?;
+    if !access::sees_revision(&caller, ctx.registry.queries(), &name, revision).await? {
+        return Err(access::outside(format!(
+            "revision {revision} of `{name}` is in a workspace this API key does not hold"
+        )));
+    }
     match ctx.registry.queries().revision(&name, revision).await? {
         Some(v) => Ok(Json(v)),
         None => {
@@ -94,8 +100,29 @@ pub async fn rollback(
     body: Option<Json<RollbackRequest>>,
 ) -> Result<Json<RolledBack>, Problem> {
     let name = parse_name(&name)?;
-    visible(&ctx, &caller, &name).await?;
+    let record = visible(&ctx, &caller, &name).await?;
     let to = body.and_then(|b| b.0.to);
+    if caller.is_limited() {
+        // The revision restored brings its own workspace back: the key must hold it.
+        let queries = ctx.registry.queries();
+        let previous = || async {
+            let versions = queries.versions(&name).await?;
+            Ok::<_, caxton_cluster::ReadError>(
+                versions.iter().map(|v| v.revision).filter(|r| *r < record.revision).max(),
+            )
+        };
+        let target = match to {
+            Some(t) => Some(t),
+            None => previous().await?,
+        };
+        if let Some(target) = target {
+            if !access::sees_revision(&caller, queries, &name, target).await? {
+                return Err(access::outside(format!(
+                    "revision {target} of `{name}` is in a workspace this API key does not hold"
+                )));
+            }
+        }
+    }
     let (outcome, restored) = ctx.registry.rollback(&name, to, Some(caller.name.to_string())).await?;
     Ok(Json(RolledBack {
         name: outcome.name.to_string(),

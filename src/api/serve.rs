@@ -16,6 +16,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
 
 /// A TLS server configuration from PEM files (certificate chain, key).
 pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
@@ -62,6 +63,11 @@ pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions,
         };
         let _ = stream.set_nodelay(true);
         let (router, options, watcher) = (router.clone(), options.clone(), graceful.watcher());
+        // The gate decides what a keyless request may do by where it came from.
+        let router = router.map_request(move |mut req: axum::extract::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
         tokio::spawn(async move {
             match &options.tls {
                 None => connection(stream, router, &options, watcher).await,
@@ -80,9 +86,17 @@ pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions,
     graceful.shutdown().await;
 }
 
-async fn connection<I>(io: I, router: Router, options: &ServeOptions, watcher: hyper_util::server::graceful::Watcher)
+async fn connection<I, S>(io: I, router: S, options: &ServeOptions, watcher: hyper_util::server::graceful::Watcher)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<
+            axum::extract::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);

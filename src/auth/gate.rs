@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -39,6 +41,8 @@ pub struct GateConfig {
     pub max_in_flight: usize,
     pub max_streams_per_key: usize,
     pub limiter: RateLimiter,
+    /// Verifies peers' relay credentials (keys mode: from the admin key).
+    pub relay: Option<super::RelayKey>,
 }
 
 pub struct Gate {
@@ -90,26 +94,51 @@ impl Gate {
         None
     }
 
-    async fn authenticate(&self, authorization: Option<HeaderValue>) -> Result<Principal, Problem> {
+    /// The caller's principal. In dev mode a loopback peer needs no key,
+    /// and a bearer token that is not a Caxton key is ignored (as local
+    /// OpenAI-compatible servers do, so SDKs that insist on a key work); a
+    /// remote peer is never served without a key, whatever its `Host` says.
+    async fn authenticate(
+        &self,
+        authorization: Option<HeaderValue>,
+        loopback_peer: bool,
+    ) -> Result<Principal, Problem> {
+        let dev = self.config.mode == Mode::Dev && loopback_peer;
         let Some(value) = authorization else {
-            return match self.config.mode {
-                Mode::Dev => Ok(Principal::dev()),
-                Mode::Keys => Err(unauthenticated(Refusal::Missing)),
-            };
+            return if dev { Ok(Principal::dev()) } else { Err(unauthenticated(Refusal::Missing)) };
         };
         let bearer = value
             .to_str()
             .ok()
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| unauthenticated(Refusal::NotBearer))?;
+            .map(|(_, token)| token.trim());
+        let bearer = match bearer {
+            Some(token) if !dev || super::token::is_caxton_key(token) => token,
+            _ if dev => return Ok(Principal::dev()),
+            _ => return Err(unauthenticated(Refusal::NotBearer)),
+        };
         let now_ms = chrono::Utc::now().timestamp_millis();
         match self.keys.authenticate(bearer, now_ms).await {
             Ok(Ok(principal)) => Ok(principal),
             Ok(Err(refusal)) => Err(unauthenticated(refusal)),
             Err(e) => Err(Problem::from(e)),
         }
+    }
+}
+
+impl Gate {
+    /// A peer relaying one message's answer stream, with a credential for
+    /// that message (the only route that takes one).
+    fn relayed(&self, req: &Request, route: &catalogue::Route) -> Option<Principal> {
+        let credential = req.headers().get(super::RELAY_HEADER)?.to_str().ok()?;
+        let local_only = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "local=true"));
+        if route.path != "/v1/messages/{id}/stream" || !local_only {
+            return None;
+        }
+        let id = req.uri().path().strip_prefix("/v1/messages/")?.strip_suffix("/stream")?;
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        self.config.relay.as_ref()?.verify(credential, id, now_ms).then(Principal::relay)
     }
 }
 
@@ -136,15 +165,105 @@ fn is_event_stream(resp: &Response) -> bool {
         .is_some_and(|v| v.starts_with("text/event-stream"))
 }
 
+/// What the catalogue says of a request's matched route.
+enum Lookup {
+    /// No route matched: the router's 404 answers, no handler runs.
+    Unrouted,
+    /// The path is routed, this method is not: 405 before any handler.
+    MethodNotDeclared(&'static [&'static str]),
+    Declared(&'static catalogue::Route),
+}
+
+/// `HEAD` is `GET` without the body (axum runs the GET handler for it), so
+/// it is checked exactly as `GET` is; a method the table does not declare
+/// for the path never reaches a handler.
+fn lookup(req: &Request) -> Lookup {
+    let Some(path) = req.extensions().get::<MatchedPath>().map(|p| p.as_str()) else { return Lookup::Unrouted };
+    let method = if req.method() == Method::HEAD { "get" } else { req.method().as_str() };
+    match catalogue::find(method, path) {
+        Some(route) => Lookup::Declared(route),
+        None => Lookup::MethodNotDeclared(catalogue::methods(path)),
+    }
+}
+
+fn allow_header(methods: &[&str]) -> HeaderValue {
+    let mut listed: Vec<String> = methods.iter().map(|m| m.to_ascii_uppercase()).collect();
+    if methods.contains(&"get") {
+        listed.push("HEAD".into());
+    }
+    HeaderValue::from_str(&listed.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+fn method_not_allowed(req: &Request, methods: &[&str]) -> Response {
+    let p =
+        Problem::of(ProblemType::MethodNotAllowed, format!("{} is not allowed on {}", req.method(), req.uri().path()));
+    let mut resp = p.into_response();
+    resp.headers_mut().insert(header::ALLOW, allow_header(methods));
+    resp
+}
+
+/// A CORS preflight from a configured origin (`server.allowed_origins`) is
+/// answered with the path's methods; any other `OPTIONS` is refused.
+fn preflight(gate: &Gate, req: &Request, methods: &[&str]) -> Response {
+    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
+    let asked = req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    match origin {
+        Some(origin) if asked && gate.config.allowed_origins.iter().any(|o| o == origin) => {
+            let mut resp = axum::http::StatusCode::NO_CONTENT.into_response();
+            let h = resp.headers_mut();
+            if let Ok(v) = HeaderValue::from_str(origin) {
+                h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            }
+            h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, allow_header(methods));
+            h.insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("authorization, content-type, x-request-id, traceparent"),
+            );
+            h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            h.insert(header::VARY, HeaderValue::from_static("Origin"));
+            resp
+        }
+        Some(origin) if asked => Problem::of(
+            ProblemType::OriginRefused,
+            format!("CORS preflight from `{origin}` refused: not in server.allowed_origins"),
+        )
+        .into_response(),
+        _ => method_not_allowed(req, methods),
+    }
+}
+
+/// A configured page origin may read the answer.
+fn allow_origin(gate: &Gate, origin: Option<&HeaderValue>, resp: &mut Response) {
+    let Some(origin) = origin else { return };
+    let configured = origin.to_str().is_ok_and(|o| gate.config.allowed_origins.iter().any(|c| c == o));
+    if configured {
+        resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+        resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
+    }
+}
+
+/// Where the connection came from (`api::serve` records it). A request
+/// whose peer is unknown is treated as remote.
+fn peer_is_loopback(req: &Request) -> bool {
+    req.extensions().get::<ConnectInfo<SocketAddr>>().is_some_and(|c| c.0.ip().is_loopback())
+}
+
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().and_then(|p| catalogue::find(req.method().as_str(), p.as_str()));
+    let route = match lookup(&req) {
+        Lookup::Unrouted => return next.run(req).await,
+        Lookup::MethodNotDeclared(methods) if req.method() == Method::OPTIONS => {
+            return preflight(&gate, &req, methods)
+        }
+        Lookup::MethodNotDeclared(methods) => return method_not_allowed(&req, methods),
+        Lookup::Declared(route) => route,
+    };
     // On every route: no body a web page can send without a preflight.
     if let Some(why) = browser::preflight_free_body(req.method(), req.headers()) {
         return Problem::of(ProblemType::UnsupportedMediaType, why).into_response();
     }
-    // Unrouted requests (404/405) and open routes (probes) need nothing more.
-    let Some(Access::Scope(scope)) = route.map(|r| r.access) else { return next.run(req).await };
+    // Open routes (probes, the API document) need nothing more.
+    let Access::Scope(scope) = route.access else { return next.run(req).await };
     if let Some(problem) = gate.browser_refusal(&req) {
         return problem.into_response();
     }
@@ -155,9 +274,12 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
     // (A request body is not `Sync`: hold the header, not the request, across the wait.)
     let authorization = req.headers().get(header::AUTHORIZATION).cloned();
     let invalid = authorization.is_some();
-    let principal = match gate.authenticate(authorization).await {
-        Ok(p) => p,
-        Err(problem) => return www_authenticate(problem.into_response(), invalid),
+    let principal = match gate.relayed(&req, route) {
+        Some(relay) => relay,
+        None => match gate.authenticate(authorization, peer_is_loopback(&req)).await {
+            Ok(p) => p,
+            Err(problem) => return www_authenticate(problem.into_response(), invalid),
+        },
     };
     if !principal.has(scope) {
         let mut p = Problem::of(
@@ -167,7 +289,7 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         p.extra = Some(serde_json::json!({ "required_scope": scope.as_str() }));
         return p.into_response();
     }
-    if principal.credential != super::Credential::Dev {
+    if !matches!(principal.credential, super::Credential::Dev | super::Credential::Relay) {
         if let Err(wait) = gate.config.limiter.take(&principal.name, principal.rate(), Instant::now()) {
             let p = Problem::of(
                 ProblemType::RateLimited,
@@ -181,8 +303,9 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         }
     }
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    let (method, path) = (req.method().clone(), route.map(|r| r.path).unwrap_or_default());
+    let (method, path) = (req.method().clone(), route.path);
     let request_id = req.headers().get(crate::observability::REQUEST_ID_HEADER).cloned();
+    let origin = req.headers().get(header::ORIGIN).cloned();
     req.extensions_mut().insert(principal.clone());
     let resp = match tokio::time::timeout(gate.config.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
@@ -192,6 +315,8 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         )
         .into_response(),
     };
+    let mut resp = resp;
+    allow_origin(&gate, origin.as_ref(), &mut resp);
     if write {
         audit(&principal, scope, &method, path, request_id.as_ref(), resp.status().as_u16());
     }

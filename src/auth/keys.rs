@@ -69,6 +69,8 @@ pub enum KeyError {
     Exists(String),
     #[error("no live key is named `{0}`")]
     NotFound(String),
+    #[error("{0}")]
+    Wider(String),
     #[error(transparent)]
     Write(#[from] caxton_cluster::WriteError),
     #[error(transparent)]
@@ -81,6 +83,7 @@ impl Classified for KeyError {
             KeyError::Invalid { .. } => ProblemType::InvalidKey,
             KeyError::Exists(_) => ProblemType::KeyExists,
             KeyError::NotFound(_) => ProblemType::KeyNotFound,
+            KeyError::Wider(_) => ProblemType::OutsideKeyGrant,
             KeyError::Write(e) => e.problem_type(),
             KeyError::Read(e) => e.problem_type(),
         }
@@ -152,12 +155,48 @@ pub fn view(k: &KeyRecord, now_ms: i64) -> KeyView {
     }
 }
 
+/// What a new key's `grants` would allow beyond its creator's, if anything:
+/// a key limited to agents or workspaces (admin or not) mints only keys
+/// limited at least as narrowly, with no scope it lacks.
+fn wider_than(grants: &Grants, by: &Principal) -> Option<String> {
+    let mine = by.grants();
+    if let Some(scope) = grants.scopes.iter().find(|s| !by.has(**s)) {
+        return Some(format!("it lacks the `{scope}` scope"));
+    }
+    if !mine.agents.is_empty() {
+        // Each new pattern must be one of the creator's, or a name it admits.
+        let outside =
+            grants.agents.iter().find(|p| !mine.agents.contains(p) && (p.contains('*') || !by.admits_agent_name(p)));
+        if grants.agents.is_empty() {
+            return Some(format!("it is limited to agents {:?}: name some of them in `agents`", mine.agents));
+        }
+        if let Some(p) = outside {
+            return Some(format!("agents `{p}` is outside its own {:?}", mine.agents));
+        }
+    }
+    if !mine.workspaces.is_empty() {
+        if grants.workspaces.is_empty() {
+            return Some(format!(
+                "it is limited to workspaces {:?}: name some of them in `workspaces`",
+                mine.workspaces
+            ));
+        }
+        if let Some(w) = grants.workspaces.iter().find(|w| !mine.workspaces.contains(w)) {
+            return Some(format!("workspace `{w}` is outside its own {:?}", mine.workspaces));
+        }
+    }
+    None
+}
+
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
 pub async fn create(store: &Store, request: NewKey, by: &Principal) -> Result<CreatedKey, KeyError> {
     let grants = request.grants()?;
+    if let Some(why) = wider_than(&grants, by) {
+        return Err(KeyError::Wider(format!("the API key `{}` cannot create a key wider than itself: {why}", by.name)));
+    }
     let at_ms = now_ms();
     let expires_at_ms = match &request.expires_in {
         None => None,

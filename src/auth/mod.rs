@@ -6,6 +6,7 @@
 //! - `browser.rs`: dev-mode defences against web pages (Host, Origin, simple bodies);
 //! - `limits.rs`: per-key request rate and open streams;
 //! - `keys.rs`: creating, listing and revoking keys;
+//! - `relay.rs`: the credential a node presents to relay one message's stream;
 //! - `gate.rs`: the middleware that applies all of the above per route.
 //!
 //! Keys live in the replicated state (`state/keys.rs`) as hashes, so a key
@@ -17,6 +18,7 @@ mod keyring;
 mod keys;
 mod limits;
 mod principal;
+mod relay;
 pub mod token;
 
 pub use gate::{guard, Gate, GateConfig, Mode};
@@ -27,3 +29,4 @@ pub use keys::{
 };
 pub use limits::RateLimiter;
 pub use principal::{glob_match, Credential, Principal, BOOTSTRAP_NAME, DEV_NAME};
+pub use relay::{RelayKey, RELAY_HEADER};

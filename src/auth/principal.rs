@@ -13,6 +13,8 @@ pub enum Credential {
     Bootstrap,
     /// A key from the replicated state, by id.
     Key { id: String },
+    /// Another node relaying one message's answer stream (`auth::relay`).
+    Relay,
 }
 
 /// The authenticated caller of one request. Cheap to clone.
@@ -26,10 +28,21 @@ pub struct Principal {
 
 pub const DEV_NAME: &str = "dev";
 pub const BOOTSTRAP_NAME: &str = "bootstrap-admin";
+pub const RELAY_NAME: &str = "peer-relay";
 
 impl Principal {
     pub fn dev() -> Self {
         Self::unlimited(DEV_NAME, Credential::Dev)
+    }
+
+    /// A peer node streaming one message it was given a credential for:
+    /// invoke scope, nothing else.
+    pub fn relay() -> Self {
+        Self {
+            name: RELAY_NAME.into(),
+            credential: Credential::Relay,
+            grants: Arc::new(Grants { scopes: vec![Scope::Invoke], ..Grants::default() }),
+        }
     }
 
     pub fn bootstrap() -> Self {

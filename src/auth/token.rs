@@ -37,6 +37,11 @@ pub fn key_id(token: &str) -> Option<&str> {
     (id.len() == ID_HEX && id.bytes().all(|b| b.is_ascii_hexdigit()) && !secret.is_empty()).then_some(id)
 }
 
+/// Meant as a Caxton key (it has the `cxk_` prefix), valid or not.
+pub fn is_caxton_key(token: &str) -> bool {
+    token.starts_with(PREFIX)
+}
+
 pub fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }

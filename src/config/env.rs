@@ -52,17 +52,39 @@ pub fn apply(
         let parts: Vec<&str> = path.iter().map(String::as_str).collect();
         let var = env_name(&parts);
         let Some(raw) = lookup(&var) else { continue };
-        let value = parse_like(&default, &raw).map_err(|why| (var.clone(), raw.clone(), why))?;
-        let mut table = &mut *doc;
-        for part in &parts[..parts.len() - 1] {
-            let entry = table.entry(part.to_string()).or_insert_with(|| Value::Table(Table::new()));
-            table = match entry {
-                Value::Table(t) => t,
-                _ => return Err((var, raw, format!("`{part}` in the config file is not a table"))),
-            };
-        }
-        table.insert(parts[parts.len() - 1].to_owned(), value);
+        set_leaf(doc, &parts, &default, &raw).map_err(|why| (var.clone(), raw.clone(), why))?;
     }
+    Ok(())
+}
+
+/// Sets the dotted `key` in `doc` from `raw`, typed like its default: the
+/// one way a command-line flag and an environment variable become config.
+pub fn set(doc: &mut Table, defaults: &Table, key: &str, raw: &str) -> Result<(), String> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let mut default = None;
+    let mut table = defaults;
+    for (i, part) in parts.iter().enumerate() {
+        match table.get(*part) {
+            Some(Value::Table(t)) if i + 1 < parts.len() => table = t,
+            Some(v) if i + 1 == parts.len() => default = Some(v),
+            _ => break,
+        }
+    }
+    let default = default.ok_or_else(|| format!("`{key}` is not a config key"))?;
+    set_leaf(doc, &parts, default, raw)
+}
+
+fn set_leaf(doc: &mut Table, parts: &[&str], default: &Value, raw: &str) -> Result<(), String> {
+    let value = parse_like(default, raw)?;
+    let mut table = &mut *doc;
+    for part in &parts[..parts.len() - 1] {
+        let entry = table.entry(part.to_string()).or_insert_with(|| Value::Table(Table::new()));
+        table = match entry {
+            Value::Table(t) => t,
+            _ => return Err(format!("`{part}` in the config file is not a table")),
+        };
+    }
+    table.insert(parts[parts.len() - 1].to_owned(), value);
     Ok(())
 }
 

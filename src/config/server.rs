@@ -124,6 +124,14 @@ pub struct ServerSection {
     pub agents_reload_ms: u64,
     /// Largest accepted request body, in bytes.
     pub max_body_bytes: u64,
+    /// Largest message (content, context, requirements and history
+    /// together, in bytes); larger ones are refused with 413 before they
+    /// are committed. (A request body is capped by `max_body_bytes` too.)
+    pub max_message_bytes: u64,
+    /// Deliveries a request gets (the first, and retries after a crash or
+    /// an unfinished processing) before it is dead-lettered: answered with
+    /// an error and never run again.
+    pub max_message_attempts: u64,
     /// How long a request may run before it is answered 408/503.
     pub request_timeout_ms: u64,
     /// How long shutdown waits for in-flight requests.
@@ -238,6 +246,8 @@ impl Default for ServerSection {
             tools_dir: String::new(),
             agents_reload_ms: 1000,
             max_body_bytes: 2 * 1024 * 1024,
+            max_message_bytes: 256 * 1024,
+            max_message_attempts: 3,
             request_timeout_ms: 300_000,
             shutdown_grace_ms: 10_000,
             admin_key_file: String::new(),
@@ -314,17 +324,35 @@ pub enum ConfigError {
     Syntax { file: String, line: usize, key: String, reason: String },
     #[error("environment variable {var}={value:?}: {reason}")]
     Env { var: String, value: String, reason: String },
+    #[error("{flag} {value:?}: {reason}")]
+    Flag { flag: String, value: String, reason: String },
     #[error("{key} = {value:?}: {reason}")]
     Invalid { key: String, value: String, reason: String },
 }
 
+/// One setting given on the command line: the config key it sets, the flag
+/// that set it (for errors), and its raw text. Flags are the last layer
+/// merged, after the file and the environment, and before any check runs.
+#[derive(Debug, Clone)]
+pub struct Flag {
+    pub key: &'static str,
+    pub flag: &'static str,
+    pub value: String,
+}
+
 impl ServerConfig {
-    /// Loads the file (if any), applies `CAXTON_*` overrides, validates.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with(file, |k| std::env::var(k).ok())
+    /// Merges the file (if any), the `CAXTON_*` variables and the flags, in
+    /// that order of precedence (flags win), then checks the result once:
+    /// every rule sees the merged value, whichever source set it.
+    pub fn load(file: Option<&Path>, flags: &[Flag]) -> Result<Self, ConfigError> {
+        Self::load_with(file, |k| std::env::var(k).ok(), flags)
     }
 
-    pub fn load_with(file: Option<&Path>, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn load_with(
+        file: Option<&Path>,
+        lookup: impl Fn(&str) -> Option<String>,
+        flags: &[Flag],
+    ) -> Result<Self, ConfigError> {
         let (text, name) = match file {
             Some(p) => (
                 std::fs::read_to_string(p)
@@ -340,6 +368,13 @@ impl ServerConfig {
             value,
             reason,
         })?;
+        for f in flags {
+            env::set(&mut doc, &defaults, f.key, &f.value).map_err(|reason| ConfigError::Flag {
+                flag: f.flag.to_owned(),
+                value: f.value.clone(),
+                reason,
+            })?;
+        }
         // Re-serialize so serde reports unknown keys and types with positions.
         let merged = toml::to_string(&doc).expect("a toml table serializes");
         let mut config: ServerConfig = toml::from_str(&merged).map_err(|e| {
@@ -401,6 +436,12 @@ impl ServerConfig {
         }
         if self.server.max_body_bytes < 1024 {
             return Err(invalid("server.max_body_bytes", &self.server.max_body_bytes, "must be at least 1024"));
+        }
+        if self.server.max_message_bytes < 1024 {
+            return Err(invalid("server.max_message_bytes", &self.server.max_message_bytes, "must be at least 1024"));
+        }
+        if !(1..=100).contains(&self.server.max_message_attempts) {
+            return Err(invalid("server.max_message_attempts", &self.server.max_message_attempts, "must be 1 to 100"));
         }
         let sv = &self.server;
         if !(sv.rate_limit_per_second >= 0.0 && sv.rate_limit_per_second.is_finite()) {
@@ -715,7 +756,7 @@ mod tests {
         let path = dir.path().join("caxton.toml");
         std::fs::write(&path, text).unwrap();
         let env: HashMap<String, String> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        ServerConfig::load_with(Some(&path), |k| env.get(k).cloned())
+        ServerConfig::load_with(Some(&path), |k| env.get(k).cloned(), &[])
     }
 
     #[test]

@@ -11,7 +11,8 @@ use crate::sse::SseDecoder;
 
 use super::types::{ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, ToolCall, Usage};
 
-#[derive(Debug, Clone)]
+/// Its `Debug` shows whether an API key is set, never the key.
+#[derive(Clone)]
 pub struct OpenAiSettings {
     pub base_url: String,
     pub api_key: Option<String>,
@@ -20,6 +21,19 @@ pub struct OpenAiSettings {
     pub max_retries: u32,
     /// First backoff step; doubles per attempt (plus jitter), capped at 30 s.
     pub backoff: Duration,
+}
+
+impl std::fmt::Debug for OpenAiSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiSettings")
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("model", &self.model)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("backoff", &self.backoff)
+            .finish()
+    }
 }
 
 pub struct OpenAiProvider {
@@ -157,7 +171,11 @@ impl OpenAiProvider {
         let mut stream = resp.bytes_stream();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| self.protocol(format!("stream broke: {e}")))?;
-            for ev in sse.feed(&chunk) {
+            let events = sse.feed(&chunk);
+            if sse.overflowed() {
+                return Err(self.protocol(format!("a stream event over {} bytes", crate::sse::MAX_EVENT_BYTES)));
+            }
+            for ev in events {
                 let data = ev.data.trim();
                 if data == "[DONE]" {
                     return Ok(finish(out, calls));
@@ -328,5 +346,19 @@ mod tests {
         for bad in ["-1", "NaN", "inf", "1e400", "Wed, 21 Oct 2015 07:28:00 GMT", ""] {
             assert_eq!(parse_retry_after(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn debug_never_shows_the_api_key() {
+        let s = OpenAiSettings {
+            base_url: "https://api.example.com/v1".into(),
+            api_key: Some("sk-live-abcdef".into()),
+            model: "m".into(),
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            backoff: Duration::from_millis(1),
+        };
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("sk-live") && shown.contains("<redacted>"), "{shown}");
     }
 }

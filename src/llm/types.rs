@@ -97,6 +97,9 @@ pub enum LlmError {
     UnknownProvider(String),
     #[error("local model: {0}")]
     Local(String),
+    /// The prompt does not fit the model's context, even without history.
+    #[error("local model: {0}")]
+    PromptTooLong(String),
 }
 
 #[async_trait::async_trait]

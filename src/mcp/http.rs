@@ -41,19 +41,34 @@ pub struct HttpResponse {
     pub body: String,
 }
 
-/// Internal addresses a tool must not reach by default.
+/// Internal addresses a tool must not reach by default: anything that is
+/// not plainly a public unicast address, including IPv6 forms that carry
+/// an IPv4 address a gateway will reach for it.
 pub fn is_internal(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
             v4.is_loopback() || v4.is_private() || v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast() || v4.is_multicast()
-                // 100.64.0.0/10 carrier-grade NAT, often internal too.
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xc0) == 64)
+                || a == 0 // "this network"
+                || (a == 100 && (b & 0xc0) == 64) // 100.64.0.0/10 carrier-grade NAT
+                || (a == 192 && b == 0 && v4.octets()[2] == 0) // 192.0.0.0/24 IETF protocol assignments
+                || (a == 198 && (b & 0xfe) == 18) // 198.18.0.0/15 benchmarking
+                || a >= 240 // 240.0.0.0/4 reserved
         }
         IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let embedded = |hi: u16, lo: u16| IpAddr::V4(std::net::Ipv4Addr::from(((hi as u32) << 16) | lo as u32));
             v6.is_loopback() || v6.is_unspecified() || v6.is_multicast()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00 // unique local
-                || (v6.segments()[0] & 0xffc0) == 0xfe80 // link-local
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4)))
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link-local
+                || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated, still routed internally)
+                || v6.to_ipv4_mapped().is_some_and(|v4| is_internal(IpAddr::V4(v4))) // ::ffff:a.b.c.d
+                || (s[..6] == [0; 6] && is_internal(embedded(s[6], s[7]))) // ::a.b.c.d (IPv4-compatible)
+                || (s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]) // 64:ff9b::/96 NAT64: any IPv4, the metadata service included
+                || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // 64:ff9b:1::/48 local-use NAT64
+                || s[0] == 0x2002 // 6to4: an IPv4 address in bits 16-48
+                || (s[0] == 0x2001 && s[1] == 0) // Teredo
+                || (s[0] == 0x2001 && s[1] == 0xdb8) // documentation
         }
     }
 }
@@ -102,8 +117,10 @@ pub fn perform(
     }
     let handle = tokio::runtime::Handle::current();
     handle.block_on(async move {
+        // No proxy from the environment: the checked address is the one dialled.
         let client = reqwest::Client::builder()
             .timeout(timeout)
+            .no_proxy()
             .redirect(reqwest::redirect::Policy::none())
             .resolve(&host, addr)
             .build()
@@ -111,7 +128,9 @@ pub fn perform(
         let method = reqwest::Method::from_bytes(req.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| format!("bad method `{}`", req.method))?;
         let mut builder = client.request(method, url);
-        for (k, v) in &req.headers {
+        // The Host is the checked URL's: a module-chosen one would send the
+        // request to another virtual host than the allowlist names.
+        for (k, v) in req.headers.iter().filter(|(k, _)| !k.eq_ignore_ascii_case("host")) {
             builder = builder.header(k, v);
         }
         if let Some(b) = req.body {
@@ -161,10 +180,25 @@ mod tests {
             "fd00::1",
             "100.64.0.1",
             "::ffff:127.0.0.1",
+            // NAT64 to the metadata service, and the other IPv6 wrappers of IPv4.
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::808:808",
+            "64:ff9b:1::1",
+            "2002:a9fe:a9fe::1",
+            "2001:0:4136:e378::1",
+            "::127.0.0.1",
+            "::169.254.169.254",
+            "fec0::1",
+            "192.0.0.8",
+            "198.18.0.1",
+            "198.19.255.255",
+            "240.0.0.1",
+            "255.255.255.254",
+            "0.1.2.3",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111"] {
+        for ip in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "192.0.2.1", "198.20.0.1", "2a00:1450::1"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
     }

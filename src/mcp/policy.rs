@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::host::{DataDir, Limits, Sandbox};
 use super::http::HttpPolicy;
 use super::manifest::Manifest;
+use crate::state::ToolDeployer;
 
 /// Prefix of the node's own settings and secrets: never granted to a tool.
 pub const RESERVED_ENV_PREFIX: &str = "CAXTON_";
@@ -39,6 +40,11 @@ pub struct ToolPolicy {
     pub max_timeout_ms: u64,
     pub max_input_kb: u64,
     pub max_output_kb: u64,
+    /// API keys whose deploys of this server get this policy. Empty: only
+    /// the operator's (the tools directory, or an admin key). A server of
+    /// this name deployed by anyone else gets `tools.policy.default`, so a
+    /// key cannot inherit a trusted tool's grants by taking its name.
+    pub deployers: Vec<String>,
 }
 
 impl Default for ToolPolicy {
@@ -54,6 +60,7 @@ impl Default for ToolPolicy {
             max_timeout_ms: 30_000,
             max_input_kb: 4096,
             max_output_kb: 4096,
+            deployers: Vec::new(),
         }
     }
 }
@@ -78,9 +85,14 @@ impl ToolPolicies {
         Self { by_server }
     }
 
-    /// The policy for server `name`, and the config key it comes from.
-    pub fn for_server(&self, name: &str) -> (ToolPolicy, String) {
-        match self.by_server.get(name) {
+    /// The policy for server `name` deployed `by`, and the config key it
+    /// comes from: its own, if the operator grants it to that deployer.
+    pub fn for_server(&self, name: &str, by: &ToolDeployer) -> (ToolPolicy, String) {
+        let granted = |p: &ToolPolicy| match &by.key {
+            Some(key) if p.deployers.contains(key) => true,
+            _ => p.deployers.is_empty() && by.admin,
+        };
+        match self.by_server.get(name).filter(|p| name != DEFAULT_POLICY && granted(p)) {
             Some(p) => (p.clone(), format!("tools.policy.{name}")),
             None => (
                 self.by_server.get(DEFAULT_POLICY).cloned().unwrap_or_default(),
@@ -90,8 +102,8 @@ impl ToolPolicies {
     }
 
     /// What `manifest` asks for beyond its policy, one line per excess.
-    pub fn excesses(&self, manifest: &Manifest) -> Vec<String> {
-        let (p, key) = self.for_server(&manifest.name);
+    pub fn excesses(&self, manifest: &Manifest, by: &ToolDeployer) -> Vec<String> {
+        let (p, key) = self.for_server(&manifest.name, by);
         let mut out = Vec::new();
         for var in &manifest.sandbox.env {
             if var.starts_with(RESERVED_ENV_PREFIX) {
@@ -129,8 +141,8 @@ impl ToolPolicies {
     }
 
     /// The limits a call runs with: the manifest's, capped by the policy.
-    pub fn limits(&self, manifest: &Manifest) -> Limits {
-        let (p, _) = self.for_server(&manifest.name);
+    pub fn limits(&self, manifest: &Manifest, by: &ToolDeployer) -> Limits {
+        let (p, _) = self.for_server(&manifest.name, by);
         let asked = manifest.limits();
         Limits {
             max_memory_bytes: asked.max_memory_bytes.min((p.max_memory_mb as usize) << 20),
@@ -143,8 +155,13 @@ impl ToolPolicies {
 
     /// The sandbox a call runs in: what the manifest asks for and the
     /// policy grants, nothing else. `data_root` holds the `/data` dirs.
-    pub fn sandbox(&self, manifest: &Manifest, data_root: &std::path::Path) -> (Sandbox, Option<PathBuf>) {
-        let (p, _) = self.for_server(&manifest.name);
+    pub fn sandbox(
+        &self,
+        manifest: &Manifest,
+        by: &ToolDeployer,
+        data_root: &std::path::Path,
+    ) -> (Sandbox, Option<PathBuf>) {
+        let (p, _) = self.for_server(&manifest.name, by);
         let env = manifest
             .sandbox
             .env
@@ -177,7 +194,8 @@ mod tests {
         let mut granted =
             ToolPolicy { env: vec!["LANG".into()], http_hosts: vec!["*.example.com".into()], ..ToolPolicy::default() };
         let policies = ToolPolicies::new(BTreeMap::from([(DEFAULT_POLICY.to_owned(), granted.clone())]));
-        let excesses = policies.excesses(&hostile).join("\n");
+        let operator = ToolDeployer::operator();
+        let excesses = policies.excesses(&hostile, &operator).join("\n");
         for expected in [
             "`CAXTON_CLUSTER_SECRET` is the node's own setting",
             "`OPENAI_API_KEY` is not granted (tools.policy.default.env)",
@@ -192,11 +210,11 @@ mod tests {
         // At call time, the intersection: even a policy naming a CAXTON_ variable gives nothing of it.
         granted.env.push("CAXTON_CLUSTER_SECRET".into());
         let policies = ToolPolicies::new(BTreeMap::from([("probe".to_owned(), granted)]));
-        let (sandbox, _) = policies.sandbox(&hostile, std::path::Path::new("/tmp"));
+        let (sandbox, _) = policies.sandbox(&hostile, &operator, std::path::Path::new("/tmp"));
         assert!(sandbox.env.iter().all(|(k, _)| k != "CAXTON_CLUSTER_SECRET"));
         assert_eq!(sandbox.http.allow, ["api.example.com"]);
         assert!(!sandbox.http.allow_private);
-        let limits = policies.limits(&hostile);
+        let limits = policies.limits(&hostile, &operator);
         assert_eq!((limits.max_memory_bytes >> 20, limits.timeout.as_millis()), (256, 30_000));
     }
 
@@ -204,6 +222,35 @@ mod tests {
     fn the_default_policy_lets_the_examples_in() {
         let policies = ToolPolicies::default();
         let http = manifest("[sandbox]\nhttp_allow = [\"example.com\", \"*.example.com\"]\ndata_dir = true\n");
-        assert_eq!(policies.excesses(&http), Vec::<String>::new());
+        assert_eq!(policies.excesses(&http, &ToolDeployer::operator()), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_servers_grants_follow_its_name_and_the_deployer_the_operator_chose() {
+        let trusted = ToolPolicy { env: vec!["GITHUB_TOKEN".into()], private_network: true, ..ToolPolicy::default() };
+        let for_ci = ToolPolicy { deployers: vec!["ci".into()], ..trusted.clone() };
+        let policies =
+            ToolPolicies::new(BTreeMap::from([("http_client".to_owned(), trusted), ("builder".to_owned(), for_ci)]));
+        let key = |name: &str, admin: bool| ToolDeployer { key: Some(name.into()), admin };
+        let probe = |name: &str, by: &ToolDeployer| {
+            let m = Manifest::parse(&format!(
+                "name = \"{name}\"\nversion = \"1\"\n[sandbox]\nenv = [\"GITHUB_TOKEN\"]\nhttp_allow_private = true\n"
+            ))
+            .unwrap();
+            (policies.excesses(&m, by), policies.sandbox(&m, by, std::path::Path::new("/tmp")).0.http.allow_private)
+        };
+        // The operator (tools directory or an admin key) gets the named grants.
+        assert_eq!(probe("http_client", &ToolDeployer::operator()), (vec![], true));
+        assert_eq!(probe("http_client", &key("ops", true)), (vec![], true));
+        // A deploy key taking the name gets the default policy, and is told so.
+        let (excesses, private) = probe("http_client", &key("team-b", false));
+        assert!(!private);
+        assert!(
+            excesses.iter().any(|e| e.contains("`GITHUB_TOKEN` is not granted (tools.policy.default.env)")),
+            "{excesses:?}"
+        );
+        // A policy naming its deployers grants them only.
+        assert_eq!(probe("builder", &key("ci", false)), (vec![], true));
+        assert!(!probe("builder", &key("ops", true)).0.is_empty(), "not even an admin key it does not name");
     }
 }

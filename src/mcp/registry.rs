@@ -14,7 +14,7 @@ use super::host::{CompiledServer, McpHost, ToolError, ToolInfo};
 use super::manifest::Manifest;
 use super::policy::ToolPolicies;
 use crate::observability::Outcome;
-use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolServerRow};
+use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolDeployer, ToolRefusal, ToolServerRow};
 
 /// Largest module accepted (it travels through the Raft log).
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
@@ -27,6 +27,10 @@ pub enum McpError {
     Refused { server: String, excesses: Vec<String> },
     #[error("no tool server named `{0}`")]
     UnknownServer(String),
+    #[error("{0}")]
+    NotOwner(String),
+    #[error("the tool `{0}` is not declared by any agent this API key may use")]
+    NotGranted(String),
     #[error("no tool named `{name}`; available tools: {}", if .available.is_empty() { "none".to_owned() } else { .available.join(", ") })]
     UnknownTool { name: String, available: Vec<String> },
     #[error("tool `{tool}` is offered by several allowlisted servers ({}); name one as `SERVER/{tool}` in the agent's tools", .servers.join(", "))]
@@ -76,9 +80,14 @@ impl McpRegistry {
     }
 
     /// Validates, compiles and lists the tools here, then replicates.
-    pub async fn deploy(&self, manifest_text: &str, module: Vec<u8>) -> Result<ServerRecord, McpError> {
+    pub async fn deploy(
+        &self,
+        manifest_text: &str,
+        module: Vec<u8>,
+        by: ToolDeployer,
+    ) -> Result<ServerRecord, McpError> {
         let manifest = Manifest::parse(manifest_text).map_err(McpError::Invalid)?;
-        let excesses = self.policies.excesses(&manifest);
+        let excesses = self.policies.excesses(&manifest, &by);
         if !excesses.is_empty() {
             return Err(McpError::Refused { server: manifest.name, excesses });
         }
@@ -90,20 +99,24 @@ impl McpRegistry {
         }
         let encoded = base64::engine::general_purpose::STANDARD.encode(&module);
         let compiled = self.compile(module).await?;
-        let tools = self.host.list_tools(&compiled, self.policies.limits(&manifest)).await?;
+        let tools = self.host.list_tools(&compiled, self.policies.limits(&manifest, &by)).await?;
         let cmd = DeployMcpServer {
             name: manifest.name.clone(),
             manifest: manifest_text.to_owned(),
             module: encoded,
             tools: serde_json::to_string(&tools).unwrap_or_default(),
             at_ms: chrono::Utc::now().timestamp_millis(),
+            by,
         };
-        self.store.propose(cmd).await?.map_err(McpError::Invalid)?;
+        self.store.propose(cmd).await?.map_err(|refused| match refused {
+            ToolRefusal::Invalid(why) => McpError::Invalid(why),
+            ToolRefusal::NotOwner(why) => McpError::NotOwner(why),
+        })?;
         self.get(&manifest.name).await?.ok_or(McpError::UnknownServer(manifest.name))
     }
 
-    pub async fn remove(&self, name: &str) -> Result<(), McpError> {
-        match self.store.propose(RemoveMcpServer { name: name.to_owned() }).await? {
+    pub async fn remove(&self, name: &str, by: ToolDeployer) -> Result<(), McpError> {
+        match self.store.propose(RemoveMcpServer { name: name.to_owned(), by }).await?.map_err(McpError::NotOwner)? {
             true => Ok(()),
             false => Err(McpError::UnknownServer(name.to_owned())),
         }
@@ -140,7 +153,7 @@ impl McpRegistry {
                 if self.get(&name).await.map_err(|e| e.to_string())?.is_some_and(|r| r.hash == hash) {
                     return Ok(());
                 }
-                self.deploy(&manifest, module).await.map(|_| ()).map_err(|e| e.to_string())
+                self.deploy(&manifest, module, ToolDeployer::operator()).await.map(|_| ()).map_err(|e| e.to_string())
             }
             .await;
             out.push((label, result));
@@ -155,16 +168,16 @@ impl McpRegistry {
 
     /// The compiled server and its manifest. The module itself is read (and
     /// hashed, and compiled) only the first time this node sees its hash.
-    async fn load(&self, server: &str) -> Result<(CompiledServer, Manifest), McpError> {
+    async fn load(&self, server: &str) -> Result<(CompiledServer, Manifest, ToolDeployer), McpError> {
         let row = self.queries.tool_server(server).await?;
         let row = row.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
         let manifest = Manifest::parse(&row.manifest).map_err(McpError::Invalid)?;
         if let Some(compiled) = self.host.compiled(&row.hash) {
-            return Ok((compiled, manifest));
+            return Ok((compiled, manifest, row.deployed_by));
         }
         let module = self.queries.tool_server_module(server).await?;
         let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        Ok((self.compile(module).await?, manifest))
+        Ok((self.compile(module).await?, manifest, row.deployed_by))
     }
 
     /// Cranelift compilation takes CPU for a while: never on an async
@@ -181,6 +194,43 @@ impl McpRegistry {
     /// MCP front doors; `SERVER/TOOL` picks one server).
     pub async fn call(&self, tool: &str, arguments: Value) -> Result<Value, McpError> {
         self.call_granted(tool, arguments, &[]).await
+    }
+
+    /// Calls `tool` for a caller limited to the tools in `granted` (entries
+    /// name a tool, a server, or `server/tool`); any other is refused as if
+    /// it did not exist. `None`: no limit.
+    pub async fn call_within(
+        &self,
+        tool: &str,
+        arguments: Value,
+        granted: Option<&[String]>,
+    ) -> Result<Value, McpError> {
+        let Some(granted) = granted else { return self.call(tool, arguments).await };
+        let (hint, name) = tool.split_once('/').map_or((None, tool), |(s, t)| (Some(s), t));
+        let permitted: Vec<String> = self
+            .tools()
+            .await?
+            .into_iter()
+            .filter(|(t, s)| t.name == name && hint.is_none_or(|h| h == s))
+            .filter(|(t, s)| granted.iter().any(|g| g == &t.name || g == s || *g == format!("{s}/{}", t.name)))
+            .map(|(_, s)| s)
+            .collect();
+        if permitted.is_empty() {
+            return Err(McpError::NotGranted(tool.to_owned()));
+        }
+        self.call_granted(tool, arguments, &permitted).await
+    }
+
+    /// The tools `granted` lets a limited caller list (`None`: all).
+    pub async fn tools_within(&self, granted: Option<&[String]>) -> Result<Vec<(ToolInfo, String)>, McpError> {
+        let tools = self.tools().await?;
+        Ok(match granted {
+            None => tools,
+            Some(g) => tools
+                .into_iter()
+                .filter(|(t, s)| g.iter().any(|a| a == &t.name || a == s || *a == format!("{s}/{}", t.name)))
+                .collect(),
+        })
     }
 
     /// Calls `tool` on the server an agent's `allowlist` grants it from: an
@@ -220,14 +270,14 @@ impl McpRegistry {
                 })
             }
         };
-        let (compiled, manifest) = self.load(&server).await?;
-        // What the manifest asks and this node's policy grants; no more.
-        let (sandbox, data_dir) = self.policies.sandbox(&manifest, &self.data_root);
+        let (compiled, manifest, by) = self.load(&server).await?;
+        // What the manifest asks and this node's policy grants its deployer; no more.
+        let (sandbox, data_dir) = self.policies.sandbox(&manifest, &by, &self.data_root);
         if let Some(dir) = data_dir {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let limits = self.policies.limits(&manifest);
+        let limits = self.policies.limits(&manifest, &by);
         let started = std::time::Instant::now();
         self.metrics.tool_instances.inc();
         let result = self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await;
@@ -266,6 +316,7 @@ impl crate::problems::Classified for McpError {
         use crate::problems::ProblemType;
         match self {
             Self::Invalid(_) | Self::Refused { .. } => ProblemType::InvalidToolServer,
+            Self::NotOwner(_) | Self::NotGranted(_) => ProblemType::OutsideKeyGrant,
             Self::UnknownServer(_) => ProblemType::ToolServerNotFound,
             Self::UnknownTool { .. } => ProblemType::ToolNotFound,
             Self::AmbiguousTool { .. } => ProblemType::InvalidToolServer,

@@ -33,25 +33,12 @@ pub type AnswerStream = Pin<Box<dyn Stream<Item = AnswerEvent> + Send>>;
 
 /// Whether a node that does not run the agent may relay its owner's stream.
 /// A relay asks the owner with [`Relay::LocalOnly`], so it is never relayed
-/// twice.
-#[derive(Clone, PartialEq, Eq)]
+/// twice. The relaying node presents its own credential for the message
+/// (`auth::relay`), never its caller's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relay {
-    /// Relay, presenting the caller's own `Authorization` to the owner: keys
-    /// are replicated, so the owner checks the same key and grants.
-    Allowed {
-        authorization: Option<String>,
-    },
+    Allowed,
     LocalOnly,
-}
-
-impl std::fmt::Debug for Relay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print a credential.
-        f.write_str(match self {
-            Relay::Allowed { .. } => "Relay::Allowed",
-            Relay::LocalOnly => "Relay::LocalOnly",
-        })
-    }
 }
 
 /// What a local answer stream saw first.
@@ -74,8 +61,8 @@ impl MessageService {
             let why = format!("message `{id}` is a {} and gets no reply", message.kind.as_str());
             return Ok(Box::pin(futures::stream::iter([AnswerEvent::Failed(why)])));
         }
-        if let Relay::Allowed { authorization } = relay {
-            if let Some(upstream) = self.owner_stream(&message, authorization).await {
+        if relay == Relay::Allowed {
+            if let Some(upstream) = self.owner_stream(&message).await {
                 return Ok(self.relayed(id.to_owned(), upstream));
             }
         }
@@ -121,7 +108,12 @@ impl MessageService {
             let mut decoder = SseDecoder::default();
             let mut body = upstream.bytes_stream();
             while let Some(Ok(chunk)) = body.next().await {
-                for e in decoder.feed(&chunk) {
+                let events = decoder.feed(&chunk);
+                if decoder.overflowed() {
+                    tracing::warn!("owner sent an oversized stream event; reading the reply here");
+                    break;
+                }
+                for e in events {
                     match e.event.as_str() {
                         "token" => yield AnswerEvent::Token(e.data),
                         "reply" => match serde_json::from_str::<Message>(&e.data) {
@@ -144,7 +136,7 @@ impl MessageService {
 
     /// The live stream of `message`'s answer from the node running its
     /// receiver, when that is another node and it answers.
-    async fn owner_stream(&self, message: &Message, authorization: Option<String>) -> Option<reqwest::Response> {
+    async fn owner_stream(&self, message: &Message) -> Option<reqwest::Response> {
         let name = AgentName::parse(&message.receiver).ok()?;
         let owner = self.queries().agent(&name).await.ok()??.owner;
         if owner == self.cluster().node_id() {
@@ -153,8 +145,9 @@ impl MessageService {
         let api = self.cluster().status().members.into_iter().find(|m| m.id == owner)?.api_addr;
         let url = format!("http://{api}/v1/messages/{}/stream?local=true", message.id);
         let mut request = self.peer_http().get(url).header(crate::observability::REQUEST_ID_HEADER, &message.trace_id);
-        if let Some(authorization) = authorization {
-            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        if let Some(key) = self.relay_key() {
+            let now_ms = chrono::Utc::now().timestamp_millis();
+            request = request.header(crate::auth::RELAY_HEADER, key.mint(&message.id, now_ms));
         }
         let relayed = request.send().await;
         match relayed {

@@ -14,6 +14,13 @@ use crate::shutdown::Shutdown;
 
 type Reply<O, E> = oneshot::Sender<Result<O, Arc<E>>>;
 
+/// How much one batch may carry.
+pub struct BatchLimits<I> {
+    pub items: usize,
+    pub bytes: usize,
+    pub weight: fn(&I) -> usize,
+}
+
 pub struct Batcher<I, O, E> {
     tx: mpsc::Sender<(I, Reply<O, E>)>,
 }
@@ -42,17 +49,52 @@ where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(max_batch * 8);
+        Self::spawn_weighted(
+            shutdown,
+            BatchLimits { items: max_batch, bytes: usize::MAX, weight: |_| 0 },
+            in_flight,
+            commit,
+        )
+    }
+
+    /// As [`Batcher::spawn`], and a batch also stops before its items'
+    /// weights (their encoded size) pass `limits.bytes`: one client's large
+    /// items cannot make a batch that fails, or stalls, everyone's. An item
+    /// heavier than the budget goes alone.
+    pub fn spawn_weighted<F, Fut>(shutdown: &Shutdown, limits: BatchLimits<I>, in_flight: usize, commit: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel::<(I, Reply<O, E>)>(limits.items * 8);
         let commit = Arc::new(commit);
         let permits = Arc::new(Semaphore::new(in_flight.max(1)));
         let tasks = shutdown.clone();
         shutdown.spawn_until_stopped(async move {
-            while let Some(first) = rx.recv().await {
+            // The item that did not fit the last batch opens the next one.
+            let mut carried = None;
+            loop {
+                let first = match carried.take() {
+                    Some(item) => item,
+                    None => match rx.recv().await {
+                        Some(item) => item,
+                        None => break,
+                    },
+                };
                 let Ok(permit) = permits.clone().acquire_owned().await else { break };
+                let mut bytes = (limits.weight)(&first.0);
                 let mut batch = vec![first];
-                while batch.len() < max_batch {
+                while batch.len() < limits.items {
                     match rx.try_recv() {
-                        Ok(item) => batch.push(item),
+                        Ok(item) => {
+                            let weight = (limits.weight)(&item.0);
+                            if bytes.saturating_add(weight) > limits.bytes {
+                                carried = Some(item);
+                                break;
+                            }
+                            bytes += weight;
+                            batch.push(item);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -112,6 +154,34 @@ mod tests {
             assert_eq!(out, i * 2);
         }
         assert!(batches.load(Ordering::SeqCst) < 50, "200 items took {} batches", batches.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_byte_budget() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let limits = BatchLimits { items: 64, bytes: 100, weight: |i: &u32| *i as usize };
+        let batcher: Batcher<u32, u32, String> =
+            Batcher::spawn_weighted(&Shutdown::new(), limits, 1, move |items: Vec<u32>| {
+                seen.lock().unwrap().push(items.iter().sum::<u32>());
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    Ok(items)
+                }
+            });
+        // 40-byte items: at most two fit in a batch; one of 500 goes alone.
+        let mut tasks = Vec::new();
+        for i in 0..20u32 {
+            let b = batcher.clone();
+            let w = if i == 7 { 500 } else { 40 };
+            tasks.push(tokio::spawn(async move { b.submit(w).await.unwrap().unwrap() }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let sizes = sizes.lock().unwrap().clone();
+        assert_eq!(sizes.iter().sum::<u32>(), 19 * 40 + 500, "every item committed once: {sizes:?}");
+        assert!(sizes.iter().all(|&s| s <= 100 || s == 500), "a batch over its budget: {sizes:?}");
     }
 
     #[tokio::test]

@@ -10,7 +10,7 @@ mod streams;
 
 pub use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
-pub use batcher::Batcher;
+pub use batcher::{BatchLimits, Batcher};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
 pub use service::{split_revision, Conversation, MessageError, MessageService, SendOutcome, SendRequest, Target};

@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 use utoipa::ToSchema;
 
-use super::batcher::Batcher;
+use super::batcher::{BatchLimits, Batcher};
 use super::routing::{CapabilityRouter, Routed};
 use super::streams::TokenHub;
 use crate::config::AgentName;
@@ -59,9 +59,17 @@ pub struct SendRequest {
     pub history: Vec<ChatMessage>,
     pub hop: u32,
     pub trace_id: Option<String>,
+    /// The API key that sent it (None: an agent, or the node itself). A
+    /// client-chosen id is that key's: another key reusing it is refused.
+    pub sent_by: Option<String>,
 }
 
 impl SendRequest {
+    /// The bytes the message will carry: what `server.max_message_bytes` bounds.
+    pub fn payload_bytes(&self) -> usize {
+        crate::state::payload_bytes(&self.content, &self.context, &self.requirements, &self.history)
+    }
+
     pub fn request(target: Target, content: impl Into<String>) -> Self {
         Self {
             target,
@@ -76,6 +84,7 @@ impl SendRequest {
             history: Vec::new(),
             hop: 0,
             trace_id: None,
+            sent_by: None,
         }
     }
 }
@@ -100,6 +109,10 @@ pub enum MessageError {
     NoAgentForCapability { capability: String, available: Vec<String> },
     #[error("invalid message: {0}")]
     Invalid(String),
+    #[error("the message is {size} bytes (content, context, requirements and history); at most {limit} are accepted (server.max_message_bytes)")]
+    TooLarge { size: usize, limit: usize },
+    #[error("message id `{0}` is already taken by another sender's message; choose another id")]
+    IdTaken(String),
     #[error("{field} `{id}` {reason}")]
     InvalidId { field: &'static str, id: String, reason: &'static str },
     #[error("hop limit of {MAX_HOPS} agent-to-agent requests reached (a loop?)")]
@@ -186,7 +199,16 @@ pub struct MessageService {
     /// Relays answer streams from the node running an agent.
     peer_http: reqwest::Client,
     metrics: Arc<crate::observability::Metrics>,
+    /// `server.max_message_bytes`.
+    max_message_bytes: usize,
+    /// Mints this node's credentials for relaying answer streams.
+    relay_key: Option<crate::auth::RelayKey>,
 }
+
+/// Message bytes one `AcceptMessages` entry carries at most: well under a
+/// replication batch, so one tenant's large messages neither fail nor
+/// stall the entry that carries another's.
+const BATCH_BYTES: usize = 1024 * 1024;
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
@@ -223,10 +245,13 @@ impl MessageService {
         peer_http: reqwest::Client,
         shutdown: &Shutdown,
         metrics: Arc<crate::observability::Metrics>,
+        max_message_bytes: usize,
+        relay_key: Option<crate::auth::RelayKey>,
     ) -> Arc<Self> {
         let store = Store::new(cluster.clone());
         let proposer = store.clone();
-        let accept: AcceptBatcher = Batcher::spawn(shutdown, 512, 4, move |messages: Vec<Message>| {
+        let limits = BatchLimits { items: 512, bytes: BATCH_BYTES, weight: Message::payload_bytes };
+        let accept: AcceptBatcher = Batcher::spawn_weighted(shutdown, limits, 4, move |messages: Vec<Message>| {
             let store = proposer.clone();
             async move {
                 let n = messages.len();
@@ -249,6 +274,8 @@ impl MessageService {
             tokens: Arc::new(TokenHub::default()),
             peer_http,
             metrics,
+            max_message_bytes,
+            relay_key,
         })
     }
 
@@ -262,6 +289,10 @@ impl MessageService {
 
     pub(super) fn peer_http(&self) -> &reqwest::Client {
         &self.peer_http
+    }
+
+    pub(super) fn relay_key(&self) -> Option<&crate::auth::RelayKey> {
+        self.relay_key.as_ref()
     }
 
     /// The receiver's name, the capability it was found by, and the
@@ -304,6 +335,10 @@ impl MessageService {
         if req.content.trim().is_empty() {
             return Err(MessageError::Invalid("content must not be empty".into()));
         }
+        let size = req.payload_bytes();
+        if size > self.max_message_bytes {
+            return Err(MessageError::TooLarge { size, limit: self.max_message_bytes });
+        }
         if let Some(id) = &req.id {
             check_client_id("id", id)?;
         }
@@ -345,6 +380,8 @@ impl MessageService {
             revision: pinned,
             served: None,
             trace_unsampled,
+            attempts: 0,
+            sent_by: req.sent_by.clone(),
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
@@ -358,9 +395,18 @@ impl MessageService {
                 self.metrics.message_accepted();
                 message
             }
-            // A retried send: answer with what was stored the first time.
+            // A retried send: answer with what was stored the first time,
+            // to the key that sent it and no other.
             AcceptOutcome::Duplicate => {
-                self.queries.message(&message.id).await?.ok_or_else(|| MessageError::NotFound(message.id.clone()))?
+                let stored = self
+                    .queries
+                    .message(&message.id)
+                    .await?
+                    .ok_or_else(|| MessageError::NotFound(message.id.clone()))?;
+                if stored.sent_by != message.sent_by || stored.receiver != message.receiver {
+                    return Err(MessageError::IdTaken(message.id));
+                }
+                stored
             }
             AcceptOutcome::UnknownReceiver => return Err(MessageError::UnknownAgent(message.receiver)),
             AcceptOutcome::UnknownRevision => {
@@ -465,6 +511,8 @@ impl crate::problems::Classified for MessageError {
             Self::UnknownAgent(_) | Self::UnknownRevision { .. } => ProblemType::AgentNotFound,
             Self::NoAgentForCapability { .. } => ProblemType::NoAgentForCapability,
             Self::Invalid(_) => ProblemType::BadRequest,
+            Self::TooLarge { .. } => ProblemType::MessageTooLarge,
+            Self::IdTaken(_) => ProblemType::MessageIdTaken,
             Self::InvalidId { .. } => ProblemType::InvalidMessageId,
             Self::HopLimit => ProblemType::HopLimit,
             Self::NotFound(_) => ProblemType::MessageNotFound,
@@ -478,6 +526,7 @@ impl crate::problems::Classified for MessageError {
         match self {
             Self::NoAgentForCapability { available, .. } => Some(serde_json::json!({ "capabilities": available })),
             Self::Timeout { id, .. } => Some(serde_json::json!({ "message_id": id })),
+            Self::TooLarge { size, limit } => Some(serde_json::json!({ "size": size, "limit": limit })),
             Self::Cluster(w) => w.problem_extra(),
             _ => None,
         }

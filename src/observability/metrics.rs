@@ -332,7 +332,7 @@ impl Metrics {
             messages: counter(
                 &r,
                 "caxton_messages_total",
-                "Messages by what became of them: accepted (committed on this node), answered, failed, timed_out",
+                "Messages by what became of them: accepted (committed on this node), answered, failed, timed_out, dead_lettered (given up after server.max_message_attempts deliveries)",
                 &["outcome"],
             ),
             agent_events: counter(&r, "caxton_agent_events_total", "Agent lifecycle events on this node", &["event"]),
@@ -405,7 +405,12 @@ impl Metrics {
         self.messages.with_label_values(&["accepted"]).inc();
     }
 
-    /// A message answered (or not) by `agent` after `took`.
+    /// A request given up on after its deliveries ran out (which agent is
+    /// in the log line: one series per outcome).
+    pub fn message_dead_lettered(&self) {
+        self.messages.with_label_values(&["dead_lettered"]).inc();
+    }
+
     /// A request answered by one revision of an agent.
     pub fn revision_done(&self, agent: &str, revision: u64, outcome: Outcome, took: Duration) {
         let agent = self.agents.of(agent);
@@ -515,6 +520,7 @@ mod tests {
         let m = Metrics::new();
         let ms = Duration::from_millis(3);
         m.message_accepted();
+        m.message_dead_lettered();
         m.message_done("a", "request", Outcome::Ok, ms);
         m.llm_call("p", "m", ms, Ok((3, 4)));
         m.llm_first_token.with_label_values(&["p", "m"]).observe(0.1);

@@ -8,7 +8,7 @@ use super::events::StateEvent;
 use super::golden_tests::{commands, message};
 use super::{
     AcceptMessages, AgentSource, DeleteEntity, DeployAgent, DeployMcpServer, MessageKind, MessageStatus,
-    NewObservation, Place, RecordReplies, Relate, RemoveAgent, StoreEntity, Vector,
+    NewObservation, Place, RecordReplies, Relate, RemoveAgent, StoreEntity, ToolDeployer, Vector,
 };
 use crate::config::{AgentName, AgentSpec};
 
@@ -97,6 +97,7 @@ fn each_command_changes_and_publishes_what_it_says() {
         module: "not base64!".into(),
         tools: "[]".into(),
         at_ms: 9,
+        by: ToolDeployer::operator(),
     };
     assert!(matches!(apply(&mut db, 9, broken).0, Response::Rejected(_)), "refused alike everywhere, not stored empty");
     let stored: i64 = db.query_row("SELECT COUNT(*) FROM mcp_servers", [], |r| r.get(0)).unwrap();
@@ -220,4 +221,67 @@ fn a_rollout_splits_by_conversation_counts_outcomes_and_promotes_or_rolls_back()
     assert!(events.contains(&StateEvent::AgentDeployed { name: name.clone(), revision: 3, owner: 1 }), "{events:?}");
     let toml: String = db.query_row("SELECT toml FROM agents", [], |r| r.get(0)).unwrap();
     assert_eq!(toml, again);
+}
+
+#[test]
+fn a_tool_server_is_replaced_or_removed_only_by_its_deployer_or_an_admin() {
+    let mut db = replica();
+    let server = |by: ToolDeployer, at_ms: i64| DeployMcpServer {
+        name: "http_client".into(),
+        manifest: "name = \"http_client\"\n".into(),
+        module: "AGFzbQEAAAA=".into(),
+        tools: "[]".into(),
+        at_ms,
+        by,
+    };
+    let key = |name: &str, admin: bool| ToolDeployer { key: Some(name.into()), admin };
+    assert_eq!(apply(&mut db, 1, server(key("team-a", false), 1)).0, Response::Done);
+    let owner: Option<String> =
+        db.query_row("SELECT deployed_by FROM mcp_servers WHERE name = 'http_client'", [], |r| r.get(0)).unwrap();
+    assert_eq!(owner.as_deref(), Some("team-a"));
+    // Another deploy key can neither take the name nor remove it.
+    match apply(&mut db, 2, server(key("team-b", false), 2)).0 {
+        Response::NotOwner(why) => assert!(why.contains("`team-a`") && why.contains("admin"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let remove = |by| super::RemoveMcpServer { name: "http_client".into(), by };
+    assert!(matches!(apply(&mut db, 3, remove(key("team-b", false))).0, Response::NotOwner(_)));
+    let at: i64 = db.query_row("SELECT deployed_at FROM mcp_servers", [], |r| r.get(0)).unwrap();
+    assert_eq!(at, 1, "the first deployer's server is untouched");
+    // Its deployer may replace it; an admin may take it over, and remove it.
+    assert_eq!(apply(&mut db, 4, server(key("team-a", false), 4)).0, Response::Done);
+    assert_eq!(apply(&mut db, 5, server(key("ops", true), 5)).0, Response::Done);
+    assert!(matches!(apply(&mut db, 6, remove(key("team-a", false))).0, Response::NotOwner(_)), "now the admin's");
+    assert_eq!(apply(&mut db, 7, remove(key("ops", true))).0, Response::Deleted(true));
+}
+
+#[test]
+fn a_request_is_dead_lettered_once_its_attempts_run_out() {
+    let mut db = replica();
+    apply(&mut db, 1, deploy("name = \"worker\"\nsystem_prompt = \"x\"\n"));
+    let request =
+        super::Message { receiver: "worker".into(), ..message("m-1", MessageKind::Request, MessageStatus::Accepted) };
+    apply(&mut db, 2, AcceptMessages { messages: vec![request] });
+    let attempt = |at_ms| super::RecordAttempt { id: "m-1".into(), max_attempts: 3, at_ms };
+    // The first delivery is not recorded: retries 2 and 3 run, the next does not.
+    assert_eq!(apply(&mut db, 3, attempt(3)).0, Response::Attempt(super::Attempt::Run(2)));
+    assert_eq!(apply(&mut db, 4, attempt(4)).0, Response::Attempt(super::Attempt::Run(3)));
+    let (r, events) = apply(&mut db, 5, attempt(5));
+    assert_eq!(r, Response::Attempt(super::Attempt::DeadLettered));
+    assert!(events.iter().any(|e| matches!(e, StateEvent::ReplyRecorded { request_id, .. } if request_id == "m-1")));
+    let (status, body): (String, String) =
+        db.query_row("SELECT status, body FROM messages WHERE id = 'm-1'", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    assert_eq!(status, "dead_lettered");
+    let stored: super::Message = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (stored.status, stored.attempts, stored.reply_id.as_deref()),
+        (MessageStatus::DeadLettered, 3, Some("m-1-reply"))
+    );
+    let (kind, content): (String, String) = db
+        .query_row("SELECT kind, body FROM messages WHERE id = 'm-1-reply'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!(kind, "Error");
+    assert!(content.contains("dead-lettered") && content.contains("max_message_attempts"), "{content}");
+    // Over: no further attempt, and no second reply.
+    assert_eq!(apply(&mut db, 6, attempt(6)).0, Response::Attempt(super::Attempt::Closed));
 }

@@ -22,7 +22,7 @@ use super::events::StateEvent;
 use super::keys::{CreateKey, RevokeKey};
 use super::machine::CaxtonState;
 use super::memory::{DeleteEntity, Relate, StoreEntity};
-use super::messages::{AcceptMessages, AcceptOutcome, RecordReplies, SetConversation};
+use super::messages::{AcceptMessages, AcceptOutcome, Attempt, RecordAttempt, RecordReplies, SetConversation};
 use super::retention::PruneHistory;
 use super::rollouts::{RecordShadow, RolloutRecord, StartRollout, UpdateRollout};
 use super::tools::{DeployMcpServer, RemoveMcpServer};
@@ -46,6 +46,7 @@ pub enum Command {
     StartRollout(Box<StartRollout>),
     UpdateRollout(UpdateRollout),
     RecordShadow(RecordShadow),
+    RecordAttempt(RecordAttempt),
 }
 
 /// What `apply` answered, as the wire carries it. Only [`Proposal::output`]
@@ -90,6 +91,10 @@ pub enum Response {
         record: Option<Box<RolloutRecord>>,
         applied: bool,
     },
+    /// A tool server belongs to another deployer (`why` names it).
+    NotOwner(String),
+    /// What a `RecordAttempt` decided.
+    Attempt(Attempt),
     /// The command was refused by `apply` on every replica alike (malformed
     /// content that slipped past the edge); nothing changed.
     Rejected(String),
@@ -154,11 +159,12 @@ commands!(
     StartRollout,
     UpdateRollout,
     RecordShadow,
+    RecordAttempt,
 );
 
 /// Commands this version can apply beyond the first version's, advertised
 /// in gossip so a proposer knows every voter can apply them.
-pub const FEATURES: &[&str] = &["CreateKey", "RevokeKey", "PruneHistory", "StartRollout"];
+pub const FEATURES: &[&str] = &["CreateKey", "RevokeKey", "PruneHistory", "StartRollout", "RecordAttempt"];
 
 /// Proposes commands to the cluster and hands back their typed answers.
 #[derive(Clone)]

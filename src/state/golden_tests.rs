@@ -47,6 +47,8 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         trace_unsampled: false,
         revision: None,
         served: None,
+        attempts: 0,
+        sent_by: None,
     }
 }
 
@@ -144,9 +146,16 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
                 module: "AGFzbQEAAAA=".into(),
                 tools: r#"[{"name":"query"}]"#.into(),
                 at_ms: 1_700_000_000_007,
+                by: super::ToolDeployer::operator(),
             }),
         ),
-        ("remove_mcp_server", Command::RemoveMcpServer(RemoveMcpServer { name: "json_query".into() })),
+        (
+            "remove_mcp_server",
+            Command::RemoveMcpServer(RemoveMcpServer {
+                name: "json_query".into(),
+                by: super::ToolDeployer::operator(),
+            }),
+        ),
         (
             "create_key",
             Command::CreateKey(Box::new(CreateKey {
@@ -196,6 +205,14 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
                 at_ms: 1_700_000_000_012,
             }),
         ),
+        (
+            "record_attempt",
+            Command::RecordAttempt(super::messages::RecordAttempt {
+                id: "m-1".into(),
+                max_attempts: 3,
+                at_ms: 1_700_000_000_013,
+            }),
+        ),
     ]
 }
 
@@ -221,6 +238,9 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("rejected", Response::Rejected("tool server `x`: the module is empty".into())),
         ("pruned", Response::Pruned { messages: 3, conversations: 1, versions: 2 }),
         ("rollout_not_applicable", Response::Rollout { record: None, applied: false }),
+        ("not_owner", Response::NotOwner("tool server `x` was deployed by the key `a`".into())),
+        ("attempt_run", Response::Attempt(super::messages::Attempt::Run(2))),
+        ("attempt_dead_lettered", Response::Attempt(super::messages::Attempt::DeadLettered)),
     ]
 }
 

@@ -59,6 +59,10 @@ pub enum MessageStatus {
     Accepted,
     Answered,
     Failed,
+    /// Its processing was started `server.max_message_attempts` times
+    /// without an answer (the node crashed, or the reply could not be
+    /// committed): answered with an error and never run again.
+    DeadLettered,
     /// Responses, errors and notifications: nothing left to do.
     Final,
 }
@@ -69,6 +73,7 @@ impl MessageStatus {
             Self::Accepted => "accepted",
             Self::Answered => "answered",
             Self::Failed => "failed",
+            Self::DeadLettered => "dead_lettered",
             Self::Final => "final",
         }
     }
@@ -78,6 +83,7 @@ impl MessageStatus {
             "accepted" => Self::Accepted,
             "answered" => Self::Answered,
             "failed" => Self::Failed,
+            "dead_lettered" => Self::DeadLettered,
             _ => Self::Final,
         }
     }
@@ -160,9 +166,36 @@ pub struct Message {
     /// On a reply: how the request ended, for rollout analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served: Option<Served>,
+    /// On a request: the retried deliveries recorded before processing
+    /// (`RecordAttempt`); the first delivery is not recorded.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub attempts: u32,
+    /// The API key that sent it, when a client did: the owner of its id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_by: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a message carries that its sender chose the size of.
+pub fn payload_bytes(
+    content: &str,
+    context: &Option<String>,
+    requirements: &Option<String>,
+    history: &[ChatMessage],
+) -> usize {
+    let optional = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    content.len() + optional(context) + optional(requirements) + history.iter().map(|m| m.content.len()).sum::<usize>()
 }
 
 impl Message {
+    /// The bytes its sender chose: what batches are cut by.
+    pub fn payload_bytes(&self) -> usize {
+        payload_bytes(&self.content, &self.context, &self.requirements, &self.history)
+    }
+
     /// The sender's trace as this message carries it: `Some(sampled)` when
     /// its ids are W3C ids, `None` when it is untraced (they are a request
     /// id: export was off where it was sent).
@@ -278,6 +311,117 @@ impl RecordReplies {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         record_replies(ctx.tx, ctx.index, self.replies, ctx.stage)
     }
+}
+
+/// A retried delivery of an accepted request, recorded before it runs: a
+/// request that took its node down is not run forever. The attempt that
+/// would be the `max_attempts`-th dead-letters the request instead: it is
+/// answered with an error (`{id}-reply`) and never delivered again.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecordAttempt {
+    pub id: String,
+    pub max_attempts: u32,
+    pub at_ms: i64,
+}
+
+/// What a [`RecordAttempt`] decided.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Attempt {
+    /// Run it: this is its `n`-th delivery.
+    Run(u32),
+    /// Over its attempts: answered with an error, not to be run.
+    DeadLettered,
+    /// Answered (or gone) meanwhile: nothing to do.
+    Closed,
+}
+
+impl Proposal for RecordAttempt {
+    type Output = Attempt;
+    const NAME: &'static str = "RecordAttempt";
+    const FEATURE: Option<&'static str> = Some("RecordAttempt");
+    fn output(r: Response) -> Result<Attempt, Response> {
+        match r {
+            Response::Attempt(a) => Ok(a),
+            other => Err(other),
+        }
+    }
+}
+
+impl RecordAttempt {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        record_attempt(ctx.tx, ctx.index, self, ctx.stage)
+    }
+}
+
+fn record_attempt(
+    tx: &Transaction<'_>,
+    index: u64,
+    cmd: RecordAttempt,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<Response> {
+    let row: Option<(String, String)> = tx
+        .query_row("SELECT status, body FROM messages WHERE id = ?1", [&cmd.id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((status, body)) = row else { return Ok(Response::Attempt(Attempt::Closed)) };
+    if status != MessageStatus::Accepted.as_str() {
+        return Ok(Response::Attempt(Attempt::Closed));
+    }
+    let mut request = parse_body(body)?;
+    // The first delivery is not recorded: recorded retries + 1 have started.
+    let started = request.attempts.saturating_add(1);
+    if started < cmd.max_attempts.max(1) {
+        request.attempts += 1;
+        let body = serde_json::to_string(&request).expect("message serializes");
+        tx.execute("UPDATE messages SET body = ?2 WHERE id = ?1", params![cmd.id, body])?;
+        return Ok(Response::Attempt(Attempt::Run(request.attempts + 1)));
+    }
+    let reply = Message {
+        // The id the owner would have given its reply (`agents::runtime`).
+        id: format!("{}-reply", request.id),
+        kind: MessageKind::Error,
+        sender: request.receiver.clone(),
+        receiver: request.sender.clone(),
+        capability: None,
+        conversation_id: request.conversation_id.clone(),
+        reply_to: Some(request.id.clone()),
+        content: format!(
+            "dead-lettered: processing of message `{}` was started {started} times without an answer \
+             (server.max_message_attempts = {}); it will not be run again",
+            request.id, cmd.max_attempts
+        ),
+        requirements: None,
+        context: None,
+        history: vec![],
+        trace_id: request.trace_id.clone(),
+        span_id: request.span_id.clone(),
+        hop: request.hop,
+        created_at_ms: cmd.at_ms,
+        status: MessageStatus::Final,
+        reply_id: None,
+        revision: request.revision,
+        served: None,
+        trace_unsampled: request.trace_unsampled,
+        attempts: 0,
+        sent_by: None,
+    };
+    let replied = record_replies(tx, index, vec![reply], stage)?;
+    if replied != Response::Recorded(vec![true]) {
+        return Ok(Response::Attempt(Attempt::Closed));
+    }
+    // record_replies marked it failed; a dead letter says why it failed.
+    let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [&cmd.id], |r| r.get(0))?;
+    let mut request = parse_body(body)?;
+    request.status = MessageStatus::DeadLettered;
+    request.attempts = started;
+    tx.execute(
+        "UPDATE messages SET status = ?2, body = ?3 WHERE id = ?1",
+        params![
+            cmd.id,
+            MessageStatus::DeadLettered.as_str(),
+            serde_json::to_string(&request).expect("message serializes")
+        ],
+    )?;
+    Ok(Response::Attempt(Attempt::DeadLettered))
 }
 
 /// A protocol conversation's state (contract-net).

@@ -43,8 +43,8 @@ pub use memory::{
     NewObservation, Observation, ObservationHit, Place, Relate, Related, Relation, StoreEntity, Stored, Vector, Viewer,
 };
 pub use messages::{
-    AcceptMessages, AcceptOutcome, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus,
-    Protocol, RecordReplies, Served, SetConversation,
+    payload_bytes, AcceptMessages, AcceptOutcome, Attempt, ConversationRecord, ConversationState, Message, MessageKind,
+    MessageStatus, Protocol, RecordAttempt, RecordReplies, Served, SetConversation,
 };
 pub use queries::Queries;
 pub use retention::{PruneHistory, Pruned};
@@ -52,4 +52,4 @@ pub use rollouts::{
     bucket, Check, Figures, RecordShadow, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, ServedOutcome,
     ShadowReport, StartRollout, UpdateRollout,
 };
-pub use tools::{DeployMcpServer, RemoveMcpServer, ToolServerRow};
+pub use tools::{DeployMcpServer, RemoveMcpServer, ToolDeployer, ToolRefusal, ToolServerRow};

@@ -138,6 +138,8 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("agent_versions", "spec", "TEXT"),
     ("agent_versions", "deployed_by", "TEXT"),
     ("agent_versions", "source", "TEXT"),
+    ("mcp_servers", "deployed_by", "TEXT"),
+    ("mcp_servers", "deployed_by_admin", "INTEGER NOT NULL DEFAULT 1"),
 ];
 
 /// Brings a replica's schema to this version's; the same on every replica.

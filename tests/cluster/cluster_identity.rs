@@ -72,11 +72,19 @@ async fn two_clusters_that_meet_through_gossip_stay_apart() {
 
     // And the RPC port itself refuses a peer of another cluster, naming both.
     let rpc = format!("http://127.0.0.1:{}/raft/vote", a.rpc_port);
-    let r = a.http.post(&rpc).header("x-caxton-cluster-id", &id_b).body(vec![0u8; 4]).send().await.unwrap();
+    let peer = |cluster: &str| {
+        a.http
+            .post(&rpc)
+            .header("x-caxton-cluster-id", cluster)
+            .header("x-caxton-node-id", "9")
+            .header("content-type", "application/x-caxton-rpc")
+            .body(vec![0u8; 4])
+    };
+    let r = peer(&id_b).send().await.unwrap();
     assert_eq!(r.status(), 409);
     let text = r.text().await.unwrap();
     assert!(text.contains(&id_a) && text.contains(&id_b), "{text}");
-    let r = a.http.post(&rpc).header("x-caxton-cluster-id", &id_a).body(vec![0u8; 4]).send().await.unwrap();
+    let r = peer(&id_a).send().await.unwrap();
     assert_eq!(r.status(), 400, "its own cluster gets past the check (and fails decoding garbage)");
 }
 

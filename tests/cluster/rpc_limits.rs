@@ -7,12 +7,15 @@ use caxton::testing::{eventually, ClusterOptions, NodeOptions, TestCluster, Test
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "rpc-limits-secret";
+/// What every node sends (without them a loopback port refuses the request
+/// as a web page's, before it looks at the secret).
+const PEER_HEADERS: &str = "Host: 127.0.0.1\r\ncontent-type: application/x-caxton-rpc\r\nx-caxton-node-id: 9\r\n";
 
 /// Sends headers announcing `length` bytes of body, then only a few; returns
 /// what the server answered, if it did within 5 s.
 async fn announce(port: u16, path: &str, headers: &str, length: usize) -> Option<String> {
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let head = format!("POST {path} HTTP/1.1\r\nHost: peer\r\nContent-Length: {length}\r\n{headers}\r\n");
+    let head = format!("POST {path} HTTP/1.1\r\n{PEER_HEADERS}Content-Length: {length}\r\n{headers}\r\n");
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&[0u8; 16]).await.unwrap();
     let mut buf = vec![0u8; 4096];
@@ -41,6 +44,57 @@ async fn strangers_are_refused_before_their_body_is_read_and_bodies_are_capped_p
     assert_eq!(node.get("/health").await.0, 200);
 }
 
+/// A loopback development node's cluster port (`make run`: no secret, no
+/// TLS) is reachable from the pages a developer opens. A page's request (an
+/// `Origin`, a simple content type, no node header) or a rebound name (a
+/// foreign `Host`) is refused before its body is read, so no page can
+/// append entries or propose writes; the node's own peers still get in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_cluster_port_refuses_what_a_web_page_can_send() {
+    let node = TestNode::start().await;
+    // A forged admin key, as a page would post it with `fetch(..., {mode: "no-cors"})`.
+    let command = br#"{"CreateKey":{"id":"0123456789ab","name":"backdoor","hash":"00","grants":{"scopes":["admin"]},"created_by":"page","at_ms":1}}"#;
+    let rpc = |path: &str| format!("http://127.0.0.1:{}{path}", node.rpc_port);
+    let http = reqwest::Client::new();
+    let pages = [
+        ("no headers at all", vec![]),
+        ("a simple content type", vec![("content-type", "text/plain")]),
+        (
+            "an Origin",
+            vec![
+                ("origin", "http://evil.example"),
+                ("content-type", "application/x-caxton-rpc"),
+                ("x-caxton-node-id", "1"),
+            ],
+        ),
+        (
+            "a rebound Host",
+            vec![
+                ("host", "evil.example:8081"),
+                ("content-type", "application/x-caxton-rpc"),
+                ("x-caxton-node-id", "1"),
+            ],
+        ),
+        ("no node header", vec![("content-type", "application/x-caxton-rpc")]),
+    ];
+    for path in ["/cluster/write", "/raft/append", "/raft/vote", "/cluster/join"] {
+        for (what, headers) in &pages {
+            let mut req = http.post(rpc(path)).body(command.to_vec());
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let status = req.send().await.unwrap().status().as_u16();
+            assert!((400..500).contains(&status), "{path} with {what}: {status}");
+        }
+    }
+    assert!(node.log().contains("refused a peer RPC"));
+    let (_, keys) = node.get("/v1/keys").await;
+    assert!(!keys.to_string().contains("backdoor"), "{keys}");
+    // The node is unharmed and still takes writes.
+    let (status, body) = node.post_toml("/v1/agents", &caxton::testing::echo_agent_toml("still-works", &[])).await;
+    assert_eq!(status, 201, "{body}");
+}
+
 /// An admitted peer that trickles its body slower than its RPC kind allows
 /// (a vote: 5 s) is answered with an error instead of holding the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,7 +106,7 @@ async fn a_body_that_never_arrives_is_given_up_on() {
     .await;
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", node.rpc_port)).await.unwrap();
     let head = format!(
-        "POST /raft/vote HTTP/1.1\r\nHost: peer\r\nContent-Length: 100\r\nx-caxton-cluster-secret: {SECRET}\r\n\r\n"
+        "POST /raft/vote HTTP/1.1\r\n{PEER_HEADERS}Content-Length: 100\r\nx-caxton-cluster-secret: {SECRET}\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.unwrap();
     s.write_all(&[0u8; 10]).await.unwrap();

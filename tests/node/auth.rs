@@ -401,3 +401,92 @@ async fn a_node_others_can_reach_needs_an_admin_key() {
     let r = keyed_client(TEST_ADMIN_KEY).get(from_file.url("/v1/agents")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+/// The gate sees every method: on every documented route, with no key,
+/// GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS never get a 2xx (the
+/// probes aside) and never reach a handler: nothing is created, exported
+/// or told. A method a route does not declare is 405 with `Allow`; a CORS
+/// preflight is answered only for a configured origin.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_method_on_any_route_passes_the_gate_without_a_key() {
+    let node = keyed_node("rate_limit_per_second = 0\nallowed_origins = [\"https://console.example.com\"]").await;
+    let doc: Value = reqwest::get(node.url("/v1/openapi.json")).await.unwrap().json().await.unwrap();
+    let before = state_of(&node).await;
+    let anonymous = reqwest::Client::new();
+    let methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
+    let mut answered = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        let url = node.url(
+            &path
+                .replace("{name}", UNKNOWN)
+                .replace("{id}", "42")
+                .replace("{revision}", "1")
+                .replace("{action}", "pause"),
+        );
+        for method in methods {
+            let declared =
+                item.get(method.to_ascii_lowercase()).is_some() || (method == "HEAD" && item.get("get").is_some());
+            let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let mut req = anonymous.request(m, &url);
+            if !["GET", "HEAD", "OPTIONS", "DELETE"].contains(&method) {
+                req = req.header("content-type", "application/json").body(r#"{"name":"x","scopes":["admin"]}"#);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            answered += 1;
+            if OPEN.contains(&path.as_str()) && declared {
+                continue;
+            }
+            assert!(!(200..300).contains(&status), "{method} {path} without a key: {status}");
+            if declared {
+                assert_eq!(status, 401, "{method} {path} without a key");
+            } else {
+                assert_eq!(status, 405, "{method} {path} is not declared");
+                assert!(r.headers().contains_key("allow"), "{method} {path}: no Allow header");
+            }
+        }
+    }
+    assert!(answered >= 7 * 40, "{answered}");
+    assert_eq!(state_of(&node).await, before, "a request without a key changed something");
+
+    // HEAD is GET for the gate: with a key that lacks the scope, 403; with it, 200.
+    let reader = node.create_key(json!({"name": "reader", "scopes": ["read"]})).await;
+    let r = keyed_client(&reader).head(node.url("/v1/keys/reader")).send().await.unwrap();
+    assert_eq!(r.status(), 403, "HEAD /v1/keys/NAME needs admin, as GET does");
+    let r = keyed_client(&reader).head(node.url("/v1/agents")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    // CORS preflights: a configured origin is told the route's methods, another is refused.
+    let preflight = |origin: &str| {
+        anonymous
+            .request(reqwest::Method::OPTIONS, node.url("/v1/agents"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "authorization, content-type")
+    };
+    let r = preflight("https://console.example.com").send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://console.example.com");
+    let allowed = r.headers()["access-control-allow-methods"].to_str().unwrap().to_owned();
+    assert!(allowed.contains("POST") && allowed.contains("GET"), "{allowed}");
+    assert_eq!(preflight("https://evil.example").send().await.unwrap().status(), 403);
+    // The configured page then reads answers; no other page does.
+    let r = keyed_client(TEST_ADMIN_KEY)
+        .get(node.url("/v1/agents"))
+        .header("origin", "https://console.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://console.example.com");
+}
+
+/// What an anonymous request could have changed or run, read as the admin.
+async fn state_of(node: &TestNode) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in ["/v1/agents", "/v1/keys", "/v1/mcp-servers", "/v1/memory/entities"] {
+        let (status, body) = node.get(path).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        out.push(body);
+    }
+    out
+}

@@ -80,3 +80,78 @@ async fn a_missing_model_file_is_a_clear_error() {
     let msg = err.to_string();
     assert!(msg.contains("/nonexistent/model.gguf") && msg.contains("make models"), "{msg}");
 }
+
+/// Peak resident memory of process `pid` so far, in MiB (`VmHWM`).
+fn peak_rss_mib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/PID/status");
+    kb / 1024
+}
+
+/// A prompt longer than the model's context is cut (oldest turns first)
+/// or refused before the model sees it: the attention mask grows with the
+/// square of the prompt, so nothing else bounds what a message costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_beyond_the_context_is_cut_or_refused_before_the_model_runs() {
+    let m = model();
+    // Old turns beyond the budget are dropped; the question still gets an answer.
+    let mut messages = vec![ChatMessage::system("Answer briefly.")];
+    for i in 0..40 {
+        messages.push(ChatMessage::user(&format!("Earlier remark {i}: {}", "lorem ipsum dolor ".repeat(20))));
+        messages.push(ChatMessage::assistant("Noted.", vec![]));
+    }
+    messages.push(ChatMessage::user("What is 2 + 2?"));
+    let g = m.generate(&ChatRequest { messages, ..Default::default() }, None).await.unwrap();
+    assert!(g.prompt_tokens <= 2048, "{} prompt tokens", g.prompt_tokens);
+    // The newest message alone over the budget: refused, naming the limit,
+    // whether it is tokenized (100 KB) or too long to bother (2 MiB).
+    for size in [100_000, 2 << 20] {
+        let req = ChatRequest { messages: vec![ChatMessage::user(&"word ".repeat(size / 5))], ..Default::default() };
+        let started = std::time::Instant::now();
+        let e = m.generate(&req, None).await.unwrap_err().to_string();
+        assert!(e.contains("2048") && e.contains("context_tokens"), "{size} bytes: {e}");
+        assert!(started.elapsed() < Duration::from_secs(30), "{size} bytes took {:?}", started.elapsed());
+    }
+}
+
+/// The whole path: a 2 MiB message to an agent on the local model is
+/// refused before it is committed (413, naming the limit), and with the
+/// message limit raised to let it in, the node answers it with an error
+/// instead of allocating for it: its peak memory stays within a fixed bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_two_mib_message_to_a_local_model_agent_costs_a_bounded_amount_of_memory() {
+    use caxton::testing::{NodeOptions, TestNode};
+    let agent = "name = \"local-bot\"\nprovider = \"local\"\nsystem_prompt = \"Answer briefly.\"\n";
+    let huge = "word ".repeat((2 << 20) / 5);
+    let node = TestNode::start().await;
+    assert_eq!(node.post_toml("/v1/agents", agent).await.0, 201);
+    let (status, body) =
+        node.post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": huge, "mode": "async"})).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["type"], "https://caxton.dev/problems/message-too-large");
+    assert!(body["detail"].as_str().unwrap().contains("server.max_message_bytes"), "{body}");
+
+    // Let it in: the model refuses it; the node stays small and serves on.
+    let node = TestNode::start_with(NodeOptions {
+        extra_config: "max_body_bytes = 4194304\nmax_message_bytes = 3145728".into(),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(node.post_toml("/v1/agents", agent).await.0, 201);
+    let (status, exchange) = node
+        .post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": huge, "timeout_ms": 60000}))
+        .await;
+    assert_eq!(status, 200, "{exchange}");
+    assert_eq!(exchange["reply"]["kind"], "error", "{exchange}");
+    assert!(exchange["reply"]["content"].as_str().unwrap().contains("context_tokens"), "{exchange}");
+    let peak = peak_rss_mib(node.pid());
+    assert!(peak < 1536, "peak RSS {peak} MiB for one 2 MiB message");
+    let (status, answer) = node
+        .post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": "Say hi.", "timeout_ms": 60000}))
+        .await;
+    assert_eq!((status, &answer["reply"]["kind"]), (200, &serde_json::json!("response")), "{answer}");
+}

@@ -90,3 +90,148 @@ fn the_config_file_can_come_from_caxton_config_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("server.listen") && err.contains("nowhere"), "{err}");
 }
+
+/// How a setting reaches the node.
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Flag,
+    Env,
+    File,
+}
+
+/// Starts `caxton server start` with `key` (`table.leaf`) set to `value`
+/// through `source`, plus `env`; returns the exit code and stderr.
+fn start_with_setting(source: Source, key: &str, flag: &str, value: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let (table, leaf) = key.split_once('.').unwrap();
+    let file = match source {
+        Source::File => format!("[{table}]\n{leaf} = \"{value}\"\n"),
+        _ => String::new(),
+    };
+    let path = dir.path().join("caxton.toml");
+    std::fs::write(&path, file).unwrap();
+    let mut cmd = Command::new(caxton_bin());
+    cmd.args(["server", "start", "--config", path.to_str().unwrap()]);
+    cmd.arg("--data-dir").arg(dir.path().join("d"));
+    cmd.env_remove("CAXTON_ADMIN_KEY").env_remove("CAXTON_CLUSTER_SECRET");
+    match source {
+        Source::Flag => {
+            cmd.args([flag, value]);
+        }
+        Source::Env => {
+            cmd.env(format!("CAXTON_{}", key.replace('.', "_").to_ascii_uppercase()), value);
+        }
+        Source::File => {}
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), stderr(&out))
+}
+
+/// The rules about who may reach a node run on the merged configuration:
+/// an address given as a flag (as docs/cluster.md's command line does) is
+/// checked exactly as one from the environment or the file. A node whose API
+/// others can reach needs an admin key; cluster ports others can reach need
+/// TLS material; each refusal names the setting and what to set.
+#[test]
+fn exposure_is_checked_whichever_source_sets_the_address() {
+    let exposed = || format!("0.0.0.0:{}", free_port());
+    let admin = [("CAXTON_ADMIN_KEY", TEST_ADMIN_KEY)];
+    let cases: [(&str, &str, &[(&str, &str)], &[&str]); 3] = [
+        ("server.listen", "--listen", &[], &["server.listen", "CAXTON_ADMIN_KEY", "admin_key_file"]),
+        ("cluster.rpc_listen", "--rpc-listen", &admin, &["cluster.rpc_listen", "cluster.tls_cert_file"]),
+        ("cluster.gossip_listen", "--gossip-listen", &admin, &["cluster.gossip_listen", "cluster.tls_cert_file"]),
+    ];
+    for (key, flag, env, says) in cases {
+        for source in [Source::Flag, Source::Env, Source::File] {
+            let (code, err) = start_with_setting(source, key, flag, &exposed(), env);
+            assert_eq!(code, 2, "{key} by {source:?} was not refused: {err}");
+            for s in says {
+                assert!(err.contains(s), "{key} by {source:?}: the refusal does not name `{s}`: {err}");
+            }
+        }
+    }
+    // A flag is merged like any source: its bad value is named as the flag.
+    let (code, err) = start_with_setting(Source::Flag, "cluster.node_id", "--node-id", "0", &[]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("cluster.node_id") && err.contains("at least 1"), "{err}");
+    let out = Command::new(caxton_bin())
+        .args(["server", "start", "--log-format", "xml", "--data-dir", "/nonexistent/never-created"])
+        .env_remove("CAXTON_ADMIN_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--log-format") && stderr(&out).contains("xml"), "{}", stderr(&out));
+}
+
+/// The cluster command line of docs/cluster.md, verbatim but for the ports:
+/// without the admin key, TLS material and secret the page asks for, the
+/// node refuses to start; with them it serves, and every route but the
+/// probes needs a key even from a peer that claims `Host: localhost`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_cluster_command_line_starts_only_a_locked_node() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/cluster.md")).unwrap();
+    for flag in ["--listen 0.0.0.0:8080", "--rpc-listen 0.0.0.0:8081", "--gossip-listen 0.0.0.0:7946"] {
+        assert!(doc.contains(flag), "docs/cluster.md no longer shows `{flag}`");
+    }
+    let (api, rpc, gossip) = (free_port(), free_port(), free_port());
+    let flags = |node: &mut Command| {
+        node.args(["--listen", &format!("0.0.0.0:{api}"), "--rpc-listen", &format!("0.0.0.0:{rpc}")]);
+        node.args(["--gossip-listen", &format!("0.0.0.0:{gossip}"), "--node-id", "1", "--bootstrap"]);
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut bare = Command::new(caxton_bin());
+    bare.args(["server", "start", "--data-dir"]).arg(dir.path().join("d"));
+    bare.env_remove("CAXTON_ADMIN_KEY").env_remove("CAXTON_CLUSTER_SECRET");
+    flags(&mut bare);
+    let out = bare.output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+
+    // With what the page asks for, it starts, and answers nobody without a key.
+    let pki = tempfile::tempdir().unwrap();
+    cluster_pki(pki.path(), [1]);
+    let _node = TestNode::start_with(NodeOptions {
+        admin_key: Some(TEST_ADMIN_KEY.into()),
+        ports: Some((api, rpc)),
+        env: vec![("CAXTON_CLUSTER_SECRET".into(), "a-cluster-secret-of-32-bytes-or-more".into())],
+        cluster_extra: cluster_tls_config(pki.path(), 1),
+        args: vec![
+            "--listen".into(),
+            format!("0.0.0.0:{api}"),
+            "--rpc-listen".into(),
+            format!("0.0.0.0:{rpc}"),
+            "--gossip-listen".into(),
+            format!("0.0.0.0:{gossip}"),
+        ],
+        ..Default::default()
+    })
+    .await;
+    // From an address of this host that is not loopback, claiming localhost.
+    let outside = non_loopback_address();
+    let anonymous = reqwest::Client::builder().local_address(outside).build().unwrap();
+    for path in ["/v1/agents", "/v1/keys", "/v1/memory/export", "/metrics", "/v1/cluster/status"] {
+        for method in [reqwest::Method::GET, reqwest::Method::HEAD] {
+            let r = anonymous
+                .request(method.clone(), format!("http://{outside}:{api}{path}"))
+                .header("host", "localhost")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{method} {path} from {outside}");
+        }
+    }
+    let r = anonymous.get(format!("http://{outside}:{api}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "probes stay open");
+}
+
+/// An address of this host's own interfaces that is not loopback (the one
+/// a route to a private network would leave from; nothing is sent).
+fn non_loopback_address() -> std::net::IpAddr {
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+    s.connect("10.255.255.255:9").expect("this host has a non-loopback interface");
+    let ip = s.local_addr().unwrap().ip();
+    assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
+    ip
+}

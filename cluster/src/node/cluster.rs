@@ -45,6 +45,8 @@ pub struct Cluster<A: Application> {
     pub(super) failed_entries: Arc<std::sync::atomic::AtomicU64>,
     /// Leader changes this node has seen since it started.
     pub(super) leader_changes: Arc<std::sync::atomic::AtomicU64>,
+    /// What each voter last advertised it can apply.
+    pub(super) peer_features: super::features::PeerFeatures,
     observer: super::observe::ObserverSlot,
     stop: CancellationToken,
     /// Every task this member spawns (RPC server, membership manager):
@@ -131,6 +133,7 @@ impl<A: Application> Cluster<A> {
             dead_grace: config.dead_grace,
             failed_entries,
             leader_changes,
+            peer_features: super::features::PeerFeatures::open(config.data_dir.join("peer-features.json")),
             observer,
             stop,
             tasks: Mutex::new(tasks),

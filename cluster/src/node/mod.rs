@@ -10,6 +10,7 @@
 mod admin;
 mod cluster;
 mod error;
+mod features;
 pub(crate) mod observe;
 mod status;
 

@@ -224,13 +224,19 @@ impl<A: Application> Cluster<A> {
         self.raft.wait_metrics(timeout, |m| m.is_ready()).await
     }
 
-    /// Voters that do not advertise `feature` in gossip (an older version,
-    /// or one gossip has not heard from): a command needing it must not be
-    /// proposed while any exists, or that voter could not apply it.
+    /// Voters that have not advertised `feature` in gossip (an older
+    /// version, or one never heard from under its current incarnation): a
+    /// command needing it must not be proposed while any exists, or that
+    /// voter could not apply it. A voter gone quiet keeps what it last
+    /// advertised ([`super::features`]).
     pub async fn voters_lacking(&self, feature: &str) -> Vec<NodeId> {
         let membership = self.raft.metrics().borrow().membership_config.membership().clone();
         let own = self.local.node_id;
-        let others: Vec<NodeId> = membership.voter_ids().filter(|v| *v != own).collect();
+        let others: Vec<(NodeId, String)> = membership
+            .voter_ids()
+            .filter(|v| *v != own)
+            .map(|v| (v, membership.get_node(&v).map(|n| n.incarnation.clone()).unwrap_or_default()))
+            .collect();
         if others.is_empty() {
             return Vec::new();
         }
@@ -239,12 +245,13 @@ impl<A: Application> Cluster<A> {
             None => Vec::new(),
         };
         // A voter's own entry (its data directory), not one claiming its id.
-        let advertised: std::collections::BTreeMap<NodeId, Option<Vec<String>>> = gossip
+        let heard = gossip
             .into_iter()
-            .filter(|g| membership.get_node(&g.node_id).is_some_and(|n| n.incarnation == g.incarnation))
-            .map(|g| (g.node_id, g.features))
-            .collect();
-        lacking(&others, &advertised, feature)
+            .filter(|g| others.iter().any(|(id, inc)| *id == g.node_id && *inc == g.incarnation))
+            .filter_map(|g| Some(((g.node_id, g.incarnation), g.features?)));
+        let advertised = self.peer_features.remember(heard, &others);
+        let ids: Vec<NodeId> = others.iter().map(|(id, _)| *id).collect();
+        lacking(&ids, &advertised, feature)
     }
 
     /// Leader changes this node has seen since it started.

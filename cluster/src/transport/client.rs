@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, SECRET_HEADER, TRACE_HEADER};
+use super::{PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, RPC_CONTENT_TYPE, SECRET_HEADER, TRACE_HEADER};
 use crate::codec;
 use crate::identity::ClusterIdentity;
 use crate::types::NodeId;
@@ -105,6 +105,7 @@ impl RpcClient {
             .post(format!("{}://{addr}{path}", self.scheme))
             .timeout(timeout)
             .header(NODE_HEADER, self.node_id.to_string())
+            .header(reqwest::header::CONTENT_TYPE, RPC_CONTENT_TYPE)
             .body(codec::encode(request));
         if let Some(incarnation) = peer.incarnation.filter(|i| !i.is_empty()) {
             builder = builder.header(INCARNATION_HEADER, incarnation);

@@ -26,6 +26,9 @@ pub(crate) const INCARNATION_HEADER: &str = "x-caxton-target-incarnation";
 /// The sender's node id; under mutual TLS it must be the one its
 /// certificate names.
 pub(crate) const NODE_HEADER: &str = "x-caxton-node-id";
+/// Every RPC body's type. A web page cannot send it (nor the custom
+/// headers above) without a CORS preflight, which this port never grants.
+pub(crate) const RPC_CONTENT_TYPE: &str = "application/x-caxton-rpc";
 
 pub(crate) mod paths {
     pub const APPEND: &str = "/raft/append";

@@ -27,8 +27,8 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use super::join::JoinRequest;
 use super::{
-    limits, paths, secrets_match, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, SECRET_HEADER,
-    TRACE_HEADER,
+    limits, paths, secrets_match, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, RPC_CONTENT_TYPE,
+    SECRET_HEADER, TRACE_HEADER,
 };
 use crate::codec;
 use crate::consensus::raft_ext::RaftExt;
@@ -206,6 +206,9 @@ fn refuse(status: StatusCode, why: String) -> Response {
 /// node learns its cluster here.
 fn authorize(state: &RpcState, headers: &HeaderMap, cert: PeerCert) -> Result<Sender, Response> {
     let claimed = headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<NodeId>().ok());
+    if matches!(state.auth, PeerAuth::Secret(_)) {
+        not_from_a_browser(headers, claimed)?;
+    }
     let sender = match &state.auth {
         PeerAuth::Tls(_) => {
             let Some(certified) = cert.0 else {
@@ -236,6 +239,45 @@ fn authorize(state: &RpcState, headers: &HeaderMap, cert: PeerCert) -> Result<Se
         IdentityError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     })?;
     Ok(Sender(sender))
+}
+
+/// A loopback development port (no TLS) is reachable from the web pages a
+/// developer opens: a page's request carries an `Origin`, cannot carry this
+/// transport's content type or node header without a preflight (which this
+/// port never answers), and a page that rebound its own name to 127.0.0.1
+/// still sends that name as `Host`. Nodes send none of these.
+fn not_from_a_browser(headers: &HeaderMap, claimed: Option<NodeId>) -> Result<(), Response> {
+    if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
+        let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("a request from the web page {origin:?} on the cluster port"),
+        ));
+    }
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !is_loopback_host(host) {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            format!("Host {host:?} is not a loopback address; this cluster port serves loopback peers only"),
+        ));
+    }
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).map(|v| v.as_bytes());
+    if content_type != Some(RPC_CONTENT_TYPE.as_bytes()) {
+        return Err(refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("cluster RPC bodies are {RPC_CONTENT_TYPE}")));
+    }
+    if claimed.is_none() {
+        return Err(refuse(StatusCode::BAD_REQUEST, format!("no {NODE_HEADER} header: not a cluster node")));
+    }
+    Ok(())
+}
+
+/// `Host` is a loopback IP literal or `localhost`, with or without a port.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A Raft message names the node it comes from (the candidate, the

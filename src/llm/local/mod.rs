@@ -124,11 +124,14 @@ impl LocalModel {
         let loaded = self.loaded().await?;
         let _permit = self.permits.acquire().await.map_err(|e| LlmError::Local(e.to_string()))?;
         let settings = self.settings.clone();
-        let messages = fit_context(&loaded.tokenizer, &req.messages, settings.context_tokens)?;
-        let prompt = Self::render_chat(&messages);
+        let messages = req.messages.clone();
         let temperature = req.temperature.unwrap_or(settings.temperature);
-        let max_tokens = req.max_tokens.unwrap_or(settings.max_tokens).min(4096) as usize;
+        let wanted = req.max_tokens.unwrap_or(settings.max_tokens) as usize;
+        // Tokenizing a long prompt is CPU work: off the async workers too.
         tokio::task::spawn_blocking(move || {
+            let prompt = fit_context(&loaded.tokenizer, &messages, settings.context_tokens)?;
+            // The prompt and the answer share the model's window.
+            let max_tokens = wanted.min(MODEL_WINDOW - prompt.len());
             run_generation(&loaded, &prompt, temperature, max_tokens, settings.seed, tokens)
         })
         .await
@@ -136,24 +139,63 @@ impl LocalModel {
     }
 }
 
-/// Drops the oldest non-system messages until the prompt fits.
-fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> Result<Vec<ChatMessage>, LlmError> {
+/// Positions the model can attend to (candle's quantized llama computes its
+/// rotary table for this many): prompt and answer together.
+const MODEL_WINDOW: usize = candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+
+/// A message's text beyond this many bytes per token of budget cannot fit
+/// (no token of the vocabulary is that long), so it is refused without
+/// tokenizing it.
+const MAX_BYTES_PER_TOKEN: usize = 64;
+
+/// The prompt's tokens, within `budget` (capped below the model's window,
+/// leaving room to answer): the oldest turns other than the system prompt
+/// and the newest message are dropped first; a prompt that still does not
+/// fit is refused. The model never sees more, so no input can make it
+/// allocate beyond what `budget` allows (its attention mask alone grows
+/// with the square of the prompt).
+fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> Result<Vec<u32>, LlmError> {
+    let budget = budget.min(MODEL_WINDOW - MODEL_WINDOW / 8);
+    let too_long = |tokens: String| {
+        LlmError::PromptTooLong(format!(
+            "the prompt is {tokens} tokens; the local model takes at most {budget} (the provider's context_tokens) \
+             once older turns are dropped: send a shorter message"
+        ))
+    };
+    let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
+    let newest = messages.iter().rposition(|m| m.role != Role::System);
     let mut kept: Vec<ChatMessage> = messages.to_vec();
+    if bytes > budget * MAX_BYTES_PER_TOKEN {
+        // Keep only what must stay, and check that alone by size first.
+        kept = messages
+            .iter()
+            .enumerate()
+            .filter(|(i, m)| m.role == Role::System || Some(*i) == newest)
+            .map(|(_, m)| m.clone())
+            .collect();
+        let kept_bytes: usize = kept.iter().map(|m| m.content.len()).sum();
+        if kept_bytes > budget * MAX_BYTES_PER_TOKEN {
+            return Err(too_long(format!("more than {budget}")));
+        }
+    }
     loop {
-        let n = tok.encode(&LocalModel::render_chat(&kept)).map_err(LlmError::Local)?.len();
-        let first_droppable = kept.iter().position(|m| m.role != Role::System);
-        match first_droppable {
-            Some(i) if n > budget && kept.len() - i > 1 => {
+        let ids = tok.encode(&LocalModel::render_chat(&kept)).map_err(LlmError::Local)?;
+        if ids.len() <= budget {
+            return Ok(ids);
+        }
+        let last = kept.iter().rposition(|m| m.role != Role::System);
+        match kept.iter().position(|m| m.role != Role::System) {
+            Some(i) if Some(i) != last => {
                 kept.remove(i);
             }
-            _ => return Ok(kept),
+            _ => return Err(too_long(ids.len().to_string())),
         }
     }
 }
 
 fn run_generation(
     loaded: &Loaded,
-    prompt: &str,
+    prompt_ids: &[u32],
     temperature: f32,
     max_tokens: usize,
     seed: u64,
@@ -162,7 +204,6 @@ fn run_generation(
     let err = |e: candle_core::Error| LlmError::Local(e.to_string());
     let started = Instant::now();
     let tok = &loaded.tokenizer;
-    let prompt_ids = tok.encode(prompt).map_err(LlmError::Local)?;
     // A private copy: shares the weights, owns its KV cache.
     let mut model = loaded.weights.clone();
     let sampling =
@@ -170,7 +211,7 @@ fn run_generation(
     let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
     let stops: Vec<u32> = [Some(tok.eos), tok.end_of_turn].into_iter().flatten().collect();
 
-    let input = Tensor::new(prompt_ids.as_slice(), &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
+    let input = Tensor::new(prompt_ids, &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
     let mut logits = model.forward(&input, 0).map_err(err)?.squeeze(0).map_err(err)?;
     let mut generated: Vec<u32> = Vec::with_capacity(max_tokens);
     let mut emitted = String::new();
