@@ -190,7 +190,7 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost, so it sees the matched route; its refusals are problems already.
         .layer(middleware::from_fn_with_state(gate, crate::auth::guard))
-        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(middleware::from_fn(move |req, next| problem_for_bare_errors(max_body_bytes, req, next)))
         // Sees every answer, the gate's refusals included, by route template.
         .layer(middleware::from_fn_with_state(metrics, observe_http))
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -208,7 +208,7 @@ async fn method_not_allowed(req: Request) -> Problem {
 
 /// Extractor rejections (oversized body, bad query string) come out of axum
 /// as plain text; every error we send is problem+json.
-async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+async fn problem_for_bare_errors(max_body_bytes: usize, req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status();
     // Already structured (problem+json, or OpenAI-style JSON errors on the
@@ -222,7 +222,10 @@ async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
         return resp;
     }
     let body = axum::body::to_bytes(resp.into_body(), 64 * 1024).await.unwrap_or_default();
-    let detail = String::from_utf8_lossy(&body).into_owned();
+    let mut detail = String::from_utf8_lossy(&body).into_owned();
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        detail = format!("{detail}: bodies are at most {max_body_bytes} bytes (server.max_body_bytes)");
+    }
     let kind = match status {
         StatusCode::BAD_REQUEST => ProblemType::BadRequest,
         StatusCode::NOT_FOUND => ProblemType::RouteNotFound,

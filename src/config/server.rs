@@ -380,6 +380,14 @@ impl ServerConfig {
         let mut config: ServerConfig = toml::from_str(&merged).map_err(|e| {
             // Positions in the merged text are not the user's: report the key only.
             let key = unknown_key(&e).or_else(|| key_at_error(&merged, &e)).unwrap_or_else(|| "(config)".into());
+            // Named by the source that set it last: a flag, a variable, the file.
+            if let Some(f) = flags.iter().rev().find(|f| f.key == key) {
+                return ConfigError::Flag { flag: f.flag.to_owned(), value: f.value.clone(), reason: first_line(&e) };
+            }
+            let var = env::env_name(&key.split('.').collect::<Vec<_>>());
+            if let Some(value) = lookup(&var) {
+                return ConfigError::Env { var, value, reason: first_line(&e) };
+            }
             let leaf = key.rsplit('.').next().unwrap_or(&key).to_owned();
             ConfigError::Syntax { file: name.clone(), line: locate_key(&text, &leaf), key, reason: first_line(&e) }
         })?;

@@ -6,6 +6,10 @@ use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
 use caxton::testing::models_dir;
 
 fn model() -> LocalModel {
+    model_with_context(2048)
+}
+
+fn model_with_context(context_tokens: usize) -> LocalModel {
     LocalModel::new(
         "local",
         LocalSettings {
@@ -13,7 +17,7 @@ fn model() -> LocalModel {
             temperature: 0.0,
             max_tokens: 64,
             concurrency: 1,
-            context_tokens: 2048,
+            context_tokens,
             seed: 1,
         },
     )
@@ -97,7 +101,7 @@ fn peak_rss_mib(pid: u32) -> u64 {
 /// square of the prompt, so nothing else bounds what a message costs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_prompt_beyond_the_context_is_cut_or_refused_before_the_model_runs() {
-    let m = model();
+    let m = model_with_context(256);
     // Old turns beyond the budget are dropped; the question still gets an answer.
     let mut messages = vec![ChatMessage::system("Answer briefly.")];
     for i in 0..40 {
@@ -105,15 +109,16 @@ async fn a_prompt_beyond_the_context_is_cut_or_refused_before_the_model_runs() {
         messages.push(ChatMessage::assistant("Noted.", vec![]));
     }
     messages.push(ChatMessage::user("What is 2 + 2?"));
-    let g = m.generate(&ChatRequest { messages, ..Default::default() }, None).await.unwrap();
-    assert!(g.prompt_tokens <= 2048, "{} prompt tokens", g.prompt_tokens);
+    let req = ChatRequest { messages, max_tokens: Some(8), ..Default::default() };
+    let g = m.generate(&req, None).await.unwrap();
+    assert!((100..=256).contains(&g.prompt_tokens), "{} prompt tokens: older turns kept up to the budget", g.prompt_tokens);
     // The newest message alone over the budget: refused, naming the limit,
     // whether it is tokenized (100 KB) or too long to bother (2 MiB).
     for size in [100_000, 2 << 20] {
         let req = ChatRequest { messages: vec![ChatMessage::user(&"word ".repeat(size / 5))], ..Default::default() };
         let started = std::time::Instant::now();
         let e = m.generate(&req, None).await.unwrap_err().to_string();
-        assert!(e.contains("2048") && e.contains("context_tokens"), "{size} bytes: {e}");
+        assert!(e.contains("256") && e.contains("context_tokens"), "{size} bytes: {e}");
         assert!(started.elapsed() < Duration::from_secs(30), "{size} bytes took {:?}", started.elapsed());
     }
 }
@@ -129,11 +134,17 @@ async fn a_two_mib_message_to_a_local_model_agent_costs_a_bounded_amount_of_memo
     let huge = "word ".repeat((2 << 20) / 5);
     let node = TestNode::start().await;
     assert_eq!(node.post_toml("/v1/agents", agent).await.0, 201);
-    let (status, body) =
-        node.post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": huge, "mode": "async"})).await;
-    assert_eq!(status, 413, "{body}");
-    assert_eq!(body["type"], "https://caxton.dev/problems/message-too-large");
-    assert!(body["detail"].as_str().unwrap().contains("server.max_message_bytes"), "{body}");
+    // 2 MiB is over the body limit; 1 MiB is a body, but over the message limit.
+    let send = |content: &str| node.post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": content, "mode": "async"}));
+    for (content, kind, limit) in [
+        (huge.as_str(), "payload-too-large", "server.max_body_bytes"),
+        (&huge[..1 << 20], "message-too-large", "server.max_message_bytes"),
+    ] {
+        let (status, body) = send(content).await;
+        assert_eq!(status, 413, "{body}");
+        assert_eq!(body["type"], format!("https://caxton.dev/problems/{kind}"), "{body}");
+        assert!(body["detail"].as_str().unwrap().contains(limit), "{body}");
+    }
 
     // Let it in: the model refuses it; the node stays small and serves on.
     let node = TestNode::start_with(NodeOptions {

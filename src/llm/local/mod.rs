@@ -106,16 +106,9 @@ impl LocalModel {
     pub fn render_chat(messages: &[ChatMessage]) -> String {
         let mut out = String::new();
         for m in messages {
-            let role = match m.role {
-                Role::System => "system",
-                Role::User => "user",
-                Role::Assistant => "assistant",
-                // Tool results are shown to the model as user-visible context.
-                Role::Tool => "user",
-            };
-            out.push_str(&format!("<|im_start|>{role}\n{}<|im_end|>\n", m.content));
+            out.push_str(&render_turn(m));
         }
-        out.push_str("<|im_start|>assistant\n");
+        out.push_str(OPEN_ANSWER);
         out
     }
 
@@ -137,6 +130,21 @@ impl LocalModel {
         .await
         .map_err(|e| LlmError::Local(e.to_string()))?
     }
+}
+
+/// The block that asks the model for its answer.
+const OPEN_ANSWER: &str = "<|im_start|>assistant\n";
+
+/// One message as a ChatML block.
+fn render_turn(m: &ChatMessage) -> String {
+    let role = match m.role {
+        Role::System => "system",
+        Role::User => "user",
+        Role::Assistant => "assistant",
+        // Tool results are shown to the model as user-visible context.
+        Role::Tool => "user",
+    };
+    format!("<|im_start|>{role}\n{}<|im_end|>\n", m.content)
 }
 
 /// Positions the model can attend to (candle's quantized llama computes its
@@ -178,17 +186,30 @@ fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> 
             return Err(too_long(format!("more than {budget}")));
         }
     }
+    // Each turn is tokenized once; turns are dropped by their counts, and
+    // the prompt as rendered is checked (and trimmed further) at the end.
+    let mut counts: Vec<usize> = Vec::with_capacity(kept.len());
+    for m in &kept {
+        counts.push(tok.encode(&render_turn(m)).map_err(LlmError::Local)?.len());
+    }
+    let open = tok.encode(OPEN_ANSWER).map_err(LlmError::Local)?.len();
+    let mut total: usize = counts.iter().sum::<usize>() + open;
     loop {
-        let ids = tok.encode(&LocalModel::render_chat(&kept)).map_err(LlmError::Local)?;
-        if ids.len() <= budget {
-            return Ok(ids);
+        if total <= budget {
+            let ids = tok.encode(&LocalModel::render_chat(&kept)).map_err(LlmError::Local)?;
+            if ids.len() <= budget {
+                return Ok(ids);
+            }
+            // Merged across turn boundaries the count can differ a little.
+            total = ids.len();
         }
         let last = kept.iter().rposition(|m| m.role != Role::System);
         match kept.iter().position(|m| m.role != Role::System) {
             Some(i) if Some(i) != last => {
                 kept.remove(i);
+                total = total.saturating_sub(counts.remove(i));
             }
-            _ => return Err(too_long(ids.len().to_string())),
+            _ => return Err(too_long(total.to_string())),
         }
     }
 }
