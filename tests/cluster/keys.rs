@@ -95,6 +95,7 @@ async fn a_relay_presents_its_own_credential_never_the_callers_key() {
     let proxy = RecordingProxy::start(api_2).await;
     let member = |id: u64, gossip: u16, extra: String| NodeOptions {
         admin_key: Some(TEST_ADMIN_KEY.into()),
+        extra_config: "rate_limit_per_second = 0".into(),
         tables: stub.provider_config("stub", ""),
         cluster_extra: format!(
             "node_id = {id}\nbootstrap = \"{}\"\nvoters = 3\ngossip_interval_ms = 100\ndead_grace_ms = 1500\ngossip_listen = \"127.0.0.1:{gossip}\"\nseeds = [\"127.0.0.1:{gossip_1}\"]\n{extra}",

@@ -43,3 +43,24 @@ async fn the_openai_and_mcp_sdks_authenticate_with_a_key() {
     assert_eq!(seen["mcp"]["call"]["matches"], json!([42]), "{seen}");
     assert_eq!(seen["mcp"]["no_key"], json!([401]), "{seen}");
 }
+
+/// Against a dev node (no admin key, loopback), the `openai` SDK works the
+/// way it does against Ollama or vLLM: `api_key="anything"` is ignored; a
+/// token shaped like a Caxton key is still checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_sdk_with_a_placeholder_key_works_against_a_dev_node() {
+    let node = TestNode::start().await;
+    assert_eq!(node.post_toml("/v1/agents", &echo_agent_toml("echo", &["echo"])).await.0, 201);
+    let script = repo_path("tests/clients/openai_dev.py");
+    let out = tokio::process::Command::new(python())
+        .arg(&script)
+        .arg(node.url(""))
+        .output()
+        .await
+        .expect("run python (make test installs the SDKs and sets CAXTON_TEST_PYTHON)");
+    assert!(out.status.success(), "{} failed:\n{}", script.display(), stderr(&out));
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(seen["completion"], "hello dev", "{seen}");
+    assert_eq!(seen["models"], json!(["echo"]), "{seen}");
+    assert_eq!(seen["wrong_caxton_key"], 401, "{seen}");
+}
