@@ -121,6 +121,7 @@ fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>) -> aut
             request_timeout: Duration::from_millis(s.request_timeout_ms),
             max_in_flight: s.max_concurrent_requests as usize,
             max_streams_per_key: s.max_streams_per_key.max(1) as usize,
+            max_requests_per_key: s.max_requests_per_key as usize,
             limiter: auth::RateLimiter::new(default_rate),
             relay: relay_key(config),
         },
@@ -204,8 +205,14 @@ impl Node {
             peer_http,
             &shutdown,
             metrics.clone(),
-            config.server.max_message_bytes as usize,
-            relay_key(&config),
+            crate::messaging::MessageLimits {
+                max_message_bytes: config.server.max_message_bytes as usize,
+                admission: Some(Arc::new(crate::agents::ModelAdmission::new(
+                    registry.queries().clone(),
+                    providers.clone(),
+                ))),
+                relay_key: relay_key(&config),
+            },
         );
         let memory: Arc<dyn MemoryBackend> = EmbeddedMemory::start(
             store,
@@ -288,6 +295,7 @@ impl Node {
             let options = api::serve::ServeOptions {
                 tls: None,
                 header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+                max_connections: 64,
             };
             tokio::spawn(api::serve::serve(listener, api::metrics_router(ctx.clone()), options, server_stop.clone()));
         }
@@ -295,6 +303,7 @@ impl Node {
         let options = api::serve::ServeOptions {
             tls,
             header_read_timeout: Duration::from_millis(config.server.header_read_timeout_ms),
+            max_connections: config.server.max_connections as usize,
         };
         let server = tokio::spawn(api::serve::serve(api_listener, router, options, server_stop.clone()));
         let mode = match gate.mode() {

@@ -2,6 +2,7 @@
 //! agents directory that feeds it, and the runtime that runs the agents this
 //! node owns: prompts, the LLM/tool loop, mailboxes.
 
+mod admission;
 mod directory;
 mod mailboxes;
 mod placement;
@@ -12,6 +13,7 @@ mod runtime;
 mod tools;
 mod turns;
 
+pub use admission::ModelAdmission;
 pub use directory::{AgentsDirectory, FileStatus};
 pub use mailboxes::{Delivery, Mailboxes, Undelivered};
 pub use placement::{Placement, PlacementError};

@@ -117,11 +117,14 @@ impl Tools {
     }
 
     async fn free_of_side_effects(&self, tool: &str, declared: &[String]) -> bool {
-        if tool == MEMORY_SEARCH || declared.iter().any(|d| d == tool) {
-            return true;
-        }
+        // Built-ins are known: only the memory search is free of side
+        // effects, whatever a revision declares (it cannot vouch for
+        // `memory_store` or `ask_agent`).
         if is_builtin(tool) {
-            return false;
+            return tool == MEMORY_SEARCH;
+        }
+        if declared.iter().any(|d| d == tool) {
+            return true;
         }
         self.mcp.tools().await.is_ok_and(|tools| tools.iter().any(|(t, _)| t.name == tool && t.read_only()))
     }

@@ -65,6 +65,7 @@ const GATE: &[P] = &[
     P::UnsupportedMediaType,
     P::RateLimited,
     P::TooManyStreams,
+    P::KeyBusy,
     P::Overloaded,
     P::RequestTimeout,
 ];
@@ -132,6 +133,7 @@ pub const ROUTES: &[Route] = &[
                 P::HopLimit,
                 P::ReplyTimeout,
                 P::MessageTooLarge,
+                P::PromptTooLong,
                 P::MessageIdTaken,
                 P::InvalidMessageId,
             ],
@@ -145,7 +147,7 @@ pub const ROUTES: &[Route] = &[
         S::Invoke,
         "post",
         "/v1/contract-net",
-        &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout, P::MessageTooLarge]],
+        &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout, P::MessageTooLarge, P::PromptTooLong]],
     ),
     // OpenAI-compatible: errors other than a refused body come in OpenAI's shape.
     route(S::Invoke, "post", "/v1/chat/completions", &[ANY, JSON_BODY]),
@@ -180,7 +182,8 @@ pub const ROUTES: &[Route] = &[
     ),
     // Cluster.
     route(S::Read, "get", "/v1/cluster/status", &[]),
-    route(S::Read, "get", "/v1/cluster/digest", &[ANY]),
+    // Hashes the whole replica: an operator's (and the chaos checker's) tool.
+    route(S::Admin, "get", "/v1/cluster/digest", &[ANY]),
     route(S::Read, "get", "/v1/cluster/members", &[]),
     route(S::Read, "get", "/v1/cluster/placement", &[ANY]),
     route(S::Admin, "get", "/v1/events", &[ANY]),

@@ -41,12 +41,21 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> anyhow::Result<TlsAcceptor> {
 pub struct ServeOptions {
     pub tls: Option<TlsAcceptor>,
     pub header_read_timeout: Duration,
+    /// Connections open at once; one more is closed at once (and logged),
+    /// so idle sockets cannot exhaust the node's file descriptors.
+    pub max_connections: usize,
 }
+
+/// How often an HTTP/2 connection is pinged, and how long a ping may go
+/// unanswered before the connection is closed.
+const H2_KEEP_ALIVE: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(20));
 
 /// Accepts until `stop`, then waits for open connections to finish their
 /// requests (the caller bounds that wait).
 pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions, stop: CancellationToken) {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let mut refused_logged: Option<std::time::Instant> = None;
     let options = Arc::new(options);
     loop {
         let (stream, peer) = tokio::select! {
@@ -61,6 +70,14 @@ pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions,
                 }
             },
         };
+        let Ok(open) = connections.clone().try_acquire_owned() else {
+            if refused_logged.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+                tracing::warn!(%peer, max = options.max_connections, "connection refused: too many open connections");
+                refused_logged = Some(std::time::Instant::now());
+            }
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (router, options, watcher) = (router.clone(), options.clone(), graceful.watcher());
         // The gate decides what a keyless request may do by where it came from.
@@ -69,6 +86,7 @@ pub async fn serve(listener: TcpListener, router: Router, options: ServeOptions,
             req
         });
         tokio::spawn(async move {
+            let _open = open;
             match &options.tls {
                 None => connection(stream, router, &options, watcher).await,
                 Some(acceptor) => {
@@ -100,7 +118,8 @@ where
 {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(options.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
+    // An idle HTTP/2 peer that stops answering pings is let go.
+    builder.http2().timer(TokioTimer::new()).keep_alive_interval(H2_KEEP_ALIVE.0).keep_alive_timeout(H2_KEEP_ALIVE.1);
     let conn = builder.serve_connection(TokioIo::new(io), TowerToHyperService::new(router));
     if let Err(e) = watcher.watch(conn).await {
         tracing::debug!(error = %e, "API connection ended with an error");

@@ -40,6 +40,7 @@ pub struct GateConfig {
     pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub max_streams_per_key: usize,
+    pub max_requests_per_key: usize,
     pub limiter: RateLimiter,
     /// Verifies peers' relay credentials (keys mode: from the admin key).
     pub relay: Option<super::RelayKey>,
@@ -50,13 +51,16 @@ pub struct Gate {
     keys: KeyRing,
     in_flight: Arc<Semaphore>,
     streams: StreamSlots,
+    /// Requests in flight per key.
+    per_key: StreamSlots,
 }
 
 impl Gate {
     pub fn new(config: GateConfig, keys: KeyRing) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let streams = StreamSlots::new(config.max_streams_per_key);
-        Self { config, keys, in_flight, streams }
+        let per_key = StreamSlots::new(config.max_requests_per_key.max(1));
+        Self { config, keys, in_flight, streams, per_key }
     }
 
     pub fn mode(&self) -> Mode {
@@ -289,7 +293,19 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         p.extra = Some(serde_json::json!({ "required_scope": scope.as_str() }));
         return p.into_response();
     }
+    let mut _key_slot = None;
     if !matches!(principal.credential, super::Credential::Dev | super::Credential::Relay) {
+        let Some(slot) = gate.per_key.try_open(&principal.name) else {
+            let p = Problem::of(
+                ProblemType::KeyBusy,
+                format!(
+                    "the API key `{}` already has {} requests in flight on this node (server.max_requests_per_key)",
+                    principal.name, gate.config.max_requests_per_key
+                ),
+            );
+            return retry_after(p.into_response(), Duration::from_secs(1));
+        };
+        _key_slot = Some(slot);
         if let Err(wait) = gate.config.limiter.take(&principal.name, principal.rate(), Instant::now()) {
             let p = Problem::of(
                 ProblemType::RateLimited,

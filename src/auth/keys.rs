@@ -106,7 +106,7 @@ impl NewKey {
             return Err(invalid("name", "1 to 64 letters, digits, `.`, `_` or `-`"));
         }
         // Audit lines, budgets and stream caps know callers by name.
-        if [super::DEV_NAME, super::BOOTSTRAP_NAME].contains(&self.name.as_str()) {
+        if [super::DEV_NAME, super::BOOTSTRAP_NAME, super::principal::RELAY_NAME].contains(&self.name.as_str()) {
             return Err(invalid("name", format!("`{}` is reserved", self.name)));
         }
         if self.scopes.is_empty() {
@@ -120,10 +120,12 @@ impl NewKey {
         }
         let rate = match (self.rate_per_second, self.burst) {
             (None, None) => None,
-            (Some(r), b) if r > 0.0 && r.is_finite() => {
+            (Some(r), b) if (0.001..=1e9).contains(&r) => {
                 Some(RateLimit { per_second: r, burst: b.unwrap_or((r.ceil() as u32).max(1)).max(1) })
             }
-            (Some(r), _) => return Err(invalid("rate_per_second", format!("{r} is not a positive number"))),
+            (Some(r), _) => {
+                return Err(invalid("rate_per_second", format!("{r}: expected 0.001 to 1e9 requests per second")))
+            }
             (None, Some(_)) => return Err(invalid("burst", "needs rate_per_second")),
         };
         let mut scopes = self.scopes.clone();

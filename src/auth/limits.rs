@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use crate::state::RateLimit;
 
+/// The longest `Retry-After` a key's budget can ask for.
+const MAX_WAIT: Duration = Duration::from_secs(86_400);
+
 struct Bucket {
     tokens: f64,
     at: Instant,
@@ -42,12 +45,15 @@ impl RateLimiter {
             bucket.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / limit.per_second))
+            // A tiny rate would ask for an absurd wait (or overflow a Duration).
+            let wait = Duration::try_from_secs_f64((1.0 - bucket.tokens) / limit.per_second).unwrap_or(MAX_WAIT);
+            Err(wait.min(MAX_WAIT))
         }
     }
 }
 
-/// Open event streams by key name, at most `max` each.
+/// Things a key holds at once (open event streams, requests in flight), by
+/// key name, at most `max` each.
 #[derive(Clone)]
 pub struct StreamSlots {
     max: usize,
@@ -117,6 +123,11 @@ mod tests {
         assert!(limiter.take(&other, own, t0).is_err());
         let free = RateLimiter::new(None);
         assert!((0..1000).all(|_| free.take(&key, None, t0).is_ok()));
+        // A vanishingly small rate waits at most a day, and never panics.
+        let tiny = Some(RateLimit { per_second: 1e-300, burst: 1 });
+        let slow: Arc<str> = "s".into();
+        limiter.take(&slow, tiny, t0).unwrap();
+        assert_eq!(limiter.take(&slow, tiny, t0).unwrap_err(), MAX_WAIT);
     }
 
     #[test]

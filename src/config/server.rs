@@ -149,6 +149,11 @@ pub struct ServerSection {
     pub rate_limit_burst: u64,
     /// Requests served at once by this node; more are answered 503.
     pub max_concurrent_requests: u64,
+    /// API connections open at once; beyond it new ones are closed at once.
+    pub max_connections: u64,
+    /// Requests one API key may have in flight on this node at once, well
+    /// below `max_concurrent_requests`: one key cannot take every slot.
+    pub max_requests_per_key: u64,
     /// Event streams (SSE) one key may hold open at once.
     pub max_streams_per_key: u64,
     /// How long a client may take to send its request headers.
@@ -255,6 +260,8 @@ impl Default for ServerSection {
             rate_limit_per_second: 50.0,
             rate_limit_burst: 100,
             max_concurrent_requests: 512,
+            max_requests_per_key: 128,
+            max_connections: 4096,
             max_streams_per_key: 32,
             header_read_timeout_ms: 10_000,
             metrics_listen: "127.0.0.1:9090".into(),
@@ -452,12 +459,15 @@ impl ServerConfig {
             return Err(invalid("server.max_message_attempts", &self.server.max_message_attempts, "must be 1 to 100"));
         }
         let sv = &self.server;
-        if !(sv.rate_limit_per_second >= 0.0 && sv.rate_limit_per_second.is_finite()) {
-            return Err(invalid(
-                "server.rate_limit_per_second",
-                &sv.rate_limit_per_second,
-                "must be 0 (unlimited) or more",
-            ));
+        let rate = sv.rate_limit_per_second;
+        if !(rate == 0.0 || (0.001..=1e9).contains(&rate)) {
+            return Err(invalid("server.rate_limit_per_second", &rate, "must be 0 (unlimited) or 0.001 to 1e9"));
+        }
+        if sv.max_connections == 0 {
+            return Err(invalid("server.max_connections", &0, "must be at least 1"));
+        }
+        if sv.max_requests_per_key == 0 {
+            return Err(invalid("server.max_requests_per_key", &0, "must be at least 1"));
         }
         if sv.agent_versions_kept == 0 {
             return Err(invalid("server.agent_versions_kept", &0, "must be at least 1 (the current revision)"));

@@ -108,4 +108,11 @@ pub trait LlmProvider: Send + Sync {
     /// Runs one completion. Tokens, if wanted, are sent to `tokens` as they
     /// are produced; the full answer is returned either way.
     async fn chat(&self, request: ChatRequest, tokens: Option<TokenSink>) -> Result<ChatResponse, LlmError>;
+
+    /// Whether a message of `text` can ever fit this provider's prompt
+    /// (`PromptTooLong` names the limit when not), asked before the message
+    /// is committed. Remote providers judge for themselves: anything goes.
+    async fn admits(&self, _text: &str) -> Result<(), LlmError> {
+        Ok(())
+    }
 }

@@ -13,5 +13,8 @@ pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
 pub use batcher::{BatchLimits, Batcher};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
-pub use service::{split_revision, Conversation, MessageError, MessageService, SendOutcome, SendRequest, Target};
+pub use service::{
+    split_revision, Admission, Conversation, MessageError, MessageLimits, MessageService, SendOutcome, SendRequest,
+    Target,
+};
 pub use streams::{TokenHub, TokenProducer, TokenSubscription};

@@ -113,6 +113,8 @@ pub enum MessageError {
     TooLarge { size: usize, limit: usize },
     #[error("message id `{0}` is already taken by another sender's message; choose another id")]
     IdTaken(String),
+    #[error("agent `{agent}` cannot take this message: {why}")]
+    PromptTooLong { agent: String, why: String },
     #[error("{field} `{id}` {reason}")]
     InvalidId { field: &'static str, id: String, reason: &'static str },
     #[error("hop limit of {MAX_HOPS} agent-to-agent requests reached (a loop?)")]
@@ -199,10 +201,25 @@ pub struct MessageService {
     /// Relays answer streams from the node running an agent.
     peer_http: reqwest::Client,
     metrics: Arc<crate::observability::Metrics>,
+    limits: MessageLimits,
+}
+
+/// Whether an agent can take a message at all (its model's prompt limit),
+/// asked before the message is committed.
+#[async_trait::async_trait]
+pub trait Admission: Send + Sync {
+    /// `Err(why)` when `receiver` can never answer a message of `text`.
+    async fn admit(&self, receiver: &str, text: &str) -> Result<(), String>;
+}
+
+/// What bounds a message before it is committed, and how this node relays.
+#[derive(Clone, Default)]
+pub struct MessageLimits {
     /// `server.max_message_bytes`.
-    max_message_bytes: usize,
+    pub max_message_bytes: usize,
+    pub admission: Option<Arc<dyn Admission>>,
     /// Mints this node's credentials for relaying answer streams.
-    relay_key: Option<crate::auth::RelayKey>,
+    pub relay_key: Option<crate::auth::RelayKey>,
 }
 
 /// Message bytes one `AcceptMessages` entry carries at most: well under a
@@ -245,13 +262,12 @@ impl MessageService {
         peer_http: reqwest::Client,
         shutdown: &Shutdown,
         metrics: Arc<crate::observability::Metrics>,
-        max_message_bytes: usize,
-        relay_key: Option<crate::auth::RelayKey>,
+        limits: MessageLimits,
     ) -> Arc<Self> {
         let store = Store::new(cluster.clone());
         let proposer = store.clone();
-        let limits = BatchLimits { items: 512, bytes: BATCH_BYTES, weight: Message::payload_bytes };
-        let accept: AcceptBatcher = Batcher::spawn_weighted(shutdown, limits, 4, move |messages: Vec<Message>| {
+        let batch = BatchLimits { items: 512, bytes: BATCH_BYTES, weight: Message::payload_bytes };
+        let accept: AcceptBatcher = Batcher::spawn_weighted(shutdown, batch, 4, move |messages: Vec<Message>| {
             let store = proposer.clone();
             async move {
                 let n = messages.len();
@@ -274,8 +290,7 @@ impl MessageService {
             tokens: Arc::new(TokenHub::default()),
             peer_http,
             metrics,
-            max_message_bytes,
-            relay_key,
+            limits,
         })
     }
 
@@ -292,7 +307,7 @@ impl MessageService {
     }
 
     pub(super) fn relay_key(&self) -> Option<&crate::auth::RelayKey> {
-        self.relay_key.as_ref()
+        self.limits.relay_key.as_ref()
     }
 
     /// The receiver's name, the capability it was found by, and the
@@ -336,8 +351,8 @@ impl MessageService {
             return Err(MessageError::Invalid("content must not be empty".into()));
         }
         let size = req.payload_bytes();
-        if size > self.max_message_bytes {
-            return Err(MessageError::TooLarge { size, limit: self.max_message_bytes });
+        if size > self.limits.max_message_bytes {
+            return Err(MessageError::TooLarge { size, limit: self.limits.max_message_bytes });
         }
         if let Some(id) = &req.id {
             check_client_id("id", id)?;
@@ -346,6 +361,12 @@ impl MessageService {
             check_client_id("conversation_id", id)?;
         }
         let (receiver, capability, pinned) = self.resolve(&req.target).await?;
+        if let Some(admission) = &self.limits.admission {
+            admission
+                .admit(&receiver, &req.content)
+                .await
+                .map_err(|why| MessageError::PromptTooLong { agent: receiver.clone(), why })?;
+        }
         // Traced (OTLP on): the message carries the sending span's W3C ids,
         // so the node that processes it continues the same trace.
         let traced = caxton_cluster::trace_context::current_context();
@@ -513,6 +534,7 @@ impl crate::problems::Classified for MessageError {
             Self::Invalid(_) => ProblemType::BadRequest,
             Self::TooLarge { .. } => ProblemType::MessageTooLarge,
             Self::IdTaken(_) => ProblemType::MessageIdTaken,
+            Self::PromptTooLong { .. } => ProblemType::PromptTooLong,
             Self::InvalidId { .. } => ProblemType::InvalidMessageId,
             Self::HopLimit => ProblemType::HopLimit,
             Self::NotFound(_) => ProblemType::MessageNotFound,

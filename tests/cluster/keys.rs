@@ -62,7 +62,8 @@ impl RecordingProxy {
         async fn forward(State((seen, target)): State<(Seen, u16)>, req: Request) -> axum::response::Response {
             let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
             seen.lock().unwrap().push((path.clone(), req.headers().clone()));
-            let mut out = reqwest::Client::new().request(req.method().clone(), format!("http://127.0.0.1:{target}{path}"));
+            let mut out =
+                reqwest::Client::new().request(req.method().clone(), format!("http://127.0.0.1:{target}{path}"));
             for (k, v) in req.headers().iter().filter(|(k, _)| *k != "host") {
                 out = out.header(k, v);
             }
@@ -93,7 +94,8 @@ async fn a_relay_presents_its_own_credential_never_the_callers_key() {
     let (gossip_1, gossip_2) = (free_udp_port(), free_udp_port());
     let (api_2, rpc_2) = (free_port(), free_port());
     let proxy = RecordingProxy::start(api_2).await;
-    let member = |id: u64, gossip: u16, extra: String| NodeOptions {
+    let member = |id: u64, gossip: u16, extra: String| {
+        NodeOptions {
         admin_key: Some(TEST_ADMIN_KEY.into()),
         extra_config: "rate_limit_per_second = 0".into(),
         tables: stub.provider_config("stub", ""),
@@ -102,6 +104,7 @@ async fn a_relay_presents_its_own_credential_never_the_callers_key() {
             id == 1
         ),
         ..Default::default()
+    }
     };
     let one = TestNode::start_with(member(1, gossip_1, String::new())).await;
     let two = TestNode::start_with(NodeOptions {
@@ -141,7 +144,11 @@ async fn a_relay_presents_its_own_credential_never_the_callers_key() {
     }
     let seen = proxy.seen.lock().unwrap().clone();
     let relays: Vec<_> = seen.iter().filter(|(path, _)| path.contains("/stream?local=true")).collect();
-    assert!(!relays.is_empty(), "node 1 relayed through node 2's advertised API: {:?}", seen.iter().map(|s| &s.0).collect::<Vec<_>>());
+    assert!(
+        !relays.is_empty(),
+        "node 1 relayed through node 2's advertised API: {:?}",
+        seen.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
     for (path, headers) in &relays {
         assert!(headers.get("authorization").is_none(), "{path} carried a bearer token");
         let credential = headers["x-caxton-relay"].to_str().unwrap();

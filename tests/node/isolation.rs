@@ -40,7 +40,8 @@ async fn a_tool_server_belongs_to_the_key_that_deployed_it() {
     // The operator granted the trusted `json_query` an environment variable.
     let node = keyed("[tools.policy.json_query]\nenv = [\"TOOL_REGION\"]\n").await;
     let team = |name: &str| json!({"name": name, "scopes": ["deploy", "read", "invoke"]});
-    let (a, b) = (keyed_client(&node.create_key(team("team-a")).await), keyed_client(&node.create_key(team("team-b")).await));
+    let (a, b) =
+        (keyed_client(&node.create_key(team("team-a")).await), keyed_client(&node.create_key(team("team-b")).await));
     let module = example_module("json_query");
     let plain = "name = \"json_query\"\nversion = \"0.1.0\"\n";
     let asking = format!("{plain}[sandbox]\nenv = [\"TOOL_REGION\"]\n");
@@ -92,9 +93,8 @@ async fn a_limited_key_calls_only_the_tools_its_agents_declare() {
     };
     assert_eq!(node.post_toml("/v1/agents", &agent("support-1", &["json_query"])).await.0, 201);
     assert_eq!(node.post_toml("/v1/agents", &agent("billing-1", &["csv_parser"])).await.0, 201);
-    let support = keyed_client(
-        &node.create_key(json!({"name": "support", "scopes": ["invoke"], "agents": ["support-*"]})).await,
-    );
+    let support =
+        keyed_client(&node.create_key(json!({"name": "support", "scopes": ["invoke"], "agents": ["support-*"]})).await);
     let call = |tool: String| {
         let support = support.clone();
         let url = node.url(&format!("/v1/tools/{tool}/call"));
@@ -123,9 +123,11 @@ async fn a_limited_key_calls_only_the_tools_its_agents_declare() {
         }
     };
     let listed = rpc(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"})).await;
-    let names: Vec<&str> = listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> =
+        listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
     assert_eq!(names, [query.as_str()], "{listed}");
-    let called = rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": csv, "arguments": {}}})).await;
+    let called =
+        rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": csv, "arguments": {}}})).await;
     assert_eq!(called["error"]["code"], -32602, "{called}");
 }
 
@@ -134,21 +136,29 @@ async fn a_message_id_belongs_to_the_key_that_sent_it() {
     let node = keyed("").await;
     assert_eq!(node.post_toml("/v1/agents", &echo_agent_toml("billing-bot", &[])).await.0, 201);
     assert_eq!(node.post_toml("/v1/agents", &echo_agent_toml("support-bot", &[])).await.0, 201);
-    let billing = keyed_client(&node.create_key(json!({"name": "billing", "scopes": ["invoke"], "agents": ["billing-*"]})).await);
-    let support = keyed_client(&node.create_key(json!({"name": "support", "scopes": ["invoke"], "agents": ["support-*"]})).await);
+    let billing =
+        keyed_client(&node.create_key(json!({"name": "billing", "scopes": ["invoke"], "agents": ["billing-*"]})).await);
+    let support =
+        keyed_client(&node.create_key(json!({"name": "support", "scopes": ["invoke"], "agents": ["support-*"]})).await);
     let secret = "invoice 1042: 12,400 EUR to ACME";
-    let (s, first) = post(&billing, &node, "/v1/messages", json!({"to": "billing-bot", "content": secret, "id": "invoice-1042"})).await;
+    let (s, first) =
+        post(&billing, &node, "/v1/messages", json!({"to": "billing-bot", "content": secret, "id": "invoice-1042"}))
+            .await;
     assert_eq!(s, 200, "{first}");
     // Another key reusing the id gets a conflict, never the first message or its reply.
     for to in ["support-bot", "billing-bot"] {
-        let (s, p) = post(&support, &node, "/v1/messages", json!({"to": to, "content": "x", "id": "invoice-1042"})).await;
+        let (s, p) =
+            post(&support, &node, "/v1/messages", json!({"to": to, "content": "x", "id": "invoice-1042"})).await;
         assert!(s == 409 || s == 404, "to {to}: {s} {p}");
         assert!(!p.to_string().contains("12,400"), "to {to}: {p}");
     }
-    let (s, p) = post(&support, &node, "/v1/messages", json!({"to": "support-bot", "content": "x", "id": "invoice-1042"})).await;
+    let (s, p) =
+        post(&support, &node, "/v1/messages", json!({"to": "support-bot", "content": "x", "id": "invoice-1042"})).await;
     assert_eq!((s, slug(&p)), (409, "message-id-taken"), "{p}");
     // The key that sent it retries idempotently.
-    let (s, again) = post(&billing, &node, "/v1/messages", json!({"to": "billing-bot", "content": secret, "id": "invoice-1042"})).await;
+    let (s, again) =
+        post(&billing, &node, "/v1/messages", json!({"to": "billing-bot", "content": secret, "id": "invoice-1042"}))
+            .await;
     assert_eq!(s, 200);
     assert_eq!(again["reply"]["id"], first["reply"]["id"]);
 }
@@ -160,7 +170,9 @@ async fn an_admin_key_limited_to_a_workspace_stays_inside_it() {
     assert_eq!(node.post_toml("/v1/agents", &in_ws("finance")).await.0, 201);
     let (s, v) = node.send(reqwest::Method::PUT, "/v1/agents/helper", "application/toml", in_ws("support")).await;
     assert_eq!(s / 100, 2, "{v}");
-    let admin = keyed_client(&node.create_key(json!({"name": "support-admin", "scopes": ["admin"], "workspaces": ["support"]})).await);
+    let admin = keyed_client(
+        &node.create_key(json!({"name": "support-admin", "scopes": ["admin"], "workspaces": ["support"]})).await,
+    );
 
     // No wider keys than itself.
     for (body, why) in [
@@ -171,7 +183,8 @@ async fn an_admin_key_limited_to_a_workspace_stays_inside_it() {
         assert_eq!((s, slug(&p)), (403, "outside-key-grant"), "{p}");
         assert!(p["detail"].as_str().unwrap().contains(why), "{p}");
     }
-    let (s, p) = post(&admin, &node, "/v1/keys", json!({"name": "k3", "scopes": ["invoke"], "workspaces": ["support"]})).await;
+    let (s, p) =
+        post(&admin, &node, "/v1/keys", json!({"name": "k3", "scopes": ["invoke"], "workspaces": ["support"]})).await;
     assert_eq!(s, 201, "{p}");
     // No whole-memory export or import.
     let r = admin.get(node.url("/v1/memory/export")).send().await.unwrap();
@@ -181,7 +194,8 @@ async fn an_admin_key_limited_to_a_workspace_stays_inside_it() {
     assert_eq!(s, 403, "{p}");
     // Revision 1 lives in finance: not readable, not invocable, not restorable.
     assert_eq!(admin.get(node.url("/v1/agents/helper/revisions/1")).send().await.unwrap().status(), 403);
-    let (s, p) = post(&admin, &node, "/v1/messages", json!({"to": "helper@1", "content": "what do you remember?"})).await;
+    let (s, p) =
+        post(&admin, &node, "/v1/messages", json!({"to": "helper@1", "content": "what do you remember?"})).await;
     assert_eq!(s, 404, "{p}");
     let (s, p) = post(&admin, &node, "/v1/agents/helper/rollback", json!({})).await;
     assert_eq!((s, slug(&p)), (403, "outside-key-grant"), "{p}");

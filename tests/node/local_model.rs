@@ -105,17 +105,21 @@ async fn a_prompt_beyond_the_context_is_cut_or_refused_before_the_model_runs() {
     // Old turns beyond the budget are dropped; the question still gets an answer.
     let mut messages = vec![ChatMessage::system("Answer briefly.")];
     for i in 0..40 {
-        messages.push(ChatMessage::user(&format!("Earlier remark {i}: {}", "lorem ipsum dolor ".repeat(20))));
+        messages.push(ChatMessage::user(format!("Earlier remark {i}: {}", "lorem ipsum dolor ".repeat(20))));
         messages.push(ChatMessage::assistant("Noted.", vec![]));
     }
     messages.push(ChatMessage::user("What is 2 + 2?"));
     let req = ChatRequest { messages, max_tokens: Some(8), ..Default::default() };
     let g = m.generate(&req, None).await.unwrap();
-    assert!((100..=256).contains(&g.prompt_tokens), "{} prompt tokens: older turns kept up to the budget", g.prompt_tokens);
+    assert!(
+        (100..=256).contains(&g.prompt_tokens),
+        "{} prompt tokens: older turns kept up to the budget",
+        g.prompt_tokens
+    );
     // The newest message alone over the budget: refused, naming the limit,
     // whether it is tokenized (100 KB) or too long to bother (2 MiB).
     for size in [100_000, 2 << 20] {
-        let req = ChatRequest { messages: vec![ChatMessage::user(&"word ".repeat(size / 5))], ..Default::default() };
+        let req = ChatRequest { messages: vec![ChatMessage::user("word ".repeat(size / 5))], ..Default::default() };
         let started = std::time::Instant::now();
         let e = m.generate(&req, None).await.unwrap_err().to_string();
         assert!(e.contains("256") && e.contains("context_tokens"), "{size} bytes: {e}");
@@ -123,46 +127,65 @@ async fn a_prompt_beyond_the_context_is_cut_or_refused_before_the_model_runs() {
     }
 }
 
-/// The whole path: a 2 MiB message to an agent on the local model is
-/// refused before it is committed (413, naming the limit), and with the
-/// message limit raised to let it in, the node answers it with an error
-/// instead of allocating for it: its peak memory stays within a fixed bound.
+/// The whole path. A 2 MiB message to an agent on the local model is
+/// refused before it is committed: over the body limit (413), over the
+/// message limit (413), or, with both raised, over what the model can ever
+/// take (422 prompt-too-long, naming `context_tokens`), and the node's peak
+/// memory stays within a fixed bound. A long chat history under the limits
+/// is cut to the model's context and answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_mib_message_to_a_local_model_agent_costs_a_bounded_amount_of_memory() {
     use caxton::testing::{NodeOptions, TestNode};
-    let agent = "name = \"local-bot\"\nprovider = \"local\"\nsystem_prompt = \"Answer briefly.\"\n";
+    use serde_json::json;
+    let small = "[llm.providers.small]\nkind = \"local\"\nmodel_path = \"smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"\ncontext_tokens = 512\nmax_tokens = 16\ntemperature = 0.0\n";
+    let agent = "name = \"local-bot\"\nprovider = \"small\"\nsystem_prompt = \"Answer briefly.\"\n";
     let huge = "word ".repeat((2 << 20) / 5);
-    let node = TestNode::start().await;
+    let node = TestNode::start_with(NodeOptions { tables: small.into(), ..Default::default() }).await;
     assert_eq!(node.post_toml("/v1/agents", agent).await.0, 201);
-    // 2 MiB is over the body limit; 1 MiB is a body, but over the message limit.
-    let send = |content: &str| node.post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": content, "mode": "async"}));
-    for (content, kind, limit) in [
-        (huge.as_str(), "payload-too-large", "server.max_body_bytes"),
-        (&huge[..1 << 20], "message-too-large", "server.max_message_bytes"),
+    let send =
+        |content: &str| node.post_json("/v1/messages", json!({"to": "local-bot", "content": content, "mode": "async"}));
+    for (content, status, kind, names) in [
+        (huge.as_str(), 413, "payload-too-large", "server.max_body_bytes"),
+        (&huge[..1 << 20], 413, "message-too-large", "server.max_message_bytes"),
+        (&huge[..100_000], 422, "prompt-too-long", "context_tokens"),
     ] {
-        let (status, body) = send(content).await;
-        assert_eq!(status, 413, "{body}");
+        let (s, body) = send(content).await;
+        assert_eq!(s, status, "{body}");
         assert_eq!(body["type"], format!("https://caxton.dev/problems/{kind}"), "{body}");
-        assert!(body["detail"].as_str().unwrap().contains(limit), "{body}");
+        assert!(body["detail"].as_str().unwrap().contains(names), "{body}");
     }
 
-    // Let it in: the model refuses it; the node stays small and serves on.
+    // Both limits raised: the model's own limit still refuses it, at once.
     let node = TestNode::start_with(NodeOptions {
+        tables: small.into(),
         extra_config: "max_body_bytes = 4194304\nmax_message_bytes = 3145728".into(),
         ..Default::default()
     })
     .await;
     assert_eq!(node.post_toml("/v1/agents", agent).await.0, 201);
-    let (status, exchange) = node
-        .post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": huge, "timeout_ms": 60000}))
-        .await;
-    assert_eq!(status, 200, "{exchange}");
-    assert_eq!(exchange["reply"]["kind"], "error", "{exchange}");
-    assert!(exchange["reply"]["content"].as_str().unwrap().contains("context_tokens"), "{exchange}");
+    let (s, body) =
+        node.post_json("/v1/messages", json!({"to": "local-bot", "content": huge, "timeout_ms": 60000})).await;
+    assert_eq!((s, body["type"].as_str()), (422, Some("https://caxton.dev/problems/prompt-too-long")), "{body}");
+    // A long conversation (160 KB of history) is cut to the context and answered.
+    let mut messages = vec![json!({"role": "system", "content": "Answer briefly."})];
+    for i in 0..100 {
+        messages.push(
+            json!({"role": "user", "content": format!("Remark {i}: {}", "lorem ipsum dolor sit amet ".repeat(60))}),
+        );
+        messages.push(json!({"role": "assistant", "content": "Noted."}));
+    }
+    messages.push(json!({"role": "user", "content": "Say hi."}));
+    let r = node
+        .http
+        .post(node.url("/v1/chat/completions"))
+        .json(&json!({"model": "local-bot", "messages": messages}))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let completion: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{completion}");
+    assert!(completion["choices"][0]["message"]["content"].is_string(), "{completion}");
     let peak = peak_rss_mib(node.pid());
-    assert!(peak < 1536, "peak RSS {peak} MiB for one 2 MiB message");
-    let (status, answer) = node
-        .post_json("/v1/messages", serde_json::json!({"to": "local-bot", "content": "Say hi.", "timeout_ms": 60000}))
-        .await;
-    assert_eq!((status, &answer["reply"]["kind"]), (200, &serde_json::json!("response")), "{answer}");
+    assert!(peak < 1536, "peak RSS {peak} MiB after a 2 MiB message and a 160 KB conversation");
 }

@@ -46,7 +46,8 @@ async fn a_message_that_never_finishes_is_dead_lettered_after_its_attempts() {
     assert!(why.contains("dead-lettered") && why.contains("server.max_message_attempts = 3"), "{why}");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(stub.requests().len(), 3, "never delivered again");
-    let metrics = reqwest::get(format!("http://127.0.0.1:{}/metrics", node.metrics_port)).await.unwrap().text().await.unwrap();
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", node.metrics_port)).await.unwrap().text().await.unwrap();
     assert!(metrics.contains("caxton_messages_total{outcome=\"dead_lettered\"} 1"), "{metrics}");
     assert!(node.log().contains("message dead-lettered"));
 

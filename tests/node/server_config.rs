@@ -139,7 +139,9 @@ fn start_with_setting(source: Source, key: &str, flag: &str, value: &str, env: &
 fn exposure_is_checked_whichever_source_sets_the_address() {
     let exposed = || format!("0.0.0.0:{}", free_port());
     let admin = [("CAXTON_ADMIN_KEY", TEST_ADMIN_KEY)];
-    let cases: [(&str, &str, &[(&str, &str)], &[&str]); 3] = [
+    // (key, flag, environment, what the refusal names)
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: [Case; 3] = [
         ("server.listen", "--listen", &[], &["server.listen", "CAXTON_ADMIN_KEY", "admin_key_file"]),
         ("cluster.rpc_listen", "--rpc-listen", &admin, &["cluster.rpc_listen", "cluster.tls_cert_file"]),
         ("cluster.gossip_listen", "--gossip-listen", &admin, &["cluster.gossip_listen", "cluster.tls_cert_file"]),

@@ -78,6 +78,8 @@ mod body_limits {
 /// idle connection is kept between requests, and how long a TLS handshake
 /// may take).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Cluster RPC connections open at once (peers keep a small pool each).
+const MAX_CONNECTIONS: usize = 1024;
 
 /// How long a peer may take to send a body, per RPC kind.
 mod body_timeouts {
@@ -98,6 +100,8 @@ pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: Cancella
     };
     let router = router(Arc::new(state));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    // Peers need a few connections each; strangers cannot hold thousands.
+    let connections = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => break,
@@ -110,9 +114,14 @@ pub(crate) async fn serve(listener: TcpListener, state: RpcState, stop: Cancella
                 }
             },
         };
+        let Ok(open) = connections.clone().try_acquire_owned() else {
+            tracing::debug!(%remote, "cluster RPC connection closed: {MAX_CONNECTIONS} already open");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (router, watcher, acceptor) = (router.clone(), graceful.watcher(), acceptor.clone());
         tokio::spawn(async move {
+            let _open = open;
             let Some(acceptor) = acceptor else {
                 return serve_connection(stream, router, PeerCert(None), watcher).await;
             };

@@ -162,14 +162,22 @@ const MAX_BYTES_PER_TOKEN: usize = 64;
 /// fit is refused. The model never sees more, so no input can make it
 /// allocate beyond what `budget` allows (its attention mask alone grows
 /// with the square of the prompt).
+/// The most prompt tokens a model given `context_tokens` runs with: room
+/// is left in its window for the answer.
+fn prompt_budget(context_tokens: usize) -> usize {
+    context_tokens.min(MODEL_WINDOW - MODEL_WINDOW / 8)
+}
+
+fn too_long(tokens: String, budget: usize) -> LlmError {
+    LlmError::PromptTooLong(format!(
+        "the prompt is {tokens} tokens; the local model takes at most {budget} (the provider's context_tokens) \
+         once older turns are dropped: send a shorter message"
+    ))
+}
+
 fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> Result<Vec<u32>, LlmError> {
-    let budget = budget.min(MODEL_WINDOW - MODEL_WINDOW / 8);
-    let too_long = |tokens: String| {
-        LlmError::PromptTooLong(format!(
-            "the prompt is {tokens} tokens; the local model takes at most {budget} (the provider's context_tokens) \
-             once older turns are dropped: send a shorter message"
-        ))
-    };
+    let budget = prompt_budget(budget);
+    let refuse = |tokens: String| too_long(tokens, budget);
     let bytes: usize = messages.iter().map(|m| m.content.len()).sum();
     let newest = messages.iter().rposition(|m| m.role != Role::System);
     let mut kept: Vec<ChatMessage> = messages.to_vec();
@@ -183,7 +191,7 @@ fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> 
             .collect();
         let kept_bytes: usize = kept.iter().map(|m| m.content.len()).sum();
         if kept_bytes > budget * MAX_BYTES_PER_TOKEN {
-            return Err(too_long(format!("more than {budget}")));
+            return Err(refuse(format!("more than {budget}")));
         }
     }
     // Each turn is tokenized once; turns are dropped by their counts, and
@@ -209,7 +217,7 @@ fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> 
                 kept.remove(i);
                 total = total.saturating_sub(counts.remove(i));
             }
-            _ => return Err(too_long(total.to_string())),
+            _ => return Err(refuse(total.to_string())),
         }
     }
 }
@@ -279,6 +287,25 @@ fn run_generation(
 impl LlmProvider for LocalModel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    /// A message whose own turn is over the prompt budget can never be
+    /// answered: refused before it is committed.
+    async fn admits(&self, text: &str) -> Result<(), LlmError> {
+        let budget = prompt_budget(self.settings.context_tokens);
+        if text.len() > budget * MAX_BYTES_PER_TOKEN {
+            return Err(too_long(format!("more than {budget}"), budget));
+        }
+        let loaded = self.loaded().await?;
+        let turn = render_turn(&ChatMessage::user(text));
+        let n = tokio::task::spawn_blocking(move || loaded.tokenizer.encode(&turn).map(|ids| ids.len()))
+            .await
+            .map_err(|e| LlmError::Local(e.to_string()))?
+            .map_err(LlmError::Local)?;
+        if n > budget {
+            return Err(too_long(n.to_string(), budget));
+        }
+        Ok(())
     }
 
     async fn chat(&self, request: ChatRequest, tokens: Option<TokenSink>) -> Result<ChatResponse, LlmError> {
