@@ -267,3 +267,69 @@ async fn a_node_at_its_request_cap_sheds_load_with_503() {
     assert_eq!(busy.await.unwrap().unwrap().status(), 200);
     assert_eq!(node.get("/v1/agents").await.0, 200, "the slot is back");
 }
+
+/// One key cannot take every request slot of a node: its requests in
+/// flight are capped (`server.max_requests_per_key`), and another key is
+/// served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_key_holds_at_most_its_share_of_requests_in_flight() {
+    let stub = OpenAiStub::start().await;
+    stub.respond_with(|_| StubReply::text("slow answer").after(Duration::from_secs(3)));
+    let node = TestNode::start_with(NodeOptions {
+        admin_key: Some(TEST_ADMIN_KEY.into()),
+        extra_config: "max_requests_per_key = 2\nrate_limit_per_second = 0".into(),
+        tables: stub.provider_config("stub", "timeout_ms = 10000"),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(node.post_toml("/v1/agents", &stub_agent("slow")).await.0, 201);
+    let greedy = keyed_client(&node.create_key(json!({"name": "greedy", "scopes": ["invoke", "read"]})).await);
+    let other = keyed_client(&node.create_key(json!({"name": "other", "scopes": ["read"]})).await);
+    let url = node.url("/v1/messages");
+    let sends: Vec<_> = (0..2)
+        .map(|i| {
+            let (greedy, url) = (greedy.clone(), url.clone());
+            tokio::spawn(async move {
+                greedy.post(url).json(&json!({"to": "slow", "content": format!("hi {i}")})).send().await.unwrap().status()
+            })
+        })
+        .collect();
+    eventually("both sends reach the provider", Duration::from_secs(10), || async { stub.requests().len() >= 2 }).await;
+    let r = greedy.get(node.url("/v1/agents")).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let p: Value = r.json().await.unwrap();
+    assert_eq!(p["type"], "https://caxton.dev/problems/too-many-requests-in-flight", "{p}");
+    assert!(p["detail"].as_str().unwrap().contains("server.max_requests_per_key"), "{p}");
+    assert_eq!(other.get(node.url("/v1/agents")).send().await.unwrap().status(), 200, "another key is served");
+    for s in sends {
+        assert_eq!(s.await.unwrap(), 200);
+    }
+    assert_eq!(greedy.get(node.url("/v1/agents")).send().await.unwrap().status(), 200, "its slots are back");
+}
+
+/// Idle connections cannot exhaust a node's file descriptors: past
+/// `server.max_connections` a new connection is closed at once, and
+/// served again as soon as others go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_past_the_cap_are_closed_at_once() {
+    let node = TestNode::start_with(NodeOptions { extra_config: "max_connections = 8".into(), ..Default::default() })
+        .await;
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(("127.0.0.1", node.api_port)).await.unwrap());
+    }
+    // Give the server the moment it needs to accept them all.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut extra = tokio::net::TcpStream::connect(("127.0.0.1", node.api_port)).await.unwrap();
+    let _ = extra.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await.expect("closed, not left hanging");
+    assert!(matches!(n, Ok(0) | Err(_)), "answered past the cap: {:?}", n.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()));
+    assert!(node.log().contains("too many open connections"));
+    drop(idle);
+    eventually("served again once the idle connections are gone", Duration::from_secs(5), || async {
+        node.get("/health").await.0 == 200
+    })
+    .await;
+}
