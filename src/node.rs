@@ -165,7 +165,11 @@ impl Node {
 
         let shutdown = Shutdown::new();
         let stop = shutdown.token().clone();
-        let mcp_host = McpHost::new(&config.server.data_dir.join("wasm-cache")).context("starting the WASM host")?;
+        let mcp_host = McpHost::with_memory_budget(
+            &config.server.data_dir.join("wasm-cache"),
+            config.tools.memory_budget_mb as u32,
+        )
+        .context("starting the WASM host")?;
         let metrics = Arc::new(Metrics::new());
         cluster.observe_writes(metrics.clone());
         let store = Store::new(cluster.clone());

@@ -57,19 +57,27 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PkiError + '_ {
     move |source| PkiError::Io { path: path.display().to_string(), source }
 }
 
-/// Writes `contents` to a new file readable by its owner only (keys), or
-/// by everyone (certificates).
+/// Writes `contents` to a file readable by its owner only (keys), or by
+/// everyone (certificates). A key is written to a fresh file beside the
+/// target and renamed over it: never through a symbolic link planted at the
+/// path, and never with the permissions an existing file had.
 fn write_file(path: &Path, contents: &str, private: bool) -> Result<(), PkiError> {
     use std::io::Write;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(if private { 0o600 } else { 0o644 });
     }
-    let mut file = options.open(path).map_err(io(path))?;
-    file.write_all(contents.as_bytes()).and_then(|_| file.sync_all()).map_err(io(path))
+    let written =
+        options.open(&tmp).and_then(|mut file| file.write_all(contents.as_bytes()).and_then(|_| file.sync_all()));
+    if let Err(e) = written.and_then(|_| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path)(e));
+    }
+    Ok(())
 }
 
 fn validity(days: u32) -> (time::OffsetDateTime, time::OffsetDateTime) {
@@ -225,6 +233,26 @@ mod tests {
         let err = init_ca(dir.path(), "test", 365).unwrap_err().to_string();
         assert!(err.contains("already exists"), "{err}");
         assert_eq!(std::fs::read(dir.path().join(CA_KEY)).unwrap(), before);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_is_private_and_never_written_through_a_planted_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, "untouched").unwrap();
+        let key = dir.path().join("node.key");
+        std::os::unix::fs::symlink(&elsewhere, &key).unwrap();
+        write_file(&key, "-----BEGIN PRIVATE KEY-----", true).unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched", "the link's target is not written");
+        let meta = std::fs::symlink_metadata(&key).unwrap();
+        assert!(meta.file_type().is_file(), "the link was replaced by a file");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // An existing key readable by others becomes private when rewritten.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_file(&key, "again", true).unwrap();
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     }
 
     #[test]

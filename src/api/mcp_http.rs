@@ -40,10 +40,25 @@ impl Sessions {
         Self { open: Mutex::new(HashMap::new()), idle, max: max.max(1) }
     }
 
+    /// Sessions one key may hold: a sixteenth of all (at least 8).
+    fn per_key(&self) -> usize {
+        (self.max / 16).max(8)
+    }
+
     fn open(&self, key: &Arc<str>, now: Instant) -> String {
         let id = uuid::Uuid::new_v4().to_string();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         open.retain(|_, s| now.saturating_duration_since(s.last_used) < self.idle);
+        // A key past its share makes room among its own sessions, so one
+        // key opening sessions in a loop cannot evict everyone else's.
+        loop {
+            let mine = open.iter().filter(|(_, s)| s.key == *key);
+            if mine.clone().count() < self.per_key() {
+                break;
+            }
+            let Some(oldest) = mine.min_by_key(|(_, s)| s.last_used).map(|(id, _)| id.clone()) else { break };
+            open.remove(&oldest);
+        }
         while open.len() >= self.max {
             let Some(oldest) = open.iter().min_by_key(|(_, s)| s.last_used).map(|(id, _)| id.clone()) else { break };
             open.remove(&oldest);
@@ -212,5 +227,18 @@ mod tests {
                 && sessions.touch(&s3, "b", t0 + Duration::from_secs(3))
         );
         assert!(!sessions.close(&s2, "a") && sessions.close(&s2, "b"));
+    }
+
+    #[test]
+    fn one_key_opening_sessions_in_a_loop_evicts_only_its_own() {
+        let sessions = Sessions::new(Duration::from_secs(600), 1024);
+        let (victim, greedy): (Arc<str>, Arc<str>) = ("victim".into(), "greedy".into());
+        let t0 = Instant::now();
+        let kept = sessions.open(&victim, t0);
+        for i in 0..5000 {
+            sessions.open(&greedy, t0 + Duration::from_millis(i));
+        }
+        assert!(sessions.touch(&kept, "victim", t0 + Duration::from_secs(10)), "the other key's session stays");
+        assert_eq!(sessions.len(), 1 + 1024 / 16);
     }
 }

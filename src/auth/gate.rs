@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 
 use super::browser;
 use super::keyring::{KeyRing, Refusal};
-use super::limits::{RateLimiter, StreamSlots};
+use super::limits::{RateLimiter, StreamSlot, StreamSlots};
 use super::principal::Principal;
 use crate::api::catalogue::{self, Access};
 use crate::api::{Problem, ProblemType};
@@ -272,8 +272,7 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         return problem.into_response();
     }
     let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
-        let p = Problem::of(ProblemType::Overloaded, "too many requests in flight on this node; retry shortly");
-        return retry_after(p.into_response(), Duration::from_secs(1));
+        return busy(ProblemType::Overloaded, "too many requests in flight on this node; retry shortly".into());
     };
     // (A request body is not `Sync`: hold the header, not the request, across the wait.)
     let authorization = req.headers().get(header::AUTHORIZATION).cloned();
@@ -293,37 +292,16 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         p.extra = Some(serde_json::json!({ "required_scope": scope.as_str() }));
         return p.into_response();
     }
-    let mut _key_slot = None;
-    if !matches!(principal.credential, super::Credential::Dev | super::Credential::Relay) {
-        let Some(slot) = gate.per_key.try_open(&principal.name) else {
-            let p = Problem::of(
-                ProblemType::KeyBusy,
-                format!(
-                    "the API key `{}` already has {} requests in flight on this node (server.max_requests_per_key)",
-                    principal.name, gate.config.max_requests_per_key
-                ),
-            );
-            return retry_after(p.into_response(), Duration::from_secs(1));
-        };
-        _key_slot = Some(slot);
-        if let Err(wait) = gate.config.limiter.take(&principal.name, principal.rate(), Instant::now()) {
-            let p = Problem::of(
-                ProblemType::RateLimited,
-                format!(
-                    "the API key `{}` is over its request rate; retry in {:.1}s",
-                    principal.name,
-                    wait.as_secs_f64()
-                ),
-            );
-            return retry_after(p.into_response(), wait);
-        }
-    }
+    let _key_slot = match key_budget(&gate, &principal) {
+        Ok(slot) => slot,
+        Err(refused) => return refused,
+    };
     let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     let (method, path) = (req.method().clone(), route.path);
     let request_id = req.headers().get(crate::observability::REQUEST_ID_HEADER).cloned();
     let origin = req.headers().get(header::ORIGIN).cloned();
     req.extensions_mut().insert(principal.clone());
-    let resp = match tokio::time::timeout(gate.config.request_timeout, next.run(req)).await {
+    let mut resp = match tokio::time::timeout(gate.config.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => Problem::of(
             ProblemType::RequestTimeout,
@@ -331,7 +309,6 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         )
         .into_response(),
     };
-    let mut resp = resp;
     allow_origin(&gate, origin.as_ref(), &mut resp);
     if write {
         audit(&principal, scope, &method, path, request_id.as_ref(), resp.status().as_u16());
@@ -342,17 +319,44 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
     resp
 }
 
+/// A key's share of the node: one of its slots for requests in flight
+/// (held until the answer is sent), and one request of its rate. Dev mode
+/// and peers relaying a stream have no per-key share.
+// The refusal is built only on the error path and sent at once.
+#[allow(clippy::result_large_err)]
+fn key_budget(gate: &Gate, principal: &Principal) -> Result<Option<StreamSlot>, Response> {
+    if matches!(principal.credential, super::Credential::Dev | super::Credential::Relay) {
+        return Ok(None);
+    }
+    let name = &principal.name;
+    let slot = gate.per_key.try_open(name).ok_or_else(|| {
+        let limit = gate.config.max_requests_per_key;
+        busy(
+            ProblemType::KeyBusy,
+            format!("the API key `{name}` already has {limit} requests in flight on this node (server.max_requests_per_key)"),
+        )
+    })?;
+    if let Err(wait) = gate.config.limiter.take(name, principal.rate(), Instant::now()) {
+        let p = Problem::of(
+            ProblemType::RateLimited,
+            format!("the API key `{name}` is over its request rate; retry in {:.1}s", wait.as_secs_f64()),
+        );
+        return Err(retry_after(p.into_response(), wait));
+    }
+    Ok(Some(slot))
+}
+
+/// A refusal that a second from now may not be.
+fn busy(kind: ProblemType, detail: String) -> Response {
+    retry_after(Problem::of(kind, detail).into_response(), Duration::from_secs(1))
+}
+
 /// An event stream keeps its key's slot until the client goes away.
 fn hold_stream_slot(gate: &Gate, principal: &Principal, resp: Response) -> Response {
     let Some(slot) = gate.streams.try_open(&principal.name) else {
-        let p = Problem::of(
-            ProblemType::TooManyStreams,
-            format!(
-                "the API key `{}` already has {} streams open (server.max_streams_per_key)",
-                principal.name, gate.config.max_streams_per_key
-            ),
-        );
-        return retry_after(p.into_response(), Duration::from_secs(1));
+        let (name, limit) = (&principal.name, gate.config.max_streams_per_key);
+        let why = format!("the API key `{name}` already has {limit} streams open (server.max_streams_per_key)");
+        return busy(ProblemType::TooManyStreams, why);
     };
     let (parts, body) = resp.into_parts();
     let stream = body.into_data_stream().map(move |chunk| {

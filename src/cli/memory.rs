@@ -69,8 +69,9 @@ pub async fn run(client: &ApiClient, cmd: &MemoryCommand, json_out: bool) -> Res
             let v = client.get_json("/v1/memory/export").await?;
             let text = serde_json::to_string_pretty(&v).unwrap_or_default();
             match output {
+                // Memory is private: the file is the user's alone (0600).
                 Some(path) => {
-                    std::fs::write(path, text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
+                    write_private(path, &text).map_err(|e| CliError::Usage(format!("{}: {e}", path.display())))?
                 }
                 None => println!("{text}"),
             }
@@ -86,4 +87,18 @@ pub async fn run(client: &ApiClient, cmd: &MemoryCommand, json_out: bool) -> Res
         }
     }
     Ok(())
+}
+
+/// Writes `text` to `path`, readable and writable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    // An existing file keeps its mode on open: set it.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    file.write_all(text.as_bytes())
 }

@@ -40,6 +40,9 @@ pub struct ToolsSection {
     pub data_dir: String,
     /// What tool servers are granted, by server name; `default` for the rest.
     pub policy: BTreeMap<String, crate::mcp::ToolPolicy>,
+    /// The memory limits of tool calls running at once add up to at most
+    /// this (MiB); further calls wait for memory to be free.
+    pub memory_budget_mb: u64,
 }
 
 impl Default for ToolsSection {
@@ -47,6 +50,7 @@ impl Default for ToolsSection {
         Self {
             data_dir: String::new(),
             policy: BTreeMap::from([(crate::mcp::DEFAULT_POLICY.to_owned(), crate::mcp::ToolPolicy::default())]),
+            memory_budget_mb: crate::mcp::DEFAULT_MEMORY_BUDGET_MB.into(),
         }
     }
 }
@@ -462,6 +466,9 @@ impl ServerConfig {
         let rate = sv.rate_limit_per_second;
         if !(rate == 0.0 || (0.001..=1e9).contains(&rate)) {
             return Err(invalid("server.rate_limit_per_second", &rate, "must be 0 (unlimited) or 0.001 to 1e9"));
+        }
+        if !(1..=u32::MAX as u64).contains(&self.tools.memory_budget_mb) {
+            return Err(invalid("tools.memory_budget_mb", &self.tools.memory_budget_mb, "must be at least 1"));
         }
         if sv.max_connections == 0 {
             return Err(invalid("server.max_connections", &0, "must be at least 1"));

@@ -200,6 +200,38 @@ pub struct McpHost {
     compiled: Mutex<HashMap<String, CompiledServer>>,
     /// One permit per pool slot.
     slots: Arc<tokio::sync::Semaphore>,
+    /// What running sessions' memory limits may add up to.
+    memory: MemoryBudget,
+}
+
+/// Memory that tool sessions running at once may use together, in MiB: a
+/// session holds its memory limit's worth until it ends, so many calls
+/// to a memory-hungry tool wait their turn instead of exceeding the node.
+#[derive(Clone)]
+pub struct MemoryBudget {
+    mib: Arc<tokio::sync::Semaphore>,
+    total: u32,
+}
+
+/// The default budget: 2 GiB.
+pub const DEFAULT_MEMORY_BUDGET_MB: u32 = 2048;
+
+impl MemoryBudget {
+    pub fn new(total_mib: u32) -> Self {
+        let total = total_mib.max(1);
+        Self { mib: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
+    }
+
+    /// Waits until `bytes` (rounded up to MiB; at most the whole budget)
+    /// are free, and holds them until the permit is dropped.
+    pub async fn reserve(&self, bytes: usize) -> tokio::sync::OwnedSemaphorePermit {
+        let mib = (bytes.div_ceil(1 << 20) as u32).clamp(1, self.total);
+        self.mib.clone().acquire_many_owned(mib).await.expect("the budget is never closed")
+    }
+
+    pub fn available_mib(&self) -> usize {
+        self.mib.available_permits()
+    }
 }
 
 fn engine_config() -> Config {
@@ -219,6 +251,11 @@ fn engine_config() -> Config {
 
 impl McpHost {
     pub fn new(cache_dir: &Path) -> anyhow::Result<Arc<Self>> {
+        Self::with_memory_budget(cache_dir, DEFAULT_MEMORY_BUDGET_MB)
+    }
+
+    /// A host whose sessions' memory limits add up to at most `budget_mib`.
+    pub fn with_memory_budget(cache_dir: &Path, budget_mib: u32) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(cache_dir)?;
         let engine = Engine::new(&engine_config())?;
         let mut linker: Linker<StoreData> = Linker::new(&engine);
@@ -239,6 +276,7 @@ impl McpHost {
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT as usize)),
+            memory: MemoryBudget::new(budget_mib),
         }))
     }
 
@@ -350,10 +388,11 @@ impl McpHost {
         limits: Limits,
         sandbox: Sandbox,
     ) -> Result<Vec<Value>, ToolError> {
+        let memory = self.memory.reserve(limits.max_memory_bytes).await;
         let slot = self.slots.clone().acquire_owned().await.map_err(|e| ToolError::Trap(e.to_string()))?;
         let (host, server) = (self.clone(), server.clone());
         tokio::task::spawn_blocking(move || {
-            let _slot = slot;
+            let _held = (slot, memory);
             host.run(&server, &requests, &limits, &sandbox)
         })
         .await
@@ -478,5 +517,33 @@ fn classify(e: wasmtime::Error, store: &Store<StoreData>, limits: &Limits, writt
             ToolError::OutputLimit { limit: limits.max_output_bytes }
         }
         _ => ToolError::Trap(format!("{e:#}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn sessions_wait_for_memory_beyond_the_budget() {
+        let budget = MemoryBudget::new(64);
+        let first = budget.reserve(32 << 20).await;
+        let second = budget.reserve((32 << 20) - 1).await;
+        assert_eq!(budget.available_mib(), 0);
+        // A third 32 MiB session waits until one of the first two ends.
+        let waiting = tokio::spawn({
+            let budget = budget.clone();
+            async move { budget.reserve(32 << 20).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "ran beyond the budget");
+        drop(first);
+        let third = tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("admitted once memory is free");
+        drop((second, third));
+        // A limit over the whole budget waits for all of it, never forever.
+        let all = tokio::time::timeout(Duration::from_secs(1), budget.reserve(4 << 30)).await.unwrap();
+        assert_eq!(budget.available_mib(), 0);
+        drop(all);
+        assert_eq!(budget.available_mib(), 64);
     }
 }

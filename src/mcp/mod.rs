@@ -9,7 +9,9 @@ mod manifest;
 mod policy;
 mod registry;
 
-pub use host::{CompiledServer, DataDir, Limits, McpHost, Sandbox, ToolError, ToolInfo};
+pub use host::{
+    CompiledServer, DataDir, Limits, McpHost, MemoryBudget, Sandbox, ToolError, ToolInfo, DEFAULT_MEMORY_BUDGET_MB,
+};
 pub use http::{is_internal, HttpPolicy};
 pub use manifest::Manifest;
 pub use policy::{ToolPolicies, ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};

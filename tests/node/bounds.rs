@@ -290,7 +290,13 @@ async fn one_key_holds_at_most_its_share_of_requests_in_flight() {
         .map(|i| {
             let (greedy, url) = (greedy.clone(), url.clone());
             tokio::spawn(async move {
-                greedy.post(url).json(&json!({"to": "slow", "content": format!("hi {i}")})).send().await.unwrap().status()
+                greedy
+                    .post(url)
+                    .json(&json!({"to": "slow", "content": format!("hi {i}")}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
             })
         })
         .collect();
@@ -313,8 +319,8 @@ async fn one_key_holds_at_most_its_share_of_requests_in_flight() {
 /// served again as soon as others go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_past_the_cap_are_closed_at_once() {
-    let node = TestNode::start_with(NodeOptions { extra_config: "max_connections = 8".into(), ..Default::default() })
-        .await;
+    let node =
+        TestNode::start_with(NodeOptions { extra_config: "max_connections = 8".into(), ..Default::default() }).await;
     let mut idle = Vec::new();
     for _ in 0..8 {
         idle.push(tokio::net::TcpStream::connect(("127.0.0.1", node.api_port)).await.unwrap());
@@ -325,7 +331,11 @@ async fn connections_past_the_cap_are_closed_at_once() {
     let _ = extra.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
     let mut buf = [0u8; 64];
     let n = tokio::time::timeout(Duration::from_secs(5), extra.read(&mut buf)).await.expect("closed, not left hanging");
-    assert!(matches!(n, Ok(0) | Err(_)), "answered past the cap: {:?}", n.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned()));
+    assert!(
+        matches!(n, Ok(0) | Err(_)),
+        "answered past the cap: {:?}",
+        n.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+    );
     assert!(node.log().contains("too many open connections"));
     drop(idle);
     eventually("served again once the idle connections are gone", Duration::from_secs(5), || async {

@@ -173,6 +173,9 @@ async fn export_wipe_import_gives_identical_search_results() {
     let file = fresh.dir.path().join("export.json");
     let out = fresh.cli(&["memory", "export", "--output", file.to_str().unwrap()]);
     assert!(out.status.success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "an export is readable by its owner only");
     let third = TestNode::start().await;
     let out = third.cli(&["memory", "import", file.to_str().unwrap()]);
     assert!(stdout(&out).contains("imported 4 entities"), "{}", stdout(&out));

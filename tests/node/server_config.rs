@@ -5,18 +5,20 @@ use std::process::Command;
 use caxton::testing::*;
 
 fn start_expecting_failure(config: &str, env: &[(&str, &str)]) -> (i32, String) {
+    start_once(config, &[], env)
+}
+
+/// Runs `caxton server start` with `config` as its file, `args` as further
+/// flags and `env` (no admin key or cluster secret from the caller's
+/// environment); returns the exit code and stderr.
+fn start_once(config: &str, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("caxton.toml");
     std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(caxton_bin());
-    cmd.args([
-        "server",
-        "start",
-        "--config",
-        path.to_str().unwrap(),
-        "--data-dir",
-        dir.path().join("d").to_str().unwrap(),
-    ]);
+    cmd.args(["server", "start", "--config", path.to_str().unwrap()]);
+    cmd.arg("--data-dir").arg(dir.path().join("d")).args(args);
+    cmd.env_remove("CAXTON_ADMIN_KEY").env_remove("CAXTON_CLUSTER_SECRET");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -102,32 +104,17 @@ enum Source {
 /// Starts `caxton server start` with `key` (`table.leaf`) set to `value`
 /// through `source`, plus `env`; returns the exit code and stderr.
 fn start_with_setting(source: Source, key: &str, flag: &str, value: &str, env: &[(&str, &str)]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
     let (table, leaf) = key.split_once('.').unwrap();
-    let file = match source {
-        Source::File => format!("[{table}]\n{leaf} = \"{value}\"\n"),
-        _ => String::new(),
-    };
-    let path = dir.path().join("caxton.toml");
-    std::fs::write(&path, file).unwrap();
-    let mut cmd = Command::new(caxton_bin());
-    cmd.args(["server", "start", "--config", path.to_str().unwrap()]);
-    cmd.arg("--data-dir").arg(dir.path().join("d"));
-    cmd.env_remove("CAXTON_ADMIN_KEY").env_remove("CAXTON_CLUSTER_SECRET");
+    let var = format!("CAXTON_{}", key.replace('.', "_").to_ascii_uppercase());
+    let mut env = env.to_vec();
     match source {
-        Source::Flag => {
-            cmd.args([flag, value]);
-        }
+        Source::Flag => start_once("", &[flag, value], &env),
         Source::Env => {
-            cmd.env(format!("CAXTON_{}", key.replace('.', "_").to_ascii_uppercase()), value);
+            env.push((&var, value));
+            start_once("", &[], &env)
         }
-        Source::File => {}
+        Source::File => start_once(&format!("[{table}]\n{leaf} = \"{value}\"\n"), &[], &env),
     }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), stderr(&out))
 }
 
 /// The rules about who may reach a node run on the merged configuration:
