@@ -106,7 +106,7 @@ fn relay_key(config: &ServerConfig) -> Option<auth::RelayKey> {
 }
 
 /// The API's gate, from the server settings.
-fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>) -> auth::Gate {
+fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: &CancellationToken) -> auth::Gate {
     let s = &config.server;
     let mode = if config.requires_keys() { auth::Mode::Keys } else { auth::Mode::Dev };
     let default_rate = (s.rate_limit_per_second > 0.0).then(|| RateLimit {
@@ -124,6 +124,8 @@ fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>) -> aut
             max_requests_per_key: s.max_requests_per_key as usize,
             limiter: auth::RateLimiter::new(default_rate),
             relay: relay_key(config),
+            disk: (s.min_free_disk_mb > 0)
+                .then(|| auth::DiskSpace::watch(s.data_dir.clone(), s.min_free_disk_mb << 20, stop.clone())),
         },
         keys,
     )
@@ -268,7 +270,7 @@ impl Node {
             None => None,
         };
 
-        let gate = Arc::new(gate(&config, registry.queries().clone(), app.clone()));
+        let gate = Arc::new(gate(&config, registry.queries().clone(), app.clone(), &stop));
         let ctx = Arc::new(ApiContext {
             registry: registry.clone(),
             runtime: runtime.clone(),

@@ -95,6 +95,7 @@ problem_types! {
     Overloaded => (503, "overloaded", "Server busy"),
     NodeStopping => (503, "node-stopping", "Node stopping"),
     MemoryModelUnavailable => (503, "memory-model-unavailable", "Embedding model unavailable"),
+    InsufficientStorage => (507, "insufficient-storage", "Insufficient storage"),
     ReplyTimeout => (504, "reply-timeout", "No reply yet"),
 }
 

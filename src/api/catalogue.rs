@@ -66,6 +66,7 @@ const GATE: &[P] = &[
     P::RateLimited,
     P::TooManyStreams,
     P::KeyBusy,
+    P::InsufficientStorage,
     P::Overloaded,
     P::RequestTimeout,
 ];

@@ -44,6 +44,8 @@ pub struct GateConfig {
     pub limiter: RateLimiter,
     /// Verifies peers' relay credentials (keys mode: from the admin key).
     pub relay: Option<super::RelayKey>,
+    /// The data volume's free space; `None`: not watched.
+    pub disk: Option<super::DiskSpace>,
 }
 
 pub struct Gate {
@@ -132,6 +134,25 @@ impl Gate {
 }
 
 impl Gate {
+    /// Writes that grow the state (messages, deploys, memory) are refused
+    /// while the data volume is short of space; reads, deletes and
+    /// administration go on, so an operator can free it.
+    fn disk_refusal(&self, method: &Method, scope: Scope) -> Option<Response> {
+        let growing = matches!(*method, Method::POST | Method::PUT | Method::PATCH) && scope != Scope::Admin;
+        let disk = self.config.disk.as_ref().filter(|_| growing)?;
+        let free = disk.short()?;
+        let p = Problem::of(
+            ProblemType::InsufficientStorage,
+            format!(
+                "this node's data volume has {} MiB free, under server.min_free_disk_mb ({} MiB): writes are refused \
+                 until space is freed (deletes and reads go on)",
+                free >> 20,
+                disk.min_free >> 20
+            ),
+        );
+        Some(retry_after(p.into_response(), Duration::from_secs(30)))
+    }
+
     /// A peer relaying one message's answer stream, with a credential for
     /// that message (the only route that takes one).
     fn relayed(&self, req: &Request, route: &catalogue::Route) -> Option<Principal> {
@@ -270,6 +291,9 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
     let Access::Scope(scope) = route.access else { return next.run(req).await };
     if let Some(problem) = gate.browser_refusal(&req) {
         return problem.into_response();
+    }
+    if let Some(refused) = gate.disk_refusal(req.method(), scope) {
+        return refused;
     }
     let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
         return busy(ProblemType::Overloaded, "too many requests in flight on this node; retry shortly".into());

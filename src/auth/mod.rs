@@ -4,6 +4,7 @@
 //! - `principal.rs`: the caller of a request and what its key admits;
 //! - `keyring.rs`: finding a key (cached until the replicated keys change);
 //! - `browser.rs`: dev-mode defences against web pages (Host, Origin, simple bodies);
+//! - `disk.rs`: the data volume's free space, below which growing writes are refused;
 //! - `limits.rs`: per-key request rate and open streams;
 //! - `keys.rs`: creating, listing and revoking keys;
 //! - `relay.rs`: the credential a node presents to relay one message's stream;
@@ -13,6 +14,7 @@
 //! created on one node works on every node once applied there.
 
 mod browser;
+mod disk;
 mod gate;
 mod keyring;
 mod keys;
@@ -21,6 +23,7 @@ mod principal;
 mod relay;
 pub mod token;
 
+pub use disk::DiskSpace;
 pub use gate::{guard, Gate, GateConfig, Mode};
 pub use keyring::{KeyRing, Refusal};
 pub use keys::{

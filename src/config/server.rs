@@ -155,6 +155,9 @@ pub struct ServerSection {
     pub max_concurrent_requests: u64,
     /// API connections open at once; beyond it new ones are closed at once.
     pub max_connections: u64,
+    /// Below this much free space on the data volume (MiB), writes that
+    /// grow the state are refused (507) before Raft runs out of room; 0: off.
+    pub min_free_disk_mb: u64,
     /// Requests one API key may have in flight on this node at once, well
     /// below `max_concurrent_requests`: one key cannot take every slot.
     pub max_requests_per_key: u64,
@@ -266,6 +269,7 @@ impl Default for ServerSection {
             max_concurrent_requests: 512,
             max_requests_per_key: 128,
             max_connections: 4096,
+            min_free_disk_mb: 256,
             max_streams_per_key: 32,
             header_read_timeout_ms: 10_000,
             metrics_listen: "127.0.0.1:9090".into(),

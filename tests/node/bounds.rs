@@ -343,3 +343,26 @@ async fn connections_past_the_cap_are_closed_at_once() {
     })
     .await;
 }
+
+/// A node whose data volume is short of space refuses writes that grow the
+/// state before Raft runs out of room, and still reads, deletes and
+/// administers (so the space can be freed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_refused_while_the_data_volume_is_short_of_space() {
+    // More free space asked for than any volume has: always short.
+    let node = TestNode::start_with(NodeOptions {
+        extra_config: "min_free_disk_mb = 1000000000".into(),
+        ..Default::default()
+    })
+    .await;
+    let (s, p) = node.post_toml("/v1/agents", &echo_agent_toml("echo", &[])).await;
+    assert_eq!(s, 507, "{p}");
+    assert_eq!(p["type"], "https://caxton.dev/problems/insufficient-storage");
+    assert!(p["detail"].as_str().unwrap().contains("server.min_free_disk_mb"), "{p}");
+    let (s, _) =
+        node.post_json("/v1/memory/entities", json!({"name": "n", "entity_type": "t", "observations": []})).await;
+    assert_eq!(s, 507);
+    assert_eq!(node.get("/v1/agents").await.0, 200, "reads go on");
+    assert_eq!(node.delete("/v1/agents/none").await.0, 404, "deletes go on");
+    assert_eq!(node.post_json("/v1/keys", json!({"name": "ops", "scopes": ["read"]})).await.0, 201, "admin goes on");
+}
