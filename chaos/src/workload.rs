@@ -65,7 +65,9 @@ async fn classify(result: Result<reqwest::Response, reqwest::Error>, ok: &[u16])
             let outcome = match body.as_ref().and_then(|b| b["write_outcome"].as_str()) {
                 Some("not_applied") => Outcome::Fail { why },
                 // Shed before anything was proposed.
-                None if kind.ends_with("/overloaded") => Outcome::Fail { why },
+                None if kind.ends_with("/overloaded") || kind.ends_with("/insufficient-storage") => {
+                    Outcome::Fail { why }
+                }
                 // 4xx other than a cluster state: refused at the edge.
                 None if (400..500).contains(&status) && status != 408 => Outcome::Fail { why },
                 _ => Outcome::Unknown { why },

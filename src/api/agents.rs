@@ -346,9 +346,19 @@ pub struct AgentsDirStatus {
 /// The agents directory: every file, the agent it defines, and its errors.
 #[utoipa::path(get, path = "/v1/agents-dir", tag = "agents",
     responses((status = 200, body = AgentsDirStatus)))]
-pub async fn agents_dir(State(ctx): State<Ctx>) -> Json<AgentsDirStatus> {
-    Json(AgentsDirStatus {
+pub async fn agents_dir(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+) -> Result<Json<AgentsDirStatus>, Problem> {
+    // The node's paths and every file's agent: the operator's view.
+    if caller.is_limited() {
+        return Err(access::outside(format!(
+            "the API key `{}` is limited to some agents or workspaces; the agents directory covers all of them",
+            caller.name
+        )));
+    }
+    Ok(Json(AgentsDirStatus {
         dir: ctx.agents_dir.as_ref().map(|d| d.display().to_string()),
         files: ctx.directory.as_ref().map(|d| d.status()).unwrap_or_default(),
-    })
+    }))
 }

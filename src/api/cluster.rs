@@ -1,7 +1,7 @@
 //! Cluster administration: members, placement, leave, remove, leadership.
 
 use axum::extract::{Path, State};
-use axum::Json;
+use axum::{Extension, Json};
 use caxton_cluster::MemberView;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -40,13 +40,17 @@ pub struct PlacementView {
 
 /// Which node owns which shards, and which agents run where.
 #[utoipa::path(get, path = "/v1/cluster/placement", tag = "cluster", responses((status = 200, body = PlacementView)))]
-pub async fn placement(State(ctx): State<Ctx>) -> Result<Json<PlacementView>, Problem> {
+pub async fn placement(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<crate::auth::Principal>,
+) -> Result<Json<PlacementView>, Problem> {
     let rows = ctx.registry.queries().shard_rows().await?;
     let mut by_node: std::collections::BTreeMap<u64, NodeShards> = Default::default();
     for (_, owner, _) in &rows {
         by_node.entry(*owner).or_insert_with(|| NodeShards { node: *owner, shards: 0, agents: vec![] }).shards += 1;
     }
-    for a in ctx.registry.queries().all_agents().await? {
+    // A limited key sees where its own agents run, and no other's names.
+    for a in ctx.registry.queries().all_agents().await?.into_iter().filter(|a| super::access::sees_record(&caller, a)) {
         by_node
             .entry(a.owner)
             .or_insert_with(|| NodeShards { node: a.owner, shards: 0, agents: vec![] })

@@ -128,7 +128,7 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
 /// The metrics listener (`server.metrics_listen`): `/metrics` only, without
 /// keys; bind it where only Prometheus reaches it (loopback by default).
 pub fn metrics_router(ctx: Ctx) -> Router {
-    Router::new().route("/metrics", axum::routing::get(system::metrics)).with_state(ctx)
+    Router::new().route("/metrics", axum::routing::get(system::open_metrics)).with_state(ctx)
 }
 
 /// Times each request by its route template (`/v1/agents/{name}`, never the

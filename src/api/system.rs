@@ -2,7 +2,8 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
+use axum::response::IntoResponse;
+use axum::{Extension, Json};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -145,7 +146,23 @@ pub async fn snapshot(State(ctx): State<Ctx>) -> Result<Json<SnapshotResult>, Pr
 /// Prometheus metrics (text exposition format). Also served, without the
 /// API's keys, on `server.metrics_listen`.
 #[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, description = "Prometheus text format", body = String)))]
-pub async fn metrics(State(ctx): State<Ctx>) -> impl axum::response::IntoResponse {
+pub async fn metrics(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<crate::auth::Principal>,
+) -> Result<axum::response::Response, Problem> {
+    // Every agent's series: not for a key limited to some of them.
+    if caller.is_limited() {
+        return Err(super::access::outside(format!(
+            "the API key `{}` is limited to some agents or workspaces; /metrics shows every agent's series",
+            caller.name
+        )));
+    }
+    Ok(open_metrics(State(ctx)).await.into_response())
+}
+
+/// `/metrics` on the metrics listener (`server.metrics_listen`), which
+/// takes no keys: bind it where only Prometheus reaches it.
+pub async fn open_metrics(State(ctx): State<Ctx>) -> impl axum::response::IntoResponse {
     ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], render_metrics(&ctx).await)
 }
 

@@ -202,3 +202,27 @@ async fn an_admin_key_limited_to_a_workspace_stays_inside_it() {
     let (_, record) = node.get("/v1/agents/helper").await;
     assert_eq!(record["revision"], 2, "still serving revision 2: {record}");
 }
+
+/// Cluster-wide views are the operator's: a limited key sees where its own
+/// agents run, and not the agents directory or every agent's metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_key_reads_no_cluster_wide_view_of_other_agents() {
+    let node = keyed("").await;
+    for name in ["support-1", "billing-1"] {
+        assert_eq!(node.post_toml("/v1/agents", &echo_agent_toml(name, &[])).await.0, 201);
+    }
+    let support =
+        keyed_client(&node.create_key(json!({"name": "support", "scopes": ["read"], "agents": ["support-*"]})).await);
+    let placement: Value = support.get(node.url("/v1/cluster/placement")).send().await.unwrap().json().await.unwrap();
+    let shown = placement.to_string();
+    assert!(shown.contains("support-1") && !shown.contains("billing-1"), "{placement}");
+    for path in ["/v1/agents-dir", "/metrics"] {
+        let r = support.get(node.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+    // An unlimited read key still reads them.
+    let reader = keyed_client(&node.create_key(json!({"name": "reader", "scopes": ["read"]})).await);
+    for path in ["/v1/agents-dir", "/metrics", "/v1/cluster/placement"] {
+        assert_eq!(reader.get(node.url(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+}
