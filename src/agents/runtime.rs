@@ -74,6 +74,9 @@ struct Executor {
     shutdown: Shutdown,
     /// Ids being processed here, so the sweep does not start them twice.
     inflight: Mutex<HashSet<String>>,
+    /// Requests whose processing this process has begun (until answered):
+    /// delivering one of them again is a retry.
+    started: Mutex<HashSet<String>>,
     /// Definitions of revisions other than the serving one (a rollout's
     /// candidate, `NAME@N`), read once from the replica.
     revisions: Mutex<HashMap<(String, u64), Arc<AgentSpec>>>,
@@ -92,6 +95,11 @@ pub struct AgentRuntime {
     mailboxes: Arc<Mailboxes>,
     queries: Queries,
     exec: Arc<Executor>,
+    /// Per agent running here: the applied log index when this process
+    /// took it on (at start, or when its shard moved here). A request
+    /// committed before then may have been begun by the process or node
+    /// that ran it before: delivering it is a retry.
+    owned_since: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl AgentRuntime {
@@ -131,6 +139,7 @@ impl AgentRuntime {
             replies,
             shutdown,
             inflight: Mutex::new(HashSet::new()),
+            started: Mutex::new(HashSet::new()),
             revisions: Mutex::new(HashMap::new()),
             store,
             shadow_permits: Arc::new(Semaphore::new(SHADOW_CONCURRENCY)),
@@ -143,6 +152,7 @@ impl AgentRuntime {
             mailboxes: Arc::new(Mailboxes::default()),
             queries,
             exec,
+            owned_since: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -193,7 +203,9 @@ impl AgentRuntime {
                 }
                 keep
             });
+            self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).retain(|key, _| wanted.contains_key(key));
             for (key, (spec, revision)) in wanted {
+                self.take_on(&key);
                 if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
                     let agent = self.start(spec, revision);
                     self.mailboxes.insert(slot.key().clone(), agent.mailbox.clone());
@@ -206,12 +218,38 @@ impl AgentRuntime {
 
     /// Delivers accepted, unanswered requests for agents this node owns.
     async fn sweep(&self) -> anyhow::Result<()> {
-        for (id, receiver) in self.queries.pending_for_node(self.node_id).await? {
-            if !self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&id) {
-                self.deliver(&receiver, Delivery { id, retry: true });
+        let pending = self.queries.pending_for_node(self.node_id).await?;
+        {
+            // Requests answered (or moved away) meanwhile are forgotten.
+            let still: HashSet<&str> = pending.iter().map(|p| p.id.as_str()).collect();
+            self.exec.started.lock().unwrap_or_else(|p| p.into_inner()).retain(|id| still.contains(id.as_str()));
+        }
+        for p in pending {
+            if self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&p.id) {
+                continue;
             }
+            let retry = self.is_retry(&p);
+            self.deliver(&p.receiver, Delivery { id: p.id, retry });
         }
         Ok(())
+    }
+
+    /// Whether delivering `p` now may repeat a processing that never
+    /// finished: begun by this process, or committed before this process
+    /// took the agent on (a previous process or owner may have begun it).
+    /// A first delivery the sweep makes (the mailbox was full) is not.
+    fn is_retry(&self, p: &crate::state::Pending) -> bool {
+        let since =
+            self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).get(&p.receiver.to_ascii_lowercase()).copied();
+        since.is_none_or(|since| p.seq <= since)
+            || self.exec.started.lock().unwrap_or_else(|e| e.into_inner()).contains(&p.id)
+    }
+
+    /// Records that this process now runs agent `key` (kept across its
+    /// revisions; a shard moving here starts a new record).
+    fn take_on(&self, key: &str) {
+        let applied = self.cluster.status().applied_index.unwrap_or(0);
+        self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_owned()).or_insert(applied);
     }
 
     fn deliver(&self, receiver: &str, delivery: Delivery) {
@@ -288,6 +326,7 @@ impl AgentRuntime {
             // A later revision is already applied; its own event follows.
             return Ok(());
         }
+        self.take_on(&name.key());
         let agent = self.start(record.spec, revision);
         self.mailboxes.insert(name.key(), agent.mailbox.clone());
         if let Some(old) = self.running.write().unwrap_or_else(|p| p.into_inner()).insert(name.key(), agent) {
@@ -301,6 +340,7 @@ impl AgentRuntime {
     /// Stops `name` if it runs here; whether it did.
     fn stop_agent(&self, name: &AgentName) -> bool {
         self.mailboxes.remove(&name.key());
+        self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).remove(&name.key());
         let Some(agent) = self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&name.key()) else {
             return false;
         };
@@ -340,6 +380,7 @@ async fn worker(serving: Serving, mut inbox: mpsc::Receiver<Delivery>, stop: Can
         if !exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
             continue;
         }
+        exec.started.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
         let (serving, task_exec) = (serving.clone(), exec.clone());
         exec.shutdown.spawn(async move {
             let exec = task_exec;
@@ -426,7 +467,17 @@ impl Executor {
             max_attempts: self.max_attempts,
             at_ms: chrono::Utc::now().timestamp_millis(),
         };
-        match self.store.propose(attempt).await.map_err(|e| ProcessError::Reply(e.to_string()))? {
+        let decided = match self.store.propose(attempt).await {
+            Ok(decided) => decided,
+            // Not recorded (a voter of an older version, no quorum now):
+            // run it uncounted, as before attempts were counted; if its
+            // reply cannot be committed either, it waits like the rest.
+            Err(e) => {
+                tracing::debug!(message = %message.id, error = %e, "retry not counted");
+                return Ok(true);
+            }
+        };
+        match decided {
             crate::state::Attempt::Run(n) => {
                 tracing::info!(message = %message.id, attempt = n, "retrying an unanswered message");
                 Ok(true)

@@ -324,6 +324,15 @@ pub struct RecordAttempt {
     pub at_ms: i64,
 }
 
+/// An accepted request still waiting for its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub id: String,
+    pub receiver: String,
+    /// The log index it was committed at.
+    pub seq: u64,
+}
+
 /// What a [`RecordAttempt`] decided.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 pub enum Attempt {
@@ -697,14 +706,16 @@ impl Queries {
     }
 
     /// Accepted, unanswered requests for agents this node owns now.
-    pub async fn pending_for_node(&self, node_id: u64) -> Result<Vec<(String, String)>, ReadError> {
+    pub async fn pending_for_node(&self, node_id: u64) -> Result<Vec<Pending>, ReadError> {
         self.replica()
             .read(move |c| {
                 let mut s = c.prepare_cached(
-                    "SELECT m.id, m.receiver FROM messages m JOIN agents a ON a.name_key = m.receiver_key
+                    "SELECT m.id, m.receiver, m.seq FROM messages m JOIN agents a ON a.name_key = m.receiver_key
                      WHERE m.status = 'accepted' AND a.owner = ?1 ORDER BY m.seq",
                 )?;
-                let rows = s.query_map(params![node_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                let rows = s.query_map(params![node_id], |r| {
+                    Ok(Pending { id: r.get(0)?, receiver: r.get(1)?, seq: r.get::<_, i64>(2)? as u64 })
+                })?;
                 rows.collect()
             })
             .await

@@ -55,3 +55,45 @@ async fn a_message_that_never_finishes_is_dead_lettered_after_its_attempts() {
     let (s, answer) = node.post_json("/v1/messages", json!({"to": "echo", "content": "still here?"})).await;
     assert_eq!((s, &answer["reply"]["kind"]), (200, &json!("response")), "{answer}");
 }
+
+/// A backlog is not a crash: requests that found their agent's mailbox
+/// full are delivered by the sweep for the first time, not counted as
+/// retried, and none is dead-lettered however long it waited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beyond_the_mailbox_is_not_counted_as_retries() {
+    let stub = OpenAiStub::start().await;
+    stub.respond_with(|_| StubReply::text("done").after(Duration::from_millis(100)));
+    let node = TestNode::start_with(NodeOptions {
+        tables: stub.provider_config("stub", ""),
+        extra_config: "max_message_attempts = 1".into(),
+        ..Default::default()
+    })
+    .await;
+    let agent = "name = \"busy\"\nprovider = \"stub\"\nsystem_prompt = \"x\"\n";
+    assert_eq!(node.post_toml("/v1/agents", agent).await.0, 201);
+    // More than a mailbox (1024) at once.
+    use futures::StreamExt;
+    let ids: Vec<String> = futures::stream::iter(0..1300)
+        .map(|i| {
+            let node = &node;
+            async move {
+                let body = json!({"to": "busy", "content": format!("job {i}"), "mode": "async"});
+                let (s, v) = node.post_json("/v1/messages", body).await;
+                assert_eq!(s, 202, "{v}");
+                v["message"]["id"].as_str().unwrap().to_owned()
+            }
+        })
+        .buffered(64)
+        .collect()
+        .await;
+    let last = ids.last().unwrap().clone();
+    eventually("the backlog is worked off", Duration::from_secs(120), || async {
+        node.get(&format!("/v1/messages/{last}")).await.1["message"]["status"] == "answered"
+    })
+    .await;
+    for id in ids.iter().rev().take(200) {
+        let (_, e) = node.get(&format!("/v1/messages/{id}")).await;
+        assert_eq!(e["message"]["status"], "answered", "{e}");
+        assert!(e["message"].get("attempts").is_none(), "a first delivery counted as a retry: {e}");
+    }
+}
