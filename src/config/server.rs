@@ -355,6 +355,9 @@ pub struct Flag {
     pub value: String,
 }
 
+/// The shortest cluster secret a node reachable from the network takes.
+const MIN_EXPOSED_SECRET: usize = 32;
+
 impl ServerConfig {
     /// Merges the file (if any), the `CAXTON_*` variables and the flags, in
     /// that order of precedence (flags win), then checks the result once:
@@ -596,6 +599,12 @@ impl ServerConfig {
                 Some(
                     "no cluster secret is configured (it keys the gossip seal): set CAXTON_CLUSTER_SECRET or \
                      cluster.secret_file (the same on every node)",
+                )
+            } else if self.cluster_secret.as_ref().is_some_and(|s| s.expose().len() < MIN_EXPOSED_SECRET) {
+                Some(
+                    "the cluster secret (CAXTON_CLUSTER_SECRET or cluster.secret_file) is shorter than 32 bytes: \
+                     it keys the gossip seal, and a short one can be guessed offline from one datagram \
+                     (`head -c 32 /dev/urandom | base64` makes one)",
                 )
             } else {
                 None

@@ -142,6 +142,26 @@ fn exposure_is_checked_whichever_source_sets_the_address() {
             }
         }
     }
+    // Off loopback the gossip key must be long enough not to be guessed.
+    let pki = tempfile::tempdir().unwrap();
+    cluster_pki(pki.path(), [1]);
+    let tls = cluster_tls_config(pki.path(), 1);
+    let with_tls = format!("[cluster]\n{tls}");
+    let exposed_rpc = exposed();
+    for (secret, refused) in [("short-secret", true), ("a-cluster-secret-of-32-bytes-or-more", false)] {
+        // A host name without an ordinal fails after the exposure rules:
+        // a start that gets past them exits naming it instead.
+        let env = [
+            ("CAXTON_ADMIN_KEY", TEST_ADMIN_KEY),
+            ("CAXTON_CLUSTER_SECRET", secret),
+            ("CAXTON_CLUSTER_NODE_ID_FROM_HOSTNAME", "true"),
+            ("HOSTNAME", "no-ordinal"),
+        ];
+        let (code, err) = start_once(&with_tls, &["--rpc-listen", &exposed_rpc], &env);
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.contains("shorter than 32 bytes"), refused, "{secret}: {err}");
+        assert_eq!(err.contains("node_id_from_hostname"), !refused, "{secret}: {err}");
+    }
     // A flag is merged like any source: its bad value is named as the flag.
     let (code, err) = start_with_setting(Source::Flag, "cluster.node_id", "--node-id", "0", &[]);
     assert_eq!(code, 2, "{err}");
