@@ -187,5 +187,6 @@ async fn a_two_mib_message_to_a_local_model_agent_costs_a_bounded_amount_of_memo
     assert_eq!(status, 200, "{completion}");
     assert!(completion["choices"][0]["message"]["content"].is_string(), "{completion}");
     let peak = peak_rss_mib(node.pid());
+    eprintln!("peak RSS of the node: {peak} MiB");
     assert!(peak < 1536, "peak RSS {peak} MiB after a 2 MiB message and a 160 KB conversation");
 }
