@@ -109,11 +109,22 @@ impl Manager {
     }
 
     /// Asks to be added while this node is not in the membership it knows
-    /// of (pristine, or removed) and has not left on purpose.
+    /// of (pristine, or removed) and has not left on purpose; and asks to
+    /// be recorded at its current addresses while the membership has it at
+    /// others (it restarted on a new address, as a recreated pod does).
     async fn join_if_outside(&self, members: &[GossipMember]) {
         let own = self.local.node_id;
-        let is_member = self.raft.metrics().borrow().membership_config.membership().get_node(&own).is_some();
-        if is_member || self.local.has_left() {
+        let recorded = self.raft.metrics().borrow().membership_config.membership().get_node(&own).cloned();
+        let current = recorded.as_ref().is_some_and(|r| *r == self.local.advertise);
+        if current || self.local.has_left() {
+            return;
+        }
+        // A leader that moved records its own new addresses.
+        if let (Some(old), true) = (&recorded, self.raft.is_leading()) {
+            let answer = join::readdress(&self.raft, own, old, &self.local.advertise).await;
+            if let JoinAnswer::Refused(why) = answer {
+                tracing::warn!(reason = %why, "cannot record this node's new addresses; will retry");
+            }
             return;
         }
         let answer = join::request_admission(&self.rpc, &self.local, members).await;

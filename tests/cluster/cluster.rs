@@ -528,3 +528,64 @@ async fn a_wiped_node_is_refused_under_its_old_id_until_removed_then_rejoins() {
     }
     cluster.wait_members(3, 3).await;
 }
+
+/// A recreated pod keeps its data and node id but gets a new address. Every
+/// node in turn is stopped and started again on another loopback address,
+/// as a rolling restart of pods does, with writes going on: each comes back
+/// ready (caught up), the membership records its new RPC address, and at
+/// the end every node holds every write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_come_back_on_new_addresses_are_replicated_to_there() {
+    let base = 10u8;
+    let opts = ClusterOptions { voters: 3, ip_base: Some(base), ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
+    let mut written = Vec::new();
+    for id in 1..=3u64 {
+        let new_ip = format!("127.0.0.{}", base as u64 + 10 + id);
+        let node = cluster.node_mut(id);
+        node.terminate().await;
+        node.reconfigure(|o| {
+            o.rpc_host = Some(new_ip.clone());
+            // Its own addresses move, and its seeds are where the nodes
+            // moved before it now are (as a headless service's DNS
+            // name resolves to the pods' current addresses).
+            for moved in 1..=id {
+                let (was, is) = (base as u64 + moved, base as u64 + 10 + moved);
+                o.cluster_extra = o.cluster_extra.replace(&format!("127.0.0.{was}:"), &format!("127.0.0.{is}:"));
+            }
+        });
+        // Writes go on while it is away.
+        let live = (1..=3).find(|n| *n != id).unwrap();
+        let name = format!("while-{id}-moves");
+        eventually(&format!("a write while node {id} is away"), Duration::from_secs(30), || async {
+            deploy_on(cluster.node(live), &name).await == 201
+        })
+        .await;
+        written.push(name);
+        cluster.node_mut(id).restart().await;
+        let rpc = format!("{new_ip}:{}", cluster.node(id).rpc_port);
+        eventually(&format!("node {id} is recorded at {rpc}"), Duration::from_secs(30), || async {
+            let (_, st) = cluster.node(live).get("/v1/cluster/status").await;
+            let members = st["members"].as_array().cloned().unwrap_or_default();
+            members.iter().any(|m| m["id"] == id && m["rpc_addr"] == rpc.as_str())
+        })
+        .await;
+        // And it is replicated to there: a write made now reaches it.
+        let name = format!("after-{id}-moved");
+        eventually("a write after the move", Duration::from_secs(30), || async {
+            deploy_on(cluster.node(live), &name).await == 201
+        })
+        .await;
+        written.push(name);
+        let moved = cluster.node(id);
+        eventually(&format!("node {id} receives entries at its new address"), Duration::from_secs(30), || async {
+            let names = moved.agent_names().await;
+            written.iter().all(|w| names.contains(w))
+        })
+        .await;
+    }
+    for (id, n) in cluster.running() {
+        let names = n.agent_names().await;
+        assert!(written.iter().all(|w| names.contains(w)), "node {id} lacks writes: {names:?}");
+    }
+}

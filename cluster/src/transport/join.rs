@@ -49,7 +49,11 @@ pub(crate) async fn admit(raft: &Raft, local: &LocalMember, request: JoinRequest
     let membership = metrics.membership_config.membership();
     if let Some(existing) = membership.get_node(&request.node_id) {
         return if existing.incarnation == request.addr.incarnation {
-            JoinAnswer::Added
+            if *existing == request.addr {
+                JoinAnswer::Added
+            } else {
+                readdress(raft, request.node_id, existing, &request.addr).await
+            }
         } else {
             JoinAnswer::Refused(format!(
                 "node id {} is already a member with another data directory (incarnation {}, this one is {}): \
@@ -71,6 +75,20 @@ pub(crate) async fn admit(raft: &Raft, local: &LocalMember, request: JoinRequest
     match raft.add_learner(request.node_id, request.addr, false).await {
         Ok(_) => JoinAnswer::Added,
         Err(e) => JoinAnswer::Refused(format!("cannot add node {} as a learner: {e}", request.node_id)),
+    }
+}
+
+/// A member that came back on new addresses (a recreated pod's new IP):
+/// its record is updated through Raft, so every node, the leader's
+/// replication first, dials it there. Its identity was proved on this
+/// request (the certificate's node id, or the secret on loopback) and its
+/// data directory is the one it was added with.
+pub(crate) async fn readdress(raft: &Raft, node_id: NodeId, old: &NodeAddr, new: &NodeAddr) -> JoinAnswer {
+    tracing::info!(node = node_id, from = %old, to = %new, "member moved: updating its addresses");
+    let nodes = std::collections::BTreeMap::from([(node_id, new.clone())]);
+    match raft.change_membership(openraft::ChangeMembers::SetNodes(nodes), false).await {
+        Ok(_) => JoinAnswer::Added,
+        Err(e) => JoinAnswer::Refused(format!("cannot update node {node_id}'s addresses: {e}")),
     }
 }
 
