@@ -163,10 +163,12 @@ pub struct ServerSection {
     pub max_requests_per_key: u64,
     /// Event streams (SSE) one key may hold open at once.
     pub max_streams_per_key: u64,
-    /// How long a client may take to send its request headers.
-    /// Where Prometheus scrapes `/metrics` (no keys): loopback by default,
-    /// `0.0.0.0:9090` in the image; empty: only `/metrics` on the API.
+    /// Where Prometheus scrapes `/metrics` without keys: off by default (a
+    /// fixed default port would collide with a second local node or a
+    /// local Prometheus), `0.0.0.0:9090` in the image; `/metrics` on the
+    /// API, behind keys, is always there.
     pub metrics_listen: String,
+    /// How long a client may take to send its request headers.
     pub header_read_timeout_ms: u64,
     /// PEM certificate chain: with `tls_key_file`, the API speaks HTTPS.
     pub tls_cert_file: String,
@@ -272,7 +274,7 @@ impl Default for ServerSection {
             min_free_disk_mb: 256,
             max_streams_per_key: 32,
             header_read_timeout_ms: 10_000,
-            metrics_listen: "127.0.0.1:9090".into(),
+            metrics_listen: String::new(),
             tls_cert_file: String::new(),
             tls_key_file: String::new(),
             mcp_session_idle_ms: 3_600_000,

@@ -244,3 +244,46 @@ fn non_loopback_address() -> std::net::IpAddr {
     assert!(!ip.is_loopback() && !ip.is_unspecified(), "{ip}");
     ip
 }
+
+/// Two nodes started by hand on one host, with nothing but their own API
+/// and RPC ports (and a Prometheus, say, on 9090): no default port of the
+/// node collides, both serve.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_started_by_hand_on_one_host_share_no_default_port() {
+    let prometheus = std::net::TcpListener::bind("127.0.0.1:9090");
+    let dir = tempfile::tempdir().unwrap();
+    let mut nodes = Vec::new();
+    for i in 0..2 {
+        let (api, rpc) = (free_port(), free_port());
+        let child = Command::new(caxton_bin())
+            .args([
+                "server",
+                "start",
+                "--listen",
+                &format!("127.0.0.1:{api}"),
+                "--rpc-listen",
+                &format!("127.0.0.1:{rpc}"),
+            ])
+            .arg("--data-dir")
+            .arg(dir.path().join(format!("node-{i}")))
+            .env_remove("CAXTON_ADMIN_KEY")
+            .env_remove("CAXTON_SERVER_METRICS_LISTEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        nodes.push((child, api));
+    }
+    for (_, api) in &nodes {
+        let url = format!("http://127.0.0.1:{api}/ready");
+        eventually(&format!("the node on {api} is ready"), std::time::Duration::from_secs(30), || async {
+            reqwest::get(&url).await.is_ok_and(|r| r.status() == 200)
+        })
+        .await;
+    }
+    for (mut child, _) in nodes {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    drop(prometheus);
+}
