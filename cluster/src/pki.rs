@@ -121,6 +121,30 @@ pub fn issue_node_cert(
     out_dir: &Path,
     stem: &str,
 ) -> Result<NodeCertFiles, PkiError> {
+    issue(ca_dir, request, out_dir, stem, validity(request.valid_days))
+}
+
+/// As [`issue_node_cert`], valid for `valid_for` from now (short-lived
+/// certificates, renewed often; `valid_days` is ignored).
+pub fn issue_node_cert_for(
+    ca_dir: &Path,
+    request: &NodeCertRequest,
+    out_dir: &Path,
+    stem: &str,
+    valid_for: std::time::Duration,
+) -> Result<NodeCertFiles, PkiError> {
+    let now = time::OffsetDateTime::now_utc();
+    let valid_for = time::Duration::try_from(valid_for).unwrap_or(time::Duration::MAX);
+    issue(ca_dir, request, out_dir, stem, (now - time::Duration::minutes(5), now + valid_for))
+}
+
+fn issue(
+    ca_dir: &Path,
+    request: &NodeCertRequest,
+    out_dir: &Path,
+    stem: &str,
+    (not_before, not_after): (time::OffsetDateTime, time::OffsetDateTime),
+) -> Result<NodeCertFiles, PkiError> {
     let (ca_cert_path, ca_key_path) = (ca_dir.join(CA_CERT), ca_dir.join(CA_KEY));
     let ca_pem = std::fs::read_to_string(&ca_cert_path).map_err(io(&ca_cert_path))?;
     let ca_key_pem = std::fs::read_to_string(&ca_key_path).map_err(io(&ca_key_path))?;
@@ -150,7 +174,7 @@ pub fn issue_node_cert(
     // Every node is both a server and a client of its peers.
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     params.use_authority_key_identifier_extension = true;
-    (params.not_before, params.not_after) = validity(request.valid_days);
+    (params.not_before, params.not_after) = (not_before, not_after);
     let cert = params.signed_by(&key, &ca, &ca_key)?;
 
     std::fs::create_dir_all(out_dir).map_err(io(out_dir))?;

@@ -171,6 +171,10 @@ pub async fn open_metrics(State(ctx): State<Ctx>) -> impl axum::response::IntoRe
 pub async fn render_metrics(ctx: &ApiContext) -> String {
     let m = &ctx.metrics;
     let r = &m.raft;
+    if let Some((node, ca)) = ctx.cluster.certificate_expiry() {
+        r.certificate_expiry.with_label_values(&["node"]).set(node);
+        r.certificate_expiry.with_label_values(&["ca"]).set(ca);
+    }
     let s = ctx.cluster.status();
     let own = s.node_id;
     r.has_leader.set(i64::from(s.leader.is_some()));

@@ -157,6 +157,8 @@ pub struct RaftGauges {
     pub quorum_ack_age: Gauge,
     pub snapshot_last_index: IntGauge,
     pub up: GaugeVec,
+    /// When the cluster TLS certificates in use expire (node, ca).
+    pub certificate_expiry: IntGaugeVec,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -290,6 +292,12 @@ impl RaftGauges {
             quorum_ack_age,
             snapshot_last_index: gauge(r, "caxton_raft_snapshot_index", "Last log index the latest snapshot covers"),
             up,
+            certificate_expiry: gauge_vec(
+                r,
+                "caxton_tls_certificate_expiry_timestamp_seconds",
+                "When the cluster TLS certificate in use expires (kind: node, or the earliest ca), in seconds since the epoch; re-read when its file changes",
+                &["kind"],
+            ),
         }
     }
 }

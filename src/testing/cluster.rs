@@ -36,6 +36,8 @@ pub struct ClusterOptions {
     pub admin_key: Option<String>,
     /// Mutual TLS between the nodes, with a CA made for the cluster.
     pub tls: bool,
+    /// With `tls`: the nodes' first certificates expire this soon.
+    pub cert_valid_for: Option<Duration>,
     /// Environment variables every node gets.
     pub env: Vec<(String, String)>,
     /// Extra keys of every node's `[server]` table.
@@ -59,7 +61,8 @@ impl TestCluster {
         let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
         let pki = opts.tls.then(|| {
             let dir = tempfile::tempdir().expect("a directory for the cluster's certificates");
-            super::cluster_pki(dir.path(), 1..=n as u64);
+            caxton_cluster::pki::init_ca(&dir.path().join("ca"), "test", 30).expect("creating a test CA");
+            super::node_certs(dir.path(), 1..=n as u64, opts.cert_valid_for);
             dir
         });
         let tls =

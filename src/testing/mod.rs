@@ -72,9 +72,15 @@ pub fn models_dir() -> PathBuf {
 /// (`node-N.crt`, `node-N.key`, `ca.crt`), made with the library
 /// `caxton cluster ca init` / `cert issue` use.
 pub fn cluster_pki(dir: &Path, ids: impl IntoIterator<Item = u64>) {
+    caxton_cluster::pki::init_ca(&dir.join("ca"), "test", 30).expect("creating a test CA");
+    node_certs(dir, ids, None);
+}
+
+/// (Re-)issues the certificates of nodes `ids` from the CA in `dir/ca`,
+/// valid for 30 days or for `valid_for`; written over the old ones.
+pub fn node_certs(dir: &Path, ids: impl IntoIterator<Item = u64>, valid_for: Option<std::time::Duration>) {
     use caxton_cluster::pki;
     let ca = dir.join("ca");
-    pki::init_ca(&ca, "test", 30).expect("creating a test CA");
     for node_id in ids {
         let request = pki::NodeCertRequest {
             node_id,
@@ -82,7 +88,12 @@ pub fn cluster_pki(dir: &Path, ids: impl IntoIterator<Item = u64>) {
             ips: vec![[127, 0, 0, 1].into()],
             valid_days: 30,
         };
-        pki::issue_node_cert(&ca, &request, dir, &pki::default_stem(node_id)).expect("issuing a test node certificate");
+        let stem = pki::default_stem(node_id);
+        match valid_for {
+            None => pki::issue_node_cert(&ca, &request, dir, &stem),
+            Some(d) => pki::issue_node_cert_for(&ca, &request, dir, &stem, d),
+        }
+        .expect("issuing a test node certificate");
     }
 }
 

@@ -208,3 +208,58 @@ async fn a_member_keeps_its_shards_when_a_stranger_spoofs_its_id_in_gossip() {
     assert_eq!(two["ready"], true, "{members}");
     assert_eq!(cluster.node(2).get("/v1/agents/spoof-0").await.0, 200);
 }
+
+/// Certificates rotate without a restart. The nodes start with
+/// certificates that expire in 40 s; new ones are written over them while
+/// the cluster runs, and the nodes pick them up (the expiry gauge moves).
+/// After the first ones have expired, a node restarted (new handshakes
+/// both ways) rejoins and replicates, and writes commit: the others present
+/// the new certificates, not the expired ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificates_replaced_on_disk_are_used_without_a_restart() {
+    let valid_for = Duration::from_secs(40);
+    let first_expiry = std::time::SystemTime::now() + valid_for;
+    let opts = ClusterOptions { voters: 3, tls: true, cert_valid_for: Some(valid_for), ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
+    let pki = cluster.pki.as_ref().unwrap().path().to_owned();
+    let expiry = |node: &TestNode| {
+        let url = format!("http://127.0.0.1:{}/metrics", node.metrics_port);
+        async move {
+            let text = reqwest::get(url).await.unwrap().text().await.unwrap();
+            text.lines()
+                .find(|l| l.starts_with("caxton_tls_certificate_expiry_timestamp_seconds{kind=\"node\"}"))
+                .and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+                .unwrap_or(0)
+        }
+    };
+    let soon = expiry(cluster.node(1)).await;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!(soon > now && soon <= now + 41, "{soon} vs now {now}");
+
+    node_certs(&pki, 1..=3, None);
+    for id in 1..=3 {
+        let node = cluster.node(id);
+        eventually(&format!("node {id} uses its new certificate"), Duration::from_secs(20), || async {
+            expiry(node).await > now + 86_400
+        })
+        .await;
+        assert!(node.log().contains("cluster TLS material reloaded"));
+    }
+    // Past the first certificates' expiry, new handshakes in both directions.
+    if let Ok(left) = first_expiry.duration_since(std::time::SystemTime::now()) {
+        tokio::time::sleep(left + Duration::from_secs(2)).await;
+    }
+    let leader = cluster.wait_leader().await;
+    let restarted = (1..=3).find(|id| *id != leader).unwrap();
+    cluster.node_mut(restarted).kill();
+    cluster.node_mut(restarted).restart().await;
+    let toml = "name = \"after-rotation\"\nprovider = \"echo\"\nsystem_prompt = \"x\"\n";
+    let (status, body) = cluster.node(restarted).post_toml("/v1/agents", toml).await;
+    assert_eq!(status, 201, "a write forwarded from the restarted node: {body}");
+    for id in 1..=3 {
+        eventually(&format!("node {id} has the write"), Duration::from_secs(20), || async {
+            cluster.node(id).get("/v1/agents/after-rotation").await.0 == 200
+        })
+        .await;
+    }
+}

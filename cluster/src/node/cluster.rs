@@ -47,6 +47,8 @@ pub struct Cluster<A: Application> {
     pub(super) leader_changes: Arc<std::sync::atomic::AtomicU64>,
     /// What each voter last advertised it can apply.
     pub(super) peer_features: super::features::PeerFeatures,
+    /// Mutual TLS material, when RPC uses it.
+    tls: Option<Arc<NodeTls>>,
     observer: super::observe::ObserverSlot,
     stop: CancellationToken,
     /// Every task this member spawns (RPC server, membership manager):
@@ -114,6 +116,14 @@ impl<A: Application> Cluster<A> {
 
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
+        if let PeerAuth::Tls(tls) = &auth {
+            // Rotated certificates and CAs are picked up without a restart.
+            tasks.spawn(tls.clone().watch(stop.clone()));
+        }
+        let tls = match &auth {
+            PeerAuth::Tls(tls) => Some(tls.clone()),
+            PeerAuth::Secret(_) => None,
+        };
         let rpc_state = RpcState { raft: raft.clone(), auth, local: local.clone() };
         let server_span = tracing::info_span!("cluster_rpc_server", node_id = config.node_id);
         tasks.spawn(transport::serve(listener, rpc_state, stop.clone()).instrument(server_span));
@@ -134,6 +144,7 @@ impl<A: Application> Cluster<A> {
             failed_entries,
             leader_changes,
             peer_features: super::features::PeerFeatures::open(config.data_dir.join("peer-features.json")),
+            tls,
             observer,
             stop,
             tasks: Mutex::new(tasks),
@@ -177,6 +188,12 @@ impl<A: Application> Cluster<A> {
 
     pub fn node_id(&self) -> NodeId {
         self.local.node_id
+    }
+
+    /// When this node's cluster certificate and the earliest CA certificate
+    /// it trusts expire (seconds since the epoch); `None` without TLS.
+    pub fn certificate_expiry(&self) -> Option<(i64, i64)> {
+        self.tls.as_ref().map(|t| t.expiry())
     }
 
     pub fn replica(&self) -> &Replica {
