@@ -542,6 +542,7 @@ mod tests {
         m.raft.gossip_nodes.with_label_values(&["alive"]).set(1);
         m.raft.proposals_failed.with_label_values(&["timeout"]).inc();
         m.raft.commit_duration.with_label_values(&["committed"]).observe(0.1);
+        m.raft.certificate_expiry.with_label_values(&["node"]).set(1);
         let exported: HashSet<String> = m
             .render()
             .lines()

@@ -136,6 +136,12 @@ fn read_material(files: &TlsFiles, node_id: NodeId) -> Result<Material, TlsError
     Ok(Material { key: Arc::new(key), client_verifier, server_verifier, not_after, ca_not_after, stamp })
 }
 
+/// The handshake signature checks: the crypto provider's, whatever the
+/// certificates in use (both ends' verifiers share them).
+fn signatures() -> rustls::crypto::WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
 /// How often the files are looked at for changes.
 const RELOAD_EVERY: Duration = Duration::from_secs(2);
 
@@ -252,7 +258,7 @@ impl ClientCertVerifier for CurrentClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().client_verifier.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &signatures())
     }
 
     fn verify_tls13_signature(
@@ -261,11 +267,11 @@ impl ClientCertVerifier for CurrentClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().client_verifier.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &signatures())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.get().client_verifier.supported_verify_schemes()
+        signatures().supported_schemes()
     }
 }
 
@@ -303,7 +309,7 @@ impl ServerCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().server_verifier.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &signatures())
     }
 
     fn verify_tls13_signature(
@@ -312,10 +318,10 @@ impl ServerCertVerifier for PeerVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.get().server_verifier.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &signatures())
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.get().server_verifier.supported_verify_schemes()
+        signatures().supported_schemes()
     }
 }
