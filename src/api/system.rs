@@ -208,6 +208,15 @@ pub async fn render_metrics(ctx: &ApiContext) -> String {
     let alive = views.iter().filter(|v| v.alive).count();
     r.gossip_nodes.with_label_values(&["alive"]).set(alive as i64);
     r.gossip_nodes.with_label_values(&["dead"]).set((views.len() - alive) as i64);
+    // A lone node (no gossip) hears from itself.
+    let gossip = views.iter().any(|v| v.gossip_role.is_some());
+    let voters = views.iter().filter(|v| v.role == caxton_cluster::RaftRole::Voter);
+    let (reachable, unreachable): (Vec<_>, Vec<_>) = voters.partition(|v| v.alive || !gossip || v.id == own);
+    r.voters.with_label_values(&["reachable"]).set(reachable.len() as i64);
+    r.voters.with_label_values(&["unreachable"]).set(unreachable.len() as i64);
+    if let Some(free) = ctx.gate.disk_free() {
+        r.data_volume_free.set(free.min(i64::MAX as u64) as i64);
+    }
     if let Ok(rows) = ctx.registry.queries().shard_rows().await {
         r.shards_owned.set(rows.iter().filter(|(_, owner, _)| *owner == own).count() as i64);
     }

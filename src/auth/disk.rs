@@ -41,6 +41,11 @@ impl DiskSpace {
         Self { free, min_free }
     }
 
+    /// The free bytes as last read (`u64::MAX` if never read).
+    pub fn free(&self) -> u64 {
+        self.free.load(Ordering::Relaxed)
+    }
+
     /// The free bytes when they are below the floor.
     pub fn short(&self) -> Option<u64> {
         let free = self.free.load(Ordering::Relaxed);

@@ -69,6 +69,11 @@ impl Gate {
         self.config.mode
     }
 
+    /// The data volume's free bytes as last read, when watched.
+    pub fn disk_free(&self) -> Option<u64> {
+        self.config.disk.as_ref().map(|d| d.free())
+    }
+
     fn origin_allowed(&self, origin: &str) -> bool {
         self.config.allowed_origins.iter().any(|o| o == origin)
             || (self.config.mode == Mode::Dev && browser::is_loopback_origin(origin))

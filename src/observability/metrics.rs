@@ -159,6 +159,10 @@ pub struct RaftGauges {
     pub up: GaugeVec,
     /// When the cluster TLS certificates in use expire (node, ca).
     pub certificate_expiry: IntGaugeVec,
+    /// Voters gossip hears from, and those it does not.
+    pub voters: IntGaugeVec,
+    /// Free space of the data volume.
+    pub data_volume_free: IntGauge,
 }
 
 fn must<T>(r: prometheus::Result<T>) -> T {
@@ -297,6 +301,17 @@ impl RaftGauges {
                 "caxton_tls_certificate_expiry_timestamp_seconds",
                 "When the cluster TLS certificate in use expires (kind: node, or the earliest ca), in seconds since the epoch; re-read when its file changes",
                 &["kind"],
+            ),
+            voters: gauge_vec(
+                r,
+                "caxton_cluster_voters",
+                "Raft voters by whether gossip hears from them (state: reachable, unreachable)",
+                &["state"],
+            ),
+            data_volume_free: gauge(
+                r,
+                "caxton_data_volume_free_bytes",
+                "Free space on the data volume (raft.db, state.db); writes are refused under server.min_free_disk_mb",
             ),
         }
     }
@@ -543,6 +558,8 @@ mod tests {
         m.raft.proposals_failed.with_label_values(&["timeout"]).inc();
         m.raft.commit_duration.with_label_values(&["committed"]).observe(0.1);
         m.raft.certificate_expiry.with_label_values(&["node"]).set(1);
+        m.raft.voters.with_label_values(&["reachable"]).set(1);
+        m.raft.data_volume_free.set(1);
         let exported: HashSet<String> = m
             .render()
             .lines()

@@ -199,6 +199,10 @@ async fn a_key_is_revoked_while_a_voter_is_down() {
     cluster.node_mut(3).kill();
     // Gossip forgets a silent node after a minute.
     tokio::time::sleep(Duration::from_secs(70)).await;
+    // Meanwhile the others report a voter they cannot hear (alerts page on it).
+    let metrics = format!("http://127.0.0.1:{}/metrics", cluster.node(2).metrics_port);
+    let text = reqwest::get(metrics).await.unwrap().text().await.unwrap();
+    assert!(text.contains("caxton_cluster_voters{state=\"unreachable\"} 1"), "{text}");
     cluster.node_mut(1).kill();
     cluster.node_mut(1).restart().await;
     eventually("a leader among the two", Duration::from_secs(30), || async {

@@ -95,6 +95,13 @@ async fn prometheus_scrapes_every_node_and_reads_leaders_and_message_histograms(
     assert!(rss.len() == 3 && rss.iter().all(|s| value(s) > 0.0), "process metrics: {rss:?}");
     let members = prometheus.query("caxton_cluster_members{role=\"voter\"}").await;
     assert!(members.iter().all(|s| value(s) == 3.0), "{members:?}");
+    // Every node hears every voter, and knows its free space.
+    let reachable = prometheus.query("caxton_cluster_voters{state=\"reachable\"}").await;
+    assert!(reachable.len() == 3 && reachable.iter().all(|s| value(s) == 3.0), "{reachable:?}");
+    let unreachable = prometheus.query("caxton_cluster_voters{state=\"unreachable\"}").await;
+    assert!(unreachable.iter().all(|s| value(s) == 0.0), "{unreachable:?}");
+    let free = prometheus.query("caxton_data_volume_free_bytes").await;
+    assert!(free.len() == 3 && free.iter().all(|s| value(s) > 0.0), "{free:?}");
     let applied = prometheus.query("caxton_raft_apply_duration_seconds_count").await;
     assert!(applied.len() == 3 && applied.iter().all(|s| value(s) > 0.0), "every replica applies: {applied:?}");
     // A snapshot's duration and size.
