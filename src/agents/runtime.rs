@@ -204,8 +204,9 @@ impl AgentRuntime {
                 keep
             });
             self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).retain(|key, _| wanted.contains_key(key));
+            let applied = self.applied_index();
             for (key, (spec, revision)) in wanted {
-                self.take_on(&key);
+                self.take_on(&key, applied);
                 if let std::collections::hash_map::Entry::Vacant(slot) = running.entry(key) {
                     let agent = self.start(spec, revision);
                     self.mailboxes.insert(slot.key().clone(), agent.mailbox.clone());
@@ -245,11 +246,15 @@ impl AgentRuntime {
             || self.exec.started.lock().unwrap_or_else(|e| e.into_inner()).contains(&p.id)
     }
 
-    /// Records that this process now runs agent `key` (kept across its
-    /// revisions; a shard moving here starts a new record).
-    fn take_on(&self, key: &str) {
-        let applied = self.cluster.status().applied_index.unwrap_or(0);
+    /// Records that this process runs agent `key` from log index
+    /// `applied` on (kept across its revisions; a shard moving here starts
+    /// a new record).
+    fn take_on(&self, key: &str, applied: u64) {
         self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_owned()).or_insert(applied);
+    }
+
+    fn applied_index(&self) -> u64 {
+        self.cluster.status().applied_index.unwrap_or(0)
     }
 
     fn deliver(&self, receiver: &str, delivery: Delivery) {
@@ -326,7 +331,7 @@ impl AgentRuntime {
             // A later revision is already applied; its own event follows.
             return Ok(());
         }
-        self.take_on(&name.key());
+        self.take_on(&name.key(), self.applied_index());
         let agent = self.start(record.spec, revision);
         self.mailboxes.insert(name.key(), agent.mailbox.clone());
         if let Some(old) = self.running.write().unwrap_or_else(|p| p.into_inner()).insert(name.key(), agent) {
@@ -461,7 +466,7 @@ enum ProcessError {
 impl Executor {
     /// Records a retried delivery before it runs; false when it is not to
     /// run (dead-lettered now, or answered meanwhile).
-    async fn counts_attempt(&self, message: &Message) -> Result<bool, ProcessError> {
+    async fn counts_attempt(&self, message: &Message) -> bool {
         let attempt = crate::state::RecordAttempt {
             id: message.id.clone(),
             max_attempts: self.max_attempts,
@@ -474,13 +479,13 @@ impl Executor {
             // reply cannot be committed either, it waits like the rest.
             Err(e) => {
                 tracing::debug!(message = %message.id, error = %e, "retry not counted");
-                return Ok(true);
+                return true;
             }
         };
         match decided {
             crate::state::Attempt::Run(n) => {
                 tracing::info!(message = %message.id, attempt = n, "retrying an unanswered message");
-                Ok(true)
+                true
             }
             crate::state::Attempt::DeadLettered => {
                 tracing::warn!(
@@ -490,9 +495,9 @@ impl Executor {
                     "message dead-lettered: its processing never finished"
                 );
                 self.metrics.message_dead_lettered();
-                Ok(false)
+                false
             }
-            crate::state::Attempt::Closed => Ok(false),
+            crate::state::Attempt::Closed => false,
         }
     }
 
@@ -522,7 +527,7 @@ async fn process(serving: &Serving, delivery: &Delivery, exec: &Executor) -> Res
     if message.status != MessageStatus::Accepted {
         return Ok(());
     }
-    if delivery.retry && !exec.counts_attempt(&message).await? {
+    if delivery.retry && !exec.counts_attempt(&message).await {
         return Ok(());
     }
     let spec = &*exec.spec_for(serving, &message).await?;
@@ -646,31 +651,9 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
             (MessageKind::Error, e.to_string())
         }
     };
-    let reply = Message {
-        // Deterministic: a re-processed request produces the same reply id.
-        id: format!("{}-reply", message.id),
-        kind,
-        sender: spec.name.to_string(),
-        receiver: message.sender.clone(),
-        capability: None,
-        conversation_id: message.conversation_id.clone(),
-        reply_to: Some(message.id.clone()),
-        content,
-        requirements: None,
-        context: None,
-        history: vec![],
-        trace_id: message.trace_id.clone(),
-        span_id: uuid::Uuid::new_v4().simple().to_string()[..16].to_owned(),
-        hop: message.hop,
-        created_at_ms: chrono::Utc::now().timestamp_millis(),
-        status: MessageStatus::Final,
-        reply_id: None,
-        revision: message.revision,
-        served: Some(served),
-        trace_unsampled: message.trace_unsampled,
-        attempts: 0,
-        sent_by: None,
-    };
+    let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let at_ms = chrono::Utc::now().timestamp_millis();
+    let reply = Message { served: Some(served), ..message.reply(kind, spec.name.to_string(), content, span_id, at_ms) };
     match exec.replies.submit(reply).await {
         Ok(Ok(_recorded)) => Ok(()),
         Ok(Err(e)) => Err(ProcessError::Reply(e.to_string())),

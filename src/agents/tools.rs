@@ -62,10 +62,7 @@ impl Tools {
         match self.mcp.tools().await {
             Ok(tools) => tools
                 .into_iter()
-                // An allowlist entry names a tool, a server (all its tools), or `server/tool`.
-                .filter(|(t, server)| {
-                    allowlist.iter().any(|a| a == &t.name || a == server || *a == format!("{server}/{}", t.name))
-                })
+                .filter(|(t, server)| allowlist.iter().any(|a| crate::mcp::entry_grants(a, server, &t.name)))
                 // Several granted servers may offer one name: the model sees it once.
                 .filter(|(t, _)| seen.insert(t.name.clone()))
                 .map(|(t, _)| ToolSpec { name: t.name, description: t.description, parameters: t.input_schema })

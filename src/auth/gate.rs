@@ -75,8 +75,12 @@ impl Gate {
     }
 
     fn origin_allowed(&self, origin: &str) -> bool {
+        self.origin_configured(origin) || (self.config.mode == Mode::Dev && browser::is_loopback_origin(origin))
+    }
+
+    /// A page origin listed in `server.allowed_origins`.
+    fn origin_configured(&self, origin: &str) -> bool {
         self.config.allowed_origins.iter().any(|o| o == origin)
-            || (self.config.mode == Mode::Dev && browser::is_loopback_origin(origin))
     }
 
     /// Pages and rebound names a browser could otherwise use (see `browser`).
@@ -238,7 +242,7 @@ fn preflight(gate: &Gate, req: &Request, methods: &[&str]) -> Response {
     let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok());
     let asked = req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
     match origin {
-        Some(origin) if asked && gate.config.allowed_origins.iter().any(|o| o == origin) => {
+        Some(origin) if asked && gate.origin_configured(origin) => {
             let mut resp = axum::http::StatusCode::NO_CONTENT.into_response();
             let h = resp.headers_mut();
             if let Ok(v) = HeaderValue::from_str(origin) {
@@ -265,8 +269,7 @@ fn preflight(gate: &Gate, req: &Request, methods: &[&str]) -> Response {
 /// A configured page origin may read the answer.
 fn allow_origin(gate: &Gate, origin: Option<&HeaderValue>, resp: &mut Response) {
     let Some(origin) = origin else { return };
-    let configured = origin.to_str().is_ok_and(|o| gate.config.allowed_origins.iter().any(|c| c == o));
-    if configured {
+    if origin.to_str().is_ok_and(|o| gate.origin_configured(o)) {
         resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
         resp.headers_mut().insert(header::VARY, HeaderValue::from_static("Origin"));
     }

@@ -15,4 +15,4 @@ pub use host::{
 pub use http::{is_internal, HttpPolicy};
 pub use manifest::Manifest;
 pub use policy::{ToolPolicies, ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
-pub use registry::{McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};
+pub use registry::{entry_grants, McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};

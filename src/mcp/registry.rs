@@ -206,19 +206,18 @@ impl McpRegistry {
         granted: Option<&[String]>,
     ) -> Result<Value, McpError> {
         let Some(granted) = granted else { return self.call(tool, arguments).await };
+        let tools = self.tools().await?;
         let (hint, name) = tool.split_once('/').map_or((None, tool), |(s, t)| (Some(s), t));
-        let permitted: Vec<String> = self
-            .tools()
-            .await?
-            .into_iter()
+        let permitted: Vec<String> = tools
+            .iter()
             .filter(|(t, s)| t.name == name && hint.is_none_or(|h| h == s))
-            .filter(|(t, s)| granted.iter().any(|g| g == &t.name || g == s || *g == format!("{s}/{}", t.name)))
-            .map(|(_, s)| s)
+            .filter(|(t, s)| granted.iter().any(|g| entry_grants(g, s, &t.name)))
+            .map(|(_, s)| s.clone())
             .collect();
         if permitted.is_empty() {
             return Err(McpError::NotGranted(tool.to_owned()));
         }
-        self.call_granted(tool, arguments, &permitted).await
+        self.call_among(&tools, tool, arguments, &permitted).await
     }
 
     /// The tools `granted` lets a limited caller list (`None`: all).
@@ -226,10 +225,7 @@ impl McpRegistry {
         let tools = self.tools().await?;
         Ok(match granted {
             None => tools,
-            Some(g) => tools
-                .into_iter()
-                .filter(|(t, s)| g.iter().any(|a| a == &t.name || a == s || *a == format!("{s}/{}", t.name)))
-                .collect(),
+            Some(g) => tools.into_iter().filter(|(t, s)| g.iter().any(|a| entry_grants(a, s, &t.name))).collect(),
         })
     }
 
@@ -239,11 +235,22 @@ impl McpRegistry {
     /// tool name cannot take an agent's calls. An empty allowlist grants
     /// every server. Two servers granted alike is an error, never a guess.
     pub async fn call_granted(&self, tool: &str, arguments: Value, allowlist: &[String]) -> Result<Value, McpError> {
+        let tools = self.tools().await?;
+        self.call_among(&tools, tool, arguments, allowlist).await
+    }
+
+    /// [`call_granted`](Self::call_granted) over the tool list already read.
+    async fn call_among(
+        &self,
+        tools: &[(ToolInfo, String)],
+        tool: &str,
+        arguments: Value,
+        allowlist: &[String],
+    ) -> Result<Value, McpError> {
         let (server_hint, tool) = match tool.split_once('/') {
             Some((server, tool)) => (Some(server), tool),
             None => (None, tool),
         };
-        let tools = self.tools().await?;
         let offering: Vec<&String> = tools
             .iter()
             .filter(|(t, s)| t.name == tool && server_hint.is_none_or(|h| h == s))
@@ -293,6 +300,12 @@ impl McpRegistry {
         self.metrics.tool_call(&server, tool, outcome, started.elapsed());
         Ok(result?)
     }
+}
+
+/// Whether an allowlist entry grants `tool` of `server`: it names the
+/// tool, the server (all its tools), or `server/tool`.
+pub fn entry_grants(entry: &str, server: &str, tool: &str) -> bool {
+    entry == tool || entry == server || entry.strip_prefix(server).and_then(|r| r.strip_prefix('/')) == Some(tool)
 }
 
 /// The public view of a stored server; `None` for a manifest this

@@ -18,7 +18,7 @@ use crate::llm::ChatMessage;
 use crate::shutdown::Shutdown;
 use crate::state::{
     AcceptMessages, AcceptOutcome, CaxtonState, ConversationRecord, Protocol, Queries, SetConversation, StateEvent,
-    Store,
+    Store, REPLY_SUFFIX,
 };
 use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 
@@ -230,9 +230,6 @@ const BATCH_BYTES: usize = 1024 * 1024;
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
-
-/// Suffix of the ids the runtime derives for replies (`{request}-reply`).
-pub const REPLY_SUFFIX: &str = "-reply";
 
 /// A client-chosen id: printable, bounded, and never in the namespace the
 /// server derives reply ids in (a client who could take `X-reply` first

@@ -179,6 +179,10 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
+/// Suffix of the ids replies get (`{request}-reply`): clients may not
+/// choose ids in it.
+pub const REPLY_SUFFIX: &str = "-reply";
+
 /// What a message carries that its sender chose the size of.
 pub fn payload_bytes(
     content: &str,
@@ -191,6 +195,37 @@ pub fn payload_bytes(
 }
 
 impl Message {
+    /// The reply to this request from `sender`: its id is derived from the
+    /// request's (a re-processed request gets the same one, and
+    /// `RecordReplies` keeps the first), and it stays in the request's
+    /// conversation, trace and revision.
+    pub fn reply(&self, kind: MessageKind, sender: String, content: String, span_id: String, at_ms: i64) -> Message {
+        Message {
+            id: format!("{}{REPLY_SUFFIX}", self.id),
+            kind,
+            sender,
+            receiver: self.sender.clone(),
+            capability: None,
+            conversation_id: self.conversation_id.clone(),
+            reply_to: Some(self.id.clone()),
+            content,
+            requirements: None,
+            context: None,
+            history: vec![],
+            trace_id: self.trace_id.clone(),
+            span_id,
+            hop: self.hop,
+            created_at_ms: at_ms,
+            status: MessageStatus::Final,
+            reply_id: None,
+            revision: self.revision,
+            served: None,
+            trace_unsampled: self.trace_unsampled,
+            attempts: 0,
+            sent_by: None,
+        }
+    }
+
     /// The bytes its sender chose: what batches are cut by.
     pub fn payload_bytes(&self) -> usize {
         payload_bytes(&self.content, &self.context, &self.requirements, &self.history)
@@ -384,35 +419,13 @@ fn record_attempt(
         tx.execute("UPDATE messages SET body = ?2 WHERE id = ?1", params![cmd.id, body])?;
         return Ok(Response::Attempt(Attempt::Run(request.attempts + 1)));
     }
-    let reply = Message {
-        // The id the owner would have given its reply (`agents::runtime`).
-        id: format!("{}-reply", request.id),
-        kind: MessageKind::Error,
-        sender: request.receiver.clone(),
-        receiver: request.sender.clone(),
-        capability: None,
-        conversation_id: request.conversation_id.clone(),
-        reply_to: Some(request.id.clone()),
-        content: format!(
-            "dead-lettered: processing of message `{}` was started {started} times without an answer \
-             (server.max_message_attempts = {}); it will not be run again",
-            request.id, cmd.max_attempts
-        ),
-        requirements: None,
-        context: None,
-        history: vec![],
-        trace_id: request.trace_id.clone(),
-        span_id: request.span_id.clone(),
-        hop: request.hop,
-        created_at_ms: cmd.at_ms,
-        status: MessageStatus::Final,
-        reply_id: None,
-        revision: request.revision,
-        served: None,
-        trace_unsampled: request.trace_unsampled,
-        attempts: 0,
-        sent_by: None,
-    };
+    let content = format!(
+        "dead-lettered: processing of message `{}` was started {started} times without an answer \
+         (server.max_message_attempts = {}); it will not be run again",
+        request.id, cmd.max_attempts
+    );
+    let sender = request.receiver.clone();
+    let reply = request.reply(MessageKind::Error, sender, content, request.span_id.clone(), cmd.at_ms);
     let replied = record_replies(tx, index, vec![reply], stage)?;
     if replied != Response::Recorded(vec![true]) {
         return Ok(Response::Attempt(Attempt::Closed));

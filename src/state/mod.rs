@@ -44,7 +44,7 @@ pub use memory::{
 };
 pub use messages::{
     payload_bytes, AcceptMessages, AcceptOutcome, Attempt, ConversationRecord, ConversationState, Message, MessageKind,
-    MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, Served, SetConversation,
+    MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, Served, SetConversation, REPLY_SUFFIX,
 };
 pub use queries::Queries;
 pub use retention::{PruneHistory, Pruned};

@@ -160,12 +160,6 @@ const MODEL_WINDOW: usize = candle_transformers::models::quantized_llama::MAX_SE
 /// tokenizing it.
 const MAX_BYTES_PER_TOKEN: usize = 64;
 
-/// The prompt's tokens, within `budget` (capped below the model's window,
-/// leaving room to answer): the oldest turns other than the system prompt
-/// and the newest message are dropped first; a prompt that still does not
-/// fit is refused. The model never sees more, so no input can make it
-/// allocate beyond what `budget` allows (its attention mask alone grows
-/// with the square of the prompt).
 /// The most prompt tokens a model given `context_tokens` runs with: room
 /// is left in its window for the answer.
 fn prompt_budget(context_tokens: usize) -> usize {
@@ -179,6 +173,12 @@ fn too_long(tokens: String, budget: usize) -> LlmError {
     ))
 }
 
+/// The prompt's tokens, within `budget` (capped below the model's window,
+/// leaving room to answer): the oldest turns other than the system prompt
+/// and the newest message are dropped first; a prompt that still does not
+/// fit is refused. The model never sees more, so no input can make it
+/// allocate beyond what `budget` allows (its attention mask alone grows
+/// with the square of the prompt).
 fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> Result<Vec<u32>, LlmError> {
     let budget = prompt_budget(budget);
     let refuse = |tokens: String| too_long(tokens, budget);
@@ -300,8 +300,13 @@ impl LlmProvider for LocalModel {
         if text.len() > budget * MAX_BYTES_PER_TOKEN {
             return Err(too_long(format!("more than {budget}"), budget));
         }
-        let loaded = self.loaded().await?;
         let turn = render_turn(&ChatMessage::user(text));
+        // Every token stands for at least one byte: a turn no longer than
+        // the budget in bytes fits, without loading the model to count.
+        if turn.len() <= budget {
+            return Ok(());
+        }
+        let loaded = self.loaded().await?;
         let n = tokio::task::spawn_blocking(move || loaded.tokenizer.encode(&turn).map(|ids| ids.len()))
             .await
             .map_err(|e| LlmError::Local(e.to_string()))?
