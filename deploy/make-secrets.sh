@@ -5,10 +5,12 @@
 #   ca/ca.crt, ca/ca.key           the cluster CA (keep ca.key off the nodes)
 #   ca.crt, node-N.crt, node-N.key node certificates for mutual TLS, N = 1..NODES
 # Never overwrites: files that exist are in use. The caxton binary comes from
-# CAXTON_BIN, else PATH, else the image (CAXTON_IMAGE, default caxton:latest).
+# CAXTON_BIN, else PATH, else the image (CAXTON_IMAGE, default caxton:VERSION,
+# VERSION from Cargo.toml).
 #
 #   deploy/make-secrets.sh [DIR] [NODES]
 set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${1:-$(dirname "$0")/secrets}
 nodes=${2:-3}
 mkdir -p "$dir"
@@ -18,7 +20,10 @@ dir=$(cd "$dir" && pwd)
 caxton() {
     if [ -n "${CAXTON_BIN:-}" ]; then "$CAXTON_BIN" "$@"
     elif command -v caxton >/dev/null; then command caxton "$@"
-    else docker run --rm --user "$(id -u):$(id -g)" -v "$dir:$dir" "${CAXTON_IMAGE:-caxton:latest}" "$@"
+    else
+        local version
+        version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$root/Cargo.toml" | head -n 1)
+        docker run --rm --user "$(id -u):$(id -g)" -v "$dir:$dir" "${CAXTON_IMAGE:-caxton:$version}" "$@"
     fi
 }
 random() { head -c 32 /dev/urandom | base64 | tr -d '\n=+/'; }

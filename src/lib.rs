@@ -16,6 +16,7 @@ pub mod messaging;
 pub mod node;
 pub mod observability;
 pub mod problems;
+pub mod reload;
 pub mod retention;
 pub mod shutdown;
 pub mod sse;

@@ -69,7 +69,7 @@ async fn serve(args: StartArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    wait_for_signal().await;
+    wait_for_stop(&node).await;
     tracing::info!("shutdown requested");
     node.shutdown().await;
     if let Some(traces) = traces {
@@ -79,18 +79,29 @@ async fn serve(args: StartArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or Ctrl-C; SIGHUP meanwhile re-reads the config.
+async fn wait_for_stop(node: &caxton::node::Node) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot install SIGTERM handler; only Ctrl-C will stop the node");
+    let (mut term, mut hup) = match (signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+        (Ok(t), Ok(h)) => (t, h),
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::error!(error = %e, "cannot install signal handlers; only Ctrl-C will stop the node");
             let _ = tokio::signal::ctrl_c().await;
             return;
         }
     };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return,
+            _ = term.recv() => return,
+            _ = hup.recv() => {
+                let reloader = node.reloader.clone();
+                match tokio::task::spawn_blocking(move || reloader.reload()).await {
+                    Ok(Ok(_)) => {} // the reloader logs what changed
+                    Ok(Err(e)) => tracing::error!(error = %e, "SIGHUP: the configuration did not load; nothing changed"),
+                    Err(e) => tracing::error!(error = %e, "SIGHUP: the reload failed"),
+                }
+            }
+        }
     }
 }

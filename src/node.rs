@@ -28,6 +28,8 @@ pub struct Node {
     pub registry: AgentRegistry,
     pub runtime: AgentRuntime,
     pub messages: Arc<MessageService>,
+    /// Applies a re-read config file (SIGHUP, `POST /v1/cluster/reload`).
+    pub reloader: Arc<crate::reload::Reloader>,
     /// Owns every background task; stopped before Raft.
     shutdown: Shutdown,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -91,6 +93,7 @@ async fn cluster_config(
         gossip_interval: Duration::from_millis(c.gossip_interval_ms),
         voters: c.voters as usize,
         dead_grace: Duration::from_millis(c.dead_grace_ms),
+        remove_dead_after: c.remove_dead_after()?,
         cluster_name: c.name.clone(),
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         election_timeout_min: Duration::from_millis(c.election_timeout_min_ms),
@@ -105,14 +108,19 @@ fn relay_key(config: &ServerConfig) -> Option<auth::RelayKey> {
     config.admin_key.as_ref().map(|k| auth::RelayKey::from_admin_key(k.expose()))
 }
 
+/// The request budget of keys that carry none (`server.rate_limit_*`).
+pub(crate) fn default_rate(s: &crate::config::server::ServerSection) -> Option<RateLimit> {
+    (s.rate_limit_per_second > 0.0).then(|| RateLimit {
+        per_second: s.rate_limit_per_second,
+        burst: s.rate_limit_burst.clamp(1, u32::MAX as u64) as u32,
+    })
+}
+
 /// The API's gate, from the server settings.
 fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: &CancellationToken) -> auth::Gate {
     let s = &config.server;
     let mode = if config.requires_keys() { auth::Mode::Keys } else { auth::Mode::Dev };
-    let default_rate = (s.rate_limit_per_second > 0.0).then(|| RateLimit {
-        per_second: s.rate_limit_per_second,
-        burst: s.rate_limit_burst.clamp(1, u32::MAX as u64) as u32,
-    });
+    let default_rate = default_rate(s);
     let keys = auth::KeyRing::new(queries, state, config.admin_key.as_ref().map(|k| k.expose()));
     auth::Gate::new(
         auth::GateConfig {
@@ -271,6 +279,8 @@ impl Node {
         };
 
         let gate = Arc::new(gate(&config, registry.queries().clone(), app.clone(), &stop));
+        let reloader =
+            Arc::new(crate::reload::Reloader::new(config.clone(), gate.clone(), mcp.clone(), providers.clone()));
         let ctx = Arc::new(ApiContext {
             registry: registry.clone(),
             runtime: runtime.clone(),
@@ -292,6 +302,7 @@ impl Node {
             shutdown: stop.clone(),
             store: Store::new(cluster.clone()),
             gate: gate.clone(),
+            reloader: reloader.clone(),
         });
         let server_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {
@@ -317,7 +328,18 @@ impl Node {
             auth::Mode::Keys => "API keys required",
         };
         tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), tls = options_tls, auth = mode, "caxton node started");
-        Ok(Self { config, api_addr, cluster, registry, runtime, messages, shutdown, server: Some(server), server_stop })
+        Ok(Self {
+            config,
+            api_addr,
+            cluster,
+            registry,
+            runtime,
+            messages,
+            reloader,
+            shutdown,
+            server: Some(server),
+            server_stop,
+        })
     }
 
     /// Graceful shutdown: drop readiness, stop accepting, let in-flight

@@ -80,6 +80,7 @@ problem_types! {
     Unprocessable => (422, "unprocessable", "Unprocessable body"),
     InvalidAgent => (422, "invalid-agent", "Invalid agent definition"),
     InvalidToolServer => (422, "invalid-tool-server", "Invalid tool server"),
+    InvalidConfig => (422, "invalid-config", "Invalid configuration"),
     UnsupportedExportVersion => (422, "unsupported-export-version", "Unsupported export version"),
     InvalidModule => (422, "invalid-module", "Tool error"),
     ToolMemoryLimit => (422, "tool-memory-limit", "Tool error"),
@@ -139,6 +140,21 @@ impl Classified for caxton_cluster::WriteError {
 impl Classified for caxton_cluster::ReadError {
     fn problem_type(&self) -> ProblemType {
         ProblemType::Internal
+    }
+}
+
+impl Classified for crate::config::ConfigError {
+    fn problem_type(&self) -> ProblemType {
+        ProblemType::InvalidConfig
+    }
+}
+
+impl Classified for caxton_cluster::backup::BackupError {
+    fn problem_type(&self) -> ProblemType {
+        match self {
+            Self::Cluster(e) => e.problem_type(),
+            _ => ProblemType::Internal,
+        }
     }
 }
 

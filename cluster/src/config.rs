@@ -45,6 +45,9 @@ pub struct ClusterConfig {
     pub voters: usize,
     /// How long a node may be silent in gossip before it is treated as dead.
     pub dead_grace: Duration,
+    /// How long a member may be silent before the leader removes it from
+    /// Raft; `None`: only an operator removes members.
+    pub remove_dead_after: Option<Duration>,
     /// Shared by every member; nodes of another cluster are ignored.
     pub cluster_name: String,
     /// What this node can apply beyond the first version's commands,
@@ -104,6 +107,7 @@ impl ClusterConfig {
             gossip_interval: Duration::from_millis(500),
             voters: 3,
             dead_grace: Duration::from_secs(5),
+            remove_dead_after: None,
             cluster_name: "caxton".into(),
             features: Vec::new(),
         }

@@ -6,6 +6,7 @@
 //! an application, then `write`, `read` and `status`.
 
 mod application;
+pub mod backup;
 mod codec;
 mod config;
 mod consensus;
@@ -16,6 +17,7 @@ mod membership;
 mod node;
 pub mod pki;
 pub mod placement;
+pub mod recovery;
 mod replica;
 mod sealed_gossip;
 mod storage;

@@ -3,9 +3,11 @@
 //! Publishes this node's metadata to gossip. A node not yet a member asks
 //! to join over RPC (`transport::join`), where it proves who it is; gossip
 //! alone never adds anyone. On the leader, caught-up learners that gossip
-//! reports alive are promoted until there are `voters` voters. Dead voters
-//! are never removed automatically: shrinking the voter set on a suspicion
-//! would let a minority keep writing; `cluster remove` is an operator's call.
+//! reports alive are promoted until there are `voters` voters. Members are
+//! removed automatically only when `remove_dead_after` is set and they have
+//! been silent that long (a scaled-down StatefulSet's departed pods): the
+//! removal is a membership change, which needs a quorum of the voters, so
+//! it can never shrink the voter set to a minority that keeps writing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -28,6 +30,8 @@ const PROMOTE_LAG: u64 = 100;
 pub(crate) enum ReconcileError {
     #[error("cannot promote learners {nodes:?} to voters: {source}")]
     Promote { nodes: BTreeSet<NodeId>, source: ClientWriteFailure },
+    #[error("cannot remove node {node}, silent for longer than {after:?}: {source}")]
+    RemoveDead { node: NodeId, after: Duration, source: ClientWriteFailure },
 }
 
 pub(crate) struct Manager {
@@ -35,6 +39,11 @@ pub(crate) struct Manager {
     local: Arc<LocalMember>,
     rpc: RpcClient,
     voters: usize,
+    /// Silence after which a member is removed; `None`: never automatically.
+    remove_dead_after: Option<Duration>,
+    /// When this manager started: a member it has never seen alive counts
+    /// as silent only for as long as the manager has been watching.
+    watching_since: std::time::Instant,
     /// The last refusal a join request met, so the log says it once.
     refused: Mutex<Option<String>>,
     /// Nodes of another cluster already reported, so the log says it once.
@@ -42,8 +51,23 @@ pub(crate) struct Manager {
 }
 
 impl Manager {
-    pub fn new(raft: Raft, local: Arc<LocalMember>, rpc: RpcClient, voters: usize) -> Self {
-        Self { raft, local, rpc, voters: voters.max(1), refused: Mutex::default(), foreign: Mutex::default() }
+    pub fn new(
+        raft: Raft,
+        local: Arc<LocalMember>,
+        rpc: RpcClient,
+        voters: usize,
+        remove_dead_after: Option<Duration>,
+    ) -> Self {
+        Self {
+            raft,
+            local,
+            rpc,
+            voters: voters.max(1),
+            remove_dead_after,
+            watching_since: std::time::Instant::now(),
+            refused: Mutex::default(),
+            foreign: Mutex::default(),
+        }
     }
 
     /// Runs until `stop`; returns at once on a node without gossip.
@@ -140,6 +164,37 @@ impl Manager {
     }
 
     async fn reconcile(&self, members: &[GossipMember]) -> Result<(), ReconcileError> {
+        self.remove_long_silent(members).await?;
+        self.promote(members).await
+    }
+
+    /// Removes one member silent for longer than `remove_dead_after` (one
+    /// per round: each removal is a committed change the next one sees).
+    async fn remove_long_silent(&self, members: &[GossipMember]) -> Result<(), ReconcileError> {
+        let Some(after) = self.remove_dead_after else { return Ok(()) };
+        if self.watching_since.elapsed() < after {
+            return Ok(());
+        }
+        let membership = self.raft.metrics().borrow().membership_config.membership().clone();
+        let alive_now = |id: NodeId, incarnation: &str| {
+            members.iter().any(|g| g.node_id == id && g.incarnation == incarnation && g.alive)
+        };
+        let silent = membership.nodes().find(|(id, addr)| {
+            **id != self.local.node_id
+                && !alive_now(**id, &addr.incarnation)
+                && !self.local.seen_within(**id, &addr.incarnation, after)
+        });
+        let Some((&node, _)) = silent else { return Ok(()) };
+        tracing::warn!(node, ?after, "removing a member silent for longer than cluster.remove_dead_after");
+        // A leader cut off from its quorum cannot commit the change; do not
+        // stall the loop waiting for it.
+        match tokio::time::timeout(Duration::from_secs(10), self.raft.remove_member(node)).await {
+            Ok(done) => done.map_err(|source| ReconcileError::RemoveDead { node, after, source }),
+            Err(_) => Ok(()),
+        }
+    }
+
+    async fn promote(&self, members: &[GossipMember]) -> Result<(), ReconcileError> {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership().clone();
         let has_left = |g: &GossipMember| g.role == Some(GossipRole::Left);

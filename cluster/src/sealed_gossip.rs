@@ -41,7 +41,7 @@ impl Dropped {
 }
 
 pub(crate) struct SealedTransport {
-    key: Arc<LessSafeKey>,
+    keys: Arc<Keys>,
     dropped: Dropped,
 }
 
@@ -63,9 +63,22 @@ fn derive_key(secret: &str, cluster_name: &str) -> LessSafeKey {
     LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &key).expect("a 32-byte key"))
 }
 
+/// The keys of every secret the node accepts (one per line of the
+/// secret): the first seals, any opens. Rotating is three rolling steps,
+/// none of which partitions the cluster: add the new secret as a second
+/// line everywhere, swap the lines everywhere, drop the old line.
+struct Keys {
+    seal: LessSafeKey,
+    open: Vec<LessSafeKey>,
+}
+
 impl SealedTransport {
     pub fn new(secret: &str, cluster_name: &str, dropped: Dropped) -> Self {
-        Self { key: Arc::new(derive_key(secret, cluster_name)), dropped }
+        let open: Vec<LessSafeKey> =
+            crate::transport::secret_lines(secret).map(|s| derive_key(s, cluster_name)).collect();
+        let first = crate::transport::secret_lines(secret).next().unwrap_or(secret);
+        let keys = Keys { seal: derive_key(first, cluster_name), open };
+        Self { keys: Arc::new(keys), dropped }
     }
 }
 
@@ -85,7 +98,7 @@ impl Transport for SealedTransport {
         };
         Ok(Box::new(SealedSocket {
             socket,
-            key: self.key.clone(),
+            keys: self.keys.clone(),
             rng: SystemRandom::new(),
             buf: vec![0u8; MAX_DATAGRAM],
             codec,
@@ -135,7 +148,7 @@ impl Codec {
 
 struct SealedSocket {
     socket: tokio::net::UdpSocket,
-    key: Arc<LessSafeKey>,
+    keys: Arc<Keys>,
     rng: SystemRandom,
     buf: Vec<u8>,
     codec: Codec,
@@ -147,7 +160,8 @@ impl SealedSocket {
     fn seal(&self, mut body: Vec<u8>) -> anyhow::Result<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness for a gossip nonce"))?;
-        self.key
+        self.keys
+            .seal
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut body)
             .map_err(|_| anyhow::anyhow!("sealing a gossip datagram failed"))?;
         let mut datagram = nonce.to_vec();
@@ -161,9 +175,13 @@ impl SealedSocket {
         if len < NONCE_LEN + TAG_LEN {
             return None;
         }
-        let (nonce, sealed) = self.buf[..len].split_at_mut(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        self.key.open_in_place(nonce, Aad::empty(), sealed).ok().map(|plain| plain.to_vec())
+        let (nonce, sealed) = self.buf[..len].split_at(NONCE_LEN);
+        // Opening works in place: each key tries a copy.
+        self.keys.open.iter().find_map(|key| {
+            let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+            let mut attempt = sealed.to_vec();
+            key.open_in_place(nonce, Aad::empty(), &mut attempt).ok().map(|plain| plain.to_vec())
+        })
     }
 
     fn drop_one(&mut self, from: SocketAddr) {
@@ -242,5 +260,37 @@ mod tests {
         assert_eq!(got.envelope, envelope());
         assert_eq!(got.from_addr, tx_member.local_addr().unwrap());
         assert_eq!(dropped.count(), 2, "the stranger's and the plain datagram were dropped");
+    }
+
+    #[tokio::test]
+    async fn during_a_rotation_every_step_understands_its_neighbours() {
+        let dropped = Dropped::default();
+        let envelope = || ChitchatEnvelope {
+            version: chitchat::ProtocolVersion::V0,
+            message: chitchat::ChitchatMessage::BadCluster,
+        };
+        // old → old+new (installed) → new+old (in use) → new (old removed):
+        // each step talks to the one before and after it.
+        let steps = ["old", "old\nnew", "new\nold", "new"];
+        for pair in steps.windows(2) {
+            for (from, to) in [(pair[0], pair[1]), (pair[1], pair[0])] {
+                let rx_side = SealedTransport::new(to, "caxton", dropped.clone());
+                let tx_side = SealedTransport::new(from, "caxton", dropped.clone());
+                let mut rx = rx_side.open("127.0.0.1:0".parse().unwrap()).await.unwrap();
+                let mut tx = tx_side.open("127.0.0.1:0".parse().unwrap()).await.unwrap();
+                tx.send(rx.local_addr().unwrap(), envelope()).await.unwrap();
+                let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await;
+                assert!(got.is_ok(), "{from:?} → {to:?} did not open");
+            }
+        }
+        assert_eq!(dropped.count(), 0);
+        // Skipping a step partitions: old alone cannot read new alone.
+        let old = SealedTransport::new("old", "caxton", dropped.clone());
+        let new = SealedTransport::new("new", "caxton", dropped.clone());
+        let mut rx = old.open("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let mut tx = new.open("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        tx.send(rx.local_addr().unwrap(), envelope()).await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(500), rx.recv()).await.is_err());
+        assert_eq!(dropped.count(), 1);
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Creates the Secrets deploy/k8s/caxton.yaml mounts, in the current (or
-# NAMESPACE) namespace:
+# Creates the Secrets the StatefulSet (deploy/k8s/base/statefulset.yaml)
+# mounts, in the current (or NAMESPACE) namespace: the namespace the overlay
+# applies to (`namespace:` in deploy/k8s/overlays/*/kustomization.yaml).
 #   caxton     admin-key (the bootstrap admin key), cluster-secret (the gossip key)
 #   caxton-ca  ca.crt, ca.key: the cluster CA the pods' init step issues
 #              node certificates from

@@ -189,6 +189,8 @@ pub const ROUTES: &[Route] = &[
     route(S::Read, "get", "/v1/cluster/placement", &[ANY]),
     route(S::Admin, "get", "/v1/events", &[ANY]),
     route(S::Admin, "post", "/v1/cluster/snapshot", &[ANY, &[P::ClusterUnavailable]]),
+    route(S::Admin, "get", "/v1/cluster/backup", &[ANY, &[P::ClusterUnavailable, P::NodeStopping]]),
+    route(S::Admin, "post", "/v1/cluster/reload", &[ANY, &[P::InvalidConfig]]),
     route(S::Admin, "post", "/v1/cluster/leave", &[ANY, ADMIN]),
     route(S::Admin, "post", "/v1/cluster/members/{id}/remove", &[ANY, PARAMS, ADMIN]),
     route(S::Admin, "post", "/v1/cluster/transfer-leader", &[ANY, JSON_BODY, ADMIN]),

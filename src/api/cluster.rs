@@ -88,6 +88,52 @@ pub async fn remove(State(ctx): State<Ctx>, Path(id): Path<u64>) -> Result<Json<
     Ok(Json(Done { ok: true, detail: format!("node {id} removed") }))
 }
 
+/// A consistent copy of the whole replicated state (agents and their
+/// revisions, keys, tool servers, messages, conversations, memory) holding
+/// every write acknowledged before the request: one JSON header line (cluster
+/// id, index, term, length, SHA-256), then the database. `caxton cluster
+/// backup FILE` saves it; `caxton cluster restore FILE` founds a new cluster
+/// from it.
+#[utoipa::path(get, path = "/v1/cluster/backup", tag = "cluster",
+    responses((status = 200, description = "application/vnd.caxton.backup: header line, then the database"),
+        (status = 503, body = Problem, content_type = "application/problem+json")))]
+pub async fn backup(State(ctx): State<Ctx>) -> Result<axum::response::Response, Problem> {
+    use futures::StreamExt;
+    let made = ctx.cluster.backup().await?;
+    let header = made.header.line();
+    let length = header.len() as u64 + made.header.bytes;
+    tracing::info!(index = made.header.index, bytes = made.header.bytes, "backup streamed");
+    let body = futures::stream::once(async move { Ok::<_, std::io::Error>(axum::body::Bytes::from(header)) })
+        .chain(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(made.database)));
+    let name = format!("caxton-{}-{}.backup", made.header.cluster_id, made.header.index);
+    Ok(axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, BACKUP_MEDIA_TYPE)
+        .header(axum::http::header::CONTENT_LENGTH, length)
+        .header(axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
+        .header("x-caxton-backup-index", made.header.index)
+        .header("x-caxton-backup-sha256", made.header.sha256.clone())
+        .body(axum::body::Body::from_stream(body))
+        .map_err(|e| Problem::of(crate::problems::ProblemType::Internal, e.to_string()))?)
+}
+
+/// Re-reads this node's config file (as SIGHUP does): tool policy, LLM
+/// providers, log level, allowed origins, rate limit and request timeout
+/// change at once; every other changed key is named as needing a restart.
+/// A config that does not load is refused and changes nothing.
+#[utoipa::path(post, path = "/v1/cluster/reload", tag = "cluster",
+    responses((status = 200, body = crate::reload::ReloadReport),
+        (status = 422, body = Problem, content_type = "application/problem+json")))]
+pub async fn reload(State(ctx): State<Ctx>) -> Result<Json<crate::reload::ReloadReport>, Problem> {
+    let reloader = ctx.reloader.clone();
+    let report = tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .map_err(|e| Problem::of(crate::problems::ProblemType::Internal, e.to_string()))??;
+    Ok(Json(report))
+}
+
+/// The media type of a backup file.
+pub const BACKUP_MEDIA_TYPE: &str = "application/vnd.caxton.backup";
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TransferBody {
     pub node: u64,

@@ -68,6 +68,8 @@ pub struct ApiContext {
     pub store: crate::state::Store,
     /// Authentication, scopes and limits, applied to every route.
     pub gate: Arc<crate::auth::Gate>,
+    /// Re-reads this node's config file (`POST /v1/cluster/reload`).
+    pub reloader: Arc<crate::reload::Reloader>,
 }
 
 pub type Ctx = Arc<ApiContext>;
@@ -103,6 +105,8 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(cluster::remove))
         .routes(routes!(cluster::transfer_leader))
         .routes(routes!(cluster::rebalance))
+        .routes(routes!(cluster::backup))
+        .routes(routes!(cluster::reload))
         .routes(routes!(cluster::events))
         .routes(routes!(messages::send))
         .routes(routes!(messages::get))

@@ -48,8 +48,17 @@ pub struct GateConfig {
     pub disk: Option<super::DiskSpace>,
 }
 
+/// The gate's settings a config reload replaces.
+pub struct LiveSettings {
+    pub allowed_origins: Vec<String>,
+    pub request_timeout: Duration,
+}
+
 pub struct Gate {
     config: GateConfig,
+    /// What a config reload changes: `server.allowed_origins` and
+    /// `server.request_timeout_ms` (the rate limit lives in the limiter).
+    live: std::sync::RwLock<Arc<LiveSettings>>,
     keys: KeyRing,
     in_flight: Arc<Semaphore>,
     streams: StreamSlots,
@@ -62,7 +71,18 @@ impl Gate {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let streams = StreamSlots::new(config.max_streams_per_key);
         let per_key = StreamSlots::new(config.max_requests_per_key.max(1));
-        Self { config, keys, in_flight, streams, per_key }
+        let live = LiveSettings { allowed_origins: config.allowed_origins.clone(), request_timeout: config.request_timeout };
+        Self { config, live: std::sync::RwLock::new(Arc::new(live)), keys, in_flight, streams, per_key }
+    }
+
+    fn live(&self) -> Arc<LiveSettings> {
+        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies reloaded settings to every request from now on.
+    pub fn reload(&self, live: LiveSettings, default_rate: Option<crate::state::RateLimit>) {
+        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        self.config.limiter.set_default(default_rate);
     }
 
     pub fn mode(&self) -> Mode {
@@ -80,7 +100,7 @@ impl Gate {
 
     /// A page origin listed in `server.allowed_origins`.
     fn origin_configured(&self, origin: &str) -> bool {
-        self.config.allowed_origins.iter().any(|o| o == origin)
+        self.live().allowed_origins.iter().any(|o| o == origin)
     }
 
     /// Pages and rebound names a browser could otherwise use (see `browser`).
@@ -333,11 +353,12 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
     let request_id = req.headers().get(crate::observability::REQUEST_ID_HEADER).cloned();
     let origin = req.headers().get(header::ORIGIN).cloned();
     req.extensions_mut().insert(principal.clone());
-    let mut resp = match tokio::time::timeout(gate.config.request_timeout, next.run(req)).await {
+    let request_timeout = gate.live().request_timeout;
+    let mut resp = match tokio::time::timeout(request_timeout, next.run(req)).await {
         Ok(resp) => resp,
         Err(_) => Problem::of(
             ProblemType::RequestTimeout,
-            format!("no answer within server.request_timeout_ms ({} ms)", gate.config.request_timeout.as_millis()),
+            format!("no answer within server.request_timeout_ms ({} ms)", request_timeout.as_millis()),
         )
         .into_response(),
     };

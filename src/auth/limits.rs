@@ -18,20 +18,27 @@ struct Bucket {
 /// Token buckets by key name. Keys are few (each was created by an admin),
 /// so the map is bounded by the key count.
 pub struct RateLimiter {
-    default: Option<RateLimit>,
+    /// Changed by a config reload (`set_default`).
+    default: std::sync::RwLock<Option<RateLimit>>,
     buckets: Mutex<HashMap<Arc<str>, Bucket>>,
 }
 
 impl RateLimiter {
     /// `default`: the budget of keys that carry none; `None` = unlimited.
     pub fn new(default: Option<RateLimit>) -> Self {
-        Self { default, buckets: Mutex::new(HashMap::new()) }
+        Self { default: std::sync::RwLock::new(default), buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// The budget of keys that carry none, from now on.
+    pub fn set_default(&self, default: Option<RateLimit>) {
+        *self.default.write().unwrap_or_else(|p| p.into_inner()) = default;
     }
 
     /// Takes one request from `key`'s bucket, or says how long until one
     /// is available.
     pub fn take(&self, key: &Arc<str>, own: Option<RateLimit>, now: Instant) -> Result<(), Duration> {
-        let Some(limit) = own.or(self.default) else { return Ok(()) };
+        let default = *self.default.read().unwrap_or_else(|p| p.into_inner());
+        let Some(limit) = own.or(default) else { return Ok(()) };
         if limit.per_second <= 0.0 {
             return Ok(());
         }

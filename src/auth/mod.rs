@@ -24,7 +24,7 @@ mod relay;
 pub mod token;
 
 pub use disk::DiskSpace;
-pub use gate::{guard, Gate, GateConfig, Mode};
+pub use gate::{guard, Gate, GateConfig, LiveSettings, Mode};
 pub use keyring::{KeyRing, Refusal};
 pub use keys::{
     create as create_key, get as get_key, list as list_keys, revoke as revoke_key, CreatedKey, KeyError, KeyView,

@@ -2,6 +2,7 @@
 //! is a client of the REST API.
 
 mod agent;
+mod backup;
 mod client;
 mod credentials;
 mod key;
@@ -308,6 +309,30 @@ pub enum ClusterCommand {
     TransferLeader { node: u64 },
     /// Recompute agent placement now.
     Rebalance,
+    /// Save a consistent backup of the whole replicated state to FILE
+    /// (admin key; any node). It holds every write acknowledged before.
+    Backup { file: PathBuf },
+    /// Found a new one-node cluster from a backup, in an empty data
+    /// directory (offline; no server needed). The old cluster's nodes
+    /// cannot join it: it has a new cluster id.
+    Restore {
+        file: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// The node id the restored node starts with.
+        #[arg(long, default_value_t = 1)]
+        node_id: u64,
+    },
+    /// After losing a majority of voters for good: make this stopped
+    /// node the only member of a new cluster, keeping its data
+    /// (offline). Pick the survivor with the highest last log index.
+    Recover {
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Confirms that the other members are abandoned.
+        #[arg(long)]
+        force_new_cluster: bool,
+    },
     /// The cluster's certificate authority (local files; no server needed).
     Ca {
         #[command(subcommand)]
@@ -325,6 +350,12 @@ pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Cluster { command: ClusterCommand::Ca { command } } => return pki::ca(command),
         Command::Cluster { command: ClusterCommand::Cert { command } } => return pki::cert(command),
+        Command::Cluster { command: ClusterCommand::Restore { file, data_dir, node_id } } => {
+            return backup::restore(file, data_dir, *node_id, cli.json)
+        }
+        Command::Cluster { command: ClusterCommand::Recover { data_dir, force_new_cluster } } => {
+            return backup::recover(data_dir, *force_new_cluster, cli.json)
+        }
         _ => {}
     }
     let key = credentials::api_key(cli.api_key.as_deref(), cli.credentials.as_deref(), &cli.server)?;
@@ -332,6 +363,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
     match &cli.command {
         Command::Key { command } => key::run(&client, command, cli.json).await,
         Command::Agent { command } => agent::run(&client, command, cli.json).await,
+        Command::Cluster { command: ClusterCommand::Backup { file } } => backup::save(&client, file, cli.json).await,
         Command::Cluster { command } => cluster_command(&client, command, cli.json).await,
         Command::Message { command: MessageCommand::Send { to, capability, text, asynchronous, conversation } } => {
             let args = message::SendArgs {
@@ -392,7 +424,11 @@ async fn cluster_command(client: &ApiClient, command: &ClusterCommand, json: boo
         ClusterCommand::Rebalance => (post("/v1/cluster/rebalance".into(), None).await?, |v| {
             println!("moved {} shards (leader {})", v["moved"], v["leader"])
         }),
-        ClusterCommand::Ca { .. } | ClusterCommand::Cert { .. } => unreachable!("handled without a server"),
+        ClusterCommand::Ca { .. }
+        | ClusterCommand::Cert { .. }
+        | ClusterCommand::Restore { .. }
+        | ClusterCommand::Recover { .. } => unreachable!("handled without a server"),
+        ClusterCommand::Backup { .. } => unreachable!("streamed to a file, not rendered"),
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&value).unwrap_or_default());

@@ -11,4 +11,4 @@ mod span;
 
 pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
 pub use rollout::{RolloutSpec, Strategy};
-pub use server::{ConfigError, Flag, LogFormat, Secret, ServerConfig};
+pub use server::{ConfigError, ConfigSource, Flag, LogFormat, Secret, ServerConfig};

@@ -29,6 +29,17 @@ pub struct ServerConfig {
     /// `cluster.secret_file`. Never written back out.
     #[serde(skip)]
     pub cluster_secret: Option<Secret>,
+    /// Where this config was read from, to read it again (a reload).
+    #[serde(skip)]
+    pub source: ConfigSource,
+}
+
+/// The file and flags a config was loaded from (the environment is the
+/// process's own, read again too).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConfigSource {
+    pub file: Option<std::path::PathBuf>,
+    pub flags: Vec<Flag>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -216,6 +227,10 @@ pub struct ClusterSection {
     pub voters: u64,
     /// Silence in gossip after which a node's agents move elsewhere.
     pub dead_grace_ms: u64,
+    /// Silence after which the leader removes a member from Raft (`off`,
+    /// or a duration like "10m"): how a StatefulSet scaled down sheds the
+    /// pods that went away. Longer than any restart should take.
+    pub remove_dead_after: String,
     /// Nodes of another cluster name are ignored.
     pub name: String,
     /// File holding the cluster secret (CAXTON_CLUSTER_SECRET wins).
@@ -233,6 +248,26 @@ pub struct ClusterSection {
     pub snapshot_after_logs: u64,
     /// Log entries kept behind a snapshot for lagging followers.
     pub logs_to_keep: u64,
+}
+
+impl ClusterSection {
+    /// `cluster.remove_dead_after`: `None` when off.
+    pub fn remove_dead_after(&self) -> Result<Option<Duration>, ConfigError> {
+        let raw = self.remove_dead_after.trim();
+        if raw == "off" {
+            return Ok(None);
+        }
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "cluster.remove_dead_after".into(),
+            value: raw.to_owned(),
+            reason,
+        };
+        let after = super::duration::parse(raw).map_err(invalid)?;
+        if after < Duration::from_secs(1) {
+            return Err(invalid("must be `off` or at least 1s".into()));
+        }
+        Ok(Some(after))
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -300,6 +335,7 @@ impl Default for ClusterSection {
             gossip_interval_ms: 500,
             voters: 3,
             dead_grace_ms: 5000,
+            remove_dead_after: "off".into(),
             name: "caxton".into(),
             secret_file: String::new(),
             tls_ca_file: String::new(),
@@ -350,7 +386,7 @@ pub enum ConfigError {
 /// One setting given on the command line: the config key it sets, the flag
 /// that set it (for errors), and its raw text. Flags are the last layer
 /// merged, after the file and the environment, and before any check runs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Flag {
     pub key: &'static str,
     pub flag: &'static str,
@@ -365,7 +401,14 @@ impl ServerConfig {
     /// that order of precedence (flags win), then checks the result once:
     /// every rule sees the merged value, whichever source set it.
     pub fn load(file: Option<&Path>, flags: &[Flag]) -> Result<Self, ConfigError> {
-        Self::load_with(file, |k| std::env::var(k).ok(), flags)
+        let mut config = Self::load_with(file, |k| std::env::var(k).ok(), flags)?;
+        config.source = ConfigSource { file: file.map(Path::to_path_buf), flags: flags.to_vec() };
+        Ok(config)
+    }
+
+    /// Reads the config again from where it was first read.
+    pub fn reread(&self) -> Result<Self, ConfigError> {
+        Self::load(self.source.file.as_deref(), &self.source.flags)
     }
 
     pub fn load_with(
@@ -530,6 +573,7 @@ impl ServerConfig {
         if !(1..=7).contains(&c.voters) {
             return Err(invalid("cluster.voters", &c.voters, "must be between 1 and 7 (3 or 5 recommended)"));
         }
+        self.cluster.remove_dead_after()?;
         if c.gossip_interval_ms < 10 {
             return Err(invalid("cluster.gossip_interval_ms", &c.gossip_interval_ms, "must be at least 10"));
         }
@@ -602,9 +646,13 @@ impl ServerConfig {
                     "no cluster secret is configured (it keys the gossip seal): set CAXTON_CLUSTER_SECRET or \
                      cluster.secret_file (the same on every node)",
                 )
-            } else if self.cluster_secret.as_ref().is_some_and(|s| s.expose().len() < MIN_EXPOSED_SECRET) {
+            } else if self
+                .cluster_secret
+                .as_ref()
+                .is_some_and(|s| s.expose().lines().map(str::trim).any(|l| !l.is_empty() && l.len() < MIN_EXPOSED_SECRET))
+            {
                 Some(
-                    "the cluster secret (CAXTON_CLUSTER_SECRET or cluster.secret_file) is shorter than 32 bytes: \
+                    "a cluster secret (CAXTON_CLUSTER_SECRET or cluster.secret_file; one per line) is shorter than 32 bytes: \
                      it keys the gossip seal, and a short one can be guessed offline from one datagram \
                      (`head -c 32 /dev/urandom | base64` makes one)",
                 )

@@ -107,58 +107,94 @@ impl ProviderConfig {
     }
 }
 
-/// Every configured provider, by name.
+/// Every configured provider, by name. Clones share one set, which a
+/// config reload replaces for all of them at once (`reload`).
 #[derive(Clone)]
 pub struct Providers {
-    by_name: BTreeMap<String, Arc<dyn LlmProvider>>,
+    current: Arc<std::sync::RwLock<Arc<ProviderSet>>>,
+}
+
+struct ProviderSet {
+    by_name: BTreeMap<String, (ProviderConfig, Arc<dyn LlmProvider>)>,
     default: String,
+}
+
+fn provider(name: &str, c: &ProviderConfig, models_dir: &Path) -> Arc<dyn LlmProvider> {
+    match c.kind {
+        ProviderKind::Echo => Arc::new(EchoProvider::new(name)),
+        ProviderKind::Openai => Arc::new(OpenAiProvider::new(
+            name,
+            OpenAiSettings {
+                base_url: c.base_url.clone(),
+                api_key: (!c.api_key_env.is_empty()).then(|| std::env::var(&c.api_key_env).ok()).flatten(),
+                model: c.model.clone(),
+                timeout: Duration::from_millis(c.timeout_ms),
+                max_retries: c.max_retries,
+                backoff: Duration::from_millis(c.retry_backoff_ms),
+            },
+        )),
+        ProviderKind::Local => Arc::new(LocalModel::new(
+            name,
+            LocalSettings {
+                model_path: models_dir.join(&c.model_path),
+                temperature: c.temperature,
+                max_tokens: c.max_tokens,
+                concurrency: c.concurrency as usize,
+                context_tokens: c.context_tokens as usize,
+                seed: 299792458,
+            },
+        )),
+    }
 }
 
 impl Providers {
     pub fn build(configs: &BTreeMap<String, ProviderConfig>, default: &str, models_dir: &Path) -> Self {
-        let mut by_name: BTreeMap<String, Arc<dyn LlmProvider>> = BTreeMap::new();
-        for (name, c) in configs {
-            let provider: Arc<dyn LlmProvider> = match c.kind {
-                ProviderKind::Echo => Arc::new(EchoProvider::new(name)),
-                ProviderKind::Openai => Arc::new(OpenAiProvider::new(
-                    name,
-                    OpenAiSettings {
-                        base_url: c.base_url.clone(),
-                        api_key: (!c.api_key_env.is_empty()).then(|| std::env::var(&c.api_key_env).ok()).flatten(),
-                        model: c.model.clone(),
-                        timeout: Duration::from_millis(c.timeout_ms),
-                        max_retries: c.max_retries,
-                        backoff: Duration::from_millis(c.retry_backoff_ms),
-                    },
-                )),
-                ProviderKind::Local => Arc::new(LocalModel::new(
-                    name,
-                    LocalSettings {
-                        model_path: models_dir.join(&c.model_path),
-                        temperature: c.temperature,
-                        max_tokens: c.max_tokens,
-                        concurrency: c.concurrency as usize,
-                        context_tokens: c.context_tokens as usize,
-                        seed: 299792458,
-                    },
-                )),
-            };
-            by_name.insert(name.clone(), provider);
-        }
-        Self { by_name, default: default.to_owned() }
+        let set = ProviderSet::build(configs, default, models_dir, None);
+        Self { current: Arc::new(std::sync::RwLock::new(Arc::new(set))) }
+    }
+
+    /// Replaces the set every clone sees. A provider whose settings did not
+    /// change is kept as it is (a loaded local model stays loaded); calls
+    /// already running finish on the provider they started with.
+    pub fn reload(&self, configs: &BTreeMap<String, ProviderConfig>, default: &str, models_dir: &Path) {
+        let set = ProviderSet::build(configs, default, models_dir, Some(&self.set()));
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+    }
+
+    fn set(&self) -> Arc<ProviderSet> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The provider an agent asked for, or the server default.
     pub fn get(&self, name: Option<&str>) -> Result<Arc<dyn LlmProvider>, LlmError> {
-        let name = name.unwrap_or(&self.default);
-        self.by_name.get(name).cloned().ok_or_else(|| LlmError::UnknownProvider(name.to_owned()))
+        let set = self.set();
+        let name = name.unwrap_or(&set.default);
+        set.by_name.get(name).map(|(_, p)| p.clone()).ok_or_else(|| LlmError::UnknownProvider(name.to_owned()))
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.by_name.keys().cloned().collect()
+        self.set().by_name.keys().cloned().collect()
     }
 
-    pub fn default_name(&self) -> &str {
-        &self.default
+    pub fn default_name(&self) -> String {
+        self.set().default.clone()
+    }
+}
+
+impl ProviderSet {
+    fn build(
+        configs: &BTreeMap<String, ProviderConfig>,
+        default: &str,
+        models_dir: &Path,
+        previous: Option<&ProviderSet>,
+    ) -> Self {
+        let by_name = configs
+            .iter()
+            .map(|(name, c)| {
+                let kept = previous.and_then(|p| p.by_name.get(name)).filter(|(was, _)| was == c).map(|(_, p)| p.clone());
+                (name.clone(), (c.clone(), kept.unwrap_or_else(|| provider(name, c, models_dir))))
+            })
+            .collect();
+        Self { by_name, default: default.to_owned() }
     }
 }

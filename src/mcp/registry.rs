@@ -64,7 +64,8 @@ pub struct McpRegistry {
     host: Arc<McpHost>,
     data_root: PathBuf,
     metrics: Arc<crate::observability::Metrics>,
-    policies: ToolPolicies,
+    /// Replaced whole by a config reload; each deploy or call reads it once.
+    policies: std::sync::RwLock<Arc<ToolPolicies>>,
 }
 
 impl McpRegistry {
@@ -76,7 +77,17 @@ impl McpRegistry {
         policies: ToolPolicies,
         metrics: Arc<crate::observability::Metrics>,
     ) -> Self {
-        Self { store, queries, host, data_root, metrics, policies }
+        Self { store, queries, host, data_root, metrics, policies: std::sync::RwLock::new(Arc::new(policies)) }
+    }
+
+    fn policies(&self) -> Arc<ToolPolicies> {
+        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// What tool servers are granted from now on (a config reload): new
+    /// deploys and calls are checked and sandboxed under `policies`.
+    pub fn set_policies(&self, policies: ToolPolicies) {
+        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
     }
 
     /// Validates, compiles and lists the tools here, then replicates.
@@ -87,7 +98,8 @@ impl McpRegistry {
         by: ToolDeployer,
     ) -> Result<ServerRecord, McpError> {
         let manifest = Manifest::parse(manifest_text).map_err(McpError::Invalid)?;
-        let excesses = self.policies.excesses(&manifest, &by);
+        let policies = self.policies();
+        let excesses = policies.excesses(&manifest, &by);
         if !excesses.is_empty() {
             return Err(McpError::Refused { server: manifest.name, excesses });
         }
@@ -99,7 +111,7 @@ impl McpRegistry {
         }
         let encoded = base64::engine::general_purpose::STANDARD.encode(&module);
         let compiled = self.compile(module).await?;
-        let tools = self.host.list_tools(&compiled, self.policies.limits(&manifest, &by)).await?;
+        let tools = self.host.list_tools(&compiled, policies.limits(&manifest, &by)).await?;
         let cmd = DeployMcpServer {
             name: manifest.name.clone(),
             manifest: manifest_text.to_owned(),
@@ -279,12 +291,13 @@ impl McpRegistry {
         };
         let (compiled, manifest, by) = self.load(&server).await?;
         // What the manifest asks and this node's policy grants its deployer; no more.
-        let (sandbox, data_dir) = self.policies.sandbox(&manifest, &by, &self.data_root);
+        let policies = self.policies();
+        let (sandbox, data_dir) = policies.sandbox(&manifest, &by, &self.data_root);
         if let Some(dir) = data_dir {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let limits = self.policies.limits(&manifest, &by);
+        let limits = policies.limits(&manifest, &by);
         let started = std::time::Instant::now();
         self.metrics.tool_instances.inc();
         let result = self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await;

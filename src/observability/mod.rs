@@ -39,11 +39,27 @@ fn trace_filter<S>() -> impl tracing_subscriber::layer::Filter<S> {
         .with_max_level_hint(tracing::Level::INFO)
 }
 
+/// The installed log filter, for `set_log_level`.
+static LOG_LEVEL: std::sync::OnceLock<tracing_subscriber::reload::Handle<EnvFilter, tracing_subscriber::Registry>> =
+    std::sync::OnceLock::new();
+
+/// Changes the log level of the running process (a config reload).
+/// `RUST_LOG`, when set, wins over the configured level, then as at start.
+pub fn set_log_level(level: &str) -> Result<(), String> {
+    if std::env::var_os("RUST_LOG").is_some() {
+        return Err("RUST_LOG is set and wins over log.level".into());
+    }
+    let filter = EnvFilter::try_new(level).map_err(|e| format!("log.level = {level:?}: {e}"))?;
+    let handle = LOG_LEVEL.get().ok_or("this process did not install the log output")?;
+    handle.reload(filter).map_err(|e| e.to_string())
+}
+
 /// Installs the global subscriber: the log output, and trace export when
 /// the OTLP variables ask for it (the returned handle flushes it at exit).
 /// `RUST_LOG` wins over the configured level.
 pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<TraceExport> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).with_writer(std::io::stderr);
     let fmt = match format {
         LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
@@ -58,7 +74,9 @@ pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<Trac
         }
     };
     // Already installed (tests that start several nodes in one process).
-    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
+    if tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init().is_ok() {
+        let _ = LOG_LEVEL.set(handle);
+    }
     if export.is_some() {
         tracing::info!("exporting traces over OTLP");
     }

@@ -6,6 +6,11 @@ use super::{eventually, eventually_some, free_port, free_udp_port, NodeOptions, 
 
 pub struct TestCluster {
     pub nodes: Vec<TestNode>,
+    /// Every node's gossip seeds, as they were started.
+    seeds: Vec<String>,
+    opts: ClusterOptions,
+    /// With `host_names`: the hosts file every node reads.
+    hosts: Option<tempfile::TempDir>,
     /// Held for the cluster's life: see `cluster_slot`.
     _slot: tokio::sync::OwnedSemaphorePermit,
     /// The CA and node certificates of a mutual-TLS cluster.
@@ -42,6 +47,18 @@ pub struct ClusterOptions {
     pub env: Vec<(String, String)>,
     /// Extra keys of every node's `[server]` table.
     pub server_extra: String,
+    /// Node 1 starts from this data directory (copied), e.g. one restored
+    /// from a backup; the others join it.
+    pub founder_data: Option<std::path::PathBuf>,
+    /// Nodes advertise and seed by host name (`node-N.caxton.test`), mapped
+    /// to their addresses by a hosts file the test controls (needs root:
+    /// each node runs in a mount namespace of its own); implies `ip_base`.
+    pub host_names: bool,
+}
+
+/// The host name node `id` advertises in a `host_names` cluster.
+pub fn node_host(id: u64) -> String {
+    format!("node-{id}.caxton.test")
 }
 
 impl TestCluster {
@@ -52,60 +69,109 @@ impl TestCluster {
         Self::start_with(n, ClusterOptions { voters: 3, ..Default::default() }).await
     }
 
-    pub async fn start_with(n: usize, opts: ClusterOptions) -> Self {
+    pub async fn start_with(n: usize, mut opts: ClusterOptions) -> Self {
         let slot = cluster_slot().await;
+        if opts.host_names && opts.ip_base.is_none() {
+            opts.ip_base = Some(40);
+        }
         let gossip: Vec<u16> = (0..n).map(|_| free_udp_port()).collect();
-        let ip = |i: usize| {
-            opts.ip_base.map(|b| format!("127.0.0.{}", b as usize + i + 1)).unwrap_or_else(|| "127.0.0.1".into())
-        };
-        let seeds: Vec<String> = gossip.iter().enumerate().map(|(i, p)| format!("\"{}:{p}\"", ip(i))).collect();
+        let seeds: Vec<String> = gossip
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let host = if opts.host_names { node_host(i as u64 + 1) } else { Self::ip_of(&opts, i as u64 + 1) };
+                format!("\"{host}:{p}\"")
+            })
+            .collect();
         let pki = opts.tls.then(|| {
             let dir = tempfile::tempdir().expect("a directory for the cluster's certificates");
             caxton_cluster::pki::init_ca(&dir.path().join("ca"), "test", 30).expect("creating a test CA");
             super::node_certs(dir.path(), 1..=n as u64, opts.cert_valid_for);
             dir
         });
-        let tls =
-            |i: usize| pki.as_ref().map(|d| super::cluster_tls_config(d.path(), i as u64 + 1)).unwrap_or_default();
-        let mut nodes = Vec::new();
+        let hosts = opts.host_names.then(|| tempfile::tempdir().expect("a directory for the hosts file"));
+        let mut cluster = Self { nodes: Vec::new(), seeds, opts, hosts, _slot: slot, pki };
         for (i, gossip_port) in gossip.iter().enumerate() {
-            let identity = if opts.statefulset {
-                "node_id_from_hostname = true\nbootstrap = \"ordinal-0\"".to_owned()
-            } else {
-                format!("node_id = {}\nbootstrap = \"{}\"", i + 1, i == 0)
-            };
-            let cluster_extra = format!(
-                "{identity}\ngossip_listen = \"{}:{}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{}\n{}",
-                ip(i),
-                gossip_port,
-                seeds.join(", "),
-                opts.voters.max(1),
-                opts.cluster_extra,
-                tls(i),
-            );
-            let mut env = opts.env.clone();
-            if opts.statefulset {
-                env.push(("HOSTNAME".to_owned(), format!("caxton-{i}")));
-            }
-            let rpc_port = free_port();
-            nodes.push(TestNode::spawn_with(NodeOptions {
-                cluster_extra,
-                tables: opts.tables.clone(),
-                ports: Some((free_port(), rpc_port)),
-                rpc_host: Some(ip(i)),
-                env,
-                admin_key: opts.admin_key.clone(),
-                extra_config: opts.server_extra.clone(),
-                ..Default::default()
-            }));
+            let node = cluster.spawn_member(i as u64 + 1, *gossip_port);
+            cluster.nodes.push(node);
         }
-        let mut cluster = Self { nodes, _slot: slot, pki };
         for node in cluster.nodes.iter_mut() {
             node.wait_ready().await;
         }
-        let voters = opts.voters.min(n);
+        let voters = cluster.opts.voters.min(n);
         cluster.wait_members(n, voters).await;
         cluster
+    }
+
+    fn ip_of(opts: &ClusterOptions, id: u64) -> String {
+        opts.ip_base.map(|b| format!("127.0.0.{}", b as u64 + id)).unwrap_or_else(|| "127.0.0.1".into())
+    }
+
+    /// Starts member `id` (not waiting for it): seeds are the cluster's.
+    fn spawn_member(&mut self, id: u64, gossip_port: u16) -> TestNode {
+        let opts = &self.opts;
+        let ip = Self::ip_of(opts, id);
+        let identity = if opts.statefulset {
+            "node_id_from_hostname = true\nbootstrap = \"ordinal-0\"".to_owned()
+        } else {
+            format!("node_id = {id}\nbootstrap = \"{}\"", id == 1)
+        };
+        let tls = self.pki.as_ref().map(|d| super::cluster_tls_config(d.path(), id)).unwrap_or_default();
+        let advertise = if opts.host_names { format!("advertise = \"{}\"", node_host(id)) } else { String::new() };
+        let cluster_extra = format!(
+            "{identity}\ngossip_listen = \"{ip}:{gossip_port}\"\nseeds = [{}]\ngossip_interval_ms = 100\ndead_grace_ms = 1500\nvoters = {}\n{advertise}\n{}\n{}",
+            self.seeds.join(", "),
+            opts.voters.max(1),
+            opts.cluster_extra,
+            tls,
+        );
+        let mut env = opts.env.clone();
+        if opts.statefulset {
+            env.push(("HOSTNAME".to_owned(), format!("caxton-{}", id - 1)));
+        }
+        let hosts_file = self.hosts.as_ref().map(|d| d.path().join("hosts"));
+        if let Some(file) = &hosts_file {
+            self.map_host(file, id, &ip);
+        }
+        TestNode::spawn_with(NodeOptions {
+            cluster_extra,
+            tables: opts.tables.clone(),
+            ports: Some((free_port(), free_port())),
+            rpc_host: Some(ip),
+            env,
+            admin_key: opts.admin_key.clone(),
+            extra_config: opts.server_extra.clone(),
+            seed_data: if id == 1 { opts.founder_data.clone() } else { None },
+            hosts_file,
+            ..Default::default()
+        })
+    }
+
+    /// Points node `id`'s host name at `ip` in the hosts file every node
+    /// reads (rewritten in place: the nodes' bind mounts follow the file).
+    fn map_host(&self, file: &std::path::Path, id: u64, ip: &str) {
+        let existing = std::fs::read_to_string(file).unwrap_or_default();
+        let name = node_host(id);
+        let mut lines: Vec<String> =
+            existing.lines().filter(|l| l.split_whitespace().nth(1) != Some(name.as_str())).map(str::to_owned).collect();
+        lines.push(format!("{ip} {name}"));
+        std::fs::write(file, lines.join("\n") + "\n").expect("rewriting the hosts file");
+    }
+
+    /// In a `host_names` cluster: node `id`'s name now resolves to `ip`.
+    pub fn move_host(&self, id: u64, ip: &str) {
+        let file = self.hosts.as_ref().expect("a cluster started with host_names").path().join("hosts");
+        self.map_host(&file, id, ip);
+    }
+
+    /// Starts one more member (the next node id) with the cluster's
+    /// settings and seeds, and waits until it is ready. Returns its id.
+    pub async fn add_node(&mut self) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let node = self.spawn_member(id, free_udp_port());
+        self.nodes.push(node);
+        self.nodes.last_mut().expect("just pushed").wait_ready().await;
+        id
     }
 
     pub fn node(&self, id: u64) -> &TestNode {

@@ -20,7 +20,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use cluster::{ClusterOptions, TestCluster};
+pub use cluster::{node_host, ClusterOptions, TestCluster};
 pub use in_process::InProcessNode;
 pub use node::{ask, deploy, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY};
 pub use openai_stub::{last_of_role, OpenAiStub, StubReply};

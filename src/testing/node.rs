@@ -27,6 +27,10 @@ pub struct NodeOptions {
     /// Run with API keys: this is the bootstrap admin key (`CAXTON_ADMIN_KEY`);
     /// `http` and `cli` present it. `None`: dev mode.
     pub admin_key: Option<String>,
+    /// Run the process in a mount namespace of its own where this file is
+    /// `/etc/hosts` (root only): host names the test controls, re-read at
+    /// every lookup, as cluster DNS is.
+    pub hosts_file: Option<PathBuf>,
 }
 
 /// A bootstrap admin key for tests that run a node with keys.
@@ -98,6 +102,33 @@ impl TestNode {
     }
 
     fn spawn(&mut self) {
+        self.write_config();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let mut cmd = match &self.opts.hosts_file {
+            None => Command::new(caxton_bin()),
+            Some(hosts) => {
+                // unshare → sh → caxton, each exec'd: the child's pid is the server's.
+                let mut c = Command::new("unshare");
+                c.args(["--mount", "sh", "-c", "mount --bind \"$0\" /etc/hosts && exec \"$@\""]);
+                c.arg(hosts).arg(caxton_bin());
+                c
+            }
+        };
+        cmd.arg("server").arg("start").arg("--config").arg(self.config_path());
+        cmd.args(&self.opts.args);
+        cmd.env_remove("CAXTON_ADMIN_KEY");
+        if let Some(key) = &self.opts.admin_key {
+            cmd.env("CAXTON_ADMIN_KEY", key);
+        }
+        for (k, v) in &self.opts.env {
+            cmd.env(k, v);
+        }
+        cmd.env("CAXTON_MODELS_DIR", models_dir());
+        cmd.env_remove("RUST_LOG").stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
+        self.child = Some(cmd.spawn().expect("spawn caxton"));
+    }
+
+    fn write_config(&self) {
         let agents_dir = self.opts.agents_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
         let config = format!(
             "[server]\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nagents_dir = \"{}\"\nagents_reload_ms = 100\n{}\n[cluster]\nrpc_listen = \"{}:{}\"\nheartbeat_ms = 100\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\n{}\n",
@@ -112,20 +143,13 @@ impl TestNode {
             self.opts.tables,
         );
         std::fs::write(self.config_path(), config).unwrap();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
-        let mut cmd = Command::new(caxton_bin());
-        cmd.arg("server").arg("start").arg("--config").arg(self.config_path());
-        cmd.args(&self.opts.args);
-        cmd.env_remove("CAXTON_ADMIN_KEY");
-        if let Some(key) = &self.opts.admin_key {
-            cmd.env("CAXTON_ADMIN_KEY", key);
-        }
-        for (k, v) in &self.opts.env {
-            cmd.env(k, v);
-        }
-        cmd.env("CAXTON_MODELS_DIR", models_dir());
-        cmd.env_remove("RUST_LOG").stdout(log.try_clone().unwrap()).stderr(log).stdin(Stdio::null());
-        self.child = Some(cmd.spawn().expect("spawn caxton"));
+    }
+
+    /// Changes the options and rewrites the config file under the running
+    /// process (for reload tests); nothing is restarted.
+    pub fn rewrite_config(&mut self, change: impl FnOnce(&mut NodeOptions)) {
+        change(&mut self.opts);
+        self.write_config();
     }
 
     pub async fn wait_ready(&mut self) {

@@ -589,3 +589,58 @@ async fn nodes_that_come_back_on_new_addresses_are_replicated_to_there() {
         assert!(written.iter().all(|w| names.contains(w)), "node {id} lacks writes: {names:?}");
     }
 }
+
+/// The StatefulSet way: nodes advertise stable host names (the pods' DNS
+/// names) and every node in turn comes back on a new address, the name
+/// now resolving there. The membership keeps the names; every node dials
+/// the new addresses because names are resolved at each connect.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_onto_new_addresses_behind_stable_host_names_keeps_every_node_replicating() {
+    let opts = ClusterOptions { voters: 3, host_names: true, ip_base: Some(60), ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
+    let (_, st) = cluster.node(1).get("/v1/cluster/status").await;
+    for m in st["members"].as_array().unwrap() {
+        let host = node_host(m["id"].as_u64().unwrap());
+        assert!(m["rpc_addr"].as_str().unwrap().starts_with(&host), "members are recorded by name: {m}");
+    }
+    let mut written = Vec::new();
+    for id in 1..=3u64 {
+        let (old_ip, new_ip) = (format!("127.0.0.{}", 60 + id), format!("127.0.0.{}", 70 + id));
+        cluster.node_mut(id).terminate().await;
+        cluster.move_host(id, &new_ip);
+        cluster.node_mut(id).reconfigure(|o| {
+            o.rpc_host = Some(new_ip.clone());
+            o.cluster_extra = o.cluster_extra.replace(&format!("gossip_listen = \"{old_ip}:"), &format!("gossip_listen = \"{new_ip}:"));
+        });
+        let live = (1..=3).find(|n| *n != id).unwrap();
+        let name = format!("while-{id}-moves");
+        eventually(&format!("a write while node {id} is away"), Duration::from_secs(30), || async {
+            deploy_on(cluster.node(live), &name).await == 201
+        })
+        .await;
+        written.push(name);
+        cluster.node_mut(id).restart().await;
+        let name = format!("after-{id}-moved");
+        eventually("a write after the move", Duration::from_secs(30), || async {
+            deploy_on(cluster.node(live), &name).await == 201
+        })
+        .await;
+        written.push(name);
+        let moved = cluster.node(id);
+        eventually(&format!("node {id} receives entries at {new_ip}"), Duration::from_secs(30), || async {
+            let names = moved.agent_names().await;
+            written.iter().all(|w| names.contains(w))
+        })
+        .await;
+    }
+    let (_, st) = cluster.node(2).get("/v1/cluster/status").await;
+    let members = st["members"].as_array().unwrap();
+    assert_eq!(members.len(), 3, "{st}");
+    for m in members {
+        assert!(m["rpc_addr"].as_str().unwrap().starts_with("node-"), "still recorded by name: {m}");
+    }
+    for (id, n) in cluster.running() {
+        let names = n.agent_names().await;
+        assert!(written.iter().all(|w| names.contains(w)), "node {id} lacks writes: {names:?}");
+    }
+}

@@ -13,6 +13,7 @@ mod keys;
 mod mcp_api;
 mod memory;
 mod observability;
+mod operations;
 mod rollouts;
 mod rpc_limits;
 mod token_streams;

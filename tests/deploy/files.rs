@@ -1,4 +1,5 @@
-//! The deploy files configure the server only through variables it reads.
+//! The deploy files configure the server only through variables it reads,
+//! and name images of this version.
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -7,14 +8,13 @@ fn every_variable_in_the_deploy_files_is_one_the_server_reads() {
     let known: Vec<String> = caxton::config::ServerConfig::env_variables().into_iter().map(|(_, v)| v).collect();
     // Read by the node itself rather than mapped to a config key.
     let special = ["CAXTON_CLUSTER_SECRET", "CAXTON_ADMIN_KEY", "CAXTON_CONFIG_PATH"];
-    let files = [
-        "deploy/Dockerfile",
-        "deploy/docker-compose.yml",
-        "deploy/docker-compose.single.yml",
-        "deploy/k8s/caxton.yaml",
-    ];
+    let mut files: Vec<String> =
+        ["deploy/Dockerfile", "deploy/docker-compose.yml", "deploy/docker-compose.single.yml"].map(String::from).into();
+    // The kustomize base and overlays, and what sits beside them.
+    files.extend(files_under("deploy/k8s"));
+    assert!(files.iter().any(|f| f == "deploy/k8s/base/statefulset.yaml"), "{files:?}");
     let mut seen = 0;
-    for file in files {
+    for file in &files {
         let text = std::fs::read_to_string(std::path::Path::new(ROOT).join(file)).unwrap();
         for (line_no, line) in text.lines().enumerate() {
             for (at, _) in line.match_indices("CAXTON_") {
@@ -22,8 +22,11 @@ fn every_variable_in_the_deploy_files_is_one_the_server_reads() {
                     .chars()
                     .take_while(|c| c.is_ascii_uppercase() || *c == '_' || c.is_ascii_digit())
                     .collect();
-                // Compose's own substitutions (image, secrets directory, published ports).
-                if var == "CAXTON_IMAGE" || var == "CAXTON_SECRETS" || var.starts_with("CAXTON_PORT_") {
+                // Compose's own substitutions (image, secrets directory, published ports), the
+                // binary make-secrets.sh runs, and the prefix itself (`CAXTON_*`).
+                if ["CAXTON_IMAGE", "CAXTON_SECRETS", "CAXTON_BIN", "CAXTON_"].contains(&var.as_str())
+                    || var.starts_with("CAXTON_PORT_")
+                {
                     continue;
                 }
                 seen += 1;
@@ -38,13 +41,66 @@ fn every_variable_in_the_deploy_files_is_one_the_server_reads() {
     assert!(seen > 15, "the deploy files configure the server through variables ({seen} seen)");
 }
 
+/// Every file under `dir` (relative to the repository), sorted.
+fn files_under(dir: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(std::path::Path::new(ROOT).join(dir)).unwrap() {
+        let entry = entry.unwrap();
+        let path = format!("{dir}/{}", entry.file_name().to_string_lossy());
+        if entry.file_type().unwrap().is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The production image serves no samples (the demo image does), both carry
+/// their version and license, and the compose files run a tagged image of
+/// this version (deploy/build-image.sh tags `caxton:VERSION` and
+/// `caxton-demo:VERSION`).
+#[test]
+fn the_images_are_versioned_and_only_the_demo_serves_samples() {
+    let version = env!("CARGO_PKG_VERSION");
+    let dockerfile = std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/Dockerfile")).unwrap();
+    let demo_at = dockerfile.find("FROM production AS demo").expect("a demo stage built on the production one");
+    let (production, demo) = dockerfile.split_at(demo_at);
+    assert!(production.contains("FROM scratch AS production"), "{production}");
+    for var in ["CAXTON_SERVER_AGENTS_DIR", "CAXTON_SERVER_TOOLS_DIR"] {
+        assert!(!production.contains(var), "the production image sets {var}");
+        assert!(demo.contains(var), "the demo image serves its samples through {var}");
+    }
+    for label in ["org.opencontainers.image.version", "org.opencontainers.image.licenses"] {
+        assert!(production.contains(label), "the image is labelled {label}");
+    }
+    assert!(std::path::Path::new(ROOT).join("LICENSE").exists(), "the image carries LICENSE");
+    let script = std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/build-image.sh")).unwrap();
+    assert!(script.contains("LICENSE"), "deploy/build-image.sh puts LICENSE in the image");
+    for (file, image) in [("deploy/docker-compose.yml", "caxton"), ("deploy/docker-compose.single.yml", "caxton-demo")]
+    {
+        let text = std::fs::read_to_string(std::path::Path::new(ROOT).join(file)).unwrap();
+        let images: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("image: ")).collect();
+        assert!(!images.is_empty(), "{file} names its image");
+        for named in images {
+            assert_eq!(
+                named,
+                format!("${{CAXTON_IMAGE:-{image}:{version}}}"),
+                "{file}: a tagged image of this version"
+            );
+        }
+    }
+}
+
 /// The StatefulSet's init step issues the pod's certificate with the real
 /// CLI: its arguments, with the pod's name substituted, work and name the
 /// node id the server derives from the same host name.
 #[test]
 fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
     use caxton::testing::{caxton_bin, cluster_pki, stderr};
-    let manifest = std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/k8s/caxton.yaml")).unwrap();
+    let manifest =
+        std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/k8s/base/statefulset.yaml")).unwrap();
     let start = manifest.find("args: [\"cluster\", \"cert\", \"issue\"").expect("the init container's args");
     let list = &manifest[start + "args: ".len()..];
     let list = &list[..=list.find(']').unwrap()];
@@ -55,7 +111,11 @@ fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
     let args: Vec<String> = args
         .iter()
         .map(|a| {
-            let a = a.replace("$(POD_NAME)", "caxton-2").replace("$(NAMESPACE)", "default");
+            let a = a
+                .replace("$(POD_NAME)", "caxton-2")
+                .replace("$(POD_NAMESPACE)", "default")
+                .replace("$(CLUSTER_DOMAIN)", "cluster.local");
+            assert!(!a.contains("$("), "a variable the test does not substitute: {a}");
             match a.as_str() {
                 "/ca" => ca.display().to_string(),
                 "/tls" => tls.display().to_string(),

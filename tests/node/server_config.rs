@@ -287,3 +287,67 @@ async fn two_nodes_started_by_hand_on_one_host_share_no_default_port() {
     }
     drop(prometheus);
 }
+
+async fn preflight_from(node: &TestNode, origin: &str) -> u16 {
+    let r = reqwest::Client::new()
+        .request(reqwest::Method::OPTIONS, node.url("/v1/agents"))
+        .header("origin", origin)
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+/// `POST /v1/cluster/reload` and SIGHUP re-read the config file: live keys
+/// apply at once, the rest are named as needing a restart, and a file that
+/// does not load changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_applies_live_settings_names_the_rest_and_refuses_a_bad_file() {
+    let (a, b, c) = ("https://a.example.com", "https://b.example.com", "https://c.example.com");
+    let origins = |list: &[&str]| format!("allowed_origins = {list:?}\n");
+    let mut node = TestNode::start_with(NodeOptions {
+        admin_key: Some(TEST_ADMIN_KEY.into()),
+        extra_config: origins(&[a]),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!((preflight_from(&node, a).await, preflight_from(&node, b).await), (204, 403));
+
+    node.rewrite_config(|o| o.extra_config = format!("{}request_timeout_ms = 45000\nmax_connections = 100\n", origins(&[b])));
+    node.rewrite_config(|o| o.tables = "[log]\nlevel = \"debug\"\n".into());
+    let (s, report) = node.post_json("/v1/cluster/reload", serde_json::json!({})).await;
+    assert_eq!(s, 200, "{report}");
+    let listed = |field: &str| -> Vec<String> {
+        report[field].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect()
+    };
+    for key in ["server.allowed_origins", "server.request_timeout_ms", "log.level"] {
+        assert!(listed("applied").contains(&key.to_owned()), "{key} applied: {report}");
+    }
+    assert_eq!(listed("restart_required"), vec!["server.max_connections".to_owned()], "{report}");
+    assert_eq!((preflight_from(&node, a).await, preflight_from(&node, b).await), (403, 204));
+    // The same report again: what needs a restart is still pending, nothing else changed.
+    let (_, again) = node.post_json("/v1/cluster/reload", serde_json::json!({})).await;
+    assert_eq!(again["applied"], serde_json::json!([]), "{again}");
+    assert_eq!(again["restart_required"], report["restart_required"]);
+
+    // A file that does not load is refused with its reason; nothing changes.
+    node.rewrite_config(|o| o.extra_config = format!("{}request_timeout_ms = \"soon\"\n", origins(&[c])));
+    let (s, refused) = node.post_json("/v1/cluster/reload", serde_json::json!({})).await;
+    assert_eq!(s, 422, "{refused}");
+    assert!(refused["detail"].as_str().unwrap().contains("request_timeout_ms"), "{refused}");
+    assert_eq!((preflight_from(&node, b).await, preflight_from(&node, c).await), (204, 403));
+
+    // SIGHUP does the same.
+    node.rewrite_config(|o| o.extra_config = origins(&[c]));
+    signal(node.pid(), "HUP");
+    eventually("SIGHUP applied the new origins", std::time::Duration::from_secs(10), || async {
+        preflight_from(&node, c).await == 204 && preflight_from(&node, b).await == 403
+    })
+    .await;
+    assert!(node.log().contains("configuration reloaded"), "{}", node.log());
+    // A reader key cannot reload.
+    let reader = node.create_key(serde_json::json!({"name": "reader", "scopes": ["read"]})).await;
+    let r = keyed_client(&reader).post(node.url("/v1/cluster/reload")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+}

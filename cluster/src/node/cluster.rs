@@ -130,7 +130,8 @@ impl<A: Application> Cluster<A> {
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tasks.spawn(super::observe::count_leader_changes(raft.clone(), leader_changes.clone(), stop.clone()));
         if local.gossip.is_some() {
-            let manager = Manager::new(raft.clone(), local.clone(), rpc.clone(), config.voters);
+            let manager =
+                Manager::new(raft.clone(), local.clone(), rpc.clone(), config.voters, config.remove_dead_after);
             let manager_span = tracing::info_span!("membership_manager", node_id = config.node_id);
             tasks.spawn(manager.run(stop.clone()).instrument(manager_span));
         }

@@ -8,6 +8,7 @@
 //! [`Application`]: crate::Application
 
 mod admin;
+mod backup;
 mod cluster;
 mod error;
 mod features;

@@ -96,6 +96,51 @@ impl LogStore {
         })
     }
 
+    /// The last log id: the newest entry's, else the last purged one's.
+    pub(crate) fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        self.with(|c| {
+            let last: Option<Vec<u8>> = c
+                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
+                .optional()
+                .map_err(read_err)?;
+            match last {
+                Some(b) => Ok(Some(codec::decode::<Entry>(&b).map_err(read_err)?.log_id)),
+                None => Self::get_meta(c, "last_purged"),
+            }
+        })
+    }
+
+    /// Every entry after `index`, in order (offline recovery reads them).
+    pub(crate) fn entries_after(&self, index: Option<u64>) -> Result<Vec<Entry>, StorageError> {
+        let from = index.map(|i| i as i64 + 1).unwrap_or(0);
+        self.with(|c| {
+            let mut stmt = c.prepare("SELECT entry FROM log WHERE idx >= ?1 ORDER BY idx").map_err(read_err)?;
+            let rows = stmt.query_map([from], |r| r.get::<_, Vec<u8>>(0)).map_err(read_err)?;
+            rows.map(|row| codec::decode(&row.map_err(read_err)?).map_err(read_err)).collect()
+        })
+    }
+
+    /// Appends one entry while no Raft runs over this store (offline
+    /// recovery): durable when this returns.
+    pub(crate) fn append_offline(&self, entry: &Entry) -> rusqlite::Result<()> {
+        self.with(|c| {
+            c.execute("INSERT INTO log(idx, entry) VALUES (?1, ?2)", params![entry.log_id.index as i64, codec::encode(entry)])
+                .map(|_| ())
+        })
+    }
+
+    /// Makes an empty log start after `last` (everything up to it is in the
+    /// replica), with `vote` saved: a log founded on a restored replica.
+    pub(crate) fn start_after(&self, last: LogId, vote: &Vote) -> rusqlite::Result<()> {
+        self.with(|c| {
+            let tx = c.transaction()?;
+            Self::put_meta(&tx, "last_purged", &last)?;
+            Self::put_meta(&tx, "vote", vote)?;
+            tx.execute("DELETE FROM log", [])?;
+            tx.commit()
+        })
+    }
+
     /// Number of entries physically present (for status and tests of compaction).
     pub fn stored_entries(&self) -> u64 {
         self.with(|c| c.query_row("SELECT COUNT(*) FROM log", [], |r| r.get::<_, i64>(0)).unwrap_or(0) as u64)

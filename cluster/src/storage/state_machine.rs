@@ -53,7 +53,7 @@ fn write_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> r
     Ok(())
 }
 
-fn applied_from(conn: &Connection) -> rusqlite::Result<(Option<LogId>, StoredMembership)> {
+pub(crate) fn applied_from(conn: &Connection) -> rusqlite::Result<(Option<LogId>, StoredMembership)> {
     let applied = read_meta::<Option<LogId>>(conn, "last_applied")?.flatten();
     let membership = read_meta::<StoredMembership>(conn, "membership")?.unwrap_or_default();
     Ok((applied, membership))
@@ -341,6 +341,25 @@ fn build_snapshot_file(replica: &Path, snapshots: &SnapshotDir) -> Result<Snapsh
     snapshots.publish(&tmp, &meta).map_err(|e| snap_err(ErrorVerb::Write, e))?;
     let file = snapshots.open_current().map_err(|e| snap_err(ErrorVerb::Read, e))?;
     Ok(Snapshot { meta, snapshot: Box::new(file) })
+}
+
+/// Offline: makes a replica restored from a backup the base of a new log.
+/// Its membership becomes `membership` (at the index it has applied), and
+/// a snapshot of it is published, for new members to be sent.
+pub(crate) fn found_on_replica(
+    replica: &Path,
+    snapshot_dir: &Path,
+    membership: openraft::Membership<crate::types::NodeId, crate::types::NodeAddr>,
+) -> Result<Option<LogId>, StorageError> {
+    std::fs::create_dir_all(snapshot_dir).map_err(|e| snap_err(ErrorVerb::Write, e))?;
+    let conn = open_replica(replica).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    conn.execute_batch(META_DDL).map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    let (applied, _) = applied_from(&conn).map_err(|e| sm_err(ErrorVerb::Read, e))?;
+    write_meta(&conn, "membership", &StoredMembership::new(applied, membership))
+        .map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    drop(conn);
+    build_snapshot_file(replica, &SnapshotDir { dir: snapshot_dir.to_path_buf() })?;
+    Ok(applied)
 }
 
 /// Makes every transaction committed to the replica so far durable,

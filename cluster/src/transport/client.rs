@@ -69,7 +69,10 @@ impl RpcClient {
             .pool_idle_timeout(Duration::from_secs(30))
             .tcp_nodelay(true);
         let (builder, scheme, secret, tls) = match auth {
-            PeerAuth::Secret(secret) => (builder, "http", secret.clone(), false),
+            PeerAuth::Secret(secret) => {
+                let first = secret.as_deref().and_then(|s| super::secret_lines(s).next()).map(str::to_owned);
+                (builder, "http", first, false)
+            }
             PeerAuth::Tls(tls) => {
                 (builder.use_preconfigured_tls(tls.client.clone()).tls_info(true).https_only(true), "https", None, true)
             }

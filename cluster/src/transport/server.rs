@@ -27,7 +27,7 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use super::join::JoinRequest;
 use super::{
-    limits, paths, secrets_match, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, RPC_CONTENT_TYPE,
+    limits, paths, secret_accepted, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, RPC_CONTENT_TYPE,
     SECRET_HEADER, TRACE_HEADER,
 };
 use crate::codec;
@@ -234,7 +234,7 @@ fn authorize(state: &RpcState, headers: &HeaderMap, cert: PeerCert) -> Result<Se
         }
         PeerAuth::Secret(Some(expected)) => {
             let given = headers.get(SECRET_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
-            if !secrets_match(expected.as_bytes(), given) {
+            if !secret_accepted(expected, given) {
                 return Err((StatusCode::UNAUTHORIZED, "missing or wrong cluster secret").into_response());
             }
             claimed
