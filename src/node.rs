@@ -37,15 +37,28 @@ pub struct Node {
 }
 
 /// Gossip needs an address, but `--advertise` may name the host (a compose
-/// service, a pod's DNS name): resolve it once at start.
+/// service, a pod's DNS name): resolve it at start. A new pod's own DNS
+/// record can lag its start by a few seconds, so the lookup is retried
+/// for a while before the start fails.
 async fn resolve_advertised(host: &str, port: u16) -> anyhow::Result<SocketAddr> {
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
         return Ok(SocketAddr::new(ip, port));
     }
-    let mut addrs = tokio::net::lookup_host((host, port))
-        .await
-        .with_context(|| format!("cluster.advertise = {host:?}: cannot resolve the host name"))?;
-    addrs.next().with_context(|| format!("cluster.advertise = {host:?}: the host name has no address"))
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = tokio::net::lookup_host((host, port)).await.map(|mut a| a.next());
+        match found {
+            Ok(Some(addr)) => return Ok(addr),
+            _ if std::time::Instant::now() < deadline => {
+                tracing::info!(host, "cluster.advertise does not resolve yet; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Ok(None) => anyhow::bail!("cluster.advertise = {host:?}: the host name has no address"),
+            Err(e) => {
+                return Err(e).with_context(|| format!("cluster.advertise = {host:?}: cannot resolve the host name"))
+            }
+        }
+    }
 }
 
 async fn cluster_config(

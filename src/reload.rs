@@ -140,7 +140,10 @@ mod tests {
         b.server.listen = "127.0.0.1:9999".into();
         b.tools.policy.insert("web".into(), Default::default());
         let changed = changed_keys(&a, &b);
-        assert!(changed.contains(&"log.level".to_owned()) && changed.contains(&"server.listen".to_owned()), "{changed:?}");
+        assert!(
+            changed.contains(&"log.level".to_owned()) && changed.contains(&"server.listen".to_owned()),
+            "{changed:?}"
+        );
         assert!(changed.iter().any(|k| k.starts_with("tools.policy.web.")), "{changed:?}");
         assert!(under("tools.policy.web.env", "tools.policy") && under("llm", "llm"));
         assert!(!under("server.allowed_origins_extra", "server.allowed_origins"));

@@ -66,7 +66,12 @@ pub struct Backup {
 }
 
 /// Copies `replica` (consistently, at one index) into an unlinked file.
-pub(crate) fn copy_replica(replica: &Path, scratch: &Path, cluster_id: String, node: u64) -> Result<Backup, BackupError> {
+pub(crate) fn copy_replica(
+    replica: &Path,
+    scratch: &Path,
+    cluster_id: String,
+    node: u64,
+) -> Result<Backup, BackupError> {
     let copy_err = |e: &dyn std::fmt::Display| BackupError::Copy(e.to_string());
     std::fs::create_dir_all(scratch).map_err(|e| copy_err(&e))?;
     let tmp = scratch.join(format!("backup-{}.db", uuid::Uuid::new_v4()));
@@ -170,9 +175,12 @@ fn copy_verified(file: &Path, out: &mut impl Write) -> Result<BackupHeader, Back
     let copied = std::io::copy(&mut reader.by_ref().take(header.bytes), &mut hashing).map_err(io)?;
     let sha256 = hex(hashing.ctx.finish().as_ref());
     if copied != header.bytes {
-        return Err(damaged(format!("the header promises {} bytes, the file holds {copied} (truncated?)", header.bytes)));
+        return Err(damaged(format!(
+            "the header promises {} bytes, the file holds {copied} (truncated?)",
+            header.bytes
+        )));
     }
-    if reader.fill_buf().map_err(io)?.first().is_some() {
+    if !reader.fill_buf().map_err(io)?.is_empty() {
         return Err(damaged("bytes follow the database".into()));
     }
     if sha256 != header.sha256 {

@@ -84,55 +84,54 @@ impl Replica {
 /// the same index must have the same digest. Rows are hashed one by one and
 /// the sorted row hashes hashed again, so storage order does not matter.
 pub(crate) fn application_digest(conn: &Connection) -> rusqlite::Result<(u64, String)> {
-        let tx = conn.unchecked_transaction()?;
-        let applied: Option<Vec<u8>> = tx
-            .query_row("SELECT value FROM _raft_meta WHERE key = 'last_applied'", [], |r| r.get(0))
-            .optional()?;
-        let index = applied
-            .and_then(|b| crate::codec::decode::<Option<crate::types::LogId>>(&b).ok())
-            .flatten()
-            .map(|l| l.index)
-            .unwrap_or(0);
-        let mut tables: Vec<String> = {
-            let mut s = tx.prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_raft_meta'",
-            )?;
-            let names = s.query_map([], |r| r.get(0))?;
-            names.collect::<rusqlite::Result<_>>()?
-        };
-        tables.sort();
-        let mut whole = ring::digest::Context::new(&ring::digest::SHA256);
-        for table in tables {
-            let mut rows = Vec::new();
-            let mut s = tx.prepare(&format!("SELECT * FROM \"{table}\""))?;
-            let columns = s.column_count();
-            let mut q = s.query([])?;
-            while let Some(row) = q.next()? {
-                let mut h = ring::digest::Context::new(&ring::digest::SHA256);
-                for c in 0..columns {
-                    use rusqlite::types::ValueRef as V;
-                    match row.get_ref(c)? {
-                        V::Null => h.update(b"n"),
-                        V::Integer(i) => h.update(format!("i{i}").as_bytes()),
-                        V::Real(f) => h.update(format!("r{}", f.to_bits()).as_bytes()),
-                        V::Text(t) => {
-                            h.update(format!("t{}:", t.len()).as_bytes());
-                            h.update(t)
-                        }
-                        V::Blob(b) => {
-                            h.update(format!("b{}:", b.len()).as_bytes());
-                            h.update(b)
-                        }
+    let tx = conn.unchecked_transaction()?;
+    let applied: Option<Vec<u8>> =
+        tx.query_row("SELECT value FROM _raft_meta WHERE key = 'last_applied'", [], |r| r.get(0)).optional()?;
+    let index = applied
+        .and_then(|b| crate::codec::decode::<Option<crate::types::LogId>>(&b).ok())
+        .flatten()
+        .map(|l| l.index)
+        .unwrap_or(0);
+    let mut tables: Vec<String> = {
+        let mut s = tx.prepare(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_raft_meta'",
+        )?;
+        let names = s.query_map([], |r| r.get(0))?;
+        names.collect::<rusqlite::Result<_>>()?
+    };
+    tables.sort();
+    let mut whole = ring::digest::Context::new(&ring::digest::SHA256);
+    for table in tables {
+        let mut rows = Vec::new();
+        let mut s = tx.prepare(&format!("SELECT * FROM \"{table}\""))?;
+        let columns = s.column_count();
+        let mut q = s.query([])?;
+        while let Some(row) = q.next()? {
+            let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+            for c in 0..columns {
+                use rusqlite::types::ValueRef as V;
+                match row.get_ref(c)? {
+                    V::Null => h.update(b"n"),
+                    V::Integer(i) => h.update(format!("i{i}").as_bytes()),
+                    V::Real(f) => h.update(format!("r{}", f.to_bits()).as_bytes()),
+                    V::Text(t) => {
+                        h.update(format!("t{}:", t.len()).as_bytes());
+                        h.update(t)
+                    }
+                    V::Blob(b) => {
+                        h.update(format!("b{}:", b.len()).as_bytes());
+                        h.update(b)
                     }
                 }
-                rows.push(h.finish().as_ref().to_vec());
             }
-            rows.sort();
-            whole.update(table.as_bytes());
-            for r in rows {
-                whole.update(&r);
-            }
+            rows.push(h.finish().as_ref().to_vec());
         }
-        let hex: String = whole.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-        Ok((index, hex))
+        rows.sort();
+        whole.update(table.as_bytes());
+        for r in rows {
+            whole.update(&r);
+        }
+    }
+    let hex: String = whole.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((index, hex))
 }

@@ -106,14 +106,14 @@ pub async fn backup(State(ctx): State<Ctx>) -> Result<axum::response::Response, 
     let body = futures::stream::once(async move { Ok::<_, std::io::Error>(axum::body::Bytes::from(header)) })
         .chain(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(made.database)));
     let name = format!("caxton-{}-{}.backup", made.header.cluster_id, made.header.index);
-    Ok(axum::response::Response::builder()
+    axum::response::Response::builder()
         .header(axum::http::header::CONTENT_TYPE, BACKUP_MEDIA_TYPE)
         .header(axum::http::header::CONTENT_LENGTH, length)
         .header(axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\""))
         .header("x-caxton-backup-index", made.header.index)
         .header("x-caxton-backup-sha256", made.header.sha256.clone())
         .body(axum::body::Body::from_stream(body))
-        .map_err(|e| Problem::of(crate::problems::ProblemType::Internal, e.to_string()))?)
+        .map_err(|e| Problem::of(crate::problems::ProblemType::Internal, e.to_string()))
 }
 
 /// Re-reads this node's config file (as SIGHUP does): tool policy, LLM

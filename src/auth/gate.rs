@@ -71,7 +71,8 @@ impl Gate {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let streams = StreamSlots::new(config.max_streams_per_key);
         let per_key = StreamSlots::new(config.max_requests_per_key.max(1));
-        let live = LiveSettings { allowed_origins: config.allowed_origins.clone(), request_timeout: config.request_timeout };
+        let live =
+            LiveSettings { allowed_origins: config.allowed_origins.clone(), request_timeout: config.request_timeout };
         Self { config, live: std::sync::RwLock::new(Arc::new(live)), keys, in_flight, streams, per_key }
     }
 

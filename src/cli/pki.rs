@@ -50,6 +50,12 @@ pub enum CertCommand {
         name: Option<String>,
         #[arg(long, default_value_t = 825)]
         days: u32,
+        /// Keep running and issue a fresh certificate this often (e.g.
+        /// "24h"): a sidecar that renews a pod's certificate for as long
+        /// as the pod lives. Files are replaced atomically; the node picks
+        /// them up within 2 s.
+        #[arg(long, value_parser = crate::config::duration::parse)]
+        renew_every: Option<std::time::Duration>,
     },
 }
 
@@ -65,7 +71,7 @@ pub fn ca(command: &CaCommand) -> Result<(), CliError> {
 }
 
 pub fn cert(command: &CertCommand) -> Result<(), CliError> {
-    let CertCommand::Issue { node_id, hostname, ip, ca_dir, out, name, days } = command;
+    let CertCommand::Issue { node_id, hostname, ip, ca_dir, out, name, days, renew_every } = command;
     let node_id = match (node_id, hostname.first()) {
         (Some(id), _) => *id,
         (None, Some(host)) => statefulset_ordinal(host).map(|o| o + 1).ok_or_else(|| {
@@ -80,12 +86,20 @@ pub fn cert(command: &CertCommand) -> Result<(), CliError> {
     }
     let request = NodeCertRequest { node_id, hostnames: hostname.clone(), ips: ip.clone(), valid_days: *days };
     let stem = name.clone().unwrap_or_else(|| pki::default_stem(node_id));
-    let files = pki::issue_node_cert(ca_dir, &request, out, &stem).map_err(failed)?;
-    println!(
-        "issued node {node_id}: cluster.tls_cert_file = {}, cluster.tls_key_file = {}, cluster.tls_ca_file = {}",
-        files.cert.display(),
-        files.key.display(),
-        files.ca.display()
-    );
-    Ok(())
+    if let Some(every) = renew_every.filter(|e| e.as_secs() >= u64::from(*days) * 86_400) {
+        return Err(CliError::Usage(format!(
+            "--renew-every {every:?} is not shorter than the certificate's life (--days {days}): it would expire first"
+        )));
+    }
+    loop {
+        let files = pki::issue_node_cert(ca_dir, &request, out, &stem).map_err(failed)?;
+        println!(
+            "issued node {node_id}: cluster.tls_cert_file = {}, cluster.tls_key_file = {}, cluster.tls_ca_file = {}",
+            files.cert.display(),
+            files.key.display(),
+            files.ca.display()
+        );
+        let Some(every) = renew_every else { return Ok(()) };
+        std::thread::sleep(*every);
+    }
 }

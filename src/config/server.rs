@@ -646,11 +646,9 @@ impl ServerConfig {
                     "no cluster secret is configured (it keys the gossip seal): set CAXTON_CLUSTER_SECRET or \
                      cluster.secret_file (the same on every node)",
                 )
-            } else if self
-                .cluster_secret
-                .as_ref()
-                .is_some_and(|s| s.expose().lines().map(str::trim).any(|l| !l.is_empty() && l.len() < MIN_EXPOSED_SECRET))
-            {
+            } else if self.cluster_secret.as_ref().is_some_and(|s| {
+                s.expose().lines().map(str::trim).any(|l| !l.is_empty() && l.len() < MIN_EXPOSED_SECRET)
+            }) {
                 Some(
                     "a cluster secret (CAXTON_CLUSTER_SECRET or cluster.secret_file; one per line) is shorter than 32 bytes: \
                      it keys the gossip seal, and a short one can be guessed offline from one datagram \

@@ -191,7 +191,8 @@ impl ProviderSet {
         let by_name = configs
             .iter()
             .map(|(name, c)| {
-                let kept = previous.and_then(|p| p.by_name.get(name)).filter(|(was, _)| was == c).map(|(_, p)| p.clone());
+                let kept =
+                    previous.and_then(|p| p.by_name.get(name)).filter(|(was, _)| was == c).map(|(_, p)| p.clone());
                 (name.clone(), (c.clone(), kept.unwrap_or_else(|| provider(name, c, models_dir))))
             })
             .collect();

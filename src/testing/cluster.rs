@@ -152,8 +152,11 @@ impl TestCluster {
     fn map_host(&self, file: &std::path::Path, id: u64, ip: &str) {
         let existing = std::fs::read_to_string(file).unwrap_or_default();
         let name = node_host(id);
-        let mut lines: Vec<String> =
-            existing.lines().filter(|l| l.split_whitespace().nth(1) != Some(name.as_str())).map(str::to_owned).collect();
+        let mut lines: Vec<String> = existing
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) != Some(name.as_str()))
+            .map(str::to_owned)
+            .collect();
         lines.push(format!("{ip} {name}"));
         std::fs::write(file, lines.join("\n") + "\n").expect("rewriting the hosts file");
     }

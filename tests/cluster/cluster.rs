@@ -610,7 +610,9 @@ async fn a_rolling_restart_onto_new_addresses_behind_stable_host_names_keeps_eve
         cluster.move_host(id, &new_ip);
         cluster.node_mut(id).reconfigure(|o| {
             o.rpc_host = Some(new_ip.clone());
-            o.cluster_extra = o.cluster_extra.replace(&format!("gossip_listen = \"{old_ip}:"), &format!("gossip_listen = \"{new_ip}:"));
+            o.cluster_extra = o
+                .cluster_extra
+                .replace(&format!("gossip_listen = \"{old_ip}:"), &format!("gossip_listen = \"{new_ip}:"));
         });
         let live = (1..=3).find(|n| *n != id).unwrap();
         let name = format!("while-{id}-moves");

@@ -92,7 +92,13 @@ async fn a_backup_taken_under_load_restores_to_a_new_cluster_that_answers_the_sa
     bytes[last] ^= 0x55;
     std::fs::write(work.path().join("damaged.backup"), bytes).unwrap();
     let damaged = work.path().join("damaged.backup");
-    let out = node.cli(&["cluster", "restore", damaged.to_str().unwrap(), "--data-dir", work.path().join("d").to_str().unwrap()]);
+    let out = node.cli(&[
+        "cluster",
+        "restore",
+        damaged.to_str().unwrap(),
+        "--data-dir",
+        work.path().join("d").to_str().unwrap(),
+    ]);
     assert!(!out.status.success() && stderr(&out).contains("damaged"), "{}", stderr(&out));
     assert!(!work.path().join("d/state.db").exists(), "nothing half-restored is left");
 
@@ -290,8 +296,10 @@ async fn the_cluster_secret_rotates_in_three_rolling_steps_without_a_partition()
             })
             .await;
             let name = format!("step-{step}-node-{id}");
-            eventually("a write", Duration::from_secs(30), || async { deploy_on(cluster.node(id), &name).await == 201 })
-                .await;
+            eventually("a write", Duration::from_secs(30), || async {
+                deploy_on(cluster.node(id), &name).await == 201
+            })
+            .await;
             written.push(name);
         }
     }

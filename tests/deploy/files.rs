@@ -135,3 +135,51 @@ fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
     let der = rustls::pki_types::CertificateDer::from_pem_file(tls.join("node.crt")).unwrap();
     assert_eq!(caxton_cluster::pki::node_id_of(&der), Some(3), "pod caxton-2 is node 3");
 }
+
+/// The renewing sidecar's command line, run for real with a short period:
+/// it issues at once, then replaces the certificate each period.
+#[test]
+fn the_kubernetes_certificate_sidecar_issues_again_and_again() {
+    use caxton::testing::{caxton_bin, cluster_pki};
+    let manifest =
+        std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/k8s/base/statefulset.yaml")).unwrap();
+    let at = manifest.find("\"--renew-every\"").expect("the renewer's args");
+    let start = manifest[..at].rfind("args: [").expect("the renewer's args");
+    let list = &manifest[start + "args: ".len()..];
+    let list = &list[..=list.find(']').unwrap()];
+    let args: Vec<String> = serde_json::from_str(list).expect("the args are a flow sequence of strings");
+    let dir = tempfile::tempdir().unwrap();
+    cluster_pki(dir.path(), []);
+    let (ca, tls) = (dir.path().join("ca"), dir.path().join("tls"));
+    let mut renew_next = false;
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| {
+            let a = a
+                .replace("$(POD_NAME)", "caxton-0")
+                .replace("$(POD_NAMESPACE)", "default")
+                .replace("$(CLUSTER_DOMAIN)", "cluster.local");
+            let a = if std::mem::replace(&mut renew_next, a == "--renew-every") { "1s".to_owned() } else { a };
+            match a.as_str() {
+                "/ca" => ca.display().to_string(),
+                "/tls" => tls.display().to_string(),
+                _ => a,
+            }
+        })
+        .collect();
+    let mut child =
+        std::process::Command::new(caxton_bin()).args(&args).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 && std::time::Instant::now() < deadline {
+        if let Ok(pem) = std::fs::read(tls.join("node.crt")) {
+            seen.insert(pem);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(still_running, "the sidecar keeps running");
+    assert!(seen.len() >= 3, "three different certificates in a row, saw {}", seen.len());
+}

@@ -252,7 +252,11 @@ fn pods_are_spread_probed_and_disrupted_one_at_a_time() {
         let spread = spreads.iter().any(|s| selects(&s["labelSelector"], labels));
         assert!(preferred || spread, "{at}: soft pod anti-affinity on kubernetes.io/hostname or a topology spread");
 
-        for container in pod["containers"].as_array().unwrap() {
+        // Every container that serves (declares ports) is probed; the
+        // certificate renewer serves nothing.
+        let serving = pod["containers"].as_array().unwrap().iter().filter(|c| c["ports"].is_array());
+        assert!(serving.clone().count() >= 1, "{at}: a serving container");
+        for container in serving {
             for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
                 let path = &container[probe]["httpGet"]["path"];
                 assert!(path.is_string(), "{at}: container {}: {probe} (an HTTP probe)", name_of(container));
@@ -498,4 +502,31 @@ fn references_are_read_as_kubernetes_expands_them() {
     assert!(references("plain").is_empty());
     assert_eq!(split_image("caxton:0.1.0"), ("caxton", "0.1.0"));
     assert_eq!(split_image("registry:5000/caxton"), ("registry:5000/caxton", ""));
+}
+
+/// Pods outlive certificates: a sidecar renews the pod's certificate with
+/// the CA it mounts, more often than the certificate's life; the server
+/// never mounts the CA key.
+#[test]
+fn a_sidecar_renews_each_pods_certificate_and_the_server_never_sees_the_ca() {
+    for (overlay, set, _) in statefulsets() {
+        let pod = &set["spec"]["template"]["spec"];
+        let containers = pod["containers"].as_array().unwrap();
+        let ca_volume_mounted =
+            |c: &Value| c["volumeMounts"].as_array().into_iter().flatten().any(|m| m["name"] == "ca");
+        let renewer = containers
+            .iter()
+            .find(|c| c["args"].as_array().is_some_and(|a| a.iter().any(|x| x == "--renew-every")))
+            .unwrap_or_else(|| panic!("{overlay}: a container renews the certificate"));
+        assert!(ca_volume_mounted(renewer), "{overlay}: the renewer mounts the CA");
+        let args: Vec<&str> = renewer["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).collect();
+        let after = |flag: &str| args.iter().position(|a| *a == flag).map(|i| args[i + 1]).unwrap();
+        let days: u64 = after("--days").parse().unwrap();
+        let every = after("--renew-every");
+        let hours: u64 = every.trim_end_matches('h').parse().unwrap_or_else(|_| panic!("{every}: hours"));
+        assert!(hours * 3 < days * 24, "{overlay}: renewed every {every}, well within {days} days");
+        for c in containers.iter().filter(|c| c["ports"].is_array()) {
+            assert!(!ca_volume_mounted(c), "{overlay}: the server container mounts the CA key");
+        }
+    }
 }

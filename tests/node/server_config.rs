@@ -314,7 +314,9 @@ async fn a_reload_applies_live_settings_names_the_rest_and_refuses_a_bad_file() 
     .await;
     assert_eq!((preflight_from(&node, a).await, preflight_from(&node, b).await), (204, 403));
 
-    node.rewrite_config(|o| o.extra_config = format!("{}request_timeout_ms = 45000\nmax_connections = 100\n", origins(&[b])));
+    node.rewrite_config(|o| {
+        o.extra_config = format!("{}request_timeout_ms = 45000\nmax_connections = 100\n", origins(&[b]))
+    });
     node.rewrite_config(|o| o.tables = "[log]\nlevel = \"debug\"\n".into());
     let (s, report) = node.post_json("/v1/cluster/reload", serde_json::json!({})).await;
     assert_eq!(s, 200, "{report}");

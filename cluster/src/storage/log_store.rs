@@ -124,8 +124,11 @@ impl LogStore {
     /// recovery): durable when this returns.
     pub(crate) fn append_offline(&self, entry: &Entry) -> rusqlite::Result<()> {
         self.with(|c| {
-            c.execute("INSERT INTO log(idx, entry) VALUES (?1, ?2)", params![entry.log_id.index as i64, codec::encode(entry)])
-                .map(|_| ())
+            c.execute(
+                "INSERT INTO log(idx, entry) VALUES (?1, ?2)",
+                params![entry.log_id.index as i64, codec::encode(entry)],
+            )
+            .map(|_| ())
         })
     }
 

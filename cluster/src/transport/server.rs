@@ -216,7 +216,7 @@ fn refuse(status: StatusCode, why: String) -> Response {
 fn authorize(state: &RpcState, headers: &HeaderMap, cert: PeerCert) -> Result<Sender, Response> {
     let claimed = headers.get(NODE_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<NodeId>().ok());
     if matches!(state.auth, PeerAuth::Secret(_)) {
-        not_from_a_browser(headers, claimed)?;
+        not_from_a_browser(headers, claimed, &state.local.advertise.rpc)?;
     }
     let sender = match &state.auth {
         PeerAuth::Tls(_) => {
@@ -254,8 +254,10 @@ fn authorize(state: &RpcState, headers: &HeaderMap, cert: PeerCert) -> Result<Se
 /// developer opens: a page's request carries an `Origin`, cannot carry this
 /// transport's content type or node header without a preflight (which this
 /// port never answers), and a page that rebound its own name to 127.0.0.1
-/// still sends that name as `Host`. Nodes send none of these.
-fn not_from_a_browser(headers: &HeaderMap, claimed: Option<NodeId>) -> Result<(), Response> {
+/// still sends that name as `Host`. Nodes send none of these; the one name
+/// besides loopback ones they may send as `Host` is the address this node
+/// advertises (a host name the operator chose, not a page's).
+fn not_from_a_browser(headers: &HeaderMap, claimed: Option<NodeId>, advertised: &str) -> Result<(), Response> {
     if let Some(origin) = headers.get(axum::http::header::ORIGIN) {
         let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
         return Err(refuse(
@@ -264,7 +266,7 @@ fn not_from_a_browser(headers: &HeaderMap, claimed: Option<NodeId>) -> Result<()
         ));
     }
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    if !is_loopback_host(host) {
+    if !is_loopback_host(host) && !host.eq_ignore_ascii_case(advertised) {
         return Err(refuse(
             StatusCode::FORBIDDEN,
             format!("Host {host:?} is not a loopback address; this cluster port serves loopback peers only"),
