@@ -85,11 +85,7 @@ async fn cluster_config(
         (Some(g), false) => Some(resolve_advertised(&c.advertise, g.port()).await?),
         (g, _) => g,
     };
-    let bootstrap = match c.bootstrap.as_str() {
-        "true" => true,
-        "false" => false,
-        _ => c.seeds.is_empty(),
-    };
+    let bootstrap = c.bootstrap.founds(!c.seeds.is_empty());
     Ok(ClusterConfig {
         features: crate::state::FEATURES.iter().map(|f| f.to_string()).collect(),
         node_id: c.node_id,
@@ -106,7 +102,7 @@ async fn cluster_config(
         gossip_interval: Duration::from_millis(c.gossip_interval_ms),
         voters: c.voters as usize,
         dead_grace: Duration::from_millis(c.dead_grace_ms),
-        remove_dead_after: c.remove_dead_after()?,
+        remove_dead_after: c.remove_dead_after.0,
         cluster_name: c.name.clone(),
         heartbeat: Duration::from_millis(c.heartbeat_ms),
         election_timeout_min: Duration::from_millis(c.election_timeout_min_ms),

@@ -196,6 +196,35 @@ pub struct ServerSection {
     pub agent_versions_kept: u64,
 }
 
+/// Whether a node with a pristine data directory founds a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Bootstrap {
+    /// Found one when there are no seeds.
+    #[serde(rename = "auto")]
+    Auto,
+    /// Found one, also with seeds, unless a peer already belongs to one.
+    #[serde(rename = "true")]
+    True,
+    /// Only ever join.
+    #[serde(rename = "false")]
+    False,
+    /// `true` on the pod whose host name ends in `-0` (a StatefulSet's
+    /// first pod), `false` elsewhere; resolved at load.
+    #[serde(rename = "ordinal-0")]
+    Ordinal0,
+}
+
+impl Bootstrap {
+    /// Whether to found a cluster, once `ordinal-0` is resolved.
+    pub fn founds(self, has_seeds: bool) -> bool {
+        match self {
+            Self::True => true,
+            Self::False => false,
+            Self::Auto | Self::Ordinal0 => !has_seeds,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClusterSection {
@@ -211,7 +240,7 @@ pub struct ClusterSection {
     /// no seeds; `true`: also with seeds, unless a peer already belongs to a
     /// cluster; `false`: only ever join; `ordinal-0`: `true` on the pod whose
     /// host name ends in `-0` (a StatefulSet's first pod), `false` elsewhere.
-    pub bootstrap: String,
+    pub bootstrap: Bootstrap,
     /// Take the node id from the host name's trailing ordinal (StatefulSet
     /// pods are named NAME-0, NAME-1, …): node id = ordinal + 1.
     pub node_id_from_hostname: bool,
@@ -230,7 +259,7 @@ pub struct ClusterSection {
     /// Silence after which the leader removes a member from Raft (`off`,
     /// or a duration like "10m"): how a StatefulSet scaled down sheds the
     /// pods that went away. Longer than any restart should take.
-    pub remove_dead_after: String,
+    pub remove_dead_after: super::duration::DurationOrOff,
     /// Nodes of another cluster name are ignored.
     pub name: String,
     /// File holding the cluster secret (CAXTON_CLUSTER_SECRET wins).
@@ -248,26 +277,6 @@ pub struct ClusterSection {
     pub snapshot_after_logs: u64,
     /// Log entries kept behind a snapshot for lagging followers.
     pub logs_to_keep: u64,
-}
-
-impl ClusterSection {
-    /// `cluster.remove_dead_after`: `None` when off.
-    pub fn remove_dead_after(&self) -> Result<Option<Duration>, ConfigError> {
-        let raw = self.remove_dead_after.trim();
-        if raw == "off" {
-            return Ok(None);
-        }
-        let invalid = |reason: String| ConfigError::Invalid {
-            key: "cluster.remove_dead_after".into(),
-            value: raw.to_owned(),
-            reason,
-        };
-        let after = super::duration::parse(raw).map_err(invalid)?;
-        if after < Duration::from_secs(1) {
-            return Err(invalid("must be `off` or at least 1s".into()));
-        }
-        Ok(Some(after))
-    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -327,7 +336,7 @@ impl Default for ClusterSection {
             rpc_listen: "127.0.0.1:8081".into(),
             advertise_rpc: String::new(),
             advertise_api: String::new(),
-            bootstrap: "auto".into(),
+            bootstrap: Bootstrap::Auto,
             node_id_from_hostname: false,
             gossip_listen: String::new(),
             advertise: String::new(),
@@ -335,7 +344,7 @@ impl Default for ClusterSection {
             gossip_interval_ms: 500,
             voters: 3,
             dead_grace_ms: 5000,
-            remove_dead_after: "off".into(),
+            remove_dead_after: Default::default(),
             name: "caxton".into(),
             secret_file: String::new(),
             tls_ca_file: String::new(),
@@ -355,8 +364,6 @@ impl Default for LogSection {
         Self { format: LogFormat::Text, level: "info,openraft=warn".into() }
     }
 }
-
-const ORDINAL_ZERO: &str = "ordinal-0";
 
 /// The ordinal a StatefulSet pod's host name ends in (`caxton-2` → 2); its
 /// node id is the ordinal + 1.
@@ -472,7 +479,7 @@ impl ServerConfig {
     /// may found the cluster both follow from the pod's ordinal.
     fn resolve_ordinal(&mut self, hostname: impl FnOnce() -> Option<String>) -> Result<(), ConfigError> {
         let c = &mut self.cluster;
-        if !c.node_id_from_hostname && c.bootstrap != ORDINAL_ZERO {
+        if !c.node_id_from_hostname && c.bootstrap != Bootstrap::Ordinal0 {
             return Ok(());
         }
         let key = if c.node_id_from_hostname { "cluster.node_id_from_hostname" } else { "cluster.bootstrap" };
@@ -485,8 +492,8 @@ impl ServerConfig {
         if c.node_id_from_hostname {
             c.node_id = ordinal + 1;
         }
-        if c.bootstrap == ORDINAL_ZERO {
-            c.bootstrap = (ordinal == 0).to_string();
+        if c.bootstrap == Bootstrap::Ordinal0 {
+            c.bootstrap = if ordinal == 0 { Bootstrap::True } else { Bootstrap::False };
         }
         Ok(())
     }
@@ -564,16 +571,15 @@ impl ServerConfig {
             return Err(invalid("server.agents_reload_ms", &self.server.agents_reload_ms, "must be at least 50"));
         }
         let c = &self.cluster;
-        if !matches!(c.bootstrap.as_str(), "auto" | "true" | "false" | ORDINAL_ZERO) {
-            return Err(invalid("cluster.bootstrap", &c.bootstrap, "expected auto, true, false or ordinal-0"));
-        }
         if !c.gossip_listen.is_empty() {
             parse_addr("cluster.gossip_listen", &c.gossip_listen)?;
         }
         if !(1..=7).contains(&c.voters) {
             return Err(invalid("cluster.voters", &c.voters, "must be between 1 and 7 (3 or 5 recommended)"));
         }
-        self.cluster.remove_dead_after()?;
+        if c.remove_dead_after.0.is_some_and(|d| d < Duration::from_secs(1)) {
+            return Err(invalid("cluster.remove_dead_after", &c.remove_dead_after, "must be `off` or at least 1s"));
+        }
         if c.gossip_interval_ms < 10 {
             return Err(invalid("cluster.gossip_interval_ms", &c.gossip_interval_ms, "must be at least 10"));
         }
@@ -851,7 +857,7 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:2");
         let c = load("", &[("CAXTON_CLUSTER_NODE_ID", "7"), ("CAXTON_CLUSTER_BOOTSTRAP", "false")]).unwrap();
         assert_eq!(c.cluster.node_id, 7);
-        assert_eq!(c.cluster.bootstrap, "false");
+        assert_eq!(c.cluster.bootstrap, Bootstrap::False);
     }
 
     #[test]
@@ -868,11 +874,11 @@ mod tests {
     fn a_statefulset_pod_takes_its_node_id_and_bootstrap_role_from_its_ordinal() {
         let sts = "[cluster]\nnode_id_from_hostname = true\nbootstrap = \"ordinal-0\"\n";
         let c = load(sts, &[("HOSTNAME", "caxton-0")]).unwrap();
-        assert_eq!((c.cluster.node_id, c.cluster.bootstrap.as_str()), (1, "true"));
+        assert_eq!((c.cluster.node_id, c.cluster.bootstrap), (1, Bootstrap::True));
         let c = load(sts, &[("HOSTNAME", "my-caxton-12")]).unwrap();
-        assert_eq!((c.cluster.node_id, c.cluster.bootstrap.as_str()), (13, "false"));
+        assert_eq!((c.cluster.node_id, c.cluster.bootstrap), (13, Bootstrap::False));
         let c = load("", &[("HOSTNAME", "caxton-3"), ("CAXTON_CLUSTER_BOOTSTRAP", "ordinal-0")]).unwrap();
-        assert_eq!((c.cluster.node_id, c.cluster.bootstrap.as_str()), (1, "false"), "node_id stays as configured");
+        assert_eq!((c.cluster.node_id, c.cluster.bootstrap), (1, Bootstrap::False), "node_id stays as configured");
         let e = load(sts, &[("HOSTNAME", "laptop")]).unwrap_err().to_string();
         assert!(e.contains("cluster.node_id_from_hostname") && e.contains("laptop") && e.contains("-ORDINAL"), "{e}");
         let e = load("[cluster]\nbootstrap = \"first\"\n", &[]).unwrap_err().to_string();

@@ -529,6 +529,26 @@ async fn a_wiped_node_is_refused_under_its_old_id_until_removed_then_rejoins() {
     cluster.wait_members(3, 3).await;
 }
 
+/// Deploys `name` through node `live` (retrying while the cluster settles)
+/// and records it in `written`.
+async fn write_through(cluster: &TestCluster, live: u64, name: String, written: &mut Vec<String>) {
+    eventually(&format!("writing {name} through node {live}"), Duration::from_secs(30), || async {
+        deploy_on(cluster.node(live), &name).await == 201
+    })
+    .await;
+    written.push(name);
+}
+
+/// Waits until node `id` holds every write in `written`.
+async fn holds_all(cluster: &TestCluster, id: u64, written: &[String]) {
+    let node = cluster.node(id);
+    eventually(&format!("node {id} holds every write"), Duration::from_secs(30), || async {
+        let names = node.agent_names().await;
+        written.iter().all(|w| names.contains(w))
+    })
+    .await;
+}
+
 /// A recreated pod keeps its data and node id but gets a new address. Every
 /// node in turn is stopped and started again on another loopback address,
 /// as a rolling restart of pods does, with writes going on: each comes back
@@ -556,12 +576,7 @@ async fn nodes_that_come_back_on_new_addresses_are_replicated_to_there() {
         });
         // Writes go on while it is away.
         let live = (1..=3).find(|n| *n != id).unwrap();
-        let name = format!("while-{id}-moves");
-        eventually(&format!("a write while node {id} is away"), Duration::from_secs(30), || async {
-            deploy_on(cluster.node(live), &name).await == 201
-        })
-        .await;
-        written.push(name);
+        write_through(&cluster, live, format!("while-{id}-moves"), &mut written).await;
         cluster.node_mut(id).restart().await;
         let rpc = format!("{new_ip}:{}", cluster.node(id).rpc_port);
         eventually(&format!("node {id} is recorded at {rpc}"), Duration::from_secs(30), || async {
@@ -571,18 +586,8 @@ async fn nodes_that_come_back_on_new_addresses_are_replicated_to_there() {
         })
         .await;
         // And it is replicated to there: a write made now reaches it.
-        let name = format!("after-{id}-moved");
-        eventually("a write after the move", Duration::from_secs(30), || async {
-            deploy_on(cluster.node(live), &name).await == 201
-        })
-        .await;
-        written.push(name);
-        let moved = cluster.node(id);
-        eventually(&format!("node {id} receives entries at its new address"), Duration::from_secs(30), || async {
-            let names = moved.agent_names().await;
-            written.iter().all(|w| names.contains(w))
-        })
-        .await;
+        write_through(&cluster, live, format!("after-{id}-moved"), &mut written).await;
+        holds_all(&cluster, id, &written).await;
     }
     for (id, n) in cluster.running() {
         let names = n.agent_names().await;
@@ -615,25 +620,10 @@ async fn a_rolling_restart_onto_new_addresses_behind_stable_host_names_keeps_eve
                 .replace(&format!("gossip_listen = \"{old_ip}:"), &format!("gossip_listen = \"{new_ip}:"));
         });
         let live = (1..=3).find(|n| *n != id).unwrap();
-        let name = format!("while-{id}-moves");
-        eventually(&format!("a write while node {id} is away"), Duration::from_secs(30), || async {
-            deploy_on(cluster.node(live), &name).await == 201
-        })
-        .await;
-        written.push(name);
+        write_through(&cluster, live, format!("while-{id}-moves"), &mut written).await;
         cluster.node_mut(id).restart().await;
-        let name = format!("after-{id}-moved");
-        eventually("a write after the move", Duration::from_secs(30), || async {
-            deploy_on(cluster.node(live), &name).await == 201
-        })
-        .await;
-        written.push(name);
-        let moved = cluster.node(id);
-        eventually(&format!("node {id} receives entries at {new_ip}"), Duration::from_secs(30), || async {
-            let names = moved.agent_names().await;
-            written.iter().all(|w| names.contains(w))
-        })
-        .await;
+        write_through(&cluster, live, format!("after-{id}-moved"), &mut written).await;
+        holds_all(&cluster, id, &written).await;
     }
     let (_, st) = cluster.node(2).get("/v1/cluster/status").await;
     let members = st["members"].as_array().unwrap();

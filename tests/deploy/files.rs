@@ -93,36 +93,49 @@ fn the_images_are_versioned_and_only_the_demo_serves_samples() {
     }
 }
 
-/// The StatefulSet's init step issues the pod's certificate with the real
-/// CLI: its arguments, with the pod's name substituted, work and name the
-/// node id the server derives from the same host name.
-#[test]
-fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
-    use caxton::testing::{caxton_bin, cluster_pki, stderr};
+/// The arguments of the StatefulSet container whose `args: [...]` list
+/// holds `marker`, as pod `pod` runs them, with the CA and certificate
+/// volumes at `ca` and `tls`; a `--renew-every` period becomes 1s.
+fn statefulset_args(marker: &str, pod: &str, ca: &std::path::Path, tls: &std::path::Path) -> Vec<String> {
     let manifest =
         std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/k8s/base/statefulset.yaml")).unwrap();
-    let start = manifest.find("args: [\"cluster\", \"cert\", \"issue\"").expect("the init container's args");
+    let at = manifest.find(marker).unwrap_or_else(|| panic!("{marker} in the StatefulSet"));
+    let start = manifest[..at + marker.len()].rfind("args: [").expect("an args list");
     let list = &manifest[start + "args: ".len()..];
     let list = &list[..=list.find(']').unwrap()];
     let args: Vec<String> = serde_json::from_str(list).expect("the args are a flow sequence of strings");
-    let dir = tempfile::tempdir().unwrap();
-    cluster_pki(dir.path(), []);
-    let (ca, tls) = (dir.path().join("ca"), dir.path().join("tls"));
-    let args: Vec<String> = args
-        .iter()
+    let mut renew_next = false;
+    args.iter()
         .map(|a| {
             let a = a
-                .replace("$(POD_NAME)", "caxton-2")
+                .replace("$(POD_NAME)", pod)
                 .replace("$(POD_NAMESPACE)", "default")
                 .replace("$(CLUSTER_DOMAIN)", "cluster.local");
             assert!(!a.contains("$("), "a variable the test does not substitute: {a}");
+            if std::mem::replace(&mut renew_next, a == "--renew-every") {
+                return "1s".to_owned();
+            }
             match a.as_str() {
                 "/ca" => ca.display().to_string(),
                 "/tls" => tls.display().to_string(),
                 _ => a,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The StatefulSet's init step issues the pod's certificate with the real
+/// CLI: its arguments, with the pod's name substituted, work and name the
+/// node id the server derives from the same host name.
+#[test]
+fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
+    use caxton::testing::{caxton_bin, cluster_pki, stderr};
+    let dir = tempfile::tempdir().unwrap();
+    cluster_pki(dir.path(), []);
+    let (ca, tls) = (dir.path().join("ca"), dir.path().join("tls"));
+    let args = statefulset_args("args: [\"cluster\", \"cert\", \"issue\"", "caxton-2", &ca, &tls);
+    let manifest =
+        std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/k8s/base/statefulset.yaml")).unwrap();
     let out = std::process::Command::new(caxton_bin()).args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     for file in ["node.crt", "node.key", "ca.crt"] {
@@ -141,32 +154,10 @@ fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
 #[test]
 fn the_kubernetes_certificate_sidecar_issues_again_and_again() {
     use caxton::testing::{caxton_bin, cluster_pki};
-    let manifest =
-        std::fs::read_to_string(std::path::Path::new(ROOT).join("deploy/k8s/base/statefulset.yaml")).unwrap();
-    let at = manifest.find("\"--renew-every\"").expect("the renewer's args");
-    let start = manifest[..at].rfind("args: [").expect("the renewer's args");
-    let list = &manifest[start + "args: ".len()..];
-    let list = &list[..=list.find(']').unwrap()];
-    let args: Vec<String> = serde_json::from_str(list).expect("the args are a flow sequence of strings");
     let dir = tempfile::tempdir().unwrap();
     cluster_pki(dir.path(), []);
     let (ca, tls) = (dir.path().join("ca"), dir.path().join("tls"));
-    let mut renew_next = false;
-    let args: Vec<String> = args
-        .iter()
-        .map(|a| {
-            let a = a
-                .replace("$(POD_NAME)", "caxton-0")
-                .replace("$(POD_NAMESPACE)", "default")
-                .replace("$(CLUSTER_DOMAIN)", "cluster.local");
-            let a = if std::mem::replace(&mut renew_next, a == "--renew-every") { "1s".to_owned() } else { a };
-            match a.as_str() {
-                "/ca" => ca.display().to_string(),
-                "/tls" => tls.display().to_string(),
-                _ => a,
-            }
-        })
-        .collect();
+    let args = statefulset_args("\"--renew-every\"", "caxton-0", &ca, &tls);
     let mut child =
         std::process::Command::new(caxton_bin()).args(&args).stdout(std::process::Stdio::null()).spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
