@@ -9,6 +9,8 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod events;
+#[cfg(test)]
+mod layout_tests;
 pub mod llm;
 pub mod mcp;
 pub mod memory;

@@ -19,7 +19,7 @@ use crate::memory::{EmbeddedMemory, MemoryBackend};
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
 use crate::shutdown::Shutdown;
-use crate::state::{CaxtonState, Queries, RateLimit, Store};
+use crate::state::{CaxtonState, Queries, Store};
 
 pub struct Node {
     pub config: ServerConfig,
@@ -117,19 +117,11 @@ fn relay_key(config: &ServerConfig) -> Option<auth::RelayKey> {
     config.admin_key.as_ref().map(|k| auth::RelayKey::from_admin_key(k.expose()))
 }
 
-/// The request budget of keys that carry none (`server.rate_limit_*`).
-pub(crate) fn default_rate(s: &crate::config::server::ServerSection) -> Option<RateLimit> {
-    (s.rate_limit_per_second > 0.0).then(|| RateLimit {
-        per_second: s.rate_limit_per_second,
-        burst: s.rate_limit_burst.clamp(1, u32::MAX as u64) as u32,
-    })
-}
-
 /// The API's gate, from the server settings.
 fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: &CancellationToken) -> auth::Gate {
     let s = &config.server;
     let mode = if config.requires_keys() { auth::Mode::Keys } else { auth::Mode::Dev };
-    let default_rate = default_rate(s);
+    let default_rate = auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst);
     let keys = auth::KeyRing::new(queries, state, config.admin_key.as_ref().map(|k| k.expose()));
     auth::Gate::new(
         auth::GateConfig {

@@ -91,7 +91,7 @@ impl Reloader {
                 allowed_origins: s.allowed_origins.clone(),
                 request_timeout: std::time::Duration::from_millis(s.request_timeout_ms),
             };
-            self.gate.reload(live, crate::node::default_rate(s));
+            self.gate.reload(live, crate::auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst));
         }
         report
     }

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::node::WriteError;
 use crate::storage::state_machine::open_replica;
 use crate::types::LogId;
+use crate::write_error::WriteError;
 
 /// What the first line of a backup file says.
 pub const FORMAT: &str = "caxton-backup";

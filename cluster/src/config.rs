@@ -4,6 +4,14 @@ use std::time::Duration;
 
 use crate::types::NodeId;
 
+/// Where a node's TLS material lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
 /// Everything the cluster needs to start one node. Built by the application's
 /// composition root from its own config; the cluster does no config parsing.
 /// Its `Debug` shows whether a secret is set, never the secret.
@@ -24,7 +32,7 @@ pub struct ClusterConfig {
     pub secret: Option<String>,
     /// Mutual TLS for RPC: the cluster CA and this node's certificate and
     /// key. Required off loopback (the application's config enforces it).
-    pub tls: Option<crate::transport::tls::TlsFiles>,
+    pub tls: Option<TlsFiles>,
     /// Initialise a new cluster if the data directory is pristine.
     pub bootstrap: bool,
     pub heartbeat: Duration,

@@ -74,9 +74,8 @@ struct Keys {
 
 impl SealedTransport {
     pub fn new(secret: &str, cluster_name: &str, dropped: Dropped) -> Self {
-        let open: Vec<LessSafeKey> =
-            crate::transport::secret_lines(secret).map(|s| derive_key(s, cluster_name)).collect();
-        let first = crate::transport::secret_lines(secret).next().unwrap_or(secret);
+        let open: Vec<LessSafeKey> = crate::secret::secret_lines(secret).map(|s| derive_key(s, cluster_name)).collect();
+        let first = crate::secret::secret_lines(secret).next().unwrap_or(secret);
         let keys = Keys { seal: derive_key(first, cluster_name), open };
         Self { keys: Arc::new(keys), dropped }
     }

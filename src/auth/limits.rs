@@ -15,6 +15,12 @@ struct Bucket {
     at: Instant,
 }
 
+/// The request budget of keys that carry none (`server.rate_limit_per_second`
+/// and `server.rate_limit_burst`); `None` when the rate is 0 (unlimited).
+pub fn default_rate(per_second: f64, burst: u64) -> Option<RateLimit> {
+    (per_second > 0.0).then(|| RateLimit { per_second, burst: burst.clamp(1, u32::MAX as u64) as u32 })
+}
+
 /// Token buckets by key name. Keys are few (each was created by an admin),
 /// so the map is bounded by the key count.
 pub struct RateLimiter {

@@ -30,6 +30,6 @@ pub use keys::{
     create as create_key, get as get_key, list as list_keys, revoke as revoke_key, CreatedKey, KeyError, KeyView,
     NewKey,
 };
-pub use limits::RateLimiter;
+pub use limits::{default_rate, RateLimiter};
 pub use principal::{glob_match, Credential, Principal, BOOTSTRAP_NAME, DEV_NAME};
 pub use relay::{RelayKey, RELAY_HEADER};

@@ -24,7 +24,7 @@ pub(crate) fn raft_settings(config: &ClusterConfig) -> Result<openraft::Config, 
         max_payload_entries: 512,
         // Each chunk is one request, read from and written to files at both
         // ends (see `storage::state_machine`).
-        snapshot_max_chunk_size: crate::transport::limits::SNAPSHOT_CHUNK as u64,
+        snapshot_max_chunk_size: crate::limits::SNAPSHOT_CHUNK as u64,
         ..Default::default()
     }
     .validate()

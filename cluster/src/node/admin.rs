@@ -5,11 +5,11 @@
 use std::time::{Duration, Instant};
 
 use super::cluster::Cluster;
-use super::error::WriteError;
 use crate::application::Application;
 use crate::consensus::raft_ext::RaftExt;
 use crate::transport::{paths, AdminRequest};
 use crate::types::{MemberRole, NodeId};
+use crate::write_error::WriteError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AdminError {

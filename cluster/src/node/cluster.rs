@@ -14,8 +14,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::error::{StartError, WriteError};
-use super::observe::WriteObserver;
+use super::error::StartError;
 use crate::application::Application;
 use crate::codec;
 use crate::config::ClusterConfig;
@@ -25,12 +24,14 @@ use crate::identity::ClusterIdentity;
 use crate::local_member::LocalMember;
 use crate::manager::Manager;
 use crate::membership::{self, keys, Gossip, GossipConfig};
+use crate::observer::{ObserverSlot, WriteObserver};
 use crate::replica::{ReadError, Replica};
 use crate::storage::log_store::LogStore;
 use crate::storage::state_machine::StateMachine;
 use crate::transport::tls::NodeTls;
-use crate::transport::{self, limits, paths, Network, PeerAuth, RpcClient, RpcState};
+use crate::transport::{self, paths, Network, PeerAuth, RpcClient, RpcState};
 use crate::types::{ClientWriteFailure, NodeAddr, NodeId, Payload, Raft, Reply};
+use crate::write_error::WriteError;
 
 /// One running member. Cheap to share behind an `Arc`.
 pub struct Cluster<A: Application> {
@@ -49,7 +50,7 @@ pub struct Cluster<A: Application> {
     pub(super) peer_features: super::features::PeerFeatures,
     /// Mutual TLS material, when RPC uses it.
     tls: Option<Arc<NodeTls>>,
-    observer: super::observe::ObserverSlot,
+    observer: ObserverSlot,
     stop: CancellationToken,
     /// Every task this member spawns (RPC server, membership manager):
     /// cancelled through `stop` and drained on shutdown, aborted on drop.
@@ -77,7 +78,7 @@ impl<A: Application> Cluster<A> {
         let state_machine =
             StateMachine::open(app, &state_db, &config.data_dir.join("snapshots")).map_err(store_err(&state_db))?;
         let failed_entries = state_machine.failed_counter();
-        let observer = super::observe::ObserverSlot::default();
+        let observer = ObserverSlot::default();
         let state_machine = state_machine.observed_by(observer.clone());
         let raft_config = raft_settings(&config).map_err(|e| StartError::Config(e.to_string()))?;
 
@@ -236,8 +237,8 @@ impl<A: Application> Cluster<A> {
 
     async fn write_unobserved(&self, command: &A::Command) -> Result<A::Response, WriteError> {
         let payload = Payload(codec::encode_app(command));
-        if payload.0.len() > limits::MAX_ENTRY {
-            return Err(WriteError::TooLarge { size: payload.0.len(), limit: limits::MAX_ENTRY });
+        if payload.0.len() > crate::limits::MAX_ENTRY {
+            return Err(WriteError::TooLarge { size: payload.0.len(), limit: crate::limits::MAX_ENTRY });
         }
         let deadline = Instant::now() + WRITE_DEADLINE;
         loop {

@@ -1,8 +1,4 @@
-//! Errors of starting a member and of writing through it.
-
-use std::time::Duration;
-
-use crate::codec::CodecError;
+//! Errors of starting a member (a write's are `crate::write_error`'s).
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -20,59 +16,4 @@ pub enum StartError {
     Gossip { addr: String, reason: String },
     #[error("cluster TLS: {0}")]
     Tls(#[from] crate::transport::tls::TlsError),
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriteError {
-    #[error("no leader is known yet (election in progress?); retry shortly")]
-    NoLeader,
-    #[error("the leader at {addr} could not be reached: {reason}")]
-    LeaderUnreachable { addr: String, reason: String },
-    #[error("the write was not committed within {0:?}")]
-    Timeout(Duration),
-    #[error("the write was not committed within {0:?}: too few voters are reachable to form a quorum")]
-    NoQuorum(Duration),
-    #[error("this node is shutting down or has failed: {0}")]
-    Fatal(String),
-    #[error("the cluster refused the write: {0}")]
-    Rejected(String),
-    #[error("the write is {size} bytes encoded; the log takes entries of at most {limit} bytes")]
-    TooLarge { size: usize, limit: usize },
-    #[error("undecodable response from the state machine: {0}")]
-    Decode(#[from] CodecError),
-}
-
-/// What a client may conclude from a failed write.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// The write was never proposed, or was refused before it could
-    /// commit: it did not and will not take effect.
-    NotApplied,
-    /// It may have committed (or may still): read before retrying, or
-    /// retry with the same client-chosen id.
-    Unknown,
-}
-
-impl WriteOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::NotApplied => "not_applied",
-            Self::Unknown => "unknown",
-        }
-    }
-}
-
-impl WriteError {
-    pub fn outcome(&self) -> WriteOutcome {
-        match self {
-            // No leader for the whole wait, or refused by the leader or
-            // at the proposer: nothing reached the log.
-            Self::NoLeader | Self::Timeout(_) | Self::TooLarge { .. } | Self::Rejected(_) => WriteOutcome::NotApplied,
-            // Proposed (or sent to a leader) without an answer, or
-            // committed with an answer this node cannot read.
-            Self::LeaderUnreachable { .. } | Self::NoQuorum(_) | Self::Fatal(_) | Self::Decode(_) => {
-                WriteOutcome::Unknown
-            }
-        }
-    }
 }

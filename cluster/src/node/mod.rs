@@ -17,6 +17,5 @@ mod status;
 
 pub use admin::AdminError;
 pub use cluster::Cluster;
-pub use error::{StartError, WriteError, WriteOutcome};
-pub use observe::WriteObserver;
+pub use error::StartError;
 pub use status::{ClusterStatus, MemberStatus, MemberView, RaftRole};

@@ -117,7 +117,7 @@ pub struct StateMachine<A: Application> {
     snapshots: SnapshotDir,
     /// Entries recorded as failed, as `_raft_meta.failed_entries` holds it.
     failed: Arc<std::sync::atomic::AtomicU64>,
-    observer: crate::node::observe::ObserverSlot,
+    observer: crate::observer::ObserverSlot,
 }
 
 impl<A: Application> StateMachine<A> {
@@ -138,7 +138,7 @@ impl<A: Application> StateMachine<A> {
     }
 
     /// Reports applied batches and built snapshots to whoever the slot holds.
-    pub(crate) fn observed_by(mut self, observer: crate::node::observe::ObserverSlot) -> Self {
+    pub(crate) fn observed_by(mut self, observer: crate::observer::ObserverSlot) -> Self {
         self.observer = observer;
         self
     }
@@ -300,7 +300,7 @@ pub(crate) fn failed_entries(conn: &Connection) -> rusqlite::Result<u64> {
 pub struct SnapshotBuilder {
     path: PathBuf,
     snapshots: SnapshotDir,
-    observer: crate::node::observe::ObserverSlot,
+    observer: crate::observer::ObserverSlot,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {

@@ -70,7 +70,7 @@ impl RpcClient {
             .tcp_nodelay(true);
         let (builder, scheme, secret, tls) = match auth {
             PeerAuth::Secret(secret) => {
-                let first = secret.as_deref().and_then(|s| super::secret_lines(s).next()).map(str::to_owned);
+                let first = secret.as_deref().and_then(|s| crate::secret::secret_lines(s).next()).map(str::to_owned);
                 (builder, "http", first, false)
             }
             PeerAuth::Tls(tls) => {

@@ -48,37 +48,3 @@ pub enum PeerAuth {
     /// Mutual TLS with certificates from the cluster CA.
     Tls(Arc<tls::NodeTls>),
 }
-
-/// The secrets in a cluster secret: one per line. The first is the one
-/// this node uses (sends, seals gossip with); every one is accepted, so a
-/// new secret can be rolled out and an old one retired without a moment
-/// when two nodes do not understand each other.
-pub(crate) fn secret_lines(secret: &str) -> impl Iterator<Item = &str> {
-    secret.lines().map(str::trim).filter(|l| !l.is_empty())
-}
-
-/// Whether `given` is any of the secrets in `secret` (see `secret_lines`).
-pub(crate) fn secret_accepted(secret: &str, given: &[u8]) -> bool {
-    // Every line is compared, so the time taken does not say which matched.
-    secret_lines(secret).fold(false, |ok, s| secrets_match(s.as_bytes(), given) | ok)
-}
-
-/// Compares secrets without leaking the position of the first difference.
-pub(crate) fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
-    if expected.len() != given.len() {
-        return false;
-    }
-    expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
-}
-
-/// Sizes shared by both ends of the transport.
-pub(crate) mod limits {
-    /// The largest command the log takes; a bigger write is refused at
-    /// proposal (`WriteError::TooLarge`) instead of being replicated.
-    pub const MAX_ENTRY: usize = 64 << 20;
-    /// AppendEntries batches are cut at this many bytes of entries (and
-    /// `max_payload_entries` entries); a single larger entry travels alone.
-    pub const APPEND_BATCH: usize = 4 << 20;
-    /// Snapshots travel in chunks of this size, each its own request.
-    pub const SNAPSHOT_CHUNK: usize = 1 << 20;
-}

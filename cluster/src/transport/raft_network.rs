@@ -11,7 +11,8 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::{limits, paths, Peer, RpcClient, RpcError};
+use super::{paths, Peer, RpcClient, RpcError};
+use crate::limits;
 use crate::types::{Entry, NodeAddr, NodeId, TypeConfig};
 
 /// Roughly what an entry costs on the wire (its payload, plus a margin for

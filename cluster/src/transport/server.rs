@@ -27,14 +27,15 @@ use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 
 use super::join::JoinRequest;
 use super::{
-    limits, paths, secret_accepted, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, RPC_CONTENT_TYPE,
-    SECRET_HEADER, TRACE_HEADER,
+    paths, PeerAuth, CLUSTER_HEADER, INCARNATION_HEADER, NODE_HEADER, RPC_CONTENT_TYPE, SECRET_HEADER, TRACE_HEADER,
 };
 use crate::codec;
 use crate::consensus::raft_ext::RaftExt;
 use crate::identity::IdentityError;
+use crate::limits;
 use crate::local_member::LocalMember;
 use crate::pki::node_id_of;
+use crate::secret::secret_accepted;
 use crate::types::{NodeId, Payload, Raft, TypeConfig};
 
 pub(crate) struct RpcState {

@@ -6,7 +6,7 @@
 //! mean to reach check that id on the answer. Everything else webpki checks
 //! (chain to the cluster CA, validity period, key usage) still applies.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -20,16 +20,9 @@ use rustls::sign::CertifiedKey;
 use rustls::DistinguishedName;
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
+use crate::config::TlsFiles;
 use crate::pki::node_id_of;
 use crate::types::NodeId;
-
-/// Where a node's TLS material lives.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub ca: PathBuf,
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
