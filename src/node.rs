@@ -118,13 +118,13 @@ fn relay_key(config: &ServerConfig) -> Option<auth::RelayKey> {
 }
 
 /// The API's gate, from the server settings.
-fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: &CancellationToken) -> auth::Gate {
+fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: &CancellationToken) -> api::gate::Gate {
     let s = &config.server;
-    let mode = if config.requires_keys() { auth::Mode::Keys } else { auth::Mode::Dev };
+    let mode = if config.requires_keys() { api::gate::Mode::Keys } else { api::gate::Mode::Dev };
     let default_rate = auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst);
     let keys = auth::KeyRing::new(queries, state, config.admin_key.as_ref().map(|k| k.expose()));
-    auth::Gate::new(
-        auth::GateConfig {
+    api::gate::Gate::new(
+        api::gate::GateConfig {
             mode,
             allowed_origins: s.allowed_origins.clone(),
             request_timeout: Duration::from_millis(s.request_timeout_ms),
@@ -280,8 +280,12 @@ impl Node {
         };
 
         let gate = Arc::new(gate(&config, registry.queries().clone(), app.clone(), &stop));
+        let gate_settings: crate::reload::GateSettings = {
+            let gate = gate.clone();
+            Box::new(move |live, rate| gate.reload(live, rate))
+        };
         let reloader =
-            Arc::new(crate::reload::Reloader::new(config.clone(), gate.clone(), mcp.clone(), providers.clone()));
+            Arc::new(crate::reload::Reloader::new(config.clone(), gate_settings, mcp.clone(), providers.clone()));
         let ctx = Arc::new(ApiContext {
             registry: registry.clone(),
             runtime: runtime.clone(),
@@ -325,8 +329,8 @@ impl Node {
         };
         let server = tokio::spawn(api::serve::serve(api_listener, router, options, server_stop.clone()));
         let mode = match gate.mode() {
-            auth::Mode::Dev => "dev (no key needed from loopback peers; loopback Host and Origin only)",
-            auth::Mode::Keys => "API keys required",
+            api::gate::Mode::Dev => "dev (no key needed from loopback peers; loopback Host and Origin only)",
+            api::gate::Mode::Keys => "API keys required",
         };
         tracing::info!(api = %api_addr, rpc = %rpc_addr, node_id = cluster.node_id(), tls = options_tls, auth = mode, "caxton node started");
         Ok(Self {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::auth::{Gate, LiveSettings};
+use crate::auth::LiveSettings;
 use crate::config::{ConfigError, ServerConfig};
 use crate::llm::Providers;
 use crate::mcp::{McpRegistry, ToolPolicies};
@@ -34,16 +34,19 @@ pub struct ReloadReport {
     pub warnings: Vec<String>,
 }
 
+/// Applies reloaded gate settings (the API's gate, `api::gate::Gate::reload`).
+pub type GateSettings = Box<dyn Fn(LiveSettings, Option<crate::state::RateLimit>) + Send + Sync>;
+
 /// The live parts of a node a reload reaches, and the config in force.
 pub struct Reloader {
     running: Mutex<ServerConfig>,
-    gate: Arc<Gate>,
+    gate: GateSettings,
     mcp: Arc<McpRegistry>,
     providers: Providers,
 }
 
 impl Reloader {
-    pub fn new(running: ServerConfig, gate: Arc<Gate>, mcp: Arc<McpRegistry>, providers: Providers) -> Self {
+    pub fn new(running: ServerConfig, gate: GateSettings, mcp: Arc<McpRegistry>, providers: Providers) -> Self {
         Self { running: Mutex::new(running), gate, mcp, providers }
     }
 
@@ -91,7 +94,7 @@ impl Reloader {
                 allowed_origins: s.allowed_origins.clone(),
                 request_timeout: std::time::Duration::from_millis(s.request_timeout_ms),
             };
-            self.gate.reload(live, crate::auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst));
+            (self.gate)(live, crate::auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst));
         }
         report
     }

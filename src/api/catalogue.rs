@@ -55,7 +55,7 @@ const TOOL: &[P] = &[
     P::ToolRpcError,
 ];
 
-/// What the gate (`auth::gate`) answers before a scoped route runs.
+/// What the gate (`api::gate`) answers before a scoped route runs.
 const GATE: &[P] = &[
     P::MethodNotAllowed,
     P::Unauthenticated,

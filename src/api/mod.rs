@@ -8,6 +8,7 @@ mod access;
 mod agents;
 pub mod catalogue;
 mod cluster;
+pub mod gate;
 mod keys;
 mod mcp;
 mod mcp_http;
@@ -67,7 +68,7 @@ pub struct ApiContext {
     /// Proposes replicated commands (keys).
     pub store: crate::state::Store,
     /// Authentication, scopes and limits, applied to every route.
-    pub gate: Arc<crate::auth::Gate>,
+    pub gate: Arc<gate::Gate>,
     /// Re-reads this node's config file (`POST /v1/cluster/reload`).
     pub reloader: Arc<crate::reload::Reloader>,
 }
@@ -193,7 +194,7 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost, so it sees the matched route; its refusals are problems already.
-        .layer(middleware::from_fn_with_state(gate, crate::auth::guard))
+        .layer(middleware::from_fn_with_state(gate, gate::guard))
         .layer(middleware::from_fn(move |req, next| problem_for_bare_errors(max_body_bytes, req, next)))
         // Sees every answer, the gate's refusals included, by route template.
         .layer(middleware::from_fn_with_state(metrics, observe_http))

@@ -15,6 +15,13 @@ struct Bucket {
     at: Instant,
 }
 
+/// The gate's settings a config reload replaces (the default rate limit
+/// is the limiter's).
+pub struct LiveSettings {
+    pub allowed_origins: Vec<String>,
+    pub request_timeout: Duration,
+}
+
 /// The request budget of keys that carry none (`server.rate_limit_per_second`
 /// and `server.rate_limit_burst`); `None` when the rate is 0 (unlimited).
 pub fn default_rate(per_second: f64, burst: u64) -> Option<RateLimit> {

@@ -7,15 +7,15 @@
 //! - `disk.rs`: the data volume's free space, below which growing writes are refused;
 //! - `limits.rs`: per-key request rate and open streams;
 //! - `keys.rs`: creating, listing and revoking keys;
-//! - `relay.rs`: the credential a node presents to relay one message's stream;
-//! - `gate.rs`: the middleware that applies all of the above per route.
+//! - `relay.rs`: the credential a node presents to relay one message's stream.
+//!
+//! The middleware that applies all of this per route is `api::gate`.
 //!
 //! Keys live in the replicated state (`state/keys.rs`) as hashes, so a key
 //! created on one node works on every node once applied there.
 
-mod browser;
+pub(crate) mod browser;
 mod disk;
-mod gate;
 mod keyring;
 mod keys;
 mod limits;
@@ -24,12 +24,11 @@ mod relay;
 pub mod token;
 
 pub use disk::DiskSpace;
-pub use gate::{guard, Gate, GateConfig, LiveSettings, Mode};
 pub use keyring::{KeyRing, Refusal};
 pub use keys::{
     create as create_key, get as get_key, list as list_keys, revoke as revoke_key, CreatedKey, KeyError, KeyView,
     NewKey,
 };
-pub use limits::{default_rate, RateLimiter};
+pub use limits::{default_rate, LiveSettings, RateLimiter, StreamSlot, StreamSlots};
 pub use principal::{glob_match, Credential, Principal, BOOTSTRAP_NAME, DEV_NAME};
 pub use relay::{RelayKey, RELAY_HEADER};

@@ -14,6 +14,9 @@ use toml::Spanned;
 
 use super::span::line_col;
 
+/// The workspace of agents and API callers that name none.
+pub const DEFAULT_WORKSPACE: &str = "default";
+
 /// Largest agent file accepted. Prompts are text; anything bigger is a mistake.
 pub const MAX_AGENT_FILE_BYTES: usize = 256 * 1024;
 
@@ -151,7 +154,7 @@ impl AgentSpec {
 
 /// `parameters.workspace`, or the default workspace.
 pub fn workspace_of(parameters: &serde_json::Map<String, serde_json::Value>) -> &str {
-    parameters.get("workspace").and_then(|w| w.as_str()).unwrap_or(crate::memory::types::DEFAULT_WORKSPACE)
+    parameters.get("workspace").and_then(|w| w.as_str()).unwrap_or(DEFAULT_WORKSPACE)
 }
 
 impl AgentSpec {

@@ -8,7 +8,8 @@ mod env;
 pub mod rollout;
 pub mod server;
 mod span;
+pub mod tool_policy;
 
-pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError};
+pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
 pub use rollout::{RolloutSpec, Strategy};
 pub use server::{ConfigError, ConfigSource, Flag, LogFormat, Secret, ServerConfig};

@@ -50,7 +50,7 @@ pub struct ToolsSection {
     /// so tools filling it cannot stop Raft.
     pub data_dir: String,
     /// What tool servers are granted, by server name; `default` for the rest.
-    pub policy: BTreeMap<String, crate::mcp::ToolPolicy>,
+    pub policy: BTreeMap<String, super::tool_policy::ToolPolicy>,
     /// The memory limits of tool calls running at once add up to at most
     /// this (MiB); further calls wait for memory to be free.
     pub memory_budget_mb: u64,
@@ -60,8 +60,11 @@ impl Default for ToolsSection {
     fn default() -> Self {
         Self {
             data_dir: String::new(),
-            policy: BTreeMap::from([(crate::mcp::DEFAULT_POLICY.to_owned(), crate::mcp::ToolPolicy::default())]),
-            memory_budget_mb: crate::mcp::DEFAULT_MEMORY_BUDGET_MB.into(),
+            policy: BTreeMap::from([(
+                super::tool_policy::DEFAULT_POLICY.to_owned(),
+                super::tool_policy::ToolPolicy::default(),
+            )]),
+            memory_budget_mb: super::tool_policy::DEFAULT_MEMORY_BUDGET_MB.into(),
         }
     }
 }
@@ -462,7 +465,7 @@ impl ServerConfig {
             ConfigError::Syntax { file: name.clone(), line: locate_key(&text, &leaf), key, reason: first_line(&e) }
         })?;
         // Declaring one server's policy must not drop the default one.
-        config.tools.policy.entry(crate::mcp::DEFAULT_POLICY.to_owned()).or_default();
+        config.tools.policy.entry(super::tool_policy::DEFAULT_POLICY.to_owned()).or_default();
         // Declaring providers must not make the built-in ones disappear.
         for (name, default) in LlmSection::default().providers {
             config.llm.providers.entry(name).or_insert(default);
@@ -612,7 +615,7 @@ impl ServerConfig {
             p.validate(name).map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         }
         for (name, policy) in &self.tools.policy {
-            if let Some(var) = policy.env.iter().find(|v| v.starts_with(crate::mcp::RESERVED_ENV_PREFIX)) {
+            if let Some(var) = policy.env.iter().find(|v| v.starts_with(super::tool_policy::RESERVED_ENV_PREFIX)) {
                 return Err(invalid(
                     &format!("tools.policy.{name}.env"),
                     var,

@@ -213,8 +213,7 @@ pub struct MemoryBudget {
     total: u32,
 }
 
-/// The default budget: 2 GiB.
-pub const DEFAULT_MEMORY_BUDGET_MB: u32 = 2048;
+pub use crate::config::tool_policy::DEFAULT_MEMORY_BUDGET_MB;
 
 impl MemoryBudget {
     pub fn new(total_mib: u32) -> Self {

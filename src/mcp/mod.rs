@@ -9,10 +9,11 @@ mod manifest;
 mod policy;
 mod registry;
 
+pub use crate::config::tool_policy::{ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
 pub use host::{
     CompiledServer, DataDir, Limits, McpHost, MemoryBudget, Sandbox, ToolError, ToolInfo, DEFAULT_MEMORY_BUDGET_MB,
 };
 pub use http::{is_internal, HttpPolicy};
 pub use manifest::Manifest;
-pub use policy::{ToolPolicies, ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
+pub use policy::ToolPolicies;
 pub use registry::{entry_grants, McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};

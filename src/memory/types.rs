@@ -10,8 +10,7 @@ pub use crate::state::{
     Place, Related, Relation, Vector, Viewer,
 };
 
-/// The default workspace of agents and API callers that name none.
-pub const DEFAULT_WORKSPACE: &str = "default";
+pub use crate::config::DEFAULT_WORKSPACE;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchHit {

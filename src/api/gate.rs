@@ -16,12 +16,10 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use tokio::sync::Semaphore;
 
-use super::browser;
-use super::keyring::{KeyRing, Refusal};
-use super::limits::{RateLimiter, StreamSlot, StreamSlots};
-use super::principal::Principal;
-use crate::api::catalogue::{self, Access};
-use crate::api::{Problem, ProblemType};
+use super::catalogue::{self, Access};
+use super::{Problem, ProblemType};
+use crate::auth::{browser, Credential, DiskSpace, KeyRing, LiveSettings, Principal, RateLimiter, Refusal, RelayKey};
+use crate::auth::{StreamSlot, StreamSlots, RELAY_HEADER};
 use crate::state::Scope;
 
 /// Whether requests without a key are served.
@@ -43,15 +41,9 @@ pub struct GateConfig {
     pub max_requests_per_key: usize,
     pub limiter: RateLimiter,
     /// Verifies peers' relay credentials (keys mode: from the admin key).
-    pub relay: Option<super::RelayKey>,
+    pub relay: Option<RelayKey>,
     /// The data volume's free space; `None`: not watched.
-    pub disk: Option<super::DiskSpace>,
-}
-
-/// The gate's settings a config reload replaces.
-pub struct LiveSettings {
-    pub allowed_origins: Vec<String>,
-    pub request_timeout: Duration,
+    pub disk: Option<DiskSpace>,
 }
 
 pub struct Gate {
@@ -150,7 +142,7 @@ impl Gate {
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
             .map(|(_, token)| token.trim());
         let bearer = match bearer {
-            Some(token) if !dev || super::token::is_caxton_key(token) => token,
+            Some(token) if !dev || crate::auth::token::is_caxton_key(token) => token,
             _ if dev => return Ok(Principal::dev()),
             _ => return Err(unauthenticated(Refusal::NotBearer)),
         };
@@ -186,7 +178,7 @@ impl Gate {
     /// A peer relaying one message's answer stream, with a credential for
     /// that message (the only route that takes one).
     fn relayed(&self, req: &Request, route: &catalogue::Route) -> Option<Principal> {
-        let credential = req.headers().get(super::RELAY_HEADER)?.to_str().ok()?;
+        let credential = req.headers().get(RELAY_HEADER)?.to_str().ok()?;
         let local_only = req.uri().query().is_some_and(|q| q.split('&').any(|p| p == "local=true"));
         if route.path != "/v1/messages/{id}/stream" || !local_only {
             return None;
@@ -379,7 +371,7 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
 // The refusal is built only on the error path and sent at once.
 #[allow(clippy::result_large_err)]
 fn key_budget(gate: &Gate, principal: &Principal) -> Result<Option<StreamSlot>, Response> {
-    if matches!(principal.credential, super::Credential::Dev | super::Credential::Relay) {
+    if matches!(principal.credential, Credential::Dev | Credential::Relay) {
         return Ok(None);
     }
     let name = &principal.name;
