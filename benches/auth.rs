@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use caxton::testing::{agent_toml, echo_agent_toml, percentile, InProcessNode};
+use caxton_testing::{agent_toml, echo_agent_toml, percentile, InProcessNode};
 
 struct Target {
     label: &'static str,

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton::testing::{agent_toml, echo_agent_toml, eventually, percentile, ClusterOptions, TestCluster};
+use caxton_testing::{agent_toml, echo_agent_toml, eventually, percentile, ClusterOptions, TestCluster};
 use serde_json::json;
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use caxton::memory::types::{Place, Viewer};
 use caxton::memory::{dot, Embedder, Filter, IndexedRow, VectorIndex, DIMENSIONS};
-use caxton::testing::{models_dir, percentile, InProcessNode};
+use caxton_testing::{models_dir, percentile, InProcessNode};
 use rand::{Rng, SeedableRng};
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {

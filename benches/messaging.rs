@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use caxton::agents::{Delivery, Mailboxes};
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
-use caxton::testing::{echo_agent_toml, models_dir, percentile, InProcessNode};
+use caxton_testing::{echo_agent_toml, models_dir, percentile, InProcessNode};
 use tokio::sync::mpsc;
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {

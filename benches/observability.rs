@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use caxton::observability::{Metrics, Outcome};
-use caxton::testing::{echo_agent_toml, percentile, NodeOptions, TestNode};
+use caxton_testing::{echo_agent_toml, percentile, NodeOptions, TestNode};
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {
     percentile(v, p).as_secs_f64() * 1e3

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton::testing::{agent_toml, percentile, InProcessNode};
+use caxton_testing::{agent_toml, percentile, InProcessNode};
 
 fn agent(name: &str) -> String {
     agent_toml(name, &format!("You are {name}."))

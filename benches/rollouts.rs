@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use caxton::testing::{percentile, InProcessNode};
+use caxton_testing::{percentile, InProcessNode};
 
 const CLIENTS: usize = 32;
 

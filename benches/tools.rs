@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton::mcp::{Limits, McpHost, Sandbox};
-use caxton::testing::{percentile, repo_path};
+use caxton_testing::{percentile, repo_path};
 use serde_json::json;
 
 fn us(v: &mut [Duration], p: f64) -> f64 {

@@ -23,5 +23,3 @@ pub mod retention;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
-#[cfg(feature = "testing")]
-pub mod testing;

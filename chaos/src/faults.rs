@@ -6,7 +6,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use caxton::testing::{signal, TestCluster};
+use caxton_testing::{signal, TestCluster};
 use serde_json::Value;
 
 use crate::schedule::{FaultKind, Planned};

@@ -20,7 +20,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton::testing::{ClusterOptions, TestCluster};
+use caxton_testing::{ClusterOptions, TestCluster};
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 

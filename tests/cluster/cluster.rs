@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::json;
 
 async fn deploy_on(node: &TestNode, name: &str) -> u16 {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_pods_form_one_cluster_from_their_ordinals() {

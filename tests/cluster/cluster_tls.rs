@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 const GOSSIP_SECRET: &str = "the-gossip-key-every-node-here-holds";
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{
+use caxton_testing::{
     eventually, eventually_some, free_port, free_udp_port, keyed_client, ClusterOptions, NodeOptions, OpenAiStub,
     StubReply, TestCluster, TestNode, TEST_ADMIN_KEY,
 };

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 /// A Prometheus server of the test's own, stopped on drop.
 struct Prometheus {
@@ -233,18 +233,18 @@ fn exporter_threads(pid: u32) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_is_one_trace_across_the_nodes_that_handle_it() {
     let collector = Collector::start().await;
-    let stub = caxton::testing::OpenAiStub::start().await;
+    let stub = caxton_testing::OpenAiStub::start().await;
     // An agent told to ask the helper does, once; everyone else answers.
     stub.respond_with(|req| {
         let asks = req["messages"][0]["content"].as_str().is_some_and(|p| p.contains("ask the helper"));
         let asked = req["messages"].as_array().unwrap().iter().any(|m| m["role"] == "tool");
         if asks && !asked {
-            return caxton::testing::StubReply::tool_call(
+            return caxton_testing::StubReply::tool_call(
                 "ask_agent",
                 serde_json::json!({"agent": "quiet-helper", "message": "help"}),
             );
         }
-        caxton::testing::StubReply::text("traced answer")
+        caxton_testing::StubReply::text("traced answer")
     });
     let env = vec![
         ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), collector.endpoint.clone()),

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::json;
 
 async fn deploy_on(node: &TestNode, name: &str) -> u16 {

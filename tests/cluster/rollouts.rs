@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::json;
 
 const CANARY: &str = r#"

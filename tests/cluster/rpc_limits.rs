@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{eventually, ClusterOptions, NodeOptions, TestCluster, TestNode};
+use caxton_testing::{eventually, ClusterOptions, NodeOptions, TestCluster, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECRET: &str = "rpc-limits-secret";
@@ -91,7 +91,7 @@ async fn a_loopback_cluster_port_refuses_what_a_web_page_can_send() {
     let (_, keys) = node.get("/v1/keys").await;
     assert!(!keys.to_string().contains("backdoor"), "{keys}");
     // The node is unharmed and still takes writes.
-    let (status, body) = node.post_toml("/v1/agents", &caxton::testing::echo_agent_toml("still-works", &[])).await;
+    let (status, body) = node.post_toml("/v1/agents", &caxton_testing::echo_agent_toml("still-works", &[])).await;
     assert_eq!(status, 201, "{body}");
 }
 
@@ -155,7 +155,7 @@ async fn a_follower_catches_up_on_batches_and_snapshots_larger_than_one_request(
 /// A real tool module with ~1 MiB of custom section: valid WebAssembly,
 /// distinct per name, large on the wire.
 fn padded_module(name: &str) -> Vec<u8> {
-    let mut module = std::fs::read(caxton::testing::repo_path("examples/mcp/json_query/json_query.wasm")).unwrap();
+    let mut module = std::fs::read(caxton_testing::repo_path("examples/mcp/json_query/json_query.wasm")).unwrap();
     let mut payload = vec![name.len() as u8];
     payload.extend(name.as_bytes());
     payload.extend(std::iter::repeat_n(0x5a, 1 << 20));

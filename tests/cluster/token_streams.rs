@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use caxton::testing::{eventually, TestNode};
-use caxton::testing::{ClusterOptions, TestCluster};
-use caxton::testing::{OpenAiStub, StubReply};
+use caxton_testing::{eventually, TestNode};
+use caxton_testing::{ClusterOptions, TestCluster};
+use caxton_testing::{OpenAiStub, StubReply};
 use futures::StreamExt;
 use serde_json::{json, Value};
 

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 

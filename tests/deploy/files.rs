@@ -129,7 +129,7 @@ fn statefulset_args(marker: &str, pod: &str, ca: &std::path::Path, tls: &std::pa
 /// node id the server derives from the same host name.
 #[test]
 fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
-    use caxton::testing::{caxton_bin, cluster_pki, stderr};
+    use caxton_testing::{caxton_bin, cluster_pki, stderr};
     let dir = tempfile::tempdir().unwrap();
     cluster_pki(dir.path(), []);
     let (ca, tls) = (dir.path().join("ca"), dir.path().join("tls"));
@@ -153,7 +153,7 @@ fn the_kubernetes_init_step_issues_a_certificate_for_the_pods_node_id() {
 /// it issues at once, then replaces the certificate each period.
 #[test]
 fn the_kubernetes_certificate_sidecar_issues_again_and_again() {
-    use caxton::testing::{caxton_bin, cluster_pki};
+    use caxton_testing::{caxton_bin, cluster_pki};
     let dir = tempfile::tempdir().unwrap();
     cluster_pki(dir.path(), []);
     let (ca, tls) = (dir.path().join("ca"), dir.path().join("tls"));

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::json;
 
 async fn node_with(stub: &OpenAiStub, provider_extra: &str) -> TestNode {

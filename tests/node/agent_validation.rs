@@ -1,7 +1,7 @@
 //! Invalid agent definitions are refused with file, line, field and reason,
 //! and nothing already deployed is disturbed.
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 struct Case {
     what: &'static str,

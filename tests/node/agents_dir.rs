@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 async fn revision(node: &TestNode, name: &str) -> Option<u64> {
     let (s, a) = node.get(&format!("/v1/agents/{name}")).await;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{
+use caxton_testing::{
     cluster_pki, cluster_tls_config, echo_agent_toml, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY,
 };
 use serde_json::{json, Value};

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use caxton::testing::{
+use caxton_testing::{
     echo_agent_toml, eventually, keyed_client, NodeOptions, OpenAiStub, StubReply, TestNode, TEST_ADMIN_KEY,
 };
 use serde_json::{json, Value};
@@ -188,7 +188,7 @@ async fn the_api_speaks_tls_with_a_configured_certificate() {
     assert!(node.http.get(node.url("/health")).send().await.is_err());
     assert!(reqwest::get(format!("{https}/health")).await.is_err());
     // The CLI trusts a private CA when told to.
-    let out = std::process::Command::new(caxton::testing::caxton_bin())
+    let out = std::process::Command::new(caxton_testing::caxton_bin())
         .args(["--server", &https, "--ca-cert", cert_path.to_str().unwrap(), "health"])
         .env_remove("CAXTON_API_KEY")
         .output()

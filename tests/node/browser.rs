@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{agent_toml, TestNode};
+use caxton_testing::{agent_toml, TestNode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Sends one raw HTTP/1.1 request; returns the status and the whole answer.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_restores_every_agent() {

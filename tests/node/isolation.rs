@@ -5,7 +5,7 @@
 //! an admin (wider keys, whole-memory export, another workspace's revision).
 
 use base64::Engine;
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::{json, Value};
 
 async fn keyed(tables: &str) -> TestNode {

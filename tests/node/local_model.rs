@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
-use caxton::testing::models_dir;
+use caxton_testing::models_dir;
 
 fn model() -> LocalModel {
     model_with_context(2048)
@@ -135,7 +135,7 @@ async fn a_prompt_beyond_the_context_is_cut_or_refused_before_the_model_runs() {
 /// is cut to the model's context and answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_two_mib_message_to_a_local_model_agent_costs_a_bounded_amount_of_memory() {
-    use caxton::testing::{NodeOptions, TestNode};
+    use caxton_testing::{NodeOptions, TestNode};
     use serde_json::json;
     let small = "[llm.providers.small]\nkind = \"local\"\nmodel_path = \"smollm2/SmolLM2-135M-Instruct.Q4_1.gguf\"\ncontext_tokens = 512\nmax_tokens = 16\ntemperature = 0.0\n";
     let agent = "name = \"local-bot\"\nprovider = \"small\"\nsystem_prompt = \"Answer briefly.\"\n";

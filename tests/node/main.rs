@@ -4,7 +4,7 @@
 //!
 //! One test binary (`cargo test --test node`), one module per area:
 //! `cargo test --test node messaging::` runs one of them.
-//! Shared helpers: `caxton::testing`.
+//! Shared helpers: `caxton_testing`.
 
 mod agent_runtime;
 mod agent_validation;
@@ -29,11 +29,11 @@ mod sdk_clients;
 mod server_config;
 mod upgrade;
 
-/// `caxton::testing` finds the binary at run time; unless `CAXTON_TEST_BIN`
+/// `caxton_testing` finds the binary at run time; unless `CAXTON_TEST_BIN`
 /// chooses another, it must be the one cargo built for these tests.
 #[test]
 fn the_binary_under_test_is_the_one_cargo_built() {
     if std::env::var_os("CAXTON_TEST_BIN").is_none() {
-        assert_eq!(caxton::testing::caxton_bin(), std::path::Path::new(env!("CARGO_BIN_EXE_caxton")));
+        assert_eq!(caxton_testing::caxton_bin(), std::path::Path::new(env!("CARGO_BIN_EXE_caxton")));
     }
 }

@@ -3,7 +3,7 @@
 //! and an agent calling a WASM tool (replication: tests/cluster/mcp_api.rs).
 
 use base64::Engine;
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::{json, Value};
 
 fn example_dir(name: &str) -> String {

@@ -2,7 +2,7 @@
 //! semantic search, scopes, graph, export/import, and agents that remember
 //! (replication to other nodes: tests/cluster/memory.rs).
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::{json, Value};
 
 async fn search(node: &TestNode, query: &str) -> Value {

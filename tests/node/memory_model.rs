@@ -2,7 +2,7 @@
 //! vectors made with the Python sentence-transformers library.
 
 use caxton::memory::{dot, Embedder};
-use caxton::testing::models_dir;
+use caxton_testing::models_dir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embeddings_match_sentence_transformers() {

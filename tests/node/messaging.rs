@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use futures::StreamExt;
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::{eventually, NodeOptions, TestNode};
+use caxton_testing::{eventually, NodeOptions, TestNode};
 use serde_json::{json, Value};
 
 const UNKNOWN: &str = "no-such-name-42";

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,6 @@
 //! The agent registry through the real binary: REST and CLI.
 
-use caxton::testing::*;
+use caxton_testing::*;
 use reqwest::Method;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

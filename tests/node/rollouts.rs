@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::json;
 
 fn agent(name: &str, prompt: &str, extra: &str) -> String {

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use caxton::testing::*;
+use caxton_testing::*;
 use futures::StreamExt;
 use serde_json::json;
 

@@ -4,7 +4,7 @@
 //! `make test` installs them (tests/clients/requirements.txt) into a venv
 //! whose interpreter `CAXTON_TEST_PYTHON` names.
 
-use caxton::testing::*;
+use caxton_testing::*;
 use serde_json::{json, Value};
 
 fn python() -> String {

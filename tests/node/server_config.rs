@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use caxton::testing::*;
+use caxton_testing::*;
 
 fn start_expecting_failure(config: &str, env: &[(&str, &str)]) -> (i32, String) {
     start_once(config, &[], env)
@@ -83,7 +83,7 @@ fn the_config_file_can_come_from_caxton_config_path() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("from-env.toml");
     std::fs::write(&file, "[server]\nlisten = \"nowhere\"\n").unwrap();
-    let out = std::process::Command::new(caxton::testing::caxton_bin())
+    let out = std::process::Command::new(caxton_testing::caxton_bin())
         .args(["server", "start"])
         .env("CAXTON_CONFIG_PATH", &file)
         .output()

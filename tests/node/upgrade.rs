@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caxton::testing::{eventually, NodeOptions, TestNode};
+use caxton_testing::{eventually, NodeOptions, TestNode};
 use serde_json::Value;
 
 fn fixture() -> PathBuf {

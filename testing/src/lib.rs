@@ -4,9 +4,9 @@
 //! a scripted OpenAI-compatible server ([`OpenAiStub`]), and small tools
 //! ([`eventually`], [`free_port`], [`percentile`], agent definitions).
 //!
-//! Compiled only with the `testing` feature, which the package's tests and
-//! benches turn on through a dev-dependency on itself (see `Cargo.toml`);
-//! the server built by `cargo build` does not contain it.
+//! A crate of its own (`caxton-testing`): the tests, benches and the chaos
+//! runner depend on it, and nothing of it is compiled into the server,
+//! whatever is built together with it.
 
 mod cluster;
 mod in_process;
@@ -58,9 +58,11 @@ pub fn caxton_bin() -> &'static Path {
     })
 }
 
-/// A path inside the repository (the `caxton` package root).
+/// A path inside the repository (the `caxton` package root, the parent of
+/// this crate's directory).
 pub fn repo_path(relative: impl AsRef<Path>) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+    let testing = Path::new(env!("CARGO_MANIFEST_DIR"));
+    testing.parent().expect("testing/ is inside the repository").join(relative)
 }
 
 /// The repository's model weights (`make models`), or `CAXTON_MODELS_DIR`.

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use super::free_port;
-use crate::config::ServerConfig;
-use crate::node::Node;
+use caxton::config::ServerConfig;
+use caxton::node::Node;
 
 pub struct InProcessNode {
     pub node: Node,
