@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use caxton::agents::{Delivery, Mailboxes};
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
+use caxton::runtime::{Delivery, Mailboxes};
 use caxton_testing::{echo_agent_toml, models_dir, percentile, InProcessNode};
 use tokio::sync::mpsc;
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod events;
 #[cfg(test)]
 mod layout_tests;
@@ -19,7 +20,7 @@ pub mod node;
 pub mod observability;
 pub mod problems;
 pub mod reload;
-pub mod retention;
+pub mod runtime;
 pub mod shutdown;
 pub mod sse;
 pub mod state;

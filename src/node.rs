@@ -9,15 +9,17 @@ use anyhow::Context;
 use caxton_cluster::{Cluster, ClusterConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::agents::{AgentRegistry, AgentRuntime, AgentsDirectory, Placement};
+use crate::agents::{AgentRegistry, AgentsDirectory};
 use crate::api::{self, ApiContext};
 use crate::auth;
 use crate::config::ServerConfig;
+use crate::control::{self, Placement, Retention, RetentionLoop, RolloutController};
 use crate::llm::Providers;
 use crate::mcp::{McpHost, McpRegistry};
 use crate::memory::{EmbeddedMemory, MemoryBackend};
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
+use crate::runtime::AgentRuntime;
 use crate::shutdown::Shutdown;
 use crate::state::{CaxtonState, Queries, Store};
 
@@ -222,7 +224,7 @@ impl Node {
             metrics.clone(),
             crate::messaging::MessageLimits {
                 max_message_bytes: config.server.max_message_bytes as usize,
-                admission: Some(Arc::new(crate::agents::ModelAdmission::new(
+                admission: Some(Arc::new(crate::runtime::ModelAdmission::new(
                     registry.queries().clone(),
                     providers.clone(),
                 ))),
@@ -251,22 +253,21 @@ impl Node {
         );
         runtime.reconcile().await.context("starting the agents this node owns")?;
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
-        let rollouts =
-            crate::agents::RolloutController::new(cluster.clone(), registry.queries().clone(), messages.clone());
-        shutdown.spawn(rollouts.run(stop.clone()));
+        let rollouts = RolloutController::new(cluster.clone(), registry.queries().clone(), messages.clone());
+        shutdown.spawn(control::drive(rollouts, cluster.clone(), stop.clone()));
 
-        let retention = crate::retention::Retention {
+        let retention = Retention {
             history: (config.server.history_retention_ms > 0)
                 .then(|| Duration::from_millis(config.server.history_retention_ms)),
             versions_kept: config.server.agent_versions_kept,
         };
-        shutdown.spawn(crate::retention::run(cluster.clone(), retention, stop.clone()));
+        shutdown.spawn(control::drive(RetentionLoop::new(cluster.clone(), retention), cluster.clone(), stop.clone()));
 
         let placement = Placement::new(cluster.clone(), registry.queries().clone());
         if let Err(e) = placement.rebalance_once().await {
             tracing::warn!(error = %e, "initial placement failed; the loop retries");
         }
-        shutdown.spawn(placement.clone().run(stop.clone()));
+        shutdown.spawn(control::drive(placement.clone(), cluster.clone(), stop.clone()));
 
         let agents_dir = config.agents_dir();
         let directory = match &agents_dir {

@@ -2,9 +2,9 @@ use std::sync::Arc;
 
 use caxton_cluster::{Cluster, ReadError, WriteError};
 
-use super::tools::BUILTIN_TOOLS;
 use crate::config::{AgentName, AgentSpec, FieldError, ParseAgentError, RolloutSpec, Strategy};
 use crate::mcp::McpRegistry;
+use crate::runtime::BUILTIN_TOOLS;
 use crate::state::{
     AgentRecord, AgentSource, CaxtonState, DeployAgent, Deployment, Queries, Removal, RemoveAgent, RolloutAction,
     RolloutRecord, RolloutUpdate, StartRollout, Store, UpdateRollout,

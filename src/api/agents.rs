@@ -11,9 +11,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::access;
 use super::problem::{Problem, ProblemType};
 use super::Ctx;
-use crate::agents::{AgentState, DeployOptions, DeployOutcome, FileStatus};
+use crate::agents::{DeployOptions, DeployOutcome, FileStatus};
 use crate::auth::Principal;
 use crate::config::{AgentName, FieldError, Strategy};
+use crate::runtime::AgentState;
 use crate::state::{AgentRecord, AgentSource, AgentVersion};
 
 /// Summary of an agent, as listed.

@@ -39,10 +39,11 @@ pub use mcp_http::Sessions as McpSessions;
 pub use problem::{Problem, ProblemType};
 pub use system::ClusterStatusView;
 
-use crate::agents::{AgentRegistry, AgentRuntime, AgentsDirectory};
+use crate::agents::{AgentRegistry, AgentsDirectory};
 use crate::llm::Providers;
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
+use crate::runtime::AgentRuntime;
 use crate::state::CaxtonState;
 
 /// What the handlers share.
@@ -53,7 +54,7 @@ pub struct ApiContext {
     pub providers: Providers,
     pub metrics: Arc<Metrics>,
     pub cluster: Arc<Cluster<CaxtonState>>,
-    pub placement: crate::agents::Placement,
+    pub placement: crate::control::Placement,
     pub memory: Arc<dyn crate::memory::MemoryBackend>,
     pub mcp: Arc<crate::mcp::McpRegistry>,
     pub mcp_sessions: mcp_http::Sessions,

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caxton_cluster::Cluster;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::rollout::{Analysis, Strategy};
 use crate::config::AgentName;
@@ -26,7 +25,6 @@ const TICK: Duration = Duration::from_millis(500);
 const LATENCY_FLOOR_MS: u64 = 100;
 
 pub struct RolloutController {
-    cluster: Arc<Cluster<CaxtonState>>,
     queries: Queries,
     store: Store,
     messages: Arc<MessageService>,
@@ -65,35 +63,28 @@ pub fn judge(a: &Analysis, stable: &Figures, candidate: &Figures) -> Result<(), 
     Ok(())
 }
 
-impl RolloutController {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries, messages: Arc<MessageService>) -> Self {
-        Self { store: Store::new(cluster.clone()), cluster, queries, messages }
+impl super::LeaderLoop for RolloutController {
+    const NAME: &'static str = "rollouts";
+
+    fn period(&self) -> Duration {
+        TICK
     }
 
-    pub async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            if !self.cluster.is_leader() {
-                continue;
-            }
-            let rollouts = match self.queries.active_rollouts().await {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(error = %e, "reading rollouts failed");
-                    continue;
-                }
-            };
-            for r in rollouts {
-                if let Err(e) = self.drive(&r).await {
-                    tracing::warn!(agent = %r.agent, error = %e, "rollout step not taken; retrying");
-                }
+    /// Each active rollout is driven on its own: one failing step does not
+    /// hold the others back.
+    async fn round(&self) -> anyhow::Result<()> {
+        for r in self.queries.active_rollouts().await? {
+            if let Err(e) = self.drive(&r).await {
+                tracing::warn!(agent = %r.agent, error = %e, "rollout step not taken; retrying");
             }
         }
+        Ok(())
+    }
+}
+
+impl RolloutController {
+    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries, messages: Arc<MessageService>) -> Self {
+        Self { store: Store::new(cluster), queries, messages }
     }
 
     async fn drive(&self, r: &RolloutRecord) -> anyhow::Result<()> {

@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use caxton_cluster::{placement, Cluster, ReadError, WriteError};
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 use crate::state::{AssignShards, CaxtonState, Queries, Store, SHARDS};
 
@@ -73,19 +72,21 @@ impl Placement {
     pub fn kick(&self) {
         self.kick.notify_one();
     }
+}
 
-    pub async fn run(self, stop: CancellationToken) {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tick.tick() => {}
-                _ = self.kick.notified() => {}
-            }
-            if let Err(e) = self.rebalance_once().await {
-                tracing::warn!(error = %e, "placement round failed; will retry");
-            }
-        }
+impl super::LeaderLoop for Placement {
+    const NAME: &'static str = "placement";
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn woken_by(&self) -> Option<Arc<Notify>> {
+        Some(self.kick.clone())
+    }
+
+    async fn round(&self) -> anyhow::Result<()> {
+        self.rebalance_once().await?;
+        Ok(())
     }
 }

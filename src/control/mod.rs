@@ -1,0 +1,72 @@
+//! The leader's loops: work only the leader does, each proposing commands
+//! that every replica applies. Placement keeps the shard map in line with
+//! the nodes that may own shards (`placement.rs`), the rollout controller
+//! steps, promotes and rolls back rollouts (`rollouts.rs`), retention prunes
+//! the replicated history (`retention.rs`).
+//!
+//! They share one driver, [`drive`]: a round each period (or sooner when
+//! woken), skipped on a node that does not lead. A leader that changes
+//! mid-round leaves nothing half done: every decision is a committed
+//! command, and the next leader's loop reads the same state.
+
+mod placement;
+mod retention;
+mod rollouts;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caxton_cluster::Cluster;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::state::CaxtonState;
+
+pub use placement::{Placement, PlacementError};
+pub use retention::{Retention, RetentionLoop};
+pub use rollouts::{judge, RolloutController};
+
+/// One kind of leader-only work.
+pub trait LeaderLoop: Send + Sync + 'static {
+    /// Names the loop in the log.
+    const NAME: &'static str;
+
+    /// Time between rounds.
+    fn period(&self) -> Duration;
+
+    /// How long the first round waits (a node that just became leader need
+    /// not act at once).
+    fn first_round_after(&self) -> Duration {
+        Duration::ZERO
+    }
+
+    /// What wakes the loop before its period is up, if anything.
+    fn woken_by(&self) -> Option<Arc<Notify>> {
+        None
+    }
+
+    /// One round, run only while this node leads.
+    fn round(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// Runs `job`'s rounds on this node while it leads, until `stop`.
+pub async fn drive<L: LeaderLoop>(job: L, cluster: Arc<Cluster<CaxtonState>>, stop: CancellationToken) {
+    let start = tokio::time::Instant::now() + job.first_round_after();
+    let mut tick = tokio::time::interval_at(start, job.period());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let wake = job.woken_by().unwrap_or_else(|| Arc::new(Notify::new()));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+            _ = wake.notified() => {}
+        }
+        if !cluster.is_leader() {
+            continue;
+        }
+        if let Err(e) = job.round().await {
+            tracing::warn!(job = L::NAME, error = format!("{e:#}"), "leader round failed; the next one retries");
+        }
+    }
+}
