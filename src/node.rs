@@ -128,8 +128,6 @@ fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: 
     api::gate::Gate::new(
         api::gate::GateConfig {
             mode,
-            allowed_origins: s.allowed_origins.clone(),
-            request_timeout: Duration::from_millis(s.request_timeout_ms),
             max_in_flight: s.max_concurrent_requests as usize,
             max_streams_per_key: s.max_streams_per_key.max(1) as usize,
             max_requests_per_key: s.max_requests_per_key as usize,
@@ -138,6 +136,7 @@ fn gate(config: &ServerConfig, queries: Queries, state: Arc<CaxtonState>, stop: 
             disk: (s.min_free_disk_mb > 0)
                 .then(|| auth::DiskSpace::watch(s.data_dir.clone(), s.min_free_disk_mb << 20, stop.clone())),
         },
+        auth::LiveSettings::of(s),
         keys,
     )
 }

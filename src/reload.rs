@@ -90,11 +90,7 @@ impl Reloader {
             s.rate_limit_per_second = n.rate_limit_per_second;
             s.rate_limit_burst = n.rate_limit_burst;
             s.request_timeout_ms = n.request_timeout_ms;
-            let live = LiveSettings {
-                allowed_origins: s.allowed_origins.clone(),
-                request_timeout: std::time::Duration::from_millis(s.request_timeout_ms),
-            };
-            (self.gate)(live, crate::auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst));
+            (self.gate)(LiveSettings::of(s), crate::auth::default_rate(s.rate_limit_per_second, s.rate_limit_burst));
         }
         report
     }

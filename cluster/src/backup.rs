@@ -11,11 +11,10 @@
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::storage::state_machine::open_replica;
-use crate::types::LogId;
+use crate::storage::state_machine::{applied_id, open_replica};
 use crate::write_error::WriteError;
 
 /// What the first line of a backup file says.
@@ -80,7 +79,7 @@ pub(crate) fn copy_replica(
         conn.execute("VACUUM INTO ?1", [tmp.to_string_lossy()]).map_err(|e| copy_err(&e))?;
         drop(conn);
         let copy = Connection::open(&tmp).map_err(|e| copy_err(&e))?;
-        let last = last_applied(&copy).map_err(|e| copy_err(&e))?;
+        let last = applied_id(&copy).map_err(|e| copy_err(&e))?;
         let (_, digest) = crate::replica::application_digest(&copy).map_err(|e| copy_err(&e))?;
         drop(copy);
         let mut database = std::fs::File::open(&tmp).map_err(|e| copy_err(&e))?;
@@ -106,35 +105,16 @@ pub(crate) fn copy_replica(
     made
 }
 
-/// The log id the replica (or a copy of it) has applied up to.
-pub(crate) fn last_applied(conn: &Connection) -> rusqlite::Result<Option<LogId>> {
-    let raw: Option<Vec<u8>> =
-        conn.query_row("SELECT value FROM _raft_meta WHERE key = 'last_applied'", [], |r| r.get(0)).optional()?;
-    Ok(raw.and_then(|b| crate::codec::decode::<Option<LogId>>(&b).ok()).flatten())
-}
-
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Length and SHA-256 (hex) of everything `reader` yields.
 pub fn hash(reader: &mut impl Read) -> std::io::Result<(u64, String)> {
-    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = reader.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        ctx.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((total, hex(ctx.finish().as_ref())))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    let mut sink = std::io::sink();
+    let mut hashing = HashingWriter::new(&mut sink);
+    let total = std::io::copy(reader, &mut hashing)?;
+    Ok((total, hashing.finish()))
 }
 
 impl BackupHeader {
@@ -171,9 +151,9 @@ fn copy_verified(file: &Path, out: &mut impl Write) -> Result<BackupHeader, Back
     let damaged = |reason: String| BackupError::Damaged { path: path.clone(), reason };
     let mut reader = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
     let header = read_header(&mut reader, &path)?;
-    let mut hashing = HashingWriter { inner: out, ctx: ring::digest::Context::new(&ring::digest::SHA256) };
+    let mut hashing = HashingWriter::new(out);
     let copied = std::io::copy(&mut reader.by_ref().take(header.bytes), &mut hashing).map_err(io)?;
-    let sha256 = hex(hashing.ctx.finish().as_ref());
+    let sha256 = hashing.finish();
     if copied != header.bytes {
         return Err(damaged(format!(
             "the header promises {} bytes, the file holds {copied} (truncated?)",
@@ -210,9 +190,21 @@ fn read_header(reader: &mut impl BufRead, path: &str) -> Result<BackupHeader, Ba
     Ok(header)
 }
 
+/// Writes through to `inner`, hashing (SHA-256) what passes.
 struct HashingWriter<'a, W: Write> {
     inner: &'a mut W,
     ctx: ring::digest::Context,
+}
+
+impl<'a, W: Write> HashingWriter<'a, W> {
+    fn new(inner: &'a mut W) -> Self {
+        Self { inner, ctx: ring::digest::Context::new(&ring::digest::SHA256) }
+    }
+
+    /// The SHA-256 of everything written, in hex.
+    fn finish(self) -> String {
+        crate::codec::hex(self.ctx.finish().as_ref())
+    }
 }
 
 impl<W: Write> Write for HashingWriter<'_, W> {

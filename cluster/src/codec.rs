@@ -45,6 +45,11 @@ pub fn decode_app<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     serde_json::from_slice(bytes).map_err(|e| CodecError::Json(e.to_string()))
 }
 
+/// Lower-case hex of `bytes` (digests and checksums).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{BTreeMap, BTreeSet};

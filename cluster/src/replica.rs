@@ -7,9 +7,9 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::Connection;
 
-use crate::storage::state_machine::open_replica;
+use crate::storage::state_machine::{applied_id, open_replica};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -85,13 +85,7 @@ impl Replica {
 /// the sorted row hashes hashed again, so storage order does not matter.
 pub(crate) fn application_digest(conn: &Connection) -> rusqlite::Result<(u64, String)> {
     let tx = conn.unchecked_transaction()?;
-    let applied: Option<Vec<u8>> =
-        tx.query_row("SELECT value FROM _raft_meta WHERE key = 'last_applied'", [], |r| r.get(0)).optional()?;
-    let index = applied
-        .and_then(|b| crate::codec::decode::<Option<crate::types::LogId>>(&b).ok())
-        .flatten()
-        .map(|l| l.index)
-        .unwrap_or(0);
+    let index = applied_id(&tx)?.map(|l| l.index).unwrap_or(0);
     let mut tables: Vec<String> = {
         let mut s = tx.prepare(
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != '_raft_meta'",
@@ -132,6 +126,5 @@ pub(crate) fn application_digest(conn: &Connection) -> rusqlite::Result<(u64, St
             whole.update(&r);
         }
     }
-    let hex: String = whole.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
-    Ok((index, hex))
+    Ok((index, crate::codec::hex(whole.finish().as_ref())))
 }

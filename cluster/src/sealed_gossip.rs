@@ -67,17 +67,32 @@ fn derive_key(secret: &str, cluster_name: &str) -> LessSafeKey {
 /// secret): the first seals, any opens. Rotating is three rolling steps,
 /// none of which partitions the cluster: add the new secret as a second
 /// line everywhere, swap the lines everywhere, drop the old line.
-struct Keys {
-    seal: LessSafeKey,
-    open: Vec<LessSafeKey>,
+/// Never empty.
+struct Keys(Vec<LessSafeKey>);
+
+impl Keys {
+    fn of(secret: &str, cluster_name: &str) -> Self {
+        let mut keys: Vec<LessSafeKey> =
+            crate::secret::secret_lines(secret).map(|s| derive_key(s, cluster_name)).collect();
+        if keys.is_empty() {
+            // A blank secret still seals, as one key.
+            keys.push(derive_key(secret, cluster_name));
+        }
+        Self(keys)
+    }
+
+    fn sealing(&self) -> &LessSafeKey {
+        &self.0[0]
+    }
+
+    fn opening(&self) -> &[LessSafeKey] {
+        &self.0
+    }
 }
 
 impl SealedTransport {
     pub fn new(secret: &str, cluster_name: &str, dropped: Dropped) -> Self {
-        let open: Vec<LessSafeKey> = crate::secret::secret_lines(secret).map(|s| derive_key(s, cluster_name)).collect();
-        let first = crate::secret::secret_lines(secret).next().unwrap_or(secret);
-        let keys = Keys { seal: derive_key(first, cluster_name), open };
-        Self { keys: Arc::new(keys), dropped }
+        Self { keys: Arc::new(Keys::of(secret, cluster_name)), dropped }
     }
 }
 
@@ -160,7 +175,7 @@ impl SealedSocket {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).map_err(|_| anyhow::anyhow!("no randomness for a gossip nonce"))?;
         self.keys
-            .seal
+            .sealing()
             .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut body)
             .map_err(|_| anyhow::anyhow!("sealing a gossip datagram failed"))?;
         let mut datagram = nonce.to_vec();
@@ -176,7 +191,7 @@ impl SealedSocket {
         }
         let (nonce, sealed) = self.buf[..len].split_at(NONCE_LEN);
         // Opening works in place: each key tries a copy.
-        self.keys.open.iter().find_map(|key| {
+        self.keys.opening().iter().find_map(|key| {
             let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
             let mut attempt = sealed.to_vec();
             key.open_in_place(nonce, Aad::empty(), &mut attempt).ok().map(|plain| plain.to_vec())

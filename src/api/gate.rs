@@ -34,8 +34,6 @@ pub enum Mode {
 
 pub struct GateConfig {
     pub mode: Mode,
-    pub allowed_origins: Vec<String>,
-    pub request_timeout: Duration,
     pub max_in_flight: usize,
     pub max_streams_per_key: usize,
     pub max_requests_per_key: usize,
@@ -59,12 +57,11 @@ pub struct Gate {
 }
 
 impl Gate {
-    pub fn new(config: GateConfig, keys: KeyRing) -> Self {
+    /// `live`: the settings a config reload may replace later (`reload`).
+    pub fn new(config: GateConfig, live: LiveSettings, keys: KeyRing) -> Self {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let streams = StreamSlots::new(config.max_streams_per_key);
         let per_key = StreamSlots::new(config.max_requests_per_key.max(1));
-        let live =
-            LiveSettings { allowed_origins: config.allowed_origins.clone(), request_timeout: config.request_timeout };
         Self { config, live: std::sync::RwLock::new(Arc::new(live)), keys, in_flight, streams, per_key }
     }
 

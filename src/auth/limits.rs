@@ -22,6 +22,16 @@ pub struct LiveSettings {
     pub request_timeout: Duration,
 }
 
+impl LiveSettings {
+    /// The settings `server` gives (`allowed_origins`, `request_timeout_ms`).
+    pub fn of(server: &crate::config::server::ServerSection) -> Self {
+        Self {
+            allowed_origins: server.allowed_origins.clone(),
+            request_timeout: Duration::from_millis(server.request_timeout_ms),
+        }
+    }
+}
+
 /// The request budget of keys that carry none (`server.rate_limit_per_second`
 /// and `server.rate_limit_burst`); `None` when the rate is 0 (unlimited).
 pub fn default_rate(per_second: f64, burst: u64) -> Option<RateLimit> {

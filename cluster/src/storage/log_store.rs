@@ -98,26 +98,35 @@ impl LogStore {
 
     /// The last log id: the newest entry's, else the last purged one's.
     pub(crate) fn last_log_id(&self) -> Result<Option<LogId>, StorageError> {
+        self.with(|c| match Self::newest_entry_id(c)? {
+            Some(newest) => Ok(Some(newest)),
+            None => Self::get_meta(c, "last_purged"),
+        })
+    }
+
+    /// The id of the newest entry the log holds, if it holds any.
+    fn newest_entry_id(c: &Connection) -> Result<Option<LogId>, StorageError> {
+        let last: Option<Vec<u8>> = c
+            .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
+            .optional()
+            .map_err(read_err)?;
+        last.map(|b| codec::decode::<Entry>(&b).map(|e| e.log_id).map_err(read_err)).transpose()
+    }
+
+    /// The entries with indexes `start..=end`, in order.
+    fn entries(&self, start: i64, end: i64) -> Result<Vec<Entry>, StorageError> {
         self.with(|c| {
-            let last: Option<Vec<u8>> = c
-                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
-                .optional()
+            let mut stmt = c
+                .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
                 .map_err(read_err)?;
-            match last {
-                Some(b) => Ok(Some(codec::decode::<Entry>(&b).map_err(read_err)?.log_id)),
-                None => Self::get_meta(c, "last_purged"),
-            }
+            let rows = stmt.query_map(params![start, end], |r| r.get::<_, Vec<u8>>(0)).map_err(read_err)?;
+            rows.map(|row| codec::decode(&row.map_err(read_err)?).map_err(read_err)).collect()
         })
     }
 
     /// Every entry after `index`, in order (offline recovery reads them).
     pub(crate) fn entries_after(&self, index: Option<u64>) -> Result<Vec<Entry>, StorageError> {
-        let from = index.map(|i| i as i64 + 1).unwrap_or(0);
-        self.with(|c| {
-            let mut stmt = c.prepare("SELECT entry FROM log WHERE idx >= ?1 ORDER BY idx").map_err(read_err)?;
-            let rows = stmt.query_map([from], |r| r.get::<_, Vec<u8>>(0)).map_err(read_err)?;
-            rows.map(|row| codec::decode(&row.map_err(read_err)?).map_err(read_err)).collect()
-        })
+        self.entries(index.map(|i| i as i64 + 1).unwrap_or(0), i64::MAX)
     }
 
     /// Appends one entry while no Raft runs over this store (offline
@@ -170,18 +179,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
         let (start, end) = bound_to_sql(&range);
-        self.with(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT entry FROM log WHERE idx >= ?1 AND idx <= ?2 ORDER BY idx")
-                .map_err(read_err)?;
-            let rows = stmt.query_map(params![start, end], |r| r.get::<_, Vec<u8>>(0)).map_err(read_err)?;
-            let mut out = Vec::new();
-            for row in rows {
-                let bytes = row.map_err(read_err)?;
-                out.push(codec::decode(&bytes).map_err(read_err)?);
-            }
-            Ok(out)
-        })
+        self.entries(start, end)
     }
 }
 
@@ -191,14 +189,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         self.with(|c| {
             let last_purged: Option<LogId> = Self::get_meta(c, "last_purged")?;
-            let last: Option<Vec<u8>> = c
-                .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
-                .optional()
-                .map_err(read_err)?;
-            let last_log_id = match last {
-                Some(b) => Some(codec::decode::<Entry>(&b).map_err(read_err)?.log_id),
-                None => last_purged,
-            };
+            let last_log_id = Self::newest_entry_id(c)?.or(last_purged);
             Ok(LogState { last_purged_log_id: last_purged, last_log_id })
         })
     }

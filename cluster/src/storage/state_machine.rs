@@ -53,8 +53,13 @@ fn write_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> r
     Ok(())
 }
 
+/// The last log id the replica (or a copy of it) has applied.
+pub(crate) fn applied_id(conn: &Connection) -> rusqlite::Result<Option<LogId>> {
+    Ok(read_meta::<Option<LogId>>(conn, "last_applied")?.flatten())
+}
+
 pub(crate) fn applied_from(conn: &Connection) -> rusqlite::Result<(Option<LogId>, StoredMembership)> {
-    let applied = read_meta::<Option<LogId>>(conn, "last_applied")?.flatten();
+    let applied = applied_id(conn)?;
     let membership = read_meta::<StoredMembership>(conn, "membership")?.unwrap_or_default();
     Ok((applied, membership))
 }
