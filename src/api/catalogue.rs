@@ -141,7 +141,7 @@ pub const ROUTES: &[Route] = &[
         ],
     ),
     route(S::Invoke, "get", "/v1/messages/{id}", &[ANY, PARAMS, WRITE, &[P::MessageNotFound]]),
-    route(S::Invoke, "get", "/v1/messages/{id}/stream", &[ANY, PARAMS, &[P::MessageNotFound]]),
+    route(S::Invoke, "get", "/v1/messages/{id}/stream", &[ANY, PARAMS, WRITE, &[P::MessageNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
     route(

@@ -233,6 +233,12 @@ pub async fn stream(
     Path(id): Path<String>,
     Query(q): Query<StreamQuery>,
 ) -> Result<SseStream, Problem> {
+    if q.local {
+        // A peer relays only a message it saw committed, which this node may
+        // not have applied yet: without this it would answer 404 and the
+        // peer's client would get the reply alone, without its tokens.
+        ctx.cluster.linearizable().await?;
+    }
     visible_message(&ctx, &caller, &id).await?;
     let relay = if q.local { Relay::LocalOnly } else { Relay::Allowed };
     let answer = ctx.messages.answer_stream(&id, relay).await?;
