@@ -8,11 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::{Cluster, MemberRole};
+use caxton_cluster::MemberRole;
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::state::{CaxtonState, StateEvent};
+use crate::state::{Ledger, StateEvent};
 
 /// One cluster event, as SSE data (`event:` is its `kind`).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -50,7 +50,7 @@ impl ClusterEvent {
     fn new(kind: &'static str, node: u64) -> Self {
         Self {
             kind,
-            at_ms: chrono::Utc::now().timestamp_millis(),
+            at_ms: crate::time::now_ms(),
             node,
             agent: None,
             revision: None,
@@ -104,12 +104,12 @@ impl EventFeed {
     /// restart reports changes, not the whole registry.
     pub async fn run(
         self: Arc<Self>,
-        cluster: Arc<Cluster<CaxtonState>>,
+        ledger: Ledger,
         mut state: broadcast::Receiver<StateEvent>,
         mut owners: HashMap<String, (u64, u64)>,
     ) {
-        let node = cluster.node_id();
-        let mut view = RaftView::of(&cluster);
+        let node = ledger.node_id();
+        let mut view = RaftView::of(&ledger);
         let mut poll = tokio::time::interval(MEMBERSHIP_POLL);
         loop {
             tokio::select! {
@@ -154,7 +154,7 @@ impl EventFeed {
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = poll.tick() => {
-                    let now = RaftView::of(&cluster);
+                    let now = RaftView::of(&ledger);
                     for e in view.changes_to(&now, node) {
                         self.publish(e);
                     }
@@ -181,8 +181,8 @@ fn role_name(role: MemberRole) -> &'static str {
 }
 
 impl RaftView {
-    fn of(cluster: &Cluster<CaxtonState>) -> Self {
-        let s = cluster.status();
+    fn of(ledger: &Ledger) -> Self {
+        let s = ledger.status();
         Self { leader: s.leader, term: s.term, members: s.members.iter().map(|m| (m.id, m.role)).collect() }
     }
 

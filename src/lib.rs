@@ -24,3 +24,4 @@ pub mod runtime;
 pub mod shutdown;
 pub mod sse;
 pub mod state;
+pub mod time;

@@ -21,7 +21,7 @@ use crate::messaging::MessageService;
 use crate::observability::Metrics;
 use crate::runtime::AgentRuntime;
 use crate::shutdown::Shutdown;
-use crate::state::{CaxtonState, Queries, Store};
+use crate::state::{CaxtonState, Ledger, Queries};
 
 pub struct Node {
     pub config: ServerConfig,
@@ -70,21 +70,16 @@ async fn cluster_config(
 ) -> anyhow::Result<ClusterConfig> {
     let c = &config.cluster;
     let secret = config.cluster_secret.as_ref().map(|s| s.expose().to_owned());
-    let or = |s: &str, d: String| if s.is_empty() { d } else { s.to_owned() };
     // `--advertise HOST` names the host; each port comes from its listener.
-    let advertised = |addr: SocketAddr| {
-        if c.advertise.is_empty() {
-            addr.to_string()
-        } else {
-            format!("{}:{}", c.advertise, addr.port())
-        }
-    };
-    let gossip_listen: Option<SocketAddr> = (!c.gossip_listen.is_empty())
-        .then(|| c.gossip_listen.parse())
-        .transpose()
-        .with_context(|| format!("cluster.gossip_listen = {:?}", c.gossip_listen))?;
-    let advertise_gossip = match (gossip_listen, c.advertise.is_empty()) {
-        (Some(g), false) => Some(resolve_advertised(&c.advertise, g.port()).await?),
+    let advertised =
+        |explicit: &crate::config::Unset<String>, addr: SocketAddr| match (explicit.get(), c.advertise.get()) {
+            (Some(explicit), _) => explicit.clone(),
+            (None, Some(host)) => format!("{host}:{}", addr.port()),
+            (None, None) => addr.to_string(),
+        };
+    let gossip_listen = c.gossip_listen.get().map(|a| a.get());
+    let advertise_gossip = match (gossip_listen, c.advertise.get()) {
+        (Some(g), Some(host)) => Some(resolve_advertised(host, g.port()).await?),
         (g, _) => g,
     };
     let bootstrap = c.bootstrap.founds(!c.seeds.is_empty());
@@ -93,8 +88,8 @@ async fn cluster_config(
         node_id: c.node_id,
         data_dir: config.server.data_dir.clone(),
         rpc_listen: rpc_addr,
-        advertise_rpc: or(&c.advertise_rpc, advertised(rpc_addr)),
-        advertise_api: or(&c.advertise_api, advertised(api_addr)),
+        advertise_rpc: advertised(&c.advertise_rpc, rpc_addr),
+        advertise_api: advertised(&c.advertise_api, api_addr),
         secret,
         tls: config.cluster_tls(),
         bootstrap,
@@ -146,15 +141,16 @@ impl Node {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Self> {
         let api_listener = tokio::net::TcpListener::bind(config.listen_addr())
             .await
-            .with_context(|| format!("server.listen = {:?}: cannot bind", config.server.listen))?;
+            .with_context(|| format!("server.listen = \"{}\": cannot bind", config.server.listen))?;
         let api_addr = api_listener.local_addr()?;
-        let metrics_listener =
-            match config.metrics_addr() {
-                Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
-                    format!("server.metrics_listen = {:?}: cannot bind", config.server.metrics_listen)
-                })?),
-                None => None,
-            };
+        let metrics_listener = match config.metrics_addr() {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("server.metrics_listen = \"{addr}\": cannot bind"))?,
+            ),
+            None => None,
+        };
         // Bad TLS files stop the start before anything else runs.
         let tls = match config.tls_files() {
             Some((cert, key)) => Some(api::serve::tls_acceptor(&cert, &key)?),
@@ -184,13 +180,13 @@ impl Node {
         .context("starting the WASM host")?;
         let metrics = Arc::new(Metrics::new());
         cluster.observe_writes(metrics.clone());
-        let store = Store::new(cluster.clone());
-        let queries = Queries::new(cluster.replica().clone());
+        let ledger = Ledger::new(cluster.clone(), app.clone());
+        let (store, queries) = (ledger.store.clone(), ledger.queries.clone());
         // Subscribed before reading: a change in between is seen, not lost.
         let events_feed = crate::events::EventFeed::new();
         let state_changes = app.subscribe();
         let owners = queries.agent_owners().await.context("reading the agents for the event feed")?;
-        shutdown.spawn_until_stopped(events_feed.clone().run(cluster.clone(), state_changes, owners));
+        shutdown.spawn_until_stopped(events_feed.clone().run(ledger.clone(), state_changes, owners));
         let mcp = Arc::new(McpRegistry::new(
             store.clone(),
             queries.clone(),
@@ -199,15 +195,15 @@ impl Node {
             crate::mcp::ToolPolicies::new(config.tools.policy.clone()),
             metrics.clone(),
         ));
-        if !config.server.tools_dir.is_empty() {
-            for (dir, result) in mcp.deploy_dir(std::path::Path::new(&config.server.tools_dir)).await {
+        if let Some(tools_dir) = config.server.tools_dir.get() {
+            for (dir, result) in mcp.deploy_dir(tools_dir).await {
                 match result {
                     Ok(()) => tracing::info!(%dir, "tool server ready"),
                     Err(e) => tracing::warn!(%dir, error = %e, "tool server not deployed"),
                 }
             }
         }
-        let registry = AgentRegistry::new(cluster.clone()).with_tools(mcp.clone()).with_metrics(metrics.clone());
+        let registry = AgentRegistry::new(ledger.clone()).with_tools(mcp.clone()).with_metrics(metrics.clone());
         let models_dir = config.models.dir.clone();
         let providers = Providers::build(&config.llm.providers, &config.llm.default_provider, &models_dir);
         let peer_http = reqwest::Client::builder()
@@ -215,8 +211,7 @@ impl Node {
             .build()
             .context("building the peer HTTP client")?;
         let messages = MessageService::new(
-            cluster.clone(),
-            registry.queries().clone(),
+            ledger.clone(),
             app_events.resubscribe(),
             peer_http,
             &shutdown,
@@ -240,8 +235,7 @@ impl Node {
         )
         .await?;
         let runtime = AgentRuntime::new(
-            cluster.clone(),
-            registry.queries().clone(),
+            ledger.clone(),
             providers.clone(),
             messages.clone(),
             memory.clone(),
@@ -252,21 +246,21 @@ impl Node {
         );
         runtime.reconcile().await.context("starting the agents this node owns")?;
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
-        let rollouts = RolloutController::new(cluster.clone(), registry.queries().clone(), messages.clone());
-        shutdown.spawn(control::drive(rollouts, cluster.clone(), stop.clone()));
+        let rollouts = RolloutController::new(ledger.clone(), messages.clone());
+        shutdown.spawn(control::drive(rollouts, ledger.clone(), stop.clone()));
 
         let retention = Retention {
             history: (config.server.history_retention_ms > 0)
                 .then(|| Duration::from_millis(config.server.history_retention_ms)),
             versions_kept: config.server.agent_versions_kept,
         };
-        shutdown.spawn(control::drive(RetentionLoop::new(cluster.clone(), retention), cluster.clone(), stop.clone()));
+        shutdown.spawn(control::drive(RetentionLoop::new(ledger.clone(), retention), ledger.clone(), stop.clone()));
 
-        let placement = Placement::new(cluster.clone(), registry.queries().clone());
+        let placement = Placement::new(ledger.clone());
         if let Err(e) = placement.rebalance_once().await {
             tracing::warn!(error = %e, "initial placement failed; the loop retries");
         }
-        shutdown.spawn(control::drive(placement.clone(), cluster.clone(), stop.clone()));
+        shutdown.spawn(control::drive(placement.clone(), ledger.clone(), stop.clone()));
 
         let agents_dir = config.agents_dir();
         let directory = match &agents_dir {
@@ -292,8 +286,8 @@ impl Node {
             messages: messages.clone(),
             providers: providers.clone(),
             metrics: metrics.clone(),
+            ledger: ledger.clone(),
             cluster: cluster.clone(),
-            state_events: app.clone(),
             events: events_feed.clone(),
             placement: placement.clone(),
             memory: memory.clone(),
@@ -305,7 +299,6 @@ impl Node {
             directory,
             agents_dir,
             shutdown: stop.clone(),
-            store: Store::new(cluster.clone()),
             gate: gate.clone(),
             reloader: reloader.clone(),
         });

@@ -131,12 +131,16 @@ fn leaves(config: &ServerConfig) -> BTreeMap<String, toml::Value> {
 mod tests {
     use super::*;
 
+    fn caxton_listen(addr: &str) -> crate::config::ListenAddr {
+        crate::config::ListenAddr::new(addr.parse().unwrap())
+    }
+
     #[test]
     fn changed_keys_are_the_leaves_that_differ_and_live_ones_are_told_apart() {
         let a = ServerConfig::default();
         let mut b = a.clone();
         b.log.level = "debug".into();
-        b.server.listen = "127.0.0.1:9999".into();
+        b.server.listen = caxton_listen("127.0.0.1:9999");
         b.tools.policy.insert("web".into(), Default::default());
         let changed = changed_keys(&a, &b);
         assert!(

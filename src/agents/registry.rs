@@ -1,14 +1,15 @@
 use std::sync::Arc;
 
-use caxton_cluster::{Cluster, ReadError, WriteError};
+use caxton_cluster::{ReadError, WriteError};
 
 use crate::config::{AgentName, AgentSpec, FieldError, ParseAgentError, RolloutSpec, Strategy};
 use crate::mcp::McpRegistry;
 use crate::runtime::BUILTIN_TOOLS;
 use crate::state::{
-    AgentRecord, AgentSource, CaxtonState, DeployAgent, Deployment, Queries, Removal, RemoveAgent, RolloutAction,
-    RolloutRecord, RolloutUpdate, StartRollout, Store, UpdateRollout,
+    AgentRecord, AgentSource, DeployAgent, Deployment, Ledger, Queries, Removal, RemoveAgent, RolloutAction,
+    RolloutRecord, RolloutUpdate, StartRollout, UpdateRollout,
 };
+use crate::time::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -52,21 +53,14 @@ pub struct DeployOutcome {
 /// Validates definitions at the edge and turns them into Raft commands.
 #[derive(Clone)]
 pub struct AgentRegistry {
-    cluster: Arc<Cluster<CaxtonState>>,
-    store: Store,
-    queries: Queries,
+    ledger: Ledger,
     mcp: Option<Arc<McpRegistry>>,
     metrics: Option<Arc<crate::observability::Metrics>>,
 }
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 impl AgentRegistry {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>) -> Self {
-        let queries = Queries::new(cluster.replica().clone());
-        Self { store: Store::new(cluster.clone()), cluster, queries, mcp: None, metrics: None }
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger, mcp: None, metrics: None }
     }
 
     /// Counts deploys, updates and removals made through this node.
@@ -128,13 +122,13 @@ impl AgentRegistry {
     }
 
     pub fn queries(&self) -> &Queries {
-        &self.queries
+        &self.ledger.queries
     }
 
     /// Picks the node that runs a new agent. One node runs everything until
     /// placement by shard lands; the leader is the natural single owner.
     fn owner_for(&self, _name: &AgentName) -> u64 {
-        self.cluster.status().leader.unwrap_or(self.cluster.node_id())
+        self.ledger.leader_or_self()
     }
 
     /// Deploys (creates or updates) a validated definition: a new revision
@@ -164,9 +158,9 @@ impl AgentRegistry {
             deployed_by: how.deployed_by.clone(),
         };
         let deployment = if rollout {
-            self.store.propose(StartRollout { deploy: command }).await?
+            self.ledger.store.propose(StartRollout { deploy: command }).await?
         } else {
-            self.store.propose(command).await?
+            self.ledger.store.propose(command).await?
         };
         match deployment {
             Deployment::Deployed { revision, created } => {
@@ -246,14 +240,14 @@ impl AgentRegistry {
         if let AgentSource::File(_) = current.source {
             return Err(RegistryError::FileManaged(name.to_string()));
         }
-        let versions = self.queries.versions(name).await?;
+        let versions = self.ledger.queries.versions(name).await?;
         let target = match to {
             Some(n) => n,
             None => versions.iter().rev().map(|v| v.revision).find(|r| *r < current.revision).ok_or_else(|| {
                 RegistryError::NoRevision { agent: name.to_string(), revision: None, available: vec![] }
             })?,
         };
-        let Some(version) = self.queries.revision(name, target).await? else {
+        let Some(version) = self.ledger.queries.revision(name, target).await? else {
             let available = versions.iter().map(|v| v.revision).collect();
             return Err(RegistryError::NoRevision { agent: name.to_string(), revision: Some(target), available });
         };
@@ -269,7 +263,7 @@ impl AgentRegistry {
         name: &AgentName,
         action: RolloutAction,
     ) -> Result<RolloutRecord, RegistryError> {
-        let current = self.queries.rollout(name).await?.filter(|r| r.state.is_active());
+        let current = self.ledger.queries.rollout(name).await?.filter(|r| r.state.is_active());
         let Some(current) = current else { return Err(RegistryError::NoRollout(name.to_string())) };
         let command = UpdateRollout {
             agent: name.clone(),
@@ -278,7 +272,7 @@ impl AgentRegistry {
             action,
             at_ms: now_ms(),
         };
-        match self.store.propose(command).await? {
+        match self.ledger.store.propose(command).await? {
             RolloutUpdate::Updated(r) => {
                 tracing::info!(agent = %name, state = ?r.state, step = r.step, "rollout changed by an operator");
                 Ok(*r)
@@ -290,7 +284,7 @@ impl AgentRegistry {
     /// An API deploy over a file-managed agent would be silently undone by the
     /// next edit of the file; refuse it and say why.
     async fn guard_not_file_managed(&self, name: &AgentName) -> Result<(), RegistryError> {
-        match self.queries.agent(name).await? {
+        match self.ledger.queries.agent(name).await? {
             Some(AgentRecord { source: AgentSource::File(_), .. }) => Err(RegistryError::FileManaged(name.to_string())),
             _ => Ok(()),
         }
@@ -298,7 +292,7 @@ impl AgentRegistry {
 
     pub async fn remove(&self, name: &AgentName, only_if_source: Option<AgentSource>) -> Result<u64, RegistryError> {
         let command = RemoveAgent { name: name.clone(), only_if_source, at_ms: now_ms() };
-        match self.store.propose(command).await? {
+        match self.ledger.store.propose(command).await? {
             Removal::Removed { revision } => {
                 self.event(crate::observability::AgentEvent::Removed);
                 Ok(revision)
@@ -308,7 +302,7 @@ impl AgentRegistry {
     }
 
     pub async fn get(&self, name: &AgentName) -> Result<AgentRecord, RegistryError> {
-        self.queries.agent(name).await?.ok_or_else(|| RegistryError::NotFound(name.to_string()))
+        self.ledger.queries.agent(name).await?.ok_or_else(|| RegistryError::NotFound(name.to_string()))
     }
 }
 

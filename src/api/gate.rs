@@ -143,7 +143,7 @@ impl Gate {
             _ if dev => return Ok(Principal::dev()),
             _ => return Err(unauthenticated(Refusal::NotBearer)),
         };
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::time::now_ms();
         match self.keys.authenticate(bearer, now_ms).await {
             Ok(Ok(principal)) => Ok(principal),
             Ok(Err(refusal)) => Err(unauthenticated(refusal)),
@@ -181,7 +181,7 @@ impl Gate {
             return None;
         }
         let id = req.uri().path().strip_prefix("/v1/messages/")?.strip_suffix("/stream")?;
-        let now_ms = chrono::Utc::now().timestamp_millis();
+        let now_ms = crate::time::now_ms();
         self.config.relay.as_ref()?.verify(credential, id, now_ms).then(Principal::relay)
     }
 }

@@ -18,7 +18,7 @@ pub async fn create(
     Extension(caller): Extension<Principal>,
     Json(b): Json<NewKey>,
 ) -> Result<(StatusCode, Json<CreatedKey>), Problem> {
-    Ok((StatusCode::CREATED, Json(auth::create_key(&ctx.store, b, &caller).await?)))
+    Ok((StatusCode::CREATED, Json(auth::create_key(&ctx.ledger.store, b, &caller).await?)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -47,6 +47,6 @@ pub async fn revoke(
     Extension(caller): Extension<Principal>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    auth::revoke_key(&ctx.store, &name, &caller).await?;
+    auth::revoke_key(&ctx.ledger.store, &name, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }

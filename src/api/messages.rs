@@ -272,7 +272,7 @@ pub async fn conversation_stream(
     Extension(caller): Extension<Principal>,
     Path(id): Path<String>,
 ) -> Result<SseStream, Problem> {
-    let mut events = ctx.state_events.subscribe();
+    let mut events = ctx.ledger.subscribe();
     let existing = visible_conversation(&ctx, &caller, &id).await?;
     let messages = ctx.messages.clone();
     // A limited key is shown only the messages it sees (later ones included).

@@ -44,7 +44,7 @@ use crate::llm::Providers;
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
 use crate::runtime::AgentRuntime;
-use crate::state::CaxtonState;
+use crate::state::{CaxtonState, Ledger};
 
 /// What the handlers share.
 pub struct ApiContext {
@@ -53,21 +53,20 @@ pub struct ApiContext {
     pub messages: Arc<MessageService>,
     pub providers: Providers,
     pub metrics: Arc<Metrics>,
+    /// The replicated state: writes, reads, committed changes.
+    pub ledger: Ledger,
+    /// The raw cluster, for the admin and status routes only.
     pub cluster: Arc<Cluster<CaxtonState>>,
     pub placement: crate::control::Placement,
     pub memory: Arc<dyn crate::memory::MemoryBackend>,
     pub mcp: Arc<crate::mcp::McpRegistry>,
     pub mcp_sessions: mcp_http::Sessions,
-    /// Source of committed-change events (for SSE).
-    pub state_events: Arc<CaxtonState>,
     /// Cluster events for `GET /v1/events`.
     pub events: Arc<crate::events::EventFeed>,
     pub directory: Option<AgentsDirectory>,
     pub agents_dir: Option<PathBuf>,
     /// Cancelled when the node starts shutting down (readiness drops first).
     pub shutdown: CancellationToken,
-    /// Proposes replicated commands (keys).
-    pub store: crate::state::Store,
     /// Authentication, scopes and limits, applied to every route.
     pub gate: Arc<gate::Gate>,
     /// Re-reads this node's config file (`POST /v1/cluster/reload`).

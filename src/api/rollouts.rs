@@ -170,9 +170,9 @@ pub async fn status(
         (None, None)
     };
     let step_time_left_ms = match (r.state.is_active(), r.spec.steps.get(r.step as usize)) {
-        (true, Some(step)) => step
-            .pause_ms
-            .map(|p| (r.step_started_at_ms.saturating_add(p as i64) - chrono::Utc::now().timestamp_millis()).max(0)),
+        (true, Some(step)) => {
+            step.pause_ms.map(|p| (r.step_started_at_ms.saturating_add(p as i64) - crate::time::now_ms()).max(0))
+        }
         _ => None,
     };
     let shadow = match r.spec.strategy {

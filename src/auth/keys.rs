@@ -9,6 +9,7 @@ use super::principal::Principal;
 use super::token;
 use crate::problems::{Classified, ProblemType};
 use crate::state::{CreateKey, Grants, KeyRecord, Queries, RateLimit, RevokeKey, Scope, Store};
+use crate::time::now_ms;
 
 /// A key to create.
 #[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
@@ -188,10 +189,6 @@ fn wider_than(grants: &Grants, by: &Principal) -> Option<String> {
         }
     }
     None
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 pub async fn create(store: &Store, request: NewKey, by: &Principal) -> Result<CreatedKey, KeyError> {

@@ -12,7 +12,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
-use super::span::line_col;
+use super::span::Errors;
+use super::span::FieldError;
 
 /// The workspace of agents and API callers that name none.
 pub const DEFAULT_WORKSPACE: &str = "default";
@@ -163,27 +164,6 @@ impl AgentSpec {
     }
 }
 
-/// One problem in an agent file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub file: String,
-    /// 1-based; absent when the source has no lines (a JSON body).
-    pub line: Option<usize>,
-    pub column: Option<usize>,
-    /// Dotted path of the offending key (`memory.scope`), or `(file)`.
-    pub field: String,
-    pub reason: String,
-}
-
-impl fmt::Display for FieldError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.line, self.column) {
-            (Some(l), Some(c)) => write!(f, "{}:{l}:{c}: {}: {}", self.file, self.field, self.reason),
-            _ => write!(f, "{}: {}: {}", self.file, self.field, self.reason),
-        }
-    }
-}
-
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("invalid agent definition: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
 pub struct ParseAgentError(pub Vec<FieldError>);
@@ -228,36 +208,6 @@ struct RawMemory {
 }
 
 const HOISTED: [&str; 3] = ["system_prompt", "user_prompt_template", "documentation"];
-
-pub(super) struct Errors<'a> {
-    file: &'a str,
-    text: &'a str,
-    with_lines: bool,
-    pub(super) list: Vec<FieldError>,
-}
-
-impl<'a> Errors<'a> {
-    pub(super) fn at(&mut self, span: std::ops::Range<usize>, field: &str, reason: impl Into<String>) {
-        let (line, column) = if self.with_lines {
-            let (l, c) = line_col(self.text, span.start);
-            (Some(l), Some(c))
-        } else {
-            (None, None)
-        };
-        self.list.push(FieldError { file: self.file.into(), line, column, field: field.into(), reason: reason.into() });
-    }
-
-    fn whole(&mut self, field: &str, reason: impl Into<String>) {
-        let line = self.with_lines.then_some(1);
-        self.list.push(FieldError {
-            file: self.file.into(),
-            line,
-            column: line,
-            field: field.into(),
-            reason: reason.into(),
-        });
-    }
-}
 
 /// Where an agent definition came from, for error messages.
 #[derive(Debug, Clone, Copy)]

@@ -7,9 +7,12 @@ pub mod duration;
 mod env;
 pub mod rollout;
 pub mod server;
+mod setting;
 mod span;
 pub mod tool_policy;
 
-pub use agent::{workspace_of, AgentName, AgentSpec, FieldError, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
+pub use agent::{workspace_of, AgentName, AgentSpec, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
 pub use rollout::{RolloutSpec, Strategy};
 pub use server::{ConfigError, ConfigSource, Flag, LogFormat, Secret, ServerConfig};
+pub use setting::{ListenAddr, SettingText, Unset};
+pub use span::FieldError;

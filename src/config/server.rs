@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::env;
+use super::setting::{ListenAddr, Unset};
 use crate::llm::ProviderConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -48,7 +49,7 @@ pub struct ToolsSection {
     /// Where tool servers' `/data` directories live; empty: `tool-data/`
     /// in the data directory. Put it on another volume than the Raft data,
     /// so tools filling it cannot stop Raft.
-    pub data_dir: String,
+    pub data_dir: Unset<PathBuf>,
     /// What tool servers are granted, by server name; `default` for the rest.
     pub policy: BTreeMap<String, super::tool_policy::ToolPolicy>,
     /// The memory limits of tool calls running at once add up to at most
@@ -59,7 +60,7 @@ pub struct ToolsSection {
 impl Default for ToolsSection {
     fn default() -> Self {
         Self {
-            data_dir: String::new(),
+            data_dir: Unset::default(),
             policy: BTreeMap::from([(
                 super::tool_policy::DEFAULT_POLICY.to_owned(),
                 super::tool_policy::ToolPolicy::default(),
@@ -130,14 +131,14 @@ impl Default for LlmSection {
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
     /// Public REST API listen address.
-    pub listen: String,
+    pub listen: ListenAddr,
     /// Where `raft.db`, `state.db` and `snapshots/` live.
     pub data_dir: PathBuf,
     /// Agent TOML files deployed at start and hot-reloaded; empty = none.
-    pub agents_dir: String,
+    pub agents_dir: Unset<PathBuf>,
     /// Directory of tool servers (subdirectories with manifest.toml and a
     /// module) deployed at start, before the agents; empty = none.
-    pub tools_dir: String,
+    pub tools_dir: Unset<PathBuf>,
     /// How often the agents directory is rescanned, in milliseconds.
     pub agents_reload_ms: u64,
     /// Largest accepted request body, in bytes.
@@ -156,7 +157,7 @@ pub struct ServerSection {
     pub shutdown_grace_ms: u64,
     /// File holding the bootstrap admin key (`CAXTON_ADMIN_KEY` wins).
     /// Required when `listen` is not a loopback address.
-    pub admin_key_file: String,
+    pub admin_key_file: Unset<PathBuf>,
     /// Page origins (e.g. `https://console.example.com`) whose scripts may
     /// call the API; other `Origin`s are refused.
     pub allowed_origins: Vec<String>,
@@ -181,13 +182,13 @@ pub struct ServerSection {
     /// fixed default port would collide with a second local node or a
     /// local Prometheus), `0.0.0.0:9090` in the image; `/metrics` on the
     /// API, behind keys, is always there.
-    pub metrics_listen: String,
+    pub metrics_listen: Unset<ListenAddr>,
     /// How long a client may take to send its request headers.
     pub header_read_timeout_ms: u64,
     /// PEM certificate chain: with `tls_key_file`, the API speaks HTTPS.
-    pub tls_cert_file: String,
+    pub tls_cert_file: Unset<PathBuf>,
     /// PEM private key of `tls_cert_file`.
-    pub tls_key_file: String,
+    pub tls_key_file: Unset<PathBuf>,
     /// MCP sessions unused this long are forgotten.
     pub mcp_session_idle_ms: u64,
     /// MCP sessions kept at once; the least recently used goes first.
@@ -234,11 +235,11 @@ pub struct ClusterSection {
     /// This node's id; unique in the cluster and stable for its data dir.
     pub node_id: u64,
     /// Node-to-node RPC listen address.
-    pub rpc_listen: String,
+    pub rpc_listen: ListenAddr,
     /// RPC address peers use to reach this node (default: rpc_listen).
-    pub advertise_rpc: String,
+    pub advertise_rpc: Unset<String>,
     /// API address advertised to peers and clients (default: server.listen).
-    pub advertise_api: String,
+    pub advertise_api: Unset<String>,
     /// `auto`: initialise a new cluster on a pristine data dir when there are
     /// no seeds; `true`: also with seeds, unless a peer already belongs to a
     /// cluster; `false`: only ever join; `ordinal-0`: `true` on the pod whose
@@ -248,9 +249,9 @@ pub struct ClusterSection {
     /// pods are named NAME-0, NAME-1, …): node id = ordinal + 1.
     pub node_id_from_hostname: bool,
     /// Gossip (UDP) listen address; empty disables gossip (a lone node).
-    pub gossip_listen: String,
+    pub gossip_listen: Unset<ListenAddr>,
     /// Host or IP advertised to peers for every port not advertised explicitly.
-    pub advertise: String,
+    pub advertise: Unset<String>,
     /// Gossip seeds: host:port entries (a DNS name resolving to several
     /// addresses, like a headless service, works).
     pub seeds: Vec<String>,
@@ -266,13 +267,13 @@ pub struct ClusterSection {
     /// Nodes of another cluster name are ignored.
     pub name: String,
     /// File holding the cluster secret (CAXTON_CLUSTER_SECRET wins).
-    pub secret_file: String,
+    pub secret_file: Unset<PathBuf>,
     /// The cluster CA certificate (PEM) peers' certificates must chain to.
-    pub tls_ca_file: String,
+    pub tls_ca_file: Unset<PathBuf>,
     /// This node's certificate (PEM), naming its node id.
-    pub tls_cert_file: String,
+    pub tls_cert_file: Unset<PathBuf>,
     /// The private key (PEM) of `tls_cert_file`.
-    pub tls_key_file: String,
+    pub tls_key_file: Unset<PathBuf>,
     pub heartbeat_ms: u64,
     pub election_timeout_min_ms: u64,
     pub election_timeout_max_ms: u64,
@@ -301,17 +302,17 @@ pub struct LogSection {
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
-            listen: "127.0.0.1:8080".into(),
+            listen: ListenAddr::new(SocketAddr::from(([127, 0, 0, 1], 8080))),
             data_dir: PathBuf::from("./caxton-data"),
-            agents_dir: String::new(),
-            tools_dir: String::new(),
+            agents_dir: Unset::default(),
+            tools_dir: Unset::default(),
             agents_reload_ms: 1000,
             max_body_bytes: 2 * 1024 * 1024,
             max_message_bytes: 256 * 1024,
             max_message_attempts: 3,
             request_timeout_ms: 300_000,
             shutdown_grace_ms: 10_000,
-            admin_key_file: String::new(),
+            admin_key_file: Unset::default(),
             allowed_origins: Vec::new(),
             rate_limit_per_second: 50.0,
             rate_limit_burst: 100,
@@ -321,9 +322,9 @@ impl Default for ServerSection {
             min_free_disk_mb: 256,
             max_streams_per_key: 32,
             header_read_timeout_ms: 10_000,
-            metrics_listen: String::new(),
-            tls_cert_file: String::new(),
-            tls_key_file: String::new(),
+            metrics_listen: Unset::default(),
+            tls_cert_file: Unset::default(),
+            tls_key_file: Unset::default(),
             mcp_session_idle_ms: 3_600_000,
             max_mcp_sessions: 1024,
             history_retention_ms: 30 * 24 * 3_600_000,
@@ -336,23 +337,23 @@ impl Default for ClusterSection {
     fn default() -> Self {
         Self {
             node_id: 1,
-            rpc_listen: "127.0.0.1:8081".into(),
-            advertise_rpc: String::new(),
-            advertise_api: String::new(),
+            rpc_listen: ListenAddr::new(SocketAddr::from(([127, 0, 0, 1], 8081))),
+            advertise_rpc: Unset::default(),
+            advertise_api: Unset::default(),
             bootstrap: Bootstrap::Auto,
             node_id_from_hostname: false,
-            gossip_listen: String::new(),
-            advertise: String::new(),
+            gossip_listen: Unset::default(),
+            advertise: Unset::default(),
             seeds: Vec::new(),
             gossip_interval_ms: 500,
             voters: 3,
             dead_grace_ms: 5000,
             remove_dead_after: Default::default(),
             name: "caxton".into(),
-            secret_file: String::new(),
-            tls_ca_file: String::new(),
-            tls_cert_file: String::new(),
-            tls_key_file: String::new(),
+            secret_file: Unset::default(),
+            tls_ca_file: Unset::default(),
+            tls_cert_file: Unset::default(),
+            tls_key_file: Unset::default(),
             heartbeat_ms: 500,
             election_timeout_min_ms: 1500,
             election_timeout_max_ms: 3000,
@@ -507,11 +508,6 @@ impl ServerConfig {
             value: value.to_string(),
             reason: reason.into(),
         };
-        parse_addr("server.listen", &self.server.listen)?;
-        parse_addr("cluster.rpc_listen", &self.cluster.rpc_listen)?;
-        if !self.server.metrics_listen.is_empty() {
-            parse_addr("server.metrics_listen", &self.server.metrics_listen)?;
-        }
         if self.cluster.node_id == 0 {
             return Err(invalid("cluster.node_id", &0, "must be at least 1"));
         }
@@ -553,8 +549,8 @@ impl ServerConfig {
             ("cluster.tls_cert_file", &c.tls_cert_file),
             ("cluster.tls_key_file", &c.tls_key_file),
         ];
-        if cluster_tls.iter().any(|(_, v)| !v.is_empty()) {
-            if let Some((key, value)) = cluster_tls.iter().find(|(_, v)| v.is_empty()) {
+        if cluster_tls.iter().any(|(_, v)| v.is_set()) {
+            if let Some((key, value)) = cluster_tls.iter().find(|(_, v)| !v.is_set()) {
                 return Err(invalid(
                     key,
                     value,
@@ -562,8 +558,8 @@ impl ServerConfig {
                 ));
             }
         }
-        if sv.tls_cert_file.is_empty() != sv.tls_key_file.is_empty() {
-            let (key, value) = if sv.tls_cert_file.is_empty() {
+        if sv.tls_cert_file.is_set() != sv.tls_key_file.is_set() {
+            let (key, value) = if !sv.tls_cert_file.is_set() {
                 ("server.tls_cert_file", &sv.tls_cert_file)
             } else {
                 ("server.tls_key_file", &sv.tls_key_file)
@@ -574,9 +570,6 @@ impl ServerConfig {
             return Err(invalid("server.agents_reload_ms", &self.server.agents_reload_ms, "must be at least 50"));
         }
         let c = &self.cluster;
-        if !c.gossip_listen.is_empty() {
-            parse_addr("cluster.gossip_listen", &c.gossip_listen)?;
-        }
         if !(1..=7).contains(&c.voters) {
             return Err(invalid("cluster.voters", &c.voters, "must be between 1 and 7 (3 or 5 recommended)"));
         }
@@ -634,16 +627,13 @@ impl ServerConfig {
     /// cluster ports need TLS material (RPC is mutual TLS) and the cluster
     /// secret (which seals gossip); the secret alone is for loopback.
     pub fn check_exposure(&self) -> Result<(), ConfigError> {
-        let gossip = (!self.cluster.gossip_listen.is_empty())
-            .then(|| parse_addr("cluster.gossip_listen", &self.cluster.gossip_listen))
-            .transpose()?;
         let exposed = [
-            ("cluster.rpc_listen", &self.cluster.rpc_listen, Some(self.rpc_addr())),
-            ("cluster.gossip_listen", &self.cluster.gossip_listen, gossip),
+            ("cluster.rpc_listen", Some(self.cluster.rpc_listen)),
+            ("cluster.gossip_listen", self.cluster.gossip_listen.get().copied()),
         ]
         .into_iter()
-        .find(|(_, _, addr)| addr.is_some_and(|a| !a.ip().is_loopback()));
-        if let Some((key, value, _)) = exposed {
+        .find_map(|(key, addr)| addr.filter(|a| !a.get().ip().is_loopback()).map(|a| (key, a)));
+        if let Some((key, value)) = exposed {
             let missing = if self.cluster_tls().is_none() {
                 Some(
                     "no cluster TLS material is configured: create a CA with `caxton cluster ca init DIR`, issue \
@@ -669,7 +659,7 @@ impl ServerConfig {
             if let Some(missing) = missing {
                 return Err(ConfigError::Invalid {
                     key: key.into(),
-                    value: value.clone(),
+                    value: value.to_string(),
                     reason: format!("not a loopback address, and {missing}"),
                 });
             }
@@ -678,7 +668,7 @@ impl ServerConfig {
         if self.admin_key.is_none() && !addr.ip().is_loopback() {
             return Err(ConfigError::Invalid {
                 key: "server.listen".into(),
-                value: self.server.listen.clone(),
+                value: self.server.listen.to_string(),
                 reason: "not a loopback address, and no admin key is configured: set CAXTON_ADMIN_KEY or \
                          server.admin_key_file (a node without one serves only 127.0.0.1/localhost)"
                     .into(),
@@ -696,43 +686,41 @@ impl ServerConfig {
     /// none: `validate` refuses the rest).
     pub fn cluster_tls(&self) -> Option<caxton_cluster::TlsFiles> {
         let c = &self.cluster;
-        (!c.tls_cert_file.is_empty()).then(|| caxton_cluster::TlsFiles {
-            ca: PathBuf::from(&c.tls_ca_file),
-            cert: PathBuf::from(&c.tls_cert_file),
-            key: PathBuf::from(&c.tls_key_file),
+        Some(caxton_cluster::TlsFiles {
+            ca: c.tls_ca_file.get()?.clone(),
+            cert: c.tls_cert_file.get()?.clone(),
+            key: c.tls_key_file.get()?.clone(),
         })
     }
 
     pub fn tls_files(&self) -> Option<(PathBuf, PathBuf)> {
         let s = &self.server;
-        (!s.tls_cert_file.is_empty()).then(|| (PathBuf::from(&s.tls_cert_file), PathBuf::from(&s.tls_key_file)))
+        Some((s.tls_cert_file.get()?.clone(), s.tls_key_file.get()?.clone()))
     }
 
     pub fn listen_addr(&self) -> SocketAddr {
-        parse_addr("server.listen", &self.server.listen).expect("validated at load")
+        self.server.listen.get()
     }
 
     /// The metrics listener's address, if one is configured.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        (!self.server.metrics_listen.is_empty())
-            .then(|| parse_addr("server.metrics_listen", &self.server.metrics_listen).expect("validated at load"))
+        self.server.metrics_listen.get().map(|a| a.get())
     }
 
     pub fn rpc_addr(&self) -> SocketAddr {
-        parse_addr("cluster.rpc_listen", &self.cluster.rpc_listen).expect("validated at load")
+        self.cluster.rpc_listen.get()
     }
 
     /// Where tool servers' `/data` directories live.
     pub fn tool_data_dir(&self) -> PathBuf {
-        if self.tools.data_dir.is_empty() {
-            self.server.data_dir.join("tool-data")
-        } else {
-            PathBuf::from(&self.tools.data_dir)
+        match self.tools.data_dir.get() {
+            Some(dir) => dir.clone(),
+            None => self.server.data_dir.join("tool-data"),
         }
     }
 
     pub fn agents_dir(&self) -> Option<PathBuf> {
-        (!self.server.agents_dir.is_empty()).then(|| PathBuf::from(&self.server.agents_dir))
+        self.server.agents_dir.get().cloned()
     }
 
     pub fn agents_reload(&self) -> Duration {
@@ -747,33 +735,34 @@ impl ServerConfig {
 }
 
 /// `CAXTON_CLUSTER_SECRET`, else the trimmed contents of `file`.
-fn cluster_secret(file: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, ConfigError> {
+fn cluster_secret(
+    file: &Unset<PathBuf>,
+    lookup: &impl Fn(&str) -> Option<String>,
+) -> Result<Option<Secret>, ConfigError> {
     if let Some(s) = lookup("CAXTON_CLUSTER_SECRET").filter(|s| !s.is_empty()) {
         return Ok(Some(Secret(s)));
     }
-    if file.is_empty() {
-        return Ok(None);
-    }
+    let Some(file) = file.get() else { return Ok(None) };
     let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
         key: "cluster.secret_file".into(),
-        value: file.into(),
+        value: file.display().to_string(),
         reason: format!("cannot read the cluster secret: {e}"),
     })?;
     Ok(Some(Secret(text.trim().to_owned())).filter(|s| !s.0.is_empty()))
 }
 
 /// `CAXTON_ADMIN_KEY`, else the trimmed contents of `file`.
-fn admin_key(file: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, ConfigError> {
-    let (key, source, value) = match lookup("CAXTON_ADMIN_KEY").filter(|k| !k.is_empty()) {
-        Some(k) => ("CAXTON_ADMIN_KEY", "CAXTON_ADMIN_KEY".to_owned(), k),
-        None if file.is_empty() => return Ok(None),
-        None => {
+fn admin_key(file: &Unset<PathBuf>, lookup: &impl Fn(&str) -> Option<String>) -> Result<Option<Secret>, ConfigError> {
+    let (key, source, value) = match (lookup("CAXTON_ADMIN_KEY").filter(|k| !k.is_empty()), file.get()) {
+        (Some(k), _) => ("CAXTON_ADMIN_KEY", "CAXTON_ADMIN_KEY".to_owned(), k),
+        (None, None) => return Ok(None),
+        (None, Some(file)) => {
             let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
                 key: "server.admin_key_file".into(),
-                value: file.into(),
+                value: file.display().to_string(),
                 reason: format!("cannot read the admin key: {e}"),
             })?;
-            ("server.admin_key_file", file.to_owned(), text.trim().to_owned())
+            ("server.admin_key_file", file.display().to_string(), text.trim().to_owned())
         }
     };
     if value.chars().count() < MIN_ADMIN_KEY_LEN || value.chars().any(char::is_whitespace) {
@@ -788,14 +777,6 @@ fn admin_key(file: &str, lookup: &impl Fn(&str) -> Option<String>) -> Result<Opt
         });
     }
     Ok(Some(Secret(value)))
-}
-
-fn parse_addr(key: &str, value: &str) -> Result<SocketAddr, ConfigError> {
-    value.parse().map_err(|_| ConfigError::Invalid {
-        key: key.into(),
-        value: value.into(),
-        reason: "expected an IP address and port like 127.0.0.1:8080".into(),
-    })
 }
 
 fn first_line(e: &toml::de::Error) -> String {
@@ -857,7 +838,7 @@ mod tests {
     #[test]
     fn env_overrides_file() {
         let c = load("[server]\nlisten = \"127.0.0.1:1\"\n", &[("CAXTON_SERVER_LISTEN", "127.0.0.1:2")]).unwrap();
-        assert_eq!(c.server.listen, "127.0.0.1:2");
+        assert_eq!(c.server.listen.get(), "127.0.0.1:2".parse().unwrap());
         let c = load("", &[("CAXTON_CLUSTER_NODE_ID", "7"), ("CAXTON_CLUSTER_BOOTSTRAP", "false")]).unwrap();
         assert_eq!(c.cluster.node_id, 7);
         assert_eq!(c.cluster.bootstrap, Bootstrap::False);

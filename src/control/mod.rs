@@ -17,11 +17,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::Cluster;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::CaxtonState;
+use crate::state::Ledger;
 
 pub use placement::{Placement, PlacementError};
 pub use retention::{Retention, RetentionLoop};
@@ -51,7 +50,7 @@ pub trait LeaderLoop: Send + Sync + 'static {
 }
 
 /// Runs `job`'s rounds on this node while it leads, until `stop`.
-pub async fn drive<L: LeaderLoop>(job: L, cluster: Arc<Cluster<CaxtonState>>, stop: CancellationToken) {
+pub async fn drive<L: LeaderLoop>(job: L, ledger: Ledger, stop: CancellationToken) {
     let start = tokio::time::Instant::now() + job.first_round_after();
     let mut tick = tokio::time::interval_at(start, job.period());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -62,7 +61,7 @@ pub async fn drive<L: LeaderLoop>(job: L, cluster: Arc<Cluster<CaxtonState>>, st
             _ = tick.tick() => {}
             _ = wake.notified() => {}
         }
-        if !cluster.is_leader() {
+        if !ledger.is_leader() {
             continue;
         }
         if let Err(e) = job.round().await {

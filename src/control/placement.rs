@@ -11,16 +11,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::{placement, Cluster, ReadError, WriteError};
+use caxton_cluster::{placement, ReadError, WriteError};
 use tokio::sync::Notify;
 
-use crate::state::{AssignShards, CaxtonState, Queries, Store, SHARDS};
+use crate::state::{AssignShards, Ledger, SHARDS};
 
 #[derive(Clone)]
 pub struct Placement {
-    cluster: Arc<Cluster<CaxtonState>>,
-    store: Store,
-    queries: Queries,
+    ledger: Ledger,
     kick: Arc<Notify>,
 }
 
@@ -43,28 +41,28 @@ impl crate::problems::Classified for PlacementError {
 }
 
 impl Placement {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries) -> Self {
-        Self { store: Store::new(cluster.clone()), cluster, queries, kick: Arc::new(Notify::new()) }
+    pub fn new(ledger: Ledger) -> Self {
+        Self { ledger, kick: Arc::new(Notify::new()) }
     }
 
     /// Shards that would move now; proposes the moves when this node leads.
     pub async fn rebalance_once(&self) -> Result<usize, PlacementError> {
-        if !self.cluster.is_leader() {
+        if !self.ledger.is_leader() {
             return Ok(0);
         }
-        let mut nodes = self.cluster.placement_nodes().await;
+        let mut nodes = self.ledger.placement_nodes().await;
         nodes.sort_unstable();
         if nodes.is_empty() {
             return Ok(0);
         }
-        let current = self.queries.shard_map(SHARDS).await?;
+        let current = self.ledger.queries.shard_map(SHARDS).await?;
         let moves = placement::moves(&current, &nodes);
         if moves.is_empty() {
             return Ok(0);
         }
         let n = moves.len();
         tracing::info!(shards = n, ?nodes, "rebalancing shards");
-        self.store.propose(AssignShards { moves, at_ms: chrono::Utc::now().timestamp_millis() }).await?;
+        self.ledger.store.propose(AssignShards { moves, at_ms: crate::time::now_ms() }).await?;
         Ok(n)
     }
 

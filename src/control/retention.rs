@@ -2,12 +2,9 @@
 //! `PruneHistory` now and then (`server.history_retention_ms`,
 //! `server.agent_versions_kept`); every replica applies the same cut.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::Cluster;
-
-use crate::state::{CaxtonState, PruneHistory, Store};
+use crate::state::{Ledger, PruneHistory};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Retention {
@@ -26,13 +23,13 @@ impl Retention {
 
 /// The leader's pruning rounds (see [`super::drive`]).
 pub struct RetentionLoop {
-    store: Store,
+    ledger: Ledger,
     retention: Retention,
 }
 
 impl RetentionLoop {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>, retention: Retention) -> Self {
-        Self { store: Store::new(cluster), retention }
+    pub fn new(ledger: Ledger, retention: Retention) -> Self {
+        Self { ledger, retention }
     }
 }
 
@@ -50,12 +47,13 @@ impl super::LeaderLoop for RetentionLoop {
     }
 
     async fn round(&self) -> anyhow::Result<()> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::time::now_ms();
         let before_ms = match self.retention.history {
             Some(h) => now.saturating_sub(h.as_millis().min(i64::MAX as u128) as i64),
             None => i64::MIN,
         };
-        let p = self.store.propose(PruneHistory { before_ms, keep_versions: self.retention.versions_kept }).await?;
+        let p =
+            self.ledger.store.propose(PruneHistory { before_ms, keep_versions: self.retention.versions_kept }).await?;
         if p.messages + p.conversations + p.versions > 0 {
             tracing::info!(
                 messages = p.messages,

@@ -8,15 +8,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use caxton_cluster::Cluster;
-
 use crate::config::rollout::{Analysis, Strategy};
 use crate::config::AgentName;
 use crate::messaging::{MessageService, MessageStatus, SendRequest, Target};
-use crate::state::{
-    CaxtonState, Check, Figures, Queries, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, Store,
-    UpdateRollout,
-};
+use crate::state::{Check, Figures, Ledger, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, UpdateRollout};
+use crate::time::now_ms;
 
 /// How often the leader looks at active rollouts.
 const TICK: Duration = Duration::from_millis(500);
@@ -25,13 +21,8 @@ const TICK: Duration = Duration::from_millis(500);
 const LATENCY_FLOOR_MS: u64 = 100;
 
 pub struct RolloutController {
-    queries: Queries,
-    store: Store,
+    ledger: Ledger,
     messages: Arc<MessageService>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 /// Judges a candidate's figures against the stable revision's; the reason
@@ -73,7 +64,7 @@ impl super::LeaderLoop for RolloutController {
     /// Each active rollout is driven on its own: one failing step does not
     /// hold the others back.
     async fn round(&self) -> anyhow::Result<()> {
-        for r in self.queries.active_rollouts().await? {
+        for r in self.ledger.queries.active_rollouts().await? {
             if let Err(e) = self.drive(&r).await {
                 tracing::warn!(agent = %r.agent, error = %e, "rollout step not taken; retrying");
             }
@@ -83,8 +74,8 @@ impl super::LeaderLoop for RolloutController {
 }
 
 impl RolloutController {
-    pub fn new(cluster: Arc<Cluster<CaxtonState>>, queries: Queries, messages: Arc<MessageService>) -> Self {
-        Self { store: Store::new(cluster), queries, messages }
+    pub fn new(ledger: Ledger, messages: Arc<MessageService>) -> Self {
+        Self { ledger, messages }
     }
 
     async fn drive(&self, r: &RolloutRecord) -> anyhow::Result<()> {
@@ -104,7 +95,7 @@ impl RolloutController {
         let agent = AgentName::parse(&r.agent).map_err(anyhow::Error::msg)?;
         let command =
             UpdateRollout { agent, candidate: r.candidate, expect_step: Some(r.step), action, at_ms: now_ms() };
-        if let RolloutUpdate::Updated(after) = self.store.propose(command).await? {
+        if let RolloutUpdate::Updated(after) = self.ledger.store.propose(command).await? {
             if after.state != r.state || after.step != r.step {
                 tracing::info!(
                     agent = %r.agent, candidate = r.candidate, state = ?after.state, step = after.step,
@@ -119,7 +110,7 @@ impl RolloutController {
         let Some(step) = r.spec.steps.get(r.step as usize) else { return Ok(()) };
         let a = &r.spec.analysis;
         let now = now_ms();
-        let (stable, candidate) = self.queries.step_figures(r).await?;
+        let (stable, candidate) = self.ledger.queries.step_figures(r).await?;
         let enough = candidate.requests >= u64::from(a.min_requests);
         let verdict = judge(a, &stable, &candidate);
         let last = r.last_check.as_ref().map(|c| c.at_ms).unwrap_or(r.step_started_at_ms).max(r.step_started_at_ms);
@@ -154,7 +145,7 @@ impl RolloutController {
         for i in 0..r.spec.warmup_probes {
             // Deterministic ids: a new leader re-sending a probe is a no-op.
             let id = format!("rollout-{}-{}-r{}-probe-{i}", r.agent.to_ascii_lowercase(), r.started_at_ms, r.candidate);
-            match self.queries.message(&id).await? {
+            match self.ledger.queries.message(&id).await? {
                 None => {
                     let mut req = SendRequest::request(
                         Target::Agent(format!("{}@{}", r.agent, r.candidate)),

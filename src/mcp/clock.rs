@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::{Caller, Linker};
 
-use super::host::StoreData;
+use super::sandbox::StoreData;
 
 /// The trap a sleep past the deadline ends in; classified as a timeout.
 #[derive(Debug, thiserror::Error)]

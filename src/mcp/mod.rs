@@ -8,12 +8,12 @@ mod http;
 mod manifest;
 mod policy;
 mod registry;
+mod sandbox;
 
 pub use crate::config::tool_policy::{ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
-pub use host::{
-    CompiledServer, DataDir, Limits, McpHost, MemoryBudget, Sandbox, ToolError, ToolInfo, DEFAULT_MEMORY_BUDGET_MB,
-};
+pub use host::{CompiledServer, McpHost, MemoryBudget, ToolError, ToolInfo, DEFAULT_MEMORY_BUDGET_MB};
 pub use http::{is_internal, HttpPolicy};
 pub use manifest::Manifest;
 pub use policy::ToolPolicies;
 pub use registry::{entry_grants, McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};
+pub use sandbox::{DataDir, Limits, Sandbox};

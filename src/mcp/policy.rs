@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::host::{DataDir, Limits, Sandbox};
 use super::http::HttpPolicy;
 use super::manifest::Manifest;
+use super::sandbox::{DataDir, Limits, Sandbox};
 use crate::config::tool_policy::{ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
 use crate::state::ToolDeployer;
 

@@ -117,7 +117,7 @@ impl McpRegistry {
             manifest: manifest_text.to_owned(),
             module: encoded,
             tools: serde_json::to_string(&tools).unwrap_or_default(),
-            at_ms: chrono::Utc::now().timestamp_millis(),
+            at_ms: crate::time::now_ms(),
             by,
         };
         self.store.propose(cmd).await?.map_err(|refused| match refused {

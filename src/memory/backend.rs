@@ -18,6 +18,7 @@ use super::types::{
 };
 use crate::shutdown::Shutdown;
 use crate::state::{DeleteEntity, Queries, Relate, StateEvent, Store, StoreEntity};
+use crate::time::now_ms;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -106,10 +107,6 @@ pub struct EmbeddedMemory {
     model_dir: std::path::PathBuf,
     index: Arc<VectorIndex>,
     metrics: Arc<crate::observability::Metrics>,
-}
-
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 fn validate_name(what: &str, v: &str) -> Result<(), MemoryError> {

@@ -139,14 +139,14 @@ impl MessageService {
     async fn owner_stream(&self, message: &Message) -> Option<reqwest::Response> {
         let name = AgentName::parse(&message.receiver).ok()?;
         let owner = self.queries().agent(&name).await.ok()??.owner;
-        if owner == self.cluster().node_id() {
+        if owner == self.ledger().node_id() {
             return None;
         }
-        let api = self.cluster().status().members.into_iter().find(|m| m.id == owner)?.api_addr;
+        let api = self.ledger().api_addr_of(owner)?;
         let url = format!("http://{api}/v1/messages/{}/stream?local=true", message.id);
         let mut request = self.peer_http().get(url).header(crate::observability::REQUEST_ID_HEADER, &message.trace_id);
         if let Some(key) = self.relay_key() {
-            let now_ms = chrono::Utc::now().timestamp_millis();
+            let now_ms = crate::time::now_ms();
             request = request.header(crate::auth::RELAY_HEADER, key.mint(&message.id, now_ms));
         }
         let relayed = request.send().await;

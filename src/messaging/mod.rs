@@ -2,7 +2,6 @@
 //! durable send path and interaction protocols.
 
 mod answer;
-mod batcher;
 mod protocols;
 mod routing;
 mod service;
@@ -10,7 +9,6 @@ mod streams;
 
 pub use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
-pub use batcher::{BatchLimits, Batcher};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
 pub use service::{

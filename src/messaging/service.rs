@@ -5,22 +5,22 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use caxton_cluster::{Cluster, ReadError, WriteError};
+use caxton_cluster::{ReadError, WriteError};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 use utoipa::ToSchema;
 
-use super::batcher::{BatchLimits, Batcher};
 use super::routing::{CapabilityRouter, Routed};
 use super::streams::TokenHub;
 use crate::config::AgentName;
 use crate::llm::ChatMessage;
 use crate::shutdown::Shutdown;
 use crate::state::{
-    AcceptMessages, AcceptOutcome, CaxtonState, ConversationRecord, Protocol, Queries, SetConversation, StateEvent,
-    Store, REPLY_SUFFIX,
+    AcceptMessages, AcceptOutcome, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Queries,
+    SetConversation, StateEvent, REPLY_SUFFIX,
 };
 use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
+use crate::time::now_ms;
 
 /// Agent-to-agent hops allowed before a request is refused (loop guard).
 pub const MAX_HOPS: u32 = 4;
@@ -136,8 +136,6 @@ pub struct Conversation {
     pub messages: Vec<Message>,
 }
 
-type AcceptBatcher = Batcher<Message, AcceptOutcome, WriteError>;
-
 #[derive(Default)]
 struct Waiters {
     by_request: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
@@ -193,9 +191,8 @@ impl Waiters {
 pub struct MessageService {
     queries: Queries,
     router: CapabilityRouter,
-    accept: AcceptBatcher,
-    cluster: Arc<Cluster<CaxtonState>>,
-    store: Store,
+    accept: Proposer<AcceptMessages>,
+    ledger: Ledger,
     waiters: Arc<Waiters>,
     pub tokens: Arc<TokenHub>,
     /// Relays answer streams from the node running an agent.
@@ -227,10 +224,6 @@ pub struct MessageLimits {
 /// stall the entry that carries another's.
 const BATCH_BYTES: usize = 1024 * 1024;
 
-fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}
-
 /// A client-chosen id: printable, bounded, and never in the namespace the
 /// server derives reply ids in (a client who could take `X-reply` first
 /// would leave request `X` unanswerable).
@@ -253,36 +246,22 @@ fn new_id() -> String {
 
 impl MessageService {
     pub fn new(
-        cluster: Arc<Cluster<CaxtonState>>,
-        queries: Queries,
+        ledger: Ledger,
         events: broadcast::Receiver<StateEvent>,
         peer_http: reqwest::Client,
         shutdown: &Shutdown,
         metrics: Arc<crate::observability::Metrics>,
         limits: MessageLimits,
     ) -> Arc<Self> {
-        let store = Store::new(cluster.clone());
-        let proposer = store.clone();
         let batch = BatchLimits { items: 512, bytes: BATCH_BYTES, weight: Message::payload_bytes };
-        let accept: AcceptBatcher = Batcher::spawn_weighted(shutdown, batch, 4, move |messages: Vec<Message>| {
-            let store = proposer.clone();
-            async move {
-                let n = messages.len();
-                let outcomes = store.propose(AcceptMessages { messages }).await?;
-                if outcomes.len() != n {
-                    return Err(WriteError::Rejected(format!("{} outcomes for {n} accepted messages", outcomes.len())));
-                }
-                Ok(outcomes)
-            }
-        });
+        let accept = Proposer::spawn(ledger.store.clone(), shutdown, batch, 4);
         let waiters = Arc::new(Waiters::default());
         shutdown.spawn_until_stopped(wake_waiters(events, waiters.clone()));
         Arc::new(Self {
-            router: CapabilityRouter::new(queries.clone()),
-            queries,
+            router: CapabilityRouter::new(ledger.queries.clone()),
+            queries: ledger.queries.clone(),
             accept,
-            cluster,
-            store,
+            ledger,
             waiters,
             tokens: Arc::new(TokenHub::default()),
             peer_http,
@@ -295,8 +274,8 @@ impl MessageService {
         &self.queries
     }
 
-    pub(super) fn cluster(&self) -> &Cluster<CaxtonState> {
-        &self.cluster
+    pub(super) fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     pub(super) fn peer_http(&self) -> &reqwest::Client {
@@ -403,12 +382,8 @@ impl MessageService {
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
-        let outcome = self
-            .accept
-            .submit(message.clone())
-            .await
-            .map_err(|_| MessageError::Cluster(Arc::new(WriteError::Fatal("node stopping".into()))))?;
-        let stored = match outcome.map_err(MessageError::Cluster)? {
+        let outcome = self.accept.submit(message.clone()).await.map_err(MessageError::Cluster)?;
+        let stored = match outcome {
             AcceptOutcome::Accepted => {
                 self.metrics.message_accepted();
                 message
@@ -505,7 +480,7 @@ impl MessageService {
             detail,
             at_ms: now_ms(),
         };
-        self.store.propose(cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
+        self.ledger.store.propose(cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
         Ok(())
     }
 }

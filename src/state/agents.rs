@@ -5,11 +5,14 @@ use caxton_cluster::ReadError;
 use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
-use super::machine::SHARDS;
 use super::queries::Queries;
+use super::rollout_rows;
 use crate::config::{AgentName, AgentSpec};
+
+/// Virtual shards agents hash into; fixed for the life of a cluster.
+pub const SHARDS: u32 = caxton_cluster::placement::DEFAULT_SHARDS;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
@@ -80,7 +83,7 @@ impl DeployAgent {
         let created = existing.is_none();
         let revision = self.record_revision(ctx.tx)?;
         // A direct deploy replaces whatever was being rolled out.
-        super::rollouts::supersede(ctx, &key, self.at_ms)?;
+        rollout_rows::supersede(ctx, &key, self.at_ms)?;
         let source_json = serde_json::to_string(&self.source).expect("source serializes");
         let shard = caxton_cluster::placement::shard_of(&key, SHARDS);
         // The shard map decides; the proposer's choice only fills the gap

@@ -3,7 +3,8 @@
 
 use rusqlite::Connection;
 
-use super::command::{ApplyCtx, Command, Response};
+use super::command::Command;
+use super::envelope::{ApplyCtx, Response};
 use super::events::StateEvent;
 use super::golden_tests::{commands, message};
 use super::{

@@ -47,7 +47,7 @@ pub enum StateEvent {
     /// A rollout started, moved a step, or ended.
     RolloutChanged {
         agent: String,
-        state: super::rollouts::RolloutState,
+        state: super::rollout_record::RolloutState,
         step: u32,
     },
     /// An API key was created or revoked.

@@ -239,8 +239,8 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("pruned", Response::Pruned { messages: 3, conversations: 1, versions: 2 }),
         ("rollout_not_applicable", Response::Rollout { record: None, applied: false }),
         ("not_owner", Response::NotOwner("tool server `x` was deployed by the key `a`".into())),
-        ("attempt_run", Response::Attempt(super::messages::Attempt::Run(2))),
-        ("attempt_dead_lettered", Response::Attempt(super::messages::Attempt::DeadLettered)),
+        ("attempt_run", Response::Attempt(super::envelope::Attempt::Run(2))),
+        ("attempt_dead_lettered", Response::Attempt(super::envelope::Attempt::DeadLettered)),
     ]
 }
 

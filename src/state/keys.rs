@@ -6,7 +6,7 @@ use caxton_cluster::ReadError;
 use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
 

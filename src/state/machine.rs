@@ -8,11 +8,9 @@ use caxton_cluster::Application;
 use rusqlite::Transaction;
 use tokio::sync::broadcast;
 
-use super::command::{ApplyCtx, Command, Response};
+use super::command::Command;
+use super::envelope::{ApplyCtx, Response};
 use super::events::StateEvent;
-
-/// Virtual shards agents hash into; fixed for the life of a cluster.
-pub const SHARDS: u32 = caxton_cluster::placement::DEFAULT_SHARDS;
 
 /// Caxton's replicated state machine. Effects of `apply` are staged and
 /// published only once the batch is durable, so a listener never sees a

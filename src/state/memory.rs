@@ -11,9 +11,10 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use utoipa::ToSchema;
 
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
+use super::schema::{spelled, unknown_spelling};
 pub use crate::config::MemoryScope;
 
 /// Where an entity lives: a scope and, for agent-only and workspace
@@ -354,7 +355,7 @@ fn entity_rows(
         Ok((
             r.get::<_, i64>(0)?,
             Entity {
-                scope: parse_scope(&r.get::<_, String>(1)?).unwrap_or(MemoryScope::Global),
+                scope: spelled(r, 1, "memory scope", parse_scope)?,
                 owner: r.get(2)?,
                 name: r.get(3)?,
                 entity_type: r.get(4)?,
@@ -538,7 +539,7 @@ impl Queries {
                     entities.push(ExportedEntity {
                         name,
                         entity_type,
-                        scope: parse_scope(&scope).unwrap_or(MemoryScope::Global),
+                        scope: parse_scope(&scope).ok_or_else(|| unknown_spelling(2, "memory scope", &scope))?,
                         owner,
                         observations,
                     });
@@ -549,7 +550,7 @@ impl Queries {
                 let relations = r
                     .query_map([], |r| {
                         Ok(Relation {
-                            scope: parse_scope(&r.get::<_, String>(0)?).unwrap_or(MemoryScope::Global),
+                            scope: spelled(r, 0, "memory scope", parse_scope)?,
                             owner: r.get(1)?,
                             from: r.get(2)?,
                             to: r.get(3)?,

@@ -9,9 +9,10 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{AcceptOutcome, ApplyCtx, Attempt, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
+use super::schema::spelled;
 use crate::config::AgentName;
 use crate::llm::ChatMessage;
 
@@ -78,13 +79,14 @@ impl MessageStatus {
         }
     }
 
-    pub fn parse(s: &str) -> Self {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "accepted" => Self::Accepted,
-            "answered" => Self::Answered,
-            "failed" => Self::Failed,
-            "dead_lettered" => Self::DeadLettered,
-            _ => Self::Final,
+            "accepted" => Some(Self::Accepted),
+            "answered" => Some(Self::Answered),
+            "failed" => Some(Self::Failed),
+            "dead_lettered" => Some(Self::DeadLettered),
+            "final" => Some(Self::Final),
+            _ => None,
         }
     }
 }
@@ -115,13 +117,14 @@ impl ConversationState {
         }
     }
 
-    pub fn parse(s: &str) -> Self {
+    pub fn parse(s: &str) -> Option<Self> {
         match s {
-            "Initiated" => Self::Initiated,
-            "InProgress" => Self::InProgress,
-            "Completed" => Self::Completed,
-            "Expired" => Self::Expired,
-            _ => Self::Failed,
+            "Initiated" => Some(Self::Initiated),
+            "InProgress" => Some(Self::InProgress),
+            "Completed" => Some(Self::Completed),
+            "Failed" => Some(Self::Failed),
+            "Expired" => Some(Self::Expired),
+            _ => None,
         }
     }
 }
@@ -242,7 +245,7 @@ impl Message {
 /// How a request was served, carried by its reply.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Served {
-    pub outcome: super::rollouts::ServedOutcome,
+    pub outcome: super::rollout_record::ServedOutcome,
     /// Processing time on the node that ran the agent.
     pub took_ms: u64,
 }
@@ -277,13 +280,9 @@ impl Protocol {
         }
     }
 
-    /// Reads the stored spelling; only these two were ever written.
-    fn parse(stored: &str) -> Self {
-        if stored == Self::ContractNet.as_str() {
-            Self::ContractNet
-        } else {
-            Self::RequestReply
-        }
+    /// Reads the stored spelling.
+    fn parse(stored: &str) -> Option<Self> {
+        [Self::RequestReply, Self::ContractNet].into_iter().find(|p| p.as_str() == stored)
     }
 }
 
@@ -291,17 +290,6 @@ impl Protocol {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AcceptMessages {
     pub messages: Vec<Message>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub enum AcceptOutcome {
-    Accepted,
-    /// A message with this id exists already (a retried send).
-    Duplicate,
-    /// The receiver is not (or no longer) deployed.
-    UnknownReceiver,
-    /// The message names a revision of its receiver that does not exist.
-    UnknownRevision,
 }
 
 impl Proposal for AcceptMessages {
@@ -366,17 +354,6 @@ pub struct Pending {
     pub receiver: String,
     /// The log index it was committed at.
     pub seq: u64,
-}
-
-/// What a [`RecordAttempt`] decided.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-pub enum Attempt {
-    /// Run it: this is its `n`-th delivery.
-    Run(u32),
-    /// Over its attempts: answered with an error, not to be run.
-    DeadLettered,
-    /// Answered (or gone) meanwhile: nothing to do.
-    Closed,
 }
 
 impl Proposal for RecordAttempt {
@@ -561,7 +538,7 @@ fn accept(
         let key = m.receiver.to_ascii_lowercase();
         let pinned = m.revision.is_some();
         // Read once: it routes the message and decides its shadow copy.
-        let rollout = super::rollouts::active(tx, &key)?;
+        let rollout = super::rollout_rows::active(tx, &key)?;
         match super::rollouts::serving_revision(tx, &key, &m.conversation_id, m.revision, rollout.as_ref())? {
             Some(revision) => m.revision = Some(revision),
             None => {
@@ -699,8 +676,8 @@ impl Queries {
                         |r| {
                             Ok(ConversationRecord {
                                 id: r.get(0)?,
-                                protocol: Protocol::parse(&r.get::<_, String>(1)?),
-                                state: ConversationState::parse(&r.get::<_, String>(2)?),
+                                protocol: spelled(r, 1, "conversation protocol", Protocol::parse)?,
+                                state: spelled(r, 2, "conversation state", ConversationState::parse)?,
                                 initiator: r.get(3)?,
                                 detail: r.get(4)?,
                                 created_at_ms: r.get(5)?,

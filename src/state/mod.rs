@@ -11,45 +11,64 @@
 //! - `tools.rs`: tool servers;
 //! - `keys.rs`: API keys (hashes and grants, never tokens).
 //!
-//! `command.rs` holds the log's envelope and [`Store::propose`]; `machine.rs`
-//! dispatches committed commands; `queries.rs` is the read handle.
+//! Below the capabilities: `envelope.rs` (what `apply` answers, where it
+//! applies, how a proposer gets its typed answer), `events.rs` and the
+//! rollout record shared by rollouts, deploys and messages
+//! (`rollout_record.rs`, `rollout_rows.rs`). Above them: `command.rs` (the
+//! log's envelope listing every command), `machine.rs` (dispatches committed
+//! commands), `store.rs` ([`Store::propose`]), `proposer.rs` (commands
+//! batched from many callers, over the generic `batcher.rs`) and
+//! `ledger.rs`, the one handle services get. `queries.rs` is the read
+//! handle whose methods live in the capability files.
 //! Everything above (`messaging/`, `memory/`, `mcp/`, `agents/`) uses these
 //! types and never touches the replicated tables itself.
 
 mod agents;
 #[cfg(test)]
 mod apply_tests;
+mod batcher;
 mod command;
+mod envelope;
 mod events;
 #[cfg(test)]
 mod golden_tests;
 mod keys;
+mod ledger;
 mod machine;
 mod memory;
 mod messages;
+mod proposer;
 mod queries;
 mod retention;
+mod rollout_record;
+mod rollout_rows;
 mod rollouts;
 mod schema;
+mod store;
 mod tools;
 
-pub use agents::{AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent};
-pub use command::{Command, Proposal, Response, Store, FEATURES};
+pub use agents::{
+    AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent, SHARDS,
+};
+pub use batcher::{BatchLimits, Batcher};
+pub use command::{Command, FEATURES};
+pub use envelope::{AcceptOutcome, Attempt, Proposal, Response};
 pub use events::StateEvent;
 pub use keys::{CreateKey, Grants, KeyRecord, RateLimit, RevokeKey, Scope};
-pub use machine::{CaxtonState, SHARDS};
+pub use ledger::Ledger;
+pub use machine::CaxtonState;
 pub use memory::{
     parse_scope, scope_str, DeleteEntity, Entity, ExportedEntity, ExportedObservation, IndexedRow, MemoryScope,
     NewObservation, Observation, ObservationHit, Place, Relate, Related, Relation, StoreEntity, Stored, Vector, Viewer,
 };
 pub use messages::{
-    payload_bytes, AcceptMessages, AcceptOutcome, Attempt, ConversationRecord, ConversationState, Message, MessageKind,
-    MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, Served, SetConversation, REPLY_SUFFIX,
+    payload_bytes, AcceptMessages, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus, Pending,
+    Protocol, RecordAttempt, RecordReplies, Served, SetConversation, REPLY_SUFFIX,
 };
+pub use proposer::{Batched, Proposer};
 pub use queries::Queries;
 pub use retention::{PruneHistory, Pruned};
-pub use rollouts::{
-    bucket, Check, Figures, RecordShadow, RolloutAction, RolloutRecord, RolloutState, RolloutUpdate, ServedOutcome,
-    ShadowReport, StartRollout, UpdateRollout,
-};
+pub use rollout_record::{Check, Figures, RolloutRecord, RolloutState, ServedOutcome};
+pub use rollouts::{bucket, RecordShadow, RolloutAction, RolloutUpdate, ShadowReport, StartRollout, UpdateRollout};
+pub use store::Store;
 pub use tools::{DeployMcpServer, RemoveMcpServer, ToolDeployer, ToolRefusal, ToolServerRow};

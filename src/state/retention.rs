@@ -6,7 +6,7 @@
 use rusqlite::params;
 use serde::{Deserialize, Serialize};
 
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{ApplyCtx, Proposal, Response};
 
 /// Deletes history: messages created before `before_ms` that no longer wait
 /// for anything (not `accepted`), conversations with no message left, and

@@ -10,101 +10,13 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
 use super::agents::{promote_revision, DeployAgent};
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
-use crate::config::{AgentName, RolloutSpec};
+use super::rollout_record::{Check, Figures, RolloutRecord, RolloutState, ServedOutcome};
+use super::rollout_rows::{active, load, save, supersede};
+use crate::config::AgentName;
 use caxton_cluster::ReadError;
-
-/// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RolloutState {
-    /// Taking traffic step by step (canary) or warming up (blue-green).
-    Progressing,
-    /// Holding its current weight until resumed or promoted.
-    Paused,
-    /// The new revision serves all traffic.
-    Promoted,
-    /// Stopped by an operator; the stable revision serves all traffic.
-    Aborted,
-    /// Stopped by failed analysis; the stable revision serves all traffic.
-    RolledBack,
-    /// Replaced by a later deploy before it finished.
-    Superseded,
-}
-
-impl RolloutState {
-    pub fn is_active(self) -> bool {
-        matches!(self, Self::Progressing | Self::Paused)
-    }
-}
-
-/// One revision's replies over a window.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Figures {
-    pub requests: u64,
-    pub errors: u64,
-    pub timeouts: u64,
-    pub p95_ms: Option<u64>,
-}
-
-impl Figures {
-    pub fn error_rate(&self) -> f64 {
-        rate(self.errors, self.requests)
-    }
-
-    pub fn timeout_rate(&self) -> f64 {
-        rate(self.timeouts, self.requests)
-    }
-}
-
-fn rate(n: u64, of: u64) -> f64 {
-    if of == 0 {
-        0.0
-    } else {
-        n as f64 / of as f64
-    }
-}
-
-/// The last analysis: both revisions' figures over the current step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Check {
-    pub at_ms: i64,
-    pub passed: bool,
-    pub stable: Figures,
-    pub candidate: Figures,
-    /// Why it failed, or what it waits for.
-    pub note: String,
-}
-
-/// A rollout as replicated.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct RolloutRecord {
-    pub agent: String,
-    pub spec: RolloutSpec,
-    /// The revision serving traffic when the rollout started.
-    pub stable: u64,
-    /// The revision being rolled out.
-    pub candidate: u64,
-    pub state: RolloutState,
-    /// Index into `spec.steps` (canary); 0 for blue-green.
-    pub step: u32,
-    /// Share (0-100) of new conversations the candidate serves.
-    pub weight: u8,
-    pub started_at_ms: i64,
-    pub step_started_at_ms: i64,
-    /// Log index at which the current step began: its figures count
-    /// replies recorded after it.
-    pub step_started_index: u64,
-    pub failed_checks: u32,
-    pub last_check: Option<Check>,
-    /// Why it ended, or was paused.
-    pub reason: Option<String>,
-    pub finished_at_ms: Option<i64>,
-    /// Log index of the step that switched all traffic (promotion).
-    pub switched_at_index: Option<u64>,
-}
 
 /// What an operator or the controller does to a rollout.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -180,49 +92,6 @@ impl Proposal for UpdateRollout {
             other => Err(other),
         }
     }
-}
-
-pub(crate) fn load(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<RolloutRecord>> {
-    let body: Option<String> =
-        tx.query_row("SELECT body FROM rollouts WHERE name_key = ?1", [key], |r| r.get(0)).optional()?;
-    body.as_deref().map(parse).transpose()
-}
-
-fn parse(body: &str) -> rusqlite::Result<RolloutRecord> {
-    serde_json::from_str(body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
-}
-
-/// The rollout of `key` in progress (progressing or paused), if any.
-pub(crate) fn active(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<RolloutRecord>> {
-    let mut s = tx.prepare_cached("SELECT body FROM rollouts WHERE name_key = ?1 AND active = 1")?;
-    let body: Option<String> = s.query_row([key], |r| r.get(0)).optional()?;
-    body.as_deref().map(parse).transpose()
-}
-
-fn save(tx: &Transaction<'_>, key: &str, r: &RolloutRecord, stage: &mut Vec<StateEvent>) -> rusqlite::Result<()> {
-    tx.execute(
-        "INSERT INTO rollouts(name_key, active, body) VALUES (?1, ?2, ?3)
-         ON CONFLICT(name_key) DO UPDATE SET active = excluded.active, body = excluded.body",
-        params![key, r.state.is_active(), serde_json::to_string(r).expect("rollout serializes")],
-    )?;
-    if !r.state.is_active() {
-        // Outcomes are kept only while something judges them.
-        tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [key])?;
-    }
-    stage.push(StateEvent::RolloutChanged { agent: r.agent.clone(), state: r.state, step: r.step });
-    Ok(())
-}
-
-/// Ends an active rollout because a later deploy replaced what it rolled out.
-pub(crate) fn supersede(ctx: &mut ApplyCtx<'_, '_>, key: &str, at_ms: i64) -> rusqlite::Result<()> {
-    if let Some(mut r) = active(ctx.tx, key)? {
-        r.state = RolloutState::Superseded;
-        r.weight = 0;
-        r.reason = Some("a later deploy replaced this rollout".into());
-        r.finished_at_ms = Some(at_ms);
-        save(ctx.tx, key, &r, ctx.stage)?;
-    }
-    Ok(())
 }
 
 impl StartRollout {
@@ -475,25 +344,6 @@ pub struct ShadowReport {
     pub compared: u64,
     pub similarity_mean: Option<f64>,
     pub similarity_min: Option<f64>,
-}
-
-/// How a request ended, as analysis counts it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ServedOutcome {
-    Ok,
-    Error,
-    Timeout,
-}
-
-impl ServedOutcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Error => "error",
-            Self::Timeout => "timeout",
-        }
-    }
 }
 
 /// Counts a reply for its revision while a rollout of its agent runs.

@@ -162,3 +162,26 @@ pub fn migrate(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
          WHERE spec IS NULL",
     )
 }
+
+/// Column `i` read back as the type whose spelling it stores. A spelling
+/// this version never writes (a newer node's, or damage) is an error that
+/// names it, never a silent default: an unknown memory scope must not read
+/// as `global`.
+pub(crate) fn spelled<T>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    what: &'static str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(i)?;
+    parse(&text).ok_or_else(|| unknown_spelling(i, what, &text))
+}
+
+/// The error [`spelled`] gives, for a value already read.
+pub(crate) fn unknown_spelling(i: usize, what: &str, text: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        i,
+        rusqlite::types::Type::Text,
+        format!("unknown {what} `{text}` in the replica (written by a newer version?)").into(),
+    )
+}

@@ -8,7 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
-use super::command::{ApplyCtx, Proposal, Response};
+use super::envelope::{ApplyCtx, Proposal, Response};
 use super::queries::Queries;
 
 /// Who deploys (or removes) a tool server: the operator (the node's

@@ -1,10 +1,11 @@
 //! A node started inside the calling process (benchmarks): no child
 //! process, the same HTTP API on a loopback port.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::free_port;
-use caxton::config::ServerConfig;
+use caxton::config::{ListenAddr, ServerConfig, Unset};
 use caxton::node::Node;
 
 pub struct InProcessNode {
@@ -20,9 +21,9 @@ impl InProcessNode {
     pub async fn start(configure: impl FnOnce(&mut ServerConfig)) -> anyhow::Result<Self> {
         let dir = tempfile::tempdir()?;
         let mut config = ServerConfig::default();
-        config.server.listen = "127.0.0.1:0".into();
-        config.server.metrics_listen = String::new();
-        config.cluster.rpc_listen = format!("127.0.0.1:{}", free_port());
+        config.server.listen = ListenAddr::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        config.server.metrics_listen = Unset::default();
+        config.cluster.rpc_listen = ListenAddr::new(SocketAddr::from(([127, 0, 0, 1], free_port())));
         config.server.data_dir = dir.path().join("data");
         config.log.level = "error".into();
         configure(&mut config);

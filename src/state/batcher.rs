@@ -21,6 +21,13 @@ pub struct BatchLimits<I> {
     pub weight: fn(&I) -> usize,
 }
 
+impl<I> BatchLimits<I> {
+    /// At most `items` per batch, whatever their size.
+    pub fn items(items: usize) -> Self {
+        Self { items, bytes: usize::MAX, weight: |_| 0 }
+    }
+}
+
 pub struct Batcher<I, O, E> {
     tx: mpsc::Sender<(I, Reply<O, E>)>,
 }
@@ -49,12 +56,7 @@ where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
     {
-        Self::spawn_weighted(
-            shutdown,
-            BatchLimits { items: max_batch, bytes: usize::MAX, weight: |_| 0 },
-            in_flight,
-            commit,
-        )
+        Self::spawn_weighted(shutdown, BatchLimits::items(max_batch), in_flight, commit)
     }
 
     /// As [`Batcher::spawn`], and a batch also stops before its items'
