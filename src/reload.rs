@@ -2,8 +2,9 @@
 //! what can change live is applied at once, and every other changed key is
 //! named as needing a restart. A config that does not load changes nothing.
 
+use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -52,7 +53,7 @@ impl Reloader {
 
     /// Re-reads the config from where it was first read and applies it.
     pub fn reload(&self) -> Result<ReloadReport, ConfigError> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.lock();
         let next = running.reread()?;
         let report = self.apply(&mut running, &next);
         tracing::info!(applied = ?report.applied, restart_required = ?report.restart_required, warnings = ?report.warnings, "configuration reloaded");

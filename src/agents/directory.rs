@@ -5,9 +5,10 @@
 //! rescan of a few hundred small files costs microseconds. A file is judged
 //! by its content hash, so touching it without a change does nothing.
 
+use parking_lot::RwLock;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -52,7 +53,6 @@ impl AgentsDirectory {
     pub fn status(&self) -> Vec<FileStatus> {
         self.files
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .iter()
             .map(|(file, t)| FileStatus {
                 file: file.clone(),
@@ -67,7 +67,6 @@ impl AgentsDirectory {
     pub fn errors_for(&self, agent: &AgentName) -> Vec<FieldError> {
         self.files
             .read()
-            .unwrap_or_else(|p| p.into_inner())
             .values()
             .find(|t| t.agent.as_ref() == Some(agent))
             .map(|t| t.errors.clone())
@@ -89,14 +88,14 @@ impl AgentsDirectory {
             self.sync_file(file, path).await;
         }
         let gone: Vec<(String, Tracked)> = {
-            let files = self.files.read().unwrap_or_else(|p| p.into_inner());
+            let files = self.files.read();
             files.iter().filter(|(f, _)| !present.contains_key(*f)).map(|(f, t)| (f.clone(), t.clone())).collect()
         };
         for (file, tracked) in gone {
             if let Some(agent) = &tracked.agent {
                 self.remove_for_file(agent, &file).await;
             }
-            self.files.write().unwrap_or_else(|p| p.into_inner()).remove(&file);
+            self.files.write().remove(&file);
         }
         if at_start {
             self.remove_orphans(&present).await;
@@ -132,7 +131,7 @@ impl AgentsDirectory {
             }
         };
         let hash: [u8; 32] = Sha256::digest(&text).into();
-        let previous = self.files.read().unwrap_or_else(|p| p.into_inner()).get(file).cloned();
+        let previous = self.files.read().get(file).cloned();
         if previous.as_ref().is_some_and(|p| p.hash == hash) {
             return;
         }
@@ -193,7 +192,7 @@ impl AgentsDirectory {
                 }
             }
         };
-        self.files.write().unwrap_or_else(|p| p.into_inner()).insert(file.to_owned(), tracked);
+        self.files.write().insert(file.to_owned(), tracked);
     }
 
     /// Rescans every `interval` until `stop`.

@@ -48,7 +48,7 @@ pub struct Gate {
     config: GateConfig,
     /// What a config reload changes: `server.allowed_origins` and
     /// `server.request_timeout_ms` (the rate limit lives in the limiter).
-    live: std::sync::RwLock<Arc<LiveSettings>>,
+    live: parking_lot::RwLock<Arc<LiveSettings>>,
     keys: KeyRing,
     in_flight: Arc<Semaphore>,
     streams: StreamSlots,
@@ -62,16 +62,16 @@ impl Gate {
         let in_flight = Arc::new(Semaphore::new(config.max_in_flight));
         let streams = StreamSlots::new(config.max_streams_per_key);
         let per_key = StreamSlots::new(config.max_requests_per_key.max(1));
-        Self { config, live: std::sync::RwLock::new(Arc::new(live)), keys, in_flight, streams, per_key }
+        Self { config, live: parking_lot::RwLock::new(Arc::new(live)), keys, in_flight, streams, per_key }
     }
 
     fn live(&self) -> Arc<LiveSettings> {
-        self.live.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.live.read().clone()
     }
 
     /// Applies reloaded settings to every request from now on.
     pub fn reload(&self, live: LiveSettings, default_rate: Option<crate::state::RateLimit>) {
-        *self.live.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(live);
+        *self.live.write() = Arc::new(live);
         self.config.limiter.set_default(default_rate);
     }
 

@@ -3,8 +3,9 @@
 //! then `tools/list` and `tools/call`; notifications are accepted with 202;
 //! `DELETE /mcp` ends the session. Answers are plain JSON (no server push).
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
@@ -47,7 +48,7 @@ impl Sessions {
 
     fn open(&self, key: &Arc<str>, now: Instant) -> String {
         let id = uuid::Uuid::new_v4().to_string();
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock();
         open.retain(|_, s| now.saturating_duration_since(s.last_used) < self.idle);
         // A key past its share makes room among its own sessions, so one
         // key opening sessions in a loop cannot evict everyone else's.
@@ -69,7 +70,7 @@ impl Sessions {
 
     /// Marks the session used, if it is open, fresh, and `key`'s.
     fn touch(&self, id: &str, key: &str, now: Instant) -> bool {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock();
         match open.get_mut(id) {
             Some(s) if now.saturating_duration_since(s.last_used) >= self.idle => {
                 open.remove(id);
@@ -84,7 +85,7 @@ impl Sessions {
     }
 
     fn close(&self, id: &str, key: &str) -> bool {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock();
         if open.get(id).is_some_and(|s| &*s.key == key) {
             open.remove(id);
             return true;
@@ -93,7 +94,7 @@ impl Sessions {
     }
 
     pub fn len(&self) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.open.lock().len()
     }
 
     pub fn is_empty(&self) -> bool {

@@ -4,8 +4,9 @@
 //! key costs a hash and a map lookup, and a revocation is honoured by the
 //! first request after it is applied.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use caxton_cluster::ReadError;
 
@@ -51,14 +52,14 @@ impl KeyRing {
         // Read the generation before the keys: a change committed while we
         // read leaves the cache marked stale, so the next call reloads.
         let generation = self.state.keys_generation();
-        if let Some((g, keys)) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        if let Some((g, keys)) = self.cache.lock().as_ref() {
             if *g == generation {
                 return Ok(keys.clone());
             }
         }
         let keys: ById =
             Arc::new(self.queries.keys().await?.into_iter().map(|k| (k.id.clone(), Arc::new(k))).collect());
-        *self.cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, keys.clone()));
+        *self.cache.lock() = Some((generation, keys.clone()));
         Ok(keys)
     }
 

@@ -1,8 +1,9 @@
 //! Per-key budgets: a token bucket of requests, and a count of open
 //! event streams.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::state::RateLimit;
@@ -42,31 +43,31 @@ pub fn default_rate(per_second: f64, burst: u64) -> Option<RateLimit> {
 /// so the map is bounded by the key count.
 pub struct RateLimiter {
     /// Changed by a config reload (`set_default`).
-    default: std::sync::RwLock<Option<RateLimit>>,
+    default: parking_lot::RwLock<Option<RateLimit>>,
     buckets: Mutex<HashMap<Arc<str>, Bucket>>,
 }
 
 impl RateLimiter {
     /// `default`: the budget of keys that carry none; `None` = unlimited.
     pub fn new(default: Option<RateLimit>) -> Self {
-        Self { default: std::sync::RwLock::new(default), buckets: Mutex::new(HashMap::new()) }
+        Self { default: parking_lot::RwLock::new(default), buckets: Mutex::new(HashMap::new()) }
     }
 
     /// The budget of keys that carry none, from now on.
     pub fn set_default(&self, default: Option<RateLimit>) {
-        *self.default.write().unwrap_or_else(|p| p.into_inner()) = default;
+        *self.default.write() = default;
     }
 
     /// Takes one request from `key`'s bucket, or says how long until one
     /// is available.
     pub fn take(&self, key: &Arc<str>, own: Option<RateLimit>, now: Instant) -> Result<(), Duration> {
-        let default = *self.default.read().unwrap_or_else(|p| p.into_inner());
+        let default = *self.default.read();
         let Some(limit) = own.or(default) else { return Ok(()) };
         if limit.per_second <= 0.0 {
             return Ok(());
         }
         let burst = f64::from(limit.burst.max(1));
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut buckets = self.buckets.lock();
         let bucket = buckets.entry(key.clone()).or_insert(Bucket { tokens: burst, at: now });
         let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
         bucket.tokens = (bucket.tokens + elapsed * limit.per_second).min(burst);
@@ -103,7 +104,7 @@ impl StreamSlots {
     }
 
     pub fn try_open(&self, key: &Arc<str>) -> Option<StreamSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock();
         let n = open.entry(key.clone()).or_insert(0);
         if *n >= self.max {
             return None;
@@ -114,13 +115,13 @@ impl StreamSlots {
 
     #[cfg(test)]
     pub fn open_for(&self, key: &str) -> usize {
-        self.open.lock().unwrap_or_else(|p| p.into_inner()).get(key).copied().unwrap_or(0)
+        self.open.lock().get(key).copied().unwrap_or(0)
     }
 }
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let mut open = self.open.lock();
         if let Some(n) = open.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {

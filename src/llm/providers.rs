@@ -111,7 +111,7 @@ impl ProviderConfig {
 /// config reload replaces for all of them at once (`reload`).
 #[derive(Clone)]
 pub struct Providers {
-    current: Arc<std::sync::RwLock<Arc<ProviderSet>>>,
+    current: Arc<parking_lot::RwLock<Arc<ProviderSet>>>,
 }
 
 struct ProviderSet {
@@ -150,7 +150,7 @@ fn provider(name: &str, c: &ProviderConfig, models_dir: &Path) -> Arc<dyn LlmPro
 impl Providers {
     pub fn build(configs: &BTreeMap<String, ProviderConfig>, default: &str, models_dir: &Path) -> Self {
         let set = ProviderSet::build(configs, default, models_dir, None);
-        Self { current: Arc::new(std::sync::RwLock::new(Arc::new(set))) }
+        Self { current: Arc::new(parking_lot::RwLock::new(Arc::new(set))) }
     }
 
     /// Replaces the set every clone sees. A provider whose settings did not
@@ -158,11 +158,11 @@ impl Providers {
     /// already running finish on the provider they started with.
     pub fn reload(&self, configs: &BTreeMap<String, ProviderConfig>, default: &str, models_dir: &Path) {
         let set = ProviderSet::build(configs, default, models_dir, Some(&self.set()));
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *self.current.write() = Arc::new(set);
     }
 
     fn set(&self) -> Arc<ProviderSet> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current.read().clone()
     }
 
     /// The provider an agent asked for, or the server default.

@@ -12,9 +12,10 @@
 //! limiter refuses growth past the cap), CPU (fuel), wall-clock time (epoch
 //! interruption, ticked by a host thread), input and output size.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -177,12 +178,12 @@ impl McpHost {
     /// disk (`wasm-cache/HASH.cwasm`) across restarts.
     /// The already compiled server with this content hash, if any.
     pub fn compiled(&self, hash: &str) -> Option<CompiledServer> {
-        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(hash).cloned()
+        self.compiled.lock().get(hash).cloned()
     }
 
     pub fn compile(&self, bytes: &[u8]) -> Result<CompiledServer, ToolError> {
         let hash = hex::encode(Sha256::digest(bytes));
-        if let Some(c) = self.compiled.lock().unwrap_or_else(|p| p.into_inner()).get(&hash) {
+        if let Some(c) = self.compiled.lock().get(&hash) {
             return Ok(c.clone());
         }
         let cached = self.cache_dir.join(format!("{hash}.cwasm"));
@@ -203,7 +204,7 @@ impl McpHost {
         };
         let pre = self.linker.instantiate_pre(&module).map_err(|e| ToolError::InvalidModule(format!("{e:#}")))?;
         let server = CompiledServer { hash: hash.clone(), pre };
-        self.compiled.lock().unwrap_or_else(|p| p.into_inner()).insert(hash, server.clone());
+        self.compiled.lock().insert(hash, server.clone());
         Ok(server)
     }
 

@@ -65,7 +65,7 @@ pub struct McpRegistry {
     data_root: PathBuf,
     metrics: Arc<crate::observability::Metrics>,
     /// Replaced whole by a config reload; each deploy or call reads it once.
-    policies: std::sync::RwLock<Arc<ToolPolicies>>,
+    policies: parking_lot::RwLock<Arc<ToolPolicies>>,
 }
 
 impl McpRegistry {
@@ -77,17 +77,17 @@ impl McpRegistry {
         policies: ToolPolicies,
         metrics: Arc<crate::observability::Metrics>,
     ) -> Self {
-        Self { store, queries, host, data_root, metrics, policies: std::sync::RwLock::new(Arc::new(policies)) }
+        Self { store, queries, host, data_root, metrics, policies: parking_lot::RwLock::new(Arc::new(policies)) }
     }
 
     fn policies(&self) -> Arc<ToolPolicies> {
-        self.policies.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.policies.read().clone()
     }
 
     /// What tool servers are granted from now on (a config reload): new
     /// deploys and calls are checked and sandboxed under `policies`.
     pub fn set_policies(&self, policies: ToolPolicies) {
-        *self.policies.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policies);
+        *self.policies.write() = Arc::new(policies);
     }
 
     /// Validates, compiles and lists the tools here, then replicates.

@@ -3,8 +3,9 @@
 //! dot product. Rebuilt from the replica at start and after a snapshot
 //! install; kept current from committed `MemoryAdded` / `MemoryRemoved`.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 
 use caxton_cluster::ReadError;
 
@@ -74,7 +75,7 @@ pub struct Filter<'a> {
 
 impl VectorIndex {
     pub fn len(&self) -> usize {
-        self.inner.read().unwrap_or_else(|p| p.into_inner()).rows.len()
+        self.inner.read().rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,16 +83,16 @@ impl VectorIndex {
     }
 
     pub fn clear(&self) {
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = Inner::default();
+        *self.inner.write() = Inner::default();
     }
 
     pub fn insert(&self, row: IndexedRow, vector: &[f32]) {
-        self.inner.write().unwrap_or_else(|p| p.into_inner()).push(row, vector);
+        self.inner.write().push(row, vector);
     }
 
     /// Removes every observation of an entity (swap-remove keeps it compact).
     pub fn remove_entity(&self, entity_id: i64) {
-        let mut g = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        let mut g = self.inner.write();
         let mut i = 0;
         while i < g.rows.len() {
             if g.rows[i].entity_id != entity_id {
@@ -122,7 +123,7 @@ impl VectorIndex {
     /// int8 first pass over every row, then exact scores for the best
     /// `limit × 8` candidates.
     pub fn search(&self, query: &[f32], filter: &Filter<'_>, limit: usize) -> Vec<(IndexedRow, f32)> {
-        let g = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        let g = self.inner.read();
         let passes = |row: &IndexedRow| {
             filter.scope.is_none_or(|s| s == row.place.scope)
                 && filter.entity_type.is_none_or(|t| t == row.entity_type)
@@ -154,12 +155,10 @@ impl VectorIndex {
     pub async fn rebuild(&self, queries: &Queries) -> Result<usize, ReadError> {
         let fresh = Arc::new(Mutex::new(Inner::default()));
         let sink = fresh.clone();
-        queries
-            .scan_observations(None, move |row, v| sink.lock().unwrap_or_else(|p| p.into_inner()).push(row, &v.0))
-            .await?;
-        let fresh = std::mem::take(&mut *fresh.lock().unwrap_or_else(|p| p.into_inner()));
+        queries.scan_observations(None, move |row, v| sink.lock().push(row, &v.0)).await?;
+        let fresh = std::mem::take(&mut *fresh.lock());
         let n = fresh.rows.len();
-        *self.inner.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        *self.inner.write() = fresh;
         Ok(n)
     }
 
@@ -219,7 +218,7 @@ mod tests {
         assert_eq!(idx.search(&unit(1), &f, 10).len(), 1);
         idx.remove_entity(1);
         assert_eq!(idx.len(), 2);
-        assert_eq!(idx.inner.read().unwrap().quantized.len(), 2 * DIMENSIONS);
+        assert_eq!(idx.inner.read().quantized.len(), 2 * DIMENSIONS);
         let f = Filter { viewer: &alice, scope: None, entity_type: None, min_similarity: -1.0 };
         assert_eq!(idx.search(&unit(0), &f, 10).len(), 1);
     }

@@ -1,8 +1,9 @@
 //! The durable send path: resolve the receiver, commit the message through
 //! Raft (the durability point), and optionally wait for the committed reply.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use caxton_cluster::{ReadError, WriteError};
@@ -160,17 +161,17 @@ impl Drop for Waiter {
 impl Waiters {
     fn register(self: &Arc<Self>, id: &str) -> Waiter {
         let (tx, rx) = oneshot::channel();
-        self.by_request.lock().unwrap_or_else(|p| p.into_inner()).entry(id.to_owned()).or_default().push(tx);
+        self.by_request.lock().entry(id.to_owned()).or_default().push(tx);
         Waiter { rx, id: id.to_owned(), waiters: self.clone() }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.by_request.lock().unwrap_or_else(|p| p.into_inner()).values().map(Vec::len).sum()
+        self.by_request.lock().values().map(Vec::len).sum()
     }
 
     fn wake(&self, id: &str) {
-        if let Some(list) = self.by_request.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+        if let Some(list) = self.by_request.lock().remove(id) {
             for tx in list {
                 let _ = tx.send(());
             }
@@ -178,7 +179,7 @@ impl Waiters {
     }
 
     fn forget(&self, id: &str) {
-        let mut map = self.by_request.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = self.by_request.lock();
         if let Some(list) = map.get_mut(id) {
             list.retain(|tx| !tx.is_closed());
             if list.is_empty() {
@@ -541,7 +542,7 @@ mod tests {
         assert_eq!(waiters.len(), 1);
         drop(b);
         assert_eq!(waiters.len(), 0);
-        assert!(waiters.by_request.lock().unwrap().is_empty());
+        assert!(waiters.by_request.lock().is_empty());
     }
 
     #[test]

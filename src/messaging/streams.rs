@@ -8,8 +8,9 @@
 //! nothing behind, and a listener who leaves before generation starts takes
 //! its empty entry with it.
 
+use parking_lot::{Mutex, MutexGuard};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use tokio::sync::watch;
 
@@ -56,7 +57,7 @@ pub struct TokenHub {
 
 impl TokenHub {
     fn lock(&self) -> MutexGuard<'_, HashMap<String, Entry>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+        self.entries.lock()
     }
 
     /// Starts (or restarts, for a request processed again) the token stream

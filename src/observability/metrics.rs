@@ -9,8 +9,8 @@
 //! label: past the cap, new values are counted as `other`, so a flood of
 //! agent names cannot grow the series without bound.
 
+use parking_lot::Mutex;
 use std::collections::HashSet;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use prometheus::{
@@ -37,7 +37,7 @@ impl LabelCap {
 
     /// `value` itself while it is known or there is room; `other` after.
     pub fn of<'a>(&self, value: &'a str) -> &'a str {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.lock();
         if seen.contains(value) {
             return value;
         }

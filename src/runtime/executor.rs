@@ -2,8 +2,9 @@
 //! it: whether a retried delivery is to run, and which revision's
 //! definition serves a message.
 
+use parking_lot::Mutex;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
@@ -137,13 +138,13 @@ impl Executor {
             return Ok(spec.clone());
         }
         let key = (spec.name.key(), wanted);
-        if let Some(s) = self.revisions.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(s) = self.revisions.lock().get(&key) {
             return Ok(s.clone());
         }
         let s =
             self.ledger.queries.revision_spec(&spec.name, wanted).await?.ok_or(ProcessError::RevisionGone(wanted))?;
         let s = Arc::new(s);
-        self.revisions.lock().unwrap_or_else(|p| p.into_inner()).insert(key, s.clone());
+        self.revisions.lock().insert(key, s.clone());
         Ok(s)
     }
 }

@@ -25,10 +25,10 @@ impl AgentRuntime {
         {
             // Requests answered (or moved away) meanwhile are forgotten.
             let still: HashSet<&str> = pending.iter().map(|p| p.id.as_str()).collect();
-            self.exec.started.lock().unwrap_or_else(|p| p.into_inner()).retain(|id| still.contains(id.as_str()));
+            self.exec.started.lock().retain(|id| still.contains(id.as_str()));
         }
         for p in pending {
-            if self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).contains(&p.id) {
+            if self.exec.inflight.lock().contains(&p.id) {
                 continue;
             }
             let retry = self.is_retry(&p);
@@ -42,17 +42,15 @@ impl AgentRuntime {
     /// took the agent on (a previous process or owner may have begun it).
     /// A first delivery the sweep makes (the mailbox was full) is not.
     fn is_retry(&self, p: &crate::state::Pending) -> bool {
-        let since =
-            self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).get(&p.receiver.to_ascii_lowercase()).copied();
-        since.is_none_or(|since| p.seq <= since)
-            || self.exec.started.lock().unwrap_or_else(|e| e.into_inner()).contains(&p.id)
+        let since = self.owned_since.lock().get(&p.receiver.to_ascii_lowercase()).copied();
+        since.is_none_or(|since| p.seq <= since) || self.exec.started.lock().contains(&p.id)
     }
 
     /// Records that this process runs agent `key` from log index
     /// `applied` on (kept across its revisions; a shard moving here starts
     /// a new record).
     pub(super) fn take_on(&self, key: &str, applied: u64) {
-        self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).entry(key.to_owned()).or_insert(applied);
+        self.owned_since.lock().entry(key.to_owned()).or_insert(applied);
     }
 
     fn deliver(&self, receiver: &str, delivery: Delivery) {
@@ -69,7 +67,7 @@ impl AgentRuntime {
                 _ = stop.cancelled() => break,
                 _ = sweep.tick() => {
                     // Work in progress, advertised in gossip as this node's load.
-                    let load = self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).len() as u64;
+                    let load = self.exec.inflight.lock().len() as u64;
                     self.ledger.publish_load(load);
                     if let Err(e) = self.sweep().await {
                         tracing::error!(error = %e, "sweep for unanswered messages failed");
@@ -110,7 +108,7 @@ impl AgentRuntime {
                 tracing::error!(error = %e, "agent runtime could not follow the registry");
             }
         }
-        let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+        let mut running = self.running.write();
         for (_, agent) in running.drain() {
             agent.stop.cancel();
         }
@@ -132,7 +130,7 @@ impl AgentRuntime {
         self.take_on(&name.key(), self.ledger.applied_index());
         let agent = self.start(record.spec, revision);
         self.mailboxes.insert(name.key(), agent.mailbox.clone());
-        if let Some(old) = self.running.write().unwrap_or_else(|p| p.into_inner()).insert(name.key(), agent) {
+        if let Some(old) = self.running.write().insert(name.key(), agent) {
             old.stop.cancel();
         }
         tracing::info!(agent = %name, revision, "agent started");

@@ -1,7 +1,7 @@
 //! The in-memory routing step: agent name → that agent's bounded mailbox.
 
+use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::RwLock;
 
 use tokio::sync::mpsc;
 
@@ -31,16 +31,16 @@ pub struct Mailboxes {
 
 impl Mailboxes {
     pub fn insert(&self, key: String, mailbox: mpsc::Sender<Delivery>) {
-        self.by_key.write().unwrap_or_else(|p| p.into_inner()).insert(key, mailbox);
+        self.by_key.write().insert(key, mailbox);
     }
 
     pub fn remove(&self, key: &str) {
-        self.by_key.write().unwrap_or_else(|p| p.into_inner()).remove(key);
+        self.by_key.write().remove(key);
     }
 
     /// Hands a message to `receiver`'s mailbox without waiting.
     pub fn deliver(&self, receiver: &str, delivery: Delivery) -> Result<(), Undelivered> {
-        let map = self.by_key.read().unwrap_or_else(|p| p.into_inner());
+        let map = self.by_key.read();
         // Names are stored case-folded; most callers already pass that form.
         let mailbox = match map.get(receiver) {
             Some(m) => m,

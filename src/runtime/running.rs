@@ -10,8 +10,9 @@
 //! processing is at-least-once; `RecordReplies` ignores a second answer, so
 //! each request is answered exactly once.
 
+use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -89,7 +90,7 @@ impl AgentRuntime {
     }
 
     pub fn state_of(&self, name: &AgentName) -> AgentState {
-        if self.running.read().unwrap_or_else(|p| p.into_inner()).contains_key(&name.key()) {
+        if self.running.read().contains_key(&name.key()) {
             AgentState::Running
         } else {
             AgentState::Remote
@@ -97,11 +98,11 @@ impl AgentRuntime {
     }
 
     pub fn get(&self, name: &AgentName) -> Option<RunningAgent> {
-        self.running.read().unwrap_or_else(|p| p.into_inner()).get(&name.key()).cloned()
+        self.running.read().get(&name.key()).cloned()
     }
 
     pub fn running_count(&self) -> usize {
-        self.running.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.running.read().len()
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -110,7 +111,7 @@ impl AgentRuntime {
 
     /// Messages waiting in the mailboxes of the agents running here.
     pub fn mailbox_depth(&self) -> usize {
-        let running = self.running.read().unwrap_or_else(|p| p.into_inner());
+        let running = self.running.read();
         running.values().map(|a| a.mailbox.max_capacity() - a.mailbox.capacity()).sum()
     }
 
@@ -127,7 +128,7 @@ impl AgentRuntime {
             .map(|a| (a.spec.name.key(), (a.spec, a.revision)))
             .collect();
         {
-            let mut running = self.running.write().unwrap_or_else(|p| p.into_inner());
+            let mut running = self.running.write();
             running.retain(|key, agent| {
                 let keep = wanted.get(key).is_some_and(|(_, rev)| *rev == agent.revision);
                 if !keep {
@@ -136,7 +137,7 @@ impl AgentRuntime {
                 }
                 keep
             });
-            self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).retain(|key, _| wanted.contains_key(key));
+            self.owned_since.lock().retain(|key, _| wanted.contains_key(key));
             let applied = self.ledger.applied_index();
             for (key, (spec, revision)) in wanted {
                 self.take_on(&key, applied);
@@ -153,8 +154,8 @@ impl AgentRuntime {
     /// Stops `name` if it runs here; whether it did.
     pub(super) fn stop_agent(&self, name: &AgentName) -> bool {
         self.mailboxes.remove(&name.key());
-        self.owned_since.lock().unwrap_or_else(|e| e.into_inner()).remove(&name.key());
-        let Some(agent) = self.running.write().unwrap_or_else(|p| p.into_inner()).remove(&name.key()) else {
+        self.owned_since.lock().remove(&name.key());
+        let Some(agent) = self.running.write().remove(&name.key()) else {
             return false;
         };
         agent.stop.cancel();

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 use crate::config::AgentSpec;
-use crate::llm::{ChatMessage, ChatRequest, LlmProvider, TokenSink};
+use crate::llm::{ChatMessage, ChatRequest, ChatResponse, LlmProvider, TokenSink, ToolCall, ToolSpec};
 use crate::messaging::{Message, MessageKind};
 use crate::observability::{Metrics, Outcome};
 
@@ -81,17 +81,7 @@ pub async fn run(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
 
 async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
     let TurnInputs { spec, recalled, memory, message, history, provider, tools, metrics, tokens, shadow } = inputs;
-    let mut vars = prompt::variables(spec, message);
-    if let Some(recalled) = recalled.filter(|r| !r.is_empty()) {
-        let context = vars.entry("context".into()).or_default();
-        if !context.is_empty() {
-            context.push('\n');
-        }
-        context.push_str(&recalled);
-    }
-    let mut messages = vec![ChatMessage::system(prompt::render(&spec.system_prompt, &vars))];
-    messages.extend(history_messages(message, &history));
-    messages.push(ChatMessage::user(prompt::render(&spec.user_prompt_template, &vars)));
+    let mut messages = opening(spec, recalled, message, &history);
     let mut offered = tools.offered(&spec.tools, memory.is_some());
     offered.extend(tools.offered_mcp(&spec.tools).await);
     let ctx = CallContext {
@@ -111,77 +101,113 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             model: spec.model.clone(),
             ..Default::default()
         };
-        let started = Instant::now();
-        let model = spec.model.as_deref().unwrap_or("default");
-        let chat = tracing::info_span!(
-            "chat",
-            otel.name = %format!("chat {model}"),
-            otel.kind = "client",
-            gen_ai.operation.name = "chat",
-            gen_ai.provider.name = %provider.name(),
-            gen_ai.request.model = %model,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            gen_ai.response.finish_reasons = tracing::field::Empty,
-            error.type = tracing::field::Empty
-        );
-        let response = provider.chat(request, tokens.clone()).instrument(chat.clone()).await;
-        match &response {
-            Ok(r) => {
-                chat.record("gen_ai.usage.input_tokens", r.usage.prompt_tokens);
-                chat.record("gen_ai.usage.output_tokens", r.usage.completion_tokens);
-                chat.record("gen_ai.response.finish_reasons", r.finish_reason.as_str());
-            }
-            Err(_) => {
-                chat.record("error.type", "error");
-            }
-        }
-        let usage = match &response {
-            Ok(r) => Ok((u64::from(r.usage.prompt_tokens), u64::from(r.usage.completion_tokens))),
-            Err(_) => Err("error"),
-        };
-        metrics.llm_call(provider.name(), model, started.elapsed(), usage);
-        let response = response?;
+        let response = chat(spec, &provider, request, tokens.clone(), metrics).await?;
         if response.tool_calls.is_empty() {
             return Ok(response.content);
         }
         messages.push(ChatMessage::assistant(response.content.clone(), response.tool_calls.clone()));
         for call in &response.tool_calls {
-            let allowed = offered.iter().any(|t| t.name == call.name);
-            let result = if !allowed {
-                metrics.tool_call("-", &call.name, Outcome::Denied, Duration::ZERO);
-                tracing::warn!(agent = %spec.name, tool = %call.name, "model called a tool outside the agent's allowlist");
-                format!(
-                    "error: tool `{}` is not allowed for this agent; allowed tools: [{}]",
-                    call.name,
-                    offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
-                )
+            let result = if offered.iter().any(|t| t.name == call.name) {
+                call_tool(tools, call, &ctx, metrics).await
             } else {
-                let started = Instant::now();
-                let builtin = super::tools::is_builtin(&call.name);
-                let span = tracing::info_span!(
-                    "execute_tool",
-                    otel.name = %format!("execute_tool {}", call.name),
-                    otel.kind = "internal",
-                    gen_ai.operation.name = "execute_tool",
-                    gen_ai.tool.name = %call.name,
-                    gen_ai.tool.call.id = %call.id,
-                    gen_ai.tool.type = if builtin { "function" } else { "extension" },
-                    error.type = tracing::field::Empty
-                );
-                let result = tools.call(call, &ctx).instrument(span.clone()).await;
-                if result.is_err() {
-                    span.record("error.type", "tool_error");
-                }
-                // MCP servers' calls are counted by the registry, by server.
-                if builtin {
-                    let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
-                    metrics.tool_call("builtin", &call.name, outcome, started.elapsed());
-                }
-                result.unwrap_or_else(|e| format!("error: {e}"))
+                refuse_tool(spec, call, &offered, metrics)
             };
             messages.push(ChatMessage::tool(&call.id, result));
         }
     }
     Err(TurnError::MaxTurns(spec.max_turns))
+}
+
+/// The conversation the model first sees: the system prompt, earlier
+/// turns, the request (with what memory recalled in `{{context}}`).
+fn opening(spec: &AgentSpec, recalled: Option<String>, message: &Message, history: &[Message]) -> Vec<ChatMessage> {
+    let mut vars = prompt::variables(spec, message);
+    if let Some(recalled) = recalled.filter(|r| !r.is_empty()) {
+        let context = vars.entry("context".into()).or_default();
+        if !context.is_empty() {
+            context.push('\n');
+        }
+        context.push_str(&recalled);
+    }
+    let mut messages = vec![ChatMessage::system(prompt::render(&spec.system_prompt, &vars))];
+    messages.extend(history_messages(message, history));
+    messages.push(ChatMessage::user(prompt::render(&spec.user_prompt_template, &vars)));
+    messages
+}
+
+/// One model call inside its `chat` span, counted.
+async fn chat(
+    spec: &AgentSpec,
+    provider: &Arc<dyn LlmProvider>,
+    request: ChatRequest,
+    tokens: Option<TokenSink>,
+    metrics: &Metrics,
+) -> Result<ChatResponse, TurnError> {
+    let started = Instant::now();
+    let model = spec.model.as_deref().unwrap_or("default");
+    let chat = tracing::info_span!(
+        "chat",
+        otel.name = %format!("chat {model}"),
+        otel.kind = "client",
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = %provider.name(),
+        gen_ai.request.model = %model,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        gen_ai.response.finish_reasons = tracing::field::Empty,
+        error.type = tracing::field::Empty
+    );
+    let response = provider.chat(request, tokens).instrument(chat.clone()).await;
+    let usage = match &response {
+        Ok(r) => {
+            chat.record("gen_ai.usage.input_tokens", r.usage.prompt_tokens);
+            chat.record("gen_ai.usage.output_tokens", r.usage.completion_tokens);
+            chat.record("gen_ai.response.finish_reasons", r.finish_reason.as_str());
+            Ok((u64::from(r.usage.prompt_tokens), u64::from(r.usage.completion_tokens)))
+        }
+        Err(_) => {
+            chat.record("error.type", "error");
+            Err("error")
+        }
+    };
+    metrics.llm_call(provider.name(), model, started.elapsed(), usage);
+    Ok(response?)
+}
+
+/// What the model hears back when it calls a tool it was not offered.
+fn refuse_tool(spec: &AgentSpec, call: &ToolCall, offered: &[ToolSpec], metrics: &Metrics) -> String {
+    metrics.tool_call("-", &call.name, Outcome::Denied, Duration::ZERO);
+    tracing::warn!(agent = %spec.name, tool = %call.name, "model called a tool outside the agent's allowlist");
+    format!(
+        "error: tool `{}` is not allowed for this agent; allowed tools: [{}]",
+        call.name,
+        offered.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+    )
+}
+
+/// Runs an offered tool inside its `execute_tool` span; its result or
+/// error, as the model reads it.
+async fn call_tool(tools: &Tools, call: &ToolCall, ctx: &CallContext<'_>, metrics: &Metrics) -> String {
+    let started = Instant::now();
+    let builtin = super::tools::is_builtin(&call.name);
+    let span = tracing::info_span!(
+        "execute_tool",
+        otel.name = %format!("execute_tool {}", call.name),
+        otel.kind = "internal",
+        gen_ai.operation.name = "execute_tool",
+        gen_ai.tool.name = %call.name,
+        gen_ai.tool.call.id = %call.id,
+        gen_ai.tool.type = if builtin { "function" } else { "extension" },
+        error.type = tracing::field::Empty
+    );
+    let result = tools.call(call, ctx).instrument(span.clone()).await;
+    if result.is_err() {
+        span.record("error.type", "tool_error");
+    }
+    // MCP servers' calls are counted by the registry, by server.
+    if builtin {
+        let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
+        metrics.tool_call("builtin", &call.name, outcome, started.elapsed());
+    }
+    result.unwrap_or_else(|e| format!("error: {e}"))
 }

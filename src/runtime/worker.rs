@@ -36,10 +36,10 @@ pub(super) async fn worker(
         };
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let id = delivery.id.clone();
-        if !exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone()) {
+        if !exec.inflight.lock().insert(id.clone()) {
             continue;
         }
-        exec.started.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone());
+        exec.started.lock().insert(id.clone());
         let (serving, task_exec) = (serving.clone(), exec.clone());
         exec.shutdown.spawn(async move {
             let exec = task_exec;
@@ -62,7 +62,7 @@ struct InFlight<'a> {
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.exec.inflight.lock().unwrap_or_else(|p| p.into_inner()).remove(self.id);
+        self.exec.inflight.lock().remove(self.id);
     }
 }
 

@@ -1,8 +1,8 @@
 //! Dispatches committed commands to their `apply` and publishes what they
 //! changed once the batch is durable.
 
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use caxton_cluster::Application;
 use rusqlite::Transaction;
@@ -59,12 +59,12 @@ impl Application for CaxtonState {
         // failed is rolled back by the state machine, and announces nothing.
         let mut own = Vec::new();
         let response = command.apply(&mut ApplyCtx { tx, index, stage: &mut own })?;
-        self.staged.lock().unwrap_or_else(|p| p.into_inner()).extend(own);
+        self.staged.lock().extend(own);
         Ok(response)
     }
 
     fn committed(&self) {
-        let events = std::mem::take(&mut *self.staged.lock().unwrap_or_else(|p| p.into_inner()));
+        let events = std::mem::take(&mut *self.staged.lock());
         if events.contains(&StateEvent::KeysChanged) {
             self.keys_generation.fetch_add(1, Ordering::AcqRel);
         }
@@ -75,7 +75,7 @@ impl Application for CaxtonState {
     }
 
     fn rolled_back(&self) {
-        self.staged.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.staged.lock().clear();
     }
 
     fn restored(&self) {
