@@ -253,32 +253,26 @@ fn cycles(graph: &Graph) -> BTreeSet<Vec<String>> {
     walk.found
 }
 
-#[test]
-fn the_cluster_crate_has_no_import_cycle_between_its_folders() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/src");
-    let found = cycles(&folder_graph(&root));
-    assert!(found.is_empty(), "caxton-cluster's folders import each other in a circle: {found:?}");
+/// The circles in `krate` (a source folder under the repository root),
+/// at the level `graph` reads.
+fn circles_in(krate: &str, graph: fn(&Path) -> Graph) -> BTreeSet<Vec<String>> {
+    cycles(&graph(&Path::new(env!("CARGO_MANIFEST_DIR")).join(krate)))
 }
 
 #[test]
-fn the_server_crate_has_no_import_cycle_between_its_folders() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let found = cycles(&folder_graph(&root));
-    assert!(found.is_empty(), "caxton's folders import each other in a circle: {found:?}");
+fn neither_crate_has_an_import_cycle_between_its_folders() {
+    for krate in ["src", "cluster/src"] {
+        let found = circles_in(krate, folder_graph);
+        assert!(found.is_empty(), "{krate}: folders import each other in a circle: {found:?}");
+    }
 }
 
 #[test]
-fn the_cluster_crate_has_no_import_cycle_between_its_files() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/src");
-    let found = cycles(&file_graph(&root));
-    assert!(found.is_empty(), "caxton-cluster's files import each other in a circle: {found:?}");
-}
-
-#[test]
-fn the_server_crate_has_no_import_cycle_between_its_files() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let found = cycles(&file_graph(&root));
-    assert!(found.is_empty(), "caxton's files import each other in a circle: {found:?}");
+fn neither_crate_has_an_import_cycle_between_its_files() {
+    for krate in ["src", "cluster/src"] {
+        let found = circles_in(krate, file_graph);
+        assert!(found.is_empty(), "{krate}: files import each other in a circle: {found:?}");
+    }
 }
 
 #[test]
