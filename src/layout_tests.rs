@@ -12,37 +12,18 @@ use std::path::Path;
 
 type Graph = BTreeMap<String, BTreeSet<String>>;
 
-/// Which top-level modules each top-level module of the crate at `root` names.
+/// Which top-level modules each top-level module of the crate at `root`
+/// names (the crate root's own file aside).
 fn folder_graph(root: &Path) -> Graph {
     let mut graph = Graph::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap().map(Result::unwrap) {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let relative = path.strip_prefix(root).unwrap();
-            let first = relative.components().next().unwrap().as_os_str().to_string_lossy().into_owned();
-            let top = first.trim_end_matches(".rs").to_owned();
-            if ["lib", "main"].contains(&top.as_str()) {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let code = text.split("#[cfg(test)]").next().unwrap_or("");
-            let named = graph.entry(top.clone()).or_default();
-            for (at, _) in code.match_indices("crate::") {
-                let ident: String = code[at + "crate::".len()..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                if !ident.is_empty() && ident != top && ident.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
-                    named.insert(ident);
-                }
+    for (module, code) in modules(root) {
+        let Some(top) = module.first() else { continue };
+        let named = graph.entry(top.clone()).or_default();
+        for (at, _) in code.match_indices("crate::") {
+            let ident: String =
+                code[at + "crate::".len()..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            if !ident.is_empty() && &ident != top && ident.chars().next().is_some_and(|c| c.is_ascii_lowercase()) {
+                named.insert(ident);
             }
         }
     }

@@ -50,20 +50,12 @@ where
 {
     /// `commit` turns a batch into one result per item, in order.
     /// Up to `in_flight` batches commit concurrently. The loop stops when
-    /// `shutdown` begins; batches already committing are waited for.
-    pub fn spawn<F, Fut>(shutdown: &Shutdown, max_batch: usize, in_flight: usize, commit: F) -> Self
-    where
-        F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
-    {
-        Self::spawn_weighted(shutdown, BatchLimits::items(max_batch), in_flight, commit)
-    }
-
-    /// As [`Batcher::spawn`], and a batch also stops before its items'
-    /// weights (their encoded size) pass `limits.bytes`: one client's large
-    /// items cannot make a batch that fails, or stalls, everyone's. An item
-    /// heavier than the budget goes alone.
-    pub fn spawn_weighted<F, Fut>(shutdown: &Shutdown, limits: BatchLimits<I>, in_flight: usize, commit: F) -> Self
+    /// `shutdown` begins; batches already committing are waited for. A
+    /// batch stops at `limits.items`, and before its items' weights (their
+    /// encoded size) pass `limits.bytes`: one client's large items cannot
+    /// make a batch that fails, or stalls, everyone's. An item heavier than
+    /// the budget goes alone.
+    pub fn spawn<F, Fut>(shutdown: &Shutdown, limits: BatchLimits<I>, in_flight: usize, commit: F) -> Self
     where
         F: Fn(Vec<I>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, E>> + Send + 'static,
@@ -139,13 +131,14 @@ mod tests {
     async fn concurrent_items_share_batches_and_keep_their_results() {
         let batches = Arc::new(AtomicUsize::new(0));
         let b2 = batches.clone();
-        let batcher: Batcher<u32, u32, String> = Batcher::spawn(&Shutdown::new(), 64, 1, move |items: Vec<u32>| {
-            b2.fetch_add(1, Ordering::SeqCst);
-            async move {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                Ok(items.into_iter().map(|i| i * 2).collect())
-            }
-        });
+        let batcher: Batcher<u32, u32, String> =
+            Batcher::spawn(&Shutdown::new(), BatchLimits::items(64), 1, move |items: Vec<u32>| {
+                b2.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    Ok(items.into_iter().map(|i| i * 2).collect())
+                }
+            });
         let mut tasks = Vec::new();
         for i in 0..200u32 {
             let b = batcher.clone();
@@ -163,14 +156,13 @@ mod tests {
         let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = sizes.clone();
         let limits = BatchLimits { items: 64, bytes: 100, weight: |i: &u32| *i as usize };
-        let batcher: Batcher<u32, u32, String> =
-            Batcher::spawn_weighted(&Shutdown::new(), limits, 1, move |items: Vec<u32>| {
-                seen.lock().unwrap().push(items.iter().sum::<u32>());
-                async move {
-                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                    Ok(items)
-                }
-            });
+        let batcher: Batcher<u32, u32, String> = Batcher::spawn(&Shutdown::new(), limits, 1, move |items: Vec<u32>| {
+            seen.lock().unwrap().push(items.iter().sum::<u32>());
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                Ok(items)
+            }
+        });
         // 40-byte items: at most two fit in a batch; one of 500 goes alone.
         let mut tasks = Vec::new();
         for i in 0..20u32 {
@@ -189,7 +181,9 @@ mod tests {
     #[tokio::test]
     async fn a_failed_batch_fails_each_item() {
         let batcher: Batcher<u32, u32, String> =
-            Batcher::spawn(&Shutdown::new(), 8, 1, |_items: Vec<u32>| async { Err("disk on fire".to_owned()) });
+            Batcher::spawn(&Shutdown::new(), BatchLimits::items(8), 1, |_items: Vec<u32>| async {
+                Err("disk on fire".to_owned())
+            });
         let err = batcher.submit(1).await.unwrap().unwrap_err();
         assert_eq!(*err, "disk on fire");
     }

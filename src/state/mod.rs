@@ -50,7 +50,7 @@ mod tools;
 pub use agents::{
     AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent, SHARDS,
 };
-pub use batcher::{BatchLimits, Batcher};
+pub use batcher::BatchLimits;
 pub use command::{Command, FEATURES};
 pub use envelope::{AcceptOutcome, Attempt, Proposal, Response};
 pub use events::StateEvent;

@@ -53,7 +53,7 @@ impl<B: Batched> Proposer<B> {
     /// Starts the batching loop: up to `in_flight` batches commit at once,
     /// each within `limits`. It stops with `shutdown`.
     pub fn spawn(store: Store, shutdown: &Shutdown, limits: BatchLimits<B::Item>, in_flight: usize) -> Self {
-        let batcher = Batcher::spawn_weighted(shutdown, limits, in_flight, move |items: Vec<B::Item>| {
+        let batcher = Batcher::spawn(shutdown, limits, in_flight, move |items: Vec<B::Item>| {
             let store = store.clone();
             async move {
                 let sent = items.len();
