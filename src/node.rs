@@ -13,7 +13,7 @@ use crate::agents::{AgentRegistry, AgentsDirectory};
 use crate::api::{self, ApiContext};
 use crate::auth;
 use crate::config::ServerConfig;
-use crate::control::{self, Placement, Retention, RetentionLoop, RolloutController};
+use crate::control::{self, AuctionDriver, NegotiationDriver, Placement, Retention, RetentionLoop, RolloutController};
 use crate::llm::Providers;
 use crate::mcp::{McpHost, McpRegistry};
 use crate::memory::{EmbeddedMemory, MemoryBackend};
@@ -248,6 +248,10 @@ impl Node {
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
         let rollouts = RolloutController::new(ledger.clone(), messages.clone());
         shutdown.spawn(control::drive(rollouts, ledger.clone(), stop.clone()));
+        let auctions = AuctionDriver::new(ledger.clone(), messages.clone());
+        shutdown.spawn(control::drive(auctions, ledger.clone(), stop.clone()));
+        let negotiations = NegotiationDriver::new(ledger.clone(), messages.clone());
+        shutdown.spawn(control::drive(negotiations, ledger.clone(), stop.clone()));
 
         let retention = Retention {
             history: (config.server.history_retention_ms > 0)

@@ -142,6 +142,7 @@ pub const ROUTES: &[Route] = &[
     ),
     route(S::Invoke, "get", "/v1/messages/{id}", &[ANY, PARAMS, WRITE, &[P::MessageNotFound]]),
     route(S::Invoke, "get", "/v1/messages/{id}/stream", &[ANY, PARAMS, WRITE, &[P::MessageNotFound]]),
+    route(S::Invoke, "get", "/v1/conversations", &[ANY, PARAMS]),
     route(S::Invoke, "get", "/v1/conversations/{id}", &[ANY, &[P::ConversationNotFound]]),
     route(S::Invoke, "get", "/v1/conversations/{id}/stream", &[ANY, &[P::ConversationNotFound]]),
     route(
@@ -150,6 +151,39 @@ pub const ROUTES: &[Route] = &[
         "/v1/contract-net",
         &[ANY, JSON_BODY, WRITE, &[P::NoAgentForCapability, P::ReplyTimeout, P::MessageTooLarge, P::PromptTooLong]],
     ),
+    // Topics (the Subscribe protocol).
+    route(
+        S::Invoke,
+        "post",
+        "/v1/topics/{topic}/publications",
+        &[ANY, JSON_BODY, WRITE, &[P::OutsideKeyGrant, P::MessageTooLarge, P::InvalidMessageId]],
+    ),
+    route(S::Read, "get", "/v1/topics", &[ANY]),
+    route(S::Invoke, "get", "/v1/topics/{pattern}/stream", &[ANY, PARAMS, &[P::OutsideKeyGrant]]),
+    route(S::Read, "get", "/v1/agents/{name}/subscriptions", &[ANY, &[P::AgentNotFound]]),
+    route(S::Deploy, "post", "/v1/agents/{name}/subscriptions", &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound]]),
+    route(
+        S::Deploy,
+        "delete",
+        "/v1/agents/{name}/subscriptions/{id}",
+        &[ANY, WRITE, &[P::AgentNotFound, P::SubscriptionNotFound]],
+    ),
+    // Auctions and negotiations (driven by the leader).
+    route(
+        S::Invoke,
+        "post",
+        "/v1/auctions",
+        &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::NoAgentForCapability, P::InvalidMessageId, P::OutsideKeyGrant]],
+    ),
+    route(S::Invoke, "get", "/v1/auctions", &[ANY, PARAMS]),
+    route(S::Invoke, "get", "/v1/auctions/{id}", &[ANY, PARAMS, &[P::AuctionNotFound]]),
+    route(
+        S::Invoke,
+        "post",
+        "/v1/negotiations",
+        &[ANY, JSON_BODY, WRITE, &[P::AgentNotFound, P::InvalidMessageId, P::OutsideKeyGrant]],
+    ),
+    route(S::Invoke, "get", "/v1/negotiations/{id}", &[ANY, PARAMS, &[P::NegotiationNotFound]]),
     // OpenAI-compatible: errors other than a refused body come in OpenAI's shape.
     route(S::Invoke, "post", "/v1/chat/completions", &[ANY, JSON_BODY]),
     route(S::Invoke, "get", "/v1/models", &[ANY]),

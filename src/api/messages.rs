@@ -60,6 +60,10 @@ pub struct SendBody {
 pub struct Exchange {
     pub message: Message,
     pub reply: Option<Message>,
+    /// A notification to a capability: one per agent declaring it
+    /// (`message` is the first).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notified: Vec<Message>,
 }
 
 fn target(to: Option<String>, capability: Option<String>) -> Result<Target, Problem> {
@@ -99,20 +103,30 @@ pub async fn send(
         sent_by: Some(caller.name.to_string()),
         ..SendRequest::request(target, body.content)
     };
+    if let (MessageKind::Notification, Target::Capability(capability)) = (kind, &req.target) {
+        let capability = capability.clone();
+        let notified = ctx.messages.notify_capability(req, &capability).await?;
+        let Some(message) = notified.first().cloned() else {
+            return Err(Problem::of(ProblemType::NoAgentForCapability, format!("no agent declares `{capability}`")));
+        };
+        return Ok((StatusCode::ACCEPTED, Json(Exchange { message, reply: None, notified })));
+    }
     let wait = (body.mode == Mode::Sync && kind == MessageKind::Request)
         .then(|| Duration::from_millis(body.timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT));
     Ok(match ctx.messages.send(req, wait).await? {
         SendOutcome::Answered { request, reply } => {
-            (StatusCode::OK, Json(Exchange { message: request, reply: Some(reply) }))
+            (StatusCode::OK, Json(Exchange { message: request, reply: Some(reply), notified: vec![] }))
         }
-        SendOutcome::Accepted(message) => (StatusCode::ACCEPTED, Json(Exchange { message, reply: None })),
+        SendOutcome::Accepted(message) => {
+            (StatusCode::ACCEPTED, Json(Exchange { message, reply: None, notified: vec![] }))
+        }
     })
 }
 
 /// What a limited key may send: to agents it sees, to a capability only
 /// when it sees every agent serving it, as `user` or an agent it sees, and
 /// into a conversation only if it sees that conversation.
-async fn check_send(
+pub(super) async fn check_send(
     ctx: &Ctx,
     caller: &Principal,
     target: &Target,
@@ -201,7 +215,7 @@ pub async fn get(
     super::agents::read_barrier(&ctx, &read).await?;
     let message = visible_message(&ctx, &caller, &id).await?;
     let reply = ctx.messages.reply_of(&id).await?;
-    Ok(Json(Exchange { message, reply }))
+    Ok(Json(Exchange { message, reply, notified: vec![] }))
 }
 
 type SseStream =
@@ -250,6 +264,48 @@ pub async fn stream(
         })
     });
     Ok(Sse::new(Box::pin(events) as std::pin::Pin<Box<dyn Stream<Item = _> + Send>>).keep_alive(KeepAlive::default()))
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct ConversationsQuery {
+    /// `request_reply`, `contract_net` or `subscribe`.
+    pub protocol: Option<crate::state::Protocol>,
+    /// `initiated`, `in_progress`, `completed`, `failed` or `expired`.
+    pub state: Option<crate::messaging::ConversationState>,
+    /// An agent (or a sender such as `user`) that took part.
+    pub participant: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
+    pub limit: Option<usize>,
+}
+
+/// Conversations, newest first, by protocol, state and participant.
+#[utoipa::path(get, path = "/v1/conversations", tag = "messages", params(ConversationsQuery),
+    responses((status = 200, body = Vec<crate::state::ConversationRecord>)))]
+pub async fn conversations(
+    State(ctx): State<Ctx>,
+    Extension(caller): Extension<Principal>,
+    Query(q): Query<ConversationsQuery>,
+) -> Result<Json<Vec<crate::state::ConversationRecord>>, Problem> {
+    let filter = crate::state::ConversationFilter {
+        protocol: q.protocol,
+        state: q.state,
+        participant: q.participant,
+        limit: q.limit.unwrap_or(100).clamp(1, 1000),
+    };
+    let mut list = ctx.ledger.queries.conversations(filter).await?;
+    if caller.is_limited() {
+        let mut seen = Vec::with_capacity(list.len());
+        for record in list {
+            if let Some(c) = ctx.messages.conversation(&record.id).await? {
+                if sees_conversation(&caller, &ctx, &c).await? {
+                    seen.push(record);
+                }
+            }
+        }
+        list = seen;
+    }
+    Ok(Json(list))
 }
 
 /// A conversation: protocol, state and every message in order.

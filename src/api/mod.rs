@@ -6,6 +6,7 @@
 
 mod access;
 mod agents;
+mod bargains;
 pub mod catalogue;
 mod cluster;
 pub mod gate;
@@ -20,6 +21,7 @@ mod request_id;
 mod rollouts;
 pub mod serve;
 mod system;
+mod topics;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -78,7 +80,7 @@ pub type Ctx = Arc<ApiContext>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Caxton", description = "Clustered multi-agent orchestration server"),
-    tags((name = "keys"), (name = "agents"), (name = "memory"), (name = "messages"), (name = "openai"), (name = "tools"), (name = "cluster"), (name = "system"))
+    tags((name = "keys"), (name = "agents"), (name = "memory"), (name = "messages"), (name = "topics"), (name = "protocols"), (name = "openai"), (name = "tools"), (name = "cluster"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -115,6 +117,16 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(messages::conversation))
         .routes(routes!(messages::conversation_stream))
         .routes(routes!(messages::contract_net))
+        .routes(routes!(messages::conversations))
+        .routes(routes!(topics::publish))
+        .routes(routes!(topics::list))
+        .routes(routes!(topics::stream))
+        .routes(routes!(topics::subscriptions, topics::subscribe))
+        .routes(routes!(topics::unsubscribe))
+        .routes(routes!(bargains::start_auction, bargains::auctions))
+        .routes(routes!(bargains::auction))
+        .routes(routes!(bargains::start_negotiation))
+        .routes(routes!(bargains::negotiation))
         .routes(routes!(openai_compat::chat_completions))
         .routes(routes!(openai_compat::models))
         .routes(routes!(mcp::deploy, mcp::list))

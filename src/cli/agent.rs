@@ -131,6 +131,9 @@ pub async fn run(client: &ApiClient, cmd: &AgentCommand, json: bool) -> Result<(
             Ok(())
         }
         AgentCommand::Rollout { command } => rollout(client, command, json).await,
+        AgentCommand::Subscriptions { name, add, cancel } => {
+            super::topic::subscriptions(client, name, add.as_deref(), cancel.as_deref(), json).await
+        }
         AgentCommand::Remove { name } => {
             let (_, v) = client.request(Method::DELETE, &format!("/v1/agents/{}", encode(name)), None).await?;
             if json {

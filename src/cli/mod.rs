@@ -2,6 +2,7 @@
 //! is a client of the REST API.
 
 mod agent;
+mod bargain;
 mod backup;
 mod client;
 mod credentials;
@@ -11,6 +12,7 @@ mod memory;
 mod message;
 mod pki;
 mod table;
+mod topic;
 
 use std::path::PathBuf;
 
@@ -67,6 +69,21 @@ pub enum Command {
     Message {
         #[command(subcommand)]
         command: MessageCommand,
+    },
+    /// Publish/subscribe: publish to a topic, list topics, stream one.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Auctions among agents: start one (and wait for its result), show, list.
+    Auction {
+        #[command(subcommand)]
+        command: AuctionCommand,
+    },
+    /// Negotiations between agents: start one (and wait for its end), show.
+    Negotiation {
+        #[command(subcommand)]
+        command: NegotiationCommand,
     },
     /// Inspect conversations.
     Conversation {
@@ -192,6 +209,16 @@ pub enum AgentCommand {
         #[arg(long)]
         to: Option<u64>,
     },
+    /// An agent's topic subscriptions (its definition's and the API's).
+    Subscriptions {
+        name: String,
+        /// Subscribe the agent to this pattern first (until cancelled).
+        #[arg(long)]
+        add: Option<String>,
+        /// Cancel this subscription (an id from the list) first.
+        #[arg(long)]
+        cancel: Option<String>,
+    },
     /// Show or steer an agent's rollout.
     Rollout {
         #[command(subcommand)]
@@ -291,6 +318,103 @@ pub enum MemoryCommand {
 pub enum ConversationCommand {
     /// Every message of a conversation, in order.
     Show { id: String },
+    /// Conversations, newest first.
+    List {
+        /// request_reply, contract_net or subscribe.
+        #[arg(long)]
+        protocol: Option<String>,
+        /// initiated, in_progress, completed, failed or expired.
+        #[arg(long)]
+        state: Option<String>,
+        /// An agent (or sender) that took part.
+        #[arg(long)]
+        participant: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuctionCommand {
+    /// Start an auction; waits for its result unless --no-wait.
+    Start(AuctionArgs),
+    /// One auction: every bid and the result.
+    Show { id: String },
+    /// Auctions, newest first.
+    List {
+        /// Only those still open.
+        #[arg(long)]
+        open: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AuctionArgs {
+    /// english or sealed_bid.
+    #[arg(long, default_value = "english")]
+    pub kind: String,
+    #[arg(long)]
+    pub item: String,
+    /// Every agent declaring it bids.
+    #[arg(long)]
+    pub capability: Option<String>,
+    /// A bidder by name (repeatable; instead of --capability).
+    #[arg(long = "bidder")]
+    pub bidders: Vec<String>,
+    #[arg(long, default_value_t = 0.0)]
+    pub reserve: f64,
+    #[arg(long)]
+    pub increment: Option<f64>,
+    #[arg(long)]
+    pub round_ms: Option<u64>,
+    #[arg(long)]
+    pub max_rounds: Option<u32>,
+    /// first_price or second_price (sealed bid).
+    #[arg(long)]
+    pub pricing: Option<String>,
+    #[arg(long)]
+    pub deadline_ms: Option<u64>,
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NegotiationCommand {
+    /// Start a negotiation; waits for its end unless --no-wait.
+    Start {
+        #[arg(long)]
+        subject: String,
+        /// A party by name, in turn order (repeat: at least two).
+        #[arg(long = "party", required = true)]
+        parties: Vec<String>,
+        #[arg(long)]
+        max_rounds: Option<u32>,
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// One negotiation: every move, and how it ended.
+    Show { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Publish TEXT to TOPIC: every subscribed agent is notified.
+    Publish {
+        topic: String,
+        text: String,
+        /// An id of your choosing: publishing again with it is a no-op.
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Topics published to.
+    List,
+    /// Follow the publications matching PATTERN (until interrupted).
+    Stream {
+        pattern: String,
+        /// Start after this stream position (default: from now).
+        #[arg(long)]
+        after: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -378,6 +502,13 @@ pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
         Command::Conversation { command: ConversationCommand::Show { id } } => {
             message::show_conversation(&client, id, cli.json).await
         }
+        Command::Conversation { command: ConversationCommand::List { protocol, state, participant } } => {
+            topic::conversations(&client, protocol.as_deref(), state.as_deref(), participant.as_deref(), cli.json)
+                .await
+        }
+        Command::Topic { command } => topic::run(&client, command, cli.json).await,
+        Command::Auction { command } => bargain::auction(&client, command, cli.json).await,
+        Command::Negotiation { command } => bargain::negotiation(&client, command, cli.json).await,
         Command::Chat { agent } => message::chat(&client, agent).await,
         Command::Memory { command } => memory::run(&client, command, cli.json).await,
         Command::Mcp { command } => mcp::run(&client, command, cli.json).await,

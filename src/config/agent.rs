@@ -143,6 +143,9 @@ pub struct AgentSpec {
     /// How a new revision of this agent takes over; absent: at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<super::rollout::RolloutSpec>,
+    /// Topic patterns the agent receives publications of (see `topic.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subscriptions: Vec<String>,
 }
 
 impl AgentSpec {
@@ -188,6 +191,7 @@ struct RawAgent {
     max_turns: Option<Spanned<i64>>,
     timeout: Option<Spanned<toml::Value>>,
     rollout: Option<super::rollout::RawRollout>,
+    subscriptions: Option<Vec<Spanned<String>>>,
 }
 
 /// `[memory]` plus the three prose keys. A TOML key written after a table
@@ -328,6 +332,7 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
 
     let capabilities = unique_labels(raw.capabilities.as_deref(), "capabilities", "capability", errs);
     let tools = unique_labels(raw.tools.as_deref(), "tools", "tool", errs);
+    let subscriptions = subscription_patterns(raw.subscriptions.as_deref(), errs);
 
     // Hoist prose keys that landed inside [memory] or [parameters].
     let (memory, mut hoisted) = match raw.memory {
@@ -435,7 +440,24 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
         max_turns,
         timeout_ms,
         rollout,
+        subscriptions,
     })
+}
+
+/// `subscriptions`: valid, distinct topic patterns.
+fn subscription_patterns(list: Option<&[Spanned<String>]>, errs: &mut Errors<'_>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for item in list.unwrap_or_default() {
+        let pattern = item.get_ref();
+        if let Err(why) = super::topic::check_pattern(pattern) {
+            errs.at(item.span(), "subscriptions", format!("`{pattern}` is not a topic pattern: {why}"));
+        } else if out.contains(pattern) {
+            errs.at(item.span(), "subscriptions", format!("`{pattern}` is listed more than once"));
+        } else {
+            out.push(pattern.clone());
+        }
+    }
+    out
 }
 
 fn non_empty(v: Option<Spanned<String>>, field: &str, errs: &mut Errors<'_>) -> Option<String> {

@@ -10,6 +10,7 @@ pub mod server;
 mod setting;
 mod span;
 pub mod tool_policy;
+pub mod topic;
 
 pub use agent::{workspace_of, AgentName, AgentSpec, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
 pub use rollout::{RolloutSpec, Strategy};

@@ -2,13 +2,16 @@
 //! that every replica applies. Placement keeps the shard map in line with
 //! the nodes that may own shards (`placement.rs`), the rollout controller
 //! steps, promotes and rolls back rollouts (`rollouts.rs`), retention prunes
-//! the replicated history (`retention.rs`).
+//! the replicated history (`retention.rs`), and the drivers run auctions
+//! and negotiations (`auctions.rs`, `negotiations.rs`).
 //!
 //! They share one driver, [`drive`]: a round each period (or sooner when
 //! woken), skipped on a node that does not lead. A leader that changes
 //! mid-round leaves nothing half done: every decision is a committed
 //! command, and the next leader's loop reads the same state.
 
+mod auctions;
+mod negotiations;
 mod placement;
 mod retention;
 mod rollouts;
@@ -22,6 +25,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::state::Ledger;
 
+pub use auctions::AuctionDriver;
+pub use negotiations::NegotiationDriver;
 pub use placement::{Placement, PlacementError};
 pub use retention::{Retention, RetentionLoop};
 pub use rollouts::{judge, RolloutController};

@@ -2,17 +2,21 @@
 //! durable send path and interaction protocols.
 
 mod answer;
+mod bargains;
 mod protocols;
 mod routing;
 mod service;
 mod streams;
+mod topics;
 
 pub use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
 pub use service::{
-    split_revision, Admission, Conversation, MessageError, MessageLimits, MessageService, SendOutcome, SendRequest,
+    split_revision, Admission, MAX_HOPS, Conversation, MessageError, MessageLimits, MessageService, SendOutcome, SendRequest,
     Target,
 };
+pub use bargains::{parse_bid, parse_move, AuctionKind, AuctionRequest, NegotiationRequest};
+pub use topics::{PublishOutcome, PublishRequest};
 pub use streams::{TokenHub, TokenProducer, TokenSubscription};

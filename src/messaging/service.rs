@@ -17,8 +17,8 @@ use crate::config::AgentName;
 use crate::llm::ChatMessage;
 use crate::shutdown::Shutdown;
 use crate::state::{
-    AcceptMessages, AcceptOutcome, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Queries,
-    SetConversation, StateEvent, REPLY_SUFFIX,
+    AcceptMessages, AcceptOutcome, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Publication, Publish,
+    Queries, SetConversation, StateEvent, REPLY_SUFFIX,
 };
 use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 use crate::time::now_ms;
@@ -122,6 +122,8 @@ pub enum MessageError {
     HopLimit,
     #[error("message `{0}` does not exist")]
     NotFound(String),
+    #[error("conversation `{0}` has expired (or ended past its deadline): it takes no further messages")]
+    ConversationExpired(String),
     #[error("no reply to message `{id}` within {waited:?}; it stays accepted and will be answered: poll GET /v1/messages/{id}")]
     Timeout { id: String, waited: Duration },
     #[error(transparent)]
@@ -193,6 +195,7 @@ pub struct MessageService {
     queries: Queries,
     router: CapabilityRouter,
     accept: Proposer<AcceptMessages>,
+    publish: Proposer<Publish>,
     ledger: Ledger,
     waiters: Arc<Waiters>,
     pub tokens: Arc<TokenHub>,
@@ -228,7 +231,7 @@ const BATCH_BYTES: usize = 1024 * 1024;
 /// A client-chosen id: printable, bounded, and never in the namespace the
 /// server derives reply ids in (a client who could take `X-reply` first
 /// would leave request `X` unanswerable).
-fn check_client_id(field: &'static str, id: &str) -> Result<(), MessageError> {
+pub(super) fn check_client_id(field: &'static str, id: &str) -> Result<(), MessageError> {
     let reason = if id.is_empty() || id.len() > 128 {
         "must be 1 to 128 characters"
     } else if !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
@@ -245,6 +248,25 @@ fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 
+/// The trace a message sent from here carries: (trace id, span id,
+/// unsampled). Traced (OTLP on), the sending span's W3C ids, so the node
+/// that processes it continues the same trace; otherwise `given`, the
+/// request's id, or a new one.
+pub(super) fn trace_ids(given: Option<String>) -> (String, String, bool) {
+    let traced = caxton_cluster::trace_context::current_context();
+    let unsampled = traced.as_ref().is_some_and(|(_, _, sampled)| !sampled);
+    let trace_id = traced
+        .as_ref()
+        .map(|(trace, _, _)| trace.clone())
+        .or(given)
+        .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
+        .unwrap_or_else(new_id);
+    let span_id = traced
+        .map(|(_, span, _)| span)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    (trace_id, span_id, unsampled)
+}
+
 impl MessageService {
     pub fn new(
         ledger: Ledger,
@@ -256,12 +278,15 @@ impl MessageService {
     ) -> Arc<Self> {
         let batch = BatchLimits { items: 512, bytes: BATCH_BYTES, weight: Message::payload_bytes };
         let accept = Proposer::spawn(ledger.store.clone(), shutdown, batch, 4);
+        let publications = BatchLimits { items: 64, bytes: BATCH_BYTES, weight: |p: &Publication| p.content.len() };
+        let publish = Proposer::spawn(ledger.store.clone(), shutdown, publications, 2);
         let waiters = Arc::new(Waiters::default());
         shutdown.spawn_until_stopped(wake_waiters(events, waiters.clone()));
         Arc::new(Self {
             router: CapabilityRouter::new(ledger.queries.clone()),
             queries: ledger.queries.clone(),
             accept,
+            publish,
             ledger,
             waiters,
             tokens: Arc::new(TokenHub::default()),
@@ -273,6 +298,23 @@ impl MessageService {
 
     pub fn queries(&self) -> &Queries {
         &self.queries
+    }
+
+    pub(super) fn limits(&self) -> &MessageLimits {
+        &self.limits
+    }
+
+    /// Counts a protocol step taken on this node.
+    pub fn protocol_event(&self, protocol: &str, event: &str) {
+        self.metrics.protocol_event(protocol, event);
+    }
+
+    pub(super) fn metrics(&self) -> &crate::observability::Metrics {
+        &self.metrics
+    }
+
+    pub(super) fn publisher(&self) -> &Proposer<Publish> {
+        &self.publish
     }
 
     pub(super) fn ledger(&self) -> &Ledger {
@@ -310,6 +352,17 @@ impl MessageService {
         }
     }
 
+    /// A conversation with an expiry takes messages until then.
+    async fn check_open(&self, conversation: &str) -> Result<(), MessageError> {
+        if let Some(record) = self.queries.conversation_record(conversation).await? {
+            let past = record.expires_at_ms.is_some_and(|at| now_ms() >= at);
+            if past || record.state == ConversationState::Expired {
+                return Err(MessageError::ConversationExpired(conversation.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
     async fn check_revision(&self, name: &AgentName, revision: u64) -> Result<(), MessageError> {
         let available: Vec<u64> = self.queries.versions(name).await?.iter().map(|v| v.revision).collect();
         if available.contains(&revision) {
@@ -336,6 +389,7 @@ impl MessageService {
         }
         if let Some(id) = &req.conversation_id {
             check_client_id("conversation_id", id)?;
+            self.check_open(id).await?;
         }
         let (receiver, capability, pinned) = self.resolve(&req.target).await?;
         if let Some(admission) = &self.limits.admission {
@@ -344,19 +398,8 @@ impl MessageService {
                 .await
                 .map_err(|why| MessageError::PromptTooLong { agent: receiver.clone(), why })?;
         }
-        // Traced (OTLP on): the message carries the sending span's W3C ids,
-        // so the node that processes it continues the same trace.
-        let traced = caxton_cluster::trace_context::current_context();
-        let trace_unsampled = traced.as_ref().is_some_and(|(_, _, sampled)| !sampled);
-        let trace_id = traced
-            .as_ref()
-            .map(|(trace, _, _)| trace.clone())
-            .or_else(|| req.trace_id.clone())
-            .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
-            .unwrap_or_else(new_id);
-        let span_id = traced
-            .map(|(_, span, _)| span)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+        let (trace_id, span_id, trace_unsampled) = trace_ids(req.trace_id.clone());
+        let deliver = req.kind == MessageKind::Notification && self.delivers_notifications().await;
         let message = Message {
             id: req.id.clone().unwrap_or_else(new_id),
             kind: req.kind,
@@ -380,6 +423,9 @@ impl MessageService {
             trace_unsampled,
             attempts: 0,
             sent_by: req.sent_by.clone(),
+            deliver,
+            topic: None,
+            failure: None,
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
@@ -511,6 +557,7 @@ impl crate::problems::Classified for MessageError {
             Self::InvalidId { .. } => ProblemType::InvalidMessageId,
             Self::HopLimit => ProblemType::HopLimit,
             Self::NotFound(_) => ProblemType::MessageNotFound,
+            Self::ConversationExpired(_) => ProblemType::ConversationExpired,
             Self::Timeout { .. } => ProblemType::ReplyTimeout,
             Self::Cluster(w) => w.problem_type(),
             Self::Read(r) => r.problem_type(),

@@ -111,6 +111,8 @@ pub struct Metrics {
     pub rollout_weight: IntGaugeVec,
     pub rollout_step: IntGaugeVec,
     pub messages: IntCounterVec,
+    /// Interaction protocol steps (`protocol`, `event`), on the node that took them.
+    pub protocol_events: IntCounterVec,
     pub agent_events: IntCounterVec,
     pub llm_duration: HistogramVec,
     pub llm_tokens: HistogramVec,
@@ -358,6 +360,12 @@ impl Metrics {
                 "Messages by what became of them: accepted (committed on this node), answered, failed, timed_out, dead_lettered (given up after server.max_message_attempts deliveries)",
                 &["outcome"],
             ),
+            protocol_events: counter(
+                &r,
+                "caxton_protocol_events_total",
+                "Interaction protocol steps on this node: subscribe/published, subscribe/notified (notifications fanned out), notification/processed, notification/failed, contract_net/started, contract_net/awarded, contract_net/rejected",
+                &["protocol", "event"],
+            ),
             agent_events: counter(&r, "caxton_agent_events_total", "Agent lifecycle events on this node", &["event"]),
             llm_duration: histogram(
                 &r,
@@ -421,6 +429,17 @@ impl Metrics {
     /// An agent event, counted.
     pub fn agent_event(&self, event: AgentEvent) {
         self.agent_events.with_label_values(&[event.as_str()]).inc();
+    }
+
+    /// A publication committed through this node, fanned out to `recipients`.
+    pub fn publication(&self, recipients: u64) {
+        self.protocol_events.with_label_values(&["subscribe", "published"]).inc();
+        self.protocol_events.with_label_values(&["subscribe", "notified"]).inc_by(recipients);
+    }
+
+    /// A protocol step (`protocol` and `event` are from a fixed set).
+    pub fn protocol_event(&self, protocol: &str, event: &str) {
+        self.protocol_events.with_label_values(&[protocol, event]).inc();
     }
 
     /// A message committed through this node.

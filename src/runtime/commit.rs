@@ -34,6 +34,11 @@ pub(super) async fn commit(
 ) -> Result<(), ProcessError> {
     let served = Served { outcome: served_outcome(&result), took_ms: started.elapsed().as_millis() as u64 };
     count(exec, spec, &message, served.outcome, started);
+    if message.kind == MessageKind::Notification {
+        // Recorded like a reply, which closes the notification instead.
+        let event = if result.is_ok() { "processed" } else { "failed" };
+        exec.metrics.protocol_event("notification", event);
+    }
     let (kind, content) = match result {
         Ok(answer) => (MessageKind::Response, answer),
         Err(e) => {

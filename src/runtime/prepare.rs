@@ -19,7 +19,12 @@ pub(super) struct Prepared {
 }
 
 pub(super) async fn prepare(exec: &Executor, spec: &AgentSpec, message: &Message) -> Result<Prepared, ProcessError> {
-    let history = exec.ledger.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?;
+    // A subscription's conversation is every publication it received: each
+    // one stands alone, or the prompt would grow with the topic's traffic.
+    let history = match message.topic {
+        Some(_) => Vec::new(),
+        None => exec.ledger.queries.history(&message.conversation_id, spec.name.as_str(), &message.id).await?,
+    };
     let memory = agent_memory(spec);
     let recalled = match &memory {
         Some((_, viewer)) => recall(exec, spec, viewer, &message.content).await,

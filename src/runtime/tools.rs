@@ -16,9 +16,10 @@ pub const ASK_AGENT: &str = "ask_agent";
 pub const MEMORY_SEARCH: &str = "memory_search";
 pub const MEMORY_STORE: &str = "memory_store";
 pub const MEMORY_RELATE: &str = "memory_relate";
+pub const PUBLISH: &str = "publish";
 
 /// Tools the runtime itself provides (always available to allowlist).
-pub const BUILTIN_TOOLS: [&str; 4] = [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE];
+pub const BUILTIN_TOOLS: [&str; 5] = [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE, PUBLISH];
 
 /// Whether `name` is one of Caxton's own tools (not an MCP server's).
 pub fn is_builtin(name: &str) -> bool {
@@ -97,6 +98,7 @@ impl Tools {
         }
         match call.name.as_str() {
             ASK_AGENT => self.ask_agent(&call.arguments, ctx).await,
+            PUBLISH => self.publish(&call.arguments, ctx).await,
             MEMORY_SEARCH | MEMORY_STORE | MEMORY_RELATE => self.memory_tool(call, ctx).await,
             other => match self.mcp.call_granted(other, call.arguments.clone(), ctx.allowlist).await {
                 Ok(result) => {
@@ -158,6 +160,30 @@ impl Tools {
 }
 
 impl Tools {
+    /// Publishes to a topic as the calling agent; the result names how
+    /// many subscriptions it reached.
+    async fn publish(&self, args: &Value, ctx: &CallContext<'_>) -> Result<String, String> {
+        let text = |k: &str| {
+            args[k]
+                .as_str()
+                .filter(|s| !s.trim().is_empty())
+                .map(str::to_owned)
+                .ok_or(format!("`{k}` (a non-empty string) is required"))
+        };
+        let req = crate::messaging::PublishRequest {
+            topic: text("topic")?,
+            content: text("content")?,
+            publisher: ctx.agent.to_owned(),
+            id: None,
+            hop: ctx.hop + 1,
+        };
+        if req.hop > crate::messaging::MAX_HOPS {
+            return Err(crate::messaging::MessageError::HopLimit.to_string());
+        }
+        let done = self.messages.publish(req).await.map_err(|e| e.to_string())?;
+        Ok(format!("published {} to `{}`: {} subscription(s) notified", done.id, done.topic, done.recipients))
+    }
+
     async fn memory_tool(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
         let (place, viewer) = ctx.memory.clone().ok_or("memory is not enabled for this agent")?;
         let args = &call.arguments;
@@ -229,6 +255,14 @@ fn builtin_spec(name: &str) -> Option<ToolSpec> {
             parameters: json!({"type": "object", "properties": {
                 "from": {"type": "string"}, "to": {"type": "string"}, "relation_type": {"type": "string"}
             }, "required": ["from", "to", "relation_type"]}),
+        }),
+        PUBLISH => Some(ToolSpec {
+            name: PUBLISH.into(),
+            description: "Publish a message to a topic: every agent subscribed to it is notified.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "topic": {"type": "string", "description": "Dot-separated, e.g. orders.created"},
+                "content": {"type": "string"}
+            }, "required": ["topic", "content"]}),
         }),
         ASK_AGENT => Some(ToolSpec {
             name: ASK_AGENT.into(),

@@ -131,8 +131,22 @@ fn opening(spec: &AgentSpec, recalled: Option<String>, message: &Message, histor
     }
     let mut messages = vec![ChatMessage::system(prompt::render(&spec.system_prompt, &vars))];
     messages.extend(history_messages(message, history));
-    messages.push(ChatMessage::user(prompt::render(&spec.user_prompt_template, &vars)));
+    let asked = prompt::render(&spec.user_prompt_template, &vars);
+    messages.push(ChatMessage::user(match notice(message) {
+        Some(notice) => format!("{notice}\n{asked}"),
+        None => asked,
+    }));
     messages
+}
+
+/// What tells the model a message is a notification: it acts on it (tools,
+/// memory, messages to others) and its answer goes nowhere.
+fn notice(message: &Message) -> Option<String> {
+    if message.kind != crate::messaging::MessageKind::Notification {
+        return None;
+    }
+    let on = message.topic.as_ref().map(|t| format!(" on topic `{t}`")).unwrap_or_default();
+    Some(format!("[notification{on} from {}: act on it if needed; no reply is sent]", message.sender))
 }
 
 /// One model call inside its `chat` span, counted.

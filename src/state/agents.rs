@@ -222,6 +222,7 @@ impl RemoveAgent {
         tx.execute("DELETE FROM rollouts WHERE name_key = ?1", [&key])?;
         tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
         tx.execute("DELETE FROM shadow_requests WHERE name_key = ?1", [&key])?;
+        tx.execute("DELETE FROM subscriptions WHERE agent_key = ?1", [&key])?;
         ctx.stage.push(StateEvent::AgentRemoved { name });
         Ok(Response::Removed { revision })
     }

@@ -286,3 +286,75 @@ fn a_request_is_dead_lettered_once_its_attempts_run_out() {
     // Over: no further attempt, and no second reply.
     assert_eq!(apply(&mut db, 6, attempt(6)).0, Response::Attempt(super::Attempt::Closed));
 }
+
+#[test]
+fn a_delivered_notification_is_processed_once_and_never_answered() {
+    let mut db = replica();
+    apply(&mut db, 1, deploy(GOLDEN));
+    let undelivered = message("n-0", MessageKind::Notification, MessageStatus::Accepted);
+    let delivered = super::Message { deliver: true, ..message("n-1", MessageKind::Notification, MessageStatus::Accepted) };
+    let (_, events) = apply(&mut db, 2, AcceptMessages { messages: vec![undelivered, delivered] });
+    let accepted: Vec<_> = events.iter().filter(|e| matches!(e, StateEvent::MessageAccepted { .. })).collect();
+    assert_eq!(accepted.len(), 1, "only the delivered one is handed to its owner: {events:?}");
+    let status = |db: &Connection, id: &str| -> String {
+        db.query_row("SELECT status FROM messages WHERE id = ?1", [id], |r| r.get(0)).unwrap()
+    };
+    assert_eq!((status(&db, "n-0"), status(&db, "n-1")), ("final".into(), "accepted".into()));
+
+    let done = super::Message {
+        reply_to: Some("n-1".into()),
+        ..message("n-1-reply", MessageKind::Error, MessageStatus::Final)
+    };
+    let (r, events) = apply(&mut db, 3, RecordReplies { replies: vec![done.clone()] });
+    assert_eq!(r, Response::Recorded(vec![true]));
+    assert!(events.contains(&StateEvent::NotificationProcessed { id: "n-1".into(), failed: true }), "{events:?}");
+    assert_eq!(status(&db, "n-1"), "processed");
+    let replies: i64 = db.query_row("SELECT COUNT(*) FROM messages WHERE id = 'n-1-reply'", [], |r| r.get(0)).unwrap();
+    assert_eq!(replies, 0, "a notification is never answered");
+    let (r, _) = apply(&mut db, 4, RecordReplies { replies: vec![done] });
+    assert_eq!(r, Response::Recorded(vec![false]), "processed once");
+}
+
+#[test]
+fn a_publication_fans_out_once_per_matching_subscription() {
+    use super::{Publication, Publish, Published, Subscribe, Unsubscribe};
+    let mut db = replica();
+    apply(&mut db, 1, deploy("name = \"Shipping\"\nsystem_prompt = \"x\"\nsubscriptions = [\"orders.*\", \"orders.>\"]\n"));
+    apply(&mut db, 2, deploy("name = \"Audit\"\nsystem_prompt = \"x\"\n"));
+    let subscribe = Subscribe { id: "s-1".into(), agent: "audit".into(), pattern: "orders.>".into(), by: "ops".into(), at_ms: 3 };
+    assert_eq!(apply(&mut db, 3, subscribe).0, Response::Done);
+    let ghost = Subscribe { id: "s-2".into(), agent: "ghost".into(), pattern: "x".into(), by: "ops".into(), at_ms: 3 };
+    assert_eq!(apply(&mut db, 4, ghost).0, Response::NotFound);
+
+    let publication = |id: &str, topic: &str| Publication {
+        id: id.into(),
+        topic: topic.into(),
+        content: "order 42".into(),
+        publisher: "shop".into(),
+        trace_id: "t".into(),
+        span_id: "s".into(),
+        trace_unsampled: false,
+        hop: 0,
+        at_ms: 5,
+    };
+    let batch = vec![publication("p-1", "orders.created"), publication("p-2", "orders.eu.created"), publication("p-1", "orders.created")];
+    let (r, events) = apply(&mut db, 5, Publish { publications: batch });
+    // Shipping twice (two patterns match) and Audit once; then Shipping's `orders.>` and Audit; then a retry.
+    assert_eq!(r, Response::Published(vec![Published::Fanned(3), Published::Fanned(2), Published::Duplicate]));
+    let delivered = events.iter().filter(|e| matches!(e, StateEvent::MessageAccepted { .. })).count();
+    assert_eq!(delivered, 5, "{events:?}");
+    let topic: String = db.query_row("SELECT body FROM messages WHERE id = 'p-1.0'", [], |r| r.get(0)).unwrap();
+    assert!(topic.contains("\"topic\":\"orders.created\"") && topic.contains("\"deliver\":true"), "{topic}");
+    let protocols: Vec<String> = {
+        let mut s = db.prepare("SELECT DISTINCT c.protocol FROM conversations c JOIN messages m ON m.conversation_id = c.id").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(protocols, ["subscribe"]);
+
+    assert_eq!(apply(&mut db, 6, Unsubscribe { id: "s-1".into(), at_ms: 6 }).0, Response::Deleted(true));
+    let (r, _) = apply(&mut db, 7, Publish { publications: vec![publication("p-3", "orders.paid")] });
+    assert_eq!(r, Response::Published(vec![Published::Fanned(2)]), "Audit no longer receives");
+    let state: String =
+        db.query_row("SELECT state FROM conversations WHERE id = 'subscribe-s-1'", [], |r| r.get(0)).unwrap();
+    assert_eq!(state, "Completed", "a cancelled subscription's conversation ends");
+}

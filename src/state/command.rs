@@ -21,6 +21,9 @@ use super::messages::{AcceptMessages, RecordAttempt, RecordReplies, SetConversat
 use super::retention::PruneHistory;
 use super::rollouts::{RecordShadow, StartRollout, UpdateRollout};
 use super::tools::{DeployMcpServer, RemoveMcpServer};
+use super::auctions::{AdvanceAuction, StartAuction};
+use super::negotiations::{StartNegotiation, StepNegotiation};
+use super::topics::{Publish, Subscribe, Unsubscribe};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Command {
@@ -42,6 +45,13 @@ pub enum Command {
     UpdateRollout(UpdateRollout),
     RecordShadow(RecordShadow),
     RecordAttempt(RecordAttempt),
+    Subscribe(Subscribe),
+    Unsubscribe(Unsubscribe),
+    Publish(Publish),
+    StartAuction(StartAuction),
+    AdvanceAuction(AdvanceAuction),
+    StartNegotiation(StartNegotiation),
+    StepNegotiation(StepNegotiation),
 }
 
 macro_rules! commands {
@@ -81,8 +91,16 @@ commands!(
     UpdateRollout,
     RecordShadow,
     RecordAttempt,
+    Subscribe,
+    Unsubscribe,
+    Publish,
+    StartAuction,
+    AdvanceAuction,
+    StartNegotiation,
+    StepNegotiation,
 );
 
 /// Commands this version can apply beyond the first version's, advertised
 /// in gossip so a proposer knows every voter can apply them.
-pub const FEATURES: &[&str] = &["CreateKey", "RevokeKey", "PruneHistory", "StartRollout", "RecordAttempt"];
+pub const FEATURES: &[&str] =
+    &["CreateKey", "RevokeKey", "PruneHistory", "StartRollout", "RecordAttempt", super::messages::DELIVER_NOTIFICATIONS];

@@ -55,6 +55,8 @@ pub enum Response {
     },
     /// A tool server belongs to another deployer (`why` names it).
     NotOwner(String),
+    /// Per publication: fanned out, or a retried one.
+    Published(Vec<Published>),
     /// What a `RecordAttempt` decided.
     Attempt(Attempt),
     /// The command was refused by `apply` on every replica alike (malformed
@@ -95,6 +97,15 @@ pub enum AcceptOutcome {
     UnknownReceiver,
     /// The message names a revision of its receiver that does not exist.
     UnknownRevision,
+}
+
+/// What became of one publication (`Publish`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Published {
+    /// Stored and fanned out to this many subscriptions.
+    Fanned(u64),
+    /// A publication with this id exists (a retry): not fanned out again.
+    Duplicate,
 }
 
 /// What a [`RecordAttempt`] decided.

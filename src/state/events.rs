@@ -11,7 +11,8 @@ pub enum StateEvent {
     AgentRemoved {
         name: AgentName,
     },
-    /// A request was accepted for `receiver`; its owner should process it.
+    /// A request (or a delivered notification) was accepted for
+    /// `receiver`; its owner should process it.
     MessageAccepted {
         id: String,
         receiver: AgentName,
@@ -49,6 +50,16 @@ pub enum StateEvent {
         agent: String,
         state: super::rollout_record::RolloutState,
         step: u32,
+    },
+    /// A delivered notification's turn ran (`failed`: with an error).
+    NotificationProcessed {
+        id: String,
+        failed: bool,
+    },
+    /// A publication was stored at `position` of the topics' stream.
+    Published {
+        position: i64,
+        topic: String,
     },
     /// An API key was created or revoked.
     KeysChanged,

@@ -49,6 +49,9 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         served: None,
         attempts: 0,
         sent_by: None,
+        deliver: false,
+        topic: None,
+        failure: None,
     }
 }
 
@@ -213,6 +216,104 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
                 at_ms: 1_700_000_000_013,
             }),
         ),
+        (
+            "accept_delivered_notification",
+            Command::AcceptMessages(AcceptMessages {
+                messages: vec![Message {
+                    deliver: true,
+                    ..message("m-4", MessageKind::Notification, MessageStatus::Accepted)
+                }],
+            }),
+        ),
+        (
+            "subscribe",
+            Command::Subscribe(super::Subscribe {
+                id: "sub-1".into(),
+                agent: "Golden".into(),
+                pattern: "orders.>".into(),
+                by: "operator".into(),
+                at_ms: 1_700_000_000_014,
+            }),
+        ),
+        ("unsubscribe", Command::Unsubscribe(super::Unsubscribe { id: "sub-1".into(), at_ms: 1_700_000_000_015 })),
+        (
+            "publish",
+            Command::Publish(super::Publish {
+                publications: vec![super::Publication {
+                    id: "pub-1".into(),
+                    topic: "orders.eu.created".into(),
+                    content: "order 42 ✓".into(),
+                    publisher: "shop".into(),
+                    trace_id: "trace-2".into(),
+                    span_id: "fedcba9876543210".into(),
+                    trace_unsampled: false,
+                    hop: 0,
+                    at_ms: 1_700_000_000_016,
+                }],
+            }),
+        ),
+        (
+            "start_auction",
+            Command::StartAuction(super::StartAuction {
+                id: "auction-1".into(),
+                item: "3 crates".into(),
+                rules: super::AuctionRules::SealedBid {
+                    reserve: 5.0,
+                    pricing: super::Pricing::SecondPrice,
+                    deadline_ms: 30_000,
+                },
+                bidders: vec!["Golden".into(), "Silver".into()],
+                initiator: "operator".into(),
+                at_ms: 1_700_000_000_017,
+            }),
+        ),
+        (
+            "advance_auction",
+            Command::AdvanceAuction(super::AdvanceAuction {
+                id: "auction-1".into(),
+                round: 0,
+                bids: vec![super::Bid {
+                    round: 0,
+                    bidder: "Golden".into(),
+                    message_id: "auction-1.r0.0".into(),
+                    amount: Some(12.5),
+                    passed: false,
+                    rejected: None,
+                }],
+                result: Some(super::AuctionResult {
+                    winner: Some("Golden".into()),
+                    price: Some(5.0),
+                    reason: "sold to Golden at 5".into(),
+                }),
+                notices: vec![],
+                at_ms: 1_700_000_000_018,
+            }),
+        ),
+        (
+            "start_negotiation",
+            Command::StartNegotiation(super::StartNegotiation {
+                id: "negotiation-1".into(),
+                subject: "price of 3 crates".into(),
+                parties: vec!["Golden".into(), "Silver".into()],
+                initiator: "operator".into(),
+                max_rounds: 6,
+                deadline_at_ms: 1_700_000_060_000,
+                at_ms: 1_700_000_000_019,
+            }),
+        ),
+        (
+            "step_negotiation",
+            Command::StepNegotiation(super::StepNegotiation {
+                id: "negotiation-1".into(),
+                mv: super::Move {
+                    round: 0,
+                    party: "Golden".into(),
+                    message_id: Some("negotiation-1.r0".into()),
+                    kind: super::MoveKind::Offer { terms: "90 EUR".into() },
+                },
+                at_ms: 1_700_000_000_020,
+            }),
+        ),
     ]
 }
 
@@ -241,6 +342,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("not_owner", Response::NotOwner("tool server `x` was deployed by the key `a`".into())),
         ("attempt_run", Response::Attempt(super::envelope::Attempt::Run(2))),
         ("attempt_dead_lettered", Response::Attempt(super::envelope::Attempt::DeadLettered)),
+        ("published", Response::Published(vec![super::Published::Fanned(3), super::Published::Duplicate])),
     ]
 }
 
@@ -316,7 +418,17 @@ fn responses_written_by_v1_decode() {
 fn every_gated_command_is_advertised() {
     use super::{Proposal, FEATURES};
     let rollouts = [super::StartRollout::FEATURE, super::UpdateRollout::FEATURE];
-    for feature in [CreateKey::FEATURE, RevokeKey::FEATURE, PruneHistory::FEATURE].into_iter().chain(rollouts) {
+    let topics = [
+        super::Subscribe::FEATURE,
+        super::Unsubscribe::FEATURE,
+        super::Publish::FEATURE,
+        super::StartAuction::FEATURE,
+        super::AdvanceAuction::FEATURE,
+        super::StartNegotiation::FEATURE,
+        super::StepNegotiation::FEATURE,
+    ];
+    let gated = [CreateKey::FEATURE, RevokeKey::FEATURE, PruneHistory::FEATURE, super::RecordAttempt::FEATURE];
+    for feature in gated.into_iter().chain(rollouts).chain(topics) {
         let feature = feature.expect("gated");
         assert!(FEATURES.contains(&feature), "{feature} is not in FEATURES");
     }

@@ -64,8 +64,10 @@ pub enum MessageStatus {
     /// without an answer (the node crashed, or the reply could not be
     /// committed): answered with an error and never run again.
     DeadLettered,
-    /// Responses, errors and notifications: nothing left to do.
+    /// Responses, errors and undelivered notifications: nothing left to do.
     Final,
+    /// A delivered notification whose turn ran (`failure` says if it failed).
+    Processed,
 }
 
 impl MessageStatus {
@@ -76,6 +78,7 @@ impl MessageStatus {
             Self::Failed => "failed",
             Self::DeadLettered => "dead_lettered",
             Self::Final => "final",
+            Self::Processed => "processed",
         }
     }
 
@@ -86,6 +89,7 @@ impl MessageStatus {
             "failed" => Some(Self::Failed),
             "dead_lettered" => Some(Self::DeadLettered),
             "final" => Some(Self::Final),
+            "processed" => Some(Self::Processed),
             _ => None,
         }
     }
@@ -176,7 +180,23 @@ pub struct Message {
     /// The API key that sent it, when a client did: the owner of its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sent_by: Option<String>,
+    /// A notification its receiver processes (a turn that is never
+    /// answered). Set only once every voter advertises
+    /// [`DELIVER_NOTIFICATIONS`]: a notification committed without it is
+    /// stored `final` as before, so older log entries apply unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deliver: bool,
+    /// On a publication's notification: the topic it was published to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// On a processed notification whose turn failed: why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
 }
+
+/// The feature a voter advertises when it delivers notifications and
+/// applies topic commands (`Subscribe`, `Unsubscribe`, `Publish`).
+pub const DELIVER_NOTIFICATIONS: &str = "Notifications";
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -226,6 +246,9 @@ impl Message {
             trace_unsampled: self.trace_unsampled,
             attempts: 0,
             sent_by: None,
+            deliver: false,
+            topic: None,
+            failure: None,
         }
     }
 
@@ -256,9 +279,24 @@ pub struct ConversationRecord {
     pub protocol: Protocol,
     pub state: ConversationState,
     pub initiator: String,
+    /// Who took part: the initiator, then every sender and receiver of its
+    /// messages, in the order they first appear.
+    pub participants: Vec<String>,
     pub detail: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Past this, an unfinished conversation reads `expired` and takes no
+    /// further messages (auctions and negotiations have one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at_ms: Option<i64>,
+}
+
+impl ConversationRecord {
+    /// Whether it is over by the clock although no one closed it.
+    pub fn lapsed(&self, now_ms: i64) -> bool {
+        matches!(self.state, ConversationState::Initiated | ConversationState::InProgress)
+            && self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    }
 }
 
 /// How a conversation's messages relate.
@@ -269,6 +307,13 @@ pub enum Protocol {
     RequestReply,
     /// A call for proposals, bids, an award and a result.
     ContractNet,
+    /// An agent's subscription to a topic pattern: open until cancelled;
+    /// its publications arrive in it as notifications.
+    Subscribe,
+    /// An English or sealed-bid auction (`state/auctions.rs`).
+    Auction,
+    /// Alternating offers between parties (`state/negotiations.rs`).
+    Negotiation,
 }
 
 impl Protocol {
@@ -277,12 +322,15 @@ impl Protocol {
         match self {
             Self::RequestReply => "request-reply",
             Self::ContractNet => "contract-net",
+            Self::Subscribe => "subscribe",
+            Self::Auction => "auction",
+            Self::Negotiation => "negotiation",
         }
     }
 
     /// Reads the stored spelling.
-    fn parse(stored: &str) -> Option<Self> {
-        [Self::RequestReply, Self::ContractNet].into_iter().find(|p| p.as_str() == stored)
+    pub fn parse(stored: &str) -> Option<Self> {
+        [Self::RequestReply, Self::ContractNet, Self::Subscribe, Self::Auction, Self::Negotiation].into_iter().find(|p| p.as_str() == stored)
     }
 }
 
@@ -512,7 +560,7 @@ fn touch_conversation(tx: &Transaction<'_>, m: &Message) -> rusqlite::Result<boo
     Ok(inserted > 0)
 }
 
-fn accept(
+pub(super) fn accept(
     tx: &Transaction<'_>,
     index: u64,
     messages: Vec<Message>,
@@ -546,7 +594,8 @@ fn accept(
                 continue;
             }
         }
-        m.status = if m.kind == MessageKind::Request { MessageStatus::Accepted } else { MessageStatus::Final };
+        let processed = m.kind == MessageKind::Request || (m.kind == MessageKind::Notification && m.deliver);
+        m.status = if processed { MessageStatus::Accepted } else { MessageStatus::Final };
         m.reply_id = None;
         insert_message(tx, &m, index)?;
         if touch_conversation(tx, &m)? {
@@ -556,9 +605,9 @@ fn accept(
             conversation_id: m.conversation_id.clone(),
             message_id: m.id.clone(),
         });
-        if m.kind == MessageKind::Request {
+        if processed {
             if let Ok(receiver) = AgentName::parse(&m.receiver) {
-                if !pinned {
+                if !pinned && m.kind == MessageKind::Request {
                     super::rollouts::shadow_copy(tx, &key, &m.id, &receiver, rollout.as_ref(), index, stage)?;
                 }
                 stage.push(StateEvent::MessageAccepted { id: m.id.clone(), receiver });
@@ -581,13 +630,24 @@ fn record_replies(
             recorded.push(false);
             continue;
         };
-        let open: Option<String> =
-            tx.query_row("SELECT status FROM messages WHERE id = ?1", [&request_id], |r| r.get(0)).optional()?;
+        let open: Option<(String, String)> = tx
+            .query_row("SELECT status, kind FROM messages WHERE id = ?1", [&request_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?;
+        let Some((status, kind)) = open.filter(|(status, _)| status == MessageStatus::Accepted.as_str()) else {
+            recorded.push(false);
+            continue;
+        };
+        debug_assert_eq!(status, MessageStatus::Accepted.as_str());
+        if kind == MessageKind::Notification.as_str() {
+            close_notification(tx, &request_id, &reply, stage)?;
+            recorded.push(true);
+            continue;
+        }
         let exists: bool = tx
             .query_row("SELECT 1 FROM messages WHERE id = ?1", [&reply.id], |_| Ok(true))
             .optional()?
             .unwrap_or(false);
-        if open.as_deref() != Some(MessageStatus::Accepted.as_str()) || exists {
+        if exists {
             recorded.push(false);
             continue;
         }
@@ -630,6 +690,35 @@ fn record_replies(
     Ok(Response::Recorded(recorded))
 }
 
+/// A delivered notification's turn ended: it is never answered, so what
+/// the turn produced is not stored; the notification is `processed`, with
+/// the error when the turn failed.
+fn close_notification(
+    tx: &Transaction<'_>,
+    id: &str,
+    outcome: &Message,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<()> {
+    let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0))?;
+    let mut notification = parse_body(body)?;
+    notification.status = MessageStatus::Processed;
+    notification.failure = (outcome.kind == MessageKind::Error).then(|| outcome.content.clone());
+    tx.execute(
+        "UPDATE messages SET status = ?2, body = ?3 WHERE id = ?1",
+        params![
+            id,
+            MessageStatus::Processed.as_str(),
+            serde_json::to_string(&notification).expect("message serializes")
+        ],
+    )?;
+    stage.push(StateEvent::NotificationProcessed {
+        id: id.to_owned(),
+        failed: notification.failure.is_some(),
+    });
+    stage.push(StateEvent::ConversationChanged { id: notification.conversation_id });
+    Ok(())
+}
+
 fn set_conversation(
     tx: &Transaction<'_>,
     id: &str,
@@ -646,6 +735,43 @@ fn set_conversation(
     )?;
     stage.push(StateEvent::ConversationChanged { id: id.to_owned() });
     Ok(Response::Done)
+}
+
+/// Which conversations `Queries::conversations` lists.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub protocol: Option<Protocol>,
+    pub state: Option<ConversationState>,
+    pub participant: Option<String>,
+    pub limit: usize,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, protocol, state, initiator, detail, created_at, updated_at, expires_at";
+
+fn conversation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ConversationRecord> {
+    let initiator: String = r.get(3)?;
+    let mut record = ConversationRecord {
+        id: r.get(0)?,
+        protocol: spelled(r, 1, "conversation protocol", Protocol::parse)?,
+        state: spelled(r, 2, "conversation state", ConversationState::parse)?,
+        participants: vec![initiator.clone()],
+        initiator,
+        detail: r.get(4)?,
+        created_at_ms: r.get(5)?,
+        updated_at_ms: r.get(6)?,
+        expires_at_ms: r.get(7)?,
+    };
+    // Read as the clock has it: nobody need commit that time passed.
+    if record.lapsed(crate::time::now_ms()) {
+        record.state = ConversationState::Expired;
+    }
+    Ok(record)
+}
+
+fn add_participant(list: &mut Vec<String>, who: &str) {
+    if !list.iter().any(|p| p.eq_ignore_ascii_case(who)) {
+        list.push(who.to_owned());
+    }
 }
 
 fn parse_body(body: String) -> rusqlite::Result<Message> {
@@ -670,27 +796,62 @@ impl Queries {
         self.replica()
             .read(move |c| {
                 let conv = c
-                    .query_row(
-                        "SELECT id, protocol, state, initiator, detail, created_at, updated_at FROM conversations WHERE id = ?1",
-                        [&id],
-                        |r| {
-                            Ok(ConversationRecord {
-                                id: r.get(0)?,
-                                protocol: spelled(r, 1, "conversation protocol", Protocol::parse)?,
-                                state: spelled(r, 2, "conversation state", ConversationState::parse)?,
-                                initiator: r.get(3)?,
-                                detail: r.get(4)?,
-                                created_at_ms: r.get(5)?,
-                                updated_at_ms: r.get(6)?,
-                            })
-                        },
-                    )
+                    .query_row(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"), [&id], conversation_row)
                     .optional()?;
-                let Some(conv) = conv else { return Ok(None) };
+                let Some(mut conv) = conv else { return Ok(None) };
                 let mut s = c.prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 ORDER BY seq, created_at, id")?;
                 let bodies = s.query_map([&id], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
                 let messages = bodies.into_iter().map(parse_body).collect::<rusqlite::Result<Vec<_>>>()?;
+                for m in &messages {
+                    add_participant(&mut conv.participants, &m.sender);
+                    add_participant(&mut conv.participants, &m.receiver);
+                }
                 Ok(Some((conv, messages)))
+            })
+            .await
+    }
+
+    /// A conversation's record alone (participants: the initiator only).
+    pub async fn conversation_record(&self, id: &str) -> Result<Option<ConversationRecord>, ReadError> {
+        let id = id.to_owned();
+        self.replica()
+            .read(move |c| {
+                c.query_row(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"), [&id], conversation_row)
+                    .optional()
+            })
+            .await
+    }
+
+    /// Conversations, newest first, filtered by protocol, state and a
+    /// participant (an agent or a sender, matched case-insensitively).
+    pub async fn conversations(&self, filter: ConversationFilter) -> Result<Vec<ConversationRecord>, ReadError> {
+        self.replica()
+            .read(move |c| {
+                let mut s = c.prepare_cached(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations
+                     WHERE (?1 IS NULL OR protocol = ?1) AND (?2 IS NULL OR state = ?2)
+                       AND (?3 IS NULL OR lower(initiator) = ?3 OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id
+                            AND (m.receiver_key = ?3 OR lower(m.sender) = ?3)))
+                     ORDER BY updated_at DESC, id LIMIT ?4"
+                ))?;
+                let participant = filter.participant.map(|p| p.to_ascii_lowercase());
+                let rows = s.query_map(
+                    params![filter.protocol.map(Protocol::as_str), filter.state.map(ConversationState::as_str), participant, filter.limit as i64],
+                    conversation_row,
+                )?;
+                let mut out = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut people = c.prepare_cached(
+                    "SELECT sender, receiver FROM messages WHERE conversation_id = ?1 ORDER BY seq, created_at, id",
+                )?;
+                for conv in &mut out {
+                    let pairs = people.query_map([&conv.id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+                    for pair in pairs {
+                        let (sender, receiver) = pair?;
+                        add_participant(&mut conv.participants, &sender);
+                        add_participant(&mut conv.participants, &receiver);
+                    }
+                }
+                Ok(out)
             })
             .await
     }

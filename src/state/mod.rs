@@ -9,7 +9,10 @@
 //! - `messages.rs`: messages and conversations;
 //! - `memory.rs`: entities, observations and their vectors, relations;
 //! - `tools.rs`: tool servers;
-//! - `keys.rs`: API keys (hashes and grants, never tokens).
+//! - `keys.rs`: API keys (hashes and grants, never tokens);
+//! - `topics.rs`: subscriptions and publications (fanned out in `apply`);
+//! - `auctions.rs`, `negotiations.rs`: the driven protocols' records, over
+//!   `sessions.rs` (their conversation and notices).
 //!
 //! Below the capabilities: `envelope.rs` (what `apply` answers, where it
 //! applies, how a proposer gets its typed answer), `events.rs` and the
@@ -24,6 +27,7 @@
 //! types and never touches the replicated tables itself.
 
 mod agents;
+mod auctions;
 #[cfg(test)]
 mod apply_tests;
 mod batcher;
@@ -37,6 +41,7 @@ mod ledger;
 mod machine;
 mod memory;
 mod messages;
+mod negotiations;
 mod proposer;
 mod queries;
 mod retention;
@@ -44,15 +49,20 @@ mod rollout_record;
 mod rollout_rows;
 mod rollouts;
 mod schema;
+mod sessions;
 mod store;
 mod tools;
+mod topics;
 
 pub use agents::{
     AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent, SHARDS,
 };
+pub use auctions::{AdvanceAuction, AuctionRecord, AuctionResult, AuctionRules, AuctionState, Bid, Pricing, StartAuction};
 pub use batcher::BatchLimits;
+pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};
+pub use sessions::notice;
 pub use command::{Command, FEATURES};
-pub use envelope::{AcceptOutcome, Attempt, Proposal, Response};
+pub use envelope::{AcceptOutcome, Attempt, Proposal, Published, Response};
 pub use events::StateEvent;
 pub use keys::{CreateKey, Grants, KeyRecord, RateLimit, RevokeKey, Scope};
 pub use ledger::Ledger;
@@ -62,8 +72,8 @@ pub use memory::{
     NewObservation, Observation, ObservationHit, Place, Relate, Related, Relation, StoreEntity, Stored, Vector, Viewer,
 };
 pub use messages::{
-    payload_bytes, AcceptMessages, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus, Pending,
-    Protocol, RecordAttempt, RecordReplies, Served, SetConversation, REPLY_SUFFIX,
+    payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus, Pending,
+    Protocol, RecordAttempt, RecordReplies, Served, SetConversation, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
 };
 pub use proposer::{Batched, Proposer};
 pub use queries::Queries;
@@ -71,4 +81,8 @@ pub use retention::{PruneHistory, Pruned};
 pub use rollout_record::{Check, Figures, RolloutRecord, RolloutState, ServedOutcome};
 pub use rollouts::{bucket, RecordShadow, RolloutAction, RolloutUpdate, ShadowReport, StartRollout, UpdateRollout};
 pub use store::Store;
+pub use topics::{
+    definition_conversation, Publication, PublicationRecord, Publish, Subscribe, SubscriptionRecord,
+    SubscriptionSource, TopicSummary, Unsubscribe,
+};
 pub use tools::{DeployMcpServer, RemoveMcpServer, ToolDeployer, ToolRefusal, ToolServerRow};

@@ -38,6 +38,14 @@ impl Batched for RecordReplies {
     }
 }
 
+impl Batched for super::topics::Publish {
+    type Item = super::topics::Publication;
+    type Outcome = super::envelope::Published;
+    fn of(publications: Vec<Self::Item>) -> Self {
+        Self { publications }
+    }
+}
+
 /// Submits items of `B`, committed in batches.
 pub struct Proposer<B: Batched> {
     batcher: Batcher<B::Item, B::Outcome, WriteError>,

@@ -129,6 +129,39 @@ CREATE TABLE IF NOT EXISTS shadow_requests (
     similarity REAL
 );
 CREATE INDEX IF NOT EXISTS shadow_requests_by ON shadow_requests(name_key, revision);
+CREATE TABLE IF NOT EXISTS subscriptions (
+    id              TEXT PRIMARY KEY,
+    agent_key       TEXT NOT NULL,
+    pattern         TEXT NOT NULL,
+    conversation_id TEXT NOT NULL,
+    created_by      TEXT NOT NULL,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS subscriptions_agent ON subscriptions(agent_key);
+CREATE TABLE IF NOT EXISTS auctions (
+    id         TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS auctions_open ON auctions(created_at) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS negotiations (
+    id         TEXT PRIMARY KEY,
+    state      TEXT NOT NULL,
+    body       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS negotiations_open ON negotiations(created_at) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS publications (
+    position   INTEGER PRIMARY KEY AUTOINCREMENT,
+    id         TEXT NOT NULL UNIQUE,
+    topic      TEXT NOT NULL,
+    publisher  TEXT NOT NULL,
+    content    TEXT NOT NULL,
+    recipients INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    seq        INTEGER NOT NULL
+);
 ";
 
 /// Columns added to existing tables after the first version, as
@@ -140,6 +173,7 @@ const ADDED_COLUMNS: &[(&str, &str, &str)] = &[
     ("agent_versions", "source", "TEXT"),
     ("mcp_servers", "deployed_by", "TEXT"),
     ("mcp_servers", "deployed_by_admin", "INTEGER NOT NULL DEFAULT 1"),
+    ("conversations", "expires_at", "INTEGER"),
 ];
 
 /// Brings a replica's schema to this version's; the same on every replica.

@@ -19,6 +19,11 @@ impl Store {
         Self { cluster }
     }
 
+    /// Whether every voter advertises `feature` (can apply what needs it).
+    pub async fn supports(&self, feature: &str) -> bool {
+        self.cluster.voters_lacking(feature).await.is_empty()
+    }
+
     /// Commits `proposal` through Raft (forwarding to the leader) and
     /// returns once this node has applied it.
     pub async fn propose<P: Proposal + Into<Command>>(&self, proposal: P) -> Result<P::Output, WriteError> {

@@ -14,6 +14,7 @@ mod mcp_api;
 mod memory;
 mod observability;
 mod operations;
+mod protocols;
 mod rollouts;
 mod rpc_limits;
 mod token_streams;

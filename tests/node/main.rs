@@ -27,6 +27,7 @@ mod rollouts;
 mod sample_agent;
 mod sdk_clients;
 mod server_config;
+mod topics;
 mod upgrade;
 
 /// `caxton_testing` finds the binary at run time; unless `CAXTON_TEST_BIN`
