@@ -20,9 +20,14 @@ async fn owners(node: &TestNode) -> BTreeMap<String, u64> {
     out
 }
 
+/// Waits until every agent is placed and shards are spread over all
+/// three nodes (placement follows gossip's readiness, a moment after start).
 async fn placed(cluster: &TestCluster, node: u64, agents: usize) {
-    eventually("agents placed", Duration::from_secs(20), || async { owners(cluster.node(node)).await.len() == agents })
-        .await;
+    eventually("agents placed on every node", Duration::from_secs(30), || async {
+        let (_, p) = cluster.node(node).get("/v1/cluster/placement").await;
+        p["nodes"].as_array().map(|n| n.len()) == Some(3) && owners(cluster.node(node)).await.len() == agents
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -23,7 +23,7 @@ async fn subscriptions_from_toml_api_and_cli_receive_publications() {
     let (s, p) = node
         .post_toml("/v1/agents", "name = \"bad\"\nsystem_prompt = \"x\"\nsubscriptions = [\"orders.>.x\"]\n")
         .await;
-    assert_eq!(s, 400, "{p}");
+    assert_eq!(s, 422, "{p}");
     let err = &p["errors"][0];
     assert_eq!((err["field"].as_str(), err["line"].as_u64()), (Some("subscriptions"), Some(3)), "{p}");
     assert!(err["reason"].as_str().unwrap().contains("`>` may only be the last segment"), "{p}");
