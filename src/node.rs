@@ -223,6 +223,7 @@ impl Node {
                     providers.clone(),
                 ))),
                 relay_key: relay_key(&config),
+                agent_limits: config.server.agent_limits(),
             },
         );
         let memory: Arc<dyn MemoryBackend> = EmbeddedMemory::start(
@@ -242,7 +243,10 @@ impl Node {
             mcp.clone(),
             metrics.clone(),
             shutdown.clone(),
-            config.server.max_message_attempts as u32,
+            crate::runtime::RuntimeSettings {
+                max_attempts: config.server.max_message_attempts as u32,
+                limits: config.server.agent_limits(),
+            },
         );
         runtime.reconcile().await.context("starting the agents this node owns")?;
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));

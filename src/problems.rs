@@ -54,6 +54,7 @@ problem_types! {
     SubscriptionNotFound => (404, "subscription-not-found", "Not found"),
     AuctionNotFound => (404, "auction-not-found", "Not found"),
     ConversationExpired => (409, "conversation-expired", "Conversation expired"),
+    AgentLimitReached => (429, "agent-limit-reached", "Agent limit reached"),
     NegotiationNotFound => (404, "negotiation-not-found", "Not found"),
     MemoryEntityNotFound => (404, "memory-entity-not-found", "Not found"),
     ToolServerNotFound => (404, "tool-server-not-found", "Not found"),

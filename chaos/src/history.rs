@@ -31,6 +31,10 @@ pub enum Op {
     /// A semantic memory search (recorded for load and outcomes; a search
     /// over embeddings has no exact expected answer to check).
     Search { query: String },
+    /// Publish publication `id` to the topic the subscriber listens on.
+    Publish { id: String },
+    /// Start sealed-bid auction `id` among the echo agents.
+    Auction { id: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +90,14 @@ pub struct History {
     pub memory: Vec<(String, Vec<String>)>,
     /// Final revisions kept per registry key: (key, hashes of their text).
     pub revisions: Vec<(String, Vec<String>)>,
+    /// Final state of every publication attempted: (id, its notification
+    /// exists, it was processed).
+    #[serde(default)]
+    pub publications: Vec<(String, bool, bool)>,
+    /// Final state of every auction attempted: (id, exists, state, result
+    /// notices in its conversation).
+    #[serde(default)]
+    pub auctions: Vec<(String, bool, String, u64)>,
     /// Times the cluster did not recover after a fault was healed (not
     /// ready, membership not back) within the driver's patience.
     #[serde(default)]

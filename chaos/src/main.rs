@@ -127,6 +127,7 @@ async fn run(seed: u64, minutes: f64, n: usize, clients: usize, out: &Path) -> a
     for i in 0..ECHO_AGENTS {
         deploy_with_retries(&http, &nodes, &workload::echo_toml(&format!("echo-{i}"))).await?;
     }
+    deploy_with_retries(&http, &nodes, &workload::subscriber_toml()).await?;
 
     let shared = Arc::new(Shared {
         start: Instant::now(),
@@ -191,6 +192,61 @@ async fn run(seed: u64, minutes: f64, n: usize, clients: usize, out: &Path) -> a
         let _ = std::fs::copy(node.log_path(), out.join(format!("node-{}.log", i + 1)));
     }
     Ok(h)
+}
+
+/// Every publication's notification and every auction's end, waiting
+/// (up to two minutes in all) for what is acknowledged to settle.
+async fn protocols(h: &mut History, leader: &str, http: &reqwest::Client) {
+    let mut publications = Vec::new();
+    let mut auctions = Vec::new();
+    for e in &h.events {
+        match &e.op {
+            Op::Publish { id } => publications.push(id.clone()),
+            Op::Auction { id } => auctions.push(id.clone()),
+            _ => {}
+        }
+    }
+    publications.sort();
+    publications.dedup();
+    auctions.sort();
+    auctions.dedup();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for id in publications {
+        let mut fate = (false, false);
+        loop {
+            if let Some((200, v)) = get(http, format!("{leader}/v1/messages/{id}.0?consistency=linearizable")).await {
+                fate = (true, v["message"]["status"] == "processed");
+            }
+            if fate.1 || !fate.0 || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        h.publications.push((id, fate.0, fate.1));
+    }
+    for id in auctions {
+        let mut fate = (false, String::new(), 0);
+        loop {
+            if let Some((200, a)) = get(http, format!("{leader}/v1/auctions/{id}?wait_ms=5000")).await {
+                let notices = match get(http, format!("{leader}/v1/conversations/{id}")).await {
+                    Some((200, c)) => c["messages"]
+                        .as_array()
+                        .map(|m| {
+                            m.iter()
+                                .filter(|m| m["id"].as_str().is_some_and(|i| i.starts_with(&format!("{id}.result."))))
+                                .count()
+                        })
+                        .unwrap_or(0),
+                    _ => 0,
+                };
+                fate = (true, a["state"].as_str().unwrap_or("").to_owned(), notices as u64);
+            }
+            if !fate.0 || fate.1 != "open" || Instant::now() > deadline {
+                break;
+            }
+        }
+        h.auctions.push((id, fate.0, fate.1, fate.2));
+    }
 }
 
 async fn deploy_with_retries(http: &reqwest::Client, nodes: &[String], toml: &str) -> anyhow::Result<()> {
@@ -286,6 +342,7 @@ async fn finish(h: &mut History, shared: &Shared, faults: &Faults, http: &reqwes
         };
         h.messages.push((id, fate.0, fate.1));
     }
+    protocols(h, &leader, http).await;
     // Digests once every replica has applied the same index.
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

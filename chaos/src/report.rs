@@ -21,6 +21,8 @@ pub fn summary(h: &History, findings: &[Finding], minutes: f64) -> String {
             Op::Send { .. } => "message send",
             Op::Remember { .. } => "memory write",
             Op::Search { .. } => "memory search",
+            Op::Publish { .. } => "publication",
+            Op::Auction { .. } => "auction",
         };
         let slot = match e.outcome {
             Outcome::Ok { .. } => 0,

@@ -12,6 +12,12 @@ use crate::history::{Event, LeaderSample, Op, Outcome};
 
 pub const KEYS: usize = 5;
 pub const ECHO_AGENTS: usize = 3;
+/// The topic the subscriber agent (`subscriber_toml`) listens on.
+pub const TOPIC: &str = "chaos.orders";
+
+pub fn subscriber_toml() -> String {
+    "name = \"subscriber\"\nprovider = \"echo\"\nsystem_prompt = \"echo\"\nsubscriptions = [\"chaos.*\"]\n".to_owned()
+}
 
 /// What every client shares.
 pub struct Shared {
@@ -116,6 +122,21 @@ pub async fn client(shared: Arc<Shared>, id: usize, seed: u64) {
                 retry.push((msg, agent, sync, 1));
             }
             (op, outcome)
+        } else if roll < 0.93 {
+            let id = format!("p-{id}-{n}");
+            let r = http
+                .post(format!("{base}/v1/topics/{TOPIC}/publications"))
+                .json(&json!({"content": format!("order {id}"), "id": id}))
+                .send()
+                .await;
+            (Op::Publish { id }, classify(r, &[200, 201]).await.0)
+        } else if roll < 0.94 {
+            let id = format!("a-{id}-{n}");
+            let bidders: Vec<String> = (0..ECHO_AGENTS).map(|i| format!("echo-{i}")).collect();
+            let body =
+                json!({"kind": "sealed_bid", "item": "a crate", "bidders": bidders, "deadline_ms": 3000, "id": id});
+            let r = http.post(format!("{base}/v1/auctions")).json(&body).send().await;
+            (Op::Auction { id }, classify(r, &[201]).await.0)
         } else if roll < 0.96 {
             let query = format!("c{}", rng.gen_range(0..8));
             let r = http.get(format!("{base}/v1/memory/search")).query(&[("q", query.as_str())]).send().await;

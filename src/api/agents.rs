@@ -44,6 +44,11 @@ pub struct AgentDetail {
     /// Problems with the agent's file in an agents directory, if it is
     /// currently broken (the deployed revision keeps running).
     pub source_errors: Vec<FieldError>,
+    /// The limits in force: its `[limits]`, else the server's.
+    pub limits: crate::config::limits::AgentLimits,
+    /// What it used today (UTC), as replicated: every node agrees, and a
+    /// new owner inherits it.
+    pub usage: crate::state::DayUsage,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -312,7 +317,10 @@ pub async fn get(
     let record = visible(&ctx, &caller, &name).await?;
     let versions = ctx.registry.queries().versions(&name).await?;
     let source_errors = ctx.directory.as_ref().map(|d| d.errors_for(&name)).unwrap_or_default();
+    let usage = ctx.ledger.queries.day_usage(name.as_str(), crate::state::day_of(crate::time::now_ms())).await?;
     Ok(Json(AgentDetail {
+        limits: ctx.runtime.limits_of(&record.spec),
+        usage,
         summary: summary(&ctx, &record),
         spec: record.spec,
         toml: record.toml,

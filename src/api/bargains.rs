@@ -50,7 +50,7 @@ pub async fn start_auction(
         super::messages::check_send(&ctx, &caller, &Target::Capability(cap.clone()), None, None).await?;
     }
     check_agents(&ctx, &caller, req.bidders.as_deref().unwrap_or_default()).await?;
-    let record = ctx.messages.start_auction(req, &caller.name.to_string()).await?;
+    let record = ctx.messages.start_auction(req, caller.name.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -65,7 +65,10 @@ pub struct ListParams {
 /// Auctions, newest first.
 #[utoipa::path(get, path = "/v1/auctions", tag = "protocols", params(ListParams),
     responses((status = 200, body = Vec<AuctionRecord>)))]
-pub async fn auctions(State(ctx): State<Ctx>, Query(p): Query<ListParams>) -> Result<Json<Vec<AuctionRecord>>, Problem> {
+pub async fn auctions(
+    State(ctx): State<Ctx>,
+    Query(p): Query<ListParams>,
+) -> Result<Json<Vec<AuctionRecord>>, Problem> {
     Ok(Json(ctx.ledger.queries.auctions(p.open, 1000).await?))
 }
 
@@ -97,7 +100,7 @@ pub async fn start_negotiation(
     Json(req): Json<NegotiationRequest>,
 ) -> Result<(StatusCode, Json<NegotiationRecord>), Problem> {
     check_agents(&ctx, &caller, &req.parties).await?;
-    let record = ctx.messages.start_negotiation(req, &caller.name.to_string()).await?;
+    let record = ctx.messages.start_negotiation(req, caller.name.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 

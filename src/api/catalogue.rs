@@ -137,6 +137,8 @@ pub const ROUTES: &[Route] = &[
                 P::PromptTooLong,
                 P::MessageIdTaken,
                 P::InvalidMessageId,
+                P::AgentLimitReached,
+                P::ConversationExpired,
             ],
         ],
     ),

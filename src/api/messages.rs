@@ -114,6 +114,11 @@ pub async fn send(
     let wait = (body.mode == Mode::Sync && kind == MessageKind::Request)
         .then(|| Duration::from_millis(body.timeout_ms.unwrap_or(120_000)).min(MAX_SYNC_WAIT));
     Ok(match ctx.messages.send(req, wait).await? {
+        SendOutcome::Answered { reply, .. } if reply.limit.is_some() => {
+            let limit = reply.limit.clone().unwrap_or_default();
+            let problem = Problem::of(ProblemType::AgentLimitReached, reply.content.clone());
+            return Err(problem.with_extra(serde_json::json!({"agent": reply.sender, "limit": limit, "reply": reply})));
+        }
         SendOutcome::Answered { request, reply } => {
             (StatusCode::OK, Json(Exchange { message: request, reply: Some(reply), notified: vec![] }))
         }

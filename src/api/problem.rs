@@ -50,6 +50,11 @@ impl Problem {
         Self::of(ProblemType::BadRequest, detail)
     }
 
+    pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
         self.errors = errors;
         self

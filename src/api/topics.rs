@@ -187,7 +187,7 @@ pub async fn subscribe(
     Json(body): Json<SubscribeBody>,
 ) -> Result<(StatusCode, Json<SubscriptionRecord>), Problem> {
     visible_agent(&ctx, &caller, &name).await?;
-    let record = ctx.messages.subscribe(&name, &body.pattern, &caller.name.to_string()).await?;
+    let record = ctx.messages.subscribe(&name, &body.pattern, caller.name.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -205,7 +205,9 @@ pub async fn unsubscribe(
     }
     let definition = ctx.messages.subscriptions(&name).await?.into_iter().any(|s| s.id == id);
     let detail = if definition {
-        format!("subscription `{id}` comes from agent `{name}`'s definition: remove it from `subscriptions` and redeploy")
+        format!(
+            "subscription `{id}` comes from agent `{name}`'s definition: remove it from `subscriptions` and redeploy"
+        )
     } else {
         format!("agent `{name}` has no subscription `{id}`")
     };

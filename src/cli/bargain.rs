@@ -28,7 +28,11 @@ pub async fn auction(client: &ApiClient, cmd: &AuctionCommand, json_out: bool) -
             match (&a.capability, a.bidders.is_empty()) {
                 (Some(c), true) => body["capability"] = json!(c),
                 (None, false) => body["bidders"] = json!(a.bidders),
-                _ => return Err(CliError::Usage("give exactly one of --capability CAP or --bidder NAME (repeatable)".into())),
+                _ => {
+                    return Err(CliError::Usage(
+                        "give exactly one of --capability CAP or --bidder NAME (repeatable)".into(),
+                    ))
+                }
             }
             for (key, value) in [
                 ("increment", a.increment.map(|v| json!(v))),
@@ -64,7 +68,12 @@ pub async fn auction(client: &ApiClient, cmd: &AuctionCommand, json_out: bool) -
                 .into_iter()
                 .flatten()
                 .map(|a| {
-                    vec![table::cell(&a["id"]), table::cell(&a["rules"]["kind"]), table::cell(&a["state"]), table::cell(&a["result"]["reason"])]
+                    vec![
+                        table::cell(&a["id"]),
+                        table::cell(&a["rules"]["kind"]),
+                        table::cell(&a["state"]),
+                        table::cell(&a["result"]["reason"]),
+                    ]
                 })
                 .collect();
             table::print(&["ID", "KIND", "STATE", "RESULT"], rows);
@@ -75,7 +84,12 @@ pub async fn auction(client: &ApiClient, cmd: &AuctionCommand, json_out: bool) -
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    println!("auction {} ({}): {}", table::cell(&v["id"]), table::cell(&v["state"]), table::cell(&v["result"]["reason"]));
+    println!(
+        "auction {} ({}): {}",
+        table::cell(&v["id"]),
+        table::cell(&v["state"]),
+        table::cell(&v["result"]["reason"])
+    );
     let rows = v["bids"]
         .as_array()
         .into_iter()

@@ -2,8 +2,8 @@
 //! is a client of the REST API.
 
 mod agent;
-mod bargain;
 mod backup;
+mod bargain;
 mod client;
 mod credentials;
 mod key;
@@ -503,8 +503,7 @@ pub async fn run_client(cli: &Cli) -> Result<(), CliError> {
             message::show_conversation(&client, id, cli.json).await
         }
         Command::Conversation { command: ConversationCommand::List { protocol, state, participant } } => {
-            topic::conversations(&client, protocol.as_deref(), state.as_deref(), participant.as_deref(), cli.json)
-                .await
+            topic::conversations(&client, protocol.as_deref(), state.as_deref(), participant.as_deref(), cli.json).await
         }
         Command::Topic { command } => topic::run(&client, command, cli.json).await,
         Command::Auction { command } => bargain::auction(&client, command, cli.json).await,

@@ -110,7 +110,10 @@ pub async fn subscriptions(
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(());
     }
-    table::print(&["PATTERN", "SOURCE", "ID", "CONVERSATION"], rows(&v, &["pattern", "source", "id", "conversation_id"]));
+    table::print(
+        &["PATTERN", "SOURCE", "ID", "CONVERSATION"],
+        rows(&v, &["pattern", "source", "id", "conversation_id"]),
+    );
     Ok(())
 }
 

@@ -146,6 +146,9 @@ pub struct AgentSpec {
     /// Topic patterns the agent receives publications of (see `topic.rs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscriptions: Vec<String>,
+    /// What it may use (`[limits]`); unset ones are the server's.
+    #[serde(default, skip_serializing_if = "super::limits::AgentLimits::is_empty")]
+    pub limits: super::limits::AgentLimits,
 }
 
 impl AgentSpec {
@@ -192,6 +195,7 @@ struct RawAgent {
     timeout: Option<Spanned<toml::Value>>,
     rollout: Option<super::rollout::RawRollout>,
     subscriptions: Option<Vec<Spanned<String>>>,
+    limits: Option<super::limits::RawLimits>,
 }
 
 /// `[memory]` plus the three prose keys. A TOML key written after a table
@@ -420,6 +424,7 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
     let provider = non_empty(raw.provider, "provider", errs);
     let model = non_empty(raw.model, "model", errs);
     let rollout = raw.rollout.and_then(|r| super::rollout::validate(r, errs)).filter(|r| !r.is_direct());
+    let limits = raw.limits.map(|l| super::limits::validate(l, timeout_ms, errs)).unwrap_or_default();
 
     if errs.list.len() > start_count {
         return None;
@@ -441,6 +446,7 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
         timeout_ms,
         rollout,
         subscriptions,
+        limits,
     })
 }
 

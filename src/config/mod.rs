@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod duration;
 mod env;
+pub mod limits;
 pub mod rollout;
 pub mod server;
 mod setting;

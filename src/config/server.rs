@@ -198,6 +198,32 @@ pub struct ServerSection {
     pub history_retention_ms: u64,
     /// Revisions kept per agent (older ones are deleted); at least 1.
     pub agent_versions_kept: u64,
+    /// Turns one agent runs at once, unless its `[limits]` say otherwise.
+    pub agent_concurrency: u64,
+    /// Model tokens one turn may use (0: unlimited), unless the agent says.
+    pub agent_tokens_per_turn: u64,
+    /// Model tokens per agent per UTC day (0: unlimited), unless the agent says.
+    pub agent_tokens_per_day: u64,
+    /// Estimated spend per agent per UTC day in USD (0: unlimited).
+    pub agent_spend_per_day_usd: f64,
+    /// Tool calls one turn may make (0: unlimited), unless the agent says.
+    pub agent_tool_calls_per_turn: u64,
+}
+
+impl ServerSection {
+    /// The limits of an agent that sets none in its `[limits]`.
+    pub fn agent_limits(&self) -> super::limits::AgentLimits {
+        let some = |v: u64| (v > 0).then_some(v);
+        super::limits::AgentLimits {
+            concurrency: Some(self.agent_concurrency as u32),
+            tokens_per_turn: some(self.agent_tokens_per_turn),
+            tokens_per_day: some(self.agent_tokens_per_day),
+            spend_per_day_usd: (self.agent_spend_per_day_usd > 0.0).then_some(self.agent_spend_per_day_usd),
+            tool_calls_per_turn: some(self.agent_tool_calls_per_turn).map(|v| v as u32),
+            max_message_bytes: Some(self.max_message_bytes),
+            turn_time_ms: None,
+        }
+    }
 }
 
 /// Whether a node with a pristine data directory founds a cluster.
@@ -329,6 +355,11 @@ impl Default for ServerSection {
             max_mcp_sessions: 1024,
             history_retention_ms: 30 * 24 * 3_600_000,
             agent_versions_kept: 100,
+            agent_concurrency: super::limits::DEFAULT_CONCURRENCY as u64,
+            agent_tokens_per_turn: 0,
+            agent_tokens_per_day: 0,
+            agent_spend_per_day_usd: 0.0,
+            agent_tool_calls_per_turn: 0,
         }
     }
 }
@@ -533,6 +564,16 @@ impl ServerConfig {
         }
         if sv.max_requests_per_key == 0 {
             return Err(invalid("server.max_requests_per_key", &0, "must be at least 1"));
+        }
+        if !(1..=1024).contains(&sv.agent_concurrency) {
+            return Err(invalid("server.agent_concurrency", &sv.agent_concurrency, "must be 1 to 1024"));
+        }
+        if !(sv.agent_spend_per_day_usd.is_finite() && sv.agent_spend_per_day_usd >= 0.0) {
+            return Err(invalid(
+                "server.agent_spend_per_day_usd",
+                &sv.agent_spend_per_day_usd,
+                "must be 0 (unlimited) or more",
+            ));
         }
         if sv.agent_versions_kept == 0 {
             return Err(invalid("server.agent_versions_kept", &0, "must be at least 1 (the current revision)"));

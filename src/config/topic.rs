@@ -31,7 +31,7 @@ fn check(text: &str, wildcards: bool) -> Result<(), String> {
             ">" if wildcards && last => {}
             ">" if wildcards => return Err("`>` may only be the last segment".into()),
             "*" | ">" => return Err(format!("`{segment}` is a wildcard: publish to a concrete topic")),
-            s if s.is_empty() => return Err("has an empty segment (two dots, or a dot at an end)".into()),
+            "" => return Err("has an empty segment (two dots, or a dot at an end)".into()),
             s if s.len() > 64 => return Err(format!("segment `{s}` is longer than 64 bytes")),
             s if !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':')) => {
                 return Err(format!(

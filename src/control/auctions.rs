@@ -9,9 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::messaging::{parse_bid, MessageKind, MessageService, MessageStatus, SendRequest, Target};
-use crate::state::{
-    notice, AdvanceAuction, AuctionRecord, AuctionResult, AuctionRules, Bid, Ledger, Message, Pricing,
-};
+use crate::state::{notice, AdvanceAuction, AuctionRecord, AuctionResult, AuctionRules, Bid, Ledger, Message, Pricing};
 use crate::time::now_ms;
 
 const TICK: Duration = Duration::from_millis(250);
@@ -26,7 +24,10 @@ pub struct AuctionDriver {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Answer {
     /// The reply's text, and whether it is an error reply.
-    Replied { text: String, failed: bool },
+    Replied {
+        text: String,
+        failed: bool,
+    },
     NotYet,
 }
 
@@ -63,7 +64,8 @@ pub fn judge(a: &AuctionRecord, answers: &[(usize, Answer)], over: bool) -> (Vec
                 Ok(None) => bid.passed = true,
                 Ok(Some(n)) if n < minimum => {
                     bid.amount = Some(n);
-                    bid.rejected = Some(format!("{n} is below the minimum of {minimum} (highest bid plus the increment)"));
+                    bid.rejected =
+                        Some(format!("{n} is below the minimum of {minimum} (highest bid plus the increment)"));
                 }
                 Ok(Some(n)) => bid.amount = Some(n),
                 Err(why) => bid.rejected = Some(why),
@@ -116,7 +118,11 @@ fn sealed_result(ranked: &[&Bid], reserve: f64, pricing: Pricing) -> AuctionResu
     };
     let amount = top.amount.unwrap_or(0.0);
     if amount < reserve {
-        return AuctionResult { winner: None, price: None, reason: format!("reserve not met: the highest bid was {amount}") };
+        return AuctionResult {
+            winner: None,
+            price: None,
+            reason: format!("reserve not met: the highest bid was {amount}"),
+        };
     }
     let price = match pricing {
         Pricing::FirstPrice => amount,
@@ -243,7 +249,12 @@ impl AuctionDriver {
                 }
                 Ok(Answer::NotYet)
             }
-            Some(m) if matches!(m.status, MessageStatus::Answered | MessageStatus::Failed | MessageStatus::DeadLettered) => {
+            Some(m)
+                if matches!(
+                    m.status,
+                    MessageStatus::Answered | MessageStatus::Failed | MessageStatus::DeadLettered
+                ) =>
+            {
                 let reply = self.messages.reply_of(&id).await?;
                 Ok(match reply {
                     Some(r) => Answer::Replied { failed: r.kind == MessageKind::Error, text: r.content },

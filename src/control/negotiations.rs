@@ -85,11 +85,18 @@ impl NegotiationDriver {
                 match self.messages.send(req, None).await {
                     Ok(_) => None,
                     // The party was removed: it will never move.
-                    Err(e @ crate::messaging::MessageError::UnknownAgent(_)) => Some(MoveKind::NoMove { reason: e.to_string() }),
+                    Err(e @ crate::messaging::MessageError::UnknownAgent(_)) => {
+                        Some(MoveKind::NoMove { reason: e.to_string() })
+                    }
                     Err(e) => return Err(e.into()),
                 }
             }
-            Some(m) if matches!(m.status, MessageStatus::Answered | MessageStatus::Failed | MessageStatus::DeadLettered) => {
+            Some(m)
+                if matches!(
+                    m.status,
+                    MessageStatus::Answered | MessageStatus::Failed | MessageStatus::DeadLettered
+                ) =>
+            {
                 match self.messages.reply_of(&id).await? {
                     Some(r) if r.kind == MessageKind::Error => {
                         Some(MoveKind::NoMove { reason: format!("its turn failed: {}", r.content) })

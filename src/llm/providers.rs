@@ -45,6 +45,10 @@ pub struct ProviderConfig {
     pub concurrency: u32,
     /// local: prompt budget in tokens; older history is dropped beyond it.
     pub context_tokens: u32,
+    /// USD per million prompt tokens, for spend limits (0: unpriced).
+    pub input_price_per_mtok: f64,
+    /// USD per million completion tokens, for spend limits (0: unpriced).
+    pub output_price_per_mtok: f64,
 }
 
 impl Default for ProviderConfig {
@@ -62,6 +66,8 @@ impl Default for ProviderConfig {
             max_tokens: 256,
             concurrency: 1,
             context_tokens: 2048,
+            input_price_per_mtok: 0.0,
+            output_price_per_mtok: 0.0,
         }
     }
 }
@@ -99,6 +105,17 @@ impl ProviderConfig {
         }
         if self.timeout_ms < 10 {
             return Err((key("timeout_ms"), self.timeout_ms.to_string(), "must be at least 10".into()));
+        }
+        for (k, price) in
+            [("input_price_per_mtok", self.input_price_per_mtok), ("output_price_per_mtok", self.output_price_per_mtok)]
+        {
+            if !(price.is_finite() && price >= 0.0) {
+                return Err((
+                    key(k),
+                    price.to_string(),
+                    "must be a price of 0 or more (USD per million tokens)".into(),
+                ));
+            }
         }
         if !(0.0..=2.0).contains(&self.temperature) {
             return Err((key("temperature"), self.temperature.to_string(), "must be within 0..2".into()));
@@ -170,6 +187,14 @@ impl Providers {
         let set = self.set();
         let name = name.unwrap_or(&set.default);
         set.by_name.get(name).map(|(_, p)| p.clone()).ok_or_else(|| LlmError::UnknownProvider(name.to_owned()))
+    }
+
+    /// USD per million (prompt, completion) tokens of provider `name` (or
+    /// the default); unpriced or unknown: zero.
+    pub fn prices(&self, name: Option<&str>) -> (f64, f64) {
+        let set = self.set();
+        let name = name.unwrap_or(&set.default);
+        set.by_name.get(name).map_or((0.0, 0.0), |(c, _)| (c.input_price_per_mtok, c.output_price_per_mtok))
     }
 
     pub fn names(&self) -> Vec<String> {

@@ -198,7 +198,14 @@ impl MessageService {
             check_client_id("id", id)?;
         }
         let id = req.id.clone().unwrap_or_else(|| format!("auction-{}", uuid::Uuid::now_v7()));
-        let cmd = StartAuction { id: id.clone(), item: req.item, rules, bidders, initiator: initiator.to_owned(), at_ms: now_ms() };
+        let cmd = StartAuction {
+            id: id.clone(),
+            item: req.item,
+            rules,
+            bidders,
+            initiator: initiator.to_owned(),
+            at_ms: now_ms(),
+        };
         self.ledger().store.propose(cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
         self.metrics().protocol_event("auction", "started");
         self.queries().auction(&id).await?.ok_or(MessageError::NotFound(id))
@@ -300,7 +307,10 @@ mod tests {
 
     #[test]
     fn moves_are_read_by_the_documented_format() {
-        assert_eq!(parse_move("Hmm.\noffer: 90 EUR, delivery Monday"), MoveKind::Offer { terms: "90 EUR, delivery Monday".into() });
+        assert_eq!(
+            parse_move("Hmm.\noffer: 90 EUR, delivery Monday"),
+            MoveKind::Offer { terms: "90 EUR, delivery Monday".into() }
+        );
         assert_eq!(parse_move("Accept."), MoveKind::Accept);
         assert_eq!(parse_move("reject: too expensive"), MoveKind::Reject { reason: "too expensive".into() });
         assert!(matches!(parse_move("let me think"), MoveKind::NoMove { .. }));

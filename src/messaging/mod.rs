@@ -11,12 +11,12 @@ mod topics;
 
 pub use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
+pub use bargains::{parse_bid, parse_move, AuctionKind, AuctionRequest, NegotiationRequest};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;
 pub use service::{
-    split_revision, Admission, MAX_HOPS, Conversation, MessageError, MessageLimits, MessageService, SendOutcome, SendRequest,
-    Target,
+    split_revision, Admission, Conversation, MessageError, MessageLimits, MessageService, SendOutcome, SendRequest,
+    Target, MAX_HOPS,
 };
-pub use bargains::{parse_bid, parse_move, AuctionKind, AuctionRequest, NegotiationRequest};
-pub use topics::{PublishOutcome, PublishRequest};
 pub use streams::{TokenHub, TokenProducer, TokenSubscription};
+pub use topics::{PublishOutcome, PublishRequest};

@@ -39,6 +39,9 @@ pub fn split_revision(target: &str) -> (&str, Option<u64>) {
     }
 }
 
+/// What `resolve` finds: receiver, capability, pinned revision, limits.
+type Resolved = (String, Option<String>, Option<u64>, Option<crate::config::limits::AgentLimits>);
+
 #[derive(Debug, Clone)]
 pub enum Target {
     Agent(String),
@@ -122,6 +125,8 @@ pub enum MessageError {
     HopLimit,
     #[error("message `{0}` does not exist")]
     NotFound(String),
+    #[error("agent `{agent}` takes no more: {reached}")]
+    LimitReached { agent: String, reached: crate::config::limits::LimitReached },
     #[error("conversation `{0}` has expired (or ended past its deadline): it takes no further messages")]
     ConversationExpired(String),
     #[error("no reply to message `{id}` within {waited:?}; it stays accepted and will be answered: poll GET /v1/messages/{id}")]
@@ -221,6 +226,8 @@ pub struct MessageLimits {
     pub admission: Option<Arc<dyn Admission>>,
     /// Mints this node's credentials for relaying answer streams.
     pub relay_key: Option<crate::auth::RelayKey>,
+    /// `server.agent_*`: the limits of agents that set none.
+    pub agent_limits: crate::config::limits::AgentLimits,
 }
 
 /// Message bytes one `AcceptMessages` entry carries at most: well under a
@@ -261,9 +268,8 @@ pub(super) fn trace_ids(given: Option<String>) -> (String, String, bool) {
         .or(given)
         .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
         .unwrap_or_else(new_id);
-    let span_id = traced
-        .map(|(_, span, _)| span)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    let span_id =
+        traced.map(|(_, span, _)| span).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
     (trace_id, span_id, unsampled)
 }
 
@@ -329,9 +335,9 @@ impl MessageService {
         self.limits.relay_key.as_ref()
     }
 
-    /// The receiver's name, the capability it was found by, and the
-    /// revision the sender pinned.
-    async fn resolve(&self, target: &Target) -> Result<(String, Option<String>, Option<u64>), MessageError> {
+    /// The receiver's name, the capability it was found by, the revision
+    /// the sender pinned, and its limits (when its record was read).
+    async fn resolve(&self, target: &Target) -> Result<Resolved, MessageError> {
         match target {
             Target::Agent(target) => {
                 let (name, pinned) = split_revision(target);
@@ -341,10 +347,10 @@ impl MessageService {
                 if let Some(revision) = pinned {
                     self.check_revision(&parsed, revision).await?;
                 }
-                Ok((agent.name, None, pinned))
+                Ok((agent.name, None, pinned, Some(agent.spec.limits)))
             }
             Target::Capability(cap) => match self.router.route(cap).await? {
-                Routed::Agent(name) => Ok((name, Some(cap.clone()), None)),
+                Routed::Agent(name) => Ok((name, Some(cap.clone()), None, None)),
                 Routed::NoAgent { available } => {
                     Err(MessageError::NoAgentForCapability { capability: cap.clone(), available })
                 }
@@ -358,6 +364,41 @@ impl MessageService {
             let past = record.expires_at_ms.is_some_and(|at| now_ms() >= at);
             if past || record.state == ConversationState::Expired {
                 return Err(MessageError::ConversationExpired(conversation.to_owned()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a message its receiver's limits do not let in: larger than
+    /// its `max_message_bytes`, or its day's tokens or spend used up.
+    async fn check_limits(
+        &self,
+        receiver: &str,
+        own: Option<crate::config::limits::AgentLimits>,
+        size: usize,
+    ) -> Result<(), MessageError> {
+        let own = match own {
+            Some(own) => own,
+            None => {
+                let name = AgentName::parse(receiver).map_err(|_| MessageError::UnknownAgent(receiver.to_owned()))?;
+                match self.queries.agent(&name).await? {
+                    Some(a) => a.spec.limits,
+                    None => return Err(MessageError::UnknownAgent(receiver.to_owned())),
+                }
+            }
+        };
+        let refuse = |reached| MessageError::LimitReached { agent: receiver.to_owned(), reached };
+        if let Some(max) = own.max_message_bytes.filter(|max| size as u64 > *max) {
+            self.metrics.limit_reached("max_message_bytes");
+            let detail = format!("the message is {size} bytes, at most {max}");
+            return Err(refuse(crate::config::limits::LimitReached { limit: "max_message_bytes", detail }));
+        }
+        let limits = own.over(&self.limits.agent_limits);
+        if limits.tokens_per_day.is_some() || limits.spend_per_day_usd.is_some() {
+            let today = self.queries.day_usage(receiver, crate::state::day_of(now_ms())).await?;
+            if let Err(reached) = crate::config::limits::day_left(&limits, today.tokens, today.spend_usd) {
+                self.metrics.limit_reached(reached.limit);
+                return Err(refuse(reached));
             }
         }
         Ok(())
@@ -391,7 +432,8 @@ impl MessageService {
             check_client_id("conversation_id", id)?;
             self.check_open(id).await?;
         }
-        let (receiver, capability, pinned) = self.resolve(&req.target).await?;
+        let (receiver, capability, pinned, limits) = self.resolve(&req.target).await?;
+        self.check_limits(&receiver, limits, size).await?;
         if let Some(admission) = &self.limits.admission {
             admission
                 .admit(&receiver, &req.content)
@@ -426,6 +468,8 @@ impl MessageService {
             deliver,
             topic: None,
             failure: None,
+            usage: None,
+            limit: None,
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
@@ -558,6 +602,7 @@ impl crate::problems::Classified for MessageError {
             Self::HopLimit => ProblemType::HopLimit,
             Self::NotFound(_) => ProblemType::MessageNotFound,
             Self::ConversationExpired(_) => ProblemType::ConversationExpired,
+            Self::LimitReached { .. } => ProblemType::AgentLimitReached,
             Self::Timeout { .. } => ProblemType::ReplyTimeout,
             Self::Cluster(w) => w.problem_type(),
             Self::Read(r) => r.problem_type(),
@@ -569,6 +614,9 @@ impl crate::problems::Classified for MessageError {
             Self::NoAgentForCapability { available, .. } => Some(serde_json::json!({ "capabilities": available })),
             Self::Timeout { id, .. } => Some(serde_json::json!({ "message_id": id })),
             Self::TooLarge { size, limit } => Some(serde_json::json!({ "size": size, "limit": limit })),
+            Self::LimitReached { agent, reached } => {
+                Some(serde_json::json!({ "agent": agent, "limit": reached.limit }))
+            }
             Self::Cluster(w) => w.problem_extra(),
             _ => None,
         }

@@ -81,7 +81,13 @@ impl MessageService {
         check_pattern(pattern).map_err(|why| MessageError::Invalid(format!("pattern `{pattern}` {why}")))?;
         let name = AgentName::parse(agent).map_err(|_| MessageError::UnknownAgent(agent.to_owned()))?;
         let id = uuid::Uuid::now_v7().to_string();
-        let cmd = Subscribe { id: id.clone(), agent: name.to_string(), pattern: pattern.to_owned(), by: by.to_owned(), at_ms: now_ms() };
+        let cmd = Subscribe {
+            id: id.clone(),
+            agent: name.to_string(),
+            pattern: pattern.to_owned(),
+            by: by.to_owned(),
+            at_ms: now_ms(),
+        };
         let found = self.ledger().store.propose(cmd).await.map_err(|e| MessageError::Cluster(Arc::new(e)))?;
         if !found {
             return Err(MessageError::UnknownAgent(agent.to_owned()));

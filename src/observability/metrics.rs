@@ -113,6 +113,8 @@ pub struct Metrics {
     pub messages: IntCounterVec,
     /// Interaction protocol steps (`protocol`, `event`), on the node that took them.
     pub protocol_events: IntCounterVec,
+    /// Agent limits reached, by limit.
+    pub limit_hits: IntCounterVec,
     pub agent_events: IntCounterVec,
     pub llm_duration: HistogramVec,
     pub llm_tokens: HistogramVec,
@@ -366,6 +368,12 @@ impl Metrics {
                 "Interaction protocol steps on this node: subscribe/published, subscribe/notified (notifications fanned out), notification/processed, notification/failed, contract_net/started, contract_net/awarded, contract_net/rejected",
                 &["protocol", "event"],
             ),
+            limit_hits: counter(
+                &r,
+                "caxton_agent_limit_hits_total",
+                "Agent limits reached on this node, by limit: tokens_per_turn, tokens_per_day, spend_per_day_usd, tool_calls_per_turn, turn_time_ms and max_message_bytes stop a turn or refuse a message; concurrency keeps a delivery waiting",
+                &["limit"],
+            ),
             agent_events: counter(&r, "caxton_agent_events_total", "Agent lifecycle events on this node", &["event"]),
             llm_duration: histogram(
                 &r,
@@ -429,6 +437,12 @@ impl Metrics {
     /// An agent event, counted.
     pub fn agent_event(&self, event: AgentEvent) {
         self.agent_events.with_label_values(&[event.as_str()]).inc();
+    }
+
+    /// A turn stopped (or a message refused, or a delivery kept waiting)
+    /// by an agent limit.
+    pub fn limit_reached(&self, limit: &str) {
+        self.limit_hits.with_label_values(&[limit]).inc();
     }
 
     /// A publication committed through this node, fanned out to `recipients`.

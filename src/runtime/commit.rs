@@ -9,7 +9,7 @@ use crate::config::AgentSpec;
 use crate::memory::types::Place;
 use crate::messaging::{Message, MessageKind};
 use crate::observability::Outcome;
-use crate::state::{Served, ServedOutcome};
+use crate::state::{Served, ServedOutcome, TurnUsage};
 
 /// Stores the request and its answer as an interaction, for `auto_store`.
 pub(super) async fn remember(exec: &Executor, spec: &AgentSpec, place: &Place, message: &Message, answer: &str) {
@@ -31,6 +31,7 @@ pub(super) async fn commit(
     message: Message,
     result: Result<String, TurnError>,
     started: Instant,
+    usage: TurnUsage,
 ) -> Result<(), ProcessError> {
     let served = Served { outcome: served_outcome(&result), took_ms: started.elapsed().as_millis() as u64 };
     count(exec, spec, &message, served.outcome, started);
@@ -39,6 +40,13 @@ pub(super) async fn commit(
         let event = if result.is_ok() { "processed" } else { "failed" };
         exec.metrics.protocol_event("notification", event);
     }
+    let limit = match &result {
+        Err(TurnError::Limit(l)) => {
+            exec.metrics.limit_reached(l.limit);
+            Some(l.limit.to_owned())
+        }
+        _ => None,
+    };
     let (kind, content) = match result {
         Ok(answer) => (MessageKind::Response, answer),
         Err(e) => {
@@ -48,7 +56,12 @@ pub(super) async fn commit(
     };
     let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
     let at_ms = crate::time::now_ms();
-    let reply = Message { served: Some(served), ..message.reply(kind, spec.name.to_string(), content, span_id, at_ms) };
+    let reply = Message {
+        served: Some(served),
+        usage: Some(usage),
+        limit,
+        ..message.reply(kind, spec.name.to_string(), content, span_id, at_ms)
+    };
     exec.replies.submit(reply).await.map(|_recorded| ()).map_err(|e| ProcessError::Reply(e.to_string()))
 }
 

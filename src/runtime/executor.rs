@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use tokio::sync::Semaphore;
 
+use super::budget::Budget;
 use super::tools::Tools;
+use crate::config::limits::AgentLimits;
 use crate::config::AgentSpec;
 use crate::llm::Providers;
 use crate::memory::MemoryBackend;
@@ -44,6 +46,17 @@ pub(super) struct Executor {
     pub(super) shadow_permits: Arc<Semaphore>,
     /// Deliveries a request gets before it is dead-lettered.
     max_attempts: u32,
+    /// The limits of agents that set none (`server.agent_*`).
+    default_limits: AgentLimits,
+}
+
+/// The server settings the runtime follows.
+#[derive(Debug, Clone)]
+pub struct RuntimeSettings {
+    /// `server.max_message_attempts`.
+    pub max_attempts: u32,
+    /// `server.agent_*`: the limits of agents that set none.
+    pub limits: AgentLimits,
 }
 
 /// Why processing a message stopped short of committing its reply; the
@@ -72,7 +85,7 @@ impl Executor {
         tools: Tools,
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
-        max_attempts: u32,
+        settings: RuntimeSettings,
     ) -> Self {
         let replies = Proposer::spawn(ledger.store.clone(), &shutdown, crate::state::BatchLimits::items(512), 4);
         Self {
@@ -88,8 +101,21 @@ impl Executor {
             started: Mutex::new(HashSet::new()),
             revisions: Mutex::new(HashMap::new()),
             shadow_permits: Arc::new(Semaphore::new(SHADOW_CONCURRENCY)),
-            max_attempts,
+            max_attempts: settings.max_attempts,
+            default_limits: settings.limits,
         }
+    }
+
+    /// The limits in force for `spec`: its own, else the server's.
+    pub(super) fn limits_of(&self, spec: &AgentSpec) -> AgentLimits {
+        spec.limits.over(&self.default_limits)
+    }
+
+    /// A turn's budget for `spec`: its limits and what its day used so far.
+    pub(super) async fn budget(&self, spec: &AgentSpec) -> Result<Budget, ProcessError> {
+        let day = crate::state::day_of(crate::time::now_ms());
+        let before = self.ledger.queries.day_usage(spec.name.as_str(), day).await?;
+        Ok(Budget::new(self.limits_of(spec), self.providers.prices(spec.provider.as_deref()), before))
     }
 
     /// Records a retried delivery before it runs; false when it is not to

@@ -16,8 +16,9 @@ use crate::messaging::Message;
 
 /// How a turn's effects reach the world.
 pub(super) enum Audience<'a> {
-    /// A real request: tokens stream to its listeners.
-    Live,
+    /// A real request: tokens stream to its listeners; it is charged to
+    /// the agent's limits.
+    Live(&'a super::budget::Budget),
     /// A shadow rollout's copy: only the tools in `free` really run.
     Shadow { free: &'a [String] },
 }
@@ -31,12 +32,12 @@ pub(super) async fn generate(
     audience: Audience<'_>,
 ) -> Result<String, TurnError> {
     let provider = exec.providers.get(spec.provider.as_deref()).map_err(TurnError::Llm)?;
-    let (tokens, forward, shadow) = match audience {
-        Audience::Live => {
+    let (tokens, forward, shadow, budget) = match audience {
+        Audience::Live(budget) => {
             let (tx, forward) = stream_tokens(exec, spec, &provider, message);
-            (Some(tx), Some(forward), None)
+            (Some(tx), Some(forward), None, Some(budget))
         }
-        Audience::Shadow { free } => (None, None, Some(free)),
+        Audience::Shadow { free } => (None, None, Some(free), None),
     };
     let inputs = TurnInputs {
         spec,
@@ -49,6 +50,7 @@ pub(super) async fn generate(
         metrics: &exec.metrics,
         tokens,
         shadow,
+        budget,
     };
     let answer = turns::run(inputs).await;
     if let Some(forward) = forward {

@@ -18,6 +18,7 @@
 //! leader-only loops are `control/`'s.
 
 mod admission;
+mod budget;
 mod commit;
 mod executor;
 mod follow;
@@ -32,6 +33,7 @@ mod turns;
 mod worker;
 
 pub use admission::ModelAdmission;
+pub use executor::RuntimeSettings;
 pub use mailboxes::{Delivery, Mailboxes, Undelivered};
 pub use running::{AgentRuntime, AgentState, RunningAgent};
 pub use tools::{ASK_AGENT, BUILTIN_TOOLS};

@@ -19,7 +19,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::executor::Executor;
+use super::executor::{Executor, RuntimeSettings};
 use super::mailboxes::{Delivery, Mailboxes};
 use super::tools::Tools;
 use super::worker::worker;
@@ -76,10 +76,10 @@ impl AgentRuntime {
         mcp: Arc<crate::mcp::McpRegistry>,
         metrics: Arc<Metrics>,
         shutdown: Shutdown,
-        max_attempts: u32,
+        settings: RuntimeSettings,
     ) -> Self {
         let tools = Tools::new(messages.clone(), memory.clone(), mcp);
-        let exec = Executor::new(ledger.clone(), providers, messages, memory, tools, metrics, shutdown, max_attempts);
+        let exec = Executor::new(ledger.clone(), providers, messages, memory, tools, metrics, shutdown, settings);
         Self {
             ledger,
             running: Arc::new(RwLock::new(HashMap::new())),
@@ -87,6 +87,11 @@ impl AgentRuntime {
             exec: Arc::new(exec),
             owned_since: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The limits in force for `spec`: its `[limits]`, else the server's.
+    pub fn limits_of(&self, spec: &AgentSpec) -> crate::config::limits::AgentLimits {
+        self.exec.limits_of(spec)
     }
 
     pub fn state_of(&self, name: &AgentName) -> AgentState {

@@ -25,6 +25,8 @@ pub enum TurnError {
     MaxTurns(u32),
     #[error("no answer within the agent's timeout of {0:?}")]
     Timeout(Duration),
+    #[error(transparent)]
+    Limit(#[from] crate::config::limits::LimitReached),
 }
 
 pub struct TurnInputs<'a> {
@@ -41,6 +43,9 @@ pub struct TurnInputs<'a> {
     pub tokens: Option<TokenSink>,
     /// Shadow traffic: the tools that may really run (see `CallContext`).
     pub shadow: Option<&'a [String]>,
+    /// The agent's limits, charged as the turn goes (None: shadow traffic,
+    /// which is not counted against the agent).
+    pub budget: Option<&'a super::budget::Budget>,
 }
 
 /// Earlier turns as chat messages, newest kept within the budget.
@@ -73,14 +78,25 @@ fn history_messages(message: &Message, history: &[Message]) -> Vec<ChatMessage> 
 
 pub async fn run(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
     let timeout = inputs.spec.timeout();
-    match tokio::time::timeout(timeout, run_turns(inputs)).await {
+    let limited = inputs.budget.and_then(|b| b.turn_time()).filter(|t| *t < timeout);
+    match tokio::time::timeout(limited.unwrap_or(timeout), run_turns(inputs)).await {
         Ok(r) => r,
-        Err(_) => Err(TurnError::Timeout(timeout)),
+        Err(_) => Err(match limited {
+            Some(t) => TurnError::Limit(crate::config::limits::LimitReached {
+                limit: "turn_time_ms",
+                detail: format!("no answer within {} ms", t.as_millis()),
+            }),
+            None => TurnError::Timeout(timeout),
+        }),
     }
 }
 
 async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
-    let TurnInputs { spec, recalled, memory, message, history, provider, tools, metrics, tokens, shadow } = inputs;
+    let TurnInputs { spec, recalled, memory, message, history, provider, tools, metrics, tokens, shadow, budget } =
+        inputs;
+    if let Some(b) = budget {
+        b.check_day()?;
+    }
     let mut messages = opening(spec, recalled, message, &history);
     let mut offered = tools.offered(&spec.tools, memory.is_some());
     offered.extend(tools.offered_mcp(&spec.tools).await);
@@ -102,11 +118,17 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             ..Default::default()
         };
         let response = chat(spec, &provider, request, tokens.clone(), metrics).await?;
+        if let Some(b) = budget {
+            b.charge(&response.usage)?;
+        }
         if response.tool_calls.is_empty() {
             return Ok(response.content);
         }
         messages.push(ChatMessage::assistant(response.content.clone(), response.tool_calls.clone()));
         for call in &response.tool_calls {
+            if let Some(b) = budget {
+                b.tool_call()?;
+            }
             let result = if offered.iter().any(|t| t.name == call.name) {
                 call_tool(tools, call, &ctx, metrics).await
             } else {

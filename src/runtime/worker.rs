@@ -1,7 +1,7 @@
-//! One agent's worker: takes deliveries from its mailbox, runs up to
-//! [`AGENT_CONCURRENCY`] of them at once, and answers each inside its
-//! trace: prepare (`prepare.rs`), generate (`generate.rs`), commit
-//! (`commit.rs`).
+//! One agent's worker: takes deliveries from its mailbox, runs up to its
+//! `concurrency` limit of them at once, and answers each inside its
+//! trace: prepare (`prepare.rs`), generate (`generate.rs`, charged to the
+//! turn's budget), commit (`commit.rs`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,21 +19,22 @@ use crate::config::AgentSpec;
 use crate::messaging::{Message, MessageStatus};
 use crate::observability::AgentEvent;
 
-/// Requests one agent works on at once (LLM calls are mostly waiting).
-const AGENT_CONCURRENCY: usize = 16;
-
 pub(super) async fn worker(
     serving: Serving,
     mut inbox: mpsc::Receiver<Delivery>,
     stop: CancellationToken,
     exec: Arc<Executor>,
 ) {
-    let permits = Arc::new(Semaphore::new(AGENT_CONCURRENCY));
+    let concurrency = exec.limits_of(&serving.0).concurrency.unwrap_or(crate::config::limits::DEFAULT_CONCURRENCY);
+    let permits = Arc::new(Semaphore::new(concurrency as usize));
     loop {
         let delivery = tokio::select! {
             _ = stop.cancelled() => return,
             d = inbox.recv() => match d { Some(d) => d, None => return },
         };
+        if permits.available_permits() == 0 {
+            exec.metrics.limit_reached("concurrency");
+        }
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let id = delivery.id.clone();
         if !exec.inflight.lock().insert(id.clone()) {
@@ -117,9 +118,10 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
     let started = Instant::now();
     let prepared = prepare(exec, spec, &message).await?;
     let place = prepared.memory.as_ref().map(|(place, _)| place.clone());
-    let result = generate(exec, spec, &message, prepared, Audience::Live).await;
+    let budget = exec.budget(spec).await?;
+    let result = generate(exec, spec, &message, prepared, Audience::Live(&budget)).await;
     if let (Ok(answer), Some(place)) = (&result, &place) {
         commit::remember(exec, spec, place, &message, answer).await;
     }
-    commit::commit(exec, spec, message, result, started).await
+    commit::commit(exec, spec, message, result, started, budget.used()).await
 }

@@ -292,7 +292,8 @@ fn a_delivered_notification_is_processed_once_and_never_answered() {
     let mut db = replica();
     apply(&mut db, 1, deploy(GOLDEN));
     let undelivered = message("n-0", MessageKind::Notification, MessageStatus::Accepted);
-    let delivered = super::Message { deliver: true, ..message("n-1", MessageKind::Notification, MessageStatus::Accepted) };
+    let delivered =
+        super::Message { deliver: true, ..message("n-1", MessageKind::Notification, MessageStatus::Accepted) };
     let (_, events) = apply(&mut db, 2, AcceptMessages { messages: vec![undelivered, delivered] });
     let accepted: Vec<_> = events.iter().filter(|e| matches!(e, StateEvent::MessageAccepted { .. })).collect();
     assert_eq!(accepted.len(), 1, "only the delivered one is handed to its owner: {events:?}");
@@ -319,9 +320,14 @@ fn a_delivered_notification_is_processed_once_and_never_answered() {
 fn a_publication_fans_out_once_per_matching_subscription() {
     use super::{Publication, Publish, Published, Subscribe, Unsubscribe};
     let mut db = replica();
-    apply(&mut db, 1, deploy("name = \"Shipping\"\nsystem_prompt = \"x\"\nsubscriptions = [\"orders.*\", \"orders.>\"]\n"));
+    apply(
+        &mut db,
+        1,
+        deploy("name = \"Shipping\"\nsystem_prompt = \"x\"\nsubscriptions = [\"orders.*\", \"orders.>\"]\n"),
+    );
     apply(&mut db, 2, deploy("name = \"Audit\"\nsystem_prompt = \"x\"\n"));
-    let subscribe = Subscribe { id: "s-1".into(), agent: "audit".into(), pattern: "orders.>".into(), by: "ops".into(), at_ms: 3 };
+    let subscribe =
+        Subscribe { id: "s-1".into(), agent: "audit".into(), pattern: "orders.>".into(), by: "ops".into(), at_ms: 3 };
     assert_eq!(apply(&mut db, 3, subscribe).0, Response::Done);
     let ghost = Subscribe { id: "s-2".into(), agent: "ghost".into(), pattern: "x".into(), by: "ops".into(), at_ms: 3 };
     assert_eq!(apply(&mut db, 4, ghost).0, Response::NotFound);
@@ -337,7 +343,11 @@ fn a_publication_fans_out_once_per_matching_subscription() {
         hop: 0,
         at_ms: 5,
     };
-    let batch = vec![publication("p-1", "orders.created"), publication("p-2", "orders.eu.created"), publication("p-1", "orders.created")];
+    let batch = vec![
+        publication("p-1", "orders.created"),
+        publication("p-2", "orders.eu.created"),
+        publication("p-1", "orders.created"),
+    ];
     let (r, events) = apply(&mut db, 5, Publish { publications: batch });
     // Shipping twice (two patterns match) and Audit once; then Shipping's `orders.>` and Audit; then a retry.
     assert_eq!(r, Response::Published(vec![Published::Fanned(3), Published::Fanned(2), Published::Duplicate]));
@@ -346,7 +356,9 @@ fn a_publication_fans_out_once_per_matching_subscription() {
     let topic: String = db.query_row("SELECT body FROM messages WHERE id = 'p-1.0'", [], |r| r.get(0)).unwrap();
     assert!(topic.contains("\"topic\":\"orders.created\"") && topic.contains("\"deliver\":true"), "{topic}");
     let protocols: Vec<String> = {
-        let mut s = db.prepare("SELECT DISTINCT c.protocol FROM conversations c JOIN messages m ON m.conversation_id = c.id").unwrap();
+        let mut s = db
+            .prepare("SELECT DISTINCT c.protocol FROM conversations c JOIN messages m ON m.conversation_id = c.id")
+            .unwrap();
         s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
     };
     assert_eq!(protocols, ["subscribe"]);

@@ -165,7 +165,15 @@ impl StartAuction {
             result: None,
             created_at_ms: self.at_ms,
         };
-        super::sessions::open(ctx, &record.id, Protocol::Auction, &record.initiator, &record.item, record.expires_at_ms, record.created_at_ms)?;
+        super::sessions::open(
+            ctx,
+            &record.id,
+            Protocol::Auction,
+            &record.initiator,
+            &record.item,
+            record.expires_at_ms,
+            record.created_at_ms,
+        )?;
         write(ctx, &record)?;
         Ok(Response::Done)
     }
@@ -207,7 +215,7 @@ impl AdvanceAuction {
         }
         for bid in self.bids {
             let raises = bid.rejected.is_none()
-                && bid.amount.is_some_and(|a| record.high.as_ref().map_or(true, |h| a > h.amount.unwrap_or(0.0)));
+                && bid.amount.is_some_and(|a| record.high.as_ref().is_none_or(|h| a > h.amount.unwrap_or(0.0)));
             if raises {
                 record.high = Some(bid.clone());
             }
@@ -236,15 +244,23 @@ fn write(ctx: &mut ApplyCtx<'_, '_>, record: &AuctionRecord) -> rusqlite::Result
     ctx.tx.execute(
         "INSERT INTO auctions(id, state, body, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
-        params![record.id, state.as_str(), serde_json::to_string(record).expect("auction serializes"), record.created_at_ms],
+        params![
+            record.id,
+            state.as_str(),
+            serde_json::to_string(record).expect("auction serializes"),
+            record.created_at_ms
+        ],
     )?;
     Ok(())
 }
 
 fn read(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<AuctionRecord>> {
     let body: Option<String> = c.query_row("SELECT body FROM auctions WHERE id = ?1", [id], |r| r.get(0)).optional()?;
-    body.map(|b| serde_json::from_str(&b).map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))))
-        .transpose()
+    body.map(|b| {
+        serde_json::from_str(&b)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))
+    })
+    .transpose()
 }
 
 impl Queries {

@@ -14,15 +14,15 @@
 use serde::{Deserialize, Serialize};
 
 use super::agents::{AssignShards, DeployAgent, RemoveAgent};
+use super::auctions::{AdvanceAuction, StartAuction};
 use super::envelope::{ApplyCtx, Response};
 use super::keys::{CreateKey, RevokeKey};
 use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, RecordAttempt, RecordReplies, SetConversation};
+use super::negotiations::{StartNegotiation, StepNegotiation};
 use super::retention::PruneHistory;
 use super::rollouts::{RecordShadow, StartRollout, UpdateRollout};
 use super::tools::{DeployMcpServer, RemoveMcpServer};
-use super::auctions::{AdvanceAuction, StartAuction};
-use super::negotiations::{StartNegotiation, StepNegotiation};
 use super::topics::{Publish, Subscribe, Unsubscribe};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,5 +102,11 @@ commands!(
 
 /// Commands this version can apply beyond the first version's, advertised
 /// in gossip so a proposer knows every voter can apply them.
-pub const FEATURES: &[&str] =
-    &["CreateKey", "RevokeKey", "PruneHistory", "StartRollout", "RecordAttempt", super::messages::DELIVER_NOTIFICATIONS];
+pub const FEATURES: &[&str] = &[
+    "CreateKey",
+    "RevokeKey",
+    "PruneHistory",
+    "StartRollout",
+    "RecordAttempt",
+    super::messages::DELIVER_NOTIFICATIONS,
+];

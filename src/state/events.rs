@@ -61,6 +61,11 @@ pub enum StateEvent {
         position: i64,
         topic: String,
     },
+    /// A turn of `agent` was stopped by one of its limits.
+    LimitReached {
+        agent: String,
+        limit: String,
+    },
     /// An API key was created or revoked.
     KeysChanged,
     /// The replica was replaced by a snapshot: re-read everything.

@@ -52,6 +52,8 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         deliver: false,
         topic: None,
         failure: None,
+        usage: None,
+        limit: None,
     }
 }
 

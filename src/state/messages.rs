@@ -192,6 +192,63 @@ pub struct Message {
     /// On a processed notification whose turn failed: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
+    /// On a reply: what its turn used (counted against the agent's daily
+    /// limits when the reply is recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TurnUsage>,
+    /// On an error reply: the agent limit that stopped the turn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
+}
+
+/// What one turn used.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct TurnUsage {
+    /// Prompt and completion tokens over every model call.
+    pub tokens: u64,
+    /// Estimated cost in millionths of a USD (priced providers only).
+    pub spend_micro_usd: u64,
+    pub tool_calls: u32,
+}
+
+/// An agent's usage of one UTC day, as replicated.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, ToSchema)]
+pub struct DayUsage {
+    /// Days since 1970-01-01 (UTC).
+    pub day: i64,
+    pub tokens: u64,
+    pub spend_usd: f64,
+    pub turns: u64,
+}
+
+/// The UTC day a time falls on.
+pub fn day_of(at_ms: i64) -> i64 {
+    at_ms.div_euclid(86_400_000)
+}
+
+/// Adds a recorded turn's usage to its agent's day.
+fn count_usage(
+    tx: &Transaction<'_>,
+    agent: &str,
+    outcome: &Message,
+    stage: &mut Vec<StateEvent>,
+) -> rusqlite::Result<()> {
+    let usage = outcome.usage.unwrap_or_default();
+    tx.execute(
+        "INSERT INTO agent_usage(name_key, day, tokens, spend_micro_usd, turns) VALUES (?1, ?2, ?3, ?4, 1)
+         ON CONFLICT(name_key, day) DO UPDATE SET tokens = tokens + excluded.tokens,
+           spend_micro_usd = spend_micro_usd + excluded.spend_micro_usd, turns = turns + 1",
+        params![
+            agent.to_ascii_lowercase(),
+            day_of(outcome.created_at_ms),
+            usage.tokens as i64,
+            usage.spend_micro_usd as i64
+        ],
+    )?;
+    if let Some(limit) = &outcome.limit {
+        stage.push(StateEvent::LimitReached { agent: agent.to_owned(), limit: limit.clone() });
+    }
+    Ok(())
 }
 
 /// The feature a voter advertises when it delivers notifications and
@@ -249,6 +306,8 @@ impl Message {
             deliver: false,
             topic: None,
             failure: None,
+            usage: None,
+            limit: None,
         }
     }
 
@@ -330,7 +389,9 @@ impl Protocol {
 
     /// Reads the stored spelling.
     pub fn parse(stored: &str) -> Option<Self> {
-        [Self::RequestReply, Self::ContractNet, Self::Subscribe, Self::Auction, Self::Negotiation].into_iter().find(|p| p.as_str() == stored)
+        [Self::RequestReply, Self::ContractNet, Self::Subscribe, Self::Auction, Self::Negotiation]
+            .into_iter()
+            .find(|p| p.as_str() == stored)
     }
 }
 
@@ -639,6 +700,7 @@ fn record_replies(
         };
         debug_assert_eq!(status, MessageStatus::Accepted.as_str());
         if kind == MessageKind::Notification.as_str() {
+            count_usage(tx, &reply.sender, &reply, stage)?;
             close_notification(tx, &request_id, &reply, stage)?;
             recorded.push(true);
             continue;
@@ -657,6 +719,7 @@ fn record_replies(
             let key = reply.sender.to_ascii_lowercase();
             super::rollouts::record_outcome(tx, &key, revision, served.outcome, served.took_ms, index)?;
         }
+        count_usage(tx, &reply.sender, &reply, stage)?;
         insert_message(tx, &reply, index)?;
         let new_status = if failed { MessageStatus::Failed } else { MessageStatus::Answered };
         // The request's stored body carries status too; keep both in step.
@@ -711,10 +774,7 @@ fn close_notification(
             serde_json::to_string(&notification).expect("message serializes")
         ],
     )?;
-    stage.push(StateEvent::NotificationProcessed {
-        id: id.to_owned(),
-        failed: notification.failure.is_some(),
-    });
+    stage.push(StateEvent::NotificationProcessed { id: id.to_owned(), failed: notification.failure.is_some() });
     stage.push(StateEvent::ConversationChanged { id: notification.conversation_id });
     Ok(())
 }
@@ -780,6 +840,24 @@ fn parse_body(body: String) -> rusqlite::Result<Message> {
 }
 
 impl Queries {
+    /// What `agent` used on `day` (zero when nothing was recorded).
+    pub async fn day_usage(&self, agent: &str, day: i64) -> Result<DayUsage, ReadError> {
+        let key = agent.to_ascii_lowercase();
+        self.replica()
+            .read(move |c| {
+                let row: Option<(i64, i64, i64)> = c
+                    .query_row(
+                        "SELECT tokens, spend_micro_usd, turns FROM agent_usage WHERE name_key = ?1 AND day = ?2",
+                        params![key, day],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                    )
+                    .optional()?;
+                let (tokens, spend, turns) = row.unwrap_or_default();
+                Ok(DayUsage { day, tokens: tokens as u64, spend_usd: spend as f64 / 1e6, turns: turns as u64 })
+            })
+            .await
+    }
+
     pub async fn message(&self, id: &str) -> Result<Option<Message>, ReadError> {
         let id = id.to_owned();
         self.replica()
@@ -796,10 +874,16 @@ impl Queries {
         self.replica()
             .read(move |c| {
                 let conv = c
-                    .query_row(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"), [&id], conversation_row)
+                    .query_row(
+                        &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
+                        [&id],
+                        conversation_row,
+                    )
                     .optional()?;
                 let Some(mut conv) = conv else { return Ok(None) };
-                let mut s = c.prepare_cached("SELECT body FROM messages WHERE conversation_id = ?1 ORDER BY seq, created_at, id")?;
+                let mut s = c.prepare_cached(
+                    "SELECT body FROM messages WHERE conversation_id = ?1 ORDER BY seq, created_at, id",
+                )?;
                 let bodies = s.query_map([&id], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
                 let messages = bodies.into_iter().map(parse_body).collect::<rusqlite::Result<Vec<_>>>()?;
                 for m in &messages {
@@ -816,8 +900,12 @@ impl Queries {
         let id = id.to_owned();
         self.replica()
             .read(move |c| {
-                c.query_row(&format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"), [&id], conversation_row)
-                    .optional()
+                c.query_row(
+                    &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
+                    [&id],
+                    conversation_row,
+                )
+                .optional()
             })
             .await
     }

@@ -27,9 +27,9 @@
 //! types and never touches the replicated tables itself.
 
 mod agents;
-mod auctions;
 #[cfg(test)]
 mod apply_tests;
+mod auctions;
 mod batcher;
 mod command;
 mod envelope;
@@ -57,10 +57,10 @@ mod topics;
 pub use agents::{
     AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent, SHARDS,
 };
-pub use auctions::{AdvanceAuction, AuctionRecord, AuctionResult, AuctionRules, AuctionState, Bid, Pricing, StartAuction};
+pub use auctions::{
+    AdvanceAuction, AuctionRecord, AuctionResult, AuctionRules, AuctionState, Bid, Pricing, StartAuction,
+};
 pub use batcher::BatchLimits;
-pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};
-pub use sessions::notice;
 pub use command::{Command, FEATURES};
 pub use envelope::{AcceptOutcome, Attempt, Proposal, Published, Response};
 pub use events::StateEvent;
@@ -72,17 +72,20 @@ pub use memory::{
     NewObservation, Observation, ObservationHit, Place, Relate, Related, Relation, StoreEntity, Stored, Vector, Viewer,
 };
 pub use messages::{
-    payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState, Message, MessageKind, MessageStatus, Pending,
-    Protocol, RecordAttempt, RecordReplies, Served, SetConversation, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
+    day_of, payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState, DayUsage,
+    Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, Served, SetConversation,
+    TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
 };
+pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};
 pub use proposer::{Batched, Proposer};
 pub use queries::Queries;
 pub use retention::{PruneHistory, Pruned};
 pub use rollout_record::{Check, Figures, RolloutRecord, RolloutState, ServedOutcome};
 pub use rollouts::{bucket, RecordShadow, RolloutAction, RolloutUpdate, ShadowReport, StartRollout, UpdateRollout};
+pub use sessions::notice;
 pub use store::Store;
+pub use tools::{DeployMcpServer, RemoveMcpServer, ToolDeployer, ToolRefusal, ToolServerRow};
 pub use topics::{
     definition_conversation, Publication, PublicationRecord, Publish, Subscribe, SubscriptionRecord,
     SubscriptionSource, TopicSummary, Unsubscribe,
 };
-pub use tools::{DeployMcpServer, RemoveMcpServer, ToolDeployer, ToolRefusal, ToolServerRow};

@@ -28,12 +28,18 @@ pub enum NegotiationState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MoveKind {
-    Offer { terms: String },
+    Offer {
+        terms: String,
+    },
     Accept,
-    Reject { reason: String },
+    Reject {
+        reason: String,
+    },
     /// The answer was none of the moves (its reason), or the party's
     /// turn failed, or the deadline passed before it moved.
-    NoMove { reason: String },
+    NoMove {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -169,7 +175,15 @@ impl StartNegotiation {
             reason: None,
             created_at_ms: self.at_ms,
         };
-        super::sessions::open(ctx, &record.id, Protocol::Negotiation, &record.initiator, &record.subject, record.deadline_at_ms, self.at_ms)?;
+        super::sessions::open(
+            ctx,
+            &record.id,
+            Protocol::Negotiation,
+            &record.initiator,
+            &record.subject,
+            record.deadline_at_ms,
+            self.at_ms,
+        )?;
         write(ctx, &record)?;
         Ok(Response::Done)
     }
@@ -219,8 +233,19 @@ impl StepNegotiation {
                 .iter()
                 .enumerate()
                 .map(|(k, party)| {
-                    let text = format!("NEGOTIATION OVER ({}): {reason}\nSubject: {}", state_word(record.state), record.subject);
-                    super::sessions::notice(format!("{}.result.{k}", record.id), "negotiation", party, &record.id, text, self.at_ms)
+                    let text = format!(
+                        "NEGOTIATION OVER ({}): {reason}\nSubject: {}",
+                        state_word(record.state),
+                        record.subject
+                    );
+                    super::sessions::notice(
+                        format!("{}.result.{k}", record.id),
+                        "negotiation",
+                        party,
+                        &record.id,
+                        text,
+                        self.at_ms,
+                    )
                 })
                 .collect();
             super::messages::accept(ctx.tx, ctx.index, notices, ctx.stage)?;
@@ -273,7 +298,8 @@ impl Queries {
     pub async fn open_negotiations(&self) -> Result<Vec<NegotiationRecord>, ReadError> {
         self.replica()
             .read(|c| {
-                let mut s = c.prepare_cached("SELECT id FROM negotiations WHERE state = 'open' ORDER BY created_at, id")?;
+                let mut s =
+                    c.prepare_cached("SELECT id FROM negotiations WHERE state = 'open' ORDER BY created_at, id")?;
                 let ids = s.query_map([], |r| r.get::<_, String>(0))?.collect::<rusqlite::Result<Vec<_>>>()?;
                 let mut out = Vec::new();
                 for id in ids {
@@ -328,7 +354,10 @@ mod tests {
         let mut r = record(&["a", "b"], 2);
         r.take(mv(&r, MoveKind::Offer { terms: "1".into() }));
         r.take(mv(&r, MoveKind::Offer { terms: "2".into() }));
-        assert_eq!((r.state, r.reason.as_deref()), (NegotiationState::Failed, Some("2 rounds exhausted without agreement")));
+        assert_eq!(
+            (r.state, r.reason.as_deref()),
+            (NegotiationState::Failed, Some("2 rounds exhausted without agreement"))
+        );
         let mut r = record(&["a", "b"], 5);
         r.take(mv(&r, MoveKind::Accept));
         assert!(r.reason.unwrap().contains("before any offer"));

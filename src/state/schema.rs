@@ -138,6 +138,14 @@ CREATE TABLE IF NOT EXISTS subscriptions (
     created_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS subscriptions_agent ON subscriptions(agent_key);
+CREATE TABLE IF NOT EXISTS agent_usage (
+    name_key        TEXT NOT NULL,
+    day             INTEGER NOT NULL,
+    tokens          INTEGER NOT NULL,
+    spend_micro_usd INTEGER NOT NULL,
+    turns           INTEGER NOT NULL,
+    PRIMARY KEY (name_key, day)
+);
 CREATE TABLE IF NOT EXISTS auctions (
     id         TEXT PRIMARY KEY,
     state      TEXT NOT NULL,

@@ -74,5 +74,7 @@ pub fn notice(id: String, sender: &str, receiver: &str, conversation_id: &str, c
         deliver: true,
         topic: None,
         failure: None,
+        usage: None,
+        limit: None,
     }
 }

@@ -314,6 +314,8 @@ fn notification(p: &Publication, n: usize, r: &Recipient) -> Message {
         deliver: true,
         topic: Some(p.topic.clone()),
         failure: None,
+        usage: None,
+        limit: None,
     }
 }
 

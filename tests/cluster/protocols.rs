@@ -47,7 +47,9 @@ async fn notifications_reach_agents_on_other_nodes_and_are_processed_not_answere
     let leader = cluster.wait_leader().await;
     let node = cluster.node(leader);
     for i in 1..=6 {
-        let toml = format!("name = \"bidder-{i}\"\nprovider = \"stub\"\ncapabilities = [\"haul\"]\nsystem_prompt = \"Bidder {i}.\"\n");
+        let toml = format!(
+            "name = \"bidder-{i}\"\nprovider = \"stub\"\ncapabilities = [\"haul\"]\nsystem_prompt = \"Bidder {i}.\"\n"
+        );
         assert_eq!(node.post_toml("/v1/agents", &toml).await.0, 201);
     }
     placed(&cluster, leader, 6).await;
@@ -58,7 +60,10 @@ async fn notifications_reach_agents_on_other_nodes_and_are_processed_not_answere
     let far = (1..=3).find(|id| Some(id) != owners.get("bidder-1")).unwrap();
     let (s, v) = cluster
         .node(far)
-        .post_json("/v1/messages", json!({"to": "bidder-1", "kind": "notification", "content": "road closed", "id": "n-road"}))
+        .post_json(
+            "/v1/messages",
+            json!({"to": "bidder-1", "kind": "notification", "content": "road closed", "id": "n-road"}),
+        )
         .await;
     assert_eq!(s, 202, "{v}");
     assert_eq!(v["message"]["status"], "accepted", "delivered, not filed: {v}");
@@ -68,7 +73,8 @@ async fn notifications_reach_agents_on_other_nodes_and_are_processed_not_answere
     .await;
     let (_, m) = node.get("/v1/messages/n-road").await;
     assert!(m["reply"].is_null(), "a notification is never answered: {m}");
-    let prompts: Vec<String> = stub.requests().iter().filter_map(|r| last_of_role(r, "user")).map(|u| u["content"].to_string()).collect();
+    let prompts: Vec<String> =
+        stub.requests().iter().filter_map(|r| last_of_role(r, "user")).map(|u| u["content"].to_string()).collect();
     assert!(prompts.iter().any(|p| p.contains("[notification from user") && p.contains("road closed")), "{prompts:?}");
     let conv = m["message"]["conversation_id"].as_str().unwrap();
     let (_, c) = node.get(&format!("/v1/conversations/{conv}")).await;
@@ -90,8 +96,9 @@ async fn notifications_reach_agents_on_other_nodes_and_are_processed_not_answere
     }
 
     // Contract-net: the cheapest wins; every loser is told, and processes it.
-    let (s, outcome) =
-        node.post_json("/v1/contract-net", json!({"capability": "haul", "task": "move 3 crates", "deadline_ms": 15000})).await;
+    let (s, outcome) = node
+        .post_json("/v1/contract-net", json!({"capability": "haul", "task": "move 3 crates", "deadline_ms": 15000}))
+        .await;
     assert_eq!(s, 200, "{outcome}");
     assert_eq!(outcome["awarded_to"], "bidder-1", "{outcome}");
     let id = outcome["conversation_id"].as_str().unwrap();
@@ -173,8 +180,7 @@ async fn a_thousand_publications_reach_a_hundred_subscribers_through_a_node_rest
     let nodes: Vec<(reqwest::Client, String)> =
         (1..=3).map(|id| (cluster.node(id).http.clone(), cluster.node(id).url(""))).collect();
     let per = PUBLICATIONS / 4;
-    let publishers: Vec<_> =
-        (0..4).map(|p| tokio::spawn(publish_all(nodes.clone(), format!("pub{p}"), per))).collect();
+    let publishers: Vec<_> = (0..4).map(|p| tokio::spawn(publish_all(nodes.clone(), format!("pub{p}"), per))).collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.node_mut(victim).kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -246,7 +252,9 @@ async fn auction_cluster(stub: &OpenAiStub, bidders: &[&str]) -> TestCluster {
         let n = name.trim_start_matches("bidder-").trim_start_matches("idle-");
         let n = if name.starts_with("idle-") { "0".to_owned() } else { n.to_owned() };
         let cap = if name.starts_with("idle-") { "idle" } else { "buying" };
-        let toml = format!("name = \"{name}\"\nprovider = \"stub\"\ncapabilities = [\"{cap}\"]\nsystem_prompt = \"Bidder {n}.\"\n");
+        let toml = format!(
+            "name = \"{name}\"\nprovider = \"stub\"\ncapabilities = [\"{cap}\"]\nsystem_prompt = \"Bidder {n}.\"\n"
+        );
         assert_eq!(cluster.node(leader).post_toml("/v1/agents", &toml).await.0, 201);
     }
     placed(&cluster, leader, bidders.len()).await;
@@ -275,7 +283,11 @@ async fn auctions_english_and_sealed_end_with_one_result_and_tell_every_bidder()
     let (s, v) = node.post_json("/v1/auctions", body.clone()).await;
     assert_eq!(s, 201, "{v}");
     let english = finished(node, "/v1/auctions/eng-1").await;
-    assert_eq!((english["state"].as_str(), english["result"]["winner"].as_str()), (Some("sold"), Some("bidder-3")), "{english}");
+    assert_eq!(
+        (english["state"].as_str(), english["result"]["winner"].as_str()),
+        (Some("sold"), Some("bidder-3")),
+        "{english}"
+    );
     assert_eq!(english["result"]["price"], 25.0, "{english}");
     let (_, again) = node.post_json("/v1/auctions", body).await;
     assert_eq!(again["result"], english["result"], "starting it again changes nothing");
@@ -287,8 +299,13 @@ async fn auctions_english_and_sealed_end_with_one_result_and_tell_every_bidder()
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
     let sealed = finished(node, &format!("/v1/auctions/{id}")).await;
-    assert_eq!((sealed["result"]["winner"].as_str(), sealed["result"]["price"].as_f64()), (Some("bidder-3"), Some(20.0)), "{sealed}");
-    let rejected: Vec<&Value> = sealed["bids"].as_array().unwrap().iter().filter(|b| b["rejected"].is_string()).collect();
+    assert_eq!(
+        (sealed["result"]["winner"].as_str(), sealed["result"]["price"].as_f64()),
+        (Some("bidder-3"), Some(20.0)),
+        "{sealed}"
+    );
+    let rejected: Vec<&Value> =
+        sealed["bids"].as_array().unwrap().iter().filter(|b| b["rejected"].is_string()).collect();
     assert_eq!(rejected.len(), 1, "{sealed}");
     assert_eq!(rejected[0]["bidder"], "bidder-4");
     // The conversation records every bid, the rejection and one result per bidder.
@@ -308,14 +325,26 @@ async fn auctions_english_and_sealed_end_with_one_result_and_tell_every_bidder()
     .await;
 
     // Nobody bids: unsold, and why.
-    let (_, v) = node.post_json("/v1/auctions", json!({"kind": "sealed_bid", "item": "dust", "capability": "idle", "deadline_ms": 20000})).await;
+    let (_, v) = node
+        .post_json(
+            "/v1/auctions",
+            json!({"kind": "sealed_bid", "item": "dust", "capability": "idle", "deadline_ms": 20000}),
+        )
+        .await;
     let none = finished(node, &format!("/v1/auctions/{}", v["id"].as_str().unwrap())).await;
-    assert_eq!((none["state"].as_str(), none["result"]["reason"].as_str()), (Some("unsold"), Some("no valid bid")), "{none}");
+    assert_eq!(
+        (none["state"].as_str(), none["result"]["reason"].as_str()),
+        (Some("unsold"), Some("no valid bid")),
+        "{none}"
+    );
 
     // Refusals.
-    let (s, p) = node.post_json("/v1/auctions", json!({"kind": "english", "item": "x", "capability": "astrology"})).await;
+    let (s, p) =
+        node.post_json("/v1/auctions", json!({"kind": "english", "item": "x", "capability": "astrology"})).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/no-agent-for-capability")));
-    let (s, p) = node.post_json("/v1/auctions", json!({"kind": "english", "item": "x", "bidders": ["bidder-1"], "increment": 0})).await;
+    let (s, p) = node
+        .post_json("/v1/auctions", json!({"kind": "english", "item": "x", "bidders": ["bidder-1"], "increment": 0}))
+        .await;
     assert_eq!(s, 400, "{p}");
     let (s, p) = node.get("/v1/auctions/nope").await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/auction-not-found")));
@@ -395,7 +424,13 @@ async fn negotiations_agree_or_fail_with_the_reason() {
     let cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;
     let node = cluster.node(leader);
-    for (name, prompt) in [("buyer", "Buyer."), ("seller", "Seller."), ("stubborn", "Stubborn."), ("sleepy", "Sleepy."), ("vague", "Vague.")] {
+    for (name, prompt) in [
+        ("buyer", "Buyer."),
+        ("seller", "Seller."),
+        ("stubborn", "Stubborn."),
+        ("sleepy", "Sleepy."),
+        ("vague", "Vague."),
+    ] {
         let toml = format!("name = \"{name}\"\nprovider = \"stub\"\nsystem_prompt = \"{prompt}\"\n");
         assert_eq!(node.post_toml("/v1/agents", &toml).await.0, 201);
     }
@@ -430,7 +465,10 @@ async fn negotiations_agree_or_fail_with_the_reason() {
     // Past its expiry, the conversation takes no further messages.
     let late_id = late["id"].as_str().unwrap();
     let (s, p) = node
-        .post_json("/v1/messages", json!({"to": "buyer", "content": "one more thing", "conversation_id": late_id, "mode": "async"}))
+        .post_json(
+            "/v1/messages",
+            json!({"to": "buyer", "content": "one more thing", "conversation_id": late_id, "mode": "async"}),
+        )
         .await;
     assert_eq!((s, p["type"].as_str()), (409, Some("https://caxton.dev/problems/conversation-expired")), "{p}");
     let (s, p) = node.post_json("/v1/negotiations", json!({"subject": "x", "parties": ["buyer"]})).await;

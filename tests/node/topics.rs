@@ -16,13 +16,16 @@ fn stdout_of(o: &std::process::Output) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscriptions_from_toml_api_and_cli_receive_publications() {
     let node = TestNode::start().await;
-    deploy(&node, "name = \"shipping\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\nsubscriptions = [\"orders.*\"]\n").await;
+    deploy(
+        &node,
+        "name = \"shipping\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\nsubscriptions = [\"orders.*\"]\n",
+    )
+    .await;
     deploy(&node, &echo_agent_toml("audit", &[])).await;
 
     // A bad pattern names its file line and field.
-    let (s, p) = node
-        .post_toml("/v1/agents", "name = \"bad\"\nsystem_prompt = \"x\"\nsubscriptions = [\"orders.>.x\"]\n")
-        .await;
+    let (s, p) =
+        node.post_toml("/v1/agents", "name = \"bad\"\nsystem_prompt = \"x\"\nsubscriptions = [\"orders.>.x\"]\n").await;
     assert_eq!(s, 422, "{p}");
     let err = &p["errors"][0];
     assert_eq!((err["field"].as_str(), err["line"].as_u64()), (Some("subscriptions"), Some(3)), "{p}");
@@ -49,7 +52,10 @@ async fn subscriptions_from_toml_api_and_cli_receive_publications() {
         .await;
     }
     let (_, m) = node.get("/v1/messages/p-7.0").await;
-    assert_eq!((m["message"]["receiver"].as_str(), m["message"]["topic"].as_str()), (Some("audit"), Some("orders.created")));
+    assert_eq!(
+        (m["message"]["receiver"].as_str(), m["message"]["topic"].as_str()),
+        (Some("audit"), Some("orders.created"))
+    );
     assert!(m["reply"].is_null());
 
     let out = stdout_of(&node.cli(&["topic", "list"]));
@@ -60,13 +66,15 @@ async fn subscriptions_from_toml_api_and_cli_receive_publications() {
     // Cancelling: the API one goes, its conversation completes; a
     // definition's cannot be cancelled here and the answer says why.
     let (_, subs) = node.get("/v1/agents/audit/subscriptions").await;
-    let (id, conv) = (subs[0]["id"].as_str().unwrap().to_owned(), subs[0]["conversation_id"].as_str().unwrap().to_owned());
+    let (id, conv) =
+        (subs[0]["id"].as_str().unwrap().to_owned(), subs[0]["conversation_id"].as_str().unwrap().to_owned());
     assert_eq!(node.delete(&format!("/v1/agents/audit/subscriptions/{id}")).await.0, 204);
     let (s, p) = node.delete(&format!("/v1/agents/audit/subscriptions/{id}")).await;
     assert_eq!((s, p["type"].as_str()), (404, Some("https://caxton.dev/problems/subscription-not-found")));
     assert_eq!(node.get(&format!("/v1/conversations/{conv}")).await.1["state"], "completed");
     let (_, shipping) = node.get("/v1/agents/shipping/subscriptions").await;
-    let (s, p) = node.delete(&format!("/v1/agents/shipping/subscriptions/{}", shipping[0]["id"].as_str().unwrap())).await;
+    let (s, p) =
+        node.delete(&format!("/v1/agents/shipping/subscriptions/{}", shipping[0]["id"].as_str().unwrap())).await;
     assert_eq!(s, 404);
     assert!(p["detail"].as_str().unwrap().contains("definition"), "{p}");
 
@@ -105,7 +113,8 @@ async fn a_topic_streams_to_outside_clients_and_resumes_from_last_event_id() {
     // The stream starts at "now": give the handler its starting point first.
     tokio::time::sleep(Duration::from_millis(300)).await;
     for (i, topic) in ["alerts.disk", "other.disk", "alerts.cpu.high"].iter().enumerate() {
-        let (s, v) = node.post_json(&format!("/v1/topics/{topic}/publications"), json!({"content": format!("n{i}")})).await;
+        let (s, v) =
+            node.post_json(&format!("/v1/topics/{topic}/publications"), json!({"content": format!("n{i}")})).await;
         assert_eq!(s, 201, "{v}");
         assert_eq!(v["recipients"], 0, "nobody subscribed: stored anyway");
     }
@@ -114,7 +123,8 @@ async fn a_topic_streams_to_outside_clients_and_resumes_from_last_event_id() {
     assert_eq!(topics, ["alerts.disk", "alerts.cpu.high"], "only what the pattern matches, in order");
     // Reconnecting after the first: only what came after it.
     let first = got[0].0.clone();
-    let again = node.http.get(node.url("/v1/topics/alerts.%3E/stream")).header("last-event-id", first).send().await.unwrap();
+    let again =
+        node.http.get(node.url("/v1/topics/alerts.%3E/stream")).header("last-event-id", first).send().await.unwrap();
     let resumed = publications(again, 1).await;
     assert_eq!(resumed[0].1["content"], "n2");
     let (s, p) = node.get("/v1/topics/a..b/stream").await;
@@ -132,9 +142,12 @@ async fn an_agent_publishes_through_its_builtin_tool() {
             StubReply::tool_call("publish", json!({"topic": "news.launch", "content": "we launched"}))
         }
     });
-    let node = TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
-    deploy(&node, "name = \"herald\"\nprovider = \"stub\"\ntools = [\"publish\"]\nsystem_prompt = \"Announce.\"\n").await;
-    deploy(&node, "name = \"reader\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\nsubscriptions = [\"news.*\"]\n").await;
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    deploy(&node, "name = \"herald\"\nprovider = \"stub\"\ntools = [\"publish\"]\nsystem_prompt = \"Announce.\"\n")
+        .await;
+    deploy(&node, "name = \"reader\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\nsubscriptions = [\"news.*\"]\n")
+        .await;
     let answer = ask(&node, "herald", "announce the launch").await;
     assert_eq!(answer["reply"]["content"], "announced", "{answer}");
     let (_, subs) = node.get("/v1/agents/reader/subscriptions").await;
@@ -142,21 +155,23 @@ async fn an_agent_publishes_through_its_builtin_tool() {
     eventually("the reader processed the herald's publication", Duration::from_secs(15), || async {
         let (_, c) = node.get(&format!("/v1/conversations/{conv}")).await;
         c["messages"].as_array().is_some_and(|m| {
-            m.len() == 1 && m[0]["sender"] == "herald" && m[0]["content"] == "we launched" && m[0]["status"] == "processed"
+            m.len() == 1
+                && m[0]["sender"] == "herald"
+                && m[0]["content"] == "we launched"
+                && m[0]["status"] == "processed"
         })
     })
     .await;
     let text = node.http.get(node.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let published = metric_value(&text, "caxton_protocol_events_total", &[("protocol", "subscribe"), ("event", "published")]);
+    let published =
+        metric_value(&text, "caxton_protocol_events_total", &[("protocol", "subscribe"), ("event", "published")]);
     assert_eq!(published, Some(1.0), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_limited_to_some_agents_cannot_publish_or_stream() {
     let node = TestNode::start_with(NodeOptions { admin_key: Some(TEST_ADMIN_KEY.into()), ..Default::default() }).await;
-    let token = node
-        .create_key(json!({"name": "narrow", "scopes": ["invoke", "read"], "agents": ["support-*"]}))
-        .await;
+    let token = node.create_key(json!({"name": "narrow", "scopes": ["invoke", "read"], "agents": ["support-*"]})).await;
     let http = keyed_client(&token);
     let r = http.post(node.url("/v1/topics/a.b/publications")).json(&json!({"content": "x"})).send().await.unwrap();
     assert_eq!(r.status(), 403);

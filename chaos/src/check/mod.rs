@@ -28,8 +28,93 @@ pub fn all(h: &History, budget: Duration) -> Vec<Finding> {
         one_leader_per_term(h),
         replicas_agree(h),
         nothing_acknowledged_lost(h),
+        publications_kept(h),
+        auctions_end_once(h),
         recovers(h),
     ]
+}
+
+/// The outcome of every attempt at each id of `op`'s kind: (acknowledged,
+/// possibly applied).
+fn attempts(h: &History, id_of: impl Fn(&Op) -> Option<&String>) -> BTreeMap<String, (bool, bool)> {
+    let mut out: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+    for e in &h.events {
+        if let Some(id) = id_of(&e.op) {
+            let entry = out.entry(id.clone()).or_default();
+            match e.outcome {
+                Outcome::Ok { .. } => entry.0 = true,
+                Outcome::Unknown { .. } => entry.1 = true,
+                Outcome::Fail { .. } => {}
+            }
+        }
+    }
+    out
+}
+
+/// No acknowledged publication is lost: its notification to the
+/// subscriber exists and was processed; one that certainly failed does
+/// not exist.
+pub fn publications_kept(h: &History) -> Finding {
+    let tried = attempts(h, |op| match op {
+        Op::Publish { id } => Some(id),
+        _ => None,
+    });
+    let finals: BTreeMap<&String, (bool, bool)> = h.publications.iter().map(|(id, e, p)| (id, (*e, *p))).collect();
+    let mut violations = Vec::new();
+    for (id, (acked, maybe)) in &tried {
+        match (finals.get(id), acked, maybe) {
+            (None, _, _) => violations.push(format!("publication `{id}` was never looked up at the end")),
+            (Some((false, _)), true, _) => violations.push(format!("acknowledged publication `{id}` is lost")),
+            (Some((true, false)), _, _) => {
+                violations.push(format!("publication `{id}` was never processed by its subscriber"))
+            }
+            (Some((true, _)), false, false) => {
+                violations.push(format!("publication `{id}` exists although every attempt certainly failed"))
+            }
+            _ => {}
+        }
+    }
+    Finding {
+        checker: "no acknowledged publication lost",
+        checked: format!("{} publications ({} acknowledged)", tried.len(), tried.values().filter(|t| t.0).count()),
+        violations,
+        undecided: vec![],
+    }
+}
+
+/// Every acknowledged auction ended, with exactly one result told to each
+/// of its bidders.
+pub fn auctions_end_once(h: &History) -> Finding {
+    let tried = attempts(h, |op| match op {
+        Op::Auction { id } => Some(id),
+        _ => None,
+    });
+    let finals: BTreeMap<&String, (bool, &String, u64)> =
+        h.auctions.iter().map(|(id, e, s, n)| (id, (*e, s, *n))).collect();
+    let bidders = crate::workload::ECHO_AGENTS as u64;
+    let mut violations = Vec::new();
+    for (id, (acked, maybe)) in &tried {
+        match finals.get(id) {
+            None => violations.push(format!("auction `{id}` was never looked up at the end")),
+            Some((false, _, _)) if *acked => violations.push(format!("acknowledged auction `{id}` is lost")),
+            Some((true, _, _)) if !acked && !maybe => {
+                violations.push(format!("auction `{id}` exists although every attempt certainly failed"))
+            }
+            Some((true, state, _)) if state.as_str() == "open" => {
+                violations.push(format!("auction `{id}` never ended"))
+            }
+            Some((true, _, n)) if *n != bidders => {
+                violations.push(format!("auction `{id}` told its result {n} times to {bidders} bidders"))
+            }
+            _ => {}
+        }
+    }
+    Finding {
+        checker: "each auction ends with exactly one result",
+        checked: format!("{} auctions ({} acknowledged)", tried.len(), tried.values().filter(|t| t.0).count()),
+        violations,
+        undecided: vec![],
+    }
 }
 
 /// After every fault is healed, the cluster is whole again: every node
@@ -236,6 +321,24 @@ mod tests {
         assert!(replicas_agree(&h).violations.is_empty());
         h.digests.push((3, 90, "bb".into()));
         assert!(replicas_agree(&h).violations[0].contains("different state"));
+    }
+
+    #[test]
+    fn a_lost_publication_or_a_second_auction_result_is_caught() {
+        let mut h = History {
+            events: vec![ev(Op::Publish { id: "p1".into() }, ok()), ev(Op::Auction { id: "a1".into() }, ok())],
+            publications: vec![("p1".into(), true, true)],
+            auctions: vec![("a1".into(), true, "unsold".into(), 3)],
+            ..Default::default()
+        };
+        assert!(publications_kept(&h).violations.is_empty());
+        assert!(auctions_end_once(&h).violations.is_empty());
+        h.publications[0] = ("p1".into(), false, false);
+        assert!(publications_kept(&h).violations[0].contains("is lost"));
+        h.auctions[0].3 = 6;
+        assert!(auctions_end_once(&h).violations[0].contains("6 times"));
+        h.auctions[0].2 = "open".into();
+        assert!(auctions_end_once(&h).violations[0].contains("never ended"));
     }
 
     #[test]
