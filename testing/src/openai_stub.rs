@@ -75,6 +75,13 @@ impl StubReply {
         self
     }
 
+    /// Reports this many prompt and completion tokens.
+    pub fn with_usage(mut self, prompt: u32, completion: u32) -> Self {
+        self.body["usage"] =
+            json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion});
+        self
+    }
+
     pub fn after(mut self, delay: Duration) -> Self {
         self.delay = delay;
         self

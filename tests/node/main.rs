@@ -14,6 +14,7 @@ mod bounds;
 mod browser;
 mod durability;
 mod isolation;
+mod limits;
 mod local_model;
 mod mcp_api;
 mod mcp_host;
