@@ -136,6 +136,7 @@ chaos-long: models
 bench: models wasm
 	cargo bench --bench registry
 	cargo bench --bench messaging
+	cargo bench --bench protocols
 	cargo bench --bench cluster
 	cargo bench --bench memory
 	cargo bench --bench tools

@@ -20,7 +20,8 @@ pub struct ClusterEvent {
     /// agent_deployed, agent_updated, agent_removed, agent_moved,
     /// leader_changed, member_added, member_removed, member_role_changed,
     /// rollout_progressing, rollout_paused, rollout_promoted,
-    /// rollout_aborted, rollout_rolled_back, rollout_superseded.
+    /// rollout_aborted, rollout_rolled_back, rollout_superseded,
+    /// agent_limit_reached.
     pub kind: &'static str,
     pub at_ms: i64,
     /// The node that reports it.
@@ -44,6 +45,9 @@ pub struct ClusterEvent {
     /// A rollout's step (0-based).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub step: Option<u32>,
+    /// The agent limit reached (`agent_limit_reached`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 impl ClusterEvent {
@@ -61,6 +65,7 @@ impl ClusterEvent {
             member: None,
             role: None,
             step: None,
+            limit: None,
         }
     }
 }
@@ -148,6 +153,12 @@ impl EventFeed {
                         let mut e = ClusterEvent::new(kind, node);
                         e.agent = Some(agent);
                         e.step = Some(step);
+                        self.publish(e);
+                    }
+                    Ok(StateEvent::LimitReached { agent, limit }) => {
+                        let mut e = ClusterEvent::new("agent_limit_reached", node);
+                        e.agent = Some(agent);
+                        e.limit = Some(limit);
                         self.publish(e);
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}

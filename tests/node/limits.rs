@@ -78,7 +78,11 @@ async fn each_limit_is_reached_once_with_its_problem_metric_and_reply() {
     // An invalid limit names its line.
     let (s, p) = node.post_toml("/v1/agents", &agent("bad", "concurrency = 0")).await;
     assert_eq!(s, 422, "{p}");
-    assert_eq!((p["errors"][0]["field"].as_str(), p["errors"][0]["line"].as_u64()), (Some("limits.concurrency"), Some(7)), "{p}");
+    assert_eq!(
+        (p["errors"][0]["field"].as_str(), p["errors"][0]["line"].as_u64()),
+        (Some("limits.concurrency"), Some(7)),
+        "{p}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,8 +109,32 @@ async fn daily_tokens_run_out_and_stay_spent_across_a_restart() {
     assert_eq!(after["usage"], before["usage"], "usage is replicated state");
     let (s, _) = node.post_json("/v1/messages", json!({"to": "thrifty", "content": "q4"})).await;
     assert_eq!(s, 429, "still spent after the restart");
-    let (_, events) = node.get("/v1/agents/thrifty").await;
-    assert_eq!(events["limits"]["tokens_per_day"], 1000);
+    let (_, agent) = node.get("/v1/agents/thrifty").await;
+    assert_eq!(agent["limits"]["tokens_per_day"], 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limit_reached_is_an_event_on_the_feed() {
+    use futures::StreamExt;
+    let stub = OpenAiStub::start().await;
+    stub.respond_with(|_| StubReply::text("long").with_usage(50, 60));
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    deploy(&node, &agent("brief", "tokens_per_turn = 100")).await;
+    let feed = node.http.get(node.url("/v1/events")).send().await.unwrap();
+    assert_eq!(feed.status(), 200);
+    refused(&node, "brief", "say a lot", "tokens_per_turn").await;
+    let mut decoder = caxton::sse::SseDecoder::default();
+    let mut body = feed.bytes_stream();
+    loop {
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(20), body.next()).await.expect("no event").unwrap().unwrap();
+        if let Some(e) = decoder.feed(&chunk).into_iter().find(|e| e.event == "agent_limit_reached") {
+            let v: Value = serde_json::from_str(&e.data).unwrap();
+            assert_eq!((v["agent"].as_str(), v["limit"].as_str()), (Some("brief"), Some("tokens_per_turn")), "{v}");
+            return;
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +142,12 @@ async fn concurrency_keeps_turns_of_one_agent_in_line() {
     let stub = OpenAiStub::start().await;
     stub.respond_with(|_| StubReply::text("one at a time").after(Duration::from_millis(400)));
     let tables = stub.provider_config("stub", "");
-    let node = TestNode::start_with(NodeOptions { tables, extra_config: "agent_concurrency = 8".into(), ..Default::default() }).await;
+    let node = TestNode::start_with(NodeOptions {
+        tables,
+        extra_config: "agent_concurrency = 8".into(),
+        ..Default::default()
+    })
+    .await;
     deploy(&node, &agent("single", "concurrency = 1")).await;
     let sends = (0..3).map(|i| node.post_json("/v1/messages", json!({"to": "single", "content": format!("q{i}")})));
     for (s, v) in futures::future::join_all(sends).await {

@@ -109,6 +109,15 @@ async fn every_route_answers_malformed_input_and_unknown_names_as_documented() {
         if path_params.iter().any(|p| p["schema"]["type"] == "integer") {
             let (status, body) = call(&node, &op.method, &op.url("abc"), "application/json", "{}".into()).await;
             lies.extend(op.check("non-numeric id", status, &body));
+        } else if op.path == "/v1/topics/{pattern}/stream" {
+            // A topic exists by being published to: its stream may start
+            // before the first publication (and never ends), so an unknown
+            // one is no error; a malformed pattern is.
+            let (status, body) = call(&node, &op.method, &op.url("a..b"), "application/json", "{}".into()).await;
+            lies.extend(op.check("malformed pattern", status, &body));
+            if status != 400 {
+                lies.push(format!("{} {}: a malformed pattern got {status}, not 400", op.method, op.path));
+            }
         } else if !path_params.is_empty() {
             let body = match (op.method.as_str(), op.path.as_str()) {
                 ("put", "/v1/agents/{name}") => format!("name = \"{UNKNOWN}\"\nsystem_prompt = \"x\"\n"),
