@@ -147,6 +147,13 @@ impl AgentRegistry {
             }
         }
         let name = spec.name.clone();
+        // A voter of an older version would drop `subscriptions` when it
+        // applies the deploy, and later fan publications out differently.
+        if !spec.subscriptions.is_empty() && !self.ledger.store.supports(crate::state::DELIVER_NOTIFICATIONS).await {
+            return Err(RegistryError::Write(WriteError::Rejected(
+                "`subscriptions` need every voter to deliver notifications (feature `Notifications`): upgrade every node first".into(),
+            )));
+        }
         let rollout = spec.rollout.is_some();
         let command = DeployAgent {
             owner: self.owner_for(&name),

@@ -17,9 +17,12 @@ pub const MEMORY_SEARCH: &str = "memory_search";
 pub const MEMORY_STORE: &str = "memory_store";
 pub const MEMORY_RELATE: &str = "memory_relate";
 pub const PUBLISH: &str = "publish";
+pub const START_AUCTION: &str = "start_auction";
+pub const START_NEGOTIATION: &str = "start_negotiation";
 
 /// Tools the runtime itself provides (always available to allowlist).
-pub const BUILTIN_TOOLS: [&str; 5] = [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE, PUBLISH];
+pub const BUILTIN_TOOLS: [&str; 7] =
+    [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE, PUBLISH, START_AUCTION, START_NEGOTIATION];
 
 /// Whether `name` is one of Caxton's own tools (not an MCP server's).
 pub fn is_builtin(name: &str) -> bool {
@@ -99,6 +102,7 @@ impl Tools {
         match call.name.as_str() {
             ASK_AGENT => self.ask_agent(&call.arguments, ctx).await,
             PUBLISH => self.publish(&call.arguments, ctx).await,
+            START_AUCTION | START_NEGOTIATION => self.bargain(call, ctx).await,
             MEMORY_SEARCH | MEMORY_STORE | MEMORY_RELATE => self.memory_tool(call, ctx).await,
             other => match self.mcp.call_granted(other, call.arguments.clone(), ctx.allowlist).await {
                 Ok(result) => {
@@ -163,13 +167,7 @@ impl Tools {
     /// Publishes to a topic as the calling agent; the result names how
     /// many subscriptions it reached.
     async fn publish(&self, args: &Value, ctx: &CallContext<'_>) -> Result<String, String> {
-        let text = |k: &str| {
-            args[k]
-                .as_str()
-                .filter(|s| !s.trim().is_empty())
-                .map(str::to_owned)
-                .ok_or(format!("`{k}` (a non-empty string) is required"))
-        };
+        let text = |k: &str| required_text(args, k);
         let req = crate::messaging::PublishRequest {
             topic: text("topic")?,
             content: text("content")?,
@@ -184,16 +182,29 @@ impl Tools {
         Ok(format!("published {} to `{}`: {} subscription(s) notified", done.id, done.topic, done.recipients))
     }
 
+    /// Starts an auction or a negotiation as the calling agent and waits
+    /// (within the turn's deadline) for its end; the record goes back to
+    /// the model as JSON.
+    async fn bargain(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
+        let bad = |e: serde_json::Error| format!("invalid arguments for `{}`: {e}", call.name);
+        let record = if call.name == START_AUCTION {
+            let req = serde_json::from_value(call.arguments.clone()).map_err(bad)?;
+            let started = self.messages.start_auction(req, ctx.agent).await.map_err(|e| e.to_string())?;
+            let ended = self.messages.auction(&started.id, ctx.deadline).await.map_err(|e| e.to_string())?;
+            serde_json::to_string(&ended)
+        } else {
+            let req = serde_json::from_value(call.arguments.clone()).map_err(bad)?;
+            let started = self.messages.start_negotiation(req, ctx.agent).await.map_err(|e| e.to_string())?;
+            let ended = self.messages.negotiation(&started.id, ctx.deadline).await.map_err(|e| e.to_string())?;
+            serde_json::to_string(&ended)
+        };
+        record.map_err(|e| e.to_string())
+    }
+
     async fn memory_tool(&self, call: &ToolCall, ctx: &CallContext<'_>) -> Result<String, String> {
         let (place, viewer) = ctx.memory.clone().ok_or("memory is not enabled for this agent")?;
         let args = &call.arguments;
-        let text = |k: &str| {
-            args[k]
-                .as_str()
-                .filter(|s| !s.trim().is_empty())
-                .map(str::to_owned)
-                .ok_or(format!("`{k}` (a non-empty string) is required"))
-        };
+        let text = |k: &str| required_text(args, k);
         match call.name.as_str() {
             MEMORY_SEARCH => {
                 let q = SearchQuery {
@@ -231,6 +242,15 @@ impl Tools {
     }
 }
 
+/// Argument `k` of a tool call: a non-empty string, or the error the model reads.
+fn required_text(args: &Value, k: &str) -> Result<String, String> {
+    args[k]
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .map(str::to_owned)
+        .ok_or(format!("`{k}` (a non-empty string) is required"))
+}
+
 fn builtin_spec(name: &str) -> Option<ToolSpec> {
     match name {
         MEMORY_SEARCH => Some(ToolSpec {
@@ -263,6 +283,32 @@ fn builtin_spec(name: &str) -> Option<ToolSpec> {
                 "topic": {"type": "string", "description": "Dot-separated, e.g. orders.created"},
                 "content": {"type": "string"}
             }, "required": ["topic", "content"]}),
+        }),
+        START_AUCTION => Some(ToolSpec {
+            name: START_AUCTION.into(),
+            description: "Auction an item among agents (by capability or by name) and get the result: winner, price, every bid.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "kind": {"type": "string", "enum": ["english", "sealed_bid"]},
+                "item": {"type": "string"},
+                "capability": {"type": "string", "description": "Every agent declaring it bids"},
+                "bidders": {"type": "array", "items": {"type": "string"}},
+                "reserve": {"type": "number"},
+                "increment": {"type": "number"},
+                "round_ms": {"type": "integer"},
+                "max_rounds": {"type": "integer"},
+                "pricing": {"type": "string", "enum": ["first_price", "second_price"]},
+                "deadline_ms": {"type": "integer"}
+            }, "required": ["kind", "item"]}),
+        }),
+        START_NEGOTIATION => Some(ToolSpec {
+            name: START_NEGOTIATION.into(),
+            description: "Negotiate a subject between agents by alternating offers and get the outcome: agreed terms or why it failed.".into(),
+            parameters: json!({"type": "object", "properties": {
+                "subject": {"type": "string"},
+                "parties": {"type": "array", "items": {"type": "string"}, "description": "Two or more agents, in turn order"},
+                "max_rounds": {"type": "integer"},
+                "deadline_ms": {"type": "integer"}
+            }, "required": ["subject", "parties"]}),
         }),
         ASK_AGENT => Some(ToolSpec {
             name: ASK_AGENT.into(),

@@ -132,11 +132,7 @@ impl Proposal for StartAuction {
     const NAME: &'static str = "StartAuction";
     const FEATURE: Option<&'static str> = Some(DELIVER_NOTIFICATIONS);
     fn output(r: Response) -> Result<bool, Response> {
-        match r {
-            Response::Done => Ok(true),
-            Response::Deleted(false) => Ok(false),
-            other => Err(other),
-        }
+        super::envelope::done_or_refused(r)
     }
 }
 
@@ -199,11 +195,7 @@ impl Proposal for AdvanceAuction {
     const NAME: &'static str = "AdvanceAuction";
     const FEATURE: Option<&'static str> = Some(DELIVER_NOTIFICATIONS);
     fn output(r: Response) -> Result<bool, Response> {
-        match r {
-            Response::Done => Ok(true),
-            Response::Deleted(false) => Ok(false),
-            other => Err(other),
-        }
+        super::envelope::done_or_refused(r)
     }
 }
 

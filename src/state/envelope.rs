@@ -87,6 +87,17 @@ pub trait Proposal {
     fn output(response: Response) -> Result<Self::Output, Response>;
 }
 
+/// The output of commands that either apply (`Done`: true) or are refused
+/// because what they name is gone, over, or already there
+/// (`Deleted(false)`: false).
+pub(super) fn done_or_refused(r: Response) -> Result<bool, Response> {
+    match r {
+        Response::Done => Ok(true),
+        Response::Deleted(false) => Ok(false),
+        other => Err(other),
+    }
+}
+
 /// What `AcceptMessages` decided for one message.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum AcceptOutcome {

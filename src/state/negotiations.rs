@@ -145,11 +145,7 @@ impl Proposal for StartNegotiation {
     const NAME: &'static str = "StartNegotiation";
     const FEATURE: Option<&'static str> = Some(DELIVER_NOTIFICATIONS);
     fn output(r: Response) -> Result<bool, Response> {
-        match r {
-            Response::Done => Ok(true),
-            Response::Deleted(false) => Ok(false),
-            other => Err(other),
-        }
+        super::envelope::done_or_refused(r)
     }
 }
 
@@ -203,11 +199,7 @@ impl Proposal for StepNegotiation {
     const NAME: &'static str = "StepNegotiation";
     const FEATURE: Option<&'static str> = Some(DELIVER_NOTIFICATIONS);
     fn output(r: Response) -> Result<bool, Response> {
-        match r {
-            Response::Done => Ok(true),
-            Response::Deleted(false) => Ok(false),
-            other => Err(other),
-        }
+        super::envelope::done_or_refused(r)
     }
 }
 

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::envelope::{ApplyCtx, Proposal, Published, Response};
 use super::events::StateEvent;
-use super::messages::{ConversationState, Message, MessageKind, MessageStatus, Protocol, DELIVER_NOTIFICATIONS};
+use super::messages::{ConversationState, Message, Protocol, DELIVER_NOTIFICATIONS};
 use super::queries::Queries;
 use crate::config::topic;
 use caxton_cluster::ReadError;
@@ -286,36 +286,17 @@ fn recipients(tx: &Transaction<'_>, topic_name: &str) -> rusqlite::Result<Vec<Re
     Ok(out)
 }
 
-/// The `n`-th notification of publication `p`.
+/// The `n`-th notification of publication `p`: in the subscription's
+/// conversation, in the publisher's trace, carrying the topic.
 fn notification(p: &Publication, n: usize, r: &Recipient) -> Message {
+    let id = format!("{}.{n}", p.id);
     Message {
-        id: format!("{}.{n}", p.id),
-        kind: MessageKind::Notification,
-        sender: p.publisher.clone(),
-        receiver: r.agent.clone(),
-        capability: None,
-        conversation_id: r.conversation_id.clone(),
-        reply_to: None,
-        content: p.content.clone(),
-        requirements: None,
-        context: None,
-        history: vec![],
         trace_id: p.trace_id.clone(),
         span_id: p.span_id.clone(),
         trace_unsampled: p.trace_unsampled,
         hop: p.hop,
-        created_at_ms: p.at_ms,
-        status: MessageStatus::Accepted,
-        reply_id: None,
-        revision: None,
-        served: None,
-        attempts: 0,
-        sent_by: None,
-        deliver: true,
         topic: Some(p.topic.clone()),
-        failure: None,
-        usage: None,
-        limit: None,
+        ..super::sessions::notice(id, &p.publisher, &r.agent, &r.conversation_id, p.content.clone(), p.at_ms)
     }
 }
 

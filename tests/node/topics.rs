@@ -180,3 +180,46 @@ async fn a_key_limited_to_some_agents_cannot_publish_or_stream() {
     let r = http.get(node.url("/v1/topics/a.b/stream")).send().await.unwrap();
     assert_eq!(r.status(), 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_runs_an_auction_and_a_negotiation_through_its_tools() {
+    let stub = OpenAiStub::start().await;
+    stub.respond_with(|req| {
+        let messages = req["messages"].as_array().unwrap();
+        let tool_result = messages.iter().rev().find(|m| m["role"] == "tool").and_then(|m| m["content"].as_str());
+        let asked = last_of_role(req, "user").unwrap()["content"].as_str().unwrap_or("").to_owned();
+        match tool_result {
+            Some(record) => {
+                let v: Value = serde_json::from_str(record).unwrap_or(Value::Null);
+                StubReply::text(&format!(
+                    "outcome: {} {}",
+                    v["state"].as_str().unwrap_or("?"),
+                    v["result"]["winner"].as_str().or(v["terms"].as_str()).unwrap_or("-")
+                ))
+            }
+            None if asked.contains("auction") => StubReply::tool_call(
+                "start_auction",
+                json!({"kind": "sealed_bid", "item": "a crate", "bidders": ["low", "high"], "deadline_ms": 10000}),
+            ),
+            None => {
+                StubReply::tool_call("start_negotiation", json!({"subject": "a crate", "parties": ["low", "high"]}))
+            }
+        }
+    });
+    let node =
+        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    deploy(&node, "name = \"boss\"\nprovider = \"stub\"\ntools = [\"start_auction\", \"start_negotiation\"]\nsystem_prompt = \"Run it.\"\n").await;
+    // Echo agents whose every answer is their template: a bid, and moves.
+    deploy(&node, "name = \"low\"\nprovider = \"echo\"\nsystem_prompt = \"x\"\nuser_prompt_template = \"bid: 10\\noffer: 10 EUR\"\n").await;
+    deploy(
+        &node,
+        "name = \"high\"\nprovider = \"echo\"\nsystem_prompt = \"x\"\nuser_prompt_template = \"bid: 30\\naccept\"\n",
+    )
+    .await;
+    let answer = ask(&node, "boss", "run an auction").await;
+    assert_eq!(answer["reply"]["content"], "outcome: sold high", "{answer}");
+    let (_, list) = node.get("/v1/auctions").await;
+    assert_eq!(list[0]["initiator"], "boss", "{list}");
+    let answer = ask(&node, "boss", "negotiate").await;
+    assert_eq!(answer["reply"]["content"], "outcome: agreed 10 EUR", "{answer}");
+}
