@@ -252,9 +252,9 @@ impl Node {
         shutdown.spawn(runtime.clone().follow(events, stop.clone()));
         let rollouts = RolloutController::new(ledger.clone(), messages.clone());
         shutdown.spawn(control::drive(rollouts, ledger.clone(), stop.clone()));
-        let auctions = AuctionDriver::new(ledger.clone(), messages.clone());
+        let auctions = AuctionDriver::new(ledger.clone(), messages.clone(), &shutdown);
         shutdown.spawn(control::drive(auctions, ledger.clone(), stop.clone()));
-        let negotiations = NegotiationDriver::new(ledger.clone(), messages.clone());
+        let negotiations = NegotiationDriver::new(ledger.clone(), messages.clone(), &shutdown);
         shutdown.spawn(control::drive(negotiations, ledger.clone(), stop.clone()));
 
         let retention = Retention {

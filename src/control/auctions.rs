@@ -18,6 +18,9 @@ const SENDER: &str = "auction";
 pub struct AuctionDriver {
     ledger: Ledger,
     messages: Arc<MessageService>,
+    /// Fires on answers and conversation changes: a round is judged (or
+    /// a move taken) as soon as its answers are in, not at the next tick.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 /// A bidder's answer to this round's call, as read from the replica.
@@ -193,6 +196,10 @@ impl super::LeaderLoop for AuctionDriver {
         TICK
     }
 
+    fn woken_by(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.wake.clone())
+    }
+
     async fn round(&self) -> anyhow::Result<()> {
         for a in self.ledger.queries.auctions(true, 1000).await? {
             if let Err(e) = self.drive(&a).await {
@@ -204,8 +211,14 @@ impl super::LeaderLoop for AuctionDriver {
 }
 
 impl AuctionDriver {
-    pub fn new(ledger: Ledger, messages: Arc<MessageService>) -> Self {
-        Self { ledger, messages }
+    pub fn new(ledger: Ledger, messages: Arc<MessageService>, shutdown: &crate::shutdown::Shutdown) -> Self {
+        let wake = super::wake_on(&ledger, shutdown, |e| {
+            matches!(
+                e,
+                crate::state::StateEvent::ReplyRecorded { .. } | crate::state::StateEvent::ConversationChanged { .. }
+            )
+        });
+        Self { ledger, messages, wake }
     }
 
     async fn drive(&self, a: &AuctionRecord) -> anyhow::Result<()> {

@@ -23,7 +23,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::state::Ledger;
+use crate::state::{Ledger, StateEvent};
 
 pub use auctions::AuctionDriver;
 pub use negotiations::NegotiationDriver;
@@ -52,6 +52,23 @@ pub trait LeaderLoop: Send + Sync + 'static {
 
     /// One round, run only while this node leads.
     fn round(&self) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// A wake-up that fires whenever a committed change `matters` (the loop
+/// still runs its rounds on its period, for changes it missed).
+pub fn wake_on(ledger: &Ledger, shutdown: &crate::shutdown::Shutdown, matters: fn(&StateEvent) -> bool) -> Arc<Notify> {
+    let wake = Arc::new(Notify::new());
+    let (mut events, notify) = (ledger.subscribe(), wake.clone());
+    shutdown.spawn_until_stopped(async move {
+        loop {
+            match events.recv().await {
+                Ok(e) if matters(&e) => notify.notify_one(),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    wake
 }
 
 /// Runs `job`'s rounds on this node while it leads, until `stop`.

@@ -17,6 +17,9 @@ const SENDER: &str = "negotiation";
 pub struct NegotiationDriver {
     ledger: Ledger,
     messages: Arc<MessageService>,
+    /// Fires on answers and conversation changes: a round is judged (or
+    /// a move taken) as soon as its answers are in, not at the next tick.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 fn ask_id(n: &NegotiationRecord) -> String {
@@ -58,6 +61,10 @@ impl super::LeaderLoop for NegotiationDriver {
         TICK
     }
 
+    fn woken_by(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(self.wake.clone())
+    }
+
     async fn round(&self) -> anyhow::Result<()> {
         for n in self.ledger.queries.open_negotiations().await? {
             if let Err(e) = self.drive(&n).await {
@@ -69,8 +76,14 @@ impl super::LeaderLoop for NegotiationDriver {
 }
 
 impl NegotiationDriver {
-    pub fn new(ledger: Ledger, messages: Arc<MessageService>) -> Self {
-        Self { ledger, messages }
+    pub fn new(ledger: Ledger, messages: Arc<MessageService>, shutdown: &crate::shutdown::Shutdown) -> Self {
+        let wake = super::wake_on(&ledger, shutdown, |e| {
+            matches!(
+                e,
+                crate::state::StateEvent::ReplyRecorded { .. } | crate::state::StateEvent::ConversationChanged { .. }
+            )
+        });
+        Self { ledger, messages, wake }
     }
 
     async fn drive(&self, n: &NegotiationRecord) -> anyhow::Result<()> {
