@@ -71,6 +71,26 @@ pub fn wake_on(ledger: &Ledger, shutdown: &crate::shutdown::Shutdown, matters: f
     wake
 }
 
+/// Whether a committed change concerns a driven protocol: one started or
+/// moved on, or an answer to one of its calls (ids `{id}.rR` and
+/// `{id}.rR.K`). Ordinary traffic never wakes the drivers.
+pub fn protocol_moved(e: &StateEvent) -> bool {
+    let round = |s: Option<&str>| s.and_then(|s| s.strip_prefix('r')).is_some_and(is_number);
+    match e {
+        StateEvent::ProtocolChanged { .. } => true,
+        StateEvent::ReplyRecorded { request_id, .. } => {
+            let mut parts = request_id.rsplit('.');
+            let (last, before) = (parts.next(), parts.next());
+            round(last) || (last.is_some_and(is_number) && round(before))
+        }
+        _ => false,
+    }
+}
+
+fn is_number(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Runs `job`'s rounds on this node while it leads, until `stop`.
 pub async fn drive<L: LeaderLoop>(job: L, ledger: Ledger, stop: CancellationToken) {
     let start = tokio::time::Instant::now() + job.first_round_after();
@@ -89,5 +109,22 @@ pub async fn drive<L: LeaderLoop>(job: L, ledger: Ledger, stop: CancellationToke
         if let Err(e) = job.round().await {
             tracing::warn!(job = L::NAME, error = format!("{e:#}"), "leader round failed; the next one retries");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_protocol_answers_wake_the_drivers() {
+        let reply = |id: &str| StateEvent::ReplyRecorded { request_id: id.into(), reply_id: format!("{id}-reply") };
+        assert!(protocol_moved(&reply("auction-1.r0.3")));
+        assert!(protocol_moved(&reply("negotiation-7.r12")));
+        assert!(protocol_moved(&StateEvent::ProtocolChanged { id: "eng-1".into() }));
+        for plain in ["0190f0c2-8f5e-7c3a-b2a1-1f2e3d4c5b6a", "order.42", "x.rabbit", "a.r", "a.r1x.2"] {
+            assert!(!protocol_moved(&reply(plain)), "{plain}");
+        }
+        assert!(!protocol_moved(&StateEvent::ConversationChanged { id: "auction-1".into() }));
     }
 }

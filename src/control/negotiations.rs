@@ -17,8 +17,8 @@ const SENDER: &str = "negotiation";
 pub struct NegotiationDriver {
     ledger: Ledger,
     messages: Arc<MessageService>,
-    /// Fires on answers and conversation changes: a round is judged (or
-    /// a move taken) as soon as its answers are in, not at the next tick.
+    /// Fires on its protocols' commits: a round is judged (or a move
+    /// taken) as soon as its answers are in, not at the next tick.
     wake: Arc<tokio::sync::Notify>,
 }
 

@@ -227,6 +227,7 @@ impl AdvanceAuction {
         write(ctx, &record)?;
         super::messages::accept(ctx.tx, ctx.index, self.notices, ctx.stage)?;
         ctx.stage.push(StateEvent::ConversationChanged { id: record.id.clone() });
+        ctx.stage.push(StateEvent::ProtocolChanged { id: record.id.clone() });
         Ok(Response::Done)
     }
 }

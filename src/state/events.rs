@@ -61,6 +61,10 @@ pub enum StateEvent {
         position: i64,
         topic: String,
     },
+    /// An auction or a negotiation started or moved on.
+    ProtocolChanged {
+        id: String,
+    },
     /// A turn of `agent` was stopped by one of its limits.
     LimitReached {
         agent: String,

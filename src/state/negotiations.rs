@@ -244,6 +244,7 @@ impl StepNegotiation {
         }
         write(ctx, &record)?;
         ctx.stage.push(StateEvent::ConversationChanged { id: record.id.clone() });
+        ctx.stage.push(StateEvent::ProtocolChanged { id: record.id.clone() });
         Ok(Response::Done)
     }
 }

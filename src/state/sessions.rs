@@ -25,6 +25,7 @@ pub(super) fn open(
         params![id, protocol.as_str(), ConversationState::InProgress.as_str(), initiator, detail, at_ms, expires_at_ms],
     )?;
     ctx.stage.push(StateEvent::ConversationChanged { id: id.to_owned() });
+    ctx.stage.push(StateEvent::ProtocolChanged { id: id.to_owned() });
     Ok(())
 }
 
