@@ -370,3 +370,33 @@ fn a_publication_fans_out_once_per_matching_subscription() {
         db.query_row("SELECT state FROM conversations WHERE id = 'subscribe-s-1'", [], |r| r.get(0)).unwrap();
     assert_eq!(state, "Completed", "a cancelled subscription's conversation ends");
 }
+
+#[test]
+fn retention_prunes_finished_protocol_history_and_keeps_open_auctions() {
+    use super::{AdvanceAuction, AuctionResult, AuctionRules, Pricing, PruneHistory, StartAuction};
+    let mut db = replica();
+    apply(&mut db, 1, deploy(GOLDEN));
+    let rules = AuctionRules::SealedBid { reserve: 0.0, pricing: Pricing::FirstPrice, deadline_ms: 1000 };
+    for id in ["done", "open"] {
+        let start = StartAuction {
+            id: id.into(),
+            item: "x".into(),
+            rules: rules.clone(),
+            bidders: vec!["Golden".into()],
+            initiator: "ops".into(),
+            at_ms: 5,
+        };
+        apply(&mut db, 2, start);
+    }
+    let result = AuctionResult { winner: None, price: None, reason: "no valid bid".into() };
+    let close =
+        AdvanceAuction { id: "done".into(), round: 0, bids: vec![], result: Some(result), notices: vec![], at_ms: 6 };
+    assert_eq!(apply(&mut db, 3, close).0, Response::Done);
+    let count = |db: &Connection, table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(count(&db, "auctions"), 2);
+    apply(&mut db, 4, PruneHistory { before_ms: 10, keep_versions: 10 });
+    let left: String = db.query_row("SELECT id FROM auctions", [], |r| r.get(0)).unwrap();
+    assert_eq!((count(&db, "auctions"), left.as_str()), (1, "open"), "an open auction is never pruned");
+}

@@ -1,5 +1,6 @@
-//! History retention: answered messages and finished conversations older
-//! than a cut-off, and agent revisions beyond the newest N, are deleted by a
+//! History retention: answered messages, finished conversations,
+//! auctions and negotiations, publications and past days' usage older than
+//! a cut-off, and agent revisions beyond the newest N, are deleted by a
 //! replicated command. The cut-off travels in the command (the leader reads
 //! its clock when proposing), so every replica deletes exactly the same rows.
 
@@ -51,6 +52,18 @@ impl PruneHistory {
                AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = conversations.id)",
             params![self.before_ms],
         )?;
+        // The protocols' own history goes with the messages: finished
+        // auctions and negotiations, publications, and past days' usage.
+        // (Their tables only hold rows once every voter runs a version
+        // that has them, so older replicas cannot disagree about them.)
+        for table in ["auctions", "negotiations"] {
+            ctx.tx.execute(
+                &format!("DELETE FROM {table} WHERE created_at < ?1 AND state != 'open'"),
+                params![self.before_ms],
+            )?;
+        }
+        ctx.tx.execute("DELETE FROM publications WHERE created_at < ?1", params![self.before_ms])?;
+        ctx.tx.execute("DELETE FROM agent_usage WHERE day < ?1", params![super::messages::day_of(self.before_ms)])?;
         let versions = ctx.tx.execute(
             "DELETE FROM agent_versions WHERE revision <=
                (SELECT MAX(v.revision) FROM agent_versions v WHERE v.name_key = agent_versions.name_key) - ?1
