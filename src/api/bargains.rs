@@ -72,8 +72,7 @@ pub async fn auctions(
     Ok(Json(ctx.ledger.queries.auctions(p.open, 1000).await?))
 }
 
-fn missing(what: &str, id: &str) -> Problem {
-    let kind = if what == "auction" { ProblemType::AuctionNotFound } else { ProblemType::NegotiationNotFound };
+fn missing(kind: ProblemType, what: &str, id: &str) -> Problem {
     Problem::of(kind, format!("{what} `{id}` does not exist"))
 }
 
@@ -86,7 +85,7 @@ pub async fn auction(
     Query(p): Query<WaitParams>,
 ) -> Result<Json<AuctionRecord>, Problem> {
     match ctx.messages.auction(&id, p.wait()).await {
-        Err(MessageError::NotFound(_)) => Err(missing("auction", &id)),
+        Err(MessageError::NotFound(_)) => Err(missing(ProblemType::AuctionNotFound, "auction", &id)),
         other => Ok(Json(other?)),
     }
 }
@@ -113,7 +112,7 @@ pub async fn negotiation(
     Query(p): Query<WaitParams>,
 ) -> Result<Json<NegotiationRecord>, Problem> {
     match ctx.messages.negotiation(&id, p.wait()).await {
-        Err(MessageError::NotFound(_)) => Err(missing("negotiation", &id)),
+        Err(MessageError::NotFound(_)) => Err(missing(ProblemType::NegotiationNotFound, "negotiation", &id)),
         other => Ok(Json(other?)),
     }
 }
