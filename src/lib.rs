@@ -3,6 +3,7 @@
 //! The binary (`main.rs`) is a thin CLI over this library; tests and
 //! benchmarks start nodes through [`node::Node`].
 
+pub mod a2a;
 pub mod agents;
 pub mod api;
 pub mod auth;

@@ -309,6 +309,7 @@ impl Node {
             shutdown: stop.clone(),
             gate: gate.clone(),
             reloader: reloader.clone(),
+            https: config.server.tls_cert_file.is_set(),
         });
         let server_stop = CancellationToken::new();
         if let Some(listener) = metrics_listener {

@@ -189,6 +189,20 @@ pub const ROUTES: &[Route] = &[
     // OpenAI-compatible: errors other than a refused body come in OpenAI's shape.
     route(S::Invoke, "post", "/v1/chat/completions", &[ANY, JSON_BODY]),
     route(S::Invoke, "get", "/v1/models", &[ANY]),
+    route(S::Invoke, "post", "/v1/embeddings", &[ANY, JSON_BODY, &[P::MemoryModelUnavailable]]),
+    // A2A: its errors come in A2A's shape (JSON-RPC errors, google.rpc.Status).
+    route(S::Invoke, "get", "/.well-known/agent-card.json", &[ANY]),
+    route(S::Invoke, "get", "/a2a/agents/{name}/.well-known/agent-card.json", &[ANY, &[P::AgentNotFound]]),
+    route(S::Invoke, "post", "/a2a", &[RAW_BODY]),
+    route(S::Invoke, "post", "/a2a/agents/{name}", &[RAW_BODY]),
+    route(S::Invoke, "post", "/a2a/{action}", &[RAW_BODY]),
+    route(S::Invoke, "post", "/a2a/agents/{name}/{action}", &[RAW_BODY]),
+    route(S::Invoke, "get", "/a2a/tasks", &[PARAMS]),
+    route(S::Invoke, "get", "/a2a/agents/{name}/tasks", &[PARAMS]),
+    route(S::Invoke, "get", "/a2a/tasks/{id}", &[PARAMS]),
+    route(S::Invoke, "get", "/a2a/agents/{name}/tasks/{id}", &[PARAMS]),
+    route(S::Invoke, "post", "/a2a/tasks/{id}", &[]),
+    route(S::Invoke, "post", "/a2a/agents/{name}/tasks/{id}", &[]),
     // Tools.
     route(S::Deploy, "post", "/v1/mcp-servers", &[ANY, JSON_BODY, WRITE, TOOL, &[P::InvalidToolServer]]),
     route(S::Read, "get", "/v1/mcp-servers", &[ANY]),

@@ -4,6 +4,7 @@
 //! path and rendered at once, so its size is not worth boxing.
 #![allow(clippy::result_large_err)]
 
+mod a2a;
 mod access;
 mod agents;
 mod bargains;
@@ -73,6 +74,8 @@ pub struct ApiContext {
     pub gate: Arc<gate::Gate>,
     /// Re-reads this node's config file (`POST /v1/cluster/reload`).
     pub reloader: Arc<crate::reload::Reloader>,
+    /// Whether the API speaks HTTPS (the URLs A2A cards advertise).
+    pub https: bool,
 }
 
 pub type Ctx = Arc<ApiContext>;
@@ -80,7 +83,7 @@ pub type Ctx = Arc<ApiContext>;
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Caxton", description = "Clustered multi-agent orchestration server"),
-    tags((name = "keys"), (name = "agents"), (name = "memory"), (name = "messages"), (name = "topics"), (name = "protocols"), (name = "openai"), (name = "tools"), (name = "cluster"), (name = "system"))
+    tags((name = "keys"), (name = "agents"), (name = "memory"), (name = "messages"), (name = "topics"), (name = "protocols"), (name = "openai"), (name = "a2a"), (name = "tools"), (name = "cluster"), (name = "system"))
 )]
 struct ApiDoc;
 
@@ -129,6 +132,17 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
         .routes(routes!(bargains::negotiation))
         .routes(routes!(openai_compat::chat_completions))
         .routes(routes!(openai_compat::models))
+        .routes(routes!(openai_compat::embeddings))
+        .routes(routes!(a2a::router_card))
+        .routes(routes!(a2a::agent_card))
+        .routes(routes!(a2a::router_rpc))
+        .routes(routes!(a2a::agent_rpc))
+        .routes(routes!(a2a::router_message))
+        .routes(routes!(a2a::agent_message))
+        .routes(routes!(a2a::router_tasks))
+        .routes(routes!(a2a::agent_tasks))
+        .routes(routes!(a2a::router_task, a2a::router_task_action))
+        .routes(routes!(a2a::agent_task, a2a::agent_task_action))
         .routes(routes!(mcp::deploy, mcp::list))
         .routes(routes!(mcp::remove))
         .routes(routes!(mcp::call))

@@ -1,6 +1,7 @@
-//! Zero-latency provider for load tests: answers with the last user message.
+//! Zero-latency provider for load tests: answers with the last user message,
+//! a word per token, honouring `max_tokens` and `stop` like a model would.
 
-use super::types::{ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink};
+use super::types::{ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, Usage};
 
 pub struct EchoProvider {
     name: String,
@@ -19,13 +20,30 @@ impl LlmProvider for EchoProvider {
     }
 
     async fn chat(&self, request: ChatRequest, tokens: Option<TokenSink>) -> Result<ChatResponse, LlmError> {
-        let content =
-            request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default();
+        let asked =
+            request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str()).unwrap_or_default();
+        let mut said = asked;
+        let mut finish = "stop";
+        if let Some(at) = request.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| said.find(s.as_str())).min() {
+            said = &said[..at];
+        }
+        let words: Vec<&str> = said.split_inclusive(' ').collect();
+        let limit = request.max_tokens.map_or(usize::MAX, |m| m as usize);
+        if words.len() > limit {
+            finish = "length";
+        }
+        let words = &words[..words.len().min(limit)];
         if let Some(t) = tokens {
-            for word in content.split_inclusive(' ') {
-                let _ = t.send(word.to_owned());
+            for word in words {
+                let _ = t.send((*word).to_owned());
             }
         }
-        Ok(ChatResponse { content, finish_reason: "stop".into(), ..Default::default() })
+        let prompt_tokens = request.messages.iter().map(|m| m.content.split_whitespace().count() as u32).sum();
+        Ok(ChatResponse {
+            content: words.concat(),
+            finish_reason: finish.into(),
+            usage: Usage { prompt_tokens, completion_tokens: words.len() as u32 },
+            ..Default::default()
+        })
     }
 }

@@ -17,5 +17,5 @@ pub use local::{Generation, LocalModel, LocalModelError, LocalSettings};
 pub use openai::{OpenAiProvider, OpenAiSettings};
 pub use providers::{ProviderConfig, ProviderKind, Providers};
 pub use types::{
-    ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, ToolCall, ToolSpec, Usage,
+    ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, Sampling, TokenSink, ToolCall, ToolSpec, Usage,
 };

@@ -85,6 +85,15 @@ impl OpenAiProvider {
         if let Some(m) = req.max_tokens {
             body["max_tokens"] = json!(m);
         }
+        if let Some(p) = req.top_p {
+            body["top_p"] = json!(p);
+        }
+        if !req.stop.is_empty() {
+            body["stop"] = json!(req.stop);
+        }
+        if let Some(seed) = req.seed {
+            body["seed"] = json!(seed);
+        }
         body
     }
 

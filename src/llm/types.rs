@@ -61,6 +61,47 @@ pub struct ChatRequest {
     pub model: Option<String>,
     pub temperature: Option<f32>,
     pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+    /// Generation ends before the first of these would be produced.
+    pub stop: Vec<String>,
+    pub seed: Option<u64>,
+}
+
+impl ChatRequest {
+    /// With a client's sampling parameters over the provider's defaults.
+    pub fn sampled(mut self, params: &Sampling) -> Self {
+        self.temperature = params.temperature.or(self.temperature);
+        self.max_tokens = params.max_tokens.or(self.max_tokens);
+        self.top_p = params.top_p.or(self.top_p);
+        self.seed = params.seed.or(self.seed);
+        if !params.stop.is_empty() {
+            self.stop = params.stop.clone();
+        }
+        self
+    }
+}
+
+/// Sampling parameters a client set on its request (the OpenAI-compatible
+/// door's), carried by the message to whichever node answers it. Unset
+/// ones keep the provider's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Sampling {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+impl Sampling {
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -86,6 +86,9 @@ pub trait MemoryBackend: Send + Sync {
     async fn import(&self, data: MemoryExport) -> Result<usize, MemoryError>;
     /// Cosine similarity of two texts' embeddings (comparing answers).
     async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError>;
+    /// The vectors this memory stores for `texts`, with the word pieces
+    /// each was read as (`/v1/embeddings`).
+    async fn embeddings(&self, texts: Vec<String>) -> Result<Vec<(Vec<f32>, u32)>, MemoryError>;
 }
 
 /// Times the index search of a query (until dropped: every return path).
@@ -183,6 +186,13 @@ impl EmbeddedMemory {
 
 #[async_trait::async_trait]
 impl MemoryBackend for EmbeddedMemory {
+    async fn embeddings(&self, texts: Vec<String>) -> Result<Vec<(Vec<f32>, u32)>, MemoryError> {
+        let started = std::time::Instant::now();
+        let out = self.embedder().await?.embed_counted(texts).await?;
+        self.observe("embed", started);
+        Ok(out)
+    }
+
     async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError> {
         let v = self.embed(vec![a.to_owned(), b.to_owned()]).await?;
         let norm = |x: &[f32]| super::dot(x, x).sqrt();

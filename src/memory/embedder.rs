@@ -56,7 +56,8 @@ impl Model {
         Ok(Self { bert, tokenizer })
     }
 
-    fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+    /// Each text's vector and the word pieces it was read as.
+    fn embed(&self, texts: &[String]) -> Result<Vec<(Vec<f32>, u32)>, EmbedError> {
         let err = |e: candle_core::Error| EmbedError::Compute(e.to_string());
         let enc = self.tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| EmbedError::Compute(e.to_string()))?;
         let ids: Vec<Tensor> =
@@ -77,11 +78,12 @@ impl Model {
         let mean = summed.broadcast_div(&counts).map_err(err)?;
         let norm = mean.sqr().map_err(err)?.sum_keepdim(1).map_err(err)?.sqrt().map_err(err)?;
         let normalized = mean.broadcast_div(&norm).map_err(err)?;
-        normalized.to_vec2::<f32>().map_err(err)
+        let tokens = counts.squeeze(1).map_err(err)?.to_vec1::<f32>().map_err(err)?;
+        Ok(normalized.to_vec2::<f32>().map_err(err)?.into_iter().zip(tokens.into_iter().map(|n| n as u32)).collect())
     }
 }
 
-type Job = (Vec<String>, oneshot::Sender<Result<Vec<Vec<f32>>, EmbedError>>);
+type Job = (Vec<String>, oneshot::Sender<Result<Vec<(Vec<f32>, u32)>, EmbedError>>);
 
 /// A handle to the embedding worker. Cheap to clone.
 #[derive(Clone)]
@@ -115,6 +117,12 @@ impl Embedder {
     }
 
     pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, EmbedError> {
+        Ok(self.embed_counted(texts).await?.into_iter().map(|(v, _)| v).collect())
+    }
+
+    /// Each text's vector and how many word pieces of it the model read
+    /// (at most 256: longer texts are cut).
+    pub async fn embed_counted(&self, texts: Vec<String>) -> Result<Vec<(Vec<f32>, u32)>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
@@ -150,7 +158,7 @@ fn worker(model: Model, rx: std_mpsc::Receiver<Job>) {
         // Sort by length so each chunk pads little; map results back after.
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|i| texts[*i].len());
-        let mut out: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        let mut out: Vec<(Vec<f32>, u32)> = vec![(Vec::new(), 0); texts.len()];
         let mut failure = None;
         for chunk in order.chunks(MAX_BATCH) {
             let batch: Vec<String> = chunk.iter().map(|i| texts[*i].clone()).collect();

@@ -66,6 +66,8 @@ pub struct SendRequest {
     /// The API key that sent it (None: an agent, or the node itself). A
     /// client-chosen id is that key's: another key reusing it is refused.
     pub sent_by: Option<String>,
+    /// Sampling parameters for the answer (OpenAI-compatible clients').
+    pub sampling: Option<crate::llm::Sampling>,
 }
 
 impl SendRequest {
@@ -89,6 +91,7 @@ impl SendRequest {
             hop: 0,
             trace_id: None,
             sent_by: None,
+            sampling: None,
         }
     }
 }
@@ -470,6 +473,7 @@ impl MessageService {
             failure: None,
             usage: None,
             limit: None,
+            sampling: req.sampling.clone().filter(|s| !s.is_empty()),
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));

@@ -44,6 +44,8 @@ impl Budget {
         let mut used = self.used.lock();
         let tokens = u64::from(usage.prompt_tokens) + u64::from(usage.completion_tokens);
         used.tokens += tokens;
+        used.input_tokens += u64::from(usage.prompt_tokens);
+        used.output_tokens += u64::from(usage.completion_tokens);
         let micro = (f64::from(usage.prompt_tokens) * self.prices.0
             + f64::from(usage.completion_tokens) * self.prices.1)
             .max(0.0)
@@ -57,6 +59,12 @@ impl Budget {
         }
         let spend = self.before.spend_usd + used.spend_micro_usd as f64 / 1e6;
         day_left(&self.limits, self.before.tokens + used.tokens, spend)
+    }
+
+    /// Records how the turn's last model call ended: cut at its token
+    /// limit or not.
+    pub fn finished(&self, finish_reason: &str) {
+        self.used.lock().truncated = finish_reason == "length";
     }
 
     /// Charges one tool call; refused past `tool_calls_per_turn`.

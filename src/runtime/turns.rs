@@ -117,8 +117,13 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             model: spec.model.clone(),
             ..Default::default()
         };
+        let request = match &message.sampling {
+            Some(sampling) => request.sampled(sampling),
+            None => request,
+        };
         let response = chat(spec, &provider, request, tokens.clone(), metrics).await?;
         if let Some(b) = budget {
+            b.finished(&response.finish_reason);
             b.charge(&response.usage)?;
         }
         if response.tool_calls.is_empty() {

@@ -54,6 +54,7 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         failure: None,
         usage: None,
         limit: None,
+        sampling: None,
     }
 }
 

@@ -199,6 +199,22 @@ pub struct Message {
     /// On an error reply: the agent limit that stopped the turn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<String>,
+    /// On a request: sampling parameters its client set (the
+    /// OpenAI-compatible door's); the agent's provider settings otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<crate::llm::Sampling>,
+}
+
+/// Which requests [`Queries::requests_from`] lists.
+#[derive(Debug, Clone, Default)]
+pub struct RequestFilter {
+    pub sender: String,
+    pub sent_by: Option<String>,
+    pub context: Option<String>,
+    pub receiver: Option<String>,
+    /// Only those older than this `(created_at_ms, id)`.
+    pub before: Option<(i64, String)>,
+    pub limit: usize,
 }
 
 /// What one turn used.
@@ -209,6 +225,15 @@ pub struct TurnUsage {
     /// Estimated cost in millionths of a USD (priced providers only).
     pub spend_micro_usd: u64,
     pub tool_calls: u32,
+    /// Of `tokens`: those of the prompts and of the completions.
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    /// The answer's last model call was cut at its token limit
+    /// (OpenAI's `finish_reason: "length"`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
 
 /// An agent's usage of one UTC day, as replicated.
@@ -308,6 +333,7 @@ impl Message {
             failure: None,
             usage: None,
             limit: None,
+            sampling: None,
         }
     }
 
@@ -854,6 +880,36 @@ impl Queries {
                     .optional()?;
                 let (tokens, spend, turns) = row.unwrap_or_default();
                 Ok(DayUsage { day, tokens: tokens as u64, spend_usd: spend as f64 / 1e6, turns: turns as u64 })
+            })
+            .await
+    }
+
+    /// Requests from `sender` (sent with key `sent_by`, when given; in
+    /// conversation `context`, to agent `receiver`), newest first, after
+    /// the cursor `(created_at_ms, id)`: at most `limit`, and how many
+    /// match in all.
+    pub async fn requests_from(&self, filter: RequestFilter) -> Result<(Vec<Message>, u64), ReadError> {
+        self.replica()
+            .read(move |c| {
+                const MATCHING: &str = "FROM messages WHERE sender = ?1 AND kind = 'request'
+                       AND (?2 IS NULL OR json_extract(body, '$.sent_by') = ?2)
+                       AND (?3 IS NULL OR conversation_id = ?3)
+                       AND (?4 IS NULL OR receiver_key = ?4)";
+                let receiver = filter.receiver.as_ref().map(|r| r.to_ascii_lowercase());
+                let base = params![filter.sender, filter.sent_by, filter.context, receiver];
+                let total: i64 = c.prepare_cached(&format!("SELECT count(*) {MATCHING}"))?.query_row(base, |r| r.get(0))?;
+                let (at, id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
+                let mut s = c.prepare_cached(&format!(
+                    "SELECT body {MATCHING} AND (created_at < ?5 OR (created_at = ?5 AND id < ?6) OR ?6 = '')
+                     ORDER BY created_at DESC, id DESC LIMIT ?7"
+                ))?;
+                let rows = s.query_map(
+                    params![filter.sender, filter.sent_by, filter.context, receiver, at, id, filter.limit as i64],
+                    |r| r.get::<_, String>(0),
+                )?;
+                let bodies = rows.collect::<rusqlite::Result<Vec<_>>>()?;
+                let messages = bodies.into_iter().map(parse_body).collect::<rusqlite::Result<Vec<_>>>()?;
+                Ok((messages, total as u64))
             })
             .await
     }

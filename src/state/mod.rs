@@ -73,7 +73,7 @@ pub use memory::{
 };
 pub use messages::{
     day_of, payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState, DayUsage,
-    Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, Served, SetConversation,
+    Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, RequestFilter, Served, SetConversation,
     TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
 };
 pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};

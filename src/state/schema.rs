@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_pending ON messages(receiver_key) WHERE status = 'accepted';
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages(conversation_id, seq);
+CREATE INDEX IF NOT EXISTS messages_by_sender ON messages(sender, created_at);
 CREATE TABLE IF NOT EXISTS memory_entities (
     id          INTEGER PRIMARY KEY,
     scope       TEXT NOT NULL,

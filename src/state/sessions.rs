@@ -77,5 +77,6 @@ pub fn notice(id: String, sender: &str, receiver: &str, conversation_id: &str, c
         failure: None,
         usage: None,
         limit: None,
+        sampling: None,
     }
 }

@@ -6,6 +6,7 @@
 //! `cargo test --test cluster cluster_identity::` runs one of them.
 //! At most two clusters run at once (see `caxton_testing::TestCluster`).
 
+mod a2a;
 mod cluster;
 mod cluster_identity;
 mod cluster_tls;

@@ -118,17 +118,65 @@ impl LocalModel {
         let _permit = self.permits.acquire().await.map_err(|e| LlmError::Local(e.to_string()))?;
         let settings = self.settings.clone();
         let messages = req.messages.clone();
-        let temperature = req.temperature.unwrap_or(settings.temperature);
-        let wanted = req.max_tokens.unwrap_or(settings.max_tokens) as usize;
+        let knobs = Knobs {
+            temperature: req.temperature.unwrap_or(settings.temperature),
+            top_p: req.top_p.unwrap_or(DEFAULT_TOP_P),
+            seed: req.seed.unwrap_or(settings.seed),
+            stop: req.stop.clone(),
+            max_tokens: req.max_tokens.unwrap_or(settings.max_tokens) as usize,
+        };
         // Tokenizing a long prompt is CPU work: off the async workers too.
         tokio::task::spawn_blocking(move || {
             let prompt = fit_context(&loaded.tokenizer, &messages, settings.context_tokens)?;
             // The prompt and the answer share the model's window.
-            let max_tokens = wanted.min(MODEL_WINDOW - prompt.len());
-            run_generation(&loaded, &prompt, temperature, max_tokens, settings.seed, tokens)
+            let knobs = Knobs { max_tokens: knobs.max_tokens.min(MODEL_WINDOW - prompt.len()), ..knobs };
+            run_generation(&loaded, &prompt, &knobs, tokens)
         })
         .await
         .map_err(|e| LlmError::Local(e.to_string()))?
+    }
+}
+
+/// Nucleus sampling's cut when the request sets none.
+const DEFAULT_TOP_P: f32 = 0.9;
+
+/// How one generation samples and when it ends.
+struct Knobs {
+    temperature: f32,
+    top_p: f32,
+    seed: u64,
+    /// Text that ends the answer (not included in it).
+    stop: Vec<String>,
+    max_tokens: usize,
+}
+
+impl Knobs {
+    fn sampling(&self) -> Sampling {
+        match (self.temperature, self.top_p) {
+            (t, _) if t <= 0.0 => Sampling::ArgMax,
+            (t, p) if p >= 1.0 => Sampling::All { temperature: t as f64 },
+            (t, p) => Sampling::TopP { p: p as f64, temperature: t as f64 },
+        }
+    }
+
+    /// Where the first stop sequence starts in `text`, if one is there.
+    fn stop_in(&self, text: &str) -> Option<usize> {
+        self.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+    }
+
+    /// How much of `text` may be shown: not a tail that could still grow
+    /// into a stop sequence.
+    fn shown_len(&self, text: &str) -> usize {
+        let mut end = text.len();
+        for stop in self.stop.iter().filter(|s| !s.is_empty()) {
+            for cut in (1..stop.len()).rev() {
+                if stop.is_char_boundary(cut) && text.ends_with(&stop[..cut]) {
+                    end = end.min(text.len() - cut);
+                    break;
+                }
+            }
+        }
+        end
     }
 }
 
@@ -229,9 +277,7 @@ fn fit_context(tok: &GgufTokenizer, messages: &[ChatMessage], budget: usize) -> 
 fn run_generation(
     loaded: &Loaded,
     prompt_ids: &[u32],
-    temperature: f32,
-    max_tokens: usize,
-    seed: u64,
+    knobs: &Knobs,
     tokens: Option<TokenSink>,
 ) -> Result<Generation, LlmError> {
     let err = |e: candle_core::Error| LlmError::Local(e.to_string());
@@ -239,18 +285,17 @@ fn run_generation(
     let tok = &loaded.tokenizer;
     // A private copy: shares the weights, owns its KV cache.
     let mut model = loaded.weights.clone();
-    let sampling =
-        if temperature <= 0.0 { Sampling::ArgMax } else { Sampling::TopP { p: 0.9, temperature: temperature as f64 } };
-    let mut sampler = LogitsProcessor::from_sampling(seed, sampling);
+    let mut sampler = LogitsProcessor::from_sampling(knobs.seed, knobs.sampling());
     let stops: Vec<u32> = [Some(tok.eos), tok.end_of_turn].into_iter().flatten().collect();
 
     let input = Tensor::new(prompt_ids, &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
     let mut logits = model.forward(&input, 0).map_err(err)?.squeeze(0).map_err(err)?;
-    let mut generated: Vec<u32> = Vec::with_capacity(max_tokens);
+    let mut generated: Vec<u32> = Vec::with_capacity(knobs.max_tokens);
     let mut emitted = String::new();
     let mut first_token_at = None;
     let mut stopped = false;
-    for step in 0..max_tokens {
+    let mut cut = None;
+    for step in 0..knobs.max_tokens {
         let next = sampler.sample(&logits).map_err(err)?;
         if first_token_at.is_none() {
             first_token_at = Some(started.elapsed());
@@ -260,18 +305,27 @@ fn run_generation(
             break;
         }
         generated.push(next);
-        // Emit only whole characters: a multi-byte character may span tokens.
         let text = tok.decode(&generated).map_err(LlmError::Local)?;
-        if !text.ends_with('\u{FFFD}') && text.len() > emitted.len() && text.starts_with(&emitted) {
+        if let Some(at) = knobs.stop_in(&text) {
+            (stopped, cut) = (true, Some(at));
+            break;
+        }
+        // Emit only whole characters (a multi-byte character may span
+        // tokens), and nothing a stop sequence may yet claim.
+        let shown = &text[..knobs.shown_len(&text)];
+        if !shown.ends_with('\u{FFFD}') && shown.len() > emitted.len() && shown.starts_with(&emitted) {
             if let Some(t) = &tokens {
-                let _ = t.send(text[emitted.len()..].to_owned());
+                let _ = t.send(shown[emitted.len()..].to_owned());
             }
-            emitted = text;
+            emitted = shown.to_owned();
         }
         let input = Tensor::new(&[next], &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
         logits = model.forward(&input, prompt_ids.len() + step).map_err(err)?.squeeze(0).map_err(err)?;
     }
-    let text = tok.decode(&generated).map_err(LlmError::Local)?;
+    let mut text = tok.decode(&generated).map_err(LlmError::Local)?;
+    if let Some(at) = cut {
+        text.truncate(at);
+    }
     if let Some(t) = &tokens {
         if text.len() > emitted.len() && text.starts_with(&emitted) {
             let _ = t.send(text[emitted.len()..].to_owned());
@@ -331,6 +385,21 @@ impl LlmProvider for LocalModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn knobs(stop: &[&str]) -> Knobs {
+        Knobs { temperature: 0.0, top_p: 1.0, seed: 0, stop: stop.iter().map(|s| s.to_string()).collect(), max_tokens: 1 }
+    }
+
+    #[test]
+    fn a_stop_sequence_is_never_shown_even_in_part() {
+        let k = knobs(&["END", "\n\n"]);
+        assert_eq!(k.stop_in("one two EN"), None);
+        assert_eq!(k.shown_len("one two EN"), "one two ".len());
+        assert_eq!(k.shown_len("one two\n"), "one two".len());
+        assert_eq!(k.stop_in("one ENDING"), Some(4));
+        assert_eq!(k.shown_len("no stop here"), "no stop here".len());
+        assert_eq!(knobs(&[]).shown_len("abc"), 3);
+    }
 
     #[test]
     fn message_text_cannot_spell_a_turn_boundary() {
