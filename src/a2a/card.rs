@@ -33,7 +33,14 @@ fn skill(capability: &str, description: String) -> Value {
     json!({"id": capability, "name": capability, "description": description, "tags": [capability]})
 }
 
-fn card(ctx: &CardContext<'_>, name: &str, description: String, version: &str, url: String, skills: Vec<Value>) -> Value {
+fn card(
+    ctx: &CardContext<'_>,
+    name: &str,
+    description: String,
+    version: &str,
+    url: String,
+    skills: Vec<Value>,
+) -> Value {
     let mut card = json!({
         "name": name,
         "description": description,

@@ -307,7 +307,7 @@ impl Call<'_> {
             .store
             .propose(RecordReplies { replies: vec![reply.clone()] })
             .await
-            .map_err(|e| A2aError::Internal(e.to_string()))?;
+            .map_err(|e| A2aError::from(Problem::from(e)))?;
         if recorded.first() != Some(&true) {
             // The agent answered first.
             let answered = self.ctx.messages.reply_of(&q.id).await?.unwrap_or(reply);
@@ -339,7 +339,8 @@ impl Call<'_> {
         };
         let before = match q.page_token.as_deref().filter(|t| !t.is_empty()) {
             Some(token) => Some(
-                parse_token(token).ok_or_else(|| A2aError::InvalidParams(format!("pageToken `{token}` is not ours")))?,
+                parse_token(token)
+                    .ok_or_else(|| A2aError::InvalidParams(format!("pageToken `{token}` is not ours")))?,
             ),
             None => None,
         };
@@ -422,12 +423,20 @@ fn rpc_result(id: &Value, result: impl serde::Serialize) -> Response {
 }
 
 /// JSON-RPC errors travel with HTTP 200: A2A clients read them only then.
+/// A body that is no JSON-RPC request at all is a 400 (no client library
+/// sends one; a proxy or a hand-written call learns it went wrong).
 fn rpc_error(id: &Value, e: &A2aError) -> Response {
-    versioned(Json(json!({"jsonrpc": "2.0", "id": id, "error": e.rpc_error()})).into_response())
+    let status = match e {
+        A2aError::Parse(_) | A2aError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    };
+    versioned((status, Json(json!({"jsonrpc": "2.0", "id": id, "error": e.rpc_error()}))).into_response())
 }
 
 fn rpc_stream(id: Value, events: Events) -> Response {
-    let frames = events.map(move |e| Ok::<_, Infallible>(Event::default().data(json!({"jsonrpc": "2.0", "id": id, "result": e}).to_string())));
+    let frames = events.map(move |e| {
+        Ok::<_, Infallible>(Event::default().data(json!({"jsonrpc": "2.0", "id": id, "result": e}).to_string()))
+    });
     versioned(sse(frames))
 }
 
@@ -479,7 +488,9 @@ async fn dispatch(call: Call<'_>, headers: HeaderMap, body: Bytes) -> Response {
 
 /// A2A JSON-RPC to one agent.
 #[utoipa::path(post, path = "/a2a/agents/{name}", tag = "a2a", request_body(content = Object, description = "a JSON-RPC 2.0 request"),
-    responses((status = 200, description = "a JSON-RPC response (errors included), or text/event-stream for streaming methods")))]
+    params(("name" = String, Path, description = "The agent")),
+    responses((status = 200, description = "a JSON-RPC response (errors included), or text/event-stream for streaming methods"),
+              (status = 400, description = "not a JSON-RPC request (-32700, -32600)")))]
 pub async fn agent_rpc(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
@@ -492,7 +503,8 @@ pub async fn agent_rpc(
 
 /// A2A JSON-RPC to the router: messages name a skill (a capability).
 #[utoipa::path(post, path = "/a2a", tag = "a2a", request_body(content = Object, description = "a JSON-RPC 2.0 request"),
-    responses((status = 200, description = "a JSON-RPC response (errors included), or text/event-stream for streaming methods")))]
+    responses((status = 200, description = "a JSON-RPC response (errors included), or text/event-stream for streaming methods"),
+              (status = 400, description = "not a JSON-RPC request (-32700, -32600)")))]
 pub async fn router_rpc(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
@@ -518,9 +530,7 @@ fn rest<T: serde::Serialize>(r: Result<T, A2aError>) -> Response {
 
 fn rest_stream(r: Result<Events, A2aError>) -> Response {
     match r {
-        Ok(events) => {
-            versioned(sse(events.map(|e| Ok::<_, Infallible>(Event::default().data(json!(e).to_string())))))
-        }
+        Ok(events) => versioned(sse(events.map(|e| Ok::<_, Infallible>(Event::default().data(json!(e).to_string()))))),
         Err(e) => rest_error(&e),
     }
 }
@@ -549,7 +559,9 @@ async fn rest_get_task(call: Call<'_>, id: String, headers: HeaderMap, q: TaskPa
         return rest_error(&e);
     }
     match id.rsplit_once(':') {
-        Some((id, "subscribe")) => rest_stream(call.subscribe(TaskQuery { id: id.to_owned(), ..Default::default() }).await),
+        Some((id, "subscribe")) => {
+            rest_stream(call.subscribe(TaskQuery { id: id.to_owned(), ..Default::default() }).await)
+        }
         _ => rest(call.get_task(TaskQuery { id, history_length: q.history_length, ..Default::default() }).await),
     }
 }
@@ -610,7 +622,7 @@ async fn rest_list(call: Call<'_>, headers: HeaderMap, q: ListParams) -> Respons
 
 /// A2A HTTP+JSON: `message:send` or `message:stream` to one agent.
 #[utoipa::path(post, path = "/a2a/agents/{name}/{action}", tag = "a2a", request_body(content = Object, description = "SendMessageRequest"),
-    params(("action" = String, Path, description = "`message:send` or `message:stream`")),
+    params(("name" = String, Path, description = "The agent"), ("action" = String, Path, description = "`message:send` or `message:stream`")),
     responses((status = 200, description = "`{task}`, or text/event-stream of StreamResponse"),
               (status = 400, description = "A2A error (google.rpc.Status)"), (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn agent_message(
@@ -639,8 +651,9 @@ pub async fn router_message(
 }
 
 /// A2A HTTP+JSON: one agent's tasks this key created, newest first.
-#[utoipa::path(get, path = "/a2a/agents/{name}/tasks", tag = "a2a", params(ListParams),
-    responses((status = 200, description = "ListTasksResponse"), (status = 400, description = "A2A error (google.rpc.Status)")))]
+#[utoipa::path(get, path = "/a2a/agents/{name}/tasks", tag = "a2a", params(("name" = String, Path, description = "The agent"), ListParams),
+    responses((status = 200, description = "ListTasksResponse"), (status = 400, description = "A2A error (google.rpc.Status)"),
+              (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn agent_tasks(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
@@ -653,7 +666,8 @@ pub async fn agent_tasks(
 
 /// A2A HTTP+JSON: every task this key created over A2A, newest first.
 #[utoipa::path(get, path = "/a2a/tasks", tag = "a2a", params(ListParams),
-    responses((status = 200, description = "ListTasksResponse"), (status = 400, description = "A2A error (google.rpc.Status)")))]
+    responses((status = 200, description = "ListTasksResponse"), (status = 400, description = "A2A error (google.rpc.Status)"),
+              (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn router_tasks(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
@@ -664,7 +678,7 @@ pub async fn router_tasks(
 }
 
 /// A2A HTTP+JSON: a task (`{id}`), or its events (`{id}:subscribe`).
-#[utoipa::path(get, path = "/a2a/agents/{name}/tasks/{id}", tag = "a2a", params(TaskParams),
+#[utoipa::path(get, path = "/a2a/agents/{name}/tasks/{id}", tag = "a2a", params(("name" = String, Path, description = "The agent"), ("id" = String, Path, description = "The task, with `:cancel` or `:subscribe` after it for those actions"), TaskParams),
     responses((status = 200, description = "Task, or text/event-stream"), (status = 400, description = "A2A error (google.rpc.Status)"),
               (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn agent_task(
@@ -678,7 +692,7 @@ pub async fn agent_task(
 }
 
 /// A2A HTTP+JSON: `{id}:cancel` or `{id}:subscribe`.
-#[utoipa::path(post, path = "/a2a/agents/{name}/tasks/{id}", tag = "a2a",
+#[utoipa::path(post, path = "/a2a/agents/{name}/tasks/{id}", tag = "a2a", params(("name" = String, Path, description = "The agent"), ("id" = String, Path, description = "The task, with `:cancel` or `:subscribe` after it")),
     responses((status = 200, description = "Task, or text/event-stream"), (status = 400, description = "A2A error (google.rpc.Status)"),
               (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn agent_task_action(
@@ -691,7 +705,7 @@ pub async fn agent_task_action(
 }
 
 /// A2A HTTP+JSON on the router: a task, or its events.
-#[utoipa::path(get, path = "/a2a/tasks/{id}", tag = "a2a", params(TaskParams),
+#[utoipa::path(get, path = "/a2a/tasks/{id}", tag = "a2a", params(("id" = String, Path, description = "The task, with `:cancel` or `:subscribe` after it for those actions"), TaskParams),
     responses((status = 200, description = "Task, or text/event-stream"), (status = 400, description = "A2A error (google.rpc.Status)"),
               (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn router_task(
@@ -705,7 +719,7 @@ pub async fn router_task(
 }
 
 /// A2A HTTP+JSON on the router: `{id}:cancel` or `{id}:subscribe`.
-#[utoipa::path(post, path = "/a2a/tasks/{id}", tag = "a2a",
+#[utoipa::path(post, path = "/a2a/tasks/{id}", tag = "a2a", params(("id" = String, Path, description = "The task, with `:cancel` or `:subscribe` after it")),
     responses((status = 200, description = "Task, or text/event-stream"), (status = 400, description = "A2A error (google.rpc.Status)"),
               (status = 404, description = "A2A error (google.rpc.Status)")))]
 pub async fn router_task_action(
@@ -722,10 +736,11 @@ pub async fn router_task_action(
 /// `scheme://host` as the caller reached this node.
 fn base_url(ctx: &Ctx, headers: &HeaderMap) -> String {
     let host = headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let scheme = headers
-        .get("x-forwarded-proto")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or(if ctx.https { "https" } else { "http" });
+    let scheme = headers.get("x-forwarded-proto").and_then(|h| h.to_str().ok()).unwrap_or(if ctx.https {
+        "https"
+    } else {
+        "http"
+    });
     format!("{scheme}://{host}")
 }
 
@@ -738,6 +753,7 @@ fn card_response(card: Value) -> Response {
 
 /// An agent's A2A card.
 #[utoipa::path(get, path = "/a2a/agents/{name}/.well-known/agent-card.json", tag = "a2a",
+    params(("name" = String, Path, description = "The agent")),
     responses((status = 200, description = "AgentCard (A2A v1.0)")))]
 pub async fn agent_card(
     State(ctx): State<Ctx>,

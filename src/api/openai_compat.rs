@@ -372,16 +372,27 @@ impl EmbeddingRequest {
             serde_json::Value::Array(a) if a.iter().all(|v| v.is_string()) => {
                 a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
             }
-            _ => return Err(refuse("input", "input must be a string or an array of strings (token arrays are not accepted)")),
+            _ => {
+                return Err(refuse(
+                    "input",
+                    "input must be a string or an array of strings (token arrays are not accepted)",
+                ))
+            }
         };
         if texts.is_empty() || texts.len() > MAX_EMBEDDING_INPUTS {
-            return Err(refuse("input", format!("input must hold 1 to {MAX_EMBEDDING_INPUTS} texts, not {}", texts.len())));
+            return Err(refuse(
+                "input",
+                format!("input must hold 1 to {MAX_EMBEDDING_INPUTS} texts, not {}", texts.len()),
+            ));
         }
         if let Some(i) = texts.iter().position(|t| t.is_empty()) {
             return Err(refuse("input", format!("input[{i}] is empty")));
         }
         if let Some(d) = self.dimensions.filter(|d| *d as usize != crate::memory::DIMENSIONS) {
-            return Err(refuse("dimensions", format!("{EMBEDDING_MODEL} has {} dimensions, not {d}", crate::memory::DIMENSIONS)));
+            return Err(refuse(
+                "dimensions",
+                format!("{EMBEDDING_MODEL} has {} dimensions, not {d}", crate::memory::DIMENSIONS),
+            ));
         }
         Ok(texts)
     }
@@ -399,7 +410,9 @@ pub async fn embeddings(State(ctx): State<Ctx>, Json(req): Json<EmbeddingRequest
     let base64 = match req.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
-        Some(other) => return refused(refuse("encoding_format", format!("encoding_format `{other}`: use float or base64"))),
+        Some(other) => {
+            return refused(refuse("encoding_format", format!("encoding_format `{other}`: use float or base64")))
+        }
     };
     let texts = match req.texts() {
         Ok(texts) => texts,

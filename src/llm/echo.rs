@@ -20,8 +20,13 @@ impl LlmProvider for EchoProvider {
     }
 
     async fn chat(&self, request: ChatRequest, tokens: Option<TokenSink>) -> Result<ChatResponse, LlmError> {
-        let asked =
-            request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str()).unwrap_or_default();
+        let asked = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap_or_default();
         let mut said = asked;
         let mut finish = "stop";
         if let Some(at) = request.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| said.find(s.as_str())).min() {

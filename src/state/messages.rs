@@ -226,9 +226,9 @@ pub struct TurnUsage {
     pub spend_micro_usd: u64,
     pub tool_calls: u32,
     /// Of `tokens`: those of the prompts and of the completions.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub input_tokens: u64,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
     pub output_tokens: u64,
     /// The answer's last model call was cut at its token limit
     /// (OpenAI's `finish_reason: "length"`).
@@ -281,6 +281,10 @@ fn count_usage(
 pub const DELIVER_NOTIFICATIONS: &str = "Notifications";
 
 fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u64(n: &u64) -> bool {
     *n == 0
 }
 
@@ -891,13 +895,14 @@ impl Queries {
     pub async fn requests_from(&self, filter: RequestFilter) -> Result<(Vec<Message>, u64), ReadError> {
         self.replica()
             .read(move |c| {
-                const MATCHING: &str = "FROM messages WHERE sender = ?1 AND kind = 'request'
+                const MATCHING: &str = "FROM messages WHERE sender = ?1 AND kind = 'Request'
                        AND (?2 IS NULL OR json_extract(body, '$.sent_by') = ?2)
                        AND (?3 IS NULL OR conversation_id = ?3)
                        AND (?4 IS NULL OR receiver_key = ?4)";
                 let receiver = filter.receiver.as_ref().map(|r| r.to_ascii_lowercase());
                 let base = params![filter.sender, filter.sent_by, filter.context, receiver];
-                let total: i64 = c.prepare_cached(&format!("SELECT count(*) {MATCHING}"))?.query_row(base, |r| r.get(0))?;
+                let total: i64 =
+                    c.prepare_cached(&format!("SELECT count(*) {MATCHING}"))?.query_row(base, |r| r.get(0))?;
                 let (at, id) = filter.before.clone().unwrap_or((i64::MAX, String::new()));
                 let mut s = c.prepare_cached(&format!(
                     "SELECT body {MATCHING} AND (created_at < ?5 OR (created_at = ?5 AND id < ?6) OR ?6 = '')

@@ -73,8 +73,8 @@ pub use memory::{
 };
 pub use messages::{
     day_of, payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState, DayUsage,
-    Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, RequestFilter, Served, SetConversation,
-    TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
+    Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, RequestFilter, Served,
+    SetConversation, TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
 };
 pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};
 pub use proposer::{Batched, Proposer};

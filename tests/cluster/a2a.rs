@@ -15,9 +15,10 @@ fn python() -> String {
 /// The node that owns `agent`, from the placement view.
 async fn owner_of(node: &TestNode, agent: &str) -> Option<u64> {
     let (_, p) = node.get("/v1/cluster/placement").await;
-    p["nodes"].as_array()?.iter().find_map(|n| {
-        n["agents"].as_array()?.iter().any(|a| a == agent).then(|| n["node"].as_u64()).flatten()
-    })
+    p["nodes"]
+        .as_array()?
+        .iter()
+        .find_map(|n| n["agents"].as_array()?.iter().any(|a| a == agent).then(|| n["node"].as_u64()).flatten())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,7 +57,9 @@ async fn the_a2a_sdk_talks_to_agents_owned_by_another_node() {
     let url = node.url("/a2a/agents/echo");
     for binding in ["JSONRPC", "HTTP+JSON"] {
         assert!(
-            interfaces.iter().any(|i| i["protocolBinding"] == binding && i["url"] == url && i["protocolVersion"] == "1.0"),
+            interfaces
+                .iter()
+                .any(|i| i["protocolBinding"] == binding && i["url"] == url && i["protocolVersion"] == "1.0"),
             "{binding} at {url}: {card}"
         );
     }

@@ -387,7 +387,13 @@ mod tests {
     use super::*;
 
     fn knobs(stop: &[&str]) -> Knobs {
-        Knobs { temperature: 0.0, top_p: 1.0, seed: 0, stop: stop.iter().map(|s| s.to_string()).collect(), max_tokens: 1 }
+        Knobs {
+            temperature: 0.0,
+            top_p: 1.0,
+            seed: 0,
+            stop: stop.iter().map(|s| s.to_string()).collect(),
+            max_tokens: 1,
+        }
     }
 
     #[test]
