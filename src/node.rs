@@ -193,6 +193,7 @@ impl Node {
             mcp_host,
             config.tool_data_dir(),
             crate::mcp::ToolPolicies::new(config.tools.policy.clone()),
+            &config.tools.remote,
             metrics.clone(),
         ));
         if let Some(tools_dir) = config.server.tools_dir.get() {
@@ -235,6 +236,7 @@ impl Node {
             metrics.clone(),
         )
         .await?;
+        let a2a = Arc::new(crate::a2a::A2aClient::new(config.a2a.clone()));
         let runtime = AgentRuntime::new(
             ledger.clone(),
             providers.clone(),
@@ -244,6 +246,7 @@ impl Node {
             metrics.clone(),
             shutdown.clone(),
             crate::runtime::RuntimeSettings {
+                a2a: a2a.clone(),
                 max_attempts: config.server.max_message_attempts as u32,
                 limits: config.server.agent_limits(),
             },
@@ -287,7 +290,7 @@ impl Node {
             Box::new(move |live, rate| gate.reload(live, rate))
         };
         let reloader =
-            Arc::new(crate::reload::Reloader::new(config.clone(), gate_settings, mcp.clone(), providers.clone()));
+            Arc::new(crate::reload::Reloader::new(config.clone(), gate_settings, mcp.clone(), providers.clone(), a2a.clone()));
         let ctx = Arc::new(ApiContext {
             registry: registry.clone(),
             runtime: runtime.clone(),

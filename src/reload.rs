@@ -17,6 +17,8 @@ use crate::mcp::{McpRegistry, ToolPolicies};
 /// Keys (and the tables under them) a reload applies live.
 const LIVE: &[&str] = &[
     "tools.policy",
+    "tools.remote",
+    "a2a",
     "llm",
     "log.level",
     "server.allowed_origins",
@@ -44,11 +46,18 @@ pub struct Reloader {
     gate: GateSettings,
     mcp: Arc<McpRegistry>,
     providers: Providers,
+    a2a: Arc<crate::a2a::A2aClient>,
 }
 
 impl Reloader {
-    pub fn new(running: ServerConfig, gate: GateSettings, mcp: Arc<McpRegistry>, providers: Providers) -> Self {
-        Self { running: Mutex::new(running), gate, mcp, providers }
+    pub fn new(
+        running: ServerConfig,
+        gate: GateSettings,
+        mcp: Arc<McpRegistry>,
+        providers: Providers,
+        a2a: Arc<crate::a2a::A2aClient>,
+    ) -> Self {
+        Self { running: Mutex::new(running), gate, mcp, providers, a2a }
     }
 
     /// Re-reads the config from where it was first read and applies it.
@@ -73,6 +82,14 @@ impl Reloader {
         if touched("tools.policy") {
             self.mcp.set_policies(ToolPolicies::new(next.tools.policy.clone()));
             running.tools.policy = next.tools.policy.clone();
+        }
+        if touched("a2a") {
+            self.a2a.set_settings(next.a2a.clone());
+            running.a2a = next.a2a.clone();
+        }
+        if touched("tools.remote") {
+            self.mcp.set_remotes(&next.tools.remote);
+            running.tools.remote = next.tools.remote.clone();
         }
         if touched("llm") {
             // Model files stay where the running node found them (models.dir needs a restart).

@@ -3,8 +3,10 @@
 //! `api/a2a.rs`.
 
 pub mod card;
+pub mod client;
 pub mod error;
 pub mod tasks;
 pub mod wire;
 
+pub use client::{A2aCallError, A2aClient};
 pub use error::A2aError;

@@ -149,6 +149,21 @@ pub struct AgentSpec {
     /// What it may use (`[limits]`); unset ones are the server's.
     #[serde(default, skip_serializing_if = "super::limits::AgentLimits::is_empty")]
     pub limits: super::limits::AgentLimits,
+    /// Remote A2A agents it may call, each offered as a tool (`[[a2a]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub a2a: Vec<A2aRemote>,
+}
+
+/// A remote A2A agent an agent may call: a tool named `name`, which sends
+/// the model's message to the agent whose card is at `card`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct A2aRemote {
+    pub name: String,
+    /// The remote agent card's URL (its host must be in the node's
+    /// `a2a.allowed_hosts`).
+    pub card: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
 }
 
 impl AgentSpec {
@@ -196,6 +211,15 @@ struct RawAgent {
     rollout: Option<super::rollout::RawRollout>,
     subscriptions: Option<Vec<Spanned<String>>>,
     limits: Option<super::limits::RawLimits>,
+    a2a: Option<Vec<Spanned<RawA2a>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawA2a {
+    name: Spanned<String>,
+    card: Spanned<String>,
+    description: Option<String>,
 }
 
 /// `[memory]` plus the three prose keys. A TOML key written after a table
@@ -337,6 +361,7 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
     let capabilities = unique_labels(raw.capabilities.as_deref(), "capabilities", "capability", errs);
     let tools = unique_labels(raw.tools.as_deref(), "tools", "tool", errs);
     let subscriptions = subscription_patterns(raw.subscriptions.as_deref(), errs);
+    let a2a = a2a_remotes(raw.a2a, &tools, errs);
 
     // Hoist prose keys that landed inside [memory] or [parameters].
     let (memory, mut hoisted) = match raw.memory {
@@ -447,7 +472,38 @@ fn validate(raw: RawAgent, errs: &mut Errors<'_>) -> Option<AgentSpec> {
         rollout,
         subscriptions,
         limits,
+        a2a,
     })
+}
+
+/// `[[a2a]]`: each a distinct tool name (not a built-in or a listed tool)
+/// and an http(s) card URL. Whether its host may be called is the node's
+/// `a2a.allowed_hosts`, checked at each call.
+fn a2a_remotes(raw: Option<Vec<Spanned<RawA2a>>>, tools: &[String], errs: &mut Errors<'_>) -> Vec<A2aRemote> {
+    let mut out: Vec<A2aRemote> = Vec::new();
+    for entry in raw.unwrap_or_default() {
+        let entry = entry.into_inner();
+        let name = entry.name.get_ref();
+        let card = entry.card.get_ref();
+        let valid_name = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        if !valid_name {
+            errs.at(entry.name.span(), "a2a.name", format!("`{name}` is not a tool name (letters, digits, _ and -, at most 64)"));
+            continue;
+        }
+        if super::builtin_tools::is_builtin(name) || tools.contains(name) || out.iter().any(|r| &r.name == name) {
+            errs.at(entry.name.span(), "a2a.name", format!("`{name}` is already a tool of this agent"));
+            continue;
+        }
+        let url_ok = (card.starts_with("http://") || card.starts_with("https://")) && reqwest::Url::parse(card).is_ok();
+        if !url_ok {
+            errs.at(entry.card.span(), "a2a.card", format!("`{card}` is not an http(s) URL of an agent card"));
+            continue;
+        }
+        out.push(A2aRemote { name: name.clone(), card: card.clone(), description: entry.description });
+    }
+    out
 }
 
 /// `subscriptions`: valid, distinct topic patterns.

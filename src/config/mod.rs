@@ -3,9 +3,11 @@
 //! this module is known good.
 
 pub mod agent;
+pub mod builtin_tools;
 pub mod duration;
 mod env;
 pub mod limits;
+pub mod remote;
 pub mod rollout;
 pub mod server;
 mod setting;
@@ -13,7 +15,8 @@ mod span;
 pub mod tool_policy;
 pub mod topic;
 
-pub use agent::{workspace_of, AgentName, AgentSpec, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
+pub use agent::{workspace_of, A2aRemote, AgentName, AgentSpec, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
+pub use remote::{A2aCredential, A2aSection, RemoteMcpServer};
 pub use rollout::{RolloutSpec, Strategy};
 pub use server::{ConfigError, ConfigSource, Flag, LogFormat, Secret, ServerConfig};
 pub use setting::{ListenAddr, SettingText, Unset};

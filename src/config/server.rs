@@ -22,6 +22,7 @@ pub struct ServerConfig {
     pub models: ModelsSection,
     pub llm: LlmSection,
     pub tools: ToolsSection,
+    pub a2a: super::remote::A2aSection,
     /// The bootstrap admin key: `CAXTON_ADMIN_KEY`, else the contents of
     /// `server.admin_key_file`. Never written back out.
     #[serde(skip)]
@@ -55,6 +56,8 @@ pub struct ToolsSection {
     /// The memory limits of tool calls running at once add up to at most
     /// this (MiB); further calls wait for memory to be free.
     pub memory_budget_mb: u64,
+    /// MCP servers reached over Streamable HTTP, by name.
+    pub remote: BTreeMap<String, super::remote::RemoteMcpServer>,
 }
 
 impl Default for ToolsSection {
@@ -66,6 +69,7 @@ impl Default for ToolsSection {
                 super::tool_policy::ToolPolicy::default(),
             )]),
             memory_budget_mb: super::tool_policy::DEFAULT_MEMORY_BUDGET_MB.into(),
+            remote: BTreeMap::new(),
         }
     }
 }
@@ -648,6 +652,10 @@ impl ServerConfig {
         for (name, p) in &self.llm.providers {
             p.validate(name).map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         }
+        for (name, remote) in &self.tools.remote {
+            remote.validate(name).map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
+        }
+        self.a2a.validate().map_err(|(key, value, reason)| ConfigError::Invalid { key, value, reason })?;
         for (name, policy) in &self.tools.policy {
             if let Some(var) = policy.env.iter().find(|v| v.starts_with(super::tool_policy::RESERVED_ENV_PREFIX)) {
                 return Err(invalid(

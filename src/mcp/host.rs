@@ -60,6 +60,9 @@ pub enum ToolError {
     Protocol(String),
     #[error("the tool returned an error ({code}): {message}")]
     Rpc { code: i64, message: String },
+    /// A remote MCP server could not be reached or answered garbage.
+    #[error("{0}")]
+    Remote(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]

@@ -8,6 +8,7 @@ mod http;
 mod manifest;
 mod policy;
 mod registry;
+mod remote;
 mod sandbox;
 
 pub use crate::config::tool_policy::{ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
@@ -15,5 +16,6 @@ pub use host::{CompiledServer, McpHost, MemoryBudget, ToolError, ToolInfo, DEFAU
 pub use http::{is_internal, HttpPolicy};
 pub use manifest::Manifest;
 pub use policy::ToolPolicies;
-pub use registry::{entry_grants, McpError, McpRegistry, ServerRecord, MAX_MODULE_BYTES};
+pub use registry::{entry_grants, McpError, McpRegistry, RemoteView, ServerRecord, MAX_MODULE_BYTES};
+pub use remote::{Reachability, RemoteServer};
 pub use sandbox::{DataDir, Limits, Sandbox};

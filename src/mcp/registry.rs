@@ -56,6 +56,24 @@ pub struct ServerRecord {
     #[schema(value_type = Vec<Object>)]
     pub tools: Vec<ToolInfo>,
     pub deployed_at_ms: i64,
+    /// A remote server (`[tools.remote.NAME]`): its URL and whether it
+    /// answered its last request. Absent for WebAssembly servers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RemoteView {
+    pub url: String,
+    #[serde(flatten)]
+    pub reach: super::remote::Reachability,
+}
+
+/// The remote servers of the node's config, by name.
+type Remotes = std::collections::BTreeMap<String, Arc<super::remote::RemoteServer>>;
+
+fn remotes_of(config: &std::collections::BTreeMap<String, crate::config::RemoteMcpServer>) -> Remotes {
+    config.iter().map(|(name, c)| (name.clone(), Arc::new(super::remote::RemoteServer::new(name, c.clone())))).collect()
 }
 
 pub struct McpRegistry {
@@ -66,6 +84,8 @@ pub struct McpRegistry {
     metrics: Arc<crate::observability::Metrics>,
     /// Replaced whole by a config reload; each deploy or call reads it once.
     policies: parking_lot::RwLock<Arc<ToolPolicies>>,
+    /// Replaced whole by a config reload, like the policies.
+    remotes: parking_lot::RwLock<Arc<Remotes>>,
 }
 
 impl McpRegistry {
@@ -75,9 +95,42 @@ impl McpRegistry {
         host: Arc<McpHost>,
         data_root: PathBuf,
         policies: ToolPolicies,
+        remotes: &std::collections::BTreeMap<String, crate::config::RemoteMcpServer>,
         metrics: Arc<crate::observability::Metrics>,
     ) -> Self {
-        Self { store, queries, host, data_root, metrics, policies: parking_lot::RwLock::new(Arc::new(policies)) }
+        Self {
+            store,
+            queries,
+            host,
+            data_root,
+            metrics,
+            policies: parking_lot::RwLock::new(Arc::new(policies)),
+            remotes: parking_lot::RwLock::new(Arc::new(remotes_of(remotes))),
+        }
+    }
+
+    fn remotes(&self) -> Arc<Remotes> {
+        self.remotes.read().clone()
+    }
+
+    /// The remote servers from now on (a config reload).
+    pub fn set_remotes(&self, config: &std::collections::BTreeMap<String, crate::config::RemoteMcpServer>) {
+        *self.remotes.write() = Arc::new(remotes_of(config));
+    }
+
+    async fn remote_record(server: &super::remote::RemoteServer) -> ServerRecord {
+        let tools = server.tools().await;
+        ServerRecord {
+            name: server.name.clone(),
+            version: String::new(),
+            description: format!("remote MCP server at {}", server.url()),
+            hash: String::new(),
+            size_bytes: 0,
+            limits: Default::default(),
+            tools,
+            deployed_at_ms: 0,
+            remote: Some(RemoteView { url: server.url().to_owned(), reach: server.reachability() }),
+        }
     }
 
     fn policies(&self) -> Arc<ToolPolicies> {
@@ -98,6 +151,12 @@ impl McpRegistry {
         by: ToolDeployer,
     ) -> Result<ServerRecord, McpError> {
         let manifest = Manifest::parse(manifest_text).map_err(McpError::Invalid)?;
+        if self.remotes().contains_key(&manifest.name) {
+            return Err(McpError::Invalid(format!(
+                "`{}` names a remote MCP server in this node's config ([tools.remote.{}]); choose another name",
+                manifest.name, manifest.name
+            )));
+        }
         let policies = self.policies();
         let excesses = policies.excesses(&manifest, &by);
         if !excesses.is_empty() {
@@ -134,10 +193,16 @@ impl McpRegistry {
         }
     }
 
+    /// Deployed servers, then the remote ones (their tools as last listed).
     pub async fn list(&self) -> Result<Vec<ServerRecord>, McpError> {
-        Ok(self.queries.tool_servers().await?.into_iter().filter_map(record).collect())
+        let mut out: Vec<ServerRecord> = self.queries.tool_servers().await?.into_iter().filter_map(record).collect();
+        for server in self.remotes().values() {
+            out.push(Self::remote_record(server).await);
+        }
+        Ok(out)
     }
 
+    /// A deployed server (remote ones are the config's, not deployed).
     pub async fn get(&self, name: &str) -> Result<Option<ServerRecord>, McpError> {
         Ok(self.queries.tool_server(name).await?.and_then(record))
     }
@@ -289,6 +354,12 @@ impl McpRegistry {
                 })
             }
         };
+        if let Some(remote) = self.remotes().get(&server).cloned() {
+            let started = std::time::Instant::now();
+            let result = remote.call_tool(tool, arguments).await;
+            self.metrics.tool_call(&server, tool, outcome_of(&result), started.elapsed());
+            return Ok(result?);
+        }
         let (compiled, manifest, by) = self.load(&server).await?;
         // What the manifest asks and this node's policy grants its deployer; no more.
         let policies = self.policies();
@@ -302,16 +373,19 @@ impl McpRegistry {
         self.metrics.tool_instances.inc();
         let result = self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await;
         self.metrics.tool_instances.dec();
-        let outcome = match &result {
-            Ok(r) if r["isError"] == true => Outcome::Error,
-            Ok(_) => Outcome::Ok,
-            Err(ToolError::MemoryLimit { .. }) => Outcome::Memory,
-            Err(ToolError::CpuLimit { .. }) => Outcome::Fuel,
-            Err(ToolError::Timeout { .. }) => Outcome::Timeout,
-            Err(_) => Outcome::Error,
-        };
-        self.metrics.tool_call(&server, tool, outcome, started.elapsed());
+        self.metrics.tool_call(&server, tool, outcome_of(&result), started.elapsed());
         Ok(result?)
+    }
+}
+
+fn outcome_of(result: &Result<Value, ToolError>) -> Outcome {
+    match result {
+        Ok(r) if r["isError"] == true => Outcome::Error,
+        Ok(_) => Outcome::Ok,
+        Err(ToolError::MemoryLimit { .. }) => Outcome::Memory,
+        Err(ToolError::CpuLimit { .. }) => Outcome::Fuel,
+        Err(ToolError::Timeout { .. }) => Outcome::Timeout,
+        Err(_) => Outcome::Error,
     }
 }
 
@@ -334,6 +408,7 @@ fn record(row: ToolServerRow) -> Option<ServerRecord> {
         limits: m.limits.clone(),
         tools: serde_json::from_str(&row.tools).unwrap_or_default(),
         deployed_at_ms: row.deployed_at_ms,
+        remote: None,
     })
 }
 
@@ -372,7 +447,7 @@ impl crate::problems::Classified for ToolError {
             Self::OutputLimit { .. } => ProblemType::ToolOutputLimit,
             Self::InputLimit { .. } => ProblemType::ToolInputLimit,
             Self::NoInitialize => ProblemType::ToolNotMcp,
-            Self::Trap(_) | Self::Protocol(_) => ProblemType::ToolFailed,
+            Self::Trap(_) | Self::Protocol(_) | Self::Remote(_) => ProblemType::ToolFailed,
             Self::Rpc { .. } => ProblemType::ToolRpcError,
         }
     }

@@ -53,6 +53,8 @@ pub(super) struct Executor {
 /// The server settings the runtime follows.
 #[derive(Debug, Clone)]
 pub struct RuntimeSettings {
+    /// Calls remote A2A agents (agents' `[[a2a]]` tools).
+    pub a2a: std::sync::Arc<crate::a2a::A2aClient>,
     /// `server.max_message_attempts`.
     pub max_attempts: u32,
     /// `server.agent_*`: the limits of agents that set none.

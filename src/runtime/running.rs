@@ -78,7 +78,7 @@ impl AgentRuntime {
         shutdown: Shutdown,
         settings: RuntimeSettings,
     ) -> Self {
-        let tools = Tools::new(messages.clone(), memory.clone(), mcp);
+        let tools = Tools::new(messages.clone(), memory.clone(), mcp, settings.a2a.clone());
         let exec = Executor::new(ledger.clone(), providers, messages, memory, tools, metrics, shutdown, settings);
         Self {
             ledger,

@@ -12,22 +12,10 @@ use crate::memory::types::{Place, Viewer};
 use crate::memory::{MemoryBackend, SearchQuery};
 use crate::messaging::{MessageKind, MessageService, SendOutcome, SendRequest, Target};
 
-pub const ASK_AGENT: &str = "ask_agent";
-pub const MEMORY_SEARCH: &str = "memory_search";
-pub const MEMORY_STORE: &str = "memory_store";
-pub const MEMORY_RELATE: &str = "memory_relate";
-pub const PUBLISH: &str = "publish";
-pub const START_AUCTION: &str = "start_auction";
-pub const START_NEGOTIATION: &str = "start_negotiation";
-
-/// Tools the runtime itself provides (always available to allowlist).
-pub const BUILTIN_TOOLS: [&str; 7] =
-    [ASK_AGENT, MEMORY_SEARCH, MEMORY_STORE, MEMORY_RELATE, PUBLISH, START_AUCTION, START_NEGOTIATION];
-
-/// Whether `name` is one of Caxton's own tools (not an MCP server's).
-pub fn is_builtin(name: &str) -> bool {
-    BUILTIN_TOOLS.contains(&name)
-}
+pub use crate::config::builtin_tools::{
+    is_builtin, ASK_AGENT, BUILTIN_TOOLS, MEMORY_RELATE, MEMORY_SEARCH, MEMORY_STORE, PUBLISH, START_AUCTION,
+    START_NEGOTIATION,
+};
 
 /// Who is calling a tool, for tools that act on the caller's behalf.
 pub struct CallContext<'a> {
@@ -43,17 +31,56 @@ pub struct CallContext<'a> {
     /// Shadow traffic: only tools free of side effects run (these, plus
     /// `memory_search` and MCP tools annotated `readOnlyHint`).
     pub shadow: Option<&'a [String]>,
+    /// The remote A2A agents the agent may call, by tool name.
+    pub a2a: &'a [crate::config::A2aRemote],
 }
 
 pub struct Tools {
     messages: Arc<MessageService>,
     memory: Arc<dyn MemoryBackend>,
     mcp: Arc<McpRegistry>,
+    a2a: Arc<crate::a2a::A2aClient>,
 }
 
 impl Tools {
-    pub fn new(messages: Arc<MessageService>, memory: Arc<dyn MemoryBackend>, mcp: Arc<McpRegistry>) -> Self {
-        Self { messages, memory, mcp }
+    pub fn new(
+        messages: Arc<MessageService>,
+        memory: Arc<dyn MemoryBackend>,
+        mcp: Arc<McpRegistry>,
+        a2a: Arc<crate::a2a::A2aClient>,
+    ) -> Self {
+        Self { messages, memory, mcp, a2a }
+    }
+
+    /// The agent's remote A2A agents, as tools taking a message.
+    pub fn offered_a2a(remotes: &[crate::config::A2aRemote]) -> Vec<ToolSpec> {
+        remotes
+            .iter()
+            .map(|r| ToolSpec {
+                name: r.name.clone(),
+                description: r.description.clone().unwrap_or_else(|| {
+                    format!("Ask the remote agent `{}` (A2A, card {}); it answers in text", r.name, r.card)
+                }),
+                parameters: json!({
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "description": "What to ask it"}},
+                    "required": ["message"]
+                }),
+            })
+            .collect()
+    }
+
+    /// One call to a remote A2A agent: its answer, or why there is none.
+    async fn call_a2a(
+        &self,
+        remote: &crate::config::A2aRemote,
+        arguments: &Value,
+        ctx: &CallContext<'_>,
+    ) -> Result<String, String> {
+        let Some(message) = arguments["message"].as_str().filter(|m| !m.trim().is_empty()) else {
+            return Err(format!("`{}` takes {{\"message\": \"...\"}}", remote.name));
+        };
+        self.a2a.call(remote, message, ctx.conversation_id, ctx.deadline).await.map_err(|e| e.to_string())
     }
 
     /// Deployed MCP tools the allowlist grants, as model-facing specs.
@@ -98,6 +125,9 @@ impl Tools {
                     call.name
                 ));
             }
+        }
+        if let Some(remote) = ctx.a2a.iter().find(|r| r.name == call.name) {
+            return self.call_a2a(remote, &call.arguments, ctx).await;
         }
         match call.name.as_str() {
             ASK_AGENT => self.ask_agent(&call.arguments, ctx).await,

@@ -100,6 +100,7 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
     let mut messages = opening(spec, recalled, message, &history);
     let mut offered = tools.offered(&spec.tools, memory.is_some());
     offered.extend(tools.offered_mcp(&spec.tools).await);
+    offered.extend(super::tools::Tools::offered_a2a(&spec.a2a));
     let ctx = CallContext {
         agent: spec.name.as_str(),
         allowlist: &spec.tools,
@@ -109,6 +110,7 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
         trace_id: &message.trace_id,
         deadline: spec.timeout(),
         shadow,
+        a2a: &spec.a2a,
     };
     for _turn in 0..spec.max_turns {
         let request = ChatRequest {
