@@ -289,8 +289,13 @@ impl Node {
             let gate = gate.clone();
             Box::new(move |live, rate| gate.reload(live, rate))
         };
-        let reloader =
-            Arc::new(crate::reload::Reloader::new(config.clone(), gate_settings, mcp.clone(), providers.clone(), a2a.clone()));
+        let reloader = Arc::new(crate::reload::Reloader::new(
+            config.clone(),
+            gate_settings,
+            mcp.clone(),
+            providers.clone(),
+            a2a.clone(),
+        ));
         let ctx = Arc::new(ApiContext {
             registry: registry.clone(),
             runtime: runtime.clone(),

@@ -96,6 +96,7 @@ problem_types! {
     ToolNotMcp => (422, "tool-not-mcp", "Tool error"),
     ToolFailed => (422, "tool-failed", "Tool error"),
     ToolRpcError => (422, "tool-rpc-error", "Tool error"),
+    ToolServerUnavailable => (502, "tool-server-unavailable", "Tool server unavailable"),
     Internal => (500, "internal", "Internal error"),
     ClusterUnavailable => (503, "cluster-unavailable", "Cluster unavailable"),
     Overloaded => (503, "overloaded", "Server busy"),

@@ -231,8 +231,7 @@ async fn read_capped(resp: reqwest::Response, remote: &A2aRemote, limit: u64) ->
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| A2aCallError::Unreachable { name: remote.name.clone(), why: e.to_string() })?;
+        let chunk = chunk.map_err(|e| A2aCallError::Unreachable { name: remote.name.clone(), why: e.to_string() })?;
         if (body.len() + chunk.len()) as u64 > limit {
             return Err(A2aCallError::TooLarge { name: remote.name.clone(), limit });
         }
@@ -245,7 +244,9 @@ async fn read_capped(resp: reqwest::Response, remote: &A2aRemote, limit: u64) ->
 fn jsonrpc_endpoint(card: &Value) -> Option<String> {
     card["supportedInterfaces"].as_array()?.iter().find_map(|i| {
         let v = i["protocolVersion"].as_str().unwrap_or("1.0");
-        (i["protocolBinding"] == "JSONRPC" && (v == "1" || v.starts_with("1."))).then(|| i["url"].as_str())?.map(str::to_owned)
+        (i["protocolBinding"] == "JSONRPC" && (v == "1" || v.starts_with("1.")))
+            .then(|| i["url"].as_str())?
+            .map(str::to_owned)
     })
 }
 
@@ -325,7 +326,9 @@ impl Answer {
         let text = if artifacts.is_empty() { self.status_text.unwrap_or_default() } else { artifacts.join("\n") };
         match self.state {
             Some(TaskState::Completed) => Ok(text),
-            Some(state) if state.is_terminal() || state == TaskState::InputRequired || state == TaskState::AuthRequired => {
+            Some(state)
+                if state.is_terminal() || state == TaskState::InputRequired || state == TaskState::AuthRequired =>
+            {
                 Err(A2aCallError::Ended { name: remote.name.clone(), state: format!("{state:?}"), text })
             }
             // The stream ended early, or a non-blocking answer: what there is.

@@ -53,6 +53,7 @@ const TOOL: &[P] = &[
     P::ToolNotMcp,
     P::ToolFailed,
     P::ToolRpcError,
+    P::ToolServerUnavailable,
 ];
 
 /// What the gate (`api::gate`) answers before a scoped route runs.

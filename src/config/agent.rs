@@ -489,7 +489,11 @@ fn a2a_remotes(raw: Option<Vec<Spanned<RawA2a>>>, tools: &[String], errs: &mut E
             && name.len() <= 64
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if !valid_name {
-            errs.at(entry.name.span(), "a2a.name", format!("`{name}` is not a tool name (letters, digits, _ and -, at most 64)"));
+            errs.at(
+                entry.name.span(),
+                "a2a.name",
+                format!("`{name}` is not a tool name (letters, digits, _ and -, at most 64)"),
+            );
             continue;
         }
         if super::builtin_tools::is_builtin(name) || tools.contains(name) || out.iter().any(|r| &r.name == name) {

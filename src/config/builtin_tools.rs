@@ -18,4 +18,3 @@ pub const BUILTIN_TOOLS: [&str; 7] =
 pub fn is_builtin(name: &str) -> bool {
     BUILTIN_TOOLS.contains(&name)
 }
-

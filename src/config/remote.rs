@@ -42,7 +42,8 @@ impl RemoteMcpServer {
     /// Checks one server; errors name the key.
     pub fn validate(&self, name: &str) -> Result<(), (String, String, String)> {
         let key = |k: &str| format!("tools.remote.{name}.{k}");
-        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) || reqwest::Url::parse(&self.url).is_err()
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://"))
+            || reqwest::Url::parse(&self.url).is_err()
         {
             return Err((key("url"), self.url.clone(), "must be an http(s) URL".into()));
         }
@@ -73,7 +74,12 @@ pub struct A2aSection {
 
 impl Default for A2aSection {
     fn default() -> Self {
-        Self { allowed_hosts: Vec::new(), timeout_ms: 60_000, max_response_bytes: 1 << 20, credentials: BTreeMap::new() }
+        Self {
+            allowed_hosts: Vec::new(),
+            timeout_ms: 60_000,
+            max_response_bytes: 1 << 20,
+            credentials: BTreeMap::new(),
+        }
     }
 }
 

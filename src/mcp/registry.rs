@@ -447,7 +447,8 @@ impl crate::problems::Classified for ToolError {
             Self::OutputLimit { .. } => ProblemType::ToolOutputLimit,
             Self::InputLimit { .. } => ProblemType::ToolInputLimit,
             Self::NoInitialize => ProblemType::ToolNotMcp,
-            Self::Trap(_) | Self::Protocol(_) | Self::Remote(_) => ProblemType::ToolFailed,
+            Self::Trap(_) | Self::Protocol(_) => ProblemType::ToolFailed,
+            Self::Remote(_) => ProblemType::ToolServerUnavailable,
             Self::Rpc { .. } => ProblemType::ToolRpcError,
         }
     }

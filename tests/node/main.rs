@@ -24,6 +24,7 @@ mod messaging;
 mod openapi_problems;
 mod poison;
 mod registry_api;
+mod remote_tools;
 mod rollouts;
 mod sample_agent;
 mod sdk_clients;
