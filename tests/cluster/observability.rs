@@ -462,3 +462,64 @@ impl EventReader {
         }
     }
 }
+
+/// A call to a remote A2A agent is an A2A client span (OpenTelemetry's A2A
+/// conventions) under the turn's `execute_tool` span, in the message's trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_remote_a2a_agent_is_a_client_span_of_the_turn() {
+    let collector = Collector::start().await;
+    let port = free_port();
+    let python = std::env::var("CAXTON_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let mut remote = Command::new(python)
+        .arg(repo_path("tests/clients/a2a_remote_agent.py"))
+        .arg(port.to_string())
+        .arg("span-secret")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run python (make test installs a2a-sdk and sets CAXTON_TEST_PYTHON)");
+    eventually("the remote agent listens", Duration::from_secs(30), || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    })
+    .await;
+    let stub = OpenAiStub::start().await;
+    stub.script([
+        StubReply::tool_call("remote_echo", serde_json::json!({"message": "trace me"})),
+        StubReply::text("done"),
+    ]);
+    let tables = format!(
+        "{}\n[a2a]\nallowed_hosts = [\"127.0.0.1\"]\n[a2a.credentials.\"127.0.0.1\"]\nbearer_token_env = \"SPAN_TOKEN\"\n",
+        stub.provider_config("stub", "")
+    );
+    let node = TestNode::start_with(NodeOptions {
+        tables,
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), collector.endpoint.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+            ("SPAN_TOKEN".to_owned(), "span-secret".to_owned()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let agent = format!(
+        "name = \"caller\"\nprovider = \"stub\"\nsystem_prompt = \"x\"\n[[a2a]]\nname = \"remote_echo\"\ncard = \"http://127.0.0.1:{port}/.well-known/agent-card.json\"\n"
+    );
+    assert_eq!(node.post_toml("/v1/agents", &agent).await.0, 201);
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let status = send_traced(&node, format!("00-{trace}-00f067aa0ba902b7-01"), "caller", "call out").await;
+    assert_eq!(status, 200);
+    let spans = eventually_some("the A2A client span", Duration::from_secs(30), || async {
+        let spans = collector.trace(trace);
+        spans.iter().any(|s| s.name == "SendStreamingMessage").then_some(spans)
+    })
+    .await;
+    let _ = remote.kill();
+    let _ = remote.wait();
+    let a2a = spans.iter().find(|s| s.name == "SendStreamingMessage").unwrap();
+    assert_eq!(a2a.attributes["a2a.method.name"], "SendStreamingMessage", "{a2a:?}");
+    assert_eq!(a2a.attributes["a2a.protocol.version"], "1.0", "{a2a:?}");
+    assert_eq!(a2a.attributes["a2a.task.state"], "completed", "{a2a:?}");
+    assert!(!a2a.attributes["a2a.task.id"].is_empty(), "{a2a:?}");
+    assert_eq!(a2a.attributes["server.port"], port.to_string(), "{a2a:?}");
+    let tool = spans.iter().find(|s| s.span_id == a2a.parent).expect("a parent span in the trace");
+    assert_eq!(tool.name, "execute_tool remote_echo", "{tool:?}");
+}

@@ -171,3 +171,44 @@ async fn conversation_history_is_fed_back_to_the_model() {
     let text = stdout(&out);
     assert!(text.contains("completed") && text.contains("[response] memo -> user: Your name is Ada."), "{text}");
 }
+
+/// The OpenAI-compatible door's sampling parameters reach the agent's
+/// provider on every model call of its turn; without them the provider's
+/// own choices apply; `usage` and `finish_reason` come back from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_door_parameters_reach_an_openai_compatible_provider() {
+    let stub = OpenAiStub::start().await;
+    stub.script([
+        StubReply::tool_call("ask_agent", json!({"agent": "helper", "message": "hi"})),
+        StubReply::text("cut short").with_usage(30, 7),
+        StubReply::text("plain"),
+    ]);
+    let node = node_with(&stub, "").await;
+    deploy(&node, "name = \"helper\"\nprovider = \"echo\"\nsystem_prompt = \"Echo.\"\n").await;
+    deploy(&node, &stub_agent("boss", "tools = [\"ask_agent\"]")).await;
+    let body = json!({
+        "model": "boss", "messages": [{"role": "user", "content": "go"}],
+        "max_tokens": 7, "temperature": 0.5, "top_p": 0.25, "stop": ["END", "STOP"], "seed": 42
+    });
+    let (s, done) = node.post_json("/v1/chat/completions", body).await;
+    assert_eq!(s, 200, "{done}");
+    assert_eq!(done["choices"][0]["message"]["content"], "cut short");
+    assert_eq!(done["usage"]["completion_tokens"], 7, "the turn's two calls: {done}");
+    assert_eq!(done["usage"]["prompt_tokens"], 30, "{done}");
+    for req in &stub.requests()[..2] {
+        assert_eq!(req["max_tokens"], 7, "{req}");
+        assert_eq!(req["temperature"], 0.5, "{req}");
+        assert_eq!(req["top_p"], 0.25, "{req}");
+        assert_eq!(req["stop"], json!(["END", "STOP"]), "{req}");
+        assert_eq!(req["seed"], 42, "{req}");
+    }
+    let (s, plain) = node
+        .post_json("/v1/chat/completions", json!({"model": "boss", "messages": [{"role": "user", "content": "again"}]}))
+        .await;
+    assert_eq!(s, 200, "{plain}");
+    let last = stub.requests().pop().unwrap();
+    for absent in ["max_tokens", "temperature", "top_p", "stop", "seed"] {
+        assert!(last.get(absent).is_none(), "unset: the provider's own choice ({absent}): {last}");
+    }
+    assert_eq!(plain["choices"][0]["finish_reason"], "stop");
+}

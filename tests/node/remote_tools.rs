@@ -94,6 +94,33 @@ async fn an_agent_uses_a_remote_mcp_server_and_survives_it_going_away() {
     let out = node.cli(&["mcp", "list"]);
     assert!(out.status.success() && stdout(&out).contains("calc"), "{}{}", stdout(&out), stderr(&out));
 
+    // `/mcp` clients see its tools beside the deployed ones.
+    let http = reqwest::Client::new();
+    let rpc = |body: Value, session: Option<String>| {
+        let mut req = http
+            .post(node.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .body(body.to_string());
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        req.send()
+    };
+    let hello = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "1"}}});
+    let opened = rpc(hello, None).await.unwrap();
+    let session = opened.headers()["mcp-session-id"].to_str().unwrap().to_owned();
+    let listed: Value = rpc(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}), Some(session))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> =
+        listed["result"]["tools"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"add") && names.contains(&"shout"), "{listed}");
+
     // Called directly, and by an agent's turn.
     let (s, called) = node.post_json("/v1/tools/shout/call", json!({"arguments": {"text": "hi"}})).await;
     assert_eq!(s, 200, "{called}");
