@@ -20,6 +20,11 @@ pub fn sees_record(caller: &Principal, record: &AgentRecord) -> bool {
     caller.sees_agent(&record.name, record.spec.workspace())
 }
 
+/// Every agent the caller sees.
+pub async fn visible_agents(caller: &Principal, queries: &Queries) -> Result<Vec<AgentRecord>, Problem> {
+    Ok(queries.all_agents().await?.into_iter().filter(|a| sees_record(caller, a)).collect())
+}
+
 /// Whether the caller sees the agent called `name` (looked up only for a
 /// key limited by workspace; a name that is no agent is not seen).
 pub async fn sees_agent_named(caller: &Principal, queries: &Queries, name: &str) -> Result<bool, Problem> {
@@ -69,7 +74,7 @@ pub async fn tools_granted(caller: &Principal, queries: &Queries) -> Result<Opti
         return Ok(None);
     }
     let mut granted: Vec<String> = Vec::new();
-    for agent in queries.all_agents().await?.into_iter().filter(|a| sees_record(caller, a)) {
+    for agent in visible_agents(caller, queries).await? {
         granted.extend(agent.spec.tools.iter().cloned());
     }
     granted.sort();

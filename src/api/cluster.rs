@@ -50,7 +50,7 @@ pub async fn placement(
         by_node.entry(*owner).or_insert_with(|| NodeShards { node: *owner, shards: 0, agents: vec![] }).shards += 1;
     }
     // A limited key sees where its own agents run, and no other's names.
-    for a in ctx.registry.queries().all_agents().await?.into_iter().filter(|a| super::access::sees_record(&caller, a)) {
+    for a in super::access::visible_agents(&caller, ctx.registry.queries()).await? {
         by_node
             .entry(a.owner)
             .or_insert_with(|| NodeShards { node: a.owner, shards: 0, agents: vec![] })

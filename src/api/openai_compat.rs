@@ -326,13 +326,9 @@ pub async fn models(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
 ) -> Result<Json<ModelList>, Problem> {
-    let data = ctx
-        .registry
-        .queries()
-        .all_agents()
+    let data = super::access::visible_agents(&caller, ctx.registry.queries())
         .await?
         .into_iter()
-        .filter(|a| super::access::sees_record(&caller, a))
         .map(|a| {
             json!({
                 "id": a.name, "object": "model", "created": a.created_at_ms / 1000, "owned_by": "caxton",
