@@ -49,9 +49,11 @@ async def client_for(http, path, binding="JSONRPC", streaming=True):
     return card, ClientFactory(config).create(card)
 
 
-async def events(stream):
+async def events(stream, first=None):
     out = []
     async for ev in stream:
+        if first is not None:
+            first.set()
         kind = ev.WhichOneof("payload")
         if kind == "task":
             out.append(["task", state(ev.task.status.state), ev.task.id])
@@ -127,8 +129,10 @@ async def main():
         _, slow_plain = await client_for(http, "/a2a/agents/slow", streaming=False)
         started = await one_task(slow_plain, req)
         out["slow_started"] = state(started.status.state)
-        watch = asyncio.create_task(events(slow.subscribe(SubscribeToTaskRequest(id=started.id))))
-        await asyncio.sleep(0.5)
+        subscribed = asyncio.Event()
+        watch = asyncio.create_task(events(slow.subscribe(SubscribeToTaskRequest(id=started.id)), subscribed))
+        # Cancel once the subscriber holds the task (its first event).
+        await asyncio.wait_for(subscribed.wait(), 30)
         canceled = await slow.cancel_task(CancelTaskRequest(id=started.id))
         out["canceled"] = state(canceled.status.state)
         out["subscriber_saw"] = await asyncio.wait_for(watch, 30)
