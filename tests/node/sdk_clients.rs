@@ -119,7 +119,10 @@ async fn the_openai_sdk_parameters_are_honoured() {
     assert_eq!(echo["plain"]["content"], "one two three four five six seven", "{echo}");
     assert_eq!(echo["plain"]["finish_reason"], "stop", "{echo}");
     let stream = &echo["stream_max_tokens"];
-    assert_eq!(stream["content_chunks"], 4, "{stream}");
+    // Four tokens, streamed as they come, or (when the echo provider is done
+    // before the stream starts) carried whole by the reply.
+    assert_eq!(stream["content"], "one two three four ", "{stream}");
+    assert!((1..=4).contains(&stream["content_chunks"].as_u64().unwrap()), "{stream}");
     assert_eq!(stream["finish"], json!(["length"]), "{stream}");
     assert_eq!(stream["usage"], json!([[usage[0], 4]]), "one usage chunk: {stream}");
     assert_eq!(stream["last_has_choices"], false, "the usage chunk has no choices: {stream}");
