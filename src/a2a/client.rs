@@ -292,11 +292,7 @@ impl Answer {
             }
             StreamResponse::ArtifactUpdate(u) => {
                 let text = text_of(&u.artifact.parts);
-                match self.artifacts.iter_mut().find(|(id, _)| *id == u.artifact.artifact_id) {
-                    Some((_, have)) if u.append => have.push_str(&text),
-                    Some((_, have)) => *have = text,
-                    None => self.artifacts.push((u.artifact.artifact_id, text)),
-                }
+                self.artifact(u.artifact.artifact_id, text, u.append);
             }
         }
         Ok(())
@@ -311,10 +307,16 @@ impl Answer {
         }
         for a in task.artifacts {
             let text = text_of(&a.parts);
-            match self.artifacts.iter_mut().find(|(id, _)| *id == a.artifact_id) {
-                Some((_, have)) => *have = text,
-                None => self.artifacts.push((a.artifact_id, text)),
-            }
+            self.artifact(a.artifact_id, text, false);
+        }
+    }
+
+    /// An artifact's text: new, appended to, or replaced.
+    fn artifact(&mut self, id: String, text: String, append: bool) {
+        match self.artifacts.iter_mut().find(|(have_id, _)| *have_id == id) {
+            Some((_, have)) if append => have.push_str(&text),
+            Some((_, have)) => *have = text,
+            None => self.artifacts.push((id, text)),
         }
     }
 

@@ -37,32 +37,28 @@ pub fn timestamp(at_ms: i64) -> String {
         .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-/// The client's message, as the request holds it.
-pub fn user_message(request: &Message) -> A2aMessage {
+/// A message of `request`'s task.
+pub fn message_of(request: &Message, message_id: String, role: Role, text: String) -> A2aMessage {
     A2aMessage {
-        message_id: request.id.clone(),
+        message_id,
         context_id: Some(request.conversation_id.clone()),
         task_id: Some(request.id.clone()),
-        role: Role::User,
-        parts: vec![Part::text(request.content.clone())],
+        role,
+        parts: vec![Part::text(text)],
         metadata: None,
         extensions: vec![],
         reference_task_ids: vec![],
     }
 }
 
+/// The client's message, as the request holds it.
+pub fn user_message(request: &Message) -> A2aMessage {
+    message_of(request, request.id.clone(), Role::User, request.content.clone())
+}
+
 /// The agent's reply as an A2A message.
 pub fn agent_message(request: &Message, reply: &Message) -> A2aMessage {
-    A2aMessage {
-        message_id: reply.id.clone(),
-        context_id: Some(request.conversation_id.clone()),
-        task_id: Some(request.id.clone()),
-        role: Role::Agent,
-        parts: vec![Part::text(reply.content.clone())],
-        metadata: None,
-        extensions: vec![],
-        reference_task_ids: vec![],
-    }
+    message_of(request, reply.id.clone(), Role::Agent, reply.content.clone())
 }
 
 pub fn answer_artifact(text: impl Into<String>) -> Artifact {

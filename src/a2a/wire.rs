@@ -37,6 +37,20 @@ impl TaskState {
     pub fn parse(s: &str) -> Option<Self> {
         serde_json::from_value(Value::String(s.to_owned())).ok()
     }
+
+    /// Its name on the wire, as its serde name spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "TASK_STATE_SUBMITTED",
+            Self::Working => "TASK_STATE_WORKING",
+            Self::Completed => "TASK_STATE_COMPLETED",
+            Self::Failed => "TASK_STATE_FAILED",
+            Self::Canceled => "TASK_STATE_CANCELED",
+            Self::InputRequired => "TASK_STATE_INPUT_REQUIRED",
+            Self::Rejected => "TASK_STATE_REJECTED",
+            Self::AuthRequired => "TASK_STATE_AUTH_REQUIRED",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -231,4 +245,18 @@ pub struct ListTasksResponse {
     pub next_page_token: String,
     pub page_size: i32,
     pub total_size: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskState;
+
+    #[test]
+    fn a_task_states_name_is_its_wire_name() {
+        use TaskState::*;
+        for s in [Submitted, Working, Completed, Failed, Canceled, InputRequired, Rejected, AuthRequired] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            assert_eq!(TaskState::parse(s.as_str()), Some(s));
+        }
+    }
 }

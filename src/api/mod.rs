@@ -229,6 +229,13 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
         .with_state(ctx)
 }
 
+/// A `text/event-stream` response of `events`, kept alive while idle.
+fn event_stream(
+    events: impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>> + Send + 'static,
+) -> Response {
+    axum::response::sse::Sse::new(events).keep_alive(axum::response::sse::KeepAlive::default()).into_response()
+}
+
 async fn not_found(req: Request) -> Problem {
     Problem::of(ProblemType::RouteNotFound, format!("no route for {} {}", req.method(), req.uri().path()))
 }

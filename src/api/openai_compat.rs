@@ -6,10 +6,10 @@
 use std::convert::Infallible;
 
 use axum::extract::State;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
@@ -18,7 +18,9 @@ use super::problem::Problem;
 use super::Ctx;
 use crate::auth::Principal;
 use crate::llm::{ChatMessage, Role};
-use crate::messaging::{AnswerEvent, MessageKind, SendOutcome, SendRequest, Target, MAX_ANSWER_WAIT};
+use crate::messaging::{
+    unstreamed, AnswerEvent, MessageKind, SendOutcome, SendRequest, Target, Unstreamed, MAX_ANSWER_WAIT,
+};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct WireMessage {
@@ -294,13 +296,11 @@ pub async fn chat_completions(
                     yield Ok(chunk(json!({"content": t}), None));
                 }
                 AnswerEvent::Reply(reply) if reply.kind == MessageKind::Response => {
-                    // Tokens past the replay buffer's limit arrive only in the reply.
-                    if let Some(rest) = reply.content.strip_prefix(streamed.as_str()).filter(|r| !r.is_empty()) {
-                        yield Ok(chunk(json!({"content": rest}), None));
-                    } else if !reply.content.starts_with(streamed.as_str()) {
-                        // A request processed again after a crash answered
-                        // differently: the committed reply is the answer.
-                        yield Ok(chunk(json!({"content": reply.content}), None));
+                    match unstreamed(&reply.content, &streamed) {
+                        Unstreamed::Rest("") => {}
+                        Unstreamed::Rest(text) | Unstreamed::Whole(text) => {
+                            yield Ok(chunk(json!({"content": text}), None));
+                        }
                     }
                     yield Ok(chunk(json!({}), Some(finish_reason(&reply))));
                     if include_usage {
@@ -315,9 +315,7 @@ pub async fn chat_completions(
         }
         yield Ok(Event::default().data("[DONE]"));
     };
-    Sse::new(Box::pin(s) as std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>)
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    super::event_stream(s)
 }
 
 /// Agents, listed as OpenAI models.

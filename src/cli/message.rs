@@ -133,7 +133,9 @@ pub async fn chat(client: &ApiClient, agent: &str) -> Result<(), CliError> {
         // or longer than the server's replay buffer).
         if reply["kind"] == "response" {
             let content = reply["content"].as_str().unwrap_or("");
-            print!("{}", content.strip_prefix(streamed.as_str()).unwrap_or(content));
+            let (crate::messaging::Unstreamed::Rest(text) | crate::messaging::Unstreamed::Whole(text)) =
+                crate::messaging::unstreamed(content, &streamed);
+            print!("{text}");
         }
         println!();
         if reply["kind"] == "error" {

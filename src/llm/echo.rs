@@ -29,7 +29,7 @@ impl LlmProvider for EchoProvider {
             .unwrap_or_default();
         let mut said = asked;
         let mut finish = "stop";
-        if let Some(at) = request.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| said.find(s.as_str())).min() {
+        if let Some(at) = super::types::stop_at(said, &request.stop) {
             said = &said[..at];
         }
         let words: Vec<&str> = said.split_inclusive(' ').collect();

@@ -81,6 +81,12 @@ impl ChatRequest {
     }
 }
 
+/// Where the first of `stops` starts in `text`, if one is there (empty
+/// stop strings never match).
+pub fn stop_at(text: &str, stops: &[String]) -> Option<usize> {
+    stops.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+}
+
 /// Sampling parameters a client set on its request (the OpenAI-compatible
 /// door's), carried by the message to whichever node answers it. Unset
 /// ones keep the provider's settings.

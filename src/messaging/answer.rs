@@ -31,6 +31,25 @@ pub enum AnswerEvent {
 
 pub type AnswerStream = Pin<Box<dyn Stream<Item = AnswerEvent> + Send>>;
 
+/// What a committed reply adds to the tokens a listener already has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unstreamed<'a> {
+    /// The rest of the answer after the tokens (empty when they carried
+    /// it all): tokens past the replay buffer's limit, or every token of an
+    /// answer given before the listener came.
+    Rest(&'a str),
+    /// The answer is not what the tokens said (a request processed again
+    /// after a crash answered differently): the committed reply replaces them.
+    Whole(&'a str),
+}
+
+pub fn unstreamed<'a>(reply: &'a str, streamed: &str) -> Unstreamed<'a> {
+    match reply.strip_prefix(streamed) {
+        Some(rest) => Unstreamed::Rest(rest),
+        None => Unstreamed::Whole(reply),
+    }
+}
+
 /// Whether a node that does not run the agent may relay its owner's stream.
 /// A relay asks the owner with [`Relay::LocalOnly`], so it is never relayed
 /// twice. The relaying node presents its own credential for the message

@@ -10,7 +10,7 @@ mod streams;
 mod topics;
 
 pub use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
-pub use answer::{AnswerEvent, AnswerStream, Relay, MAX_ANSWER_WAIT};
+pub use answer::{unstreamed, AnswerEvent, AnswerStream, Relay, Unstreamed, MAX_ANSWER_WAIT};
 pub use bargains::{parse_bid, parse_move, AuctionKind, AuctionRequest, NegotiationRequest};
 pub use protocols::{ContractNetOutcome, Proposal};
 pub use routing::CapabilityRouter;

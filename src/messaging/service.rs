@@ -271,8 +271,7 @@ pub(super) fn trace_ids(given: Option<String>) -> (String, String, bool) {
         .or(given)
         .or_else(|| caxton_cluster::TRACE_ID.try_with(|t| t.clone()).ok())
         .unwrap_or_else(new_id);
-    let span_id =
-        traced.map(|(_, span, _)| span).unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..16].to_owned());
+    let span_id = traced.map(|(_, span, _)| span).unwrap_or_else(crate::state::new_span_id);
     (trace_id, span_id, unsampled)
 }
 

@@ -54,7 +54,7 @@ pub(super) async fn commit(
             (MessageKind::Error, e.to_string())
         }
     };
-    let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+    let span_id = crate::state::new_span_id();
     let at_ms = crate::time::now_ms();
     let reply = Message {
         served: Some(served),

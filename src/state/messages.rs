@@ -217,6 +217,11 @@ pub struct RequestFilter {
     pub limit: usize,
 }
 
+/// A fresh span id (16 hex digits) for a message a node writes itself.
+pub fn new_span_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..16].to_owned()
+}
+
 /// What one turn used.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TurnUsage {

@@ -72,9 +72,9 @@ pub use memory::{
     NewObservation, Observation, ObservationHit, Place, Relate, Related, Relation, StoreEntity, Stored, Vector, Viewer,
 };
 pub use messages::{
-    day_of, payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState, DayUsage,
-    Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, RequestFilter, Served,
-    SetConversation, TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
+    day_of, new_span_id, payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState,
+    DayUsage, Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, RequestFilter,
+    Served, SetConversation, TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
 };
 pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};
 pub use proposer::{Batched, Proposer};

@@ -16,7 +16,7 @@ use crate::a2a::wire::{
 };
 use crate::a2a::A2aError;
 use crate::auth::Principal;
-use crate::messaging::{AnswerEvent, MessageError, Relay, SendOutcome, SendRequest, Target};
+use crate::messaging::{unstreamed, AnswerEvent, MessageError, Relay, SendOutcome, SendRequest, Target, Unstreamed};
 use crate::state::{Message, MessageKind, RecordReplies, RequestFilter, Scope};
 
 /// Longest a blocking `SendMessage` waits for the answer before it returns
@@ -226,20 +226,16 @@ impl Call<'_> {
                     AnswerEvent::Reply(reply) => {
                         let state = tasks::state_of(&request, Some(&reply));
                         if reply.kind == MessageKind::Response {
-                            // What the tokens did not carry (the replay buffer's
-                            // overflow, or a different answer after a crash).
-                            let (rest, append) = match reply.content.strip_prefix(streamed.as_str()) {
-                                Some(rest) => (rest.to_owned(), !streamed.is_empty()),
-                                None => (reply.content.clone(), false),
+                            let (text, append) = match unstreamed(&reply.content, &streamed) {
+                                Unstreamed::Rest(rest) => (rest, !streamed.is_empty()),
+                                Unstreamed::Whole(whole) => (whole, false),
                             };
-                            yield artifact(rest, append, true);
+                            yield artifact(text.to_owned(), append, true);
                         }
                         yield status(state, Some(tasks::agent_message(&request, &reply)));
                     }
                     AnswerEvent::Failed(why) => {
-                        let mut message = tasks::user_message(&request);
-                        (message.role, message.message_id) = (Role::Agent, format!("{}.failed", request.id));
-                        message.parts = vec![crate::a2a::wire::Part::text(why)];
+                        let message = tasks::message_of(&request, format!("{}.failed", request.id), Role::Agent, why);
                         yield status(TaskState::Failed, Some(message));
                     }
                 }
@@ -280,12 +276,12 @@ impl Call<'_> {
         let request = self.visible(&q.id).await?;
         let not_cancelable = |reply: &Message| {
             let state = tasks::state_of(&request, Some(reply));
-            A2aError::TaskNotCancelable { id: q.id.clone(), state: state_name(state) }
+            A2aError::TaskNotCancelable { id: q.id.clone(), state: state.as_str() }
         };
         if let Some(reply) = self.ctx.messages.reply_of(&q.id).await? {
             return Err(not_cancelable(&reply));
         }
-        let span_id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let span_id = crate::state::new_span_id();
         let content = format!("canceled by `{}` over A2A", self.caller.name);
         let reply = Message {
             failure: Some(CANCELED.into()),
@@ -314,7 +310,7 @@ impl Call<'_> {
             return Err(A2aError::UnsupportedOperation(format!(
                 "task `{}` is in terminal state {}: nothing more will happen",
                 q.id,
-                state_name(state)
+                state.as_str()
             )));
         }
         self.follow(request).await
@@ -363,19 +359,6 @@ impl Call<'_> {
             out.push(task);
         }
         Ok(ListTasksResponse { tasks: out, next_page_token, page_size: page_size as i32, total_size: total as i32 })
-    }
-}
-
-fn state_name(state: TaskState) -> &'static str {
-    match state {
-        TaskState::Submitted => "TASK_STATE_SUBMITTED",
-        TaskState::Working => "TASK_STATE_WORKING",
-        TaskState::Completed => "TASK_STATE_COMPLETED",
-        TaskState::Failed => "TASK_STATE_FAILED",
-        TaskState::Canceled => "TASK_STATE_CANCELED",
-        TaskState::InputRequired => "TASK_STATE_INPUT_REQUIRED",
-        TaskState::Rejected => "TASK_STATE_REJECTED",
-        TaskState::AuthRequired => "TASK_STATE_AUTH_REQUIRED",
     }
 }
 

@@ -11,9 +11,10 @@ use axum::{Extension, Json};
 use futures::StreamExt;
 use serde_json::{json, Value};
 
+use super::super::event_stream as sse;
 use super::super::Ctx;
 use super::calls::{Call, Events, Interface};
-use super::{check_version, sse, versioned};
+use super::{check_version, versioned};
 use crate::a2a::A2aError;
 use crate::auth::Principal;
 

@@ -10,13 +10,8 @@ pub mod cards;
 pub mod jsonrpc;
 pub mod rest;
 
-use std::convert::Infallible;
-use std::pin::Pin;
-
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::{IntoResponse, Response};
-use futures::Stream;
+use axum::response::Response;
 
 use crate::a2a::wire::VERSION;
 use crate::a2a::A2aError;
@@ -34,10 +29,4 @@ fn check_version(headers: &HeaderMap) -> Result<(), A2aError> {
 fn versioned(mut response: Response) -> Response {
     response.headers_mut().insert("a2a-version", HeaderValue::from_static(VERSION));
     response
-}
-
-fn sse(frames: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
-    Sse::new(Box::pin(frames) as Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>)
-        .keep_alive(KeepAlive::default())
-        .into_response()
 }

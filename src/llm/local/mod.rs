@@ -161,7 +161,7 @@ impl Knobs {
 
     /// Where the first stop sequence starts in `text`, if one is there.
     fn stop_in(&self, text: &str) -> Option<usize> {
-        self.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| text.find(s.as_str())).min()
+        super::types::stop_at(text, &self.stop)
     }
 
     /// How much of `text` may be shown: not a tail that could still grow
