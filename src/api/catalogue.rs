@@ -40,6 +40,8 @@ const RAW_BODY: &[P] = &[P::BadRequest, P::UnsupportedMediaType, P::PayloadTooLa
 const PARAMS: &[P] = &[P::BadRequest];
 /// A write through Raft: no leader, no quorum, or this node stopping.
 const WRITE: &[P] = &[P::ClusterUnavailable, P::NodeStopping];
+/// A memory call: the PostgreSQL backend's database may be unreachable.
+const MEMORY: &[P] = &[P::MemoryUnavailable];
 /// A cluster administration call.
 const ADMIN: &[P] = &[P::NodeNotFound, P::ClusterRefused, P::ClusterUnavailable];
 /// Running a tool.
@@ -217,20 +219,36 @@ pub const ROUTES: &[Route] = &[
     ),
     route(S::Invoke, "post", "/mcp", &[JSON_BODY]),
     route(S::Invoke, "delete", "/mcp", &[]),
-    // Memory.
-    route(S::MemoryWrite, "post", "/v1/memory/entities", &[ANY, JSON_BODY, WRITE, &[P::MemoryModelUnavailable]]),
-    route(S::MemoryRead, "get", "/v1/memory/entities", &[ANY, PARAMS]),
-    route(S::MemoryRead, "get", "/v1/memory/entities/{name}", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
-    route(S::MemoryWrite, "delete", "/v1/memory/entities/{name}", &[ANY, PARAMS, WRITE, &[P::MemoryEntityNotFound]]),
-    route(S::MemoryRead, "get", "/v1/memory/entities/{name}/neighbours", &[ANY, PARAMS, &[P::MemoryEntityNotFound]]),
-    route(S::MemoryWrite, "post", "/v1/memory/relations", &[ANY, JSON_BODY, WRITE, &[P::MemoryEntityNotFound]]),
-    route(S::MemoryRead, "get", "/v1/memory/search", &[ANY, PARAMS, &[P::MemoryModelUnavailable]]),
-    route(S::Admin, "get", "/v1/memory/export", &[ANY]),
+    // Memory (`memory-unavailable`: the PostgreSQL backend's database is down).
+    route(S::MemoryWrite, "post", "/v1/memory/entities", &[ANY, JSON_BODY, WRITE, MEMORY, &[P::MemoryModelUnavailable]]),
+    route(S::MemoryRead, "get", "/v1/memory/entities", &[ANY, PARAMS, MEMORY]),
+    route(S::MemoryRead, "get", "/v1/memory/entities/{name}", &[ANY, PARAMS, MEMORY, &[P::MemoryEntityNotFound]]),
+    route(
+        S::MemoryWrite,
+        "delete",
+        "/v1/memory/entities/{name}",
+        &[ANY, PARAMS, WRITE, MEMORY, &[P::MemoryEntityNotFound]],
+    ),
+    route(
+        S::MemoryRead,
+        "get",
+        "/v1/memory/entities/{name}/neighbours",
+        &[ANY, PARAMS, MEMORY, &[P::MemoryEntityNotFound]],
+    ),
+    route(S::MemoryWrite, "post", "/v1/memory/relations", &[ANY, JSON_BODY, WRITE, MEMORY, &[P::MemoryEntityNotFound]]),
+    route(S::MemoryRead, "get", "/v1/memory/search", &[ANY, PARAMS, MEMORY, &[P::MemoryModelUnavailable]]),
+    route(S::Admin, "get", "/v1/memory/export", &[ANY, MEMORY]),
     route(
         S::Admin,
         "post",
         "/v1/memory/import",
-        &[ANY, JSON_BODY, WRITE, &[P::UnsupportedExportVersion, P::MemoryEntityNotFound, P::MemoryModelUnavailable]],
+        &[
+            ANY,
+            JSON_BODY,
+            WRITE,
+            MEMORY,
+            &[P::UnsupportedExportVersion, P::MemoryEntityNotFound, P::MemoryModelUnavailable],
+        ],
     ),
     // Cluster.
     route(S::Read, "get", "/v1/cluster/status", &[]),

@@ -11,7 +11,7 @@ use super::problem::{Problem, ProblemType};
 use super::Ctx;
 use crate::auth::Principal;
 use crate::memory::types::{parse_scope, Entity, MemoryScope, Place, Related, SearchHit, Viewer, DEFAULT_WORKSPACE};
-use crate::memory::{MemoryError, MemoryExport, SearchQuery};
+use crate::memory::{MemoryError, MemoryExport, SearchQuery, EXPORT_PAGE, EXPORT_VERSION};
 
 /// Who is asking and where: `scope` plus `agent` (agent-only) or `workspace`.
 #[derive(Debug, Deserialize, IntoParams, ToSchema)]
@@ -390,14 +390,71 @@ pub async fn search(
     Ok(Json(SearchResults { results }))
 }
 
-/// Everything in memory, in the versioned MemoryExport form (with vectors).
+/// Everything in memory, in the versioned MemoryExport form (with vectors),
+/// streamed page by page: the node never holds the whole memory at once.
 #[utoipa::path(get, path = "/v1/memory/export", tag = "memory", responses((status = 200, body = MemoryExport)))]
 pub async fn export(
     State(ctx): State<Ctx>,
     Extension(caller): Extension<Principal>,
-) -> Result<Json<MemoryExport>, Problem> {
+) -> Result<axum::response::Response, Problem> {
     whole_memory(&caller, "export")?;
-    Ok(Json(ctx.memory.export().await?))
+    // The first page is read before answering: a memory that cannot be
+    // read is a problem answer, not a truncated body.
+    let first = ctx.memory.export_entities(None, EXPORT_PAGE).await?;
+    let head = format!(
+        "{{\"version\":{EXPORT_VERSION},\"exported_at_ms\":{},\"entities\":[",
+        crate::time::now_ms()
+    );
+    let memory = ctx.memory.clone();
+    let body = async_stream::stream! {
+        yield Ok::<_, std::io::Error>(axum::body::Bytes::from(head));
+        let mut page = first;
+        let mut sep = "";
+        loop {
+            let (items, next) = page;
+            yield Ok(json_items(&items, &mut sep));
+            let Some(after) = next else { break };
+            match memory.export_entities(Some(after), EXPORT_PAGE).await {
+                Ok(p) => page = p,
+                Err(e) => { yield Err(cut_short(e)); return; }
+            }
+        }
+        yield Ok(axum::body::Bytes::from_static(b"],\"relations\":["));
+        let (mut after, mut sep) = (None, "");
+        loop {
+            match memory.export_relations(after, EXPORT_PAGE).await {
+                Ok((items, next)) => {
+                    yield Ok(json_items(&items, &mut sep));
+                    match next { Some(n) => after = Some(n), None => break }
+                }
+                Err(e) => { yield Err(cut_short(e)); return; }
+            }
+        }
+        yield Ok(axum::body::Bytes::from_static(b"]}"));
+    };
+    axum::response::Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "application/json")
+        .body(axum::body::Body::from_stream(body))
+        .map_err(|e| Problem::of(ProblemType::Internal, e.to_string()))
+}
+
+/// Items as the comma-separated inside of a JSON array, continuing one.
+fn json_items<T: Serialize>(items: &[T], sep: &mut &'static str) -> axum::body::Bytes {
+    let mut out = Vec::new();
+    for item in items {
+        out.extend_from_slice(sep.as_bytes());
+        // Our own types serialize infallibly.
+        serde_json::to_writer(&mut out, item).expect("memory records serialize");
+        *sep = ",";
+    }
+    axum::body::Bytes::from(out)
+}
+
+/// A failure after the answer began: the body ends early (invalid JSON
+/// for the reader) and the node logs why.
+fn cut_short(e: MemoryError) -> std::io::Error {
+    tracing::warn!(error = %e, "memory export cut short");
+    std::io::Error::other(e.to_string())
 }
 
 /// Export and import move every place's memory at once: not for a key

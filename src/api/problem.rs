@@ -32,6 +32,9 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub extra: Option<serde_json::Value>,
+    /// Sent as `Retry-After` (seconds), not in the body.
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -43,6 +46,7 @@ impl Problem {
             detail: detail.into(),
             errors: Vec::new(),
             extra: None,
+            retry_after: None,
         }
     }
 
@@ -76,8 +80,12 @@ impl IntoResponse for Problem {
             kind: self.kind.strip_prefix(TYPE_BASE).unwrap_or(&self.kind).to_owned(),
             detail: self.detail.clone(),
         };
+        let retry_after = self.retry_after;
         let mut resp = (status, axum::Json(self)).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let Some(secs) = retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         resp.extensions_mut().insert(answered);
         resp
     }
@@ -89,6 +97,7 @@ impl<E: Classified> From<E> for Problem {
         let mut p = Problem::of(e.problem_type(), e.to_string());
         p.errors = e.field_errors();
         p.extra = e.problem_extra();
+        p.retry_after = e.retry_after().map(|d| d.as_secs().max(1));
         p
     }
 }

@@ -22,7 +22,23 @@ pub struct Readiness {
     pub ready: bool,
     pub leader: Option<u64>,
     pub applied_index: Option<u64>,
+    pub memory: MemoryReadiness,
 }
+
+/// Whether this node's memory backend can serve (for `postgres`: the
+/// database answers and has this node's schema).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MemoryReadiness {
+    /// `embedded` or `postgres`.
+    pub backend: &'static str,
+    pub ready: bool,
+    /// Why not, when not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Longest a readiness probe waits for the memory database.
+const MEMORY_PROBE: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Member {
@@ -68,14 +84,26 @@ pub async fn health(State(ctx): State<Ctx>) -> Json<Health> {
     Json(Health { status: "ok", node_id: ctx.cluster.node_id(), version: env!("CARGO_PKG_VERSION") })
 }
 
-/// Readiness: joined a cluster with a known leader and caught up.
+/// Readiness: joined a cluster with a known leader and caught up, and its
+/// memory backend reachable.
 #[utoipa::path(get, path = "/ready", tag = "system",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn ready(State(ctx): State<Ctx>) -> (StatusCode, Json<Readiness>) {
     let s = ctx.cluster.status();
-    let ready = ctx.cluster.is_ready() && !ctx.shutdown.is_cancelled();
+    let memory = memory_readiness(&ctx).await;
+    let ready = ctx.cluster.is_ready() && !ctx.shutdown.is_cancelled() && memory.ready;
     let code = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (code, Json(Readiness { ready, leader: s.leader, applied_index: s.applied_index }))
+    (code, Json(Readiness { ready, leader: s.leader, applied_index: s.applied_index, memory }))
+}
+
+async fn memory_readiness(ctx: &Ctx) -> MemoryReadiness {
+    let backend = ctx.memory.kind().as_str();
+    let detail = match tokio::time::timeout(MEMORY_PROBE, ctx.memory.check_ready()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some(format!("the memory database did not answer within {} s", MEMORY_PROBE.as_secs())),
+    };
+    MemoryReadiness { backend, ready: detail.is_none(), detail }
 }
 
 pub fn cluster_view(ctx: &Ctx) -> ClusterStatusView {
@@ -234,7 +262,7 @@ pub async fn render_metrics(ctx: &ApiContext) -> String {
             m.rollout_step.with_label_values(&[agent]).set(i64::from(r.step));
         }
     }
-    if let Ok((entities, observations)) = ctx.registry.queries().memory_counts().await {
+    if let Ok((entities, observations)) = ctx.memory.counts().await {
         m.memory_entities.set(entities as i64);
         m.memory_observations.set(observations as i64);
     }

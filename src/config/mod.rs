@@ -7,6 +7,7 @@ pub mod builtin_tools;
 pub mod duration;
 mod env;
 pub mod limits;
+pub mod memory;
 pub mod remote;
 pub mod rollout;
 pub mod server;
@@ -17,6 +18,7 @@ pub mod topic;
 
 pub use agent::{workspace_of, A2aRemote, AgentName, AgentSpec, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
 pub use remote::{A2aCredential, A2aSection, RemoteMcpServer};
+pub use memory::{MemoryBackendKind, MemorySection, PgTlsMode, PostgresSection};
 pub use rollout::{RolloutSpec, Strategy};
 pub use server::{ConfigError, ConfigSource, Flag, LogFormat, Secret, ServerConfig};
 pub use setting::{ListenAddr, SettingText, Unset};

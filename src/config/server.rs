@@ -23,6 +23,11 @@ pub struct ServerConfig {
     pub llm: LlmSection,
     pub tools: ToolsSection,
     pub a2a: super::remote::A2aSection,
+    pub memory: super::memory::MemorySection,
+    /// The memory database URL (`memory.backend = "postgres"`): resolved
+    /// from the key, `CAXTON_MEMORY_POSTGRES_URL` or `memory.postgres.url_file`.
+    #[serde(skip)]
+    pub memory_url: Option<Secret>,
     /// The bootstrap admin key: `CAXTON_ADMIN_KEY`, else the contents of
     /// `server.admin_key_file`. Never written back out.
     #[serde(skip)]
@@ -509,6 +514,7 @@ impl ServerConfig {
         config.validate()?;
         config.admin_key = admin_key(&config.server.admin_key_file, &lookup)?;
         config.cluster_secret = cluster_secret(&config.cluster.secret_file, &lookup)?;
+        config.memory_url = config.memory.postgres_url()?;
         config.check_exposure()?;
         config.resolve_ordinal(|| lookup("HOSTNAME").or_else(system_hostname))?;
         Ok(config)
@@ -668,7 +674,7 @@ impl ServerConfig {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", &self.log.level, &e.to_string()));
         }
-        Ok(())
+        self.memory.validate()
     }
 
     /// A node others can reach must know its admin key: without one it

@@ -1,24 +1,18 @@
-//! The `MemoryBackend` trait and its first implementation, the embedded
-//! backend (replicated SQLite + MiniLM + the in-memory vector index). An
-//! external backend (Qdrant, Neo4j) implements the same trait; callers
-//! (runtime, tools, API) only ever hold a `dyn MemoryBackend`.
-
-use std::collections::BTreeMap;
-use std::sync::Arc;
+//! The `MemoryBackend` trait: what every memory offers, whichever store
+//! holds it. Callers (runtime, tools, API) only ever hold a
+//! `dyn MemoryBackend`. Validation, embedding and the import walk are the
+//! trait's own (provided) methods, so the backends differ only in storage.
 
 use caxton_cluster::{ReadError, WriteError};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast;
 use utoipa::ToSchema;
 
-use super::embedder::{EmbedError, Embedder};
-use super::index::{Filter, IndexedRow, VectorIndex};
+use super::embedder::EmbedError;
+use super::model::Model;
 use super::types::{
     Entity, ExportedEntity, MemoryScope, NewObservation, Place, Related, Relation, SearchHit, Vector, Viewer,
 };
-use crate::shutdown::Shutdown;
-use crate::state::{DeleteEntity, Queries, Relate, StateEvent, Store, StoreEntity};
-use crate::time::now_ms;
+use crate::config::MemoryBackendKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -34,6 +28,13 @@ pub enum MemoryError {
     Read(#[from] ReadError),
     #[error("unsupported export version {found}; this node reads version {EXPORT_VERSION}")]
     Version { found: u32 },
+    /// The memory database cannot be reached (or keeps failing): nothing
+    /// was written; the caller may retry after a while.
+    #[error("the memory database is unavailable: {0}")]
+    Unavailable(String),
+    /// The database answered with an error retrying will not fix.
+    #[error("the memory database refused the request: {0}")]
+    Database(String),
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,13 @@ pub struct SearchQuery {
     pub entity_type: Option<String>,
     pub limit: usize,
     pub min_similarity: f32,
+}
+
+impl SearchQuery {
+    /// The number of results asked for, within what any backend returns.
+    pub fn bounded_limit(&self) -> usize {
+        self.limit.clamp(1, 100)
+    }
 }
 
 pub const EXPORT_VERSION: u32 = 1;
@@ -58,15 +66,36 @@ pub struct MemoryExport {
     pub relations: Vec<Relation>,
 }
 
+/// One page of an export, and where the next one starts (`None`: the last).
+pub type Page<T> = (Vec<T>, Option<i64>);
+
+/// Most entities an export page carries.
+pub const EXPORT_PAGE: usize = 200;
+
+/// The deepest graph walk a neighbours query makes.
+pub const MAX_DEPTH: usize = 5;
+
 #[async_trait::async_trait]
 pub trait MemoryBackend: Send + Sync {
-    /// Creates the entity if needed and appends observations (embedded here).
-    async fn store(
+    fn kind(&self) -> MemoryBackendKind;
+    fn model(&self) -> &Model;
+
+    /// Whether this memory can serve requests now (`/ready`): `Err` names why not.
+    async fn check_ready(&self) -> Result<(), MemoryError> {
+        Ok(())
+    }
+
+    /// (entities, observations), for metrics; an estimate where counting is costly.
+    async fn counts(&self) -> Result<(u64, u64), MemoryError>;
+
+    /// Creates the entity if needed and appends observations whose vectors
+    /// are already computed. True if the entity was new.
+    async fn store_vectors(
         &self,
         place: &Place,
         name: &str,
         entity_type: &str,
-        observations: Vec<String>,
+        observations: Vec<NewObservation>,
     ) -> Result<bool, MemoryError>;
     async fn delete(&self, place: &Place, name: &str) -> Result<bool, MemoryError>;
     async fn get(&self, place: &Place, name: &str) -> Result<Option<Entity>, MemoryError>;
@@ -77,129 +106,26 @@ pub trait MemoryBackend: Send + Sync {
         scope: Option<MemoryScope>,
         entity_type: Option<String>,
     ) -> Result<Vec<Entity>, MemoryError>;
-    async fn relate(&self, place: &Place, from: &str, to: &str, relation_type: &str) -> Result<(), MemoryError>;
-    /// Entities within `depth` relations of `name`, with the relation that reached them.
-    async fn neighbours(&self, place: &Place, name: &str, depth: usize) -> Result<Vec<(usize, Related)>, MemoryError>;
-    async fn search(&self, q: SearchQuery) -> Result<Vec<SearchHit>, MemoryError>;
-    async fn export(&self) -> Result<MemoryExport, MemoryError>;
-    /// Imports an export; entries without vectors are embedded. Returns entities imported.
-    async fn import(&self, data: MemoryExport) -> Result<usize, MemoryError>;
-    /// Cosine similarity of two texts' embeddings (comparing answers).
-    async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError>;
-    /// The vectors this memory stores for `texts`, with the word pieces
-    /// each was read as (`/v1/embeddings`).
-    async fn embeddings(&self, texts: Vec<String>) -> Result<Vec<(Vec<f32>, u32)>, MemoryError>;
-}
-
-/// Times the index search of a query (until dropped: every return path).
-struct SearchTimer<'a> {
-    memory: &'a EmbeddedMemory,
-    started: std::time::Instant,
-}
-
-impl Drop for SearchTimer<'_> {
-    fn drop(&mut self) {
-        self.memory.observe("search", self.started);
-    }
-}
-
-pub struct EmbeddedMemory {
-    store: Store,
-    queries: Queries,
-    embedder: tokio::sync::OnceCell<Embedder>,
-    model_dir: std::path::PathBuf,
-    index: Arc<VectorIndex>,
-    metrics: Arc<crate::observability::Metrics>,
-}
-
-fn validate_name(what: &str, v: &str) -> Result<(), MemoryError> {
-    if v.trim().is_empty() || v.len() > 512 {
-        return Err(MemoryError::Invalid(format!("{what} must be 1-512 characters")));
-    }
-    Ok(())
-}
-
-impl EmbeddedMemory {
-    /// Starts the index (built from the replica, then kept current from
-    /// committed changes). The model loads on first use.
-    pub async fn start(
-        store: Store,
-        queries: Queries,
-        model_dir: std::path::PathBuf,
-        events: broadcast::Receiver<StateEvent>,
-        shutdown: &Shutdown,
-        metrics: Arc<crate::observability::Metrics>,
-    ) -> Result<Arc<Self>, MemoryError> {
-        let index = Arc::new(VectorIndex::default());
-        let n = index.rebuild(&queries).await?;
-        tracing::info!(observations = n, "memory index loaded");
-        let memory =
-            Arc::new(Self { store, queries, embedder: tokio::sync::OnceCell::new(), model_dir, index, metrics });
-        shutdown.spawn_until_stopped(follow(memory.clone(), events));
-        Ok(memory)
-    }
-
-    pub fn index_len(&self) -> usize {
-        self.index.len()
-    }
-
-    async fn embedder(&self) -> Result<&Embedder, MemoryError> {
-        let dir = self.model_dir.clone();
-        Ok(self
-            .embedder
-            .get_or_try_init(|| async move {
-                tokio::task::spawn_blocking(move || Embedder::start(dir)).await.map_err(|_| EmbedError::Stopped)?
-            })
-            .await?)
-    }
-
-    /// Embeds texts with the node's model (for API callers and benchmarks).
-    pub async fn embed(&self, texts: Vec<String>) -> Result<Vec<Vec<f32>>, MemoryError> {
-        let started = std::time::Instant::now();
-        let vectors = self.embedder().await?.embed(texts).await?;
-        self.observe("embed", started);
-        Ok(vectors)
-    }
-
-    fn observe(&self, operation: &str, started: std::time::Instant) {
-        let histogram = &self.metrics.memory_search_duration;
-        histogram.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
-    }
-
-    async fn store_vectors(
+    /// Relates two entities of `place`; `NotFound` names a missing end.
+    async fn relate_checked(
         &self,
         place: &Place,
-        name: &str,
-        entity_type: &str,
-        observations: Vec<NewObservation>,
-    ) -> Result<bool, MemoryError> {
-        let cmd = StoreEntity {
-            place: place.clone(),
-            name: name.into(),
-            entity_type: entity_type.into(),
-            observations,
-            at_ms: now_ms(),
-        };
-        Ok(self.store.propose(cmd).await?.created)
-    }
-}
+        from: &str,
+        to: &str,
+        relation_type: &str,
+    ) -> Result<(), MemoryError>;
+    /// Entities within `depth` (1..=MAX_DEPTH) relations of `name`, with the
+    /// relation that first reached them, nearest first.
+    async fn walk(&self, place: &Place, name: &str, depth: usize) -> Result<Vec<(usize, Related)>, MemoryError>;
+    /// The best hits for an embedded query: one per entity, best first,
+    /// at most `q.bounded_limit()`, each scoring at least `q.min_similarity`.
+    async fn search_vector(&self, vector: Vec<f32>, q: &SearchQuery) -> Result<Vec<SearchHit>, MemoryError>;
+    /// Entities (with vectors) after the cursor `after`, in a stable order.
+    async fn export_entities(&self, after: Option<i64>, limit: usize) -> Result<Page<ExportedEntity>, MemoryError>;
+    /// Relations after the cursor `after`, in a stable order.
+    async fn export_relations(&self, after: Option<i64>, limit: usize) -> Result<Page<Relation>, MemoryError>;
 
-#[async_trait::async_trait]
-impl MemoryBackend for EmbeddedMemory {
-    async fn embeddings(&self, texts: Vec<String>) -> Result<Vec<(Vec<f32>, u32)>, MemoryError> {
-        let started = std::time::Instant::now();
-        let out = self.embedder().await?.embed_counted(texts).await?;
-        self.observe("embed", started);
-        Ok(out)
-    }
-
-    async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError> {
-        let v = self.embed(vec![a.to_owned(), b.to_owned()]).await?;
-        let norm = |x: &[f32]| super::dot(x, x).sqrt();
-        let (na, nb) = (norm(&v[0]), norm(&v[1]));
-        Ok(if na == 0.0 || nb == 0.0 { 0.0 } else { super::dot(&v[0], &v[1]) / (na * nb) })
-    }
-
+    /// Creates the entity if needed and appends observations (embedded here).
     async fn store(
         &self,
         place: &Place,
@@ -207,12 +133,12 @@ impl MemoryBackend for EmbeddedMemory {
         entity_type: &str,
         observations: Vec<String>,
     ) -> Result<bool, MemoryError> {
-        validate_name("name", name)?;
-        validate_name("entity_type", entity_type)?;
+        check_name("name", name)?;
+        check_name("entity_type", entity_type)?;
         if observations.iter().any(|o| o.trim().is_empty()) {
             return Err(MemoryError::Invalid("observations must not be empty strings".into()));
         }
-        let vectors = self.embedder().await?.embed(observations.clone()).await?;
+        let vectors = self.model().embed(observations.clone()).await?;
         let new = observations
             .into_iter()
             .zip(vectors)
@@ -221,43 +147,14 @@ impl MemoryBackend for EmbeddedMemory {
         self.store_vectors(place, name, entity_type, new).await
     }
 
-    async fn delete(&self, place: &Place, name: &str) -> Result<bool, MemoryError> {
-        Ok(self.store.propose(DeleteEntity { place: place.clone(), name: name.into() }).await?)
-    }
-
-    async fn get(&self, place: &Place, name: &str) -> Result<Option<Entity>, MemoryError> {
-        Ok(self.queries.memory_entity(place, name).await?)
-    }
-
-    async fn list(
-        &self,
-        viewer: &Viewer,
-        scope: Option<MemoryScope>,
-        entity_type: Option<String>,
-    ) -> Result<Vec<Entity>, MemoryError> {
-        let all = self.queries.memory_entities().await?;
-        Ok(all
-            .into_iter()
-            .filter(|e| viewer.can_see(&Place { scope: e.scope, owner: e.owner.clone() }))
-            .filter(|e| scope.is_none_or(|s| s == e.scope))
-            .filter(|e| entity_type.as_ref().is_none_or(|t| *t == e.entity_type))
-            .collect())
-    }
-
     async fn relate(&self, place: &Place, from: &str, to: &str, relation_type: &str) -> Result<(), MemoryError> {
-        validate_name("relation_type", relation_type)?;
-        let cmd = Relate {
-            place: place.clone(),
-            from: from.into(),
-            to: to.into(),
-            relation_type: relation_type.into(),
-            at_ms: now_ms(),
-        };
-        self.store.propose(cmd).await?.map_err(MemoryError::NotFound)
+        check_name("relation_type", relation_type)?;
+        self.relate_checked(place, from, to, relation_type).await
     }
 
+    /// Entities within `depth` relations of `name`, with the relation that reached them.
     async fn neighbours(&self, place: &Place, name: &str, depth: usize) -> Result<Vec<(usize, Related)>, MemoryError> {
-        Ok(self.queries.memory_neighbours(place, name, depth.clamp(1, 5)).await?)
+        self.walk(place, name, depth.clamp(1, MAX_DEPTH)).await
     }
 
     async fn search(&self, q: SearchQuery) -> Result<Vec<SearchHit>, MemoryError> {
@@ -267,59 +164,39 @@ impl MemoryBackend for EmbeddedMemory {
         if !(0.0..=1.0).contains(&q.min_similarity) {
             return Err(MemoryError::Invalid(format!("min_similarity {} is outside 0..1", q.min_similarity)));
         }
+        let vector = self.model().embed_one(&q.text).await?;
         let started = std::time::Instant::now();
-        let vector = self.embedder().await?.embed_one(&q.text).await?;
-        self.observe("embed", started);
-        let _search = SearchTimer { memory: self, started: std::time::Instant::now() };
-        let filter = Filter {
-            viewer: &q.viewer,
-            scope: q.scope,
-            entity_type: q.entity_type.as_deref(),
-            min_similarity: q.min_similarity,
-        };
-        let limit = q.limit.clamp(1, 100);
-        // Several observations of one entity may match: keep the best per entity.
-        let raw = self.index.search(&vector, &filter, limit * 4);
-        let mut best: BTreeMap<i64, (IndexedRow, f32)> = BTreeMap::new();
-        for (row, score) in raw {
-            best.entry(row.entity_id)
-                .and_modify(|b| {
-                    if score > b.1 {
-                        *b = (row.clone(), score)
-                    }
-                })
-                .or_insert((row, score));
-        }
-        let mut hits: Vec<(IndexedRow, f32)> = best.into_values().collect();
-        hits.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
-        hits.truncate(limit);
-        let found = self
-            .queries
-            .memory_hits(hits.iter().map(|(row, _)| (row.observation_id, row.place.clone())).collect())
-            .await?;
-        Ok(hits
-            .into_iter()
-            .zip(found)
-            .filter_map(|((row, score), hit)| {
-                let hit = hit?;
-                Some(SearchHit {
-                    name: hit.name,
-                    entity_type: hit.entity_type,
-                    score,
-                    observation: hit.text,
-                    scope: row.place.scope,
-                    owner: row.place.owner,
-                    related: hit.related,
-                })
-            })
-            .collect())
+        let hits = self.search_vector(vector, &q).await;
+        self.model().observe("search", started);
+        hits
     }
 
+    /// The whole memory at once (small memories; the API and CLI stream pages).
     async fn export(&self) -> Result<MemoryExport, MemoryError> {
-        let (entities, relations) = self.queries.memory_export().await?;
-        Ok(MemoryExport { version: EXPORT_VERSION, exported_at_ms: now_ms(), entities, relations })
+        let (mut entities, mut relations) = (Vec::new(), Vec::new());
+        let mut after = None;
+        loop {
+            let (page, next) = self.export_entities(after, EXPORT_PAGE).await?;
+            entities.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        let mut after = None;
+        loop {
+            let (page, next) = self.export_relations(after, EXPORT_PAGE).await?;
+            relations.extend(page);
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
+            }
+        }
+        Ok(MemoryExport { version: EXPORT_VERSION, exported_at_ms: crate::time::now_ms(), entities, relations })
     }
 
+    /// Imports an export (or one batch of one); entries without vectors are
+    /// embedded. Returns entities imported.
     async fn import(&self, data: MemoryExport) -> Result<usize, MemoryError> {
         if data.version != EXPORT_VERSION {
             return Err(MemoryError::Version { found: data.version });
@@ -330,24 +207,7 @@ impl MemoryBackend for EmbeddedMemory {
                 scope: e.scope,
                 owner: if e.scope == MemoryScope::Global { String::new() } else { e.owner.clone() },
             };
-            let missing: Vec<String> = e
-                .observations
-                .iter()
-                .filter(|o| o.embedding.as_ref().is_none_or(|v| v.0.len() != super::DIMENSIONS))
-                .map(|o| o.text.clone())
-                .collect();
-            let mut fresh =
-                if missing.is_empty() { Vec::new() } else { self.embedder().await?.embed(missing).await? }.into_iter();
-            let observations = e
-                .observations
-                .iter()
-                .map(|o| match &o.embedding {
-                    Some(v) if v.0.len() == super::DIMENSIONS => {
-                        NewObservation { text: o.text.clone(), embedding: v.clone() }
-                    }
-                    _ => NewObservation { text: o.text.clone(), embedding: Vector(fresh.next().unwrap_or_default()) },
-                })
-                .collect();
+            let observations = import_vectors(self.model(), e).await?;
             self.store_vectors(&place, &e.name, &e.entity_type, observations).await?;
             count += 1;
         }
@@ -357,27 +217,62 @@ impl MemoryBackend for EmbeddedMemory {
         }
         Ok(count)
     }
+
+    /// Cosine similarity of two texts' embeddings (comparing answers).
+    async fn similarity(&self, a: &str, b: &str) -> Result<f32, MemoryError> {
+        self.model().similarity(a, b).await
+    }
+
+    /// The vectors this memory stores for `texts`, with the word pieces
+    /// each was read as (`/v1/embeddings`).
+    async fn embeddings(&self, texts: Vec<String>) -> Result<Vec<(Vec<f32>, u32)>, MemoryError> {
+        self.model().embed_counted(texts).await
+    }
 }
 
-async fn follow(memory: Arc<EmbeddedMemory>, mut events: broadcast::Receiver<StateEvent>) {
-    loop {
-        let event = events.recv().await;
-        let result = match event {
-            Ok(StateEvent::MemoryAdded { observation_ids }) => memory.index.add(&memory.queries, observation_ids).await,
-            Ok(StateEvent::MemoryRemoved { entity_id }) => {
-                memory.index.remove_entity(entity_id);
-                Ok(())
+fn check_name(what: &str, v: &str) -> Result<(), MemoryError> {
+    if v.trim().is_empty() || v.len() > 512 {
+        return Err(MemoryError::Invalid(format!("{what} must be 1-512 characters")));
+    }
+    Ok(())
+}
+
+/// An exported entity's observations with their vectors: the exported ones
+/// where present and of the model's size, else embedded now.
+async fn import_vectors(model: &Model, e: &ExportedEntity) -> Result<Vec<NewObservation>, MemoryError> {
+    let usable = |v: &Option<Vector>| v.as_ref().filter(|v| v.0.len() == super::DIMENSIONS).cloned();
+    let missing: Vec<String> =
+        e.observations.iter().filter(|o| usable(&o.embedding).is_none()).map(|o| o.text.clone()).collect();
+    let mut fresh = if missing.is_empty() { Vec::new() } else { model.embed(missing).await? }.into_iter();
+    Ok(e.observations
+        .iter()
+        .map(|o| NewObservation {
+            text: o.text.clone(),
+            embedding: usable(&o.embedding).unwrap_or_else(|| Vector(fresh.next().unwrap_or_default())),
+        })
+        .collect())
+}
+
+/// Keeps the best-scoring hit of each entity (several observations of one
+/// entity may match), best first, at most `limit`.
+pub fn best_per_entity<K: Ord, H>(hits: impl IntoIterator<Item = (K, H, f32)>, limit: usize) -> Vec<(H, f32)> {
+    let mut best: std::collections::BTreeMap<K, (H, f32)> = std::collections::BTreeMap::new();
+    for (key, hit, score) in hits {
+        match best.entry(key) {
+            std::collections::btree_map::Entry::Occupied(mut o) => {
+                if score > o.get().1 {
+                    o.insert((hit, score));
+                }
             }
-            Ok(StateEvent::Restored) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                memory.index.rebuild(&memory.queries).await.map(|_| ())
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((hit, score));
             }
-            Ok(_) => Ok(()),
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        if let Err(e) = result {
-            tracing::error!(error = %e, "memory index update failed");
         }
     }
+    let mut out: Vec<(H, f32)> = best.into_values().collect();
+    out.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap_or(std::cmp::Ordering::Equal));
+    out.truncate(limit);
+    out
 }
 
 impl crate::problems::Classified for MemoryError {
@@ -390,6 +285,15 @@ impl crate::problems::Classified for MemoryError {
             Self::Model(_) => ProblemType::MemoryModelUnavailable,
             Self::Write(w) => w.problem_type(),
             Self::Read(r) => r.problem_type(),
+            Self::Unavailable(_) => ProblemType::MemoryUnavailable,
+            Self::Database(_) => ProblemType::Internal,
         }
     }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        matches!(self, Self::Unavailable(_)).then(|| std::time::Duration::from_secs(RETRY_AFTER_SECS))
+    }
 }
+
+/// What a `memory-unavailable` answer tells the client to wait.
+pub const RETRY_AFTER_SECS: u64 = 2;

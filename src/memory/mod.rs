@@ -1,15 +1,24 @@
-//! Embedded memory: entities, observations (text + 384-dim embedding) and
-//! relations in the replicated SQLite state; MiniLM embeddings computed once
-//! by the receiving node and carried in the Raft command; an in-memory
-//! vector index over this node's replica for search. Callers use the
-//! [`MemoryBackend`] trait.
+//! Agent memory: entities, observations (text + 384-dim MiniLM embedding)
+//! and relations, behind the [`MemoryBackend`] trait. Two backends: the
+//! embedded one (the replicated SQLite state and an in-memory vector index
+//! on every node) and PostgreSQL with pgvector (one database every node
+//! shares). Embeddings are always computed here, by [`Model`].
 
 mod backend;
+mod embedded;
 pub mod embedder;
 mod index;
+pub mod model;
+pub mod postgres;
 pub mod types;
 
-pub use backend::{EmbeddedMemory, MemoryBackend, MemoryError, MemoryExport, SearchQuery, EXPORT_VERSION};
+pub use backend::{
+    best_per_entity, MemoryBackend, MemoryError, MemoryExport, Page, SearchQuery, EXPORT_PAGE, EXPORT_VERSION,
+    MAX_DEPTH, RETRY_AFTER_SECS,
+};
+pub use embedded::EmbeddedMemory;
 pub use embedder::{dot, EmbedError, Embedder, DIMENSIONS};
 pub use index::{Filter, IndexedRow, VectorIndex};
+pub use model::Model;
+pub use postgres::PostgresMemory;
 pub use types::{ExportedEntity, ExportedObservation};

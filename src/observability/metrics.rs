@@ -127,6 +127,10 @@ pub struct Metrics {
     pub memory_entities: IntGauge,
     pub memory_observations: IntGauge,
     pub memory_search_duration: HistogramVec,
+    /// Memory database connections of this node (`in_use`, `idle`, `max`).
+    pub memory_db_connections: IntGaugeVec,
+    /// Memory database operations, retries included, by outcome.
+    pub memory_db_queries: HistogramVec,
     pub raft: RaftGauges,
     pub agents: LabelCap,
     /// (agent, revision) pairs: revisions grow with every deploy.
@@ -416,8 +420,21 @@ impl Metrics {
                 "caxton_active_conversations",
                 "Conversations initiated or in progress (cluster-wide, from this replica)",
             ),
-            memory_entities: gauge(&r, "caxton_memory_entities", "Entities in the embedded memory"),
-            memory_observations: gauge(&r, "caxton_memory_observations", "Observations in the embedded memory"),
+            memory_entities: gauge(&r, "caxton_memory_entities", "Entities in memory"),
+            memory_observations: gauge(&r, "caxton_memory_observations", "Observations in memory"),
+            memory_db_connections: gauge_vec(
+                &r,
+                "caxton_memory_db_connections",
+                "Memory database connections of this node by state (in_use, idle, max)",
+                &["state"],
+            ),
+            memory_db_queries: histogram(
+                &r,
+                "caxton_memory_db_operation_duration_seconds",
+                "Memory database operations (retries included) by operation and outcome (ok, error, unavailable)",
+                &["operation", "outcome"],
+                latency_buckets(),
+            ),
             memory_search_duration: histogram(
                 &r,
                 "caxton_memory_operation_duration_seconds",

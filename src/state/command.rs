@@ -21,6 +21,7 @@ use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, RecordAttempt, RecordReplies, SetConversation};
 use super::negotiations::{StartNegotiation, StepNegotiation};
 use super::retention::PruneHistory;
+use super::settings::ClaimSetting;
 use super::rollouts::{RecordShadow, StartRollout, UpdateRollout};
 use super::tools::{DeployMcpServer, RemoveMcpServer};
 use super::topics::{Publish, Subscribe, Unsubscribe};
@@ -52,6 +53,7 @@ pub enum Command {
     AdvanceAuction(AdvanceAuction),
     StartNegotiation(StartNegotiation),
     StepNegotiation(StepNegotiation),
+    ClaimSetting(ClaimSetting),
 }
 
 macro_rules! commands {
@@ -98,6 +100,7 @@ commands!(
     AdvanceAuction,
     StartNegotiation,
     StepNegotiation,
+    ClaimSetting,
 );
 
 /// Commands this version can apply beyond the first version's, advertised
@@ -109,4 +112,5 @@ pub const FEATURES: &[&str] = &[
     "StartRollout",
     "RecordAttempt",
     super::messages::DELIVER_NOTIFICATIONS,
+    "ClaimSetting",
 ];

@@ -59,6 +59,8 @@ pub enum Response {
     Published(Vec<Published>),
     /// What a `RecordAttempt` decided.
     Attempt(Attempt),
+    /// A cluster setting's recorded value (`ClaimSetting`).
+    Setting(String),
     /// The command was refused by `apply` on every replica alike (malformed
     /// content that slipped past the edge); nothing changed.
     Rejected(String),

@@ -240,6 +240,15 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("unsubscribe", Command::Unsubscribe(super::Unsubscribe { id: "sub-1".into(), at_ms: 1_700_000_000_015 })),
         (
+            "claim_setting",
+            Command::ClaimSetting(super::ClaimSetting {
+                key: "memory.backend".into(),
+                value: "postgres".into(),
+                replaces: Some("embedded".into()),
+                at_ms: 1_700_000_000_017,
+            }),
+        ),
+        (
             "publish",
             Command::Publish(super::Publish {
                 publications: vec![super::Publication {
@@ -346,6 +355,7 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("attempt_run", Response::Attempt(super::envelope::Attempt::Run(2))),
         ("attempt_dead_lettered", Response::Attempt(super::envelope::Attempt::DeadLettered)),
         ("published", Response::Published(vec![super::Published::Fanned(3), super::Published::Duplicate])),
+        ("setting", Response::Setting("postgres".into())),
     ]
 }
 
@@ -430,7 +440,13 @@ fn every_gated_command_is_advertised() {
         super::StartNegotiation::FEATURE,
         super::StepNegotiation::FEATURE,
     ];
-    let gated = [CreateKey::FEATURE, RevokeKey::FEATURE, PruneHistory::FEATURE, super::RecordAttempt::FEATURE];
+    let gated = [
+        CreateKey::FEATURE,
+        RevokeKey::FEATURE,
+        PruneHistory::FEATURE,
+        super::RecordAttempt::FEATURE,
+        super::ClaimSetting::FEATURE,
+    ];
     for feature in gated.into_iter().chain(rollouts).chain(topics) {
         let feature = feature.expect("gated");
         assert!(FEATURES.contains(&feature), "{feature} is not in FEATURES");

@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
-use super::schema::{spelled, unknown_spelling};
+use super::schema::spelled;
 pub use crate::config::MemoryScope;
 
 /// Where an entity lives: a scope and, for agent-only and workspace
@@ -508,26 +508,35 @@ impl Queries {
             .await
     }
 
-    /// Every entity with its observations and vectors, and every relation.
-    pub async fn memory_export(&self) -> Result<(Vec<ExportedEntity>, Vec<Relation>), ReadError> {
+    /// Entities with ids above `after`, with their observations and
+    /// vectors, at most `limit`; and the cursor of the next page.
+    pub async fn memory_export_entities(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<ExportedEntity>, Option<i64>), ReadError> {
         self.replica()
-            .read(|c| {
-                let mut entities = Vec::new();
-                let mut s = c.prepare("SELECT id, scope, owner, name, entity_type FROM memory_entities ORDER BY id")?;
-                let rows = s.query_map([], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, String>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                })?;
+            .read(move |c| {
+                let mut s = c.prepare_cached(
+                    "SELECT id, scope, owner, name, entity_type FROM memory_entities WHERE id > ?1 ORDER BY id LIMIT ?2",
+                )?;
+                let rows = s
+                    .query_map(params![after, limit as i64 + 1], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            spelled(r, 1, "memory scope", parse_scope)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let next = (rows.len() > limit).then(|| rows[limit - 1].0);
                 let mut obs = c.prepare_cached(
                     "SELECT text, embedding FROM memory_observations WHERE entity_id = ?1 ORDER BY id",
                 )?;
-                for row in rows {
-                    let (id, scope, owner, name, entity_type) = row?;
+                let mut entities = Vec::with_capacity(limit);
+                for (id, scope, owner, name, entity_type) in rows.into_iter().take(limit) {
                     let observations = obs
                         .query_map([id], |r| {
                             Ok(ExportedObservation {
@@ -536,29 +545,42 @@ impl Queries {
                             })
                         })?
                         .collect::<rusqlite::Result<_>>()?;
-                    entities.push(ExportedEntity {
-                        name,
-                        entity_type,
-                        scope: parse_scope(&scope).ok_or_else(|| unknown_spelling(2, "memory scope", &scope))?,
-                        owner,
-                        observations,
-                    });
+                    entities.push(ExportedEntity { name, entity_type, scope, owner, observations });
                 }
-                let mut r = c.prepare(
-                    "SELECT scope, owner, from_name, to_name, relation_type FROM memory_relations ORDER BY created_at",
+                Ok((entities, next))
+            })
+            .await
+    }
+
+    /// Relations after the row `after`, in the order they were made, at
+    /// most `limit`; and the cursor of the next page.
+    pub async fn memory_export_relations(
+        &self,
+        after: i64,
+        limit: usize,
+    ) -> Result<(Vec<Relation>, Option<i64>), ReadError> {
+        self.replica()
+            .read(move |c| {
+                let mut r = c.prepare_cached(
+                    "SELECT rowid, scope, owner, from_name, to_name, relation_type FROM memory_relations
+                     WHERE rowid > ?1 ORDER BY rowid LIMIT ?2",
                 )?;
-                let relations = r
-                    .query_map([], |r| {
-                        Ok(Relation {
-                            scope: spelled(r, 0, "memory scope", parse_scope)?,
-                            owner: r.get(1)?,
-                            from: r.get(2)?,
-                            to: r.get(3)?,
-                            relation_type: r.get(4)?,
-                        })
+                let rows = r
+                    .query_map(params![after, limit as i64 + 1], |r| {
+                        Ok((
+                            r.get::<_, i64>(0)?,
+                            Relation {
+                                scope: spelled(r, 1, "memory scope", parse_scope)?,
+                                owner: r.get(2)?,
+                                from: r.get(3)?,
+                                to: r.get(4)?,
+                                relation_type: r.get(5)?,
+                            },
+                        ))
                     })?
-                    .collect::<rusqlite::Result<_>>()?;
-                Ok((entities, relations))
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let next = (rows.len() > limit).then(|| rows[limit - 1].0);
+                Ok((rows.into_iter().take(limit).map(|(_, r)| r).collect(), next))
             })
             .await
     }

@@ -50,6 +50,7 @@ mod rollout_rows;
 mod rollouts;
 mod schema;
 mod sessions;
+mod settings;
 mod store;
 mod tools;
 mod topics;
@@ -83,6 +84,7 @@ pub use retention::{PruneHistory, Pruned};
 pub use rollout_record::{Check, Figures, RolloutRecord, RolloutState, ServedOutcome};
 pub use rollouts::{bucket, RecordShadow, RolloutAction, RolloutUpdate, ShadowReport, StartRollout, UpdateRollout};
 pub use sessions::notice;
+pub use settings::{ClaimSetting, MEMORY_BACKEND};
 pub use store::Store;
 pub use tools::{DeployMcpServer, RemoveMcpServer, ToolDeployer, ToolRefusal, ToolServerRow};
 pub use topics::{

@@ -171,6 +171,11 @@ CREATE TABLE IF NOT EXISTS publications (
     created_at INTEGER NOT NULL,
     seq        INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cluster_settings (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL,
+    set_at INTEGER NOT NULL
+);
 ";
 
 /// Columns added to existing tables after the first version, as

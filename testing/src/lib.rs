@@ -12,6 +12,7 @@ mod cluster;
 mod in_process;
 mod node;
 mod openai_stub;
+mod postgres;
 
 use std::future::Future;
 use std::net::{TcpListener, UdpSocket};
@@ -24,6 +25,7 @@ pub use cluster::{node_host, ClusterOptions, TestCluster};
 pub use in_process::InProcessNode;
 pub use node::{ask, deploy, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY};
 pub use openai_stub::{last_of_role, OpenAiStub, StubReply};
+pub use postgres::{postgres_install, TestPostgres};
 
 /// The `caxton` binary under test.
 ///

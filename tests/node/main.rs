@@ -20,6 +20,7 @@ mod mcp_api;
 mod mcp_host;
 mod memory;
 mod memory_model;
+mod memory_postgres;
 mod messaging;
 mod openapi_problems;
 mod poison;

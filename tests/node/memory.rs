@@ -1,9 +1,48 @@
-//! Embedded memory through the real binary with the real MiniLM model:
-//! semantic search, scopes, graph, export/import, and agents that remember
-//! (replication to other nodes: tests/cluster/memory.rs).
+//! Memory through the real binary with the real MiniLM model: semantic
+//! search, scopes, graph, export/import, and agents that remember. One
+//! suite, run against both backends: the embedded one and a real
+//! PostgreSQL with pgvector (`both_backends!` at the end). Replication to
+//! other nodes: tests/cluster/memory.rs; the database going away:
+//! memory_postgres.rs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use caxton_testing::*;
 use serde_json::{json, Value};
+
+#[derive(Clone, Copy)]
+pub enum Backend {
+    Embedded,
+    Postgres,
+}
+
+/// Nodes on one backend: for Postgres, a server of the test's own and a
+/// fresh database per node (a node started later sees an empty memory, as
+/// a fresh embedded node does).
+pub struct Memory {
+    pub pg: Option<TestPostgres>,
+    databases: AtomicUsize,
+}
+
+impl Memory {
+    pub fn new(backend: Backend) -> Self {
+        let pg = matches!(backend, Backend::Postgres).then(TestPostgres::start);
+        Self { pg, databases: AtomicUsize::new(0) }
+    }
+
+    pub async fn node(&self) -> TestNode {
+        self.node_with(NodeOptions::default()).await
+    }
+
+    pub async fn node_with(&self, mut opts: NodeOptions) -> TestNode {
+        if let Some(pg) = &self.pg {
+            let db = format!("memory{}", self.databases.fetch_add(1, Ordering::SeqCst));
+            pg.create_database(&db);
+            opts.tables.push_str(&pg.memory_config(&db));
+        }
+        TestNode::start_with(opts).await
+    }
+}
 
 async fn search(node: &TestNode, query: &str) -> Value {
     let q: String = query.replace(' ', "%20");
@@ -12,9 +51,9 @@ async fn search(node: &TestNode, query: &str) -> Value {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn semantic_search_scopes_graph_and_cli() {
-    let node = TestNode::start().await;
+async fn semantic_search_scopes_graph_and_cli(backend: Backend) {
+    let memory = Memory::new(backend);
+    let node = memory.node().await;
     for (name, ty, obs) in [
         ("Whiskers", "pet", "The cat sits on the mat all afternoon."),
         ("Q3 report", "document", "Quarterly revenue grew by twelve percent."),
@@ -102,9 +141,9 @@ async fn semantic_search_scopes_graph_and_cli() {
     assert!(!search(&node, "q=who runs billing&limit=1").await["results"][0]["name"].as_str().unwrap_or("").eq("Bob"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_only_memory_is_isolated_between_agents() {
-    let node = TestNode::start().await;
+async fn agent_only_memory_is_isolated_between_agents(backend: Backend) {
+    let memory = Memory::new(backend);
+    let node = memory.node().await;
     for (agent, secret) in [("alice", "Alice's locker code is 1234."), ("bob", "Bob's locker code is 9876.")] {
         let (s, v) = node.post_json("/v1/memory/entities", json!({"name": "locker", "entity_type": "secret", "scope": "agent-only", "agent": agent, "observations": [secret]})).await;
         assert_eq!(s, 201, "{v}");
@@ -126,9 +165,9 @@ async fn agent_only_memory_is_isolated_between_agents() {
     assert_eq!(s, 404);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn export_wipe_import_gives_identical_search_results() {
-    let node = TestNode::start().await;
+async fn export_wipe_import_gives_identical_search_results(backend: Backend) {
+    let memory = Memory::new(backend);
+    let node = memory.node().await;
     for (i, text) in
         ["Paris is the capital of France.", "Berlin is the capital of Germany.", "Rust has no garbage collector."]
             .iter()
@@ -147,7 +186,7 @@ async fn export_wipe_import_gives_identical_search_results() {
     assert_eq!(export["version"], 1);
 
     // A wiped node (fresh data dir) imports it.
-    let fresh = TestNode::start().await;
+    let fresh = memory.node().await;
     let (s, v) = fresh.post_json("/v1/memory/import", export.clone()).await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["entities"], 3);
@@ -176,13 +215,13 @@ async fn export_wipe_import_gives_identical_search_results() {
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "an export is readable by its owner only");
-    let third = TestNode::start().await;
+    let third = memory.node().await;
     let out = third.cli(&["memory", "import", file.to_str().unwrap()]);
     assert!(stdout(&out).contains("imported 4 entities"), "{}", stdout(&out));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation() {
+async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation(backend: Backend) {
+    let memory = Memory::new(backend);
     let stub = OpenAiStub::start().await;
     stub.script([
         // Conversation 1: the model decides to remember.
@@ -193,8 +232,7 @@ async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation() {
         StubReply::text("Noted!"),
     ]);
     stub.respond_with(|_| StubReply::text("Your favourite colour is teal."));
-    let node =
-        TestNode::start_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
+    let node = memory.node_with(NodeOptions { tables: stub.provider_config("stub", ""), ..Default::default() }).await;
     let agent = "name = \"rememberer\"\nprovider = \"stub\"\nsystem_prompt = \"You remember things.\"\nuser_prompt_template = \"Known facts:\\n{{context}}\\n\\nUser: {{request}}\"\n[memory]\nenabled = true\nscope = \"agent-only\"\nmin_similarity = 0.2\n";
     deploy(&node, agent).await;
 
@@ -213,3 +251,77 @@ async fn an_agent_stores_a_fact_and_uses_it_in_a_later_conversation() {
     let (_, e) = node.get("/v1/memory/entities/user?scope=agent-only&agent=rememberer").await;
     assert_eq!(e["observations"][0]["text"], "The user's favourite colour is teal.");
 }
+
+/// More entities than one export page (200) or import batch (100): the
+/// export streams pages and the CLI imports the file batch by batch.
+async fn paging_many_entities_through_export_and_import(backend: Backend) {
+    use futures::StreamExt;
+    let memory = Memory::new(backend);
+    let node = memory.node().await;
+    let n = 450;
+    let stored: Vec<u16> = futures::stream::iter(0..n)
+        .map(|i| {
+            let node = &node;
+            async move {
+                let body = json!({"name": format!("item-{i:03}"), "entity_type": "item", "observations": [format!("Item number {i} is in stock.")]});
+                node.post_json("/v1/memory/entities", body).await.0
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    assert!(stored.iter().all(|s| *s == 201), "{stored:?}");
+    let (s, _) = node
+        .post_json("/v1/memory/relations", json!({"from": "item-000", "to": "item-449", "relation_type": "next"}))
+        .await;
+    assert_eq!(s, 201);
+    let (s, export) = node.get("/v1/memory/export").await;
+    assert_eq!(s, 200);
+    assert_eq!(export["entities"].as_array().unwrap().len(), n);
+    assert_eq!(export["relations"].as_array().unwrap().len(), 1);
+
+    let file = node.dir.path().join("many.json");
+    let out = node.cli(&["memory", "export", "--output", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fresh = memory.node().await;
+    let out = fresh.cli(&["memory", "import", file.to_str().unwrap()]);
+    assert!(stdout(&out).contains(&format!("imported {n} entities")), "{}{}", stdout(&out), stderr(&out));
+    let (_, page) = fresh.get("/v1/memory/entities?limit=1000").await;
+    assert_eq!(page["entities"].as_array().unwrap().len(), n);
+    let (_, near) = fresh.get("/v1/memory/entities/item-000/neighbours").await;
+    assert_eq!(near["neighbours"][0]["name"], "item-449", "{near}");
+
+    // A file that is not an export: named, and nothing before it is lost.
+    let bad = node.dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"version": 1, "entities": [{"name": "ok", "entity_type": "t", "scope": "global", "observations": [{"text": "fine"}]}, {"name": 5}]}"#).unwrap();
+    let out = fresh.cli(&["memory", "import", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
+}
+
+/// Each test of the suite, once per backend: `memory::embedded::NAME` and
+/// `memory::postgres::NAME`.
+macro_rules! both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::Backend::Embedded).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                super::$test(super::Backend::Postgres).await
+            })*
+        }
+    };
+}
+
+both_backends!(
+    semantic_search_scopes_graph_and_cli,
+    agent_only_memory_is_isolated_between_agents,
+    export_wipe_import_gives_identical_search_results,
+    an_agent_stores_a_fact_and_uses_it_in_a_later_conversation,
+    paging_many_entities_through_export_and_import,
+);
