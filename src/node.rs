@@ -230,7 +230,8 @@ impl Node {
             },
         );
         claim_memory_backend(&config, &store).await?;
-        let memory = start_memory(&config, store, queries, app_events.resubscribe(), &shutdown, metrics.clone()).await?;
+        let memory =
+            start_memory(&config, store, queries, app_events.resubscribe(), &shutdown, metrics.clone()).await?;
         let a2a = Arc::new(crate::a2a::A2aClient::new(config.a2a.clone()));
         let runtime = AgentRuntime::new(
             ledger.clone(),
@@ -416,7 +417,10 @@ async fn claim_memory_backend(config: &ServerConfig, store: &crate::state::Store
             return Ok(());
         }
         Err(_) => {
-            tracing::warn!(backend = wanted, "no leader to check the cluster's memory backend with; starting with this node's");
+            tracing::warn!(
+                backend = wanted,
+                "no leader to check the cluster's memory backend with; starting with this node's"
+            );
             return Ok(());
         }
     };

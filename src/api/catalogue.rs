@@ -220,7 +220,12 @@ pub const ROUTES: &[Route] = &[
     route(S::Invoke, "post", "/mcp", &[JSON_BODY]),
     route(S::Invoke, "delete", "/mcp", &[]),
     // Memory (`memory-unavailable`: the PostgreSQL backend's database is down).
-    route(S::MemoryWrite, "post", "/v1/memory/entities", &[ANY, JSON_BODY, WRITE, MEMORY, &[P::MemoryModelUnavailable]]),
+    route(
+        S::MemoryWrite,
+        "post",
+        "/v1/memory/entities",
+        &[ANY, JSON_BODY, WRITE, MEMORY, &[P::MemoryModelUnavailable]],
+    ),
     route(S::MemoryRead, "get", "/v1/memory/entities", &[ANY, PARAMS, MEMORY]),
     route(S::MemoryRead, "get", "/v1/memory/entities/{name}", &[ANY, PARAMS, MEMORY, &[P::MemoryEntityNotFound]]),
     route(

@@ -401,10 +401,7 @@ pub async fn export(
     // The first page is read before answering: a memory that cannot be
     // read is a problem answer, not a truncated body.
     let first = ctx.memory.export_entities(None, EXPORT_PAGE).await?;
-    let head = format!(
-        "{{\"version\":{EXPORT_VERSION},\"exported_at_ms\":{},\"entities\":[",
-        crate::time::now_ms()
-    );
+    let head = format!("{{\"version\":{EXPORT_VERSION},\"exported_at_ms\":{},\"entities\":[", crate::time::now_ms());
     let memory = ctx.memory.clone();
     let body = async_stream::stream! {
         yield Ok::<_, std::io::Error>(axum::body::Bytes::from(head));

@@ -108,7 +108,8 @@ const IMPORT_BATCH: usize = 100;
 async fn import_file(client: &ApiClient, file: &std::path::Path) -> Result<usize, CliError> {
     let reader = std::fs::File::open(file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<import_stream::Batch>(2);
-    let parse = tokio::task::spawn_blocking(move || import_stream::read(std::io::BufReader::new(reader), IMPORT_BATCH, tx));
+    let parse =
+        tokio::task::spawn_blocking(move || import_stream::read(std::io::BufReader::new(reader), IMPORT_BATCH, tx));
     let send = |export: crate::memory::MemoryExport| async move {
         let body = serde_json::to_vec(&export).map_err(|e| CliError::Usage(e.to_string()))?;
         let (_, v) = client.request(Method::POST, "/v1/memory/import", Some(("application/json", body))).await?;
@@ -122,10 +123,9 @@ async fn import_file(client: &ApiClient, file: &std::path::Path) -> Result<usize
     match parse.await {
         Ok(Ok(version)) if batches == 0 => send(import_stream::empty(version)).await,
         Ok(Ok(_)) => Ok(imported),
-        Ok(Err(e)) => Err(CliError::Usage(format!(
-            "{}: {e} (the {imported} entities before it were imported)",
-            file.display()
-        ))),
+        Ok(Err(e)) => {
+            Err(CliError::Usage(format!("{}: {e} (the {imported} entities before it were imported)", file.display())))
+        }
         Err(e) => Err(CliError::Usage(format!("{}: {e}", file.display()))),
     }
 }

@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::server::{ConfigError, Secret};
 use super::setting::Unset;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -96,77 +95,5 @@ impl Default for PostgresSection {
             hnsw_ef_search: 100,
             exact_search_below: 10_000,
         }
-    }
-}
-
-impl MemorySection {
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, value: &dyn std::fmt::Display, reason: &str| ConfigError::Invalid {
-            key: key.into(),
-            value: value.to_string(),
-            reason: reason.into(),
-        };
-        let pg = &self.postgres;
-        if !(1..=1000).contains(&pg.pool_size) {
-            return Err(invalid("memory.postgres.pool_size", &pg.pool_size, "must be 1 to 1000"));
-        }
-        if pg.connect_timeout_ms < 100 {
-            return Err(invalid("memory.postgres.connect_timeout_ms", &pg.connect_timeout_ms, "must be at least 100"));
-        }
-        if pg.statement_timeout_ms < 100 {
-            return Err(invalid(
-                "memory.postgres.statement_timeout_ms",
-                &pg.statement_timeout_ms,
-                "must be at least 100",
-            ));
-        }
-        if !(1..=1000).contains(&pg.hnsw_ef_search) {
-            return Err(invalid("memory.postgres.hnsw_ef_search", &pg.hnsw_ef_search, "must be 1 to 1000"));
-        }
-        if let Some(from) = self.migrate_from.get() {
-            if MemoryBackendKind::parse(from).is_none() {
-                return Err(invalid("memory.migrate_from", from, "must be `embedded` or `postgres`"));
-            }
-        }
-        Ok(())
-    }
-
-    /// The database URL when the backend is `postgres`:
-    /// `CAXTON_MEMORY_POSTGRES_URL` or `memory.postgres.url` (already merged),
-    /// else the trimmed contents of `memory.postgres.url_file`.
-    pub fn postgres_url(&self) -> Result<Option<Secret>, ConfigError> {
-        if self.backend != MemoryBackendKind::Postgres {
-            return Ok(None);
-        }
-        let pg = &self.postgres;
-        let (key, value) = match (pg.url.get(), pg.url_file.get()) {
-            (Some(url), _) => ("memory.postgres.url", url.trim().to_owned()),
-            (None, Some(file)) => {
-                let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
-                    key: "memory.postgres.url_file".into(),
-                    value: file.display().to_string(),
-                    reason: format!("cannot read the database URL: {e}"),
-                })?;
-                ("memory.postgres.url_file", text.trim().to_owned())
-            }
-            (None, None) => {
-                return Err(ConfigError::Invalid {
-                    key: "memory.postgres.url".into(),
-                    value: String::new(),
-                    reason: "required when memory.backend = \"postgres\" (or CAXTON_MEMORY_POSTGRES_URL, or \
-                             memory.postgres.url_file)"
-                        .into(),
-                })
-            }
-        };
-        if let Err(e) = value.parse::<tokio_postgres::Config>() {
-            return Err(ConfigError::Invalid {
-                key: key.into(),
-                // The URL may hold a password: say where it came from, not what it is.
-                value: "(hidden)".into(),
-                reason: format!("not a PostgreSQL connection URL: {e}"),
-            });
-        }
-        Ok(Some(Secret::new(value)))
     }
 }

@@ -17,8 +17,8 @@ pub mod tool_policy;
 pub mod topic;
 
 pub use agent::{workspace_of, A2aRemote, AgentName, AgentSpec, MemoryScope, ParseAgentError, DEFAULT_WORKSPACE};
-pub use remote::{A2aCredential, A2aSection, RemoteMcpServer};
 pub use memory::{MemoryBackendKind, MemorySection, PgTlsMode, PostgresSection};
+pub use remote::{A2aCredential, A2aSection, RemoteMcpServer};
 pub use rollout::{RolloutSpec, Strategy};
 pub use server::{ConfigError, ConfigSource, Flag, LogFormat, Secret, ServerConfig};
 pub use setting::{ListenAddr, SettingText, Unset};

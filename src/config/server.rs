@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::env;
+use super::memory::{MemoryBackendKind, MemorySection};
 use super::setting::{ListenAddr, Unset};
 use crate::llm::ProviderConfig;
 
@@ -514,7 +515,7 @@ impl ServerConfig {
         config.validate()?;
         config.admin_key = admin_key(&config.server.admin_key_file, &lookup)?;
         config.cluster_secret = cluster_secret(&config.cluster.secret_file, &lookup)?;
-        config.memory_url = config.memory.postgres_url()?;
+        config.memory_url = memory_url(&config.memory)?;
         config.check_exposure()?;
         config.resolve_ordinal(|| lookup("HOSTNAME").or_else(system_hostname))?;
         Ok(config)
@@ -674,7 +675,7 @@ impl ServerConfig {
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
             return Err(invalid("log.level", &self.log.level, &e.to_string()));
         }
-        self.memory.validate()
+        validate_memory(&self.memory)
     }
 
     /// A node others can reach must know its admin key: without one it
@@ -875,6 +876,73 @@ fn locate_key(text: &str, key: &str) -> usize {
 fn syntax_error(file: &str, text: &str, e: &toml::de::Error) -> ConfigError {
     let line = e.span().map(|s| super::span::line_col(text, s.start).0).unwrap_or(0);
     ConfigError::Syntax { file: file.into(), line, key: "(syntax)".into(), reason: first_line(e) }
+}
+
+/// The `[memory]` rules: ranges, and the names `migrate_from` may take.
+fn validate_memory(memory: &MemorySection) -> Result<(), ConfigError> {
+    let invalid = |key: &str, value: &dyn std::fmt::Display, reason: &str| ConfigError::Invalid {
+        key: key.into(),
+        value: value.to_string(),
+        reason: reason.into(),
+    };
+    let pg = &memory.postgres;
+    if !(1..=1000).contains(&pg.pool_size) {
+        return Err(invalid("memory.postgres.pool_size", &pg.pool_size, "must be 1 to 1000"));
+    }
+    if pg.connect_timeout_ms < 100 {
+        return Err(invalid("memory.postgres.connect_timeout_ms", &pg.connect_timeout_ms, "must be at least 100"));
+    }
+    if pg.statement_timeout_ms < 100 {
+        return Err(invalid("memory.postgres.statement_timeout_ms", &pg.statement_timeout_ms, "must be at least 100"));
+    }
+    if !(1..=1000).contains(&pg.hnsw_ef_search) {
+        return Err(invalid("memory.postgres.hnsw_ef_search", &pg.hnsw_ef_search, "must be 1 to 1000"));
+    }
+    if let Some(from) = memory.migrate_from.get() {
+        if MemoryBackendKind::parse(from).is_none() {
+            return Err(invalid("memory.migrate_from", from, "must be `embedded` or `postgres`"));
+        }
+    }
+    Ok(())
+}
+
+/// The database URL when the backend is `postgres`:
+/// `CAXTON_MEMORY_POSTGRES_URL` or `memory.postgres.url` (already merged),
+/// else the trimmed contents of `memory.postgres.url_file`.
+fn memory_url(memory: &MemorySection) -> Result<Option<Secret>, ConfigError> {
+    if memory.backend != MemoryBackendKind::Postgres {
+        return Ok(None);
+    }
+    let pg = &memory.postgres;
+    let (key, value) = match (pg.url.get(), pg.url_file.get()) {
+        (Some(url), _) => ("memory.postgres.url", url.trim().to_owned()),
+        (None, Some(file)) => {
+            let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+                key: "memory.postgres.url_file".into(),
+                value: file.display().to_string(),
+                reason: format!("cannot read the database URL: {e}"),
+            })?;
+            ("memory.postgres.url_file", text.trim().to_owned())
+        }
+        (None, None) => {
+            return Err(ConfigError::Invalid {
+                key: "memory.postgres.url".into(),
+                value: String::new(),
+                reason: "required when memory.backend = \"postgres\" (or CAXTON_MEMORY_POSTGRES_URL, or \
+                             memory.postgres.url_file)"
+                    .into(),
+            })
+        }
+    };
+    if let Err(e) = value.parse::<tokio_postgres::Config>() {
+        return Err(ConfigError::Invalid {
+            key: key.into(),
+            // The URL may hold a password: say where it came from, not what it is.
+            value: "(hidden)".into(),
+            reason: format!("not a PostgreSQL connection URL: {e}"),
+        });
+    }
+    Ok(Some(Secret::new(value)))
 }
 
 #[cfg(test)]

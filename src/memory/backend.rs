@@ -3,39 +3,15 @@
 //! `dyn MemoryBackend`. Validation, embedding and the import walk are the
 //! trait's own (provided) methods, so the backends differ only in storage.
 
-use caxton_cluster::{ReadError, WriteError};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::embedder::EmbedError;
+pub use super::error::MemoryError;
 use super::model::Model;
 use super::types::{
     Entity, ExportedEntity, MemoryScope, NewObservation, Place, Related, Relation, SearchHit, Vector, Viewer,
 };
 use crate::config::MemoryBackendKind;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MemoryError {
-    #[error("invalid memory request: {0}")]
-    Invalid(String),
-    #[error("no entity `{0}` in that scope")]
-    NotFound(String),
-    #[error("embedded memory is unavailable: {0}")]
-    Model(#[from] EmbedError),
-    #[error(transparent)]
-    Write(#[from] WriteError),
-    #[error(transparent)]
-    Read(#[from] ReadError),
-    #[error("unsupported export version {found}; this node reads version {EXPORT_VERSION}")]
-    Version { found: u32 },
-    /// The memory database cannot be reached (or keeps failing): nothing
-    /// was written; the caller may retry after a while.
-    #[error("the memory database is unavailable: {0}")]
-    Unavailable(String),
-    /// The database answered with an error retrying will not fix.
-    #[error("the memory database refused the request: {0}")]
-    Database(String),
-}
 
 #[derive(Debug, Clone)]
 pub struct SearchQuery {
@@ -54,7 +30,7 @@ impl SearchQuery {
     }
 }
 
-pub const EXPORT_VERSION: u32 = 1;
+pub use super::types::EXPORT_VERSION;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct MemoryExport {
@@ -107,13 +83,8 @@ pub trait MemoryBackend: Send + Sync {
         entity_type: Option<String>,
     ) -> Result<Vec<Entity>, MemoryError>;
     /// Relates two entities of `place`; `NotFound` names a missing end.
-    async fn relate_checked(
-        &self,
-        place: &Place,
-        from: &str,
-        to: &str,
-        relation_type: &str,
-    ) -> Result<(), MemoryError>;
+    async fn relate_checked(&self, place: &Place, from: &str, to: &str, relation_type: &str)
+        -> Result<(), MemoryError>;
     /// Entities within `depth` (1..=MAX_DEPTH) relations of `name`, with the
     /// relation that first reached them, nearest first.
     async fn walk(&self, place: &Place, name: &str, depth: usize) -> Result<Vec<(usize, Related)>, MemoryError>;
@@ -274,26 +245,3 @@ pub fn best_per_entity<K: Ord, H>(hits: impl IntoIterator<Item = (K, H, f32)>, l
     out.truncate(limit);
     out
 }
-
-impl crate::problems::Classified for MemoryError {
-    fn problem_type(&self) -> crate::problems::ProblemType {
-        use crate::problems::ProblemType;
-        match self {
-            Self::Invalid(_) => ProblemType::BadRequest,
-            Self::NotFound(_) => ProblemType::MemoryEntityNotFound,
-            Self::Version { .. } => ProblemType::UnsupportedExportVersion,
-            Self::Model(_) => ProblemType::MemoryModelUnavailable,
-            Self::Write(w) => w.problem_type(),
-            Self::Read(r) => r.problem_type(),
-            Self::Unavailable(_) => ProblemType::MemoryUnavailable,
-            Self::Database(_) => ProblemType::Internal,
-        }
-    }
-
-    fn retry_after(&self) -> Option<std::time::Duration> {
-        matches!(self, Self::Unavailable(_)).then(|| std::time::Duration::from_secs(RETRY_AFTER_SECS))
-    }
-}
-
-/// What a `memory-unavailable` answer tells the client to wait.
-pub const RETRY_AFTER_SECS: u64 = 2;

@@ -9,9 +9,7 @@ use tokio::sync::broadcast;
 use super::backend::{best_per_entity, MemoryBackend, MemoryError, Page, SearchQuery};
 use super::index::{Filter, VectorIndex};
 use super::model::Model;
-use super::types::{
-    Entity, ExportedEntity, MemoryScope, NewObservation, Place, Related, Relation, SearchHit, Viewer,
-};
+use super::types::{Entity, ExportedEntity, MemoryScope, NewObservation, Place, Related, Relation, SearchHit, Viewer};
 use crate::config::MemoryBackendKind;
 use crate::shutdown::Shutdown;
 use crate::state::{DeleteEntity, Queries, Relate, StateEvent, Store, StoreEntity};

@@ -7,6 +7,7 @@
 mod backend;
 mod embedded;
 pub mod embedder;
+mod error;
 mod index;
 pub mod model;
 pub mod postgres;
@@ -14,10 +15,11 @@ pub mod types;
 
 pub use backend::{
     best_per_entity, MemoryBackend, MemoryError, MemoryExport, Page, SearchQuery, EXPORT_PAGE, EXPORT_VERSION,
-    MAX_DEPTH, RETRY_AFTER_SECS,
+    MAX_DEPTH,
 };
 pub use embedded::EmbeddedMemory;
 pub use embedder::{dot, EmbedError, Embedder, DIMENSIONS};
+pub use error::RETRY_AFTER_SECS;
 pub use index::{Filter, IndexedRow, VectorIndex};
 pub use model::Model;
 pub use postgres::PostgresMemory;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::backend::MemoryError;
 use super::embedder::{dot, EmbedError, Embedder};
+use super::error::MemoryError;
 use crate::observability::Metrics;
 
 pub struct Model {

@@ -12,6 +12,9 @@ pub use crate::state::{
 
 pub use crate::config::DEFAULT_WORKSPACE;
 
+/// The version of the export format (`MemoryExport`) this node writes and reads.
+pub const EXPORT_VERSION: u32 = 1;
+
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SearchHit {
     pub name: String,

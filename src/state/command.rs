@@ -21,8 +21,8 @@ use super::memory::{DeleteEntity, Relate, StoreEntity};
 use super::messages::{AcceptMessages, RecordAttempt, RecordReplies, SetConversation};
 use super::negotiations::{StartNegotiation, StepNegotiation};
 use super::retention::PruneHistory;
-use super::settings::ClaimSetting;
 use super::rollouts::{RecordShadow, StartRollout, UpdateRollout};
+use super::settings::ClaimSetting;
 use super::tools::{DeployMcpServer, RemoveMcpServer};
 use super::topics::{Publish, Subscribe, Unsubscribe};
 

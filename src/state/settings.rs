@@ -39,9 +39,8 @@ impl Proposal for ClaimSetting {
 impl ClaimSetting {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let tx = ctx.tx;
-        let recorded: Option<String> = tx
-            .query_row("SELECT value FROM cluster_settings WHERE key = ?1", [&self.key], |r| r.get(0))
-            .optional()?;
+        let recorded: Option<String> =
+            tx.query_row("SELECT value FROM cluster_settings WHERE key = ?1", [&self.key], |r| r.get(0)).optional()?;
         let keep = match &recorded {
             None => false,
             Some(v) if *v == self.value => true,

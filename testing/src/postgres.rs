@@ -57,7 +57,18 @@ impl TestPostgres {
         let data = pg.data_dir();
         pg.run(
             "initdb",
-            &["-D", data.to_str().unwrap(), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
         );
         pg.start_again();
         pg

@@ -42,7 +42,8 @@ async fn postgres_memory_written_through_node_1_is_searchable_from_node_3_at_onc
             .await;
         assert_eq!(s, 201, "{v}");
         // No waiting for replication: the write is in the shared database.
-        let (s, v) = cluster.node(3).get(&format!("/v1/memory/search?q=when%20does%20release%20{i}%20ship&limit=1")).await;
+        let (s, v) =
+            cluster.node(3).get(&format!("/v1/memory/search?q=when%20does%20release%20{i}%20ship&limit=1")).await;
         assert_eq!(s, 200, "{v}");
         assert_eq!(v["results"][0]["name"], name.as_str(), "{v}");
     }

@@ -36,7 +36,10 @@ async fn the_url_comes_from_the_environment_or_a_file_and_the_schema_is_migrated
     })
     .await;
     let (s, _) = env_node
-        .post_json("/v1/memory/entities", json!({"name": "shared-fact", "entity_type": "fact", "observations": ["Both nodes read one database."]}))
+        .post_json(
+            "/v1/memory/entities",
+            json!({"name": "shared-fact", "entity_type": "fact", "observations": ["Both nodes read one database."]}),
+        )
         .await;
     assert_eq!(s, 201);
     // The other node (not in a cluster with it) sees it at once: one database.
@@ -56,8 +59,14 @@ async fn the_url_comes_from_the_environment_or_a_file_and_the_schema_is_migrated
         .text()
         .await
         .unwrap();
-    assert!(metric_value(&metrics, "caxton_memory_db_connections", &[("state", "max")]).is_some_and(|v| v == 16.0), "{metrics}");
-    assert!(metrics.contains("caxton_memory_db_operation_duration_seconds_count{operation=\"store\",outcome=\"ok\"}"), "{metrics}");
+    assert!(
+        metric_value(&metrics, "caxton_memory_db_connections", &[("state", "max")]).is_some_and(|v| v == 16.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("caxton_memory_db_operation_duration_seconds_count{operation=\"store\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
 }
 
 #[test]
@@ -67,7 +76,14 @@ fn postgres_without_a_url_or_with_an_unreachable_one_refuses_to_start() {
         let path = dir.path().join("caxton.toml");
         std::fs::write(&path, config).unwrap();
         let out = std::process::Command::new(caxton_bin())
-            .args(["server", "start", "--config", path.to_str().unwrap(), "--listen", &format!("127.0.0.1:{}", free_port())])
+            .args([
+                "server",
+                "start",
+                "--config",
+                path.to_str().unwrap(),
+                "--listen",
+                &format!("127.0.0.1:{}", free_port()),
+            ])
             .arg("--data-dir")
             .arg(dir.path().join("d"))
             .env_remove("CAXTON_ADMIN_KEY")
@@ -144,8 +160,10 @@ async fn the_database_stopping_under_load_gives_503s_and_loses_no_acknowledged_w
     assert_eq!((s, p["type"].as_str()), (503, Some("https://caxton.dev/problems/memory-unavailable")), "{p}");
     let during = acked.lock().unwrap().len();
     pg.start_again();
-    eventually("writes after the outage", Duration::from_secs(60), || async { acked.lock().unwrap().len() >= during + 20 })
-        .await;
+    eventually("writes after the outage", Duration::from_secs(60), || async {
+        acked.lock().unwrap().len() >= during + 20
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for w in writers {
         w.await.unwrap();
@@ -175,7 +193,10 @@ async fn switching_backends_is_refused_unless_declared_as_a_migration() {
     pg.create_database("moved");
     let mut node = TestNode::start().await;
     let (s, _) = node
-        .post_json("/v1/memory/entities", json!({"name": "kept", "entity_type": "fact", "observations": ["Moved memories keep their meaning."]}))
+        .post_json(
+            "/v1/memory/entities",
+            json!({"name": "kept", "entity_type": "fact", "observations": ["Moved memories keep their meaning."]}),
+        )
         .await;
     assert_eq!(s, 201);
     let export = node.dir.path().join("memory.json");
@@ -188,11 +209,15 @@ async fn switching_backends_is_refused_unless_declared_as_a_migration() {
     assert!(!status.success());
     let log = node.log();
     assert!(
-        log.contains("keeps its memory in the `embedded` backend") && log.contains("memory.migrate_from = \"embedded\""),
+        log.contains("keeps its memory in the `embedded` backend")
+            && log.contains("memory.migrate_from = \"embedded\""),
         "{log}"
     );
 
-    node.reconfigure(|o| o.tables = format!("{}\n", pg.memory_config("moved").replace("[memory]\n", "[memory]\nmigrate_from = \"embedded\"\n")));
+    node.reconfigure(|o| {
+        o.tables =
+            format!("{}\n", pg.memory_config("moved").replace("[memory]\n", "[memory]\nmigrate_from = \"embedded\"\n"))
+    });
     node.restart().await;
     let out = node.cli(&["memory", "import", export.to_str().unwrap()]);
     assert!(stdout(&out).contains("imported 1 entities"), "{}{}", stdout(&out), stderr(&out));

@@ -10,9 +10,9 @@ pub mod schema;
 
 use std::sync::Arc;
 
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use pgvector::Vector as PgVector;
-use deadpool_postgres::GenericClient;
 
 use self::retry::{run, Failure};
 use super::backend::{best_per_entity, MemoryBackend, MemoryError, Page, SearchQuery};
@@ -131,11 +131,7 @@ impl PostgresMemory {
 
 fn related(r: &tokio_postgres::Row) -> Related {
     let direction: &str = r.get(1);
-    Related {
-        relation_type: r.get(0),
-        direction: if direction == "out" { "out" } else { "in" },
-        name: r.get(2),
-    }
+    Related { relation_type: r.get(0), direction: if direction == "out" { "out" } else { "in" }, name: r.get(2) }
 }
 
 /// A scope column's value; rows are only ever written with known spellings.
@@ -399,8 +395,10 @@ impl MemoryBackend for PostgresMemory {
         let query = PgVector::from(vector);
         let agent = q.viewer.agent.as_ref().map(|a| a.to_ascii_lowercase());
         let scope = q.scope.map(scope_str);
-        let filter =
-            format!("{} AND ($3::text IS NULL OR scope = $3) AND ($4::text IS NULL OR entity_type = $4)", visible(1, 2));
+        let filter = format!(
+            "{} AND ($3::text IS NULL OR scope = $3) AND ($4::text IS NULL OR entity_type = $4)",
+            visible(1, 2)
+        );
         let candidates = (limit * 4) as i64;
         let (query, agent, filter) = (&query, &agent, &filter);
         let found = run(&self.metrics, "search", move || async move {
@@ -437,7 +435,9 @@ impl MemoryBackend for PostgresMemory {
                 .await?;
             let scored = rows.iter().filter_map(|r| {
                 let score = r.get::<_, f64>(4) as f32;
-                (score >= q.min_similarity).then(|| (r.get::<_, i64>(1), (r.get::<_, i64>(0), r.get::<_, String>(2), r.get::<_, String>(3)), score))
+                (score >= q.min_similarity).then(|| {
+                    (r.get::<_, i64>(1), (r.get::<_, i64>(0), r.get::<_, String>(2), r.get::<_, String>(3)), score)
+                })
             });
             let best = best_per_entity(scored, limit);
             let ids: Vec<i64> = best.iter().map(|((id, _, _), _)| *id).collect();
