@@ -91,19 +91,25 @@ async fn measure(
         .await;
     let insert = started.elapsed();
     assert!(results.iter().all(|ok| *ok), "every insert succeeds");
+    // Let the node settle (the embedded index catching up, a Raft snapshot
+    // of the new rows) and warm the caches before timing searches.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let query = |_: ()| SearchQuery {
+        text: String::new(),
+        viewer: Viewer::default(),
+        scope: None,
+        entity_type: None,
+        limit: 10,
+        min_similarity: 0.0,
+    };
+    for q in queries.iter().take(20) {
+        memory.search_vector(q.clone(), &query(())).await.expect("search");
+    }
     let mut latencies = Vec::with_capacity(queries.len());
     let mut found = 0usize;
     for (q, want) in queries.iter().zip(truth) {
-        let query = SearchQuery {
-            text: String::new(),
-            viewer: Viewer::default(),
-            scope: None,
-            entity_type: None,
-            limit: 10,
-            min_similarity: 0.0,
-        };
         let t = Instant::now();
-        let hits = memory.search_vector(q.clone(), &query).await.expect("search");
+        let hits = memory.search_vector(q.clone(), &query(())).await.expect("search");
         latencies.push(t.elapsed());
         found += hits.iter().filter(|h| want.contains(&h.name)).count();
     }

@@ -399,6 +399,9 @@ async fn start_memory(
     })
 }
 
+/// How long a starting node waits for its cluster to say which memory backend it uses.
+const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
+
 /// Records this node's memory backend as the cluster's, or refuses to start
 /// when the cluster records another one (unless `memory.migrate_from`
 /// names it: the restart that moves a cluster to a new backend).
@@ -410,18 +413,31 @@ async fn claim_memory_backend(config: &ServerConfig, store: &crate::state::Store
         replaces: config.memory.migrate_from.get().cloned(),
         at_ms: crate::time::now_ms(),
     };
-    let recorded = match tokio::time::timeout(Duration::from_secs(30), store.propose(claim)).await {
-        Ok(Ok(recorded)) => recorded,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, backend = wanted, "could not check the cluster's memory backend; starting with this node's");
-            return Ok(());
-        }
-        Err(_) => {
-            tracing::warn!(
-                backend = wanted,
-                "no leader to check the cluster's memory backend with; starting with this node's"
-            );
-            return Ok(());
+    // Until the cluster answers: a node must not start on a backend its
+    // cluster does not use because an election was under way. Only a
+    // cluster of older nodes (which cannot record it) or a minute without
+    // any leader lets it start unchecked, loudly.
+    let deadline = tokio::time::Instant::now() + CLAIM_PATIENCE;
+    let recorded = loop {
+        match tokio::time::timeout(Duration::from_secs(10), store.propose(claim.clone())).await {
+            Ok(Ok(recorded)) => break recorded,
+            Ok(Err(caxton_cluster::WriteError::Rejected(why))) => {
+                tracing::warn!(%why, backend = wanted, "the cluster cannot record its memory backend; starting unchecked");
+                return Ok(());
+            }
+            Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::info!(error = %e, "waiting for the cluster to check the memory backend");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(_) if tokio::time::Instant::now() < deadline => {}
+            _ => {
+                tracing::error!(
+                    backend = wanted,
+                    "no leader for {}s to check the cluster's memory backend with; starting unchecked",
+                    CLAIM_PATIENCE.as_secs()
+                );
+                return Ok(());
+            }
         }
     };
     if recorded != wanted {

@@ -262,7 +262,8 @@ pub async fn render_metrics(ctx: &ApiContext) -> String {
             m.rollout_step.with_label_values(&[agent]).set(i64::from(r.step));
         }
     }
-    if let Ok((entities, observations)) = ctx.memory.counts().await {
+    // A database that is down must not stall the scrape for the retry budget.
+    if let Ok(Ok((entities, observations))) = tokio::time::timeout(MEMORY_PROBE, ctx.memory.counts()).await {
         m.memory_entities.set(entities as i64);
         m.memory_observations.set(observations as i64);
     }

@@ -78,7 +78,7 @@ pub async fn run(client: &ApiClient, cmd: &MemoryCommand, json_out: bool) -> Res
             written.map_err(|e| CliError::Server(format!("the export did not complete: {e}")))?;
         }
         MemoryCommand::Import { file } => {
-            let imported = import_file(client, file).await?;
+            let imported = super::memory_import::import_file(client, file).await?;
             if json_out {
                 println!("{}", json!({ "entities": imported }))
             } else {
@@ -100,36 +100,6 @@ async fn copy_body(resp: reqwest::Response, mut out: impl tokio::io::AsyncWrite 
     out.flush().await
 }
 
-/// Entities sent per import request: each batch is one bounded body.
-const IMPORT_BATCH: usize = 100;
-
-/// Imports an export file in batches, read as it is sent: the file is
-/// parsed on a blocking thread that hands batches over a bounded channel.
-async fn import_file(client: &ApiClient, file: &std::path::Path) -> Result<usize, CliError> {
-    let reader = std::fs::File::open(file).map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<import_stream::Batch>(2);
-    let parse =
-        tokio::task::spawn_blocking(move || import_stream::read(std::io::BufReader::new(reader), IMPORT_BATCH, tx));
-    let send = |export: crate::memory::MemoryExport| async move {
-        let body = serde_json::to_vec(&export).map_err(|e| CliError::Usage(e.to_string()))?;
-        let (_, v) = client.request(Method::POST, "/v1/memory/import", Some(("application/json", body))).await?;
-        Ok::<_, CliError>(v["entities"].as_u64().unwrap_or(0) as usize)
-    };
-    let (mut imported, mut batches) = (0, 0);
-    while let Some(batch) = rx.recv().await {
-        imported += send(batch.as_export()).await?;
-        batches += 1;
-    }
-    match parse.await {
-        Ok(Ok(version)) if batches == 0 => send(import_stream::empty(version)).await,
-        Ok(Ok(_)) => Ok(imported),
-        Ok(Err(e)) => {
-            Err(CliError::Usage(format!("{}: {e} (the {imported} entities before it were imported)", file.display())))
-        }
-        Err(e) => Err(CliError::Usage(format!("{}: {e}", file.display()))),
-    }
-}
-
 /// Creates (or truncates) `path`, readable and writable by its owner only.
 fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     let mut options = std::fs::OpenOptions::new();
@@ -141,129 +111,4 @@ fn open_private(path: &std::path::Path) -> std::io::Result<std::fs::File> {
     #[cfg(unix)]
     file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
     Ok(file)
-}
-
-/// Reading a MemoryExport as a stream of batches.
-mod import_stream {
-    use std::fmt;
-
-    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-    use tokio::sync::mpsc::Sender;
-
-    use crate::memory::types::{ExportedEntity, Relation};
-    use crate::memory::{MemoryExport, EXPORT_VERSION};
-
-    /// Entities or relations to send, with the export's version.
-    pub struct Batch {
-        version: u32,
-        entities: Vec<ExportedEntity>,
-        relations: Vec<Relation>,
-    }
-
-    impl Batch {
-        pub fn as_export(&self) -> MemoryExport {
-            MemoryExport {
-                version: self.version,
-                exported_at_ms: 0,
-                entities: self.entities.clone(),
-                relations: self.relations.clone(),
-            }
-        }
-    }
-
-    struct Reader {
-        batch: usize,
-        tx: Sender<Batch>,
-        version: u32,
-    }
-
-    impl Reader {
-        fn send<E: serde::de::Error>(&self, entities: Vec<ExportedEntity>, relations: Vec<Relation>) -> Result<(), E> {
-            self.tx
-                .blocking_send(Batch { version: self.version, entities, relations })
-                .map_err(|_| E::custom("the import stopped"))
-        }
-    }
-
-    /// Parses `reader` as a MemoryExport, sending entities and then
-    /// relations in batches of `batch`.
-    /// Returns the export's version.
-    pub fn read(reader: impl std::io::Read, batch: usize, tx: Sender<Batch>) -> Result<u32, serde_json::Error> {
-        let mut de = serde_json::Deserializer::from_reader(reader);
-        let mut r = Reader { batch, tx, version: EXPORT_VERSION };
-        (&mut de).deserialize_map(&mut r)?;
-        de.end()?;
-        Ok(r.version)
-    }
-
-    /// An export with nothing in it (its version is still checked).
-    pub fn empty(version: u32) -> MemoryExport {
-        MemoryExport { version, exported_at_ms: 0, entities: Vec::new(), relations: Vec::new() }
-    }
-
-    impl<'de> Visitor<'de> for &mut Reader {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a memory export: {\"version\": 1, \"entities\": [...], \"relations\": [...]}")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-            while let Some(key) = map.next_key::<String>()? {
-                match key.as_str() {
-                    "version" => self.version = map.next_value()?,
-                    "entities" => map.next_value_seed(Items::<ExportedEntity>(&mut *self, std::marker::PhantomData))?,
-                    "relations" => map.next_value_seed(Items::<Relation>(&mut *self, std::marker::PhantomData))?,
-                    _ => {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-            }
-            Ok(())
-        }
-    }
-
-    /// One array of the export, sent in batches as it is read.
-    struct Items<'r, T>(&'r mut Reader, std::marker::PhantomData<T>);
-
-    trait Item: serde::de::DeserializeOwned {
-        fn send<E: serde::de::Error>(reader: &Reader, items: Vec<Self>) -> Result<(), E>;
-    }
-
-    impl Item for ExportedEntity {
-        fn send<E: serde::de::Error>(reader: &Reader, items: Vec<Self>) -> Result<(), E> {
-            reader.send(items, Vec::new())
-        }
-    }
-
-    impl Item for Relation {
-        fn send<E: serde::de::Error>(reader: &Reader, items: Vec<Self>) -> Result<(), E> {
-            reader.send(Vec::new(), items)
-        }
-    }
-
-    impl<'de, T: Item> DeserializeSeed<'de> for Items<'_, T> {
-        type Value = ();
-        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-            d.deserialize_seq(self)
-        }
-    }
-
-    impl<'de, T: Item> Visitor<'de> for Items<'_, T> {
-        type Value = ();
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an array")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-            let mut batch = Vec::with_capacity(self.0.batch);
-            while let Some(item) = seq.next_element::<T>()? {
-                batch.push(item);
-                if batch.len() == self.0.batch {
-                    T::send(self.0, std::mem::take(&mut batch))?;
-                }
-            }
-            if !batch.is_empty() {
-                T::send(self.0, batch)?;
-            }
-            Ok(())
-        }
-    }
 }

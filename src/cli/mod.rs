@@ -9,6 +9,7 @@ mod credentials;
 mod key;
 mod mcp;
 mod memory;
+mod memory_import;
 mod message;
 mod pki;
 mod table;

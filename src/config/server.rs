@@ -516,6 +516,8 @@ impl ServerConfig {
         config.admin_key = admin_key(&config.server.admin_key_file, &lookup)?;
         config.cluster_secret = cluster_secret(&config.cluster.secret_file, &lookup)?;
         config.memory_url = memory_url(&config.memory)?;
+        // Held as a secret from here on, not as plain config text.
+        config.memory.postgres.url = Unset::default();
         config.check_exposure()?;
         config.resolve_ordinal(|| lookup("HOSTNAME").or_else(system_hostname))?;
         Ok(config)
@@ -894,6 +896,13 @@ fn validate_memory(memory: &MemorySection) -> Result<(), ConfigError> {
     }
     if pg.statement_timeout_ms < 100 {
         return Err(invalid("memory.postgres.statement_timeout_ms", &pg.statement_timeout_ms, "must be at least 100"));
+    }
+    if pg.exact_search_below > 1_000_000_000 {
+        return Err(invalid(
+            "memory.postgres.exact_search_below",
+            &pg.exact_search_below,
+            "must be at most 1000000000",
+        ));
     }
     if !(1..=1000).contains(&pg.hnsw_ef_search) {
         return Err(invalid("memory.postgres.hnsw_ef_search", &pg.hnsw_ef_search, "must be 1 to 1000"));

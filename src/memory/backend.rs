@@ -109,6 +109,9 @@ pub trait MemoryBackend: Send + Sync {
         if observations.iter().any(|o| o.trim().is_empty()) {
             return Err(MemoryError::Invalid("observations must not be empty strings".into()));
         }
+        if let Some(i) = observations.iter().position(|o| o.contains('\0')) {
+            return Err(MemoryError::Invalid(format!("observations[{i}] contains a NUL character")));
+        }
         let vectors = self.model().embed(observations.clone()).await?;
         let new = observations
             .into_iter()
@@ -204,6 +207,9 @@ pub trait MemoryBackend: Send + Sync {
 fn check_name(what: &str, v: &str) -> Result<(), MemoryError> {
     if v.trim().is_empty() || v.len() > 512 {
         return Err(MemoryError::Invalid(format!("{what} must be 1-512 characters")));
+    }
+    if v.contains('\0') {
+        return Err(MemoryError::Invalid(format!("{what} contains a NUL character")));
     }
     Ok(())
 }

@@ -66,8 +66,4 @@ impl Model {
         let histogram = &self.metrics.memory_search_duration;
         histogram.with_label_values(&[operation]).observe(started.elapsed().as_secs_f64());
     }
-
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
 }

@@ -523,3 +523,43 @@ async fn a_call_to_a_remote_a2a_agent_is_a_client_span_of_the_turn() {
     let tool = spans.iter().find(|s| s.span_id == a2a.parent).expect("a parent span in the trace");
     assert_eq!(tool.name, "execute_tool remote_echo", "{tool:?}");
 }
+
+/// With the PostgreSQL memory, each database operation is a client span
+/// (`db.system.name = postgresql`) under the request that caused it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_database_calls_are_client_spans_of_the_request() {
+    let collector = Collector::start().await;
+    let pg = TestPostgres::start();
+    pg.create_database("traced");
+    let node = TestNode::start_with(NodeOptions {
+        tables: pg.memory_config("traced"),
+        env: vec![
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), collector.endpoint.clone()),
+            ("OTEL_BSP_SCHEDULE_DELAY".to_owned(), "100".to_owned()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let resp = node
+        .http
+        .post(node.url("/v1/memory/entities"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .json(
+            &serde_json::json!({"name": "traced", "entity_type": "fact", "observations": ["Spans show the database."]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let spans = eventually_some("the database span", Duration::from_secs(30), || async {
+        let spans = collector.trace(trace);
+        spans.iter().any(|s| s.name == "memory store").then_some(spans)
+    })
+    .await;
+    let db = spans.iter().find(|s| s.name == "memory store").unwrap();
+    assert_eq!(db.attributes["db.system.name"], "postgresql", "{db:?}");
+    assert_eq!(db.attributes["db.operation.name"], "store", "{db:?}");
+    assert_eq!(db.attributes["db.attempts"], "1", "{db:?}");
+    assert!(spans.iter().any(|s| s.span_id == db.parent), "the request span is its parent: {spans:?}");
+}

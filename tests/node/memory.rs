@@ -291,12 +291,42 @@ async fn paging_many_entities_through_export_and_import(backend: Backend) {
     let (_, near) = fresh.get("/v1/memory/entities/item-000/neighbours").await;
     assert_eq!(near["neighbours"][0]["name"], "item-449", "{near}");
 
+    // Keys in any order (as `jq -S` writes them), relations before the
+    // entities they join, an entity too big for one request.
+    let observations: Vec<Value> = (0..300).map(|i| json!({"text": format!("Shelf {i} holds spare parts.")})).collect();
+    let sorted = json!({
+        "relations": [{"from": "warehouse", "to": "office", "relation_type": "ships-to", "scope": "global", "owner": ""}],
+        "entities": [
+            {"name": "warehouse", "entity_type": "place", "scope": "global", "observations": observations},
+            {"name": "office", "entity_type": "place", "scope": "global", "observations": [{"text": "The office orders parts."}]}
+        ],
+        "version": 1
+    });
+    let sorted_file = node.dir.path().join("sorted.json");
+    std::fs::write(&sorted_file, sorted.to_string()).unwrap();
+    let out = fresh.cli(&["memory", "import", sorted_file.to_str().unwrap()]);
+    assert!(stdout(&out).contains("imported 2 entities"), "{}{}", stdout(&out), stderr(&out));
+    let (_, warehouse) = fresh.get("/v1/memory/entities/warehouse").await;
+    assert_eq!(warehouse["observations"].as_array().unwrap().len(), 300);
+    let (_, near) = fresh.get("/v1/memory/entities/office/neighbours").await;
+    assert_eq!(near["neighbours"][0]["name"], "warehouse", "{near}");
+    // The version is checked wherever it is, and required.
+    let late = node.dir.path().join("late.json");
+    std::fs::write(&late, r#"{"entities": [{"name": "x", "entity_type": "t", "scope": "global", "observations": [{"text": "y"}]}], "version": 99}"#).unwrap();
+    let out = fresh.cli(&["memory", "import", late.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("version 99"), "{}", stderr(&out));
+    std::fs::write(&late, r#"{"entities": []}"#).unwrap();
+    let out = fresh.cli(&["memory", "import", late.to_str().unwrap()]);
+    assert!(!out.status.success() && stderr(&out).contains("no `version`"), "{}", stderr(&out));
+    assert_eq!(fresh.get("/v1/memory/entities/x").await.0, 404);
+
     // A file that is not an export: named, and nothing before it is lost.
     let bad = node.dir.path().join("bad.json");
     std::fs::write(&bad, r#"{"version": 1, "entities": [{"name": "ok", "entity_type": "t", "scope": "global", "observations": [{"text": "fine"}]}, {"name": 5}]}"#).unwrap();
     let out = fresh.cli(&["memory", "import", bad.to_str().unwrap()]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("bad.json"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("bad.json") && stderr(&out).contains("1 entities before it"), "{}", stderr(&out));
+    assert_eq!(fresh.get("/v1/memory/entities/ok").await.0, 200);
 }
 
 /// Each test of the suite, once per backend: `memory::embedded::NAME` and

@@ -31,7 +31,11 @@ async fn the_url_comes_from_the_environment_or_a_file_and_the_schema_is_migrated
     std::fs::write(&url_file, format!("{}\n", pg.url("shared"))).unwrap();
     let file_node = TestNode::start_with(NodeOptions {
         tables: format!("[memory.postgres]\nurl_file = \"{}\"\ntls = \"disable\"\n", url_file.display()),
-        env: vec![("CAXTON_MEMORY_BACKEND".into(), "postgres".into())],
+        env: vec![
+            ("CAXTON_MEMORY_BACKEND".into(), "postgres".into()),
+            // Every search walks the HNSW graph, however few rows match.
+            ("CAXTON_MEMORY_POSTGRES_EXACT_SEARCH_BELOW".into(), "0".into()),
+        ],
         ..Default::default()
     })
     .await;
@@ -45,6 +49,21 @@ async fn the_url_comes_from_the_environment_or_a_file_and_the_schema_is_migrated
     // The other node (not in a cluster with it) sees it at once: one database.
     let (s, e) = file_node.get("/v1/memory/entities/shared-fact").await;
     assert_eq!(s, 200, "{e}");
+    for (name, text) in [("weather", "It rains a lot in autumn."), ("cooking", "Pasta needs salted water.")] {
+        let body = json!({"name": name, "entity_type": "fact", "observations": [text]});
+        assert_eq!(file_node.post_json("/v1/memory/entities", body).await.0, 201);
+    }
+    for node in [&env_node, &file_node] {
+        let (s, v) = node.get("/v1/memory/search?q=which%20database%20do%20the%20nodes%20read&limit=1").await;
+        assert_eq!((s, v["results"][0]["name"].as_str()), (200, Some("shared-fact")), "{v}");
+    }
+    // Text PostgreSQL cannot hold is a bad request, as on the embedded backend.
+    let (s, p) = env_node
+        .post_json("/v1/memory/entities", json!({"name": "nul", "entity_type": "fact", "observations": ["a\u{0}b"]}))
+        .await;
+    assert_eq!(s, 400, "{p}");
+    let (s, p) = env_node.get("/v1/memory/entities?workspace=a%00b").await;
+    assert_eq!(s, 400, "{p}");
     assert_eq!(pg.psql("shared", "SELECT count(*) FROM caxton_memory_migrations"), "1");
     assert_eq!(pg.psql("shared", "SELECT extname FROM pg_extension WHERE extname = 'vector'"), "vector");
     assert_eq!(

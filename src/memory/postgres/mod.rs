@@ -97,12 +97,16 @@ impl PostgresMemory {
     ) -> Result<Vec<Related>, tokio_postgres::Error> {
         let rows = client
             .query(
-                "SELECT relation_type, 'out', to_name, id FROM caxton_memory_relations
+                &client
+                    .prepare_cached(
+                        "SELECT relation_type, 'out', to_name, id FROM caxton_memory_relations
                    WHERE scope = $1 AND owner = $2 AND from_name = $3
                  UNION ALL
                  SELECT relation_type, 'in', from_name, id FROM caxton_memory_relations
                    WHERE scope = $1 AND owner = $2 AND to_name = $3
                  ORDER BY 4",
+                    )
+                    .await?,
                 &[&place.scope_str(), &place.owner, &name],
             )
             .await?;
@@ -116,8 +120,12 @@ impl PostgresMemory {
     ) -> Result<std::collections::HashMap<i64, Vec<Observation>>, tokio_postgres::Error> {
         let rows = client
             .query(
-                "SELECT entity_id, text, created_at FROM caxton_memory_observations
+                &client
+                    .prepare_cached(
+                        "SELECT entity_id, text, created_at FROM caxton_memory_observations
                  WHERE entity_id = ANY($1) ORDER BY id",
+                    )
+                    .await?,
                 &[&ids],
             )
             .await?;
@@ -155,6 +163,10 @@ fn entity_row(r: &tokio_postgres::Row) -> Result<(i64, Entity), Failure> {
     ))
 }
 
+/// Below this many observations (by the planner's estimate) the memory
+/// metrics count exactly; above, the estimate stands.
+const EXACT_COUNT_BELOW: i64 = 100_000;
+
 const ENTITY_COLUMNS: &str = "id, scope, owner, name, entity_type, created_at, updated_at";
 
 #[async_trait::async_trait]
@@ -171,7 +183,8 @@ impl MemoryBackend for PostgresMemory {
         let client = self.pool.get().await.map_err(|e| MemoryError::Unavailable(e.to_string()))?;
         self.observe_pool();
         let version = schema::current(&client).await.map_err(|e| MemoryError::Unavailable(e.to_string()))?;
-        if version != schema::latest() {
+        // A newer node's (additive) migrations leave this node able to serve.
+        if version < schema::latest() {
             return Err(MemoryError::Unavailable(format!(
                 "the memory database is at schema version {version}, this node needs {}",
                 schema::latest()
@@ -183,9 +196,29 @@ impl MemoryBackend for PostgresMemory {
     async fn counts(&self) -> Result<(u64, u64), MemoryError> {
         run(&self.metrics, "count", move || async move {
             let client = self.client().await?;
+            // The planner's estimates, exact counts only while they are cheap.
             let row = client
                 .query_one(
-                    "SELECT (SELECT count(*) FROM caxton_memory_entities), (SELECT count(*) FROM caxton_memory_observations)",
+                    &client
+                        .prepare_cached(
+                            "SELECT (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'caxton_memory_entities'),
+                                    (SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE relname = 'caxton_memory_observations')",
+                        )
+                        .await?,
+                    &[],
+                )
+                .await?;
+            let (entities, observations): (i64, i64) = (row.get(0), row.get(1));
+            if observations >= EXACT_COUNT_BELOW {
+                return Ok((entities as u64, observations as u64));
+            }
+            let row = client
+                .query_one(
+                    &client
+                        .prepare_cached(
+                            "SELECT (SELECT count(*) FROM caxton_memory_entities), (SELECT count(*) FROM caxton_memory_observations)",
+                        )
+                        .await?,
                     &[],
                 )
                 .await?;
@@ -210,18 +243,18 @@ impl MemoryBackend for PostgresMemory {
             let at = now_ms();
             let row = tx
                 .query_one(
-                    "INSERT INTO caxton_memory_entities (scope, owner, name, entity_type, created_at, updated_at)
+                    &tx.prepare_cached("INSERT INTO caxton_memory_entities (scope, owner, name, entity_type, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $5)
                      ON CONFLICT (scope, owner, name)
                        DO UPDATE SET entity_type = EXCLUDED.entity_type, updated_at = EXCLUDED.updated_at
-                     RETURNING id, (xmax = 0)",
+                     RETURNING id, (xmax = 0)").await?,
                     &[&place.scope_str(), &place.owner, &name, &entity_type, &at],
                 )
                 .await?;
             let (id, created): (i64, bool) = (row.get(0), row.get(1));
             if !created {
                 tx.execute(
-                    "UPDATE caxton_memory_observations SET entity_type = $2 WHERE entity_id = $1 AND entity_type <> $2",
+                    &tx.prepare_cached("UPDATE caxton_memory_observations SET entity_type = $2 WHERE entity_id = $1 AND entity_type <> $2").await?,
                     &[&id, &entity_type],
                 )
                 .await?;
@@ -229,13 +262,13 @@ impl MemoryBackend for PostgresMemory {
             if !texts.is_empty() {
                 // One statement for the whole batch.
                 tx.execute(
-                    "INSERT INTO caxton_memory_observations (entity_id, scope, owner, entity_type, text, embedding, created_at)
-                     SELECT $1, $2, $3, $4, t, e, $7 FROM unnest($5::text[], $6::vector[]) AS u(t, e)",
+                    &tx.prepare_cached("INSERT INTO caxton_memory_observations (entity_id, scope, owner, entity_type, text, embedding, created_at)
+                     SELECT $1, $2, $3, $4, t, e, $7 FROM unnest($5::text[], $6::vector[]) AS u(t, e)").await?,
                     &[&id, &place.scope_str(), &place.owner, &entity_type, &texts, &vectors, &at],
                 )
                 .await?;
             }
-            tx.commit().await?;
+            tx.commit().await.map_err(Failure::at_commit)?;
             Ok(created)
         })
         .await
@@ -247,16 +280,16 @@ impl MemoryBackend for PostgresMemory {
             let tx = client.transaction().await?;
             let deleted = tx
                 .execute(
-                    "DELETE FROM caxton_memory_entities WHERE scope = $1 AND owner = $2 AND name = $3",
+                    &tx.prepare_cached("DELETE FROM caxton_memory_entities WHERE scope = $1 AND owner = $2 AND name = $3").await?,
                     &[&place.scope_str(), &place.owner, &name],
                 )
                 .await?;
             tx.execute(
-                "DELETE FROM caxton_memory_relations WHERE scope = $1 AND owner = $2 AND (from_name = $3 OR to_name = $3)",
+                &tx.prepare_cached("DELETE FROM caxton_memory_relations WHERE scope = $1 AND owner = $2 AND (from_name = $3 OR to_name = $3)").await?,
                 &[&place.scope_str(), &place.owner, &name],
             )
             .await?;
-            tx.commit().await?;
+            tx.commit().await.map_err(Failure::at_commit)?;
             Ok(deleted > 0)
         })
         .await
@@ -267,9 +300,9 @@ impl MemoryBackend for PostgresMemory {
             let client = self.client().await?;
             let Some(row) = client
                 .query_opt(
-                    &format!(
+                    &client.prepare_cached(&format!(
                         "SELECT {ENTITY_COLUMNS} FROM caxton_memory_entities WHERE scope = $1 AND owner = $2 AND name = $3"
-                    ),
+                    )).await?,
                     &[&place.scope_str(), &place.owner, &name],
                 )
                 .await?
@@ -296,12 +329,14 @@ impl MemoryBackend for PostgresMemory {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    &format!(
-                        "SELECT {ENTITY_COLUMNS} FROM caxton_memory_entities
+                    &client
+                        .prepare_cached(&format!(
+                            "SELECT {ENTITY_COLUMNS} FROM caxton_memory_entities
                          WHERE {} AND ($3::text IS NULL OR scope = $3) AND ($4::text IS NULL OR entity_type = $4)
                          ORDER BY scope, owner, name",
-                        visible(1, 2)
-                    ),
+                            visible(1, 2)
+                        ))
+                        .await?,
                     &[&viewer.workspace, &agent, &scope, &entity_type],
                 )
                 .await?;
@@ -330,7 +365,7 @@ impl MemoryBackend for PostgresMemory {
                 // FOR SHARE: the end cannot be deleted before this commits.
                 let found = tx
                     .query_opt(
-                        "SELECT 1 FROM caxton_memory_entities WHERE scope = $1 AND owner = $2 AND name = $3 FOR SHARE",
+                        &tx.prepare_cached("SELECT 1 FROM caxton_memory_entities WHERE scope = $1 AND owner = $2 AND name = $3 FOR SHARE").await?,
                         &[&place.scope_str(), &place.owner, &end],
                     )
                     .await?;
@@ -339,12 +374,12 @@ impl MemoryBackend for PostgresMemory {
                 }
             }
             tx.execute(
-                "INSERT INTO caxton_memory_relations (scope, owner, from_name, to_name, relation_type, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &tx.prepare_cached("INSERT INTO caxton_memory_relations (scope, owner, from_name, to_name, relation_type, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING").await?,
                 &[&place.scope_str(), &place.owner, &from, &to, &relation_type, &now_ms()],
             )
             .await?;
-            tx.commit().await?;
+            tx.commit().await.map_err(Failure::at_commit)?;
             Ok(None)
         })
         .await?;
@@ -363,7 +398,9 @@ impl MemoryBackend for PostgresMemory {
             // the depth bound ends cycles. A name's first (shallowest) row wins.
             let rows = client
                 .query(
-                    "WITH RECURSIVE walk (name, depth, relation_type, direction, seq) AS (
+                    &client
+                        .prepare_cached(
+                            "WITH RECURSIVE walk (name, depth, relation_type, direction, seq) AS (
                          SELECT $3::text, 0, ''::text, ''::text, 0::bigint
                        UNION
                          SELECT step.other, walk.depth + 1, step.relation_type, step.direction, step.id
@@ -382,6 +419,8 @@ impl MemoryBackend for PostgresMemory {
                          SELECT DISTINCT ON (name) name, depth, relation_type, direction, seq
                            FROM walk WHERE name <> $3 ORDER BY name, depth, seq
                      ) first ORDER BY depth, seq",
+                        )
+                        .await?,
                     &[&place.scope_str(), &place.owner, &name, &depth],
                 )
                 .await?;
@@ -408,14 +447,16 @@ impl MemoryBackend for PostgresMemory {
             // would visit mostly rows the filter then drops).
             let few: i64 = tx
                 .query_one(
-                    &format!(
+                    &tx.prepare_cached(&format!(
                         "SELECT count(*) FROM (SELECT 1 FROM caxton_memory_observations WHERE {filter} LIMIT $5) f"
-                    ),
+                    ))
+                    .await?,
                     &[&q.viewer.workspace, &agent, &scope, &q.entity_type, &(self.exact_below as i64 + 1)],
                 )
                 .await?
                 .get(0);
-            if few <= self.exact_below as i64 {
+            let exact = few <= self.exact_below.min(i64::MAX as u64) as i64;
+            if exact {
                 tx.batch_execute("SET LOCAL enable_indexscan = off").await?;
             } else {
                 tx.batch_execute(&format!(
@@ -426,13 +467,21 @@ impl MemoryBackend for PostgresMemory {
             }
             let rows = tx
                 .query(
-                    &format!(
+                    // One statement per path: a cached plan made with the
+                    // index disabled must never serve a graph walk.
+                    &tx.prepare_cached(&format!(
                         "SELECT id, entity_id, scope, owner, 1 - (embedding <=> $5) FROM caxton_memory_observations
-                         WHERE {filter} ORDER BY embedding <=> $5 LIMIT $6"
-                    ),
+                         WHERE {filter} ORDER BY embedding <=> $5 LIMIT $6 /* {} */",
+                        if exact { "exact" } else { "hnsw" }
+                    ))
+                    .await?,
                     &[&q.viewer.workspace, &agent, &scope, &q.entity_type, &query, &candidates],
                 )
                 .await?;
+            if exact {
+                // The lookups below want their indexes back.
+                tx.batch_execute("SET LOCAL enable_indexscan = on").await?;
+            }
             let scored = rows.iter().filter_map(|r| {
                 let score = r.get::<_, f64>(4) as f32;
                 (score >= q.min_similarity).then(|| {
@@ -443,8 +492,11 @@ impl MemoryBackend for PostgresMemory {
             let ids: Vec<i64> = best.iter().map(|((id, _, _), _)| *id).collect();
             let details = tx
                 .query(
-                    "SELECT o.id, e.name, e.entity_type, o.text FROM caxton_memory_observations o
+                    &tx.prepare_cached(
+                        "SELECT o.id, e.name, e.entity_type, o.text FROM caxton_memory_observations o
                      JOIN caxton_memory_entities e ON e.id = o.entity_id WHERE o.id = ANY($1)",
+                    )
+                    .await?,
                     &[&ids],
                 )
                 .await?;
@@ -465,6 +517,7 @@ impl MemoryBackend for PostgresMemory {
                     related,
                 });
             }
+            // Read only: a lost answer here changes nothing, so it may be retried.
             tx.commit().await?;
             Ok(hits)
         })
@@ -478,7 +531,7 @@ impl MemoryBackend for PostgresMemory {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    &format!("SELECT {ENTITY_COLUMNS} FROM caxton_memory_entities WHERE id > $1 ORDER BY id LIMIT $2"),
+                    &client.prepare_cached(&format!("SELECT {ENTITY_COLUMNS} FROM caxton_memory_entities WHERE id > $1 ORDER BY id LIMIT $2")).await?,
                     &[&after, &(limit as i64 + 1)],
                 )
                 .await?;
@@ -487,7 +540,7 @@ impl MemoryBackend for PostgresMemory {
             let ids: Vec<i64> = entities.iter().map(|(id, _)| *id).collect();
             let obs = client
                 .query(
-                    "SELECT entity_id, text, embedding FROM caxton_memory_observations WHERE entity_id = ANY($1) ORDER BY id",
+                    &client.prepare_cached("SELECT entity_id, text, embedding FROM caxton_memory_observations WHERE entity_id = ANY($1) ORDER BY id").await?,
                     &[&ids],
                 )
                 .await?;
@@ -521,8 +574,12 @@ impl MemoryBackend for PostgresMemory {
             let client = self.client().await?;
             let rows = client
                 .query(
-                    "SELECT id, scope, owner, from_name, to_name, relation_type FROM caxton_memory_relations
+                    &client
+                        .prepare_cached(
+                            "SELECT id, scope, owner, from_name, to_name, relation_type FROM caxton_memory_relations
                      WHERE id > $1 ORDER BY id LIMIT $2",
+                        )
+                        .await?,
                     &[&after, &(limit as i64 + 1)],
                 )
                 .await?;

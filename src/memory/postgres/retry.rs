@@ -3,7 +3,8 @@
 //! the server restarting, a serialization conflict, a pool with no free
 //! connection) are retried with backoff; when they persist the caller gets
 //! `MemoryError::Unavailable` (503 with Retry-After). A write retried here
-//! had rolled back: it is acknowledged only after its COMMIT succeeded.
+//! had rolled back: it is acknowledged only after its COMMIT succeeded, and
+//! a COMMIT whose answer was lost is never replayed (it may have applied).
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -16,36 +17,54 @@ use crate::observability::Metrics;
 /// One attempt's failure.
 #[derive(Debug)]
 pub enum Failure {
+    /// Nothing was applied; trying again may work.
     Transient(String),
+    /// Trying again will not help (a bug, a refused privilege).
     Fatal(String),
+    /// The request's own values were refused (text PostgreSQL cannot store).
+    Invalid(String),
+    /// The connection was lost while COMMIT was in flight: the write may or
+    /// may not have applied, so it is not replayed.
+    Unknown(String),
+}
+
+impl Failure {
+    /// A failed COMMIT: without the server's answer the outcome is unknown.
+    pub fn at_commit(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            // The server answered (and so rolled back): as any other error.
+            Some(_) => Self::from(e),
+            None => Self::Unknown(e.to_string()),
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for Failure {
     fn from(e: tokio_postgres::Error) -> Self {
-        let transient = match e.as_db_error() {
-            // No server answer: the connection is gone or never came, unless
-            // our own values failed to convert (a bug, not an outage).
-            None => {
-                let text = e.to_string();
-                !(text.starts_with("error serializing") || text.starts_with("error deserializing"))
-            }
-            Some(db) => {
-                let code = db.code().code();
-                // 08: connection exception; 40001/40P01: serialization
-                // failure, deadlock; 53: insufficient resources; 57P01-03:
-                // shutting down, crashed, starting; 57014: canceled
-                // (statement timeout) under load.
-                code.starts_with("08")
-                    || code.starts_with("53")
-                    || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57014")
-            }
+        let Some(db) = e.as_db_error() else {
+            // No server answer: transient only if the connection is gone or
+            // never came; anything else is on our side (a bug, bad TLS).
+            let io = std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>());
+            let text = e.to_string();
+            return if e.is_closed() || io || text.starts_with("timeout") {
+                Self::Transient(text)
+            } else {
+                Self::Fatal(text)
+            };
         };
-        let text = match e.as_db_error() {
-            Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => e.to_string(),
-        };
-        if transient {
+        let code = db.code().code();
+        let text = format!("{} ({code})", db.message());
+        // 08: connection exception; 40001/40P01: serialization failure,
+        // deadlock; 53: insufficient resources; 57P01-03: shutting down,
+        // crashed, starting; 57014: canceled (statement timeout) under load;
+        // 25P03/25P04: a session or transaction timed out.
+        if code.starts_with("08")
+            || code.starts_with("53")
+            || matches!(code, "40001" | "40P01" | "57P01" | "57P02" | "57P03" | "57014" | "25P03" | "25P04")
+        {
             Self::Transient(text)
+        } else if matches!(code, "22021" | "22P05") {
+            Self::Invalid(text)
         } else {
             Self::Fatal(text)
         }
@@ -91,6 +110,11 @@ where
             match attempt().await {
                 Ok(v) => return (Ok(v), attempts),
                 Err(Failure::Fatal(why)) => return (Err(MemoryError::Database(why)), attempts),
+                Err(Failure::Invalid(why)) => return (Err(MemoryError::Invalid(why)), attempts),
+                Err(Failure::Unknown(why)) => {
+                    let why = format!("the connection was lost during COMMIT ({why}); the write may have applied");
+                    return (Err(MemoryError::Unavailable(why)), attempts);
+                }
                 Err(Failure::Transient(why)) => {
                     if started.elapsed() + backoff > RETRY_BUDGET {
                         return (Err(MemoryError::Unavailable(why)), attempts);
