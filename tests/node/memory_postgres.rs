@@ -1,18 +1,12 @@
 //! The PostgreSQL memory backend's own behaviour (the shared memory suite
 //! runs against it in memory.rs): the settings in every form, the schema
-//! migrated once, readiness, and the database stopped and restarted while
-//! writes keep coming (clear 503s, no acknowledged write lost).
+//! migrated once, readiness, TLS refusals, and moving between backends.
+//! The database stopping under load: tests/cluster/memory.rs.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use caxton_testing::*;
 use serde_json::json;
-
-fn postgres_options(pg: &TestPostgres, db: &str) -> NodeOptions {
-    pg.create_database(db);
-    NodeOptions { tables: pg.memory_config(db), ..Default::default() }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_url_comes_from_the_environment_or_a_file_and_the_schema_is_migrated_once() {
@@ -129,78 +123,17 @@ fn postgres_without_a_url_or_with_an_unreachable_one_refuses_to_start() {
     assert_ne!(code, Some(0));
     assert!(err.contains("PostgreSQL memory") && err.contains("memory database"), "{err}");
     assert!(!err.contains(":pw@"), "the password is not echoed: {err}");
-}
-
-/// Writers keep storing while the database stops and comes back: every
-/// write acknowledged (201) is there afterwards; meanwhile the answers are
-/// 503 `memory-unavailable` with Retry-After, and `/ready` says why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_database_stopping_under_load_gives_503s_and_loses_no_acknowledged_write() {
+    // TLS is required by default (verify-full): a server without it is refused.
     let pg = TestPostgres::start();
-    let node = Arc::new(TestNode::start_with(postgres_options(&pg, "outage")).await);
-    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
-    let refused = Arc::new(Mutex::new(Vec::<(u16, String, Option<String>)>::new()));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut writers = Vec::new();
-    for w in 0..3 {
-        let (node, acked, refused, stop) = (node.clone(), acked.clone(), refused.clone(), stop.clone());
-        writers.push(tokio::spawn(async move {
-            let mut i = 0;
-            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let name = format!("w{w}-{i}");
-                i += 1;
-                let resp = node
-                    .http
-                    .post(node.url("/v1/memory/entities"))
-                    .json(&json!({"name": name, "entity_type": "load", "observations": [format!("Record {name} of the load test.")]}))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = resp.status().as_u16();
-                let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
-                let body: serde_json::Value = resp.json().await.unwrap_or_default();
-                if status == 201 {
-                    acked.lock().unwrap().push(name);
-                } else {
-                    refused.lock().unwrap().push((status, body["type"].as_str().unwrap_or("").to_owned(), retry));
-                }
-            }
-        }));
-    }
-    eventually("writes before the outage", Duration::from_secs(30), || async { acked.lock().unwrap().len() >= 20 })
-        .await;
-    pg.stop();
-    eventually("503s during the outage", Duration::from_secs(30), || async { refused.lock().unwrap().len() >= 3 })
-        .await;
-    let (s, ready) = node.get("/ready").await;
-    assert_eq!(s, 503, "{ready}");
-    assert_eq!(ready["memory"]["ready"], false, "{ready}");
-    let (s, p) = node.get("/v1/memory/search?q=record").await;
-    assert_eq!((s, p["type"].as_str()), (503, Some("https://caxton.dev/problems/memory-unavailable")), "{p}");
-    let during = acked.lock().unwrap().len();
-    pg.start_again();
-    eventually("writes after the outage", Duration::from_secs(60), || async {
-        acked.lock().unwrap().len() >= during + 20
-    })
-    .await;
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    for w in writers {
-        w.await.unwrap();
-    }
-    let refused = refused.lock().unwrap().clone();
-    assert!(
-        refused.iter().all(|(s, t, retry)| *s == 503 && t.ends_with("/memory-unavailable") && retry.is_some()),
-        "only clear 503s with Retry-After: {refused:?}"
-    );
-    let acked = acked.lock().unwrap().clone();
-    let stored: std::collections::HashSet<String> =
-        pg.psql("outage", "SELECT name FROM caxton_memory_entities").lines().map(str::to_owned).collect();
-    let lost: Vec<&String> = acked.iter().filter(|n| !stored.contains(*n)).collect();
-    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
-    eventually("ready again", Duration::from_secs(30), || async { node.get("/ready").await.0 == 200 }).await;
-    let (s, v) = node.get("/v1/memory/search?q=record%20of%20the%20load%20test&limit=3").await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["results"].as_array().unwrap().len(), 3);
+    let (code, err) = start(&format!("[memory]\nbackend = \"postgres\"\n[memory.postgres]\nurl = \"{}\"\n", pg.url("postgres")));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("TLS"), "{err}");
+    let (code, err) = start(&format!(
+        "[memory]\nbackend = \"postgres\"\n[memory.postgres]\nurl = \"{}\"\ntls = \"require\"\n",
+        pg.url("postgres")
+    ));
+    assert_ne!(code, Some(0));
+    assert!(err.contains("TLS"), "{err}");
 }
 
 /// A node cannot quietly move a cluster's memory: restarted on the other
