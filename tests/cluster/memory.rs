@@ -65,8 +65,11 @@ async fn the_database_stopping_under_load_gives_503s_and_loses_no_acknowledged_w
     let pg = TestPostgres::start();
     pg.create_database("outage");
     let cluster = Arc::new(
-        TestCluster::start_with(3, ClusterOptions { voters: 3, tables: pg.memory_config("outage"), ..Default::default() })
-            .await,
+        TestCluster::start_with(
+            3,
+            ClusterOptions { voters: 3, tables: pg.memory_config("outage"), ..Default::default() },
+        )
+        .await,
     );
     let acked = Arc::new(Mutex::new(Vec::<String>::new()));
     let refused = Arc::new(Mutex::new(Vec::<(u16, String, Option<String>)>::new()));

@@ -125,7 +125,8 @@ fn postgres_without_a_url_or_with_an_unreachable_one_refuses_to_start() {
     assert!(!err.contains(":pw@"), "the password is not echoed: {err}");
     // TLS is required by default (verify-full): a server without it is refused.
     let pg = TestPostgres::start();
-    let (code, err) = start(&format!("[memory]\nbackend = \"postgres\"\n[memory.postgres]\nurl = \"{}\"\n", pg.url("postgres")));
+    let (code, err) =
+        start(&format!("[memory]\nbackend = \"postgres\"\n[memory.postgres]\nurl = \"{}\"\n", pg.url("postgres")));
     assert_ne!(code, Some(0));
     assert!(err.contains("TLS"), "{err}");
     let (code, err) = start(&format!(
