@@ -601,6 +601,7 @@ mod tests {
         m.agent_event(AgentEvent::Deployed);
         m.http_duration.with_label_values(&["/x", "GET", "200"]).observe(0.1);
         m.memory_search_duration.with_label_values(&["search"]).observe(0.1);
+        m.memory_db_queries.with_label_values(&["store", "unavailable"]).observe(0.1);
         m.raft.log_index.with_label_values(&["last"]).set(1);
         m.raft.replication_lag.with_label_values(&["2"]).set(0);
         m.raft.members.with_label_values(&["voter"]).set(1);
