@@ -229,7 +229,7 @@ impl Node {
                 agent_limits: config.server.agent_limits(),
             },
         );
-        claim_memory_backend(&config, &store).await?;
+        claim_memory_backend(&config, &store, &shutdown).await?;
         let memory =
             start_memory(&config, store, queries, app_events.resubscribe(), &shutdown, metrics.clone()).await?;
         let a2a = Arc::new(crate::a2a::A2aClient::new(config.a2a.clone()));
@@ -399,13 +399,21 @@ async fn start_memory(
     })
 }
 
-/// How long a starting node waits for its cluster to say which memory backend it uses.
-const CLAIM_PATIENCE: Duration = Duration::from_secs(60);
+/// How long a starting node waits for its cluster to say which memory
+/// backend it uses before it starts and keeps asking in the background (a
+/// node refused by its cluster, or without a quorum yet, must still serve).
+const CLAIM_AT_START: Duration = Duration::from_secs(5);
 
-/// Records this node's memory backend as the cluster's, or refuses to start
+/// Records this node's memory backend as the cluster's, or refuses to run
 /// when the cluster records another one (unless `memory.migrate_from`
-/// names it: the restart that moves a cluster to a new backend).
-async fn claim_memory_backend(config: &ServerConfig, store: &crate::state::Store) -> anyhow::Result<()> {
+/// names it: the restart that moves a cluster to a new backend). Answered
+/// at start when a leader is known; otherwise checked as soon as one is,
+/// and a mismatch found then stops the process.
+async fn claim_memory_backend(
+    config: &ServerConfig,
+    store: &crate::state::Store,
+    shutdown: &Shutdown,
+) -> anyhow::Result<()> {
     let wanted = config.memory.backend.as_str();
     let claim = crate::state::ClaimSetting {
         key: crate::state::MEMORY_BACKEND.into(),
@@ -413,33 +421,48 @@ async fn claim_memory_backend(config: &ServerConfig, store: &crate::state::Store
         replaces: config.memory.migrate_from.get().cloned(),
         at_ms: crate::time::now_ms(),
     };
-    // Until the cluster answers: a node must not start on a backend its
-    // cluster does not use because an election was under way. Only a
-    // cluster of older nodes (which cannot record it) or a minute without
-    // any leader lets it start unchecked, loudly.
-    let deadline = tokio::time::Instant::now() + CLAIM_PATIENCE;
-    let recorded = loop {
-        match tokio::time::timeout(Duration::from_secs(10), store.propose(claim.clone())).await {
-            Ok(Ok(recorded)) => break recorded,
-            Ok(Err(caxton_cluster::WriteError::Rejected(why))) => {
-                tracing::warn!(%why, backend = wanted, "the cluster cannot record its memory backend; starting unchecked");
-                return Ok(());
+    let mut asking = Box::pin(claim_until_answered(store.clone(), claim));
+    match tokio::time::timeout(CLAIM_AT_START, &mut asking).await {
+        Ok(recorded) => backend_agrees(recorded.as_deref(), wanted),
+        Err(_) => {
+            tracing::warn!(
+                backend = wanted,
+                "no leader yet to check the cluster's memory backend with; checking in the background"
+            );
+            let wanted = wanted.to_owned();
+            shutdown.spawn_until_stopped(async move {
+                if let Err(e) = backend_agrees(asking.await.as_deref(), &wanted) {
+                    tracing::error!("{e:#}");
+                    // Serving on the wrong backend would split memory: stop now.
+                    std::process::exit(2);
+                }
+            });
+            Ok(())
+        }
+    }
+}
+
+/// Proposes the claim until the cluster answers with the recorded backend;
+/// `None` when the cluster cannot record it (voters too old for the command).
+async fn claim_until_answered(store: crate::state::Store, claim: crate::state::ClaimSetting) -> Option<String> {
+    loop {
+        match store.propose(claim.clone()).await {
+            Ok(recorded) => return Some(recorded),
+            Err(caxton_cluster::WriteError::Rejected(why)) => {
+                tracing::warn!(%why, "the cluster cannot record its memory backend; running unchecked");
+                return None;
             }
-            Ok(Err(e)) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(error = %e, "waiting for the cluster to check the memory backend");
+            Err(e) => {
+                tracing::debug!(error = %e, "waiting for the cluster to check the memory backend");
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(_) if tokio::time::Instant::now() < deadline => {}
-            _ => {
-                tracing::error!(
-                    backend = wanted,
-                    "no leader for {}s to check the cluster's memory backend with; starting unchecked",
-                    CLAIM_PATIENCE.as_secs()
-                );
-                return Ok(());
-            }
         }
-    };
+    }
+}
+
+/// Whether the cluster's recorded backend (if any) is this node's.
+fn backend_agrees(recorded: Option<&str>, wanted: &str) -> anyhow::Result<()> {
+    let Some(recorded) = recorded else { return Ok(()) };
     if recorded != wanted {
         anyhow::bail!(
             "this cluster keeps its memory in the `{recorded}` backend (recorded in the replicated state), but this node \
