@@ -46,8 +46,9 @@ impl<A: Application> Cluster<A> {
         // An election is won only by a log at least as long as a quorum's:
         // under writes the target may be a few entries short when it
         // stands. So the leader first lets it catch up, and a lost
-        // election is tried again.
-        for _attempt in 0..3 {
+        // election is tried again (asked of another member, which cannot
+        // see the target's progress, a busy cluster may need several).
+        for _attempt in 0..5 {
             self.wait_caught_up(target, Duration::from_secs(3)).await;
             self.ask(target, &addr, AdminRequest::Elect).await?;
             let deadline = Instant::now() + Duration::from_secs(4);
