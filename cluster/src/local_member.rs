@@ -26,6 +26,9 @@ pub(crate) struct LocalMember {
     left: AtomicBool,
     /// The application's load figure, published in gossip.
     load: AtomicU64,
+    /// When this node's cluster certificate expires (seconds since the
+    /// epoch); 0 without TLS.
+    cert_expiry: std::sync::atomic::AtomicI64,
     /// Last time each node (id and data directory) was seen alive, for the
     /// dead grace period: another node announcing a member's id does not
     /// keep a dead member "recently seen".
@@ -48,6 +51,7 @@ impl LocalMember {
             features,
             left: AtomicBool::new(false),
             load: AtomicU64::new(0),
+            cert_expiry: std::sync::atomic::AtomicI64::new(0),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -66,6 +70,14 @@ impl LocalMember {
 
     pub fn set_load(&self, load: u64) {
         self.load.store(load, Ordering::Relaxed);
+    }
+
+    pub fn cert_expiry(&self) -> Option<i64> {
+        Some(self.cert_expiry.load(Ordering::Relaxed)).filter(|t| *t > 0)
+    }
+
+    pub fn set_cert_expiry(&self, at: Option<i64>) {
+        self.cert_expiry.store(at.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Records this node and every live member of `members` as seen now.

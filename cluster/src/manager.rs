@@ -113,6 +113,7 @@ impl Manager {
                 (keys::INITIALIZED, initialized.to_string()),
                 (keys::CLUSTER_ID, self.local.identity.get().unwrap_or_default()),
                 (keys::LOAD, self.local.load().to_string()),
+                (keys::CERT_EXPIRY, self.local.cert_expiry().unwrap_or(0).to_string()),
                 (keys::RPC, advertise.rpc.clone()),
                 (keys::API, advertise.api.clone()),
             ])

@@ -23,6 +23,8 @@ pub(crate) mod keys {
     pub const READY: &str = "ready";
     pub const ROLE: &str = "role";
     pub const LOAD: &str = "load";
+    /// When the node's cluster certificate expires (seconds since the epoch).
+    pub const CERT_EXPIRY: &str = "cert_expiry";
     pub const VERSION: &str = "version";
     /// "true" once the node belongs to an initialised Raft cluster.
     pub const INITIALIZED: &str = "initialized";
@@ -131,6 +133,8 @@ pub struct GossipMember {
     /// `None` until the node publishes a role this version knows.
     pub role: Option<GossipRole>,
     pub load: u64,
+    /// When its cluster certificate expires (seconds since the epoch); `None` without TLS.
+    pub cert_expiry: Option<i64>,
     pub version: String,
     /// `None` for a node of a version that advertises no features.
     pub features: Option<Vec<String>>,
@@ -215,6 +219,7 @@ impl Gossip {
                 incarnation: get(keys::INCARNATION),
                 role: state.get(keys::ROLE).and_then(GossipRole::parse),
                 load: get(keys::LOAD).parse().unwrap_or(0),
+                cert_expiry: get(keys::CERT_EXPIRY).parse().ok().filter(|t: &i64| *t > 0),
                 version: get(keys::VERSION),
                 features: state
                     .get(keys::FEATURES)

@@ -205,6 +205,14 @@ impl AgentRegistry {
         self.deploy_from_api(spec, text.to_owned(), file, expect_name, how).await
     }
 
+    /// What a deploy of `text` would say about it, without deploying: the
+    /// definition's own errors and tools no server offers.
+    pub async fn check_toml(&self, text: &str, file: &str) -> Result<AgentSpec, RegistryError> {
+        let spec = AgentSpec::from_toml(text, file)?;
+        self.check_tools(&spec, text, file).await?;
+        Ok(spec)
+    }
+
     /// Deploys a JSON agent object.
     pub async fn deploy_json(
         &self,

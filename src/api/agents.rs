@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::access;
 use super::problem::{Problem, ProblemType};
 use super::Ctx;
-use crate::agents::{DeployOptions, DeployOutcome, FileStatus};
+use crate::agents::{DeployOptions, DeployOutcome, FileStatus, RegistryError};
 use crate::auth::Principal;
 use crate::config::{AgentName, FieldError, Strategy};
 use crate::runtime::AgentState;
@@ -49,6 +49,10 @@ pub struct AgentDetail {
     /// What it used today (UTC), as replicated: every node agrees, and a
     /// new owner inherits it.
     pub usage: crate::state::DayUsage,
+    /// The state of its latest rollout (`progressing`, `promoted`, …);
+    /// absent when it never had one (`GET …/rollout` has the details).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout_state: Option<crate::state::RolloutState>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -237,6 +241,36 @@ pub async fn deploy(
     Ok((status, Json(deploy_result(outcome))))
 }
 
+/// What a deploy would say of a definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckResult {
+    pub valid: bool,
+    /// The agent's name, when the definition is valid.
+    pub name: Option<String>,
+    /// Each problem with the file, line and column it is at (TOML bodies).
+    pub errors: Vec<FieldError>,
+}
+
+/// Check an agent definition without deploying it (an editor's live
+/// validation): `200` whether or not it is valid, its errors listed.
+#[utoipa::path(post, path = "/v1/agent-checks", tag = "agents",
+    request_body(content = String, description = "Agent TOML, or JSON as for a deploy", content_type = "application/toml"),
+    responses((status = 200, description = "The verdict", body = CheckResult)))]
+pub async fn check(State(ctx): State<Ctx>, headers: HeaderMap, body: Bytes) -> Result<Json<CheckResult>, Problem> {
+    let checked = match read_body(&headers, &body)? {
+        Body::Toml(t, _) => ctx.registry.check_toml(&t, "(request body)").await,
+        Body::Json(v) => match crate::config::AgentSpec::from_json(&v) {
+            Ok((_, text)) => ctx.registry.check_toml(&text, "(request body)").await,
+            Err(e) => Err(e.into()),
+        },
+    };
+    match checked {
+        Ok(spec) => Ok(Json(CheckResult { valid: true, name: Some(spec.name.to_string()), errors: vec![] })),
+        Err(RegistryError::Invalid(p)) => Ok(Json(CheckResult { valid: false, name: None, errors: p.0 })),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Update an existing agent to a new version.
 #[utoipa::path(put, path = "/v1/agents/{name}", tag = "agents",
     params(("name" = String, Path, description = "Agent name"), DeployParams),
@@ -318,7 +352,9 @@ pub async fn get(
     let versions = ctx.registry.queries().versions(&name).await?;
     let source_errors = ctx.directory.as_ref().map(|d| d.errors_for(&name)).unwrap_or_default();
     let usage = ctx.ledger.queries.day_usage(name.as_str(), crate::state::day_of(crate::time::now_ms())).await?;
+    let rollout_state = ctx.ledger.queries.rollout(&name).await?.map(|r| r.state);
     Ok(Json(AgentDetail {
+        rollout_state,
         limits: ctx.runtime.limits_of(&record.spec),
         usage,
         summary: summary(&ctx, &record),

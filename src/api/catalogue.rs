@@ -17,6 +17,8 @@ pub enum Access {
     Open,
     /// A key holding this scope (or `admin`).
     Scope(Scope),
+    /// Any valid key, whatever its scopes (who am I).
+    Key,
 }
 
 const OPEN: Access = Access::Open;
@@ -95,6 +97,9 @@ pub const ROUTES: &[Route] = &[
     route(OPEN, "get", "/ready", &[]),
     route(S::Read, "get", "/metrics", &[]),
     route(OPEN, "get", "/v1/openapi.json", &[]),
+    route(OPEN, "get", "/ui", &[]),
+    route(OPEN, "get", "/ui/{file}", &[&[P::RouteNotFound]]),
+    route(Access::Key, "get", "/v1/whoami", &[]),
     // Keys.
     route(S::Admin, "post", "/v1/keys", &[ANY, JSON_BODY, WRITE, &[P::InvalidKey, P::KeyExists]]),
     route(S::Admin, "get", "/v1/keys", &[ANY]),
@@ -112,6 +117,7 @@ pub const ROUTES: &[Route] = &[
     ),
     route(S::Deploy, "delete", "/v1/agents/{name}", &[ANY, WRITE, &[P::AgentNotFound, P::AgentFileManaged]]),
     route(S::Read, "get", "/v1/agents-dir", &[]),
+    route(S::Deploy, "post", "/v1/agent-checks", &[ANY, RAW_BODY]),
     route(S::Read, "get", "/v1/agents/{name}/revisions", &[ANY, &[P::AgentNotFound]]),
     route(S::Read, "get", "/v1/agents/{name}/revisions/{revision}", &[ANY, PARAMS, &[P::AgentNotFound]]),
     route(
@@ -274,7 +280,7 @@ pub const ROUTES: &[Route] = &[
 impl Route {
     /// The route's problem types, each once, in table order (the gate's last).
     pub fn problem_types(&self) -> Vec<P> {
-        let gate: &[P] = if matches!(self.access, Access::Scope(_)) { GATE } else { &[P::UnsupportedMediaType] };
+        let gate: &[P] = if self.access == Access::Open { &[P::UnsupportedMediaType] } else { GATE };
         let mut out: Vec<P> = Vec::new();
         for t in self.problems.iter().flat_map(|g| g.iter()).chain(gate) {
             if !out.contains(t) {
@@ -328,6 +334,7 @@ pub fn document(api: &mut OpenApi) {
                 // `{}`: no credentials needed.
                 Access::Open => SecurityRequirement::default(),
                 Access::Scope(scope) => SecurityRequirement::new(BEARER, [scope.as_str()]),
+                Access::Key => SecurityRequirement::new(BEARER, Vec::<String>::new()),
             }]);
             let mut by_status: std::collections::BTreeMap<u16, Vec<P>> = Default::default();
             for t in route.problem_types() {

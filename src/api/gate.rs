@@ -32,6 +32,15 @@ pub enum Mode {
     Keys,
 }
 
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Dev => "dev",
+            Mode::Keys => "keys",
+        }
+    }
+}
+
 pub struct GateConfig {
     pub mode: Mode,
     pub max_in_flight: usize,
@@ -98,7 +107,8 @@ impl Gate {
         let headers = req.headers();
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
-            if !self.origin_allowed(origin) {
+            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+            if !self.origin_allowed(origin) && !browser::is_same_origin(origin, host) {
                 return Some(Problem::of(
                     ProblemType::OriginRefused,
                     format!("requests from the page origin `{origin}` are refused (server.allowed_origins)"),
@@ -306,11 +316,16 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         return Problem::of(ProblemType::UnsupportedMediaType, why).into_response();
     }
     // Open routes (probes, the API document) need nothing more.
-    let Access::Scope(scope) = route.access else { return next.run(req).await };
+    // `None`: any valid key (who am I), whatever its scopes.
+    let scope = match route.access {
+        Access::Open => return next.run(req).await,
+        Access::Key => None,
+        Access::Scope(scope) => Some(scope),
+    };
     if let Some(problem) = gate.browser_refusal(&req) {
         return problem.into_response();
     }
-    if let Some(refused) = gate.disk_refusal(req.method(), scope) {
+    if let Some(refused) = scope.and_then(|s| gate.disk_refusal(req.method(), s)) {
         return refused;
     }
     let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
@@ -326,7 +341,7 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
             Err(problem) => return www_authenticate(problem.into_response(), invalid),
         },
     };
-    if !principal.has(scope) {
+    if let Some(scope) = scope.filter(|s| !principal.has(*s)) {
         let mut p = Problem::of(
             ProblemType::MissingScope,
             format!("the API key `{}` lacks the `{scope}` scope this route needs", principal.name),
@@ -353,7 +368,7 @@ pub async fn guard(State(gate): State<Arc<Gate>>, mut req: Request, next: Next) 
         .into_response(),
     };
     allow_origin(&gate, origin.as_ref(), &mut resp);
-    if write {
+    if let Some(scope) = scope.filter(|_| write) {
         audit(&principal, scope, &method, path, request_id.as_ref(), resp.status().as_u16());
     }
     if is_event_stream(&resp) {

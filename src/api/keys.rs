@@ -26,6 +26,32 @@ pub struct KeyList {
     pub keys: Vec<KeyView>,
 }
 
+/// The caller, as this node sees it: what a client (the console) may offer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WhoAmI {
+    /// The key's name (`dev` on a node without keys).
+    pub key: String,
+    /// Its scopes; `admin` holds every other.
+    pub scopes: Vec<String>,
+    /// `dev` (no key needed from loopback) or `keys`.
+    pub mode: &'static str,
+    pub node_id: u64,
+    pub version: &'static str,
+}
+
+/// Who the caller is and what they may do; any valid key may ask.
+#[utoipa::path(get, path = "/v1/whoami", tag = "keys", responses((status = 200, body = WhoAmI)))]
+pub async fn whoami(State(ctx): State<Ctx>, Extension(caller): Extension<Principal>) -> Json<WhoAmI> {
+    let mode = ctx.gate.mode().as_str();
+    Json(WhoAmI {
+        key: caller.name.to_string(),
+        scopes: caller.grants().scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        mode,
+        node_id: ctx.ledger.node_id(),
+        version: env!("CARGO_PKG_VERSION"),
+    })
+}
+
 /// Every key, revoked and expired ones included; never a token.
 #[utoipa::path(get, path = "/v1/keys", tag = "keys", responses((status = 200, body = KeyList)))]
 pub async fn list(State(ctx): State<Ctx>) -> Result<Json<KeyList>, Problem> {

@@ -8,6 +8,7 @@ mod a2a;
 mod access;
 mod agents;
 mod bargains;
+mod console;
 pub mod catalogue;
 mod cluster;
 pub mod gate;
@@ -91,9 +92,11 @@ fn documented_routes() -> OpenApiRouter<Ctx> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(keys::create, keys::list))
         .routes(routes!(keys::get, keys::revoke))
+        .routes(routes!(keys::whoami))
         .routes(routes!(agents::deploy, agents::list))
         .routes(routes!(agents::get, agents::update, agents::remove))
         .routes(routes!(agents::agents_dir))
+        .routes(routes!(agents::check))
         .routes(routes!(rollouts::revisions))
         .routes(routes!(rollouts::revision))
         .routes(routes!(rollouts::rollback))
@@ -206,6 +209,18 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
                 .response("200", utoipa::openapi::Response::new("OpenAPI 3 document")),
         ),
     );
+    for path in ["/ui", "/ui/{file}"] {
+        api.paths.paths.insert(
+            path.into(),
+            utoipa::openapi::path::PathItem::new(
+                utoipa::openapi::HttpMethod::Get,
+                utoipa::openapi::path::OperationBuilder::new()
+                    .summary(Some("The web console (docs/console.md)"))
+                    .tag("system")
+                    .response("200", utoipa::openapi::Response::new("The console's page, scripts and styles")),
+            ),
+        );
+    }
     catalogue::document(&mut api);
     api
 }
@@ -217,6 +232,8 @@ pub fn router(ctx: Ctx, max_body_bytes: usize) -> Router {
     let metrics = ctx.metrics.clone();
     router
         .route("/v1/openapi.json", axum::routing::get(move || async move { axum::Json(spec) }))
+        .route("/ui", axum::routing::get(console::index))
+        .route("/ui/{file}", axum::routing::get(console::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         // Innermost, so it sees the matched route; its refusals are problems already.

@@ -15,6 +15,9 @@ pub struct Health {
     pub status: &'static str,
     pub node_id: u64,
     pub version: &'static str,
+    /// `keys` when requests need an API key, `dev` when loopback callers
+    /// need none: what a client (the console) asks before it signs in.
+    pub auth: &'static str,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -81,7 +84,12 @@ pub struct SnapshotResult {
 /// Liveness: the process is up and serving HTTP.
 #[utoipa::path(get, path = "/health", tag = "system", responses((status = 200, body = Health)))]
 pub async fn health(State(ctx): State<Ctx>) -> Json<Health> {
-    Json(Health { status: "ok", node_id: ctx.cluster.node_id(), version: env!("CARGO_PKG_VERSION") })
+    Json(Health {
+        status: "ok",
+        node_id: ctx.cluster.node_id(),
+        version: env!("CARGO_PKG_VERSION"),
+        auth: ctx.gate.mode().as_str(),
+    })
 }
 
 /// Readiness: joined a cluster with a known leader and caught up, and its

@@ -31,6 +31,17 @@ pub fn is_loopback_origin(origin: &str) -> bool {
     !rest.contains('/') && is_loopback_host(rest)
 }
 
+/// `Origin` is the page this node itself served (the console at `/ui`):
+/// its authority is the request's `Host`. A rebound name passes this too,
+/// which is why it grants nothing by itself: the page still needs a key,
+/// and a key kept by the node's own origin is not readable by another.
+pub fn is_same_origin(origin: &str, host: &str) -> bool {
+    let Some(authority) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
+        return false;
+    };
+    !host.is_empty() && authority.eq_ignore_ascii_case(host)
+}
+
 /// Bodies a browser sends cross-origin without asking first (the CORS
 /// "simple" content types), plus a body with no type at all.
 pub fn preflight_free_body(method: &Method, headers: &HeaderMap) -> Option<String> {
@@ -74,6 +85,21 @@ mod tests {
         assert!(is_loopback_origin("https://127.0.0.1"));
         for o in ["null", "http://evil.example", "file://", "http://localhost:3000/x", "ftp://localhost"] {
             assert!(!is_loopback_origin(o), "{o}");
+        }
+    }
+
+    #[test]
+    fn the_nodes_own_page_is_same_origin() {
+        assert!(is_same_origin("https://caxton.example:8080", "caxton.example:8080"));
+        assert!(is_same_origin("http://10.0.0.5:8080", "10.0.0.5:8080"));
+        for (o, h) in [
+            ("https://caxton.example", "caxton.example:8080"),
+            ("https://evil.example", "caxton.example"),
+            ("null", "caxton.example"),
+            ("https://caxton.example", ""),
+            ("https://caxton.example/x", "caxton.example"),
+        ] {
+            assert!(!is_same_origin(o, h), "{o} {h}");
         }
     }
 

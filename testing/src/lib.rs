@@ -1,13 +1,15 @@
 //! Helpers shared by the integration tests (`tests/`) and the benchmarks
 //! (`benches/`): real `caxton` processes on loopback ([`TestNode`],
 //! [`TestCluster`]), a node inside the calling process ([`InProcessNode`]),
-//! a scripted OpenAI-compatible server ([`OpenAiStub`]), and small tools
+//! a scripted OpenAI-compatible server ([`OpenAiStub`]), a real browser
+//! over WebDriver ([`Browser`]), and small tools
 //! ([`eventually`], [`free_port`], [`percentile`], agent definitions).
 //!
 //! A crate of its own (`caxton-testing`): the tests, benches and the chaos
 //! runner depend on it, and nothing of it is compiled into the server,
 //! whatever is built together with it.
 
+mod browser;
 mod cluster;
 mod in_process;
 mod node;
@@ -21,6 +23,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub use browser::{screenshot_dir, Browser, Element, LogEntry};
 pub use cluster::{node_host, ClusterOptions, TestCluster};
 pub use in_process::InProcessNode;
 pub use node::{ask, deploy, keyed_client, NodeOptions, TestNode, TEST_ADMIN_KEY};

@@ -10,6 +10,7 @@ mod a2a;
 mod cluster;
 mod cluster_identity;
 mod cluster_tls;
+mod console;
 mod keys;
 mod mcp_api;
 mod memory;

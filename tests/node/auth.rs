@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 const UNKNOWN: &str = "no-such-name-42";
 /// Routes anyone may call: probes and the API's own description.
-const OPEN: &[&str] = &["/health", "/ready", "/v1/openapi.json"];
+const OPEN: &[&str] = &["/health", "/ready", "/v1/openapi.json", "/ui", "/ui/{file}"];
 
 async fn keyed_node(extra: &str) -> TestNode {
     TestNode::start_with(NodeOptions {
@@ -421,7 +421,8 @@ async fn no_method_on_any_route_passes_the_gate_without_a_key() {
                 .replace("{name}", UNKNOWN)
                 .replace("{id}", "42")
                 .replace("{revision}", "1")
-                .replace("{action}", "pause"),
+                .replace("{action}", "pause")
+                .replace("{file}", "app.js"),
         );
         for method in methods {
             let declared =

@@ -12,6 +12,7 @@ mod agents_dir;
 mod auth;
 mod bounds;
 mod browser;
+mod console;
 mod durability;
 mod isolation;
 mod limits;

@@ -76,6 +76,9 @@ pub struct MemberView {
     pub gossip_addr: Option<String>,
     /// The node's advertised load (work in progress).
     pub load: Option<u64>,
+    /// When its cluster certificate expires (seconds since the epoch);
+    /// `None` without cluster TLS or before gossip has it.
+    pub certificate_expires_at: Option<i64>,
 }
 
 /// The names [`ClusterStatus::state`] has always used (the REST API shows them).
@@ -138,6 +141,8 @@ impl<A: Application> Cluster<A> {
     /// decides what it means; Caxton uses work in progress).
     pub fn publish_load(&self, load: u64) {
         self.local.set_load(load);
+        // Beside it, when its certificate runs out (re-read as its file changes).
+        self.local.set_cert_expiry(self.certificate_expiry().map(|(node, _)| node));
     }
 
     /// Raft members and gossip's view of them (and of nodes not yet members).
@@ -165,6 +170,11 @@ impl<A: Application> Cluster<A> {
                     gossip_role: g.and_then(|g| g.role),
                     gossip_addr: g.map(|g| g.gossip_addr.clone()),
                     load: g.map(|g| g.load),
+                    certificate_expires_at: match g {
+                        Some(g) => g.cert_expiry,
+                        None if m.id == own => self.certificate_expiry().map(|(node, _)| node),
+                        None => None,
+                    },
                 }
             })
             .collect();
@@ -181,6 +191,7 @@ impl<A: Application> Cluster<A> {
                 gossip_role: g.role,
                 gossip_addr: Some(g.gossip_addr.clone()),
                 load: Some(g.load),
+                certificate_expires_at: g.cert_expiry,
             });
         }
         out
