@@ -65,11 +65,6 @@ impl Principal {
         }
     }
 
-    /// What the key was granted (its scopes, agents, topics, budget).
-    pub fn grants(&self) -> &Grants {
-        &self.grants
-    }
-
     /// `admin` holds every scope.
     pub fn has(&self, scope: Scope) -> bool {
         self.grants.scopes.iter().any(|s| *s == scope || *s == Scope::Admin)

@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::{json, Value};
 
 /// The W3C key for an element reference in WebDriver JSON.
-const ELEMENT: &str = "element-6066-11e4-a4ac-4ac9-8ea8-43bd37d7ab1c";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// How long a `find` or `wait_for` waits before failing the test.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -373,8 +373,12 @@ impl Browser {
     /// Keyboard order: Tab from the top reaches the skip link first, then
     /// the navigation in reading order, each focused element visible and
     /// marked by an outline.
+    /// The page is loaded afresh first, so focus starts at the top.
     pub async fn assert_focus_order(&self, expected_start: &[&str]) {
-        self.eval("document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);", json!([])).await;
+        let url = self.eval("return location.href", json!([])).await;
+        self.command(reqwest::Method::POST, "/refresh", Some(json!({}))).await;
+        self.goto(url.as_str().unwrap()).await;
+        self.wait_for("the page after a reload", "return document.querySelector('#nav a')").await;
         let mut seen = Vec::new();
         for _ in 0..expected_start.len() {
             self.press("\u{E004}").await;

@@ -201,14 +201,16 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     assert!(counts.len() >= 3, "the diagram grew as messages came: {counts:?}");
     let arrows = browser.find_all("#sequence svg a").await.len();
     assert!(arrows >= 8, "{arrows} arrows");
-    // An arrow opens its message.
-    browser.eval("document.querySelector('#sequence svg a').dispatchEvent(new MouseEvent('click', {bubbles: true}))", json!([])).await;
-    browser.wait_for("the message opened", "return document.getElementById('msg-0').open").await;
-    assert!(browser.text_of("#conversation-messages").await.contains("CALL FOR PROPOSALS"));
     browser.assert_accessible("conversation").await;
+    browser.eval("window.scrollTo(0, 0)", json!([])).await;
     for dark in [false, true] {
         browser.set_dark(dark).await;
         browser.screenshot(&screenshot_dir().join(format!("conversation-{}.png", if dark { "dark" } else { "light" }))).await;
     }
+    browser.set_dark(false).await;
+    // An arrow opens its message.
+    browser.click_on("#sequence svg a").await;
+    browser.wait_for("the message opened", "const d = document.getElementById('msg-0'); return d && d.open").await;
+    assert!(browser.text_of("#conversation-messages").await.contains("CALL FOR PROPOSALS"));
     browser.assert_clean_log("conversation").await;
 }

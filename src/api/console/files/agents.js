@@ -3,7 +3,7 @@
 // that deploys or edits one.
 
 import { api, session, every, ApiError } from './api.js';
-import { h, clear, table, toast, problemView, confirmAction, when, field, diffView } from './dom.js';
+import { h, clear, table, toast, problemView, confirmAction, when, field, diffView, append } from './dom.js';
 import { lineChart } from './svg.js';
 import { tomlEditor } from './editor.js';
 
@@ -58,7 +58,7 @@ async function list(main) {
   state.addEventListener('change', draw);
   capability.addEventListener('change', () => load(true));
   more.addEventListener('click', () => load(false));
-  main.append(h('div', { class: 'row' }, h('h1', {}, 'Agents'),
+  append(main, h('div', { class: 'row' }, h('h1', {}, 'Agents'),
     session.can('deploy') ? h('a', { class: 'button', href: '#/agents/+new', id: 'deploy-agent' }, 'Deploy an agent') : null),
   h('div', { class: 'row', role: 'search' }, field('Search', search), field('Capability', capability), field('State', state)),
   body, more);
@@ -68,7 +68,7 @@ async function list(main) {
 async function detail(main, name, signal) {
   const a = await api(`/v1/agents/${encodeURIComponent(name)}`, { signal });
   const deploy = session.can('deploy') && a.source.kind === 'api';
-  main.append(
+  append(main, 
     h('div', { class: 'row' }, h('h1', {}, a.name),
       h('span', { class: 'badge' }, `revision ${a.revision}`),
       deploy ? h('a', { class: 'button', href: `#/agents/${encodeURIComponent(a.name)}/edit` }, 'Edit') : null,
@@ -190,7 +190,7 @@ function rolloutPanel(a, signal, deploy) {
 
 async function editor(main, name) {
   if (!session.can('deploy')) {
-    main.append(problemView(new ApiError(403, { title: 'Not allowed', detail: 'Deploying needs a key with the deploy scope.', extra: { required_scope: 'deploy' } })));
+    append(main, h('h1', {}, 'Deploy an agent'), problemView(new ApiError(403, { title: 'Not allowed', detail: 'Deploying needs a key with the deploy scope.', extra: { required_scope: 'deploy' } })));
     return;
   }
   const current = name ? await api(`/v1/agents/${encodeURIComponent(name)}`) : null;
@@ -220,6 +220,6 @@ async function editor(main, name) {
       submit.disabled = false;
     }
   } }, ed.el, field('Rollout strategy', strategy), verdict, h('div', { class: 'row' }, submit), result);
-  main.append(h('h1', {}, name ? `Edit ${name}` : 'Deploy an agent'), form);
+  append(main, h('h1', {}, name ? `Edit ${name}` : 'Deploy an agent'), form);
   ed.check();
 }

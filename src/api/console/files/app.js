@@ -3,7 +3,7 @@
 // stops its streams and polls.
 
 import { api, session, ApiError } from './api.js';
-import { h, clear, problemView } from './dom.js';
+import { h, clear, problemView, append } from './dom.js';
 import * as cluster from './cluster.js';
 import * as agents from './agents.js';
 import * as chat from './chat.js';
@@ -24,6 +24,7 @@ const PAGES = [
 
 const main = document.getElementById('main');
 let leave = null;
+let routed = false;
 
 function allowed() {
   return PAGES.filter((p) => session.can(p.scope));
@@ -81,6 +82,7 @@ async function route() {
     return;
   }
   renderNav(page.path);
+  clear(document.getElementById('toasts'));
   document.title = `${page.title} · Caxton`;
   clear(main);
   try {
@@ -88,9 +90,12 @@ async function route() {
   } catch (e) {
     if (leave.signal.aborted) return;
     if (!(e instanceof ApiError)) console.warn(e);
-    main.append(problemView(e));
+    append(main, problemView(e));
   }
-  if (document.activeElement === document.body) main.focus({ preventScroll: true });
+  // After a change of page (not on the first load), reading goes on at the
+  // new content, as it would after following a link to another page.
+  if (routed && document.activeElement === document.body) main.focus({ preventScroll: true });
+  routed = true;
 }
 
 async function start() {
@@ -105,12 +110,13 @@ async function start() {
       return;
     }
   }
+  const tried = session.key;
+  session.who = null;
   try {
     session.who = await api('/v1/whoami');
   } catch (e) {
-    session.who = null;
     if (e instanceof ApiError && e.status === 401) {
-      const refused = session.key ? e : null;
+      const refused = tried ? e : null;
       session.key = null;
       return signIn(refused);
     }
@@ -122,5 +128,7 @@ async function start() {
 }
 
 window.addEventListener('hashchange', () => { if (session.who) route(); });
-window.addEventListener('caxton:signed-out', () => { session.key = null; session.who = null; signIn(new ApiError(401, { title: 'Your key is no longer accepted' })); });
+window.addEventListener('caxton:signed-out', () => {
+  if (!session.who) return;
+  session.key = null; session.who = null; signIn(new ApiError(401, { title: 'Your key is no longer accepted' })); });
 start();

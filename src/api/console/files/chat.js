@@ -3,7 +3,7 @@
 // what it used and the messages it sent other agents.
 
 import { api, sse } from './api.js';
-import { h, clear, field, problemView } from './dom.js';
+import { h, clear, field, problemView, append } from './dom.js';
 
 export async function render(main, params, signal) {
   const page = await api('/v1/agents?limit=500', { signal });
@@ -32,7 +32,7 @@ export async function render(main, params, signal) {
     h('button', { type: 'button', class: 'secondary', onclick: () => { conversation = null; clear(log); } }, 'New conversation')),
   log, field('Message', text), h('div', { class: 'row' }, send));
   text.addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) form.requestSubmit(); });
-  main.append(h('h1', {}, 'Chat'), form);
+  append(main, h('h1', {}, 'Chat'), form);
 }
 
 async function turn(log, to, content, conversation, signal) {

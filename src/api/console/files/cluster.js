@@ -2,7 +2,7 @@
 // live events, and the administrator's actions (each confirmed first).
 
 import { api, sse, session, every } from './api.js';
-import { h, clear, table, toast, problemView, confirmAction, when } from './dom.js';
+import { h, clear, table, toast, problemView, confirmAction, when, append } from './dom.js';
 
 export async function render(main, _params, signal) {
   const status = h('div', { class: 'panel', id: 'cluster-status' });
@@ -10,7 +10,7 @@ export async function render(main, _params, signal) {
   const placement = h('div', { class: 'panel', id: 'cluster-placement' });
   const events = h('ol', { class: 'events', id: 'cluster-events', 'aria-live': 'polite', reversed: true });
   const admin = session.can('admin');
-  main.append(
+  append(main, 
     h('h1', {}, 'Cluster'),
     h('div', { class: 'grid' }, status, placement),
     members,

@@ -2,7 +2,7 @@
 // grows as its messages are committed (contract-net, auctions, requests).
 
 import { api, sse, every } from './api.js';
-import { h, clear, table, field, problemView, ago, json } from './dom.js';
+import { h, clear, table, field, problemView, ago, json, append } from './dom.js';
 import { sequenceDiagram } from './svg.js';
 
 const PROTOCOLS = ['request_reply', 'contract_net', 'subscribe', 'auction', 'negotiation'];
@@ -26,7 +26,7 @@ export async function render(main, params, signal) {
   };
   for (const c of [protocol, state]) c.addEventListener('change', load);
   participant.addEventListener('change', load);
-  main.append(h('h1', {}, 'Conversations'),
+  append(main, h('h1', {}, 'Conversations'),
     h('div', { class: 'row', role: 'search' }, field('Protocol', protocol), field('State', state), field('Participant', participant)),
     body);
   every(2000, signal, load, (e) => clear(body, problemView(e)));
@@ -58,7 +58,7 @@ async function detail(main, id, signal) {
     else { messages.push(m); list.append(item(m, messages.length - 1)); }
     draw();
   };
-  main.append(h('h1', {}, `Conversation ${id}`), head, diagram, h('h2', {}, 'Messages'), list);
+  append(main, h('h1', {}, `Conversation ${id}`), head, diagram, h('h2', {}, 'Messages'), list);
   c.messages.forEach(add);
   draw();
   try {
@@ -66,7 +66,7 @@ async function detail(main, id, signal) {
       if (ev.event === 'message') add(JSON.parse(ev.data));
     }
   } catch (e) {
-    if (!signal.aborted) main.append(problemView(e));
+    if (!signal.aborted) append(main, problemView(e));
   }
 }
 

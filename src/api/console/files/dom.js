@@ -15,7 +15,9 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-export function append(el, children) {
+/// Appends children, skipping null, undefined and false (so a condition
+/// can stand in the list), flattening arrays.
+export function append(el, ...children) {
   for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     el.append(c instanceof Node ? c : document.createTextNode(String(c)));

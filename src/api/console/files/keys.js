@@ -1,7 +1,7 @@
 // Keys (admin): create one (its token shown once), list, revoke.
 
 import { api } from './api.js';
-import { h, clear, table, field, toast, problemView, confirmAction, when } from './dom.js';
+import { h, clear, table, field, toast, problemView, confirmAction, when, append } from './dom.js';
 
 const SCOPES = ['admin', 'deploy', 'invoke', 'read', 'memory:read', 'memory:write'];
 
@@ -14,12 +14,12 @@ export async function render(main, _params, signal) {
         k.expires_at_ms ? when(k.expires_at_ms) : 'never', `${when(k.created_at_ms)} by ${k.created_by || '?'}`,
         k.state === 'active' ? h('button', { class: 'danger', onclick: () => revoke(k.name, load) }, `Revoke ${k.name}`) : ''])));
   };
-  main.append(h('h1', {}, 'Keys'), create(load), h('h2', {}, 'All keys'), list);
+  append(main, h('h1', {}, 'Keys'), create(load), h('h2', {}, 'All keys'), list);
   await load();
 }
 
 function create(reload) {
-  const name = h('input', { id: 'key-name', required: true, pattern: '[A-Za-z0-9._-]{1,64}' });
+  const name = h('input', { id: 'key-name', required: true, pattern: '[A-Za-z0-9._\\-]{1,64}' });
   const boxes = SCOPES.map((s) => h('input', { type: 'checkbox', id: `scope-${s.replace(':', '-')}`, value: s }));
   const agents = h('input', { id: 'key-agents', placeholder: 'support-*, billing' });
   const expires = h('input', { id: 'key-expires', placeholder: '30d' });

@@ -2,7 +2,7 @@
 // neighbourhood drawn as a graph whose nodes lead to their own entities.
 
 import { api } from './api.js';
-import { h, clear, table, field, problemView, when } from './dom.js';
+import { h, clear, table, field, problemView, when, append } from './dom.js';
 import { neighbourhood } from './svg.js';
 
 const SCOPES = ['global', 'workspace', 'agent_only'];
@@ -39,7 +39,7 @@ export async function render(main, params, signal) {
     } catch (err) { clear(results, problemView(err)); }
   } }, field('Search memory', q), field('Scope', scope), field('Agent (for agent_only)', agent),
   h('button', { type: 'submit', id: 'memory-search' }, 'Search'));
-  main.append(h('h1', {}, 'Memory'), form, results);
+  append(main, h('h1', {}, 'Memory'), form, results);
   q.focus();
 }
 
@@ -49,7 +49,7 @@ async function entity(main, name, scope, owner, signal) {
     api(`/v1/memory/entities/${encodeURIComponent(name)}?${q}`, { signal }),
     api(`/v1/memory/entities/${encodeURIComponent(name)}/neighbours?${q}`, { signal })]);
   const first = n.neighbours.filter((x) => x.depth === 1);
-  main.append(h('p', {}, h('a', { href: '#/memory' }, '← Search')),
+  append(main, h('p', {}, h('a', { href: '#/memory' }, '← Search')),
     h('h1', {}, e.name, ' ', h('span', { class: 'badge' }, e.entity_type)),
     h('p', { class: 'muted' }, `${e.scope}${e.owner ? ` (${e.owner})` : ''} · updated ${when(e.updated_at_ms)}`),
     h('div', { class: 'grid' },

@@ -22,7 +22,7 @@ export function lineChart(series, { title, unit = '', width = 560, height = 200 
   const pad = { l: 52, r: 12, t: 12, b: 24 };
   const all = series.flatMap((x) => x.points);
   const xs = all.map((p) => p[0]), ys = all.map((p) => p[1]);
-  const x0 = Math.min(...xs, Date.now() - 60000), x1 = Math.max(...xs, x0 + 1000);
+  const x0 = xs.length ? Math.min(...xs) : Date.now() - 60000, x1 = Math.max(...xs, x0 + 10000);
   const y1 = Math.max(...ys, 0) * 1.15 || 1;
   const X = (x) => pad.l + ((x - x0) / (x1 - x0)) * (width - pad.l - pad.r);
   const Y = (y) => height - pad.b - (y / y1) * (height - pad.t - pad.b);
@@ -33,7 +33,7 @@ export function lineChart(series, { title, unit = '', width = 560, height = 200 
     class: `series line-s${(i % 4) + 1}`,
     points: x.points.map(([a, b]) => `${X(a).toFixed(1)},${Y(b).toFixed(1)}`).join(' '),
   }));
-  return s('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img', 'aria-label': title || 'chart' },
+  return s('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': title || 'chart' },
     s('title', {}, title || ''), ticks,
     s('line', { class: 'axis', x1: pad.l, x2: width - pad.r, y1: Y(0), y2: Y(0) }),
     s('text', { x: pad.l, y: height - 6 }, new Date(x0).toLocaleTimeString()),
@@ -62,7 +62,7 @@ export function neighbourhood(center, neighbours, { onSelect, width = 560, heigh
     if (!onSelect || cls === 'center') return g;
     return s('a', { href: `#/memory/${encodeURIComponent(name)}`, 'aria-label': `entity ${name}` }, g);
   };
-  return s('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img', 'aria-label': `neighbourhood of ${center}` },
+  return s('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': `neighbourhood of ${center}` },
     s('title', {}, `Entities related to ${center}`),
     placed.map((p) => s('g', {},
       s('line', { class: 'edge', x1: cx, y1: cy, x2: p.x, y2: p.y }),
@@ -72,9 +72,10 @@ export function neighbourhood(center, neighbours, { onSelect, width = 560, heigh
 }
 
 /// Participants as lifelines, each message an arrow; `onSelect(i)` when one is chosen.
-export function sequenceDiagram(messages, { onSelect, width = 760 } = {}) {
+export function sequenceDiagram(messages, { onSelect } = {}) {
   const actors = [];
   for (const m of messages) for (const a of [m.from, m.to]) if (a && !actors.includes(a)) actors.push(a);
+  const width = Math.max(480, 40 + 190 * actors.length);
   const col = (width - 40) / Math.max(actors.length, 1);
   const X = (a) => 20 + col * actors.indexOf(a) + col / 2;
   const rowH = 34, top = 44;
@@ -98,6 +99,6 @@ export function sequenceDiagram(messages, { onSelect, width = 760 } = {}) {
     s('text', { x: self ? x1 + 30 : (x1 + x2) / 2, y: y - 5, 'text-anchor': self ? 'start' : 'middle' },
       label.length > 48 ? label.slice(0, 47) + '…' : label));
   });
-  return s('svg', { viewBox: `0 0 ${width} ${height}`, width: '100%', role: 'img', 'aria-label': 'sequence diagram' },
+  return s('svg', { viewBox: `0 0 ${width} ${height}`, width, role: 'img', 'aria-label': 'sequence diagram' },
     s('title', {}, 'Messages of this conversation'), heads, arrows);
 }

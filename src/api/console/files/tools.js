@@ -2,14 +2,14 @@
 // and a form built from that schema to call it.
 
 import { api, session } from './api.js';
-import { h, clear, table, field, problemView, json } from './dom.js';
+import { h, clear, table, field, problemView, json, append } from './dom.js';
 
 export async function render(main, _params, signal) {
   const { servers } = await api('/v1/mcp-servers', { signal });
-  main.append(h('h1', {}, 'Tools'));
-  if (!servers.length) main.append(h('p', { class: 'muted' }, 'No tool servers are deployed (caxton tool deploy).'));
+  append(main, h('h1', {}, 'Tools'));
+  if (!servers.length) append(main, h('p', { class: 'muted' }, 'No tool servers are deployed (caxton tool deploy).'));
   for (const s of servers) {
-    main.append(h('section', { class: 'panel', 'aria-labelledby': `server-${s.name}` },
+    append(main, h('section', { class: 'panel', 'aria-labelledby': `server-${s.name}` },
       h('h2', { id: `server-${s.name}` }, s.name, ' ', h('span', { class: 'badge' }, s.version || 'remote')),
       s.description ? h('p', {}, s.description) : null,
       s.remote ? h('p', { class: s.remote.available ? 'ok' : 'bad' }, `remote ${s.remote.url}: ${s.remote.available ? 'available' : s.remote.error || 'unavailable'}`) : null,
