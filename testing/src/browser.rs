@@ -105,8 +105,16 @@ impl Browser {
     }
 
     async fn try_command(&self, method: reqwest::Method, path: &str, body: Value) -> Result<Value, String> {
-        let r: Value =
-            self.http.request(method, format!("{}{path}", self.session)).json(&body).send().await.unwrap().json().await.unwrap();
+        let r: Value = self
+            .http
+            .request(method, format!("{}{path}", self.session))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         match r["value"]["error"].as_str() {
             Some(err) => Err(format!("{err}: {}", r["value"]["message"])),
             None => Ok(r["value"].clone()),
@@ -130,7 +138,9 @@ impl Browser {
     pub async fn find(&self, css: &str) -> Element {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(v) = self.try_command(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css})).await
+            if let Ok(v) = self
+                .try_command(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css}))
+                .await
             {
                 return Element(v[ELEMENT].as_str().unwrap().to_owned());
             }
@@ -178,7 +188,11 @@ impl Browser {
     }
 
     pub async fn text(&self, el: &Element) -> String {
-        self.command(reqwest::Method::GET, &format!("/element/{}/text", el.0), None).await.as_str().unwrap_or("").to_owned()
+        self.command(reqwest::Method::GET, &format!("/element/{}/text", el.0), None)
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
     }
 
     /// The visible text of the first element matching `css`.
@@ -188,7 +202,14 @@ impl Browser {
     }
 
     pub async fn body_text(&self) -> String {
-        match self.try_command(reqwest::Method::POST, "/execute/sync", json!({"script": "return document.body ? document.body.innerText : ''", "args": []})).await {
+        match self
+            .try_command(
+                reqwest::Method::POST,
+                "/execute/sync",
+                json!({"script": "return document.body ? document.body.innerText : ''", "args": []}),
+            )
+            .await
+        {
             Ok(v) => v.as_str().unwrap_or("").to_owned(),
             Err(e) => e,
         }
@@ -224,7 +245,9 @@ impl Browser {
     pub async fn press(&self, keys: &str) {
         let actions: Vec<Value> = keys
             .chars()
-            .flat_map(|c| [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})])
+            .flat_map(|c| {
+                [json!({"type": "keyDown", "value": c.to_string()}), json!({"type": "keyUp", "value": c.to_string()})]
+            })
             .collect();
         self.post("/actions", json!({"actions": [{"type": "key", "id": "keyboard", "actions": actions}]})).await;
     }

@@ -68,14 +68,20 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
         .await;
     let members = browser.text_of("#cluster-members").await;
     assert!(members.contains("leader"), "{members}");
-    browser.wait_for("certificate expiry", "return document.querySelector('#cluster-members').innerText.includes('days')").await;
+    browser
+        .wait_for("certificate expiry", "return document.querySelector('#cluster-members').innerText.includes('days')")
+        .await;
     // Live events: a deploy elsewhere appears on the page.
     deploy_on(lead, "name = \"visitor\"\nprovider = \"echo\"\nsystem_prompt = \"Hi.\"\n").await;
-    browser.wait_for("the deploy event", "return document.getElementById('cluster-events').innerText.includes('visitor')").await;
+    browser
+        .wait_for("the deploy event", "return document.getElementById('cluster-events').innerText.includes('visitor')")
+        .await;
     browser.assert_accessible("cluster").await;
     for dark in [false, true] {
         browser.set_dark(dark).await;
-        browser.screenshot(&screenshot_dir().join(format!("cluster-{}.png", if dark { "dark" } else { "light" }))).await;
+        browser
+            .screenshot(&screenshot_dir().join(format!("cluster-{}.png", if dark { "dark" } else { "light" })))
+            .await;
     }
     browser.set_dark(false).await;
     browser.assert_clean_log("cluster").await;
@@ -91,7 +97,9 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
         )
         .await;
     let partial = partial.as_str().unwrap().to_owned();
-    browser.wait_for("the whole answer", "const b = document.querySelector('.bubble.agent'); return b && b.dataset.done").await;
+    browser
+        .wait_for("the whole answer", "const b = document.querySelector('.bubble.agent'); return b && b.dataset.done")
+        .await;
     let whole = browser.text_of(".bubble.agent").await;
     assert_eq!(whole, STORY.concat());
     assert!(whole.starts_with(&partial) && partial.len() < whole.len(), "streamed `{partial}` before `{whole}`");
@@ -128,8 +136,12 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     let mut weights = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let state = browser.eval("const e = document.getElementById('rollout-state'); return e && e.textContent", json!([])).await;
-        let weight = browser.eval("const e = document.getElementById('rollout-weight'); return e && e.textContent", json!([])).await;
+        let state = browser
+            .eval("const e = document.getElementById('rollout-state'); return e && e.textContent", json!([]))
+            .await;
+        let weight = browser
+            .eval("const e = document.getElementById('rollout-weight'); return e && e.textContent", json!([]))
+            .await;
         if let Some(w) = weight.as_str() {
             if weights.last().map(String::as_str) != Some(w) {
                 weights.push(w.to_owned());
@@ -148,7 +160,9 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     traffic.await.unwrap();
     assert!(weights.iter().any(|w| w == "25 %") && weights.iter().any(|w| w == "60 %"), "weights seen: {weights:?}");
     assert!(browser.text_of("#rollout-decision").await.contains("passed"));
-    let points = browser.eval("return document.querySelectorAll('#rollout polyline')[1].getAttribute('points')", json!([])).await;
+    let points = browser
+        .eval("return document.querySelectorAll('#rollout polyline')[1].getAttribute('points')", json!([]))
+        .await;
     assert!(points.as_str().unwrap().split(' ').count() >= 2, "the chart drew the candidate's figures: {points}");
     browser.assert_accessible("rollout").await;
     browser.assert_clean_log("rollout").await;
@@ -205,7 +219,9 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     browser.eval("window.scrollTo(0, 0)", json!([])).await;
     for dark in [false, true] {
         browser.set_dark(dark).await;
-        browser.screenshot(&screenshot_dir().join(format!("conversation-{}.png", if dark { "dark" } else { "light" }))).await;
+        browser
+            .screenshot(&screenshot_dir().join(format!("conversation-{}.png", if dark { "dark" } else { "light" })))
+            .await;
     }
     browser.set_dark(false).await;
     // An arrow opens its message.

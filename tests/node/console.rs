@@ -10,8 +10,10 @@
 use caxton_testing::*;
 use serde_json::json;
 
-const BROKEN: &str = "name = \"greeter\"\nprovider = \"echo\"\nsystem_prompt = \"Greets.\"\n[memory]\nscope = \"everywhere\"\n";
-const FIXED: &str = "name = \"greeter\"\nprovider = \"echo\"\nsystem_prompt = \"Greets.\"\n[memory]\nscope = \"global\"\n";
+const BROKEN: &str =
+    "name = \"greeter\"\nprovider = \"echo\"\nsystem_prompt = \"Greets.\"\n[memory]\nscope = \"everywhere\"\n";
+const FIXED: &str =
+    "name = \"greeter\"\nprovider = \"echo\"\nsystem_prompt = \"Greets.\"\n[memory]\nscope = \"global\"\n";
 
 /// Shows the page in both themes: accessible in each, photographed.
 async fn check_page(browser: &Browser, name: &str) {
@@ -53,9 +55,9 @@ async fn seed_memory(node: &TestNode) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot_do() {
-    let node =
-        TestNode::start_with(NodeOptions { admin_key: Some(TEST_ADMIN_KEY.into()), ..Default::default() }).await;
-    let out = node.cli_as(Some(TEST_ADMIN_KEY), &["mcp", "deploy", &repo_path("examples/mcp/json_query").display().to_string()]);
+    let node = TestNode::start_with(NodeOptions { admin_key: Some(TEST_ADMIN_KEY.into()), ..Default::default() }).await;
+    let out = node
+        .cli_as(Some(TEST_ADMIN_KEY), &["mcp", "deploy", &repo_path("examples/mcp/json_query").display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
     seed_memory(&node).await;
     let mut browser = Browser::start().await;
@@ -84,7 +86,17 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     assert!(!browser.eval("return location.href", json!([])).await.as_str().unwrap().contains(TEST_ADMIN_KEY));
     assert_eq!(browser.eval("return sessionStorage.getItem('caxton.key')", json!([])).await, json!(TEST_ADMIN_KEY));
     browser
-        .assert_focus_order(&["Skip to content", "Caxton", "Cluster", "Agents", "Chat", "Conversations", "Memory", "Tools", "Keys"])
+        .assert_focus_order(&[
+            "Skip to content",
+            "Caxton",
+            "Cluster",
+            "Agents",
+            "Chat",
+            "Conversations",
+            "Memory",
+            "Tools",
+            "Keys",
+        ])
         .await;
     check_page(&browser, "cluster-single").await;
 
@@ -119,7 +131,10 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.wait_text("revision 2").await;
     browser.wait_for("the diff", "return document.querySelector('#revision-diff .add')").await;
     let diff = browser.text_of("#revision-diff").await;
-    assert!(diff.contains("- system_prompt = \"Greets.\"") && diff.contains("+ system_prompt = \"Greets warmly.\""), "{diff}");
+    assert!(
+        diff.contains("- system_prompt = \"Greets.\"") && diff.contains("+ system_prompt = \"Greets warmly.\""),
+        "{diff}"
+    );
     check_page(&browser, "agent").await;
     browser.goto(&format!("{ui}#/agents")).await;
     browser.wait_text("greeter").await;
@@ -136,7 +151,9 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.fill("#json_query-json_query-path", "a[1]").await;
     browser.click_on("#json_query-json_query-form button[type=submit]").await;
     browser.wait_for("the tool's answer", "return document.querySelector('#json_query-json_query-result pre')").await;
-    let raw = browser.eval("return document.querySelector('#json_query-json_query-result details pre').textContent", json!([])).await;
+    let raw = browser
+        .eval("return document.querySelector('#json_query-json_query-result details pre').textContent", json!([]))
+        .await;
     let raw: serde_json::Value = serde_json::from_str(raw.as_str().unwrap()).unwrap();
     assert_eq!(raw["structuredContent"]["matches"], json!([2]), "{raw}");
     check_page(&browser, "tools").await;
@@ -161,7 +178,8 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.fill("#key-name", "reader").await;
     browser.click_on("#scope-read").await;
     browser.click_on("#key-create").await;
-    let token = browser.wait_for("the new token", "const t = document.getElementById('new-token'); return t && t.value").await;
+    let token =
+        browser.wait_for("the new token", "const t = document.getElementById('new-token'); return t && t.value").await;
     let token = token.as_str().unwrap().to_owned();
     assert!(token.starts_with("cxk_"), "{token}");
     check_page(&browser, "keys").await;
@@ -173,7 +191,10 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.click_on("form button[type=submit]").await;
     browser.wait_text("key reader").await;
     let nav = browser.text_of("#nav").await;
-    assert!(nav.contains("Agents") && !nav.contains("Keys") && !nav.contains("Chat") && !nav.contains("Memory"), "{nav}");
+    assert!(
+        nav.contains("Agents") && !nav.contains("Keys") && !nav.contains("Chat") && !nav.contains("Memory"),
+        "{nav}"
+    );
     browser.goto(&format!("{ui}#/agents")).await;
     browser.wait_text("greeter").await;
     assert!(!browser.exists("#deploy-agent").await, "a read key is offered the deploy button");
@@ -202,21 +223,36 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
 /// route declares (and HEAD) and refused on the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
-    let node =
-        TestNode::start_with(NodeOptions { admin_key: Some(TEST_ADMIN_KEY.into()), ..Default::default() }).await;
+    let node = TestNode::start_with(NodeOptions { admin_key: Some(TEST_ADMIN_KEY.into()), ..Default::default() }).await;
     let http = reqwest::Client::new();
     let page = http.get(node.url("/ui")).send().await.unwrap();
     assert_eq!(page.status(), 200, "the console needs no key to load");
     let csp = page.headers()["content-security-policy"].to_str().unwrap().to_owned();
-    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"), "{csp}");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+        "{csp}"
+    );
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page.headers()["x-content-type-options"], "nosniff");
     assert!(page.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
     let html = page.text().await.unwrap();
     let mut total = html.len();
-    for file in ["style.css", "app.js", "api.js", "dom.js", "svg.js", "cluster.js", "agents.js", "editor.js", "chat.js",
-        "conversations.js", "memory.js", "tools.js", "keys.js", "icon.svg"]
-    {
+    for file in [
+        "style.css",
+        "app.js",
+        "api.js",
+        "dom.js",
+        "svg.js",
+        "cluster.js",
+        "agents.js",
+        "editor.js",
+        "chat.js",
+        "conversations.js",
+        "memory.js",
+        "tools.js",
+        "keys.js",
+        "icon.svg",
+    ] {
         let r = http.get(node.url(&format!("/ui/{file}"))).send().await.unwrap();
         assert_eq!(r.status(), 200, "{file}");
         let etag = r.headers()["etag"].clone();
@@ -269,7 +305,10 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     let reader = node.create_key(json!({"name": "reader", "scopes": ["invoke"]})).await;
     let who: serde_json::Value =
         keyed_client(&reader).get(node.url("/v1/whoami")).send().await.unwrap().json().await.unwrap();
-    assert_eq!((who["key"].as_str(), who["scopes"].clone(), who["mode"].as_str()), (Some("reader"), json!(["invoke"]), Some("keys")));
+    assert_eq!(
+        (who["key"].as_str(), who["scopes"].clone(), who["mode"].as_str()),
+        (Some("reader"), json!(["invoke"]), Some("keys"))
+    );
     assert_eq!(http.get(node.url("/v1/whoami")).send().await.unwrap().status(), 401);
     let health: serde_json::Value = http.get(node.url("/health")).send().await.unwrap().json().await.unwrap();
     assert_eq!(health["auth"], "keys");

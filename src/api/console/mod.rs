@@ -39,8 +39,7 @@ fn serve(asset: &'static Asset, request: &HeaderMap) -> Response {
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    let mut resp =
-        if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
+    let mut resp = if fresh { StatusCode::NOT_MODIFIED.into_response() } else { asset.body.into_response() };
     let h = resp.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     if let Ok(v) = HeaderValue::from_str(&etag) {
@@ -71,7 +70,8 @@ mod tests {
         for asset in assets::ALL.iter().filter(|a| a.name.ends_with(".js")) {
             let text = std::str::from_utf8(asset.body).unwrap();
             for line in text.lines().filter(|l| l.starts_with("import ")) {
-                let target = line.rsplit("from").next().unwrap().trim().trim_matches(|c| c == '\'' || c == '"' || c == ';');
+                let target =
+                    line.rsplit("from").next().unwrap().trim().trim_matches(|c| c == '\'' || c == '"' || c == ';');
                 let target = target.trim_matches(|c| c == '\'' || c == '"');
                 let name = target.trim_start_matches("./");
                 assert!(assets::find(name).is_some(), "{} imports {target}, which is not embedded", asset.name);
