@@ -163,6 +163,7 @@ bench: models wasm
 	cargo bench --bench tools
 	cargo bench --bench observability
 	cargo bench --bench auth
+	cargo bench --bench console
 
 cluster: models wasm
 	cargo build --bin caxton

@@ -473,6 +473,7 @@ impl MessageService {
             usage: None,
             limit: None,
             sampling: req.sampling.clone().filter(|s| !s.is_empty()),
+            tool_calls: Vec::new(),
         };
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));

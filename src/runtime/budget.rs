@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::config::limits::{day_left, AgentLimits, LimitReached};
 use crate::llm::Usage;
-use crate::state::{DayUsage, TurnUsage};
+use crate::state::{DayUsage, ToolCallRecord, TurnUsage};
 
 pub struct Budget {
     limits: AgentLimits,
@@ -17,16 +17,28 @@ pub struct Budget {
     prices: (f64, f64),
     before: DayUsage,
     used: Mutex<TurnUsage>,
+    /// The turn's tool calls, for its reply.
+    calls: Mutex<Vec<ToolCallRecord>>,
 }
 
 impl Budget {
     pub fn new(limits: AgentLimits, prices: (f64, f64), before: DayUsage) -> Self {
-        Self { limits, prices, before, used: Mutex::new(TurnUsage::default()) }
+        Self { limits, prices, before, used: Mutex::new(TurnUsage::default()), calls: Mutex::new(Vec::new()) }
     }
 
     /// What the turn used so far.
     pub fn used(&self) -> TurnUsage {
         *self.used.lock()
+    }
+
+    /// Records how a tool call (charged with [`Budget::tool_call`]) went.
+    pub fn tool_called(&self, record: ToolCallRecord) {
+        self.calls.lock().push(record);
+    }
+
+    /// The turn's tool calls so far, in order.
+    pub fn tool_calls(&self) -> Vec<ToolCallRecord> {
+        self.calls.lock().clone()
     }
 
     /// The wall time a turn may take, if the limits set one.

@@ -31,7 +31,7 @@ pub(super) async fn commit(
     message: Message,
     result: Result<String, TurnError>,
     started: Instant,
-    usage: TurnUsage,
+    (usage, tool_calls): (TurnUsage, Vec<crate::state::ToolCallRecord>),
 ) -> Result<(), ProcessError> {
     let served = Served { outcome: served_outcome(&result), took_ms: started.elapsed().as_millis() as u64 };
     count(exec, spec, &message, served.outcome, started);
@@ -54,12 +54,19 @@ pub(super) async fn commit(
             (MessageKind::Error, e.to_string())
         }
     };
+    // Asked only when there is something to keep: the common reply has none.
+    let tool_calls = if !tool_calls.is_empty() && exec.ledger.store.supports(crate::state::REPLY_TOOL_CALLS).await {
+        tool_calls
+    } else {
+        Vec::new()
+    };
     let span_id = crate::state::new_span_id();
     let at_ms = crate::time::now_ms();
     let reply = Message {
         served: Some(served),
         usage: Some(usage),
         limit,
+        tool_calls,
         ..message.reply(kind, spec.name.to_string(), content, span_id, at_ms)
     };
     exec.replies.submit(reply).await.map(|_recorded| ()).map_err(|e| ProcessError::Reply(e.to_string()))

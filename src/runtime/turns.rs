@@ -136,11 +136,14 @@ async fn run_turns(inputs: TurnInputs<'_>) -> Result<String, TurnError> {
             if let Some(b) = budget {
                 b.tool_call()?;
             }
-            let result = if offered.iter().any(|t| t.name == call.name) {
+            let (result, ok) = if offered.iter().any(|t| t.name == call.name) {
                 call_tool(tools, call, &ctx, metrics).await
             } else {
-                refuse_tool(spec, call, &offered, metrics)
+                (refuse_tool(spec, call, &offered, metrics), false)
             };
+            if let Some(b) = budget {
+                b.tool_called(crate::state::ToolCallRecord::new(&call.name, &call.arguments, ok));
+            }
             messages.push(ChatMessage::tool(&call.id, result));
         }
     }
@@ -229,8 +232,8 @@ fn refuse_tool(spec: &AgentSpec, call: &ToolCall, offered: &[ToolSpec], metrics:
 }
 
 /// Runs an offered tool inside its `execute_tool` span; its result or
-/// error, as the model reads it.
-async fn call_tool(tools: &Tools, call: &ToolCall, ctx: &CallContext<'_>, metrics: &Metrics) -> String {
+/// error, as the model reads it, and whether it answered.
+async fn call_tool(tools: &Tools, call: &ToolCall, ctx: &CallContext<'_>, metrics: &Metrics) -> (String, bool) {
     let started = Instant::now();
     let builtin = super::tools::is_builtin(&call.name);
     let span = tracing::info_span!(
@@ -252,5 +255,8 @@ async fn call_tool(tools: &Tools, call: &ToolCall, ctx: &CallContext<'_>, metric
         let outcome = if result.is_ok() { Outcome::Ok } else { Outcome::Error };
         metrics.tool_call("builtin", &call.name, outcome, started.elapsed());
     }
-    result.unwrap_or_else(|e| format!("error: {e}"))
+    match result {
+        Ok(answer) => (answer, true),
+        Err(e) => (format!("error: {e}"), false),
+    }
 }

@@ -123,5 +123,5 @@ async fn answer(spec: &AgentSpec, message: Message, exec: &Executor) -> Result<(
     if let (Ok(answer), Some(place)) = (&result, &place) {
         commit::remember(exec, spec, place, &message, answer).await;
     }
-    commit::commit(exec, spec, message, result, started, budget.used()).await
+    commit::commit(exec, spec, message, result, started, (budget.used(), budget.tool_calls())).await
 }

@@ -113,4 +113,5 @@ pub const FEATURES: &[&str] = &[
     "RecordAttempt",
     super::messages::DELIVER_NOTIFICATIONS,
     "ClaimSetting",
+    super::messages::REPLY_TOOL_CALLS,
 ];

@@ -55,6 +55,7 @@ pub(super) fn message(id: &str, kind: MessageKind, status: MessageStatus) -> Mes
         usage: None,
         limit: None,
         sampling: None,
+        tool_calls: Vec::new(),
     }
 }
 

@@ -203,6 +203,38 @@ pub struct Message {
     /// OpenAI-compatible door's); the agent's provider settings otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sampling: Option<crate::llm::Sampling>,
+    /// On a reply: the tools its turn called, in order, so a client can
+    /// show what the turn did (memory writes, messages to other agents).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCallRecord>,
+}
+
+/// One tool call of a turn, as its reply records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ToolCallRecord {
+    pub name: String,
+    /// The arguments the model gave, as JSON text cut to
+    /// [`ToolCallRecord::MAX_ARGUMENTS`] bytes.
+    pub arguments: String,
+    /// Whether the call answered (a refused or failed call is `false`).
+    pub ok: bool,
+}
+
+impl ToolCallRecord {
+    pub const MAX_ARGUMENTS: usize = 512;
+
+    pub fn new(name: &str, arguments: &serde_json::Value, ok: bool) -> Self {
+        let mut arguments = arguments.to_string();
+        if arguments.len() > Self::MAX_ARGUMENTS {
+            let mut cut = Self::MAX_ARGUMENTS;
+            while !arguments.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            arguments.truncate(cut);
+            arguments.push('…');
+        }
+        Self { name: name.to_owned(), arguments, ok }
+    }
 }
 
 /// Which requests [`Queries::requests_from`] lists.
@@ -281,6 +313,11 @@ fn count_usage(
     Ok(())
 }
 
+/// The feature a voter advertises when it keeps a reply's `tool_calls`
+/// (an older node would drop them from its copy, and the replicas would
+/// differ): replies carry them only once every voter does.
+pub const REPLY_TOOL_CALLS: &str = "ReplyToolCalls";
+
 /// The feature a voter advertises when it delivers notifications and
 /// applies topic commands (`Subscribe`, `Unsubscribe`, `Publish`).
 pub const DELIVER_NOTIFICATIONS: &str = "Notifications";
@@ -343,6 +380,7 @@ impl Message {
             usage: None,
             limit: None,
             sampling: None,
+            tool_calls: Vec::new(),
         }
     }
 

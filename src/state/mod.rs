@@ -75,7 +75,7 @@ pub use memory::{
 pub use messages::{
     day_of, new_span_id, payload_bytes, AcceptMessages, ConversationFilter, ConversationRecord, ConversationState,
     DayUsage, Message, MessageKind, MessageStatus, Pending, Protocol, RecordAttempt, RecordReplies, RequestFilter,
-    Served, SetConversation, TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX,
+    Served, SetConversation, ToolCallRecord, TurnUsage, DELIVER_NOTIFICATIONS, REPLY_SUFFIX, REPLY_TOOL_CALLS,
 };
 pub use negotiations::{Move, MoveKind, NegotiationRecord, NegotiationState, StartNegotiation, StepNegotiation};
 pub use proposer::{Batched, Proposer};

@@ -78,5 +78,6 @@ pub fn notice(id: String, sender: &str, receiver: &str, conversation_id: &str, c
         usage: None,
         limit: None,
         sampling: None,
+        tool_calls: Vec::new(),
     }
 }

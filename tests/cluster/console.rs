@@ -20,6 +20,16 @@ fn script(stub: &OpenAiStub) {
     stub.respond_with(|req: &Value| {
         let system = last_of_role(req, "system").map(|m| m["content"].to_string()).unwrap_or_default();
         let user = last_of_role(req, "user").map(|m| m["content"].to_string()).unwrap_or_default();
+        let last_role = req["messages"].as_array().and_then(|m| m.last()).map(|m| m["role"].clone());
+        if last_role == Some(json!("tool")) {
+            return StubReply::text("Noted: Ada likes tea.");
+        }
+        if user.contains("Remember") {
+            return StubReply::tool_call(
+                "memory_store",
+                json!({"name": "ada", "entity_type": "person", "observations": ["Ada likes tea"]}),
+            );
+        }
         if user.contains("CALL FOR PROPOSALS") {
             let bidder: u32 = system.chars().filter(char::is_ascii_digit).collect::<String>().parse().unwrap_or(9);
             StubReply::text(&format!("I can. cost: {bidder}")).after(Duration::from_millis(700 * u64::from(bidder)))
@@ -104,6 +114,18 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     assert_eq!(whole, STORY.concat());
     assert!(whole.starts_with(&partial) && partial.len() < whole.len(), "streamed `{partial}` before `{whole}`");
     browser.wait_text("revision 1").await;
+    // A turn that writes memory shows the write in place.
+    deploy_on(lead, "name = \"archivist\"\nprovider = \"stub\"\nsystem_prompt = \"You keep notes.\"\n[memory]\nenabled = true\nscope = \"global\"\n").await;
+    browser.fill("#chat-to", "archivist").await;
+    browser.fill("#chat-input", "Remember that Ada likes tea").await;
+    browser.click_on("#chat-send").await;
+    browser.wait_text("Noted: Ada likes tea.").await;
+    browser
+        .wait_for("the memory write", "const l = document.querySelector('.tool-calls'); return l && l.innerText")
+        .await;
+    let did = browser.text_of(".tool-calls").await;
+    assert!(did.contains("memory write (memory_store)") && did.contains("Ada likes tea"), "{did}");
+    assert_eq!(entry.get("/v1/memory/entities/ada?scope=global").await.0, 200, "the write happened");
     browser.assert_accessible("chat").await;
     for dark in [false, true] {
         browser.set_dark(dark).await;

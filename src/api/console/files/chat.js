@@ -82,6 +82,8 @@ async function turn(log, to, content, conversation, signal) {
   return sent.message.conversation_id;
 }
 
+const MEMORY_WRITES = ['memory_store', 'memory_relate'];
+
 /// What the turn did: the revision that answered, time, tokens, tool calls,
 /// and the messages it sent other agents on the way.
 async function describe(el, request, reply, signal) {
@@ -90,6 +92,11 @@ async function describe(el, request, reply, signal) {
     reply.served && `${reply.served.took_ms} ms`, u.tokens != null && `${u.tokens} tokens`,
     u.tool_calls ? `${u.tool_calls} tool call${u.tool_calls === 1 ? '' : 's'}` : null].filter(Boolean);
   clear(el, facts.join(' · '));
+  if (reply.tool_calls?.length) {
+    el.append(h('ol', { class: 'tool-calls', 'aria-label': 'What the turn did' }, reply.tool_calls.map((c) =>
+      h('li', { class: c.ok ? '' : 'bad' }, h('strong', {}, MEMORY_WRITES.includes(c.name) ? `memory write (${c.name})` : `tool ${c.name}`),
+        c.ok ? '' : ' (failed)', ' ', h('code', {}, c.arguments)))));
+  }
   if (!u.tool_calls) return;
   try {
     const c = await api(`/v1/conversations/${encodeURIComponent(request.conversation_id)}`, { signal });
