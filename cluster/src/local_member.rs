@@ -29,6 +29,9 @@ pub(crate) struct LocalMember {
     /// When this node's cluster certificate expires (seconds since the
     /// epoch); 0 without TLS.
     cert_expiry: std::sync::atomic::AtomicI64,
+    /// Raft term and applied index, as last published (0: not yet).
+    term: AtomicU64,
+    applied: AtomicU64,
     /// Last time each node (id and data directory) was seen alive, for the
     /// dead grace period: another node announcing a member's id does not
     /// keep a dead member "recently seen".
@@ -52,6 +55,8 @@ impl LocalMember {
             left: AtomicBool::new(false),
             load: AtomicU64::new(0),
             cert_expiry: std::sync::atomic::AtomicI64::new(0),
+            term: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
         }
     }
@@ -78,6 +83,16 @@ impl LocalMember {
 
     pub fn set_cert_expiry(&self, at: Option<i64>) {
         self.cert_expiry.store(at.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// The term and applied index this node last published.
+    pub fn progress(&self) -> (u64, u64) {
+        (self.term.load(Ordering::Relaxed), self.applied.load(Ordering::Relaxed))
+    }
+
+    pub fn set_progress(&self, term: u64, applied: u64) {
+        self.term.store(term, Ordering::Relaxed);
+        self.applied.store(applied, Ordering::Relaxed);
     }
 
     /// Records this node and every live member of `members` as seen now.

@@ -114,6 +114,8 @@ impl Manager {
                 (keys::CLUSTER_ID, self.local.identity.get().unwrap_or_default()),
                 (keys::LOAD, self.local.load().to_string()),
                 (keys::CERT_EXPIRY, self.local.cert_expiry().unwrap_or(0).to_string()),
+                (keys::TERM, self.local.progress().0.to_string()),
+                (keys::APPLIED, self.local.progress().1.to_string()),
                 (keys::RPC, advertise.rpc.clone()),
                 (keys::API, advertise.api.clone()),
             ])

@@ -25,6 +25,9 @@ pub(crate) mod keys {
     pub const LOAD: &str = "load";
     /// When the node's cluster certificate expires (seconds since the epoch).
     pub const CERT_EXPIRY: &str = "cert_expiry";
+    /// Its Raft term and applied index (for operators: lag seen from any node).
+    pub const TERM: &str = "term";
+    pub const APPLIED: &str = "applied";
     pub const VERSION: &str = "version";
     /// "true" once the node belongs to an initialised Raft cluster.
     pub const INITIALIZED: &str = "initialized";
@@ -135,6 +138,9 @@ pub struct GossipMember {
     pub load: u64,
     /// When its cluster certificate expires (seconds since the epoch); `None` without TLS.
     pub cert_expiry: Option<i64>,
+    /// Its Raft term and applied index as it last published them.
+    pub term: Option<u64>,
+    pub applied_index: Option<u64>,
     pub version: String,
     /// `None` for a node of a version that advertises no features.
     pub features: Option<Vec<String>>,
@@ -220,6 +226,8 @@ impl Gossip {
                 role: state.get(keys::ROLE).and_then(GossipRole::parse),
                 load: get(keys::LOAD).parse().unwrap_or(0),
                 cert_expiry: get(keys::CERT_EXPIRY).parse().ok().filter(|t: &i64| *t > 0),
+                term: get(keys::TERM).parse().ok(),
+                applied_index: get(keys::APPLIED).parse().ok().filter(|i: &u64| *i > 0),
                 version: get(keys::VERSION),
                 features: state
                     .get(keys::FEATURES)

@@ -78,6 +78,13 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
         .await;
     let members = browser.text_of("#cluster-members").await;
     assert!(members.contains("leader"), "{members}");
+    // Every member's term and applied index, from any node (gossip).
+    browser
+        .wait_for(
+            "each member's applied index",
+            "return [...document.querySelectorAll('#cluster-members tbody tr')].every(r => /^\\d+$/.test(r.cells[4].innerText))",
+        )
+        .await;
     browser
         .wait_for("certificate expiry", "return document.querySelector('#cluster-members').innerText.includes('days')")
         .await;

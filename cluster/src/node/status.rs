@@ -79,6 +79,10 @@ pub struct MemberView {
     /// When its cluster certificate expires (seconds since the epoch);
     /// `None` without cluster TLS or before gossip has it.
     pub certificate_expires_at: Option<i64>,
+    /// Its Raft term and applied index: this node's own, else as gossip
+    /// last heard them from it (a few seconds old at most).
+    pub term: Option<u64>,
+    pub applied_index: Option<u64>,
 }
 
 /// The names [`ClusterStatus::state`] has always used (the REST API shows them).
@@ -143,6 +147,8 @@ impl<A: Application> Cluster<A> {
         self.local.set_load(load);
         // Beside it, when its certificate runs out (re-read as its file changes).
         self.local.set_cert_expiry(self.certificate_expiry().map(|(node, _)| node));
+        let m = self.raft.metrics().borrow().clone();
+        self.local.set_progress(m.current_term, m.last_applied.map_or(0, |l| l.index));
     }
 
     /// Raft members and gossip's view of them (and of nodes not yet members).
@@ -175,6 +181,8 @@ impl<A: Application> Cluster<A> {
                         None if m.id == own => self.certificate_expiry().map(|(node, _)| node),
                         None => None,
                     },
+                    term: if m.id == own { Some(status.term) } else { g.and_then(|g| g.term) },
+                    applied_index: if m.id == own { status.applied_index } else { g.and_then(|g| g.applied_index) },
                 }
             })
             .collect();
@@ -192,6 +200,8 @@ impl<A: Application> Cluster<A> {
                 gossip_addr: Some(g.gossip_addr.clone()),
                 load: Some(g.load),
                 certificate_expires_at: g.cert_expiry,
+                term: g.term,
+                applied_index: g.applied_index,
             });
         }
         out

@@ -49,20 +49,23 @@ function expiry(at) {
   return h('span', { class: cls, title: when(at * 1000) }, days < 0 ? 'expired' : `in ${Math.floor(days)} days`);
 }
 
+/// Lag: how far a member's applied index is behind the leader's, as
+/// gossip last heard them (every node publishes its own every 2 s).
 function drawMembers(el, s, members, admin, refresh) {
-  const leaderLast = s.last_log_index ?? 0;
+  const leader = members.find((m) => m.is_leader);
+  const ahead = leader?.applied_index ?? Math.max(0, ...members.map((m) => m.applied_index ?? 0));
   const rows = members.map((m) => {
-    const lag = m.matched_index == null ? '–' : String(Math.max(0, leaderLast - m.matched_index));
+    const lag = m.applied_index == null ? '–' : String(Math.max(0, ahead - m.applied_index));
     const actions = admin ? h('div', { class: 'row' },
       !m.is_leader && m.role === 'voter' ? h('button', { class: 'secondary', onclick: () => transfer(m.id, refresh) },
         `Make node ${m.id} leader`) : null,
       h('button', { class: 'danger', onclick: () => remove(m.id, refresh) }, `Remove node ${m.id}`)) : null;
     return [String(m.id), h('span', {}, m.role, m.is_leader ? ' ' : '', m.is_leader ? h('span', { class: 'badge ok' }, 'leader') : null),
-      m.api_addr, m.matched_index == null ? '–' : String(m.matched_index), lag, health(m),
-      expiry(m.certificate_expires_at), m.load == null ? '–' : String(m.load), actions];
+      m.api_addr, m.term == null ? '–' : String(m.term), m.applied_index == null ? '–' : String(m.applied_index), lag,
+      health(m), expiry(m.certificate_expires_at), m.load == null ? '–' : String(m.load), actions];
   });
   clear(el, h('h2', {}, 'Members'),
-    table(['node', 'role', 'API address', 'matched index', 'lag', 'health', 'certificate expires', 'load',
+    table(['node', 'role', 'API address', 'term', 'applied index', 'lag', 'health', 'certificate expires', 'load',
       admin ? 'actions' : ''], rows));
 }
 
