@@ -289,6 +289,18 @@ impl Browser {
             .collect()
     }
 
+    /// Waits for a log entry containing `needle` (consuming the log).
+    pub async fn wait_for_log(&self, needle: &str) -> LogEntry {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(e) = self.log().await.into_iter().find(|e| e.message.contains(needle)) {
+                return e;
+            }
+            assert!(Instant::now() < deadline, "no log entry with `{needle}` within {WAIT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Log entries with this text are what the test provokes (a refused
     /// key), not faults of the page.
     pub fn expect_in_log(&mut self, needle: &str) {

@@ -63,6 +63,13 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     let mut browser = Browser::start().await;
     let ui = node.url("/ui");
 
+    // The log check sees a failed request (so a clean log means something).
+    browser.goto(&ui).await;
+    browser.find("#api-key").await;
+    browser.eval("fetch('/v1/no-such-route')", json!([])).await;
+    let failed = browser.wait_for_log("404").await;
+    assert_eq!(failed.level, "SEVERE", "{failed:?}");
+
     // Signed out: the sign-in form, and nothing refused yet.
     browser.goto(&ui).await;
     browser.find("#api-key").await;
@@ -136,6 +143,12 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
         "{diff}"
     );
     check_page(&browser, "agent").await;
+    // Roll back to revision 1, confirmed in a dialog: revision 3 serves it.
+    browser.click_on("#agent-revisions button").await;
+    browser.click_on("dialog button.danger").await;
+    browser.wait_text("revision 3").await;
+    let (_, served) = node.get("/v1/agents/greeter").await;
+    assert_eq!((served["revision"].as_u64(), served["toml"].as_str()), (Some(3), Some(FIXED)));
     browser.goto(&format!("{ui}#/agents")).await;
     browser.wait_text("greeter").await;
     browser.fill("#agent-search", "nobody").await;
@@ -184,6 +197,23 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     assert!(token.starts_with("cxk_"), "{token}");
     check_page(&browser, "keys").await;
     browser.click_on("dialog button.secondary").await;
+    // Revoking asks first; a revoked key stops working at once.
+    let doomed = node.create_key(json!({"name": "doomed", "scopes": ["read"]})).await;
+    browser.goto(&format!("{ui}#/cluster")).await;
+    browser.goto(&format!("{ui}#/keys")).await;
+    browser.wait_text("Revoke doomed").await;
+    browser
+        .eval(
+            "[...document.querySelectorAll('#key-list button')].find(b => b.innerText === 'Revoke doomed').click()",
+            json!([]),
+        )
+        .await;
+    browser.click_on("dialog button.danger").await;
+    browser
+        .wait_for("the key revoked", "return !document.querySelector('#key-list').innerText.includes('Revoke doomed')")
+        .await;
+    let r = keyed_client(&doomed).get(node.url("/v1/agents")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
 
     // Signed in with it: no deploy button, no Keys, and the editor says why.
     browser.click_on("#who button").await;

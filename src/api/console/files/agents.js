@@ -115,7 +115,7 @@ async function revisions(a, deploy) {
     when(v.deployed_at_ms), v.deployed_by || '–',
     deploy && v.revision !== r.serving ? h('button', { class: 'secondary', onclick: () => rollback(a.name, v.revision) },
       `Roll back to ${v.revision}`) : '']);
-  const section = h('section', { class: 'panel' }, h('h2', {}, 'Revisions'),
+  const section = h('section', { class: 'panel', id: 'agent-revisions' }, h('h2', {}, 'Revisions'),
     table(['revision', 'version', 'deployed', 'by', ''], rows),
     h('h3', {}, 'Compare'), h('div', { class: 'row' }, field('From', from), field('To', to)), out);
   diff().catch((e) => clear(out, problemView(e)));
