@@ -196,30 +196,26 @@ async fn observe_http(
     response
 }
 
-/// The OpenAPI document, generated from the handlers' annotations.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, mut api) = documented_routes().split_for_parts();
+/// Documents a `GET` route served outside the annotated handlers.
+fn document_get(api: &mut utoipa::openapi::OpenApi, path: &str, summary: &str, answer: &str) {
     api.paths.paths.insert(
-        "/v1/openapi.json".into(),
+        path.into(),
         utoipa::openapi::path::PathItem::new(
             utoipa::openapi::HttpMethod::Get,
             utoipa::openapi::path::OperationBuilder::new()
-                .summary(Some("This document"))
+                .summary(Some(summary))
                 .tag("system")
-                .response("200", utoipa::openapi::Response::new("OpenAPI 3 document")),
+                .response("200", utoipa::openapi::Response::new(answer)),
         ),
     );
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let (_, mut api) = documented_routes().split_for_parts();
+    document_get(&mut api, "/v1/openapi.json", "This document", "OpenAPI 3 document");
     for path in ["/ui", "/ui/{file}"] {
-        api.paths.paths.insert(
-            path.into(),
-            utoipa::openapi::path::PathItem::new(
-                utoipa::openapi::HttpMethod::Get,
-                utoipa::openapi::path::OperationBuilder::new()
-                    .summary(Some("The web console (docs/console.md)"))
-                    .tag("system")
-                    .response("200", utoipa::openapi::Response::new("The console's page, scripts and styles")),
-            ),
-        );
+        document_get(&mut api, path, "The web console (docs/console.md)", "The console's page, scripts and styles");
     }
     catalogue::document(&mut api);
     api

@@ -276,6 +276,17 @@ impl Browser {
         std::fs::write(path, bytes).unwrap();
     }
 
+    /// Screenshots of the page in the light and the dark theme, as
+    /// `NAME-light.png` and `NAME-dark.png` in [`screenshot_dir`]; the
+    /// page is left light.
+    pub async fn photograph(&self, name: &str) {
+        for (dark, theme) in [(false, "light"), (true, "dark")] {
+            self.set_dark(dark).await;
+            self.screenshot(&screenshot_dir().join(format!("{name}-{theme}.png"))).await;
+        }
+        self.set_dark(false).await;
+    }
+
     /// The browser log since the last call.
     pub async fn log(&self) -> Vec<LogEntry> {
         let v = self.post("/se/log", json!({"type": "browser"})).await;

@@ -94,13 +94,7 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
         .wait_for("the deploy event", "return document.getElementById('cluster-events').innerText.includes('visitor')")
         .await;
     browser.assert_accessible("cluster").await;
-    for dark in [false, true] {
-        browser.set_dark(dark).await;
-        browser
-            .screenshot(&screenshot_dir().join(format!("cluster-{}.png", if dark { "dark" } else { "light" })))
-            .await;
-    }
-    browser.set_dark(false).await;
+    browser.photograph("cluster").await;
     browser.assert_clean_log("cluster").await;
 
     // Chat with an agent on another node: the answer grows token by token.
@@ -134,11 +128,7 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     assert!(did.contains("memory write (memory_store)") && did.contains("Ada likes tea"), "{did}");
     assert_eq!(entry.get("/v1/memory/entities/ada?scope=global").await.0, 200, "the write happened");
     browser.assert_accessible("chat").await;
-    for dark in [false, true] {
-        browser.set_dark(dark).await;
-        browser.screenshot(&screenshot_dir().join(format!("chat-{}.png", if dark { "dark" } else { "light" }))).await;
-    }
-    browser.set_dark(false).await;
+    browser.photograph("chat").await;
     browser.assert_clean_log("chat").await;
 
     // A canary rollout: its weight climbs on the page, then it is promoted.
@@ -246,13 +236,7 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     assert!(arrows >= 8, "{arrows} arrows");
     browser.assert_accessible("conversation").await;
     browser.eval("window.scrollTo(0, 0)", json!([])).await;
-    for dark in [false, true] {
-        browser.set_dark(dark).await;
-        browser
-            .screenshot(&screenshot_dir().join(format!("conversation-{}.png", if dark { "dark" } else { "light" })))
-            .await;
-    }
-    browser.set_dark(false).await;
+    browser.photograph("conversation").await;
     // An arrow opens its message.
     browser.click_on("#sequence svg a").await;
     browser.wait_for("the message opened", "const d = document.getElementById('msg-0'); return d && d.open").await;

@@ -17,12 +17,10 @@ const FIXED: &str =
 
 /// Shows the page in both themes: accessible in each, photographed.
 async fn check_page(browser: &Browser, name: &str) {
-    for dark in [false, true] {
-        browser.set_dark(dark).await;
-        browser.assert_accessible(&format!("{name} ({})", if dark { "dark" } else { "light" })).await;
-        let theme = if dark { "dark" } else { "light" };
-        browser.screenshot(&screenshot_dir().join(format!("{name}-{theme}.png"))).await;
-    }
+    browser.assert_accessible(&format!("{name} (light)")).await;
+    browser.photograph(name).await;
+    browser.set_dark(true).await;
+    browser.assert_accessible(&format!("{name} (dark)")).await;
     browser.set_dark(false).await;
     browser.assert_clean_log(name).await;
 }
@@ -238,6 +236,20 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.assert_accessible("read-only agents").await;
     browser.assert_clean_log("read-only pages").await;
 
+    // A key that may only talk: the chat works without listing agents.
+    let talker = node.create_key(json!({"name": "talker", "scopes": ["invoke"]})).await;
+    browser.click_on("#who button").await;
+    browser.fill("#api-key", &talker).await;
+    browser.click_on("form button[type=submit]").await;
+    browser.wait_text("key talker").await;
+    browser.goto(&format!("{ui}#/chat/greeter")).await;
+    browser.fill("#chat-input", "hello there").await;
+    browser.click_on("#chat-send").await;
+    browser.wait_for("the echo", "const b = document.querySelector('.bubble.agent'); return b && b.dataset.done").await;
+    assert_eq!(browser.text_of(".bubble.agent").await, "hello there");
+    browser.assert_accessible("chat with an invoke key").await;
+    browser.assert_clean_log("chat with an invoke key").await;
+
     // A phone's width: nothing wider than the screen.
     browser.set_window(390, 844).await;
     browser.goto(&format!("{ui}#/agents")).await;
@@ -310,26 +322,20 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
         assert_eq!(r.status(), 405, "{method} /ui/app.js");
     }
     // The page's own origin may call the API with a key; another may not.
-    let same = keyed_client(TEST_ADMIN_KEY)
-        .post(node.url("/v1/agent-checks"))
-        .header("origin", format!("http://127.0.0.1:{}", node.api_port))
-        .header("content-type", "application/toml")
-        .body(BROKEN)
-        .send()
-        .await
-        .unwrap();
+    let check_from = |origin: String, body: &'static str| {
+        keyed_client(TEST_ADMIN_KEY)
+            .post(node.url("/v1/agent-checks"))
+            .header("origin", origin)
+            .header("content-type", "application/toml")
+            .body(body)
+            .send()
+    };
+    let same = check_from(format!("http://127.0.0.1:{}", node.api_port), BROKEN).await.unwrap();
     assert_eq!(same.status(), 200);
     let verdict: serde_json::Value = same.json().await.unwrap();
     assert_eq!(verdict["valid"], false);
     assert_eq!(verdict["errors"][0]["line"], 5);
-    let other = keyed_client(TEST_ADMIN_KEY)
-        .post(node.url("/v1/agent-checks"))
-        .header("origin", "http://evil.example")
-        .header("content-type", "application/toml")
-        .body(FIXED)
-        .send()
-        .await
-        .unwrap();
+    let other = check_from("http://evil.example".into(), FIXED).await.unwrap();
     assert_eq!(other.status(), 403);
     // Who am I: any key may ask, and learns only its own scopes.
     let reader = node.create_key(json!({"name": "reader", "scopes": ["invoke"]})).await;

@@ -2,11 +2,12 @@
 // node runs it; tokens appear as the answer streams, and each turn shows
 // what it used and the messages it sent other agents.
 
-import { api, sse } from './api.js';
+import { api, sse, session } from './api.js';
 import { h, clear, field, problemView, append } from './dom.js';
 
 export async function render(main, params, signal) {
-  const page = await api('/v1/agents?limit=500', { signal });
+  // Suggestions need the read scope; an invoke-only key types the name.
+  const page = session.can('read') ? await api('/v1/agents?limit=500', { signal }) : { agents: [] };
   const to = h('input', { id: 'chat-to', list: 'chat-agents', required: true, autocomplete: 'off', value: params[0] || '' });
   const options = h('datalist', { id: 'chat-agents' }, page.agents.map((a) => h('option', { value: a.name })));
   const text = h('textarea', { id: 'chat-input', rows: 3, required: true });
