@@ -147,6 +147,38 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.wait_text("revision 3").await;
     let (_, served) = node.get("/v1/agents/greeter").await;
     assert_eq!((served["revision"].as_u64(), served["toml"].as_str()), (Some(3), Some(FIXED)));
+    // A canary started from the editor, then promoted from the agent's page.
+    browser.goto(&format!("{ui}#/agents/greeter/edit")).await;
+    browser.fill("#agent-toml", &FIXED.replace("Greets.", "Greets, carefully.")).await;
+    browser.wait_text("Valid: agent greeter").await;
+    browser.eval("const s = document.getElementById('deploy-strategy'); s.value = 'canary'; s.dispatchEvent(new Event('change'))", json!([])).await;
+    browser.click_on("#deploy-submit").await;
+    browser
+        .wait_for(
+            "the canary",
+            "const e = document.getElementById('rollout-state'); return e && e.textContent === 'progressing'",
+        )
+        .await;
+    assert_eq!(
+        node.get("/v1/agents/greeter").await.1["revision"],
+        3,
+        "the stable revision serves while the canary runs"
+    );
+    browser.assert_accessible("rollout").await;
+    browser
+        .eval(
+            "[...document.querySelectorAll('#rollout button')].find(b => b.innerText === 'Promote').click()",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for(
+            "the promotion",
+            "const e = document.getElementById('rollout-state'); return e && e.textContent === 'promoted'",
+        )
+        .await;
+    assert_eq!(node.get("/v1/agents/greeter").await.1["revision"], 4);
+    browser.assert_clean_log("rollout").await;
     browser.goto(&format!("{ui}#/agents")).await;
     browser.wait_text("greeter").await;
     browser.fill("#agent-search", "nobody").await;
@@ -236,6 +268,15 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.assert_accessible("read-only agents").await;
     browser.assert_clean_log("read-only pages").await;
 
+    // A phone's width: nothing wider than the screen.
+    browser.set_window(390, 844).await;
+    browser.goto(&format!("{ui}#/agents")).await;
+    browser.wait_text("greeter").await;
+    let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth", json!([])).await;
+    assert!(overflow.as_i64().unwrap() <= 0, "the page is {overflow} px wider than a phone");
+    browser.screenshot(&screenshot_dir().join("agents-phone.png")).await;
+    browser.assert_clean_log("phone").await;
+
     // A key that may only talk: the chat works without listing agents.
     let talker = node.create_key(json!({"name": "talker", "scopes": ["invoke"]})).await;
     browser.click_on("#who button").await;
@@ -249,15 +290,6 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     assert_eq!(browser.text_of(".bubble.agent").await, "hello there");
     browser.assert_accessible("chat with an invoke key").await;
     browser.assert_clean_log("chat with an invoke key").await;
-
-    // A phone's width: nothing wider than the screen.
-    browser.set_window(390, 844).await;
-    browser.goto(&format!("{ui}#/agents")).await;
-    browser.wait_text("greeter").await;
-    let overflow = browser.eval("return document.documentElement.scrollWidth - window.innerWidth", json!([])).await;
-    assert!(overflow.as_i64().unwrap() <= 0, "the page is {overflow} px wider than a phone");
-    browser.screenshot(&screenshot_dir().join("agents-phone.png")).await;
-    browser.assert_clean_log("phone").await;
 }
 
 /// The console's files: typed, policed by a CSP without inline code, sent
