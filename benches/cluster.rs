@@ -5,7 +5,9 @@
 //! Run: `cargo bench --bench cluster` (plain HTTP between nodes, as on a
 //! loopback dev cluster), `cargo bench --bench cluster -- --tls` (mutual TLS
 //! with certificates from a cluster CA, as off loopback), or
-//! `-- --compare` for both, one after the other.
+//! `-- --compare` for both, one after the other; `-- --failover` kills the
+//! leader five times at the server's default Raft timing and reports each
+//! (`-- --failover --before`: at the former defaults, for comparison).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -133,6 +135,76 @@ async fn failover(cluster: &mut TestCluster) {
     );
 }
 
+/// Kills the leader of a 3-node cluster at the server's default Raft
+/// timing `rounds` times, each time timing kill -9 → the first write a
+/// survivor accepts, then bringing the node back and waiting for three
+/// ready members before the next round.
+/// `before`: the defaults until 2026-12 (heartbeat 500 ms, election
+/// 1500-3000 ms), set through the environment, for a side-by-side figure.
+async fn failover_at_defaults(rounds: usize, before: bool) {
+    let env: Vec<(String, String)> = if before {
+        [
+            ("CAXTON_CLUSTER_HEARTBEAT_MS", "500"),
+            ("CAXTON_CLUSTER_ELECTION_TIMEOUT_MIN_MS", "1500"),
+            ("CAXTON_CLUSTER_ELECTION_TIMEOUT_MAX_MS", "3000"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into()
+    } else {
+        Vec::new()
+    };
+    println!(
+        "== failover at {} Raft timing",
+        if before { "the former default (500 / 1500-3000 ms)" } else { "the default (as shipped)" }
+    );
+    let opts = ClusterOptions { voters: 3, default_raft_timing: true, env, ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
+    // Steady state first: no election while the leader lives, idle or under
+    // 32 writers (the term would move).
+    let leader = cluster.wait_leader().await;
+    let term = |c: &TestCluster| {
+        let url = c.node(leader).url("/v1/cluster/status");
+        async move { reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()["term"].as_u64().unwrap() }
+    };
+    let before = term(&cluster).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    writes_per_second(&cluster, leader).await;
+    let after = term(&cluster).await;
+    println!("steady state, 10 s idle then 15 s of writes: term {before} -> {after} ({} elections)", after - before);
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        cluster.wait_members(3, 3).await;
+        let leader = cluster.wait_leader().await;
+        let survivor = (1..=3).find(|id| *id != leader).unwrap();
+        cluster.node_mut(leader).kill();
+        let t = Instant::now();
+        let mut i = 0;
+        loop {
+            let r = cluster
+                .node(survivor)
+                .post_toml("/v1/agents", &agent_toml(&format!("failover-{round}-{i}"), "x"))
+                .await;
+            if r.0 == 201 {
+                break;
+            }
+            i += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let took = t.elapsed();
+        println!(
+            "round {round}: leader node {leader} killed, first accepted write after {:.0} ms",
+            took.as_secs_f64() * 1e3
+        );
+        times.push(took);
+        cluster.node_mut(leader).restart().await;
+    }
+    println!(
+        "failover at defaults over {rounds} kills: median {:.0} ms, max {:.0} ms",
+        ms(&mut times, 0.5),
+        times.iter().max().unwrap().as_secs_f64() * 1e3
+    );
+}
+
 async fn run(tls: bool) {
     println!("== between nodes: {}", if tls { "mutual TLS" } else { "plain HTTP (loopback dev mode)" });
     let opts = ClusterOptions { voters: 3, tls, ..Default::default() };
@@ -147,7 +219,9 @@ async fn run(tls: bool) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
-    if has("--compare") {
+    if has("--failover") {
+        failover_at_defaults(5, has("--before")).await;
+    } else if has("--compare") {
         run(false).await;
         run(true).await;
     } else {

@@ -104,9 +104,10 @@ impl ClusterConfig {
             secret: None,
             tls: None,
             bootstrap: true,
-            heartbeat: Duration::from_millis(500),
-            election_timeout_min: Duration::from_millis(1500),
-            election_timeout_max: Duration::from_millis(3000),
+            // As the server's defaults (caxton's config/server.rs says why).
+            heartbeat: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(400),
+            election_timeout_max: Duration::from_millis(800),
             snapshot_after_logs: 10_000,
             logs_to_keep: 1_000,
             gossip_listen: None,

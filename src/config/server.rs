@@ -14,6 +14,16 @@ use super::memory::{MemoryBackendKind, MemorySection};
 use super::setting::{ListenAddr, Unset};
 use crate::llm::ProviderConfig;
 
+/// Raft timing defaults. A follower stands for election after hearing
+/// nothing for its lease (openraft 0.9: the election timeout's maximum)
+/// plus its own timeout, drawn from [min, max): a dead leader is replaced
+/// after `max + rand[min, max)` and a tick (1.5 heartbeats), so 1.2–1.75 s
+/// here (etcd's 100 ms heartbeat and 1 s election timeout would take about
+/// 3.3 s with the lease on top). A healthy leader's followers hear from it
+/// every 150 ms: 8 heartbeats must go missing before anyone stands.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 100;
+pub const DEFAULT_ELECTION_TIMEOUT_MS: (u64, u64) = (400, 800);
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerConfig {
@@ -395,9 +405,9 @@ impl Default for ClusterSection {
             tls_ca_file: Unset::default(),
             tls_cert_file: Unset::default(),
             tls_key_file: Unset::default(),
-            heartbeat_ms: 500,
-            election_timeout_min_ms: 1500,
-            election_timeout_max_ms: 3000,
+            heartbeat_ms: DEFAULT_HEARTBEAT_MS,
+            election_timeout_min_ms: DEFAULT_ELECTION_TIMEOUT_MS.0,
+            election_timeout_max_ms: DEFAULT_ELECTION_TIMEOUT_MS.1,
             snapshot_after_logs: 10_000,
             logs_to_keep: 1_000,
         }

@@ -54,6 +54,9 @@ pub struct ClusterOptions {
     /// to their addresses by a hosts file the test controls (needs root:
     /// each node runs in a mount namespace of its own); implies `ip_base`.
     pub host_names: bool,
+    /// Every node runs with the server's default Raft timing (see
+    /// [`NodeOptions::default_raft_timing`]).
+    pub default_raft_timing: bool,
 }
 
 /// The host name node `id` advertises in a `host_names` cluster.
@@ -143,6 +146,7 @@ impl TestCluster {
             extra_config: opts.server_extra.clone(),
             seed_data: if id == 1 { opts.founder_data.clone() } else { None },
             hosts_file,
+            default_raft_timing: opts.default_raft_timing,
             ..Default::default()
         })
     }

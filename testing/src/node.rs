@@ -31,6 +31,9 @@ pub struct NodeOptions {
     /// `/etc/hosts` (root only): host names the test controls, re-read at
     /// every lookup, as cluster DNS is.
     pub hosts_file: Option<PathBuf>,
+    /// Run with the server's default Raft timing instead of the tests'
+    /// faster one (a failover measured as operators would see it).
+    pub default_raft_timing: bool,
 }
 
 /// A bootstrap admin key for tests that run a node with keys.
@@ -130,8 +133,13 @@ impl TestNode {
 
     fn write_config(&self) {
         let agents_dir = self.opts.agents_dir.as_ref().map(|d| d.display().to_string()).unwrap_or_default();
+        let timing = if self.opts.default_raft_timing {
+            ""
+        } else {
+            "heartbeat_ms = 100\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600"
+        };
         let config = format!(
-            "[server]\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nagents_dir = \"{}\"\nagents_reload_ms = 100\n{}\n[cluster]\nrpc_listen = \"{}:{}\"\nheartbeat_ms = 100\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n{}\n{}\n",
+            "[server]\nlisten = \"127.0.0.1:{}\"\nmetrics_listen = \"127.0.0.1:{}\"\ndata_dir = \"{}\"\nagents_dir = \"{}\"\nagents_reload_ms = 100\n{}\n[cluster]\nrpc_listen = \"{}:{}\"\n{}\n{}\n{}\n",
             self.api_port,
             self.metrics_port,
             self.data_dir().display(),
@@ -139,6 +147,7 @@ impl TestNode {
             self.opts.extra_config,
             self.opts.rpc_host.as_deref().unwrap_or("127.0.0.1"),
             self.rpc_port,
+            timing,
             self.opts.cluster_extra,
             self.opts.tables,
         );
