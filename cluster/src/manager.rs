@@ -106,6 +106,7 @@ impl Manager {
         };
         let initialized = m.membership_config.membership().nodes().next().is_some();
         let advertise = &self.local.advertise;
+        let (term, applied) = self.local.progress();
         gossip
             .set(&[
                 (keys::READY, m.is_ready().to_string()),
@@ -114,8 +115,8 @@ impl Manager {
                 (keys::CLUSTER_ID, self.local.identity.get().unwrap_or_default()),
                 (keys::LOAD, self.local.load().to_string()),
                 (keys::CERT_EXPIRY, self.local.cert_expiry().unwrap_or(0).to_string()),
-                (keys::TERM, self.local.progress().0.to_string()),
-                (keys::APPLIED, self.local.progress().1.to_string()),
+                (keys::TERM, term.to_string()),
+                (keys::APPLIED, applied.to_string()),
                 (keys::RPC, advertise.rpc.clone()),
                 (keys::API, advertise.api.clone()),
             ])

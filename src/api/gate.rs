@@ -105,9 +105,9 @@ impl Gate {
     /// Pages and rebound names a browser could otherwise use (see `browser`).
     fn browser_refusal(&self, req: &Request) -> Option<Problem> {
         let headers = req.headers();
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
         if let Some(origin) = headers.get(header::ORIGIN) {
             let origin = origin.to_str().unwrap_or("");
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
             if !self.origin_allowed(origin) && !browser::is_same_origin(origin, host) {
                 return Some(Problem::of(
                     ProblemType::OriginRefused,
@@ -115,16 +115,11 @@ impl Gate {
                 ));
             }
         }
-        if self.config.mode == Mode::Dev {
-            let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-            if !browser::is_loopback_host(host) {
-                return Some(Problem::of(
-                    ProblemType::OriginRefused,
-                    format!(
-                        "Host `{host}` is not a loopback name; a node without an admin key answers only to localhost"
-                    ),
-                ));
-            }
+        if self.config.mode == Mode::Dev && !browser::is_loopback_host(host) {
+            return Some(Problem::of(
+                ProblemType::OriginRefused,
+                format!("Host `{host}` is not a loopback name; a node without an admin key answers only to localhost"),
+            ));
         }
         None
     }

@@ -134,19 +134,30 @@ impl Browser {
         self.post("/execute/sync", json!({"script": script, "args": args})).await
     }
 
-    /// The first element matching `css`, once there is one.
-    pub async fn find(&self, css: &str) -> Element {
+    /// Polls `probe` until it gives a value; past [`WAIT`], fails the test
+    /// with `what` and the page's text (what a person would have seen).
+    async fn until<T, Fut>(&self, what: &str, mut probe: impl FnMut() -> Fut) -> T
+    where
+        Fut: std::future::Future<Output = Option<T>>,
+    {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(v) = self
-                .try_command(reqwest::Method::POST, "/element", json!({"using": "css selector", "value": css}))
-                .await
-            {
-                return Element(v[ELEMENT].as_str().unwrap().to_owned());
+            if let Some(v) = probe().await {
+                return v;
             }
-            assert!(Instant::now() < deadline, "no element `{css}` within {WAIT:?}; page: {}", self.body_text().await);
+            assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}; page: {}", self.body_text().await);
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// The first element matching `css`, once there is one.
+    pub async fn find(&self, css: &str) -> Element {
+        let query = json!({"using": "css selector", "value": css});
+        self.until(&format!("no element `{css}`"), || async {
+            let found = self.try_command(reqwest::Method::POST, "/element", query.clone()).await.ok()?;
+            Some(Element(found[ELEMENT].as_str().unwrap().to_owned()))
+        })
+        .await
     }
 
     /// Every element matching `css` now (perhaps none).
@@ -217,28 +228,31 @@ impl Browser {
 
     /// Waits until `script` (a function body) returns something truthy; returns it.
     pub async fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        self.until(what, || async {
             let v = self.eval(script, json!([])).await;
-            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}; page: {}", self.body_text().await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            (!(v.is_null() || v == json!(false) || v == json!("") || v == json!(0))).then_some(v)
+        })
+        .await
     }
 
     /// Waits until the page's text contains `needle`.
     pub async fn wait_text(&self, needle: &str) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let body = self.body_text().await;
-            if body.contains(needle) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "`{needle}` never appeared; page: {body}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.until(&format!("`{needle}` never appeared"), || async {
+            self.body_text().await.contains(needle).then_some(())
+        })
+        .await
+    }
+
+    /// Clicks the button inside `within` (CSS) whose text is `label`.
+    pub async fn click_button(&self, within: &str, label: &str) {
+        let clicked = self
+            .eval(
+                "const b = [...document.querySelectorAll(arguments[0] + ' button')].find(b => b.innerText === arguments[1]); \
+                 if (b) b.click(); return !!b;",
+                json!([within, label]),
+            )
+            .await;
+        assert_eq!(clicked, json!(true), "no button `{label}` in `{within}`; page: {}", self.body_text().await);
     }
 
     /// Presses keys (WebDriver key codes, e.g. "\u{E004}" for Tab) on the focused element.
@@ -302,14 +316,10 @@ impl Browser {
 
     /// Waits for a log entry containing `needle` (consuming the log).
     pub async fn wait_for_log(&self, needle: &str) -> LogEntry {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(e) = self.log().await.into_iter().find(|e| e.message.contains(needle)) {
-                return e;
-            }
-            assert!(Instant::now() < deadline, "no log entry with `{needle}` within {WAIT:?}");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        self.until(&format!("no log entry with `{needle}`"), || async {
+            self.log().await.into_iter().find(|e| e.message.contains(needle))
+        })
+        .await
     }
 
     /// Log entries with this text are what the test provokes (a refused
@@ -320,6 +330,18 @@ impl Browser {
 
     pub fn forget_expected(&mut self) {
         self.expected.clear();
+    }
+
+    /// The page now shown, checked as every console test checks a page:
+    /// accessible in the light and the dark theme, photographed in both
+    /// ([`Browser::photograph`]), and nothing in the log since the last check.
+    pub async fn check_page(&self, name: &str) {
+        self.assert_accessible(&format!("{name} (light)")).await;
+        self.photograph(name).await;
+        self.set_dark(true).await;
+        self.assert_accessible(&format!("{name} (dark)")).await;
+        self.set_dark(false).await;
+        self.assert_clean_log(name).await;
     }
 
     /// Fails on any console error, warning or failed request since the last check.

@@ -93,9 +93,7 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     browser
         .wait_for("the deploy event", "return document.getElementById('cluster-events').innerText.includes('visitor')")
         .await;
-    browser.assert_accessible("cluster").await;
-    browser.photograph("cluster").await;
-    browser.assert_clean_log("cluster").await;
+    browser.check_page("cluster").await;
 
     // Chat with an agent on another node: the answer grows token by token.
     browser.goto(&format!("{ui}#/chat/storyteller")).await;
@@ -127,9 +125,7 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     let did = browser.text_of(".tool-calls").await;
     assert!(did.contains("memory write (memory_store)") && did.contains("Ada likes tea"), "{did}");
     assert_eq!(entry.get("/v1/memory/entities/ada?scope=global").await.0, 200, "the write happened");
-    browser.assert_accessible("chat").await;
-    browser.photograph("chat").await;
-    browser.assert_clean_log("chat").await;
+    browser.check_page("chat").await;
 
     // A canary rollout: its weight climbs on the page, then it is promoted.
     deploy_on(lead, "name = \"clerk\"\nprovider = \"echo\"\nsystem_prompt = \"one\"\n").await;
@@ -234,9 +230,8 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     assert!(counts.len() >= 3, "the diagram grew as messages came: {counts:?}");
     let arrows = browser.find_all("#sequence svg a").await.len();
     assert!(arrows >= 8, "{arrows} arrows");
-    browser.assert_accessible("conversation").await;
     browser.eval("window.scrollTo(0, 0)", json!([])).await;
-    browser.photograph("conversation").await;
+    browser.check_page("conversation").await;
     // An arrow opens its message.
     browser.click_on("#sequence svg a").await;
     browser.wait_for("the message opened", "const d = document.getElementById('msg-0'); return d && d.open").await;
@@ -252,12 +247,7 @@ async fn the_console_shows_the_cluster_streams_a_chat_and_follows_a_rollout_and_
     let button = format!("Make node {entry_id} leader");
     for attempt in 0.. {
         browser.wait_text(&button).await;
-        browser
-            .eval(
-                "[...document.querySelectorAll('#cluster-members button')].find(b => b.innerText === arguments[0]).click()",
-                json!([button]),
-            )
-            .await;
+        browser.click_button("#cluster-members", &button).await;
         browser.click_on("dialog button.danger").await;
         let led = tokio::time::timeout(Duration::from_secs(15), async {
             while cluster.leader().await != Some(entry_id) {

@@ -15,16 +15,6 @@ const BROKEN: &str =
 const FIXED: &str =
     "name = \"greeter\"\nprovider = \"echo\"\nsystem_prompt = \"Greets.\"\n[memory]\nscope = \"global\"\n";
 
-/// Shows the page in both themes: accessible in each, photographed.
-async fn check_page(browser: &Browser, name: &str) {
-    browser.assert_accessible(&format!("{name} (light)")).await;
-    browser.photograph(name).await;
-    browser.set_dark(true).await;
-    browser.assert_accessible(&format!("{name} (dark)")).await;
-    browser.set_dark(false).await;
-    browser.assert_clean_log(name).await;
-}
-
 async fn seed_memory(node: &TestNode) {
     let admin = keyed_client(TEST_ADMIN_KEY);
     for (name, kind, obs) in [
@@ -71,7 +61,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     // Signed out: the sign-in form, and nothing refused yet.
     browser.goto(&ui).await;
     browser.find("#api-key").await;
-    check_page(&browser, "sign-in").await;
+    browser.check_page("sign-in").await;
 
     // A wrong key is refused, and said so.
     browser.expect_in_log("401");
@@ -103,7 +93,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
             "Keys",
         ])
         .await;
-    check_page(&browser, "cluster-single").await;
+    browser.check_page("cluster-single").await;
 
     // Deploy with an error: shown at its line and column, deploy disabled.
     browser.goto(&format!("{ui}#/agents/+new")).await;
@@ -119,7 +109,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.click_on(".toml-error button").await;
     let caret = browser.eval("return document.getElementById('agent-toml').selectionStart", json!([])).await;
     assert_eq!(caret.as_u64().unwrap() as usize, BROKEN.find("\"everywhere\"").unwrap());
-    check_page(&browser, "agent-editor").await;
+    browser.check_page("agent-editor").await;
 
     // Fixed: valid, deployed, shown.
     browser.fill("#agent-toml", FIXED).await;
@@ -140,7 +130,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
         diff.contains("- system_prompt = \"Greets.\"") && diff.contains("+ system_prompt = \"Greets warmly.\""),
         "{diff}"
     );
-    check_page(&browser, "agent").await;
+    browser.check_page("agent").await;
     // Roll back to revision 1, confirmed in a dialog: revision 3 serves it.
     browser.click_on("#agent-revisions button").await;
     browser.click_on("dialog button.danger").await;
@@ -165,12 +155,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
         "the stable revision serves while the canary runs"
     );
     browser.assert_accessible("rollout").await;
-    browser
-        .eval(
-            "[...document.querySelectorAll('#rollout button')].find(b => b.innerText === 'Promote').click()",
-            json!([]),
-        )
-        .await;
+    browser.click_button("#rollout", "Promote").await;
     browser
         .wait_for(
             "the promotion",
@@ -185,7 +170,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.wait_text("0 of 1 loaded agents").await;
     browser.fill("#agent-search", "greet").await;
     browser.wait_text("1 of 1 loaded agents").await;
-    check_page(&browser, "agents").await;
+    browser.check_page("agents").await;
 
     // A tool, called from the form its schema made.
     browser.goto(&format!("{ui}#/tools")).await;
@@ -199,7 +184,7 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
         .await;
     let raw: serde_json::Value = serde_json::from_str(raw.as_str().unwrap()).unwrap();
     assert_eq!(raw["structuredContent"]["matches"], json!([2]), "{raw}");
-    check_page(&browser, "tools").await;
+    browser.check_page("tools").await;
 
     // Memory: search, an entity, and a walk through its neighbourhood.
     browser.goto(&format!("{ui}#/memory")).await;
@@ -207,12 +192,12 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
     browser.click_on("#memory-search").await;
     browser.wait_for("search results", "return document.querySelector('#memory-results a')").await;
     assert_eq!(browser.text_of("#memory-results tbody tr td a").await, "ada", "the best match comes first");
-    check_page(&browser, "memory-search").await;
+    browser.check_page("memory-search").await;
     browser.click_on("#memory-results tbody tr td a").await;
     browser.wait_text("Ada worked with Babbage").await;
     browser.wait_for("the graph", "return document.querySelector('#neighbourhood svg a')").await;
     assert!(browser.text_of("#neighbourhood").await.contains("babbage"));
-    check_page(&browser, "memory-entity").await;
+    browser.check_page("memory-entity").await;
     browser.click_on("#neighbourhood svg a").await;
     browser.wait_text("Analytical Engine").await;
 
@@ -225,19 +210,14 @@ async fn the_console_signs_in_deploys_calls_searches_and_hides_what_a_key_cannot
         browser.wait_for("the new token", "const t = document.getElementById('new-token'); return t && t.value").await;
     let token = token.as_str().unwrap().to_owned();
     assert!(token.starts_with("cxk_"), "{token}");
-    check_page(&browser, "keys").await;
+    browser.check_page("keys").await;
     browser.click_on("dialog button.secondary").await;
     // Revoking asks first; a revoked key stops working at once.
     let doomed = node.create_key(json!({"name": "doomed", "scopes": ["read"]})).await;
     browser.goto(&format!("{ui}#/cluster")).await;
     browser.goto(&format!("{ui}#/keys")).await;
     browser.wait_text("Revoke doomed").await;
-    browser
-        .eval(
-            "[...document.querySelectorAll('#key-list button')].find(b => b.innerText === 'Revoke doomed').click()",
-            json!([]),
-        )
-        .await;
+    browser.click_button("#key-list", "Revoke doomed").await;
     browser.click_on("dialog button.danger").await;
     browser
         .wait_for("the key revoked", "return !document.querySelector('#key-list').innerText.includes('Revoke doomed')")

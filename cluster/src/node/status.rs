@@ -147,8 +147,12 @@ impl<A: Application> Cluster<A> {
         self.local.set_load(load);
         // Beside it, when its certificate runs out (re-read as its file changes).
         self.local.set_cert_expiry(self.certificate_expiry().map(|(node, _)| node));
-        let m = self.raft.metrics().borrow().clone();
-        self.local.set_progress(m.current_term, m.last_applied.map_or(0, |l| l.index));
+        let (term, applied) = {
+            let m = self.raft.metrics();
+            let m = m.borrow();
+            (m.current_term, m.last_applied.map_or(0, |l| l.index))
+        };
+        self.local.set_progress(term, applied);
     }
 
     /// Raft members and gossip's view of them (and of nodes not yet members).

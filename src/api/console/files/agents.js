@@ -148,11 +148,14 @@ function rolloutPanel(a, signal, deploy) {
   const el = h('section', { class: 'panel', id: 'rollout', 'aria-live': 'polite' });
   const history = { stable: [], candidate: [] };
   let seen = false;
+  // An agent's latest rollout is kept once it has one: ask for the agent
+  // again only until it does.
+  let known = !!a.rollout_state;
   every(1000, signal, async () => {
     // Asked first whether there is a rollout at all: `…/rollout` answers
     // 409 for an agent that never had one.
-    const now = await api(`/v1/agents/${encodeURIComponent(a.name)}`, { signal });
-    if (!now.rollout_state) { el.hidden = true; return; }
+    if (!known) known = !!(await api(`/v1/agents/${encodeURIComponent(a.name)}`, { signal })).rollout_state;
+    if (!known) { el.hidden = true; return; }
     const r = await api(`/v1/agents/${encodeURIComponent(a.name)}/rollout`, { signal });
     el.hidden = false;
     seen = true;
