@@ -1,5 +1,6 @@
 //! Tool-call benchmarks: a trivial tool through the full MCP path (fresh
-//! instance, WASI stdio, JSON-RPC handshake and call) against a bare
+//! instance, WASI stdio, JSON-RPC handshake and call) and through a warm
+//! session (a server that declares itself stateless) against a bare
 //! wasmtime function call in the same run; the first call of a newly
 //! deployed server; resident memory per compiled (idle) server.
 //!
@@ -43,6 +44,38 @@ fn bare_call_rate() -> f64 {
     }
     std::hint::black_box(acc);
     n as f64 / t.elapsed().as_secs_f64()
+}
+
+/// `n` calls from `callers` tasks at once: calls/s and each call's latency.
+async fn warm_concurrent(
+    host: &Arc<McpHost>,
+    server: &caxton::mcp::CompiledServer,
+    n: usize,
+    callers: usize,
+) -> (f64, Vec<Duration>) {
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..callers)
+        .map(|c| {
+            let (host, server) = (host.clone(), server.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::with_capacity(n / callers);
+                for i in 0..n / callers {
+                    let t = Instant::now();
+                    let args = json!({"json": {"n": c * n + i}, "path": "n"});
+                    host.call_stateless(&server, "json_query", args, Limits::default(), Sandbox::default())
+                        .await
+                        .unwrap();
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat = Vec::with_capacity(n);
+    for task in tasks {
+        lat.extend(task.await.unwrap());
+    }
+    (lat.len() as f64 / t.elapsed().as_secs_f64(), lat)
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -122,6 +155,34 @@ async fn main() {
         "full MCP path: {mcp_rate:.0} calls/s; bare wasmtime function call: {bare:.0} calls/s; ratio {:.6}",
         mcp_rate / bare
     );
+
+    // The same trivial tool on a server that declares itself stateless:
+    // warm, initialised sessions reused, the call run on the caller's task.
+    let mut lat = Vec::new();
+    for i in 0..20_000 {
+        let t = Instant::now();
+        host.call_stateless(
+            &server,
+            "json_query",
+            json!({"json": {"n": i}, "path": "n"}),
+            Limits::default(),
+            Sandbox::default(),
+        )
+        .await
+        .unwrap();
+        lat.push(t.elapsed());
+    }
+    println!("warm session (stateless), sequential: p50 {:.1} us, p99 {:.1} us", us(&mut lat, 0.5), us(&mut lat, 0.99));
+    for round in 1..=3 {
+        let (rate, mut lat) = warm_concurrent(&host, &server, 200_000, 64).await;
+        println!(
+            "warm session (stateless), 64 callers, round {round}: {rate:.0} calls/s, p50 {:.1} us, p99 {:.1} us ({} sessions); ratio to the bare call {:.6}",
+            us(&mut lat, 0.5),
+            us(&mut lat, 0.99),
+            host.warm_sessions(),
+            rate / bare
+        );
+    }
 
     // Memory per idle (compiled, not running) server.
     let before = rss_kb();

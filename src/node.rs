@@ -192,6 +192,7 @@ impl Node {
         let mcp = Arc::new(McpRegistry::new(
             store.clone(),
             queries.clone(),
+            app.clone(),
             mcp_host,
             config.tool_data_dir(),
             crate::mcp::ToolPolicies::new(config.tools.policy.clone()),

@@ -1,7 +1,8 @@
 //! Compiling, caching and running tool servers.
 //!
-//! Every call runs a fresh instance: no state leaks between calls or
-//! callers. Instances come pre-linked (`InstancePre`) from the pooling
+//! A call runs a fresh instance: no state leaks between calls or
+//! callers (servers that declare themselves stateless may instead reuse a
+//! warm, initialised session: see `warm`). Instances come pre-linked (`InstancePre`) from the pooling
 //! allocator's preallocated slots, so a fresh one costs microseconds, and at
 //! most `MAX_CONCURRENT` run at once (one per slot; more would only queue
 //! for the same two cores). The host feeds the MCP
@@ -84,16 +85,22 @@ impl ToolInfo {
     }
 }
 
-/// A compiled, linked server, ready to instantiate.
+/// A compiled, linked server, ready to instantiate: on a thread of its
+/// own (`pre`) or on the caller's task (`warm`, for warm sessions).
 #[derive(Clone)]
 pub struct CompiledServer {
     pub hash: String,
     pre: InstancePre<StoreData>,
+    warm: InstancePre<StoreData>,
 }
 
 pub struct McpHost {
     engine: Engine,
     linker: Linker<StoreData>,
+    /// The same imports for warm sessions: WASI's async flavour and a
+    /// sleep that awaits a timer.
+    warm_linker: Linker<StoreData>,
+    warm: super::warm::WarmPool,
     cache_dir: PathBuf,
     compiled: Mutex<HashMap<String, CompiledServer>>,
     /// One permit per pool slot.
@@ -126,16 +133,25 @@ impl MemoryBudget {
         self.mib.clone().acquire_many_owned(mib).await.expect("the budget is never closed")
     }
 
+    /// [`reserve`](Self::reserve) without waiting: `None` if not free now.
+    pub fn try_reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let mib = (bytes.div_ceil(1 << 20) as u32).clamp(1, self.total);
+        self.mib.clone().try_acquire_many_owned(mib).ok()
+    }
+
     pub fn available_mib(&self) -> usize {
         self.mib.available_permits()
     }
 }
 
 fn engine_config() -> Config {
+    // Fresh sessions' slots, then warm sessions' own.
+    let slots = MAX_CONCURRENT + super::warm::MAX_WARM;
     let mut pool = PoolingAllocationConfig::default();
-    pool.total_core_instances(MAX_CONCURRENT)
-        .total_memories(MAX_CONCURRENT)
-        .total_tables(MAX_CONCURRENT)
+    pool.total_core_instances(slots)
+        .total_memories(slots)
+        .total_tables(slots)
+        .total_stacks(super::warm::MAX_WARM)
         .max_memory_size(MAX_MEMORY_BYTES)
         // Small tools touch little memory: keep a slot's first pages mapped
         // (zeroed, not unmapped) between instances.
@@ -159,6 +175,12 @@ impl McpHost {
         p1::add_to_linker_sync(&mut linker, |d: &mut StoreData| &mut d.wasi)?;
         super::clock::link(&mut linker)?;
         link_http(&mut linker)?;
+        let mut warm_linker: Linker<StoreData> = Linker::new(&engine);
+        p1::add_to_linker_async(&mut warm_linker, |d: &mut StoreData| &mut d.wasi)?;
+        super::clock::link_async(&mut warm_linker)?;
+        // Warm sessions never have network access (see `warm::eligible`):
+        // the policy refuses every request before any I/O.
+        link_http(&mut warm_linker)?;
         let ticker = engine.weak();
         std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || loop {
             std::thread::sleep(EPOCH_TICK);
@@ -170,6 +192,8 @@ impl McpHost {
         Ok(Arc::new(Self {
             engine,
             linker,
+            warm_linker,
+            warm: Default::default(),
             cache_dir: cache_dir.to_path_buf(),
             compiled: Mutex::new(HashMap::new()),
             slots: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT as usize)),
@@ -205,8 +229,10 @@ impl McpHost {
                 m
             }
         };
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| ToolError::InvalidModule(format!("{e:#}")))?;
-        let server = CompiledServer { hash: hash.clone(), pre };
+        let invalid = |e: wasmtime::Error| ToolError::InvalidModule(format!("{e:#}"));
+        let pre = self.linker.instantiate_pre(&module).map_err(invalid)?;
+        let warm = self.warm_linker.instantiate_pre(&module).map_err(invalid)?;
+        let server = CompiledServer { hash: hash.clone(), pre, warm };
         self.compiled.lock().insert(hash, server.clone());
         Ok(server)
     }
@@ -261,7 +287,7 @@ impl McpHost {
             // A clean `exit(0)` is not a failure.
             let exited_ok = e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some_and(|c| c.0 == 0);
             if !exited_ok {
-                return Err(classify(e, &store, limits, output.len()));
+                return Err(classify(e, store.data().denied_growth, limits, output.len()));
             }
         }
         if output.len() >= limits.max_output_bytes {
@@ -297,12 +323,7 @@ impl McpHost {
     }
 
     fn handshake() -> Vec<Value> {
-        vec![
-            json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-                "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "caxton", "version": env!("CARGO_PKG_VERSION")}
-            }}),
-            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}),
-        ]
+        vec![initialize_request(), initialized_notification()]
     }
 
     /// `initialize` then `tools/list`.
@@ -332,6 +353,45 @@ impl McpHost {
         let answers = self.session(server, requests, limits, sandbox).await?;
         answer(&answers, 1)
     }
+
+    /// [`call_tool`](Self::call_tool) for a server that declares itself
+    /// stateless: on a warm session when its sandbox allows one and one
+    /// is free or can start, else fresh.
+    pub async fn call_stateless(
+        self: &Arc<Self>,
+        server: &CompiledServer,
+        name: &str,
+        arguments: Value,
+        limits: Limits,
+        sandbox: Sandbox,
+    ) -> Result<Value, ToolError> {
+        if !super::warm::eligible(&sandbox) {
+            return self.call_tool(server, name, arguments, limits, sandbox).await;
+        }
+        let target =
+            super::warm::Target { engine: &self.engine, pre: &server.warm, hash: &server.hash, memory: &self.memory };
+        // The arguments go to whichever session runs the call.
+        let fallback = arguments.clone();
+        match self.warm.call(target, name, arguments, &limits, &sandbox).await {
+            Some(result) => result,
+            None => self.call_tool(server, name, fallback, limits, sandbox).await,
+        }
+    }
+
+    /// Warm sessions alive on this node.
+    pub fn warm_sessions(&self) -> usize {
+        self.warm.live()
+    }
+}
+
+pub(super) fn initialize_request() -> Value {
+    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "caxton", "version": env!("CARGO_PKG_VERSION")}
+    }})
+}
+
+pub(super) fn initialized_notification() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
 }
 
 /// `caxton.http_request(req_ptr, req_len, out_ptr, out_cap) -> i32`: the
@@ -392,6 +452,11 @@ fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
         .iter()
         .find(|a| a["id"] == id)
         .ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
+    result_of(a)
+}
+
+/// A JSON-RPC answer's `result`, or its `error` as [`ToolError::Rpc`].
+pub(super) fn result_of(a: &Value) -> Result<Value, ToolError> {
     if let Some(err) = a.get("error") {
         return Err(ToolError::Rpc {
             code: err["code"].as_i64().unwrap_or(0),
@@ -401,14 +466,16 @@ fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
     Ok(a["result"].clone())
 }
 
-fn classify(e: wasmtime::Error, store: &Store<StoreData>, limits: &Limits, written: usize) -> ToolError {
+/// The limit (or fault) a failed run ran into; `denied_growth`: the
+/// limiter refused the module memory.
+pub(super) fn classify(e: wasmtime::Error, denied_growth: bool, limits: &Limits, written: usize) -> ToolError {
     match e.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => ToolError::CpuLimit { fuel: limits.fuel },
         Some(Trap::Interrupt) => ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 },
         _ if e.downcast_ref::<super::clock::DeadlineReached>().is_some() => {
             ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 }
         }
-        _ if store.data().denied_growth => ToolError::MemoryLimit { limit_mb: limits.max_memory_bytes >> 20 },
+        _ if denied_growth => ToolError::MemoryLimit { limit_mb: limits.max_memory_bytes >> 20 },
         // The output pipe refuses a write that would pass its capacity.
         _ if written >= limits.max_output_bytes || format!("{e:#}").contains("beyond capacity") => {
             ToolError::OutputLimit { limit: limits.max_output_bytes }

@@ -15,6 +15,10 @@ pub struct Manifest {
     pub description: String,
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// The server keeps nothing between calls that a caller could see, so
+    /// one initialised session may serve many calls (warm sessions).
+    #[serde(default)]
+    pub stateless: bool,
     #[serde(default)]
     pub limits: ManifestLimits,
     #[serde(default)]

@@ -2,6 +2,7 @@
 //! JSON-RPC over stdin/stdout (the MCP stdio transport), run by wasmtime
 //! with no ambient authority and hard limits, deployed through Raft.
 
+mod catalog;
 mod clock;
 mod host;
 mod http;
@@ -10,6 +11,7 @@ mod policy;
 mod registry;
 mod remote;
 mod sandbox;
+mod warm;
 
 pub use crate::config::tool_policy::{ToolPolicy, DEFAULT_POLICY, RESERVED_ENV_PREFIX};
 pub use host::{CompiledServer, McpHost, MemoryBudget, ToolError, ToolInfo, DEFAULT_MEMORY_BUDGET_MB};

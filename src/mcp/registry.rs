@@ -10,11 +10,12 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::catalog::Deployed;
 use super::host::{CompiledServer, McpHost, ToolError, ToolInfo};
 use super::manifest::Manifest;
 use super::policy::ToolPolicies;
 use crate::observability::Outcome;
-use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolDeployer, ToolRefusal, ToolServerRow};
+use crate::state::{DeployMcpServer, Queries, RemoveMcpServer, Store, ToolDeployer, ToolRefusal};
 
 /// Largest module accepted (it travels through the Raft log).
 pub const MAX_MODULE_BYTES: usize = 16 << 20;
@@ -53,6 +54,9 @@ pub struct ServerRecord {
     pub size_bytes: usize,
     #[schema(value_type = Object)]
     pub limits: super::manifest::ManifestLimits,
+    /// The manifest declares the server stateless: calls may share warm,
+    /// initialised sessions.
+    pub stateless: bool,
     #[schema(value_type = Vec<Object>)]
     pub tools: Vec<ToolInfo>,
     pub deployed_at_ms: i64,
@@ -79,6 +83,7 @@ fn remotes_of(config: &std::collections::BTreeMap<String, crate::config::RemoteM
 pub struct McpRegistry {
     store: Store,
     queries: Queries,
+    catalog: super::catalog::CatalogCache,
     host: Arc<McpHost>,
     data_root: PathBuf,
     metrics: Arc<crate::observability::Metrics>,
@@ -92,6 +97,7 @@ impl McpRegistry {
     pub fn new(
         store: Store,
         queries: Queries,
+        state: Arc<crate::state::CaxtonState>,
         host: Arc<McpHost>,
         data_root: PathBuf,
         policies: ToolPolicies,
@@ -100,6 +106,7 @@ impl McpRegistry {
     ) -> Self {
         Self {
             store,
+            catalog: super::catalog::CatalogCache::new(queries.clone(), state),
             queries,
             host,
             data_root,
@@ -127,6 +134,7 @@ impl McpRegistry {
             hash: String::new(),
             size_bytes: 0,
             limits: Default::default(),
+            stateless: false,
             tools,
             deployed_at_ms: 0,
             remote: Some(RemoteView { url: server.url().to_owned(), reach: server.reachability() }),
@@ -195,7 +203,7 @@ impl McpRegistry {
 
     /// Deployed servers, then the remote ones (their tools as last listed).
     pub async fn list(&self) -> Result<Vec<ServerRecord>, McpError> {
-        let mut out: Vec<ServerRecord> = self.queries.tool_servers().await?.into_iter().filter_map(record).collect();
+        let mut out: Vec<ServerRecord> = self.catalog.get().await?.values().filter_map(|d| record(d)).collect();
         for server in self.remotes().values() {
             out.push(Self::remote_record(server).await);
         }
@@ -204,7 +212,7 @@ impl McpRegistry {
 
     /// A deployed server (remote ones are the config's, not deployed).
     pub async fn get(&self, name: &str) -> Result<Option<ServerRecord>, McpError> {
-        Ok(self.queries.tool_server(name).await?.and_then(record))
+        Ok(self.catalog.get().await?.get(name).and_then(|d| record(d)))
     }
 
     /// Deploys every `DIR/*/manifest.toml` + module found under `root` whose
@@ -240,21 +248,32 @@ impl McpRegistry {
 
     /// Every tool of every server: (tool, server).
     pub async fn tools(&self) -> Result<Vec<(ToolInfo, String)>, McpError> {
-        Ok(self.list().await?.into_iter().flat_map(|s| s.tools.into_iter().map(move |t| (t, s.name.clone()))).collect())
+        let deployed = self.catalog.get().await?;
+        let mut out: Vec<(ToolInfo, String)> = deployed
+            .values()
+            .filter(|d| d.manifest.is_ok())
+            .flat_map(|d| d.tools.iter().map(|t| (t.clone(), d.row.name.clone())))
+            .collect();
+        for server in self.remotes().values() {
+            out.extend(server.tools().await.into_iter().map(|t| (t, server.name.clone())));
+        }
+        Ok(out)
     }
 
     /// The compiled server and its manifest. The module itself is read (and
     /// hashed, and compiled) only the first time this node sees its hash.
-    async fn load(&self, server: &str) -> Result<(CompiledServer, Manifest, ToolDeployer), McpError> {
-        let row = self.queries.tool_server(server).await?;
-        let row = row.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        let manifest = Manifest::parse(&row.manifest).map_err(McpError::Invalid)?;
-        if let Some(compiled) = self.host.compiled(&row.hash) {
-            return Ok((compiled, manifest, row.deployed_by));
+    async fn load(&self, server: &str) -> Result<(CompiledServer, Arc<Deployed>), McpError> {
+        let deployed = self.catalog.get().await?.get(server).cloned();
+        let deployed = deployed.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
+        if let Err(why) = &deployed.manifest {
+            return Err(McpError::Invalid(why.clone()));
+        }
+        if let Some(compiled) = self.host.compiled(&deployed.row.hash) {
+            return Ok((compiled, deployed));
         }
         let module = self.queries.tool_server_module(server).await?;
         let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        Ok((self.compile(module).await?, manifest, row.deployed_by))
+        Ok((self.compile(module).await?, deployed))
     }
 
     /// Cranelift compilation takes CPU for a while: never on an async
@@ -360,18 +379,25 @@ impl McpRegistry {
             self.metrics.tool_call(&server, tool, outcome_of(&result), started.elapsed());
             return Ok(result?);
         }
-        let (compiled, manifest, by) = self.load(&server).await?;
+        let (compiled, deployed) = self.load(&server).await?;
+        let (Ok(manifest), by) = (&deployed.manifest, &deployed.row.deployed_by) else {
+            unreachable!("load refuses a server whose manifest does not parse")
+        };
         // What the manifest asks and this node's policy grants its deployer; no more.
         let policies = self.policies();
-        let (sandbox, data_dir) = policies.sandbox(&manifest, &by, &self.data_root);
+        let (sandbox, data_dir) = policies.sandbox(manifest, by, &self.data_root);
         if let Some(dir) = data_dir {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| McpError::Invalid(format!("cannot create {}: {e}", dir.display())))?;
         }
-        let limits = policies.limits(&manifest, &by);
+        let limits = policies.limits(manifest, by);
         let started = std::time::Instant::now();
         self.metrics.tool_instances.inc();
-        let result = self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await;
+        let result = if manifest.stateless {
+            self.host.call_stateless(&compiled, tool, arguments, limits, sandbox).await
+        } else {
+            self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await
+        };
         self.metrics.tool_instances.dec();
         self.metrics.tool_call(&server, tool, outcome_of(&result), started.elapsed());
         Ok(result?)
@@ -397,17 +423,18 @@ pub fn entry_grants(entry: &str, server: &str, tool: &str) -> bool {
 
 /// The public view of a stored server; `None` for a manifest this
 /// version cannot read (it stays stored, and is skipped).
-fn record(row: ToolServerRow) -> Option<ServerRecord> {
-    let m = Manifest::parse(&row.manifest).ok()?;
+fn record(d: &Deployed) -> Option<ServerRecord> {
+    let m = d.manifest.as_ref().ok()?;
     Some(ServerRecord {
-        name: row.name,
+        name: d.row.name.clone(),
         version: m.version.clone(),
         description: m.description.clone(),
-        hash: row.hash,
-        size_bytes: row.size_bytes,
+        hash: d.row.hash.clone(),
+        size_bytes: d.row.size_bytes,
         limits: m.limits.clone(),
-        tools: serde_json::from_str(&row.tools).unwrap_or_default(),
-        deployed_at_ms: row.deployed_at_ms,
+        stateless: m.stateless,
+        tools: d.tools.clone(),
+        deployed_at_ms: d.row.deployed_at_ms,
         remote: None,
     })
 }

@@ -72,6 +72,8 @@ pub enum StateEvent {
     },
     /// An API key was created or revoked.
     KeysChanged,
+    /// A tool server was deployed, replaced or removed.
+    ToolServersChanged,
     /// The replica was replaced by a snapshot: re-read everything.
     Restored,
 }

@@ -22,6 +22,8 @@ pub struct CaxtonState {
     /// change: authentication caches compare it on every request, so a
     /// revoked key stops working the moment the revocation is applied.
     keys_generation: AtomicU64,
+    /// The same for the deployed tool servers (the tool catalog's cache).
+    tool_servers_generation: AtomicU64,
 }
 
 impl Default for CaxtonState {
@@ -33,7 +35,12 @@ impl Default for CaxtonState {
 impl CaxtonState {
     pub fn new() -> Self {
         let (events, _) = broadcast::channel(65_536);
-        Self { staged: Mutex::new(Vec::new()), events, keys_generation: AtomicU64::new(0) }
+        Self {
+            staged: Mutex::new(Vec::new()),
+            events,
+            keys_generation: AtomicU64::new(0),
+            tool_servers_generation: AtomicU64::new(0),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
@@ -43,6 +50,18 @@ impl CaxtonState {
     /// Changes whenever the stored keys may have changed.
     pub fn keys_generation(&self) -> u64 {
         self.keys_generation.load(Ordering::Acquire)
+    }
+
+    /// Changes whenever the deployed tool servers may have changed.
+    pub fn tool_servers_generation(&self) -> u64 {
+        self.tool_servers_generation.load(Ordering::Acquire)
+    }
+
+    fn generations(&self) -> [(StateEvent, &AtomicU64); 2] {
+        [
+            (StateEvent::KeysChanged, &self.keys_generation),
+            (StateEvent::ToolServersChanged, &self.tool_servers_generation),
+        ]
     }
 }
 
@@ -65,8 +84,10 @@ impl Application for CaxtonState {
 
     fn committed(&self) {
         let events = std::mem::take(&mut *self.staged.lock());
-        if events.contains(&StateEvent::KeysChanged) {
-            self.keys_generation.fetch_add(1, Ordering::AcqRel);
+        for (event, generation) in self.generations() {
+            if events.contains(&event) {
+                generation.fetch_add(1, Ordering::AcqRel);
+            }
         }
         for e in events {
             // No subscriber is fine: nothing is running yet.
@@ -79,7 +100,9 @@ impl Application for CaxtonState {
     }
 
     fn restored(&self) {
-        self.keys_generation.fetch_add(1, Ordering::AcqRel);
+        for (_, generation) in self.generations() {
+            generation.fetch_add(1, Ordering::AcqRel);
+        }
         let _ = self.events.send(StateEvent::Restored);
     }
 }

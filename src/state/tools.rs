@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::envelope::{ApplyCtx, Proposal, Response};
+use super::events::StateEvent;
 use super::queries::Queries;
 
 /// Who deploys (or removes) a tool server: the operator (the node's
@@ -112,6 +113,7 @@ impl DeployMcpServer {
              ON CONFLICT(name) DO UPDATE SET manifest = excluded.manifest, hash = excluded.hash, module = excluded.module, tools = excluded.tools, deployed_at = excluded.deployed_at, deployed_by = excluded.deployed_by, deployed_by_admin = excluded.deployed_by_admin",
             params![self.name, self.manifest, hash, bytes, self.tools, self.at_ms, self.by.key, self.by.admin],
         )?;
+        ctx.stage.push(StateEvent::ToolServersChanged);
         Ok(Response::Done)
     }
 }
@@ -143,7 +145,11 @@ impl RemoveMcpServer {
                 return Ok(Response::NotOwner(why));
             }
         }
-        Ok(Response::Deleted(ctx.tx.execute("DELETE FROM mcp_servers WHERE name = ?1", [self.name])? > 0))
+        let existed = ctx.tx.execute("DELETE FROM mcp_servers WHERE name = ?1", [self.name])? > 0;
+        if existed {
+            ctx.stage.push(StateEvent::ToolServersChanged);
+        }
+        Ok(Response::Deleted(existed))
     }
 }
 

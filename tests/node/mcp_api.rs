@@ -31,6 +31,7 @@ async fn deploy_list_call_and_remove_through_cli_and_rest() {
     assert_eq!(jq["tools"][0]["inputSchema"]["required"], json!(["json", "path"]));
     assert_eq!(jq["hash"].as_str().unwrap().len(), 64);
     assert_eq!(jq["limits"]["timeout_ms"], 2000);
+    assert_eq!(jq["stateless"], true, "the manifest's promise, shown");
 
     let (s, r) = node
         .post_json("/v1/tools/json_query/call", json!({"arguments": {"json": {"a": [1, 2, 3]}, "path": "a[1]"}}))

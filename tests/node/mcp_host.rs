@@ -385,3 +385,121 @@ async fn http_goes_only_to_allowlisted_non_internal_hosts() {
         assert!(text.contains(why), "{url}: {text}");
     }
 }
+
+/// A stateless server's calls share one warm, initialised session; what a
+/// call may use (fuel, output) is still counted per call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateless_calls_share_a_warm_session_with_limits_per_call() {
+    let (_dir, host) = host();
+    let jq = host.compile(&module("json_query")).unwrap();
+    let call = |args: serde_json::Value, limits: Limits| {
+        let (host, jq) = (host.clone(), jq.clone());
+        async move { host.call_stateless(&jq, "json_query", args, limits, Sandbox::default()).await }
+    };
+    for i in 0..200 {
+        let r = call(json!({"json": {"n": i}, "path": "n"}), Limits::default()).await.unwrap();
+        assert_eq!(r["structuredContent"]["matches"], json!([i]));
+    }
+    assert_eq!(host.warm_sessions(), 1, "200 sequential calls, one session");
+    // A JSON-RPC error is an answer: the session keeps serving.
+    let e = host.call_stateless(&jq, "nope", json!({}), Limits::default(), Sandbox::default()).await.unwrap_err();
+    assert!(matches!(e, ToolError::Rpc { code: -32602, .. }), "{e}");
+    assert_eq!(host.warm_sessions(), 1);
+
+    // Fuel: find a budget one large call fits in (doubling from below, so
+    // the call needs more than half of it)...
+    let items: Vec<_> = (0..3000).map(|i| json!({"id": i, "name": format!("item {i}")})).collect();
+    let big = json!({"json": {"items": items}, "path": "items[?id>2990].name"});
+    let mut fuel = 1_000_000u64;
+    let fits = loop {
+        let limits = Limits { fuel, ..Limits::default() };
+        match host.call_tool(&jq, "json_query", big.clone(), limits, Sandbox::default()).await {
+            Ok(_) => break limits,
+            Err(ToolError::CpuLimit { .. }) => fuel *= 2,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    // ...then twice that per call: twenty calls on one session burn far
+    // more than one budget together, and each still has its own.
+    let per_call = Limits { fuel: fits.fuel * 2, ..fits };
+    for _ in 0..20 {
+        let r = call(big.clone(), per_call).await.unwrap();
+        assert_eq!(r["structuredContent"]["matches"].as_array().unwrap().len(), 9, "{r}");
+    }
+    assert_eq!(host.warm_sessions(), 2, "one more session, for the other limits");
+
+    // Output: fifty small answers add up past the limit, each is within it.
+    let small_out = Limits { max_output_bytes: 4096, ..Limits::default() };
+    for i in 0..50 {
+        call(json!({"json": {"n": i}, "path": "n"}), small_out).await.unwrap();
+    }
+    // One answer past it fails by name and ends its session; the next call
+    // gets a new one.
+    let long: Vec<String> = (0..200).map(|i| format!("value number {i}")).collect();
+    let e = call(json!({"json": {"v": long}, "path": "v"}), small_out).await.unwrap_err();
+    assert_eq!(e, ToolError::OutputLimit { limit: 4096 });
+    let r = call(json!({"json": {"n": 7}, "path": "n"}), small_out).await.unwrap();
+    assert_eq!(r["structuredContent"]["matches"], json!([7]));
+    assert_eq!(host.warm_sessions(), 3);
+
+    // Concurrent callers share a bounded set of sessions.
+    let calls: Vec<_> = (0..256).map(|i| call(json!({"json": {"n": i}, "path": "n"}), Limits::default())).collect();
+    for (i, r) in futures::future::join_all(calls).await.into_iter().enumerate() {
+        assert_eq!(r.unwrap()["structuredContent"]["matches"], json!([i]));
+    }
+    assert!(host.warm_sessions() <= 16, "{}", host.warm_sessions());
+}
+
+/// A warm session meets hostile modules with the same named limits as a
+/// fresh one, and a busy guest yields: other tasks on the same two
+/// workers keep running while it spins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warm_sessions_stop_hostile_modules_by_name_without_holding_the_workers() {
+    let (_dir, host) = host();
+    let limits =
+        Limits { fuel: 50_000_000, timeout: Duration::from_secs(10), max_memory_bytes: 16 << 20, ..Limits::default() };
+    let stateless = |server: caxton::mcp::CompiledServer, limits: Limits| {
+        let host = host.clone();
+        async move { host.call_stateless(&server, "x", json!({}), limits, Sandbox::default()).await.unwrap_err() }
+    };
+    let spin =
+        host.compile(&wat(r#"(module (memory (export "memory") 1) (func (export "_start") (loop (br 0))))"#)).unwrap();
+    assert_eq!(stateless(spin.clone(), limits).await, ToolError::CpuLimit { fuel: 50_000_000 });
+    let started = Instant::now();
+    let endless = Limits { fuel: u64::MAX / 2, timeout: Duration::from_millis(200), ..limits };
+    assert_eq!(stateless(spin.clone(), endless).await, ToolError::Timeout { timeout_ms: 200 });
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+
+    let sleeps_forever = host
+        .compile(&wat(r#"(module
+            (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+            (memory (export "memory") 1)
+            (func (export "_start")
+              (i32.store (i32.const 16) (i32.const 1))
+              (i64.store (i32.const 24) (i64.const -1))
+              (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#))
+        .unwrap();
+    let short = Limits { timeout: Duration::from_millis(300), ..limits };
+    assert_eq!(stateless(sleeps_forever, short).await, ToolError::Timeout { timeout_ms: 300 });
+    let bomb = host
+        .compile(&wat(r#"(module (memory (export "memory") 1)
+            (func (export "_start") (loop (br_if 0 (i32.ne (memory.grow (i32.const 16)) (i32.const -1)))) unreachable))"#))
+        .unwrap();
+    assert_eq!(stateless(bomb, limits).await, ToolError::MemoryLimit { limit_mb: 16 });
+    let silent = host.compile(&wat(r#"(module (memory (export "memory") 1) (func (export "_start")))"#)).unwrap();
+    assert_eq!(stateless(silent, limits).await, ToolError::NoInitialize);
+    assert_eq!(host.warm_sessions(), 0, "no failed session is kept");
+
+    // Four guests spinning for a second each on two workers: a 10 ms timer
+    // on the same runtime still fires promptly, because the guests yield.
+    let spinning = Limits { fuel: u64::MAX / 2, timeout: Duration::from_secs(1), ..limits };
+    let spinners: Vec<_> = (0..4).map(|_| tokio::spawn(stateless(spin.clone(), spinning))).collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let waited = started.elapsed();
+    for s in spinners {
+        assert_eq!(s.await.unwrap(), ToolError::Timeout { timeout_ms: 1000 });
+    }
+    assert!(waited < Duration::from_millis(500), "a 10 ms timer took {waited:?} beside spinning guests");
+}
