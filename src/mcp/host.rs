@@ -23,48 +23,24 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store, Trap,
+    Config, Engine, InstanceAllocationStrategy, InstancePre, Linker, Module, PoolingAllocationConfig, Store,
 };
 use wasmtime_wasi::p1;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use super::budget::MemoryBudget;
+use super::errors::{classify, ToolError};
+use super::jsonrpc::{answer, initialize_request, initialized_notification};
 use super::sandbox::{Limits, Sandbox, StoreData};
+use crate::config::tool_policy::DEFAULT_MEMORY_BUDGET_MB;
 
 /// How often the epoch advances; wall-clock limits are counted in ticks.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
-const PROTOCOL_VERSION: &str = "2025-06-18";
 /// Instance slots in the pool, and so tool sessions running at once.
 const MAX_CONCURRENT: u32 = 128;
 /// The largest linear memory a manifest may allow (the wasm32 maximum).
 const MAX_MEMORY_BYTES: usize = 4 << 30;
-
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ToolError {
-    #[error("not a valid WebAssembly module: {0}")]
-    InvalidModule(String),
-    #[error("memory limit exceeded: the module tried to grow past {limit_mb} MiB")]
-    MemoryLimit { limit_mb: usize },
-    #[error("CPU limit exceeded: the module used all of its {fuel} fuel")]
-    CpuLimit { fuel: u64 },
-    #[error("time limit exceeded: no result within {timeout_ms} ms")]
-    Timeout { timeout_ms: u64 },
-    #[error("output limit exceeded: the module wrote more than {limit} bytes")]
-    OutputLimit { limit: usize },
-    #[error("input limit exceeded: the request is {size} bytes, the limit is {limit}")]
-    InputLimit { size: usize, limit: usize },
-    #[error("the module never answered `initialize` (not an MCP server?)")]
-    NoInitialize,
-    #[error("the module trapped: {0}")]
-    Trap(String),
-    #[error("the module's answer is not MCP JSON-RPC: {0}")]
-    Protocol(String),
-    #[error("the tool returned an error ({code}): {message}")]
-    Rpc { code: i64, message: String },
-    /// A remote MCP server could not be reached or answered garbage.
-    #[error("{0}")]
-    Remote(String),
-}
 
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ToolInfo {
@@ -107,41 +83,6 @@ pub struct McpHost {
     slots: Arc<tokio::sync::Semaphore>,
     /// What running sessions' memory limits may add up to.
     memory: MemoryBudget,
-}
-
-/// Memory that tool sessions running at once may use together, in MiB: a
-/// session holds its memory limit's worth until it ends, so many calls
-/// to a memory-hungry tool wait their turn instead of exceeding the node.
-#[derive(Clone)]
-pub struct MemoryBudget {
-    mib: Arc<tokio::sync::Semaphore>,
-    total: u32,
-}
-
-pub use crate::config::tool_policy::DEFAULT_MEMORY_BUDGET_MB;
-
-impl MemoryBudget {
-    pub fn new(total_mib: u32) -> Self {
-        let total = total_mib.max(1);
-        Self { mib: Arc::new(tokio::sync::Semaphore::new(total as usize)), total }
-    }
-
-    /// Waits until `bytes` (rounded up to MiB; at most the whole budget)
-    /// are free, and holds them until the permit is dropped.
-    pub async fn reserve(&self, bytes: usize) -> tokio::sync::OwnedSemaphorePermit {
-        let mib = (bytes.div_ceil(1 << 20) as u32).clamp(1, self.total);
-        self.mib.clone().acquire_many_owned(mib).await.expect("the budget is never closed")
-    }
-
-    /// [`reserve`](Self::reserve) without waiting: `None` if not free now.
-    pub fn try_reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        let mib = (bytes.div_ceil(1 << 20) as u32).clamp(1, self.total);
-        self.mib.clone().try_acquire_many_owned(mib).ok()
-    }
-
-    pub fn available_mib(&self) -> usize {
-        self.mib.available_permits()
-    }
 }
 
 fn engine_config() -> Config {
@@ -370,11 +311,9 @@ impl McpHost {
         }
         let target =
             super::warm::Target { engine: &self.engine, pre: &server.warm, hash: &server.hash, memory: &self.memory };
-        // The arguments go to whichever session runs the call.
-        let fallback = arguments.clone();
         match self.warm.call(target, name, arguments, &limits, &sandbox).await {
-            Some(result) => result,
-            None => self.call_tool(server, name, fallback, limits, sandbox).await,
+            Ok(result) => result,
+            Err(arguments) => self.call_tool(server, name, arguments, limits, sandbox).await,
         }
     }
 
@@ -382,16 +321,6 @@ impl McpHost {
     pub fn warm_sessions(&self) -> usize {
         self.warm.live()
     }
-}
-
-pub(super) fn initialize_request() -> Value {
-    json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
-        "protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "caxton", "version": env!("CARGO_PKG_VERSION")}
-    }})
-}
-
-pub(super) fn initialized_notification() -> Value {
-    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
 }
 
 /// `caxton.http_request(req_ptr, req_len, out_ptr, out_cap) -> i32`: the
@@ -441,73 +370,4 @@ fn link_http(linker: &mut Linker<StoreData>) -> wasmtime::Result<()> {
         },
     )?;
     Ok(())
-}
-
-/// The `result` of request `id`, after checking the handshake was answered.
-fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
-    if !answers.iter().any(|a| a["id"] == 0 && a.get("result").is_some()) {
-        return Err(ToolError::NoInitialize);
-    }
-    let a = answers
-        .iter()
-        .find(|a| a["id"] == id)
-        .ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
-    result_of(a)
-}
-
-/// A JSON-RPC answer's `result`, or its `error` as [`ToolError::Rpc`].
-pub(super) fn result_of(a: &Value) -> Result<Value, ToolError> {
-    if let Some(err) = a.get("error") {
-        return Err(ToolError::Rpc {
-            code: err["code"].as_i64().unwrap_or(0),
-            message: err["message"].as_str().unwrap_or("").to_owned(),
-        });
-    }
-    Ok(a["result"].clone())
-}
-
-/// The limit (or fault) a failed run ran into; `denied_growth`: the
-/// limiter refused the module memory.
-pub(super) fn classify(e: wasmtime::Error, denied_growth: bool, limits: &Limits, written: usize) -> ToolError {
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::OutOfFuel) => ToolError::CpuLimit { fuel: limits.fuel },
-        Some(Trap::Interrupt) => ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 },
-        _ if e.downcast_ref::<super::clock::DeadlineReached>().is_some() => {
-            ToolError::Timeout { timeout_ms: limits.timeout.as_millis() as u64 }
-        }
-        _ if denied_growth => ToolError::MemoryLimit { limit_mb: limits.max_memory_bytes >> 20 },
-        // The output pipe refuses a write that would pass its capacity.
-        _ if written >= limits.max_output_bytes || format!("{e:#}").contains("beyond capacity") => {
-            ToolError::OutputLimit { limit: limits.max_output_bytes }
-        }
-        _ => ToolError::Trap(format!("{e:#}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn sessions_wait_for_memory_beyond_the_budget() {
-        let budget = MemoryBudget::new(64);
-        let first = budget.reserve(32 << 20).await;
-        let second = budget.reserve((32 << 20) - 1).await;
-        assert_eq!(budget.available_mib(), 0);
-        // A third 32 MiB session waits until one of the first two ends.
-        let waiting = tokio::spawn({
-            let budget = budget.clone();
-            async move { budget.reserve(32 << 20).await }
-        });
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        assert!(!waiting.is_finished(), "ran beyond the budget");
-        drop(first);
-        let third = tokio::time::timeout(Duration::from_secs(1), waiting).await.expect("admitted once memory is free");
-        drop((second, third));
-        // A limit over the whole budget waits for all of it, never forever.
-        let all = tokio::time::timeout(Duration::from_secs(1), budget.reserve(4 << 30)).await.unwrap();
-        assert_eq!(budget.available_mib(), 0);
-        drop(all);
-        assert_eq!(budget.available_mib(), 64);
-    }
 }

@@ -11,7 +11,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::catalog::Deployed;
-use super::host::{CompiledServer, McpHost, ToolError, ToolInfo};
+use super::errors::ToolError;
+use super::host::{CompiledServer, McpHost, ToolInfo};
 use super::manifest::Manifest;
 use super::policy::ToolPolicies;
 use crate::observability::Outcome;
@@ -302,18 +303,17 @@ impl McpRegistry {
         granted: Option<&[String]>,
     ) -> Result<Value, McpError> {
         let Some(granted) = granted else { return self.call(tool, arguments).await };
-        let tools = self.tools().await?;
-        let (hint, name) = tool.split_once('/').map_or((None, tool), |(s, t)| (Some(s), t));
-        let permitted: Vec<String> = tools
-            .iter()
-            .filter(|(t, s)| t.name == name && hint.is_none_or(|h| h == s))
-            .filter(|(t, s)| granted.iter().any(|g| entry_grants(g, s, &t.name)))
-            .map(|(_, s)| s.clone())
+        let name = split_tool(tool).1;
+        let permitted: Vec<String> = self
+            .offering(tool)
+            .await?
+            .into_iter()
+            .filter(|s| granted.iter().any(|g| entry_grants(g, s, name)))
             .collect();
         if permitted.is_empty() {
             return Err(McpError::NotGranted(tool.to_owned()));
         }
-        self.call_among(&tools, tool, arguments, &permitted).await
+        self.call_among(permitted.clone(), tool, arguments, &permitted).await
     }
 
     /// The tools `granted` lets a limited caller list (`None`: all).
@@ -331,39 +331,46 @@ impl McpRegistry {
     /// tool name cannot take an agent's calls. An empty allowlist grants
     /// every server. Two servers granted alike is an error, never a guess.
     pub async fn call_granted(&self, tool: &str, arguments: Value, allowlist: &[String]) -> Result<Value, McpError> {
-        let tools = self.tools().await?;
-        self.call_among(&tools, tool, arguments, allowlist).await
+        let offering = self.offering(tool).await?;
+        self.call_among(offering, tool, arguments, allowlist).await
     }
 
-    /// [`call_granted`](Self::call_granted) over the tool list already read.
+    /// The servers offering `tool` (`SERVER/TOOL`: that server only), from
+    /// the catalog's index: no tool list is built or copied for a call.
+    async fn offering(&self, tool: &str) -> Result<Vec<String>, McpError> {
+        let (hint, name) = split_tool(tool);
+        let deployed = self.catalog.get().await?;
+        let mut out: Vec<String> = deployed
+            .values()
+            .filter(|d| d.manifest.is_ok() && hint.is_none_or(|h| h == d.row.name))
+            .filter(|d| d.tools.iter().any(|t| t.name == name))
+            .map(|d| d.row.name.clone())
+            .collect();
+        for server in self.remotes().values().filter(|s| hint.is_none_or(|h| h == s.name)) {
+            if server.tools().await.iter().any(|t| t.name == name) {
+                out.push(server.name.clone());
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`call_granted`](Self::call_granted) among the servers `offering` it.
     async fn call_among(
         &self,
-        tools: &[(ToolInfo, String)],
+        offering: Vec<String>,
         tool: &str,
         arguments: Value,
         allowlist: &[String],
     ) -> Result<Value, McpError> {
-        let (server_hint, tool) = match tool.split_once('/') {
-            Some((server, tool)) => (Some(server), tool),
-            None => (None, tool),
-        };
-        let offering: Vec<&String> = tools
-            .iter()
-            .filter(|(t, s)| t.name == tool && server_hint.is_none_or(|h| h == s))
-            .map(|(_, s)| s)
-            .collect();
-        let by_server: Vec<&String> = offering
-            .iter()
-            .copied()
-            .filter(|s| allowlist.iter().any(|a| a == *s || *a == format!("{s}/{tool}")))
-            .collect();
-        let candidates = if by_server.is_empty() { offering } else { by_server };
+        let tool = split_tool(tool).1;
+        let by_server: Vec<&String> =
+            offering.iter().filter(|s| allowlist.iter().any(|a| a == *s || *a == format!("{s}/{tool}"))).collect();
+        let candidates = if by_server.is_empty() { offering.iter().collect() } else { by_server };
         let server = match candidates.as_slice() {
             [] => {
-                return Err(McpError::UnknownTool {
-                    name: tool.to_owned(),
-                    available: tools.iter().map(|(t, _)| t.name.clone()).collect(),
-                })
+                // Only now is the whole list worth building: to name what there is.
+                let available = self.tools().await?.into_iter().map(|(t, _)| t.name).collect();
+                return Err(McpError::UnknownTool { name: tool.to_owned(), available });
             }
             [one] => (*one).clone(),
             several => {
@@ -399,6 +406,7 @@ impl McpRegistry {
             self.host.call_tool(&compiled, tool, arguments, limits, sandbox).await
         };
         self.metrics.tool_instances.dec();
+        self.metrics.tool_warm_sessions.set(self.host.warm_sessions() as i64);
         self.metrics.tool_call(&server, tool, outcome_of(&result), started.elapsed());
         Ok(result?)
     }
@@ -419,6 +427,11 @@ fn outcome_of(result: &Result<Value, ToolError>) -> Outcome {
 /// tool, the server (all its tools), or `server/tool`.
 pub fn entry_grants(entry: &str, server: &str, tool: &str) -> bool {
     entry == tool || entry == server || entry.strip_prefix(server).and_then(|r| r.strip_prefix('/')) == Some(tool)
+}
+
+/// `SERVER/TOOL` → (Some(SERVER), TOOL); `TOOL` → (None, TOOL).
+fn split_tool(tool: &str) -> (Option<&str>, &str) {
+    tool.split_once('/').map_or((None, tool), |(s, t)| (Some(s), t))
 }
 
 /// The public view of a stored server; `None` for a manifest this

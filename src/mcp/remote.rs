@@ -11,7 +11,8 @@ use futures::StreamExt;
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
-use super::host::{ToolError, ToolInfo};
+use super::errors::ToolError;
+use super::host::ToolInfo;
 use crate::config::RemoteMcpServer;
 use crate::sse::SseDecoder;
 

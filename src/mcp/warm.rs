@@ -37,15 +37,22 @@ use wasmtime_wasi::cli::{IsTerminal, StdinStream, StdoutStream};
 use wasmtime_wasi::p2::{InputStream, OutputStream, Pollable, StreamError, StreamResult};
 use wasmtime_wasi::WasiCtxBuilder;
 
-use super::host::{classify, ToolError};
+use super::budget::MemoryBudget;
+use super::errors::{classify, ToolError};
+use super::jsonrpc::{initialize_request, initialized_notification, result_of};
 use super::sandbox::{Limits, Sandbox, StoreData};
 
 /// Warm sessions alive at once on a node, across servers (each holds an
 /// instance slot of its own, beside the fresh sessions' slots).
 pub(super) const MAX_WARM: u32 = 16;
-/// Fuel a guest burns between yields to the executor (well under a
-/// millisecond of CPU).
-const YIELD_FUEL: u64 = 200_000;
+/// Fuel a guest burns between yields to the executor (about a millisecond
+/// of CPU: a typical call never yields, a long one shares the workers).
+const YIELD_FUEL: u64 = 1_000_000;
+/// How long a call waits for a busy session to come back before it runs
+/// fresh instead: a fresh call costs ten warm ones, so waiting is the
+/// cheaper way through a burst; a session busy for longer than this is
+/// running a long call, beside which a fresh instance adds parallelism.
+const WAIT_FOR_IDLE: Duration = Duration::from_millis(20);
 /// An idle session is dropped after this long unused.
 const IDLE: Duration = Duration::from_secs(60);
 /// Calls a session serves before it is replaced: what a guest leaks
@@ -312,13 +319,13 @@ impl WarmSession {
         });
         let mut session =
             Self { run, feed, sink, next_id: 1, calls: 0, last_used: Instant::now(), dead: false, _held: held };
-        let answer = session.exchange(&super::host::initialize_request(), 0, limits).await;
+        let answer = session.exchange(&initialize_request(), 0, limits).await;
         match answer {
             Ok(a) if a.get("result").is_some() => {}
             Ok(_) | Err(ToolError::Protocol(_)) => return Err(ToolError::NoInitialize),
             Err(e) => return Err(e),
         }
-        session.feed.push(line_of(&super::host::initialized_notification()));
+        session.feed.push(line_of(&initialized_notification()));
         Ok(session)
     }
 
@@ -329,7 +336,7 @@ impl WarmSession {
         self.calls += 1;
         let request = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": name, "arguments": arguments}});
-        super::host::result_of(&self.exchange(&request, id, limits).await?)
+        result_of(&self.exchange(&request, id, limits).await?)
     }
 
     /// Sends one request and reads lines until the answer to `id`.
@@ -408,6 +415,8 @@ fn answer_in(line: &[u8], id: i64) -> Result<Option<Value>, ToolError> {
 pub(super) struct WarmPool {
     idle: Mutex<HashMap<u64, Vec<WarmSession>>>,
     live: Arc<tokio::sync::Semaphore>,
+    /// Told when a session is put back.
+    returned: tokio::sync::Notify,
     swept: Mutex<Instant>,
 }
 
@@ -416,6 +425,7 @@ impl Default for WarmPool {
         Self {
             idle: Mutex::new(HashMap::new()),
             live: Arc::new(tokio::sync::Semaphore::new(MAX_WARM as usize)),
+            returned: tokio::sync::Notify::new(),
             swept: Mutex::new(Instant::now()),
         }
     }
@@ -444,12 +454,12 @@ pub(super) struct Target<'a> {
     pub engine: &'a Engine,
     pub pre: &'a InstancePre<StoreData>,
     pub hash: &'a str,
-    pub memory: &'a super::host::MemoryBudget,
+    pub memory: &'a MemoryBudget,
 }
 
 impl WarmPool {
-    /// Calls `name` on a warm session; `None` when none is free and none
-    /// can start (the caller runs the call fresh).
+    /// Calls `name` on a warm session; `Err(arguments)` when none is free
+    /// and none can start (the caller runs the call fresh).
     pub(super) async fn call(
         &self,
         target: Target<'_>,
@@ -457,21 +467,27 @@ impl WarmPool {
         arguments: Value,
         limits: &Limits,
         sandbox: &Sandbox,
-    ) -> Option<Result<Value, ToolError>> {
+    ) -> Result<Result<Value, ToolError>, Value> {
         let key = key(target.hash, limits, sandbox);
-        let mut session = match self.take(key) {
-            Some(s) => s,
-            None => {
-                let held = self.reserve(&target, limits)?;
+        let waited = Instant::now();
+        let mut session = loop {
+            if let Some(s) = self.take(key) {
+                break s;
+            }
+            if let Some(held) = self.reserve(&target, limits) {
                 match WarmSession::start(target.engine, target.pre, limits, sandbox, held).await {
-                    Ok(s) => s,
-                    Err(e) => return Some(Err(e)),
+                    Ok(s) => break s,
+                    Err(e) => return Ok(Err(e)),
                 }
+            }
+            let left = WAIT_FOR_IDLE.saturating_sub(waited.elapsed());
+            if left.is_zero() || tokio::time::timeout(left, self.returned.notified()).await.is_err() {
+                return Err(arguments);
             }
         };
         let result = session.call(name, arguments, limits).await;
         self.put(key, session);
-        Some(result)
+        Ok(result)
     }
 
     fn take(&self, key: u64) -> Option<WarmSession> {
@@ -508,10 +524,14 @@ impl WarmPool {
 
     fn put(&self, key: u64, mut session: WarmSession) {
         if session.dead || session.calls >= MAX_CALLS {
+            // Its slot is free now: a waiter may start a session in it.
+            drop(session);
+            self.returned.notify_one();
             return;
         }
         session.last_used = Instant::now();
         self.idle.lock().entry(key).or_default().push(session);
+        self.returned.notify_one();
         self.sweep();
     }
 

@@ -122,6 +122,7 @@ pub struct Metrics {
     pub tool_duration: HistogramVec,
     pub tool_calls: IntCounterVec,
     pub tool_instances: IntGauge,
+    pub tool_warm_sessions: IntGauge,
     pub mailbox_depth: IntGauge,
     pub active_conversations: IntGauge,
     pub memory_entities: IntGauge,
@@ -414,6 +415,11 @@ impl Metrics {
                 &["server", "tool", "outcome"],
             ),
             tool_instances: gauge(&r, "caxton_tool_instances_in_use", "WASM tool instances running now"),
+            tool_warm_sessions: gauge(
+                &r,
+                "caxton_tool_warm_sessions",
+                "Warm sessions of stateless tool servers alive now (idle or serving)",
+            ),
             mailbox_depth: gauge(&r, "caxton_mailbox_depth", "Messages waiting in the mailboxes of this node's agents"),
             active_conversations: gauge(
                 &r,

@@ -51,6 +51,32 @@ async fn deploy_list_call_and_remove_through_cli_and_rest() {
     assert!(stdout(&out).contains("json_query") && !stdout(&out).contains("csv_parser"), "{}", stdout(&out));
 }
 
+/// A server that declares itself stateless answers REST calls from warm
+/// sessions: 64 callers at once are served correctly by at most 16.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rest_calls_to_a_stateless_server_share_warm_sessions() {
+    let node = TestNode::start().await;
+    let out = node.cli(&["mcp", "deploy", &example_dir("json_query")]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = (0..64).map(|i| {
+        let node = &node;
+        async move {
+            let body = json!({"arguments": {"json": {"n": i}, "path": "n"}});
+            let (s, r) = node.post_json("/v1/tools/json_query/call", body).await;
+            assert_eq!((s, &r["structuredContent"]["matches"]), (200, &json!([i])), "{r}");
+        }
+    });
+    futures::future::join_all(calls).await;
+    let metrics =
+        reqwest::get(format!("http://127.0.0.1:{}/metrics", node.metrics_port)).await.unwrap().text().await.unwrap();
+    let warm: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("caxton_tool_warm_sessions "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no caxton_tool_warm_sessions in\n{metrics}"));
+    assert!((1..=16).contains(&warm), "{warm} warm sessions");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_modules_are_refused_with_named_errors_and_the_node_keeps_serving() {
     let node = TestNode::start().await;
