@@ -658,9 +658,8 @@ fn apply_span(messages: &[Message], index: u64) -> tracing::Span {
 /// The message columns that are queried; everything else lives in `body`.
 pub(crate) fn insert_message(tx: &Transaction<'_>, m: &Message, seq: u64) -> rusqlite::Result<()> {
     let body = serde_json::to_string(m).expect("message serializes");
-    tx.execute(
-        "INSERT INTO messages(id, kind, sender, receiver, receiver_key, capability, conversation_id, reply_to, body, status, reply_id, created_at, seq)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    tx.prepare_cached("INSERT INTO messages(id, kind, sender, receiver, receiver_key, capability, conversation_id, reply_to, body, status, reply_id, created_at, seq)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)")?.execute(
         params![
             m.id,
             m.kind.as_str(),
@@ -681,13 +680,11 @@ pub(crate) fn insert_message(tx: &Transaction<'_>, m: &Message, seq: u64) -> rus
 }
 
 fn touch_conversation(tx: &Transaction<'_>, m: &Message) -> rusqlite::Result<bool> {
-    let inserted = tx.execute(
-        "INSERT OR IGNORE INTO conversations(id, protocol, state, initiator, created_at, updated_at) VALUES (?1, 'request-reply', ?2, ?3, ?4, ?4)",
+    let inserted = tx.prepare_cached("INSERT OR IGNORE INTO conversations(id, protocol, state, initiator, created_at, updated_at) VALUES (?1, 'request-reply', ?2, ?3, ?4, ?4)")?.execute(
         params![m.conversation_id, ConversationState::InProgress.as_str(), m.sender, m.created_at_ms],
     )?;
     if inserted == 0 {
-        tx.execute(
-            "UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1",
+        tx.prepare_cached("UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1")?.execute(
             params![m.conversation_id, m.created_at_ms, ConversationState::InProgress.as_str()],
         )?;
     }
@@ -703,14 +700,18 @@ pub(super) fn accept(
     let mut outcomes = Vec::with_capacity(messages.len());
     let _apply = apply_span(&messages, index).entered();
     for mut m in messages {
-        let exists: bool =
-            tx.query_row("SELECT 1 FROM messages WHERE id = ?1", [&m.id], |_| Ok(true)).optional()?.unwrap_or(false);
+        let exists: bool = tx
+            .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?
+            .query_row([&m.id], |_| Ok(true))
+            .optional()?
+            .unwrap_or(false);
         if exists {
             outcomes.push(AcceptOutcome::Duplicate);
             continue;
         }
         let deployed: bool = tx
-            .query_row("SELECT 1 FROM agents WHERE name_key = ?1", [m.receiver.to_ascii_lowercase()], |_| Ok(true))
+            .prepare_cached("SELECT 1 FROM agents WHERE name_key = ?1")?
+            .query_row([m.receiver.to_ascii_lowercase()], |_| Ok(true))
             .optional()?
             .unwrap_or(false);
         if !deployed {
@@ -765,7 +766,8 @@ fn record_replies(
             continue;
         };
         let open: Option<(String, String)> = tx
-            .query_row("SELECT status, kind FROM messages WHERE id = ?1", [&request_id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .prepare_cached("SELECT status, kind FROM messages WHERE id = ?1")?
+            .query_row([&request_id], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((status, kind)) = open.filter(|(status, _)| status == MessageStatus::Accepted.as_str()) else {
             recorded.push(false);
@@ -779,7 +781,8 @@ fn record_replies(
             continue;
         }
         let exists: bool = tx
-            .query_row("SELECT 1 FROM messages WHERE id = ?1", [&reply.id], |_| Ok(true))
+            .prepare_cached("SELECT 1 FROM messages WHERE id = ?1")?
+            .query_row([&reply.id], |_| Ok(true))
             .optional()?
             .unwrap_or(false);
         if exists {
@@ -796,13 +799,13 @@ fn record_replies(
         insert_message(tx, &reply, index)?;
         let new_status = if failed { MessageStatus::Failed } else { MessageStatus::Answered };
         // The request's stored body carries status too; keep both in step.
-        let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [&request_id], |r| r.get(0))?;
+        let body: String =
+            tx.prepare_cached("SELECT body FROM messages WHERE id = ?1")?.query_row([&request_id], |r| r.get(0))?;
         let mut request: Message =
             serde_json::from_str(&body).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
         request.status = new_status;
         request.reply_id = Some(reply.id.clone());
-        tx.execute(
-            "UPDATE messages SET status = ?2, reply_id = ?3, body = ?4 WHERE id = ?1",
+        tx.prepare_cached("UPDATE messages SET status = ?2, reply_id = ?3, body = ?4 WHERE id = ?1")?.execute(
             params![
                 request_id,
                 new_status.as_str(),
@@ -811,8 +814,7 @@ fn record_replies(
             ],
         )?;
         let state = if failed { ConversationState::Failed } else { ConversationState::Completed };
-        tx.execute(
-            "UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1",
+        tx.prepare_cached("UPDATE conversations SET updated_at = ?2, state = CASE WHEN protocol = 'request-reply' THEN ?3 ELSE state END WHERE id = ?1")?.execute(
             params![reply.conversation_id, reply.created_at_ms, state.as_str()],
         )?;
         stage.push(StateEvent::ConversationMessage {
@@ -966,8 +968,10 @@ impl Queries {
         let id = id.to_owned();
         self.replica()
             .read(move |c| {
-                let body: Option<String> =
-                    c.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+                let body: Option<String> = c
+                    .prepare_cached("SELECT body FROM messages WHERE id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
                 body.map(parse_body).transpose()
             })
             .await

@@ -36,6 +36,9 @@ pub(crate) fn open_replica(path: &Path) -> rusqlite::Result<Connection> {
     // re-derived from it, so NORMAL is enough here.
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // The hot statements (a message's accept, reply, reads) are prepared
+    // once per connection, not parsed per message; room for all of them.
+    conn.set_prepared_statement_cache_capacity(128);
     Ok(conn)
 }
 
