@@ -154,7 +154,9 @@ chaos-long: models
 	cargo build --bin caxton && cargo build -p caxton-chaos
 	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed $(SEED) --minutes $(MINUTES) --nodes $(NODES) --out $(CHAOS_OUT)/seed-$(SEED)
 
+# The HTTP bench drives a release node with wrk (Debian's package).
 bench: models wasm
+	command -v wrk >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk)
 	cargo bench --bench registry
 	cargo bench --bench messaging
 	cargo bench --bench protocols
@@ -164,6 +166,7 @@ bench: models wasm
 	cargo bench --bench observability
 	cargo bench --bench auth
 	cargo bench --bench console
+	cargo bench --bench http
 
 cluster: models wasm
 	cargo build --bin caxton

@@ -190,9 +190,7 @@ impl Node {
         let owners = queries.agent_owners().await.context("reading the agents for the event feed")?;
         shutdown.spawn_until_stopped(events_feed.clone().run(ledger.clone(), state_changes, owners));
         let mcp = Arc::new(McpRegistry::new(
-            store.clone(),
-            queries.clone(),
-            app.clone(),
+            &ledger,
             mcp_host,
             config.tool_data_dir(),
             crate::mcp::ToolPolicies::new(config.tools.policy.clone()),

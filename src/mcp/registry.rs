@@ -96,9 +96,7 @@ pub struct McpRegistry {
 
 impl McpRegistry {
     pub fn new(
-        store: Store,
-        queries: Queries,
-        state: Arc<crate::state::CaxtonState>,
+        ledger: &crate::state::Ledger,
         host: Arc<McpHost>,
         data_root: PathBuf,
         policies: ToolPolicies,
@@ -106,9 +104,9 @@ impl McpRegistry {
         metrics: Arc<crate::observability::Metrics>,
     ) -> Self {
         Self {
-            store,
-            catalog: super::catalog::CatalogCache::new(queries.clone(), state),
-            queries,
+            store: ledger.store.clone(),
+            catalog: super::catalog::CatalogCache::new(ledger.queries.clone(), ledger.state().clone()),
+            queries: ledger.queries.clone(),
             host,
             data_root,
             metrics,

@@ -385,7 +385,7 @@ impl WarmSession {
                         }
                     }
                     return Err(match result {
-                        Err(e) if !e.downcast_ref::<wasmtime_wasi::I32Exit>().is_some_and(|c| c.0 == 0) => {
+                        Err(e) if e.downcast_ref::<wasmtime_wasi::I32Exit>().is_none_or(|c| c.0 != 0) => {
                             classify(e, denied_growth, limits, self.sink.written())
                         }
                         _ => ToolError::Protocol("the server exited without answering".into()),
@@ -415,7 +415,7 @@ fn answer_in(line: &[u8], id: i64) -> Result<Option<Value>, ToolError> {
 pub(super) struct WarmPool {
     idle: Mutex<HashMap<u64, Vec<WarmSession>>>,
     live: Arc<tokio::sync::Semaphore>,
-    /// Told when a session is put back.
+    /// Told when a session is put back or its slot freed.
     returned: tokio::sync::Notify,
     swept: Mutex<Instant>,
 }
@@ -471,6 +471,11 @@ impl WarmPool {
         let key = key(target.hash, limits, sandbox);
         let waited = Instant::now();
         let mut session = loop {
+            // Listening before looking: a session put back in between is
+            // not missed.
+            let returned = self.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
             if let Some(s) = self.take(key) {
                 break s;
             }
@@ -481,7 +486,7 @@ impl WarmPool {
                 }
             }
             let left = WAIT_FOR_IDLE.saturating_sub(waited.elapsed());
-            if left.is_zero() || tokio::time::timeout(left, self.returned.notified()).await.is_err() {
+            if left.is_zero() || tokio::time::timeout(left, returned).await.is_err() {
                 return Err(arguments);
             }
         };
@@ -526,12 +531,13 @@ impl WarmPool {
         if session.dead || session.calls >= MAX_CALLS {
             // Its slot is free now: a waiter may start a session in it.
             drop(session);
-            self.returned.notify_one();
+            self.returned.notify_waiters();
             return;
         }
         session.last_used = Instant::now();
         self.idle.lock().entry(key).or_default().push(session);
-        self.returned.notify_one();
+        // Every waiter looks: the session may be for any of their servers.
+        self.returned.notify_waiters();
         self.sweep();
     }
 

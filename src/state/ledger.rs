@@ -27,6 +27,11 @@ impl Ledger {
         Self { store: Store::new(cluster.clone()), queries: Queries::new(cluster.replica().clone()), cluster, app }
     }
 
+    /// The state machine itself (its change generations).
+    pub fn state(&self) -> &Arc<CaxtonState> {
+        &self.app
+    }
+
     /// Committed changes from now on (each after it is durable).
     pub fn subscribe(&self) -> broadcast::Receiver<StateEvent> {
         self.app.subscribe()
