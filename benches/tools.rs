@@ -46,6 +46,21 @@ fn bare_call_rate() -> f64 {
     n as f64 / t.elapsed().as_secs_f64()
 }
 
+/// `n` calls of the trivial query, one after another: each one's latency.
+async fn sequential<F, Fut>(n: usize, call: F) -> Vec<Duration>
+where
+    F: Fn(serde_json::Value) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, caxton::mcp::ToolError>>,
+{
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        let t = Instant::now();
+        call(json!({"json": {"n": i}, "path": "n"})).await.unwrap();
+        lat.push(t.elapsed());
+    }
+    lat
+}
+
 /// `n` calls from `callers` tasks at once: calls/s and each call's latency.
 async fn warm_concurrent(
     host: &Arc<McpHost>,
@@ -112,20 +127,11 @@ async fn main() {
     println!("first call after a restart (module from the disk cache): {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
 
     // Latency, sequential.
-    let mut lat = Vec::new();
-    for i in 0..2000 {
-        let t = Instant::now();
-        host.call_tool(
-            &server,
-            "json_query",
-            json!({"json": {"n": i}, "path": "n"}),
-            Limits::default(),
-            Sandbox::default(),
-        )
-        .await
-        .unwrap();
-        lat.push(t.elapsed());
-    }
+    let mut lat = sequential(2000, |args| {
+        let (host, server) = (host.clone(), server.clone());
+        async move { host.call_tool(&server, "json_query", args, Limits::default(), Sandbox::default()).await }
+    })
+    .await;
     println!("full MCP path, sequential: p50 {:.0} us, p99 {:.0} us", us(&mut lat, 0.5), us(&mut lat, 0.99));
 
     // Throughput, concurrent.
@@ -158,20 +164,11 @@ async fn main() {
 
     // The same trivial tool on a server that declares itself stateless:
     // warm, initialised sessions reused, the call run on the caller's task.
-    let mut lat = Vec::new();
-    for i in 0..20_000 {
-        let t = Instant::now();
-        host.call_stateless(
-            &server,
-            "json_query",
-            json!({"json": {"n": i}, "path": "n"}),
-            Limits::default(),
-            Sandbox::default(),
-        )
-        .await
-        .unwrap();
-        lat.push(t.elapsed());
-    }
+    let mut lat = sequential(20_000, |args| {
+        let (host, server) = (host.clone(), server.clone());
+        async move { host.call_stateless(&server, "json_query", args, Limits::default(), Sandbox::default()).await }
+    })
+    .await;
     println!("warm session (stateless), sequential: p50 {:.1} us, p99 {:.1} us", us(&mut lat, 0.5), us(&mut lat, 0.99));
     for round in 1..=3 {
         let (rate, mut lat) = warm_concurrent(&host, &server, 200_000, 64).await;
