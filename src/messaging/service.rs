@@ -478,6 +478,9 @@ impl MessageService {
         // Register before committing so a fast reply cannot slip past us.
         let waiter = wait.map(|_| self.waiters.register(&message.id));
         let outcome = self.accept.submit(message.clone()).await.map_err(MessageError::Cluster)?;
+        // A new request has no reply before its waiter is told of one; a
+        // retried one may have had it long ago.
+        let look_first = !matches!(outcome, AcceptOutcome::Accepted);
         let stored = match outcome {
             AcceptOutcome::Accepted => {
                 self.metrics.message_accepted();
@@ -505,20 +508,35 @@ impl MessageService {
         };
         match (wait, waiter) {
             (Some(wait), Some(waiter)) if stored.kind == MessageKind::Request => {
-                let reply = self.wait_reply(&stored.id, waiter, wait).await?;
-                let request = self.queries.message(&stored.id).await?.unwrap_or(stored);
+                let (request, reply) = self.wait_answered(&stored.id, waiter, wait, look_first).await?;
                 Ok(SendOutcome::Answered { request, reply })
             }
             _ => Ok(SendOutcome::Accepted(stored)),
         }
     }
 
-    async fn wait_reply(&self, id: &str, mut waiter: Waiter, wait: Duration) -> Result<Message, MessageError> {
+    async fn wait_reply(&self, id: &str, waiter: Waiter, wait: Duration) -> Result<Message, MessageError> {
+        Ok(self.wait_answered(id, waiter, wait, true).await?.1)
+    }
+
+    /// The request and its reply, once committed; `look_first`: read before
+    /// the first wait (else the waiter's wake-up is the first sign).
+    async fn wait_answered(
+        &self,
+        id: &str,
+        mut waiter: Waiter,
+        wait: Duration,
+        look_first: bool,
+    ) -> Result<(Message, Message), MessageError> {
         let deadline = tokio::time::Instant::now() + wait;
+        let mut look = look_first;
         loop {
-            if let Some(reply) = self.reply_of(id).await? {
-                return Ok(reply);
+            if look {
+                if let Some(answered) = self.queries.answered(id).await? {
+                    return Ok(answered);
+                }
             }
+            look = true;
             // Woken by the commit, or re-check now and then in case an event was missed.
             let tick = tokio::time::sleep(Duration::from_millis(500));
             tokio::select! {
@@ -526,8 +544,8 @@ impl MessageService {
                 _ = tick => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     drop(waiter);
-                    return match self.reply_of(id).await? {
-                        Some(r) => Ok(r),
+                    return match self.queries.answered(id).await? {
+                        Some(answered) => Ok(answered),
                         None => Err(MessageError::Timeout { id: id.to_owned(), waited: wait }),
                     };
                 }
@@ -545,11 +563,7 @@ impl MessageService {
     }
 
     pub async fn reply_of(&self, id: &str) -> Result<Option<Message>, MessageError> {
-        let Some(request) = self.queries.message(id).await? else { return Ok(None) };
-        match request.reply_id {
-            Some(reply_id) => Ok(self.queries.message(&reply_id).await?),
-            None => Ok(None),
-        }
+        Ok(self.queries.answered(id).await?.map(|(_, reply)| reply))
     }
 
     pub async fn get(&self, id: &str) -> Result<Message, MessageError> {

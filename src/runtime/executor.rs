@@ -115,9 +115,15 @@ impl Executor {
 
     /// A turn's budget for `spec`: its limits and what its day used so far.
     pub(super) async fn budget(&self, spec: &AgentSpec) -> Result<Budget, ProcessError> {
-        let day = crate::state::day_of(crate::time::now_ms());
-        let before = self.ledger.queries.day_usage(spec.name.as_str(), day).await?;
-        Ok(Budget::new(self.limits_of(spec), self.providers.prices(spec.provider.as_deref()), before))
+        let limits = self.limits_of(spec);
+        // The day's usage counts only against a daily cap: no cap, no read.
+        let before = if limits.tokens_per_day.is_some() || limits.spend_per_day_usd.is_some() {
+            let day = crate::state::day_of(crate::time::now_ms());
+            self.ledger.queries.day_usage(spec.name.as_str(), day).await?
+        } else {
+            Default::default()
+        };
+        Ok(Budget::new(limits, self.providers.prices(spec.provider.as_deref()), before))
     }
 
     /// Records a retried delivery before it runs; false when it is not to

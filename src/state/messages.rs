@@ -977,6 +977,23 @@ impl Queries {
             .await
     }
 
+    /// A request and its reply, once it has one: one read for both (the
+    /// request as stored then carries its final status and `reply_id`).
+    pub async fn answered(&self, id: &str) -> Result<Option<(Message, Message)>, ReadError> {
+        let id = id.to_owned();
+        self.replica()
+            .read(move |c| {
+                let bodies: Option<(String, String)> = c
+                    .prepare_cached(
+                        "SELECT q.body, r.body FROM messages q JOIN messages r ON r.id = q.reply_id WHERE q.id = ?1",
+                    )?
+                    .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?;
+                bodies.map(|(request, reply)| Ok((parse_body(request)?, parse_body(reply)?))).transpose()
+            })
+            .await
+    }
+
     pub async fn conversation(&self, id: &str) -> Result<Option<(ConversationRecord, Vec<Message>)>, ReadError> {
         let id = id.to_owned();
         self.replica()
