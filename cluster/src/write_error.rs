@@ -10,8 +10,10 @@ use crate::codec::CodecError;
 pub enum WriteError {
     #[error("no leader is known yet (election in progress?); retry shortly")]
     NoLeader,
+    /// `delivered`: the request may have reached the leader (sent, then no
+    /// answer): it may have committed, and is never sent again.
     #[error("the leader at {addr} could not be reached: {reason}")]
-    LeaderUnreachable { addr: String, reason: String },
+    LeaderUnreachable { addr: String, reason: String, delivered: bool },
     #[error("the write was not committed within {0:?}")]
     Timeout(Duration),
     #[error("the write was not committed within {0:?}: too few voters are reachable to form a quorum")]
@@ -51,7 +53,11 @@ impl WriteError {
         match self {
             // No leader for the whole wait, or refused by the leader or
             // at the proposer: nothing reached the log.
-            Self::NoLeader | Self::Timeout(_) | Self::TooLarge { .. } | Self::Rejected(_) => WriteOutcome::NotApplied,
+            Self::NoLeader
+            | Self::Timeout(_)
+            | Self::TooLarge { .. }
+            | Self::Rejected(_)
+            | Self::LeaderUnreachable { delivered: false, .. } => WriteOutcome::NotApplied,
             // Proposed (or sent to a leader) without an answer, or
             // committed with an answer this node cannot read.
             Self::LeaderUnreachable { .. } | Self::NoQuorum(_) | Self::Fatal(_) | Self::Decode(_) => {

@@ -244,7 +244,12 @@ impl<A: Application> Cluster<A> {
         loop {
             let attempt = self.write_once(payload.clone()).await;
             match attempt {
-                Err(WriteError::NoLeader) | Err(WriteError::LeaderUnreachable { .. }) if Instant::now() < deadline => {
+                // Only what never reached a leader is sent again: a write
+                // sent without an answer may have committed, and applying a
+                // command twice is not ours to decide.
+                Err(WriteError::NoLeader) | Err(WriteError::LeaderUnreachable { delivered: false, .. })
+                    if Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 Err(WriteError::NoLeader) => return Err(WriteError::Timeout(WRITE_DEADLINE)),
@@ -288,11 +293,14 @@ impl<A: Application> Cluster<A> {
     }
 
     async fn forward(&self, leader_rpc: &str, payload: Payload) -> Result<(Reply, u64), WriteError> {
-        let answer: Result<(Reply, u64), ClientWriteFailure> = self
-            .rpc
-            .call(leader_rpc, paths::WRITE, &payload, WRITE_DEADLINE)
-            .await
-            .map_err(|e| WriteError::LeaderUnreachable { addr: leader_rpc.into(), reason: e.to_string() })?;
+        let answer: Result<(Reply, u64), ClientWriteFailure> =
+            self.rpc.call(leader_rpc, paths::WRITE, &payload, WRITE_DEADLINE).await.map_err(|e| {
+                WriteError::LeaderUnreachable {
+                    addr: leader_rpc.into(),
+                    reason: e.to_string(),
+                    delivered: e.maybe_delivered(),
+                }
+            })?;
         match answer {
             Ok(reply) => Ok(reply),
             // The leader moved between our look-up and its answer: retry.
@@ -327,11 +335,14 @@ impl<A: Application> Cluster<A> {
     }
 
     async fn remote_read_index(&self, leader_rpc: &str) -> Result<u64, WriteError> {
-        let answer: Result<u64, String> = self
-            .rpc
-            .call(leader_rpc, paths::READ_INDEX, &(), WRITE_DEADLINE)
-            .await
-            .map_err(|e| WriteError::LeaderUnreachable { addr: leader_rpc.into(), reason: e.to_string() })?;
+        let answer: Result<u64, String> =
+            self.rpc.call(leader_rpc, paths::READ_INDEX, &(), WRITE_DEADLINE).await.map_err(|e| {
+                WriteError::LeaderUnreachable {
+                    addr: leader_rpc.into(),
+                    reason: e.to_string(),
+                    delivered: e.maybe_delivered(),
+                }
+            })?;
         answer.map_err(|_| WriteError::NoLeader)
     }
 

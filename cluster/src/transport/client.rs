@@ -25,6 +25,15 @@ pub enum RpcError {
     WrongPeer { addr: String, expected: NodeId, found: Option<NodeId> },
 }
 
+impl RpcError {
+    /// Whether the request may have reached the peer: anything but a
+    /// connection that was never made. A call that may have been delivered
+    /// is not safe to send again unless it is idempotent.
+    pub fn maybe_delivered(&self) -> bool {
+        !matches!(self, Self::Unreachable { source, .. } if source.is_connect())
+    }
+}
+
 /// Whom a call goes to: an address, and when the caller knows it, the member
 /// expected to answer there (its node id and data directory incarnation).
 #[derive(Debug, Clone, Copy)]
