@@ -39,6 +39,12 @@ impl AgentLimits {
         *self == Self::default()
     }
 
+    /// A cap on the day's tokens or spend: only then does the day's usage
+    /// so far matter (and need reading).
+    pub fn caps_the_day(&self) -> bool {
+        self.tokens_per_day.is_some() || self.spend_per_day_usd.is_some()
+    }
+
     /// The agent's limits where it set them, else `defaults`'.
     pub fn over(&self, defaults: &AgentLimits) -> AgentLimits {
         AgentLimits {

@@ -1,9 +1,10 @@
 //! Compiling, caching and running tool servers.
 //!
-//! A call runs a fresh instance: no state leaks between calls or
-//! callers (servers that declare themselves stateless may instead reuse a
-//! warm, initialised session: see `warm`). Instances come pre-linked (`InstancePre`) from the pooling
-//! allocator's preallocated slots, so a fresh one costs microseconds, and at
+//! A call runs a fresh instance: no state leaks between calls or callers
+//! (servers that declare themselves stateless may instead reuse a warm,
+//! initialised session: see `warm`). Instances come pre-linked
+//! (`InstancePre`) from the pooling allocator's preallocated slots, so a
+//! fresh one costs microseconds, and at
 //! most `MAX_CONCURRENT` run at once (one per slot; more would only queue
 //! for the same two cores). The host feeds the MCP
 //! handshake and the request to the module's stdin, runs it to completion

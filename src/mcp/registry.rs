@@ -259,20 +259,22 @@ impl McpRegistry {
         Ok(out)
     }
 
-    /// The compiled server and its manifest. The module itself is read (and
-    /// hashed, and compiled) only the first time this node sees its hash.
-    async fn load(&self, server: &str) -> Result<(CompiledServer, Arc<Deployed>), McpError> {
+    /// A deployed server, from the catalog.
+    async fn deployed(&self, server: &str) -> Result<Arc<Deployed>, McpError> {
         let deployed = self.catalog.get().await?.get(server).cloned();
-        let deployed = deployed.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        if let Err(why) = &deployed.manifest {
-            return Err(McpError::Invalid(why.clone()));
-        }
+        deployed.ok_or_else(|| McpError::UnknownServer(server.to_owned()))
+    }
+
+    /// A deployed server, compiled. The module itself is read (and hashed,
+    /// and compiled) only the first time this node sees its hash.
+    async fn load(&self, deployed: &Deployed) -> Result<CompiledServer, McpError> {
         if let Some(compiled) = self.host.compiled(&deployed.row.hash) {
-            return Ok((compiled, deployed));
+            return Ok(compiled);
         }
+        let server = &deployed.row.name;
         let module = self.queries.tool_server_module(server).await?;
         let module = module.ok_or_else(|| McpError::UnknownServer(server.to_owned()))?;
-        Ok((self.compile(module).await?, deployed))
+        self.compile(module).await
     }
 
     /// Cranelift compilation takes CPU for a while: never on an async
@@ -384,10 +386,10 @@ impl McpRegistry {
             self.metrics.tool_call(&server, tool, outcome_of(&result), started.elapsed());
             return Ok(result?);
         }
-        let (compiled, deployed) = self.load(&server).await?;
-        let (Ok(manifest), by) = (&deployed.manifest, &deployed.row.deployed_by) else {
-            unreachable!("load refuses a server whose manifest does not parse")
-        };
+        let deployed = self.deployed(&server).await?;
+        let manifest = deployed.manifest.as_ref().map_err(|why| McpError::Invalid(why.clone()))?;
+        let by = &deployed.row.deployed_by;
+        let compiled = self.load(&deployed).await?;
         // What the manifest asks and this node's policy grants its deployer; no more.
         let policies = self.policies();
         let (sandbox, data_dir) = policies.sandbox(manifest, by, &self.data_root);

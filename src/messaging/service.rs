@@ -396,7 +396,7 @@ impl MessageService {
             return Err(refuse(crate::config::limits::LimitReached { limit: "max_message_bytes", detail }));
         }
         let limits = own.over(&self.limits.agent_limits);
-        if limits.tokens_per_day.is_some() || limits.spend_per_day_usd.is_some() {
+        if limits.caps_the_day() {
             let today = self.queries.day_usage(receiver, crate::state::day_of(now_ms())).await?;
             if let Err(reached) = crate::config::limits::day_left(&limits, today.tokens, today.spend_usd) {
                 self.metrics.limit_reached(reached.limit);

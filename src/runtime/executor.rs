@@ -117,7 +117,7 @@ impl Executor {
     pub(super) async fn budget(&self, spec: &AgentSpec) -> Result<Budget, ProcessError> {
         let limits = self.limits_of(spec);
         // The day's usage counts only against a daily cap: no cap, no read.
-        let before = if limits.tokens_per_day.is_some() || limits.spend_per_day_usd.is_some() {
+        let before = if limits.caps_the_day() {
             let day = crate::state::day_of(crate::time::now_ms());
             self.ledger.queries.day_usage(spec.name.as_str(), day).await?
         } else {

@@ -193,16 +193,6 @@ impl Queries {
             .await
     }
 
-    pub async fn tool_server(&self, name: &str) -> Result<Option<ToolServerRow>, ReadError> {
-        let name = name.to_owned();
-        self.replica()
-            .read(move |c| {
-                c.query_row(&format!("SELECT {SERVER_COLUMNS} FROM mcp_servers WHERE name = ?1"), [name], server_row)
-                    .optional()
-            })
-            .await
-    }
-
     /// A tool server's module.
     pub async fn tool_server_module(&self, name: &str) -> Result<Option<Vec<u8>>, ReadError> {
         let name = name.to_owned();

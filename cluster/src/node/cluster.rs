@@ -293,14 +293,11 @@ impl<A: Application> Cluster<A> {
     }
 
     async fn forward(&self, leader_rpc: &str, payload: Payload) -> Result<(Reply, u64), WriteError> {
-        let answer: Result<(Reply, u64), ClientWriteFailure> =
-            self.rpc.call(leader_rpc, paths::WRITE, &payload, WRITE_DEADLINE).await.map_err(|e| {
-                WriteError::LeaderUnreachable {
-                    addr: leader_rpc.into(),
-                    reason: e.to_string(),
-                    delivered: e.maybe_delivered(),
-                }
-            })?;
+        let answer: Result<(Reply, u64), ClientWriteFailure> = self
+            .rpc
+            .call(leader_rpc, paths::WRITE, &payload, WRITE_DEADLINE)
+            .await
+            .map_err(|e| leader_unreachable(leader_rpc, e))?;
         match answer {
             Ok(reply) => Ok(reply),
             // The leader moved between our look-up and its answer: retry.
@@ -335,14 +332,11 @@ impl<A: Application> Cluster<A> {
     }
 
     async fn remote_read_index(&self, leader_rpc: &str) -> Result<u64, WriteError> {
-        let answer: Result<u64, String> =
-            self.rpc.call(leader_rpc, paths::READ_INDEX, &(), WRITE_DEADLINE).await.map_err(|e| {
-                WriteError::LeaderUnreachable {
-                    addr: leader_rpc.into(),
-                    reason: e.to_string(),
-                    delivered: e.maybe_delivered(),
-                }
-            })?;
+        let answer: Result<u64, String> = self
+            .rpc
+            .call(leader_rpc, paths::READ_INDEX, &(), WRITE_DEADLINE)
+            .await
+            .map_err(|e| leader_unreachable(leader_rpc, e))?;
         answer.map_err(|_| WriteError::NoLeader)
     }
 
@@ -370,4 +364,9 @@ impl<A: Application> Cluster<A> {
         }
         tasks.shutdown().await;
     }
+}
+
+/// A call to the leader that failed, and whether it may have arrived.
+fn leader_unreachable(leader_rpc: &str, e: crate::transport::RpcError) -> WriteError {
+    WriteError::LeaderUnreachable { addr: leader_rpc.into(), reason: e.to_string(), delivered: e.maybe_delivered() }
 }
