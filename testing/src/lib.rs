@@ -11,6 +11,7 @@
 
 mod browser;
 mod cluster;
+pub mod figures;
 mod in_process;
 mod node;
 mod openai_stub;

@@ -206,8 +206,21 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.with(|c| Self::get_meta(c, "vote"))
     }
 
+    /// Not a durability point, so not synced: openraft awaits this between
+    /// a commit and its apply, and an fsync here was one of the two per
+    /// commit. The pointer survives a process crash (the write is in the
+    /// OS's hands); a power loss may take it back, and then openraft starts
+    /// from the replica's applied index (`committed < last_applied` is
+    /// raised to it) and applies the rest once a leader commits again,
+    /// which is its documented behaviour when the pointer is not saved.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        self.with(|c| Self::put_meta(c, "committed", &committed)).map_err(write_err)
+        self.with(|c| {
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            let saved = Self::put_meta(c, "committed", &committed);
+            c.pragma_update(None, "synchronous", "FULL")?;
+            saved
+        })
+        .map_err(write_err)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
