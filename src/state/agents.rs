@@ -94,9 +94,12 @@ impl DeployAgent {
             .optional()?
             .unwrap_or(self.owner);
         if created {
+            // The row's spec is filled in by `promote_revision` below; until
+            // then an empty JSON object, as the `agents_subscribing` index
+            // reads every spec as JSON.
             ctx.tx.execute(
                 "INSERT INTO agents(name_key, name, revision, version, spec, toml, source, owner, shard, created_at, updated_at)
-                 VALUES (?1, ?2, 0, '', '', '', ?3, ?4, ?5, ?6, ?6)",
+                 VALUES (?1, ?2, 0, '', '{}', '', ?3, ?4, ?5, ?6, ?6)",
                 params![key, self.spec.name.as_str(), source_json, owner, shard, self.at_ms],
             )?;
         } else {

@@ -400,3 +400,23 @@ fn retention_prunes_finished_protocol_history_and_keeps_open_auctions() {
     let left: String = db.query_row("SELECT id FROM auctions", [], |r| r.get(0)).unwrap();
     assert_eq!((count(&db, "auctions"), left.as_str()), (1, "open"), "an open auction is never pruned");
 }
+
+#[test]
+fn a_publication_reads_only_the_agents_that_subscribe() {
+    let mut db = replica();
+    for i in 0..50 {
+        apply(&mut db, i + 1, deploy(&format!("name = \"Quiet{i}\"\nsystem_prompt = \"x\"\n")));
+    }
+    db.execute_batch("ANALYZE").unwrap();
+    let plan: Vec<String> = {
+        let mut s = db.prepare(&format!("EXPLAIN QUERY PLAN {}", super::topics::RECIPIENTS)).unwrap();
+        s.query_map([], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect()
+    };
+    // Each read of `agents` is through the partial index or by key, never
+    // a scan of every agent's definition.
+    let reads: Vec<&String> = plan.iter().filter(|step| step.contains(" a ") || step.ends_with(" a")).collect();
+    assert!(!reads.is_empty(), "{plan:?}");
+    for step in reads {
+        assert!(step.contains("agents_subscribing") || step.starts_with("SEARCH a"), "{step} in {plan:?}");
+    }
+}

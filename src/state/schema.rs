@@ -13,6 +13,10 @@ CREATE TABLE IF NOT EXISTS agents (
     updated_at   INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS agents_shard ON agents(shard);
+-- A publication's fan-out reads only the agents whose definition
+-- subscribes (topics::recipients): O(subscribers), not O(agents).
+CREATE INDEX IF NOT EXISTS agents_subscribing ON agents(name_key)
+    WHERE json_array_length(spec, '$.subscriptions') > 0;
 CREATE TABLE IF NOT EXISTS shards (
     shard INTEGER PRIMARY KEY,
     owner INTEGER NOT NULL,

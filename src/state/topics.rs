@@ -255,16 +255,22 @@ fn publish(ctx: &mut ApplyCtx<'_, '_>, p: Publication) -> rusqlite::Result<Publi
     Ok(Published::Fanned(fanned))
 }
 
+/// Definition subscriptions (agents whose spec subscribes, through the
+/// `agents_subscribing` partial index) and runtime ones, in one order.
+/// `CROSS JOIN` keeps `subscriptions` the outer loop: the planner would
+/// otherwise walk every agent in key order to merge the two halves.
+pub(super) const RECIPIENTS: &str =
+    "SELECT a.name, a.name_key, s.value, NULL, NULL FROM agents a, json_each(a.spec, '$.subscriptions') s
+       WHERE json_array_length(a.spec, '$.subscriptions') > 0
+     UNION ALL
+     SELECT a.name, a.name_key, sub.pattern, sub.conversation_id, sub.created_by FROM subscriptions sub
+       CROSS JOIN agents a ON a.name_key = sub.agent_key
+     ORDER BY 2, 3, 4";
+
 /// Every subscription matching `topic`, in an order every replica agrees
 /// on (agent, then pattern, then subscription id).
 fn recipients(tx: &Transaction<'_>, topic_name: &str) -> rusqlite::Result<Vec<Recipient>> {
-    let mut s = tx.prepare_cached(
-        "SELECT a.name, a.name_key, s.value, NULL, NULL FROM agents a, json_each(a.spec, '$.subscriptions') s
-         UNION ALL
-         SELECT a.name, a.name_key, sub.pattern, sub.conversation_id, sub.created_by FROM subscriptions sub
-           JOIN agents a ON a.name_key = sub.agent_key
-         ORDER BY 2, 3, 4",
-    )?;
+    let mut s = tx.prepare_cached(RECIPIENTS)?;
     let rows = s.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
