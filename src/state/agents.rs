@@ -319,6 +319,17 @@ const VERSION_COLUMNS: &str = "revision, version, deployed_at, toml, deployed_by
 
 const AGENT_COLUMNS: &str = "name, revision, version, spec, toml, source, owner, created_at, updated_at";
 
+/// A page of the agents with capability ?2 after name ?1, ?3 long: walks
+/// that capability's keys from ?1 (the `agent_capabilities` primary key)
+/// and looks each agent up, so a page costs O(page) however many agents
+/// there are.
+pub(super) fn page_by_capability() -> String {
+    format!(
+        "SELECT {AGENT_COLUMNS} FROM agent_capabilities c CROSS JOIN agents ON agents.name_key = c.name_key
+         WHERE c.capability = ?2 AND c.name_key > ?1 ORDER BY c.name_key LIMIT ?3"
+    )
+}
+
 fn agent_from_row(r: &Row<'_>) -> rusqlite::Result<AgentRecord> {
     let spec: String = r.get(3)?;
     let source: String = r.get(5)?;
@@ -373,11 +384,7 @@ impl Queries {
             .read(move |c| {
                 let rows = match capability {
                     Some(cap) => {
-                        let mut s = c.prepare_cached(&format!(
-                            "SELECT {AGENT_COLUMNS} FROM agents WHERE name_key > ?1 AND name_key IN
-                             (SELECT name_key FROM agent_capabilities WHERE capability = ?2)
-                             ORDER BY name_key LIMIT ?3"
-                        ))?;
+                        let mut s = c.prepare_cached(&page_by_capability())?;
                         let rows = s.query_map(params![after, cap, limit], agent_from_row)?;
                         rows.collect::<rusqlite::Result<Vec<_>>>()?
                     }

@@ -420,3 +420,25 @@ fn a_publication_reads_only_the_agents_that_subscribe() {
         assert!(step.contains("agents_subscribing") || step.starts_with("SEARCH a"), "{step} in {plan:?}");
     }
 }
+
+#[test]
+fn a_page_of_agents_by_capability_walks_only_that_capability() {
+    let mut db = replica();
+    for i in 0..50 {
+        let toml = format!("name = \"A{i}\"\nsystem_prompt = \"x\"\ncapabilities = [\"c{}\"]\n", i % 5);
+        apply(&mut db, i + 1, deploy(&toml));
+    }
+    db.execute_batch("ANALYZE").unwrap();
+    let sql = super::agents::page_by_capability();
+    let plan: Vec<String> = {
+        let mut s = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        s.query_map(rusqlite::params!["", "c0", 1], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect()
+    };
+    assert!(plan[0].starts_with("SEARCH c USING") && plan[0].contains("capability=? AND name_key>?"), "{plan:?}");
+    assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "no step walks a whole table: {plan:?}");
+    let names: Vec<String> = {
+        let mut s = db.prepare(&sql).unwrap();
+        s.query_map(rusqlite::params!["a10", "c0", 3], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(names, ["A15", "A20", "A25"], "c0 after a10, in key order");
+}
