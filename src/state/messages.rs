@@ -1074,7 +1074,9 @@ impl Queries {
         self.replica()
             .read(move |c| {
                 let mut s = c.prepare_cached(
-                    "SELECT m.id, m.receiver, m.seq FROM messages m JOIN agents a ON a.name_key = m.receiver_key
+                    // CROSS JOIN: from the pending messages (a partial
+                    // index) to their agents, never every agent each sweep.
+                    "SELECT m.id, m.receiver, m.seq FROM messages m CROSS JOIN agents a ON a.name_key = m.receiver_key
                      WHERE m.status = 'accepted' AND a.owner = ?1 ORDER BY m.seq",
                 )?;
                 let rows = s.query_map(params![node_id], |r| {
