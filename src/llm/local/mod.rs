@@ -6,6 +6,7 @@
 //! KV cache; the weights are shared). Tools are not offered to this model: a
 //! 135M model cannot call them reliably, so it answers in text only.
 
+mod requant;
 mod tokenizer;
 
 use std::path::PathBuf;
@@ -76,7 +77,13 @@ impl LocalModel {
         let invalid = |reason: String| LocalModelError::Invalid { path: shown.clone(), reason };
         let content = gguf_file::Content::read(&mut file).map_err(|e| invalid(e.to_string()))?;
         let tokenizer = GgufTokenizer::from_gguf(&content).map_err(invalid)?;
-        let weights = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).map_err(|e| invalid(e.to_string()))?;
+        let weights = if requant::worthwhile(&content) {
+            let (content, mut bytes) = requant::as_q8_0(&content, &mut file).map_err(|e| invalid(e.to_string()))?;
+            ModelWeights::from_gguf(content, &mut bytes, &Device::Cpu)
+        } else {
+            ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
+        }
+        .map_err(|e| invalid(e.to_string()))?;
         Ok(Loaded { weights, tokenizer })
     }
 
