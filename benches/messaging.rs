@@ -130,7 +130,9 @@ async fn local_model() -> anyhow::Result<()> {
             seed: 7,
         },
     );
+    let t = Instant::now();
     model.warm_up().await?;
+    println!("(c) local model loaded in {:.0} ms (Q4_1 weights re-encoded as Q8_0)", t.elapsed().as_secs_f64() * 1e3);
     let req = ChatRequest {
         messages: vec![
             ChatMessage::system("You are a helpful assistant."),

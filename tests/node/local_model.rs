@@ -46,6 +46,8 @@ async fn answers_and_stops_at_end_of_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_tokens_incrementally() {
     let m = model();
+    // Loaded first: the comparison below is of the generation alone.
+    m.warm_up().await.unwrap();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let req =
         ChatRequest { messages: vec![ChatMessage::user("Count from one to five in words.")], ..Default::default() };
