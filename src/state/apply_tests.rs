@@ -401,6 +401,12 @@ fn retention_prunes_finished_protocol_history_and_keeps_open_auctions() {
     assert_eq!((count(&db, "auctions"), left.as_str()), (1, "open"), "an open auction is never pruned");
 }
 
+/// SQLite's plan for `sql`, one step (its `detail`) per entry.
+fn query_plan(db: &Connection, sql: &str, params: impl rusqlite::Params) -> Vec<String> {
+    let mut s = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+    s.query_map(params, |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect()
+}
+
 #[test]
 fn a_publication_reads_only_the_agents_that_subscribe() {
     let mut db = replica();
@@ -408,10 +414,7 @@ fn a_publication_reads_only_the_agents_that_subscribe() {
         apply(&mut db, i + 1, deploy(&format!("name = \"Quiet{i}\"\nsystem_prompt = \"x\"\n")));
     }
     db.execute_batch("ANALYZE").unwrap();
-    let plan: Vec<String> = {
-        let mut s = db.prepare(&format!("EXPLAIN QUERY PLAN {}", super::topics::RECIPIENTS)).unwrap();
-        s.query_map([], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect()
-    };
+    let plan = query_plan(&db, super::topics::RECIPIENTS, []);
     // Each read of `agents` is through the partial index or by key, never
     // a scan of every agent's definition.
     let reads: Vec<&String> = plan.iter().filter(|step| step.contains(" a ") || step.ends_with(" a")).collect();
@@ -430,10 +433,7 @@ fn a_page_of_agents_by_capability_walks_only_that_capability() {
     }
     db.execute_batch("ANALYZE").unwrap();
     let sql = super::agents::page_by_capability();
-    let plan: Vec<String> = {
-        let mut s = db.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
-        s.query_map(rusqlite::params!["", "c0", 1], |r| r.get::<_, String>(3)).unwrap().map(Result::unwrap).collect()
-    };
+    let plan = query_plan(&db, &sql, rusqlite::params!["", "c0", 1]);
     assert!(plan[0].starts_with("SEARCH c USING") && plan[0].contains("capability=? AND name_key>?"), "{plan:?}");
     assert!(plan.iter().all(|step| !step.starts_with("SCAN")), "no step walks a whole table: {plan:?}");
     let names: Vec<String> = {
