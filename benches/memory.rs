@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use caxton::memory::types::{Place, Viewer};
 use caxton::memory::{dot, Embedder, Filter, IndexedRow, VectorIndex, DIMENSIONS};
-use caxton_testing::{models_dir, percentile, InProcessNode};
+use caxton_testing::{models_dir, percentile, resident_kb, InProcessNode};
 use rand::{Rng, SeedableRng};
 
 fn ms(v: &mut [Duration], p: f64) -> f64 {
@@ -20,16 +20,6 @@ fn unit_vector(rng: &mut impl Rng) -> Vec<f32> {
     let v: Vec<f32> = (0..DIMENSIONS).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
     let n = dot(&v, &v).sqrt();
     v.into_iter().map(|x| x / n).collect()
-}
-
-fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .unwrap_or(0.0)
-        / 1024.0
 }
 
 fn search_bench(n: usize) {
@@ -77,7 +67,7 @@ fn search_bench(n: usize) {
 }
 
 async fn embedding_bench(dir: &std::path::Path) {
-    let before = rss_mb();
+    let before = resident_kb(std::process::id()) / 1024.0;
     let e = Embedder::start(dir.to_path_buf()).unwrap();
     let sentences: Vec<String> = (0..256)
         .map(|i| {
@@ -85,7 +75,10 @@ async fn embedding_bench(dir: &std::path::Path) {
         })
         .collect();
     e.embed(sentences[..8].to_vec()).await.unwrap();
-    println!("resident memory: {before:.0} MB before the model, {:.0} MB with MiniLM loaded", rss_mb());
+    println!(
+        "resident memory: {before:.0} MB before the model, {:.0} MB with MiniLM loaded",
+        resident_kb(std::process::id()) / 1024.0
+    );
     let t = Instant::now();
     for s in &sentences[..64] {
         e.embed_one(s).await.unwrap();

@@ -11,21 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use caxton_testing::{echo_agent_toml, figures, percentile, TestNode};
+use caxton_testing::{echo_agent_toml, figures, percentile, resident_kb, TestNode};
 use rand::Rng;
 use serde_json::json;
 
 const WRITERS: u64 = 32;
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("the node's /proc status");
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .expect("VmRSS in /proc status");
-    kb / 1024.0
-}
 
 fn name(i: u64) -> String {
     format!("a{i:06}")
@@ -135,7 +125,7 @@ async fn main() {
     let n: u64 =
         std::env::args().skip_while(|a| a != "--agents").nth(1).and_then(|s| s.parse().ok()).unwrap_or(100_000);
     let mut node = TestNode::start().await;
-    let empty = rss_mb(node.pid());
+    let empty = resident_kb(node.pid()) / 1024.0;
     println!("{n} echo agents on one node (data on disk, fsync on), {WRITERS} writers over HTTP");
     println!("resident memory with no agent: {empty:.0} MB");
 
@@ -161,7 +151,7 @@ async fn main() {
         ms(&mut lat, 0.5),
         ms(&mut lat, 0.99)
     );
-    let rss = rss_mb(node.pid());
+    let rss = resident_kb(node.pid()) / 1024.0;
     println!(
         "resident memory with {n} agents: {rss:.0} MB ({:.1} KB per agent above the empty node)",
         (rss - empty) * 1024.0 / n as f64
@@ -175,7 +165,7 @@ async fn main() {
         answered.as_secs_f64()
     );
     let (mut after, errors_after) = message_random(&node, n, 1000).await;
-    let rss_after = rss_mb(node.pid());
+    let rss_after = resident_kb(node.pid()) / 1024.0;
     println!(
         "after the restart: 1,000 messages p50 {:.2} ms, {errors_after} errors; resident memory {rss_after:.0} MB",
         ms(&mut after, 0.5)

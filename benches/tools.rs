@@ -10,20 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caxton::mcp::{Limits, McpHost, Sandbox};
-use caxton_testing::{figures, percentile, repo_path};
+use caxton_testing::{figures, percentile, repo_path, resident_kb};
 use serde_json::json;
 
 fn us(v: &mut [Duration], p: f64) -> f64 {
     percentile(v, p).as_secs_f64() * 1e6
-}
-
-fn rss_kb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0.0)
 }
 
 fn bare_call_rate() -> f64 {
@@ -190,7 +181,7 @@ async fn main() {
     figures::record("tools.bare_wasmtime.rate", bare);
 
     // Memory per idle (compiled, not running) server.
-    let before = rss_kb();
+    let before = resident_kb(std::process::id());
     let mut keep = Vec::new();
     for i in 0..20u8 {
         let mut variant = bytes.clone();
@@ -198,5 +189,8 @@ async fn main() {
         variant.extend_from_slice(&[0, 3, 1, b'x', i]);
         keep.push(host.compile(&variant).unwrap());
     }
-    println!("resident memory per idle server: {:.0} KB (20 distinct compiled modules)", (rss_kb() - before) / 20.0);
+    println!(
+        "resident memory per idle server: {:.0} KB (20 distinct compiled modules)",
+        (resident_kb(std::process::id()) - before) / 20.0
+    );
 }

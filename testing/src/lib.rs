@@ -189,6 +189,18 @@ where
     panic!("timed out after {timeout:?} waiting for: {what}");
 }
 
+/// Resident memory of process `pid` in KiB (`VmRSS`; Linux);
+/// `std::process::id()` for the caller's own.
+pub fn resident_kb(pid: u32) -> f64 {
+    let status =
+        std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"))
+}
+
 /// The `p`-quantile (0.0..=1.0, nearest rank) of `samples`, which it sorts.
 pub fn percentile(samples: &mut [Duration], p: f64) -> Duration {
     assert!(!samples.is_empty(), "percentile of no samples");
