@@ -6,7 +6,8 @@
 //!     `tokio::sync::mpsc` channel measured in the same run;
 //! (c) the local model: tokens/s and time to first token.
 //!
-//! Run: `cargo bench --bench messaging` (`-- --quick` for a short run).
+//! Run: `cargo bench --bench messaging` (`-- --quick` for a short run,
+//! `-- --local` for step (c) alone).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -199,6 +200,9 @@ fn median(v: &mut [f64]) -> f64 {
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> anyhow::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
+    if std::env::args().any(|a| a == "--local") {
+        return local_model().await;
+    }
     routing_vs_mpsc(quick).await;
     end_to_end(quick).await?;
     local_model().await?;

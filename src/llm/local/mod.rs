@@ -1,13 +1,14 @@
-//! An in-process GGUF model (default SmolLM2-135M-Instruct) run with
-//! candle's quantized llama on the CPU.
+//! An in-process GGUF model (default SmolLM2-135M-Instruct) on the CPU: our
+//! own llama forward pass (`llama.rs`) around candle's quantized kernels.
 //!
 //! Loaded lazily on first use. Generation runs on blocking threads, never on
 //! the async workers, and at most `concurrency` at a time (each holds its own
 //! KV cache; the weights are shared). Tools are not offered to this model: a
 //! 135M model cannot call them reliably, so it answers in text only.
 
-mod requant;
+mod llama;
 mod tokenizer;
+mod weight;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,6 @@ use std::time::Instant;
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::types::{ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, Usage};
@@ -42,7 +42,7 @@ pub struct LocalSettings {
 }
 
 struct Loaded {
-    weights: ModelWeights,
+    model: llama::Llama,
     tokenizer: GgufTokenizer,
 }
 
@@ -77,14 +77,8 @@ impl LocalModel {
         let invalid = |reason: String| LocalModelError::Invalid { path: shown.clone(), reason };
         let content = gguf_file::Content::read(&mut file).map_err(|e| invalid(e.to_string()))?;
         let tokenizer = GgufTokenizer::from_gguf(&content).map_err(invalid)?;
-        let weights = if requant::worthwhile(&content) {
-            let (content, mut bytes) = requant::as_q8_0(&content, &mut file).map_err(|e| invalid(e.to_string()))?;
-            ModelWeights::from_gguf(content, &mut bytes, &Device::Cpu)
-        } else {
-            ModelWeights::from_gguf(content, &mut file, &Device::Cpu)
-        }
-        .map_err(|e| invalid(e.to_string()))?;
-        Ok(Loaded { weights, tokenizer })
+        let model = llama::Llama::read(&content, &mut file).map_err(|e| invalid(e.to_string()))?;
+        Ok(Loaded { model, tokenizer })
     }
 
     async fn loaded(&self) -> Result<Arc<Loaded>, LlmError> {
@@ -206,9 +200,8 @@ fn render_turn(m: &ChatMessage) -> String {
     format!("<|im_start|>{role}\n{content}<|im_end|>\n")
 }
 
-/// Positions the model can attend to (candle's quantized llama computes its
-/// rotary table for this many): prompt and answer together.
-const MODEL_WINDOW: usize = candle_transformers::models::quantized_llama::MAX_SEQ_LEN;
+/// Positions the model can attend to: prompt and answer together.
+const MODEL_WINDOW: usize = llama::WINDOW;
 
 /// A message's text beyond this many bytes per token of budget cannot fit
 /// (no token of the vocabulary is that long), so it is refused without
@@ -290,19 +283,20 @@ fn run_generation(
     let err = |e: candle_core::Error| LlmError::Local(e.to_string());
     let started = Instant::now();
     let tok = &loaded.tokenizer;
-    // A private copy: shares the weights, owns its KV cache.
-    let mut model = loaded.weights.clone();
+    let model = &loaded.model;
+    // This generation's own keys and values; the weights are shared.
+    let mut cache = model.cache(prompt_ids.len() + knobs.max_tokens);
+    let logits_of = |values: Vec<f32>| Tensor::from_vec(values, model.vocabulary(), &Device::Cpu).map_err(err);
     let mut sampler = LogitsProcessor::from_sampling(knobs.seed, knobs.sampling());
     let stops: Vec<u32> = [Some(tok.eos), tok.end_of_turn].into_iter().flatten().collect();
 
-    let input = Tensor::new(prompt_ids, &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
-    let mut logits = model.forward(&input, 0).map_err(err)?.squeeze(0).map_err(err)?;
+    let mut logits = logits_of(model.forward(prompt_ids, &mut cache).map_err(err)?)?;
     let mut generated: Vec<u32> = Vec::with_capacity(knobs.max_tokens);
     let mut emitted = String::new();
     let mut first_token_at = None;
     let mut stopped = false;
     let mut cut = None;
-    for step in 0..knobs.max_tokens {
+    for _ in 0..knobs.max_tokens {
         let next = sampler.sample(&logits).map_err(err)?;
         if first_token_at.is_none() {
             first_token_at = Some(started.elapsed());
@@ -326,8 +320,7 @@ fn run_generation(
             }
             emitted = shown.to_owned();
         }
-        let input = Tensor::new(&[next], &Device::Cpu).map_err(err)?.unsqueeze(0).map_err(err)?;
-        logits = model.forward(&input, prompt_ids.len() + step).map_err(err)?.squeeze(0).map_err(err)?;
+        logits = logits_of(model.forward(&[next], &mut cache).map_err(err)?)?;
     }
     let mut text = tok.decode(&generated).map_err(LlmError::Local)?;
     if let Some(at) = cut {
