@@ -164,12 +164,16 @@ chaos-long: models
 	$(CARGO_TARGET_DIR)/debug/caxton-chaos run --seed $(SEED) --minutes $(MINUTES) --nodes $(NODES) --out $(CHAOS_OUT)/seed-$(SEED)
 
 # The local model's reference: llama.cpp (`llama-cpp-python`, built from
-# its PyPI source with cmake) in the test venv.
+# its PyPI source with cmake) in the test venv, for AVX2 / FMA / F16C: the
+# instruction set candle's kernels use here. (A native build also compiles
+# ggml's AMX kernels on CPUs that list AMX, and those crash in the VMs this
+# runs on.)
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 llamacpp: pydeps
 	$(PYENV)/bin/python -c 'import llama_cpp' 2>/dev/null || { \
 		command -v cmake >/dev/null && command -v g++ >/dev/null \
 			|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends cmake g++); \
-		$(PYENV)/bin/pip install --quiet --disable-pip-version-check llama-cpp-python; }
+		CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(PYENV)/bin/pip install --quiet --disable-pip-version-check --no-cache-dir llama-cpp-python; }
 
 # Every bench, then the summary: each figure beside its target and its
 # side-by-side reference (scripts/bench_summary.py), printed and written

@@ -215,7 +215,7 @@ impl AuctionDriver {
         let wake = super::wake_on(&ledger, shutdown, |e| {
             matches!(
                 e,
-                crate::state::StateEvent::ReplyRecorded { .. } | crate::state::StateEvent::ConversationChanged { .. }
+                crate::state::StateEvent::ReplyRecorded(_) | crate::state::StateEvent::ConversationChanged { .. }
             )
         });
         Self { ledger, messages, wake }

@@ -75,16 +75,19 @@ pub fn wake_on(ledger: &Ledger, shutdown: &crate::shutdown::Shutdown, matters: f
 /// moved on, or an answer to one of its calls (ids `{id}.rR` and
 /// `{id}.rR.K`). Ordinary traffic never wakes the drivers.
 pub fn protocol_moved(e: &StateEvent) -> bool {
-    let round = |s: Option<&str>| s.and_then(|s| s.strip_prefix('r')).is_some_and(is_number);
     match e {
         StateEvent::ProtocolChanged { .. } => true,
-        StateEvent::ReplyRecorded { request_id, .. } => {
-            let mut parts = request_id.rsplit('.');
-            let (last, before) = (parts.next(), parts.next());
-            round(last) || (last.is_some_and(is_number) && round(before))
-        }
+        StateEvent::ReplyRecorded(answered) => is_protocol_call(&answered.request.id),
         _ => false,
     }
+}
+
+/// A protocol's call ids: `{id}.rR` and `{id}.rR.K`.
+fn is_protocol_call(request_id: &str) -> bool {
+    let round = |s: Option<&str>| s.and_then(|s| s.strip_prefix('r')).is_some_and(is_number);
+    let mut parts = request_id.rsplit('.');
+    let (last, before) = (parts.next(), parts.next());
+    round(last) || (last.is_some_and(is_number) && round(before))
 }
 
 fn is_number(s: &str) -> bool {
@@ -118,12 +121,11 @@ mod tests {
 
     #[test]
     fn only_protocol_answers_wake_the_drivers() {
-        let reply = |id: &str| StateEvent::ReplyRecorded { request_id: id.into(), reply_id: format!("{id}-reply") };
-        assert!(protocol_moved(&reply("auction-1.r0.3")));
-        assert!(protocol_moved(&reply("negotiation-7.r12")));
+        assert!(is_protocol_call("auction-1.r0.3"));
+        assert!(is_protocol_call("negotiation-7.r12"));
         assert!(protocol_moved(&StateEvent::ProtocolChanged { id: "eng-1".into() }));
         for plain in ["0190f0c2-8f5e-7c3a-b2a1-1f2e3d4c5b6a", "order.42", "x.rabbit", "a.r", "a.r1x.2"] {
-            assert!(!protocol_moved(&reply(plain)), "{plain}");
+            assert!(!is_protocol_call(plain), "{plain}");
         }
         assert!(!protocol_moved(&StateEvent::ConversationChanged { id: "auction-1".into() }));
     }

@@ -80,7 +80,7 @@ impl NegotiationDriver {
         let wake = super::wake_on(&ledger, shutdown, |e| {
             matches!(
                 e,
-                crate::state::StateEvent::ReplyRecorded { .. } | crate::state::StateEvent::ConversationChanged { .. }
+                crate::state::StateEvent::ReplyRecorded(_) | crate::state::StateEvent::ConversationChanged { .. }
             )
         });
         Self { ledger, messages, wake }

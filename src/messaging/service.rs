@@ -17,8 +17,8 @@ use crate::config::AgentName;
 use crate::llm::ChatMessage;
 use crate::shutdown::Shutdown;
 use crate::state::{
-    AcceptMessages, AcceptOutcome, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Publication, Publish,
-    Queries, SetConversation, StateEvent, REPLY_SUFFIX,
+    AcceptMessages, AcceptOutcome, Answered, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Publication,
+    Publish, Queries, SetConversation, StateEvent, REPLY_SUFFIX,
 };
 use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 use crate::time::now_ms;
@@ -149,14 +149,15 @@ pub struct Conversation {
 
 #[derive(Default)]
 struct Waiters {
-    by_request: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    by_request: Mutex<HashMap<String, Vec<oneshot::Sender<Arc<Answered>>>>>,
 }
 
-/// One caller waiting for a reply. Dropping it (the reply came, the wait
-/// ran out, or the client went away and its request future was dropped)
-/// removes its entry, so a waiter never outlives its caller.
+/// One caller waiting for a reply, handed the request and its reply as
+/// they were committed. Dropping it (the reply came, the wait ran out, or
+/// the client went away and its request future was dropped) removes its
+/// entry, so a waiter never outlives its caller.
 struct Waiter {
-    rx: oneshot::Receiver<()>,
+    rx: oneshot::Receiver<Arc<Answered>>,
     id: String,
     waiters: Arc<Waiters>,
 }
@@ -180,10 +181,10 @@ impl Waiters {
         self.by_request.lock().values().map(Vec::len).sum()
     }
 
-    fn wake(&self, id: &str) {
-        if let Some(list) = self.by_request.lock().remove(id) {
+    fn wake(&self, answered: &Arc<Answered>) {
+        if let Some(list) = self.by_request.lock().remove(&answered.request.id) {
             for tx in list {
-                let _ = tx.send(());
+                let _ = tx.send(answered.clone());
             }
         }
     }
@@ -540,7 +541,10 @@ impl MessageService {
             // Woken by the commit, or re-check now and then in case an event was missed.
             let tick = tokio::time::sleep(Duration::from_millis(500));
             tokio::select! {
-                _ = &mut waiter.rx => { waiter = self.waiters.register(id); }
+                woken = &mut waiter.rx => match woken {
+                    Ok(answered) => return Ok((answered.request.clone(), answered.reply.clone())),
+                    Err(_) => waiter = self.waiters.register(id),
+                },
                 _ = tick => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     drop(waiter);
@@ -597,7 +601,7 @@ impl MessageService {
 async fn wake_waiters(mut events: broadcast::Receiver<StateEvent>, waiters: Arc<Waiters>) {
     loop {
         match events.recv().await {
-            Ok(StateEvent::ReplyRecorded { request_id, .. }) => waiters.wake(&request_id),
+            Ok(StateEvent::ReplyRecorded(answered)) => waiters.wake(&answered),
             Ok(_) => {}
             // Missed events are covered by the waiters' own periodic re-check.
             Err(broadcast::error::RecvError::Lagged(_)) => {}

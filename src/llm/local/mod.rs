@@ -7,6 +7,7 @@
 //! 135M model cannot call them reliably, so it answers in text only.
 
 mod llama;
+mod q4_1;
 mod tokenizer;
 mod weight;
 
