@@ -119,29 +119,49 @@ mod avx2 {
     /// The CPU supports AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub(super) unsafe fn dot(row: &[u8], acts: &[Rounded]) -> f32 {
-        let low = _mm_set1_epi8(0x0F);
-        let ones = _mm256_set1_epi16(1);
-        let mut scaled = _mm256_setzero_ps();
-        let mut shifted = 0f32;
-        for (w, a) in row.chunks_exact(BLOCK_BYTES).zip(acts) {
-            // d and m, converted together.
-            let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([w[0], w[1], w[2], w[3]])));
-            let d = _mm_cvtss_f32(dm);
-            let m = _mm_cvtss_f32(_mm_movehdup_ps(dm));
-            // SAFETY (both loads): `w` has 16 bytes after its 4-byte
-            // header, `a.values` 32; unaligned loads.
-            let packed = _mm_loadu_si128(w.as_ptr().add(4).cast());
-            let nibbles = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low), _mm_and_si128(packed, low));
-            let values = _mm256_loadu_si256(a.values.as_ptr().cast());
-            // u8 × i8 pairs summed to i16 (15·127·2 cannot saturate), then to i32.
-            let products = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, values), ones);
-            scaled = _mm256_fmadd_ps(_mm256_set1_ps(d * a.scale), _mm256_cvtepi32_ps(products), scaled);
-            shifted += m * a.sum;
+        // Two blocks per step into two accumulators: one chain of fused
+        // multiply-adds would wait on its own latency every block.
+        let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let (mut shift_even, mut shift_odd) = (0f32, 0f32);
+        let mut pairs = row.chunks_exact(2 * BLOCK_BYTES).zip(acts.chunks_exact(2));
+        for (w, a) in &mut pairs {
+            let (s0, m0) = block(&w[..BLOCK_BYTES], &a[0]);
+            let (s1, m1) = block(&w[BLOCK_BYTES..], &a[1]);
+            even = _mm256_add_ps(even, s0);
+            odd = _mm256_add_ps(odd, s1);
+            shift_even += m0;
+            shift_odd += m1;
         }
-        let half = _mm_add_ps(_mm256_castps256_ps128(scaled), _mm256_extractf128_ps(scaled, 1));
+        if let Some(last) = row.chunks_exact(2 * BLOCK_BYTES).remainder().get(..BLOCK_BYTES) {
+            let (s, m) = block(last, &acts[acts.len() - 1]);
+            even = _mm256_add_ps(even, s);
+            shift_even += m;
+        }
+        let total = _mm256_add_ps(even, odd);
+        let half = _mm_add_ps(_mm256_castps256_ps128(total), _mm256_extractf128_ps(total, 1));
         let quarter = _mm_add_ps(half, _mm_movehl_ps(half, half));
         let one = _mm_add_ss(quarter, _mm_movehdup_ps(quarter));
-        _mm_cvtss_f32(one) + shifted
+        _mm_cvtss_f32(one) + shift_even + shift_odd
+    }
+
+    /// One block: its scaled integer products (8 lanes to be summed) and
+    /// its minimum times the activations' sum.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn block(w: &[u8], a: &Rounded) -> (__m256, f32) {
+        // d and m, converted together.
+        let dm = _mm_cvtph_ps(_mm_cvtsi32_si128(i32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+        let d = _mm_cvtss_f32(dm);
+        let m = _mm_cvtss_f32(_mm_movehdup_ps(dm));
+        // SAFETY (both loads): `w` has 16 bytes after its 4-byte header,
+        // `a.values` 32; unaligned loads.
+        let packed = _mm_loadu_si128(w.as_ptr().add(4).cast());
+        let low = _mm_set1_epi8(0x0F);
+        let nibbles = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(packed, 4), low), _mm_and_si128(packed, low));
+        let values = _mm256_loadu_si256(a.values.as_ptr().cast());
+        // u8 × i8 pairs summed to i16 (15·127·2 cannot saturate), then to i32.
+        let products = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, values), _mm256_set1_epi16(1));
+        (_mm256_mul_ps(_mm256_set1_ps(d * a.scale), _mm256_cvtepi32_ps(products)), m * a.sum)
     }
 }
 
