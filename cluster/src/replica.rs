@@ -20,14 +20,20 @@ pub enum ReadError {
 }
 
 /// A small pool of read-only connections; SQLite WAL lets them read while
-/// the state machine writes.
+/// the state machine writes. At most [`READERS`] reads run at once, each on
+/// a connection kept for the next: under load a read waits for one rather
+/// than opening a connection of its own (schema parsed again, every
+/// statement prepared again, a blocking thread more) and dropping it after.
 #[derive(Clone)]
 pub struct Replica {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
-const MAX_IDLE: usize = 8;
+/// Reads at once (and connections kept). More would only queue on the
+/// cores, and each holds a blocking thread.
+const READERS: usize = 8;
 
 impl Replica {
     /// A digest of this node's application state and the log index it is
@@ -42,7 +48,7 @@ impl Replica {
     }
 
     pub(crate) fn new(path: PathBuf) -> Self {
-        Self { path, idle: Arc::new(Mutex::new(Vec::new())) }
+        Self { path, idle: Arc::new(Mutex::new(Vec::new())), permits: Arc::new(tokio::sync::Semaphore::new(READERS)) }
     }
 
     fn checkout(&self) -> rusqlite::Result<Connection> {
@@ -55,10 +61,7 @@ impl Replica {
     }
 
     fn checkin(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
     }
 
     /// Runs a read on the blocking pool.
@@ -68,10 +71,13 @@ impl Replica {
         F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
     {
         let this = self.clone();
+        // The permit bounds the connections: one is checked out per permit.
+        let permit = self.permits.clone().acquire_owned().await.map_err(|e| ReadError::Join(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
             let conn = this.checkout()?;
             let result = f(&conn);
             this.checkin(conn);
+            drop(permit);
             Ok(result?)
         })
         .await
