@@ -108,7 +108,7 @@ async fn routing_vs_mpsc(quick: bool) {
     let t = Instant::now();
     for i in 0..n {
         // Same backpressure rule as the runtime: a full mailbox is retried later.
-        while boxes.deliver("target", Delivery { id: i.to_string(), committed: None, retry: false }).is_err() {
+        while boxes.deliver("target", Delivery { id: i.to_string(), retry: false }).is_err() {
             tokio::task::yield_now().await;
         }
     }

@@ -220,10 +220,7 @@ impl Node {
             metrics.clone(),
             crate::messaging::MessageLimits {
                 max_message_bytes: config.server.max_message_bytes as usize,
-                admission: Some(Arc::new(crate::runtime::ModelAdmission::new(
-                    registry.queries().clone(),
-                    providers.clone(),
-                ))),
+                admission: Some(Arc::new(crate::runtime::ModelAdmission::new(providers.clone()))),
                 relay_key: relay_key(&config),
                 agent_limits: config.server.agent_limits(),
             },

@@ -77,7 +77,7 @@ pub fn wake_on(ledger: &Ledger, shutdown: &crate::shutdown::Shutdown, matters: f
 pub fn protocol_moved(e: &StateEvent) -> bool {
     match e {
         StateEvent::ProtocolChanged { .. } => true,
-        StateEvent::ReplyRecorded(answered) => is_protocol_call(&answered.request.id),
+        StateEvent::ReplyRecorded { request_id, .. } => is_protocol_call(request_id),
         _ => false,
     }
 }

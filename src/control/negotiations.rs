@@ -77,12 +77,7 @@ impl super::LeaderLoop for NegotiationDriver {
 
 impl NegotiationDriver {
     pub fn new(ledger: Ledger, messages: Arc<MessageService>, shutdown: &crate::shutdown::Shutdown) -> Self {
-        let wake = super::wake_on(&ledger, shutdown, |e| {
-            matches!(
-                e,
-                crate::state::StateEvent::ReplyRecorded(_) | crate::state::StateEvent::ConversationChanged { .. }
-            )
-        });
+        let wake = super::wake_on(&ledger, shutdown, super::protocol_moved);
         Self { ledger, messages, wake }
     }
 

@@ -17,8 +17,8 @@ use crate::config::AgentName;
 use crate::llm::ChatMessage;
 use crate::shutdown::Shutdown;
 use crate::state::{
-    AcceptMessages, AcceptOutcome, Answered, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Publication,
-    Publish, Queries, SetConversation, StateEvent, REPLY_SUFFIX,
+    AcceptMessages, AcceptOutcome, BatchLimits, ConversationRecord, Ledger, Proposer, Protocol, Publication, Publish,
+    Queries, SetConversation, StateEvent, REPLY_SUFFIX,
 };
 use crate::state::{ConversationState, Message, MessageKind, MessageStatus};
 use crate::time::now_ms;
@@ -39,8 +39,9 @@ pub fn split_revision(target: &str) -> (&str, Option<u64>) {
     }
 }
 
-/// What `resolve` finds: receiver, capability, pinned revision, limits.
-type Resolved = (String, Option<String>, Option<u64>, Option<crate::config::limits::AgentLimits>);
+/// What `resolve` finds: receiver, capability, pinned revision, and the
+/// receiver's definition when it was read on the way.
+type Resolved = (String, Option<String>, Option<u64>, Option<crate::config::AgentSpec>);
 
 #[derive(Debug, Clone)]
 pub enum Target {
@@ -149,15 +150,14 @@ pub struct Conversation {
 
 #[derive(Default)]
 struct Waiters {
-    by_request: Mutex<HashMap<String, Vec<oneshot::Sender<Arc<Answered>>>>>,
+    by_request: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
 
-/// One caller waiting for a reply, handed the request and its reply as
-/// they were committed. Dropping it (the reply came, the wait ran out, or
-/// the client went away and its request future was dropped) removes its
-/// entry, so a waiter never outlives its caller.
+/// One caller waiting for a reply. Dropping it (the reply came, the wait
+/// ran out, or the client went away and its request future was dropped)
+/// removes its entry, so a waiter never outlives its caller.
 struct Waiter {
-    rx: oneshot::Receiver<Arc<Answered>>,
+    rx: oneshot::Receiver<()>,
     id: String,
     waiters: Arc<Waiters>,
 }
@@ -181,10 +181,10 @@ impl Waiters {
         self.by_request.lock().values().map(Vec::len).sum()
     }
 
-    fn wake(&self, answered: &Arc<Answered>) {
-        if let Some(list) = self.by_request.lock().remove(&answered.request.id) {
+    fn wake(&self, id: &str) {
+        if let Some(list) = self.by_request.lock().remove(id) {
             for tx in list {
-                let _ = tx.send(answered.clone());
+                let _ = tx.send(());
             }
         }
     }
@@ -218,8 +218,9 @@ pub struct MessageService {
 /// asked before the message is committed.
 #[async_trait::async_trait]
 pub trait Admission: Send + Sync {
-    /// `Err(why)` when `receiver` can never answer a message of `text`.
-    async fn admit(&self, receiver: &str, text: &str) -> Result<(), String>;
+    /// `Err(why)` when an agent answering with `provider` can never
+    /// answer a message of `text`.
+    async fn admit(&self, provider: Option<&str>, text: &str) -> Result<(), String>;
 }
 
 /// What bounds a message before it is committed, and how this node relays.
@@ -350,7 +351,7 @@ impl MessageService {
                 if let Some(revision) = pinned {
                     self.check_revision(&parsed, revision).await?;
                 }
-                Ok((agent.name, None, pinned, Some(agent.spec.limits)))
+                Ok((agent.name, None, pinned, Some(agent.spec)))
             }
             Target::Capability(cap) => match self.router.route(cap).await? {
                 Routed::Agent(name) => Ok((name, Some(cap.clone()), None, None)),
@@ -372,24 +373,28 @@ impl MessageService {
         Ok(())
     }
 
+    /// The receiver's definition: `read` on the way, or read now.
+    async fn receiver_spec(
+        &self,
+        receiver: &str,
+        read: Option<crate::config::AgentSpec>,
+    ) -> Result<crate::config::AgentSpec, MessageError> {
+        if let Some(spec) = read {
+            return Ok(spec);
+        }
+        let unknown = || MessageError::UnknownAgent(receiver.to_owned());
+        let name = AgentName::parse(receiver).map_err(|_| unknown())?;
+        Ok(self.queries.agent(&name).await?.ok_or_else(unknown)?.spec)
+    }
+
     /// Refuses a message its receiver's limits do not let in: larger than
     /// its `max_message_bytes`, or its day's tokens or spend used up.
     async fn check_limits(
         &self,
         receiver: &str,
-        own: Option<crate::config::limits::AgentLimits>,
+        own: &crate::config::limits::AgentLimits,
         size: usize,
     ) -> Result<(), MessageError> {
-        let own = match own {
-            Some(own) => own,
-            None => {
-                let name = AgentName::parse(receiver).map_err(|_| MessageError::UnknownAgent(receiver.to_owned()))?;
-                match self.queries.agent(&name).await? {
-                    Some(a) => a.spec.limits,
-                    None => return Err(MessageError::UnknownAgent(receiver.to_owned())),
-                }
-            }
-        };
         let refuse = |reached| MessageError::LimitReached { agent: receiver.to_owned(), reached };
         if let Some(max) = own.max_message_bytes.filter(|max| size as u64 > *max) {
             self.metrics.limit_reached("max_message_bytes");
@@ -435,11 +440,12 @@ impl MessageService {
             check_client_id("conversation_id", id)?;
             self.check_open(id).await?;
         }
-        let (receiver, capability, pinned, limits) = self.resolve(&req.target).await?;
-        self.check_limits(&receiver, limits, size).await?;
+        let (receiver, capability, pinned, read) = self.resolve(&req.target).await?;
+        let spec = self.receiver_spec(&receiver, read).await?;
+        self.check_limits(&receiver, &spec.limits, size).await?;
         if let Some(admission) = &self.limits.admission {
             admission
-                .admit(&receiver, &req.content)
+                .admit(spec.provider.as_deref(), &req.content)
                 .await
                 .map_err(|why| MessageError::PromptTooLong { agent: receiver.clone(), why })?;
         }
@@ -541,10 +547,7 @@ impl MessageService {
             // Woken by the commit, or re-check now and then in case an event was missed.
             let tick = tokio::time::sleep(Duration::from_millis(500));
             tokio::select! {
-                woken = &mut waiter.rx => match woken {
-                    Ok(answered) => return Ok((answered.request.clone(), answered.reply.clone())),
-                    Err(_) => waiter = self.waiters.register(id),
-                },
+                _ = &mut waiter.rx => { waiter = self.waiters.register(id); }
                 _ = tick => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     drop(waiter);
@@ -601,7 +604,7 @@ impl MessageService {
 async fn wake_waiters(mut events: broadcast::Receiver<StateEvent>, waiters: Arc<Waiters>) {
     loop {
         match events.recv().await {
-            Ok(StateEvent::ReplyRecorded(answered)) => waiters.wake(&answered),
+            Ok(StateEvent::ReplyRecorded { request_id, .. }) => waiters.wake(&request_id),
             Ok(_) => {}
             // Missed events are covered by the waiters' own periodic re-check.
             Err(broadcast::error::RecvError::Lagged(_)) => {}

@@ -32,7 +32,7 @@ impl AgentRuntime {
                 continue;
             }
             let retry = self.is_retry(&p);
-            self.deliver(&p.receiver, Delivery { id: p.id, committed: None, retry });
+            self.deliver(&p.receiver, Delivery { id: p.id, retry });
         }
         Ok(())
     }
@@ -84,9 +84,8 @@ impl AgentRuntime {
                     self.stop_agent(&name);
                     Ok(())
                 }
-                Ok(StateEvent::MessageAccepted { message, receiver }) => {
-                    let id = message.id.clone();
-                    self.deliver(receiver.as_str(), Delivery { id, committed: Some(message), retry: false });
+                Ok(StateEvent::MessageAccepted { id, receiver }) => {
+                    self.deliver(receiver.as_str(), Delivery { id, retry: false });
                     Ok(())
                 }
                 Ok(StateEvent::ShadowAccepted { request_id, receiver, revision }) => {

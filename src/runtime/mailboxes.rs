@@ -16,12 +16,9 @@ pub enum Undelivered {
 }
 
 /// A message handed to its agent.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     pub id: String,
-    /// The message as committed, when delivered straight from its commit
-    /// (the sweep's deliveries read it back from the replica).
-    pub committed: Option<std::sync::Arc<crate::messaging::Message>>,
     /// Offered again by the sweep (after a crash, a failure or a full
     /// mailbox), not fresh from its commit: counted before it runs.
     pub retry: bool,
@@ -65,7 +62,7 @@ mod tests {
         let boxes = Mailboxes::default();
         let (tx, mut rx) = mpsc::channel(1);
         boxes.insert("dataanalyzer".into(), tx);
-        let fresh = |id: &str| Delivery { id: id.into(), committed: None, retry: false };
+        let fresh = |id: &str| Delivery { id: id.into(), retry: false };
         assert_eq!(boxes.deliver("DataAnalyzer", fresh("m1")), Ok(()));
         assert_eq!(boxes.deliver("dataanalyzer", fresh("m2")), Err(Undelivered::Full));
         assert_eq!(rx.try_recv().unwrap(), fresh("m1"));

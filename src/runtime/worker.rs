@@ -40,14 +40,13 @@ pub(super) async fn worker(
         if !exec.inflight.lock().insert(id.clone()) {
             continue;
         }
-        // Begun here before (a second delivery): read back what it is now.
-        let first = exec.started.lock().insert(id.clone());
+        exec.started.lock().insert(id.clone());
         let (serving, task_exec) = (serving.clone(), exec.clone());
         exec.shutdown.spawn(async move {
             let exec = task_exec;
             // Cleared even if processing panics: the sweep offers it again.
             let _inflight = InFlight { exec: &exec, id: &id };
-            if let Err(e) = process(&serving, &delivery, first, &exec).await {
+            if let Err(e) = process(&serving, &delivery, &exec).await {
                 tracing::warn!(agent = %serving.0.name, message = %id, error = %e, "message not answered yet; it will be retried");
                 exec.metrics.agent_event(AgentEvent::Failed);
             }
@@ -68,14 +67,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-async fn process(serving: &Serving, delivery: &Delivery, first: bool, exec: &Executor) -> Result<(), ProcessError> {
-    let message = match (&delivery.committed, first) {
-        (Some(committed), true) => Message::clone(committed),
-        _ => match exec.ledger.queries.message(&delivery.id).await? {
-            Some(stored) => stored,
-            None => return Ok(()),
-        },
-    };
+async fn process(serving: &Serving, delivery: &Delivery, exec: &Executor) -> Result<(), ProcessError> {
+    let Some(message) = exec.ledger.queries.message(&delivery.id).await? else { return Ok(()) };
     if message.status != MessageStatus::Accepted {
         return Ok(());
     }

@@ -56,12 +56,7 @@ fn each_command_changes_and_publishes_what_it_says() {
     let request = message("m-1", MessageKind::Request, MessageStatus::Accepted);
     let (r, events) = apply(&mut db, 3, AcceptMessages { messages: vec![request] });
     assert!(matches!(r, Response::Accepted(ref o) if o.len() == 1), "{r:?}");
-    let accepted = events.iter().find_map(|e| match e {
-        StateEvent::MessageAccepted { message, receiver } => Some((message.clone(), receiver.clone())),
-        _ => None,
-    });
-    let (committed, receiver) = accepted.expect("an accepted request is delivered");
-    assert_eq!((committed.id.as_str(), &receiver, committed.revision), ("m-1", &name, Some(1)), "as committed");
+    assert!(events.contains(&StateEvent::MessageAccepted { id: "m-1".into(), receiver: name.clone() }), "{events:?}");
 
     let reply = super::Message {
         reply_to: Some("m-1".into()),
@@ -69,14 +64,7 @@ fn each_command_changes_and_publishes_what_it_says() {
     };
     let (r, events) = apply(&mut db, 4, RecordReplies { replies: vec![reply.clone()] });
     assert_eq!(r, Response::Recorded(vec![true]));
-    let answered = events.iter().find_map(|e| match e {
-        StateEvent::ReplyRecorded(a) => Some(a.clone()),
-        _ => None,
-    });
-    let answered = answered.expect("the answer is published");
-    assert_eq!((answered.request.id.as_str(), answered.reply.id.as_str()), ("m-1", "m-1-reply"));
-    assert_eq!(answered.request.status, MessageStatus::Answered);
-    assert_eq!(answered.request.reply_id.as_deref(), Some("m-1-reply"), "the request as stored now");
+    assert!(events.contains(&StateEvent::ReplyRecorded { request_id: "m-1".into(), reply_id: "m-1-reply".into() }));
     let (r, _) = apply(&mut db, 5, RecordReplies { replies: vec![reply] });
     assert_eq!(r, Response::Recorded(vec![false]), "a request is answered once");
 
@@ -281,7 +269,7 @@ fn a_request_is_dead_lettered_once_its_attempts_run_out() {
     assert_eq!(apply(&mut db, 4, attempt(4)).0, Response::Attempt(super::Attempt::Run(3)));
     let (r, events) = apply(&mut db, 5, attempt(5));
     assert_eq!(r, Response::Attempt(super::Attempt::DeadLettered));
-    assert!(events.iter().any(|e| matches!(e, StateEvent::ReplyRecorded(a) if a.request.id == "m-1")));
+    assert!(events.iter().any(|e| matches!(e, StateEvent::ReplyRecorded { request_id, .. } if request_id == "m-1")));
     let (status, body): (String, String) =
         db.query_row("SELECT status, body FROM messages WHERE id = 'm-1'", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
     assert_eq!(status, "dead_lettered");

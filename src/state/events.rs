@@ -1,15 +1,4 @@
-use std::sync::Arc;
-
-use super::messages::Message;
 use crate::config::AgentName;
-
-/// A request and its reply, as committed together.
-#[derive(Debug, PartialEq)]
-pub struct Answered {
-    /// With its final status and `reply_id`.
-    pub request: Message,
-    pub reply: Message,
-}
 
 /// What changed in the replica, published after the change is committed.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,8 +14,7 @@ pub enum StateEvent {
     /// A request (or a delivered notification) was accepted for
     /// `receiver`; its owner should process it.
     MessageAccepted {
-        /// As committed: its owner need not read it back.
-        message: Arc<Message>,
+        id: String,
         receiver: AgentName,
     },
     /// A message was stored in a conversation (requests, replies, notes).
@@ -34,8 +22,11 @@ pub enum StateEvent {
         conversation_id: String,
         message_id: String,
     },
-    /// A request got its answer (the waiting sender is handed both).
-    ReplyRecorded(Arc<Answered>),
+    /// A request got its answer.
+    ReplyRecorded {
+        request_id: String,
+        reply_id: String,
+    },
     ConversationChanged {
         id: String,
     },

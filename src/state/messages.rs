@@ -3,7 +3,6 @@
 //! and the reads over them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use caxton_cluster::ReadError;
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::envelope::{AcceptOutcome, ApplyCtx, Attempt, Proposal, Response};
-use super::events::{Answered, StateEvent};
+use super::events::StateEvent;
 use super::queries::Queries;
 use super::schema::spelled;
 use crate::config::AgentName;
@@ -746,9 +745,7 @@ pub(super) fn accept(
                 if !pinned && m.kind == MessageKind::Request {
                     super::rollouts::shadow_copy(tx, &key, &m.id, &receiver, rollout.as_ref(), index, stage)?;
                 }
-                stage.push(StateEvent::MessageAccepted { message: Arc::new(m), receiver });
-                outcomes.push(AcceptOutcome::Accepted);
-                continue;
+                stage.push(StateEvent::MessageAccepted { id: m.id.clone(), receiver });
             }
         }
         outcomes.push(AcceptOutcome::Accepted);
@@ -824,9 +821,8 @@ fn record_replies(
             conversation_id: reply.conversation_id.clone(),
             message_id: reply.id.clone(),
         });
-        let conversation = reply.conversation_id.clone();
-        stage.push(StateEvent::ReplyRecorded(Arc::new(Answered { request, reply })));
-        stage.push(StateEvent::ConversationChanged { id: conversation });
+        stage.push(StateEvent::ReplyRecorded { request_id, reply_id: reply.id.clone() });
+        stage.push(StateEvent::ConversationChanged { id: reply.conversation_id.clone() });
         recorded.push(true);
     }
     Ok(Response::Recorded(recorded))

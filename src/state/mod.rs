@@ -64,7 +64,7 @@ pub use auctions::{
 pub use batcher::BatchLimits;
 pub use command::{Command, FEATURES};
 pub use envelope::{AcceptOutcome, Attempt, Proposal, Published, Response};
-pub use events::{Answered, StateEvent};
+pub use events::StateEvent;
 pub use keys::{CreateKey, Grants, KeyRecord, RateLimit, RevokeKey, Scope};
 pub use ledger::Ledger;
 pub use machine::CaxtonState;
