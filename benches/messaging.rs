@@ -160,7 +160,7 @@ async fn local_model() -> anyhow::Result<()> {
     match llama_cpp(&model_path, 128) {
         Ok((ref_tps, ref_ttft)) => {
             println!(
-                "    llama.cpp, same file, same run: decode {ref_tps:.1} tokens/s, time to first token {ref_ttft:.0} ms; candle/llama.cpp decode {:.2}x",
+                "    llama.cpp, same file, same run: decode {ref_tps:.1} tokens/s, time to first token {ref_ttft:.0} ms; ours/llama.cpp decode {:.2}x",
                 tps / ref_tps
             );
             figures::record("llm.llamacpp.decode_tps", ref_tps);
