@@ -1,6 +1,6 @@
 //! The forward pass of a llama-architecture GGUF model (SmolLM2), on plain
-//! `f32` buffers: candle's quantized kernels for the matrix products
-//! (`weight.rs`), everything else written out here.
+//! `f32` buffers: the matrix products in `weight.rs` (our Q4_1 kernel,
+//! candle's for the other types), everything else written out here.
 //!
 //! Why our own rather than `candle_transformers`' quantized llama: there,
 //! every token appends to the KV cache by concatenation (a copy of the
@@ -112,7 +112,12 @@ impl Llama {
 
     /// Entries in the vocabulary (the width of the logits).
     pub(super) fn vocabulary(&self) -> usize {
-        self.output.as_ref().unwrap_or(&self.embeddings).rows()
+        self.output().rows()
+    }
+
+    /// The output projection: its own, or the embedding table (tied).
+    fn output(&self) -> &Weight {
+        self.output.as_ref().unwrap_or(&self.embeddings)
     }
 
     /// An empty cache for a generation of up to `positions` tokens.
@@ -143,6 +148,7 @@ impl Llama {
         let mut v = vec![0.0; n * kv_width];
         let mut attended = vec![0.0; n * q_width];
         let mut projected = vec![0.0; n * s.embedding];
+        let (mut gate, mut up) = (Vec::new(), Vec::new());
         for (l, layer) in self.layers.iter().enumerate() {
             let h = rms_norm(&x, &layer.attn_norm, s.eps);
             layer.q.mul(&h, n, &mut q)?;
@@ -157,8 +163,8 @@ impl Llama {
 
             let h = rms_norm(&x, &layer.ffn_norm, s.eps);
             let width = layer.gate.rows();
-            let mut gate = vec![0.0; n * width];
-            let mut up = vec![0.0; n * width];
+            gate.resize(n * width, 0.0);
+            up.resize(n * width, 0.0);
             layer.gate.mul(&h, n, &mut gate)?;
             layer.up.mul(&h, n, &mut up)?;
             for (g, u) in gate.iter_mut().zip(&up) {
@@ -169,9 +175,8 @@ impl Llama {
         }
         cache.len += n;
         let last = rms_norm(&x[(n - 1) * s.embedding..], &self.norm, s.eps);
-        let output = self.output.as_ref().unwrap_or(&self.embeddings);
-        let mut logits = vec![0.0; output.rows()];
-        output.mul(&last, 1, &mut logits)?;
+        let mut logits = vec![0.0; self.vocabulary()];
+        self.output().mul(&last, 1, &mut logits)?;
         Ok(logits)
     }
 

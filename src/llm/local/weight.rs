@@ -63,10 +63,23 @@ impl Weight {
 
     /// Rows `ids` of the matrix, dequantized (an embedding lookup).
     pub(super) fn rows_of(&self, ids: &[u32]) -> Result<Vec<f32>> {
-        let Product::Direct(w) = &self.product else {
-            candle_core::bail!("an embedding table stored as Q4_1 is not supported")
+        let rows = match &self.product {
+            Product::Direct(w) => w.embedding(ids, self.rows, self.cols)?,
+            // Only the rows asked for are handed to candle's Q4_1 type.
+            Product::Q4_1(blocks) => {
+                let width = self.cols / q4_1::BLOCK * q4_1::BLOCK_BYTES;
+                let mut picked = Vec::with_capacity(ids.len() * width);
+                for &id in ids {
+                    let at = id as usize * width;
+                    let Some(row) = blocks.get(at..at + width) else {
+                        candle_core::bail!("token {id} is outside the embedding table of {} rows", self.rows)
+                    };
+                    picked.extend_from_slice(row);
+                }
+                GgmlDType::Q4_1.from_data(Cow::Owned(picked)).dequantize(ids.len() * self.cols)?
+            }
         };
-        match w.embedding(ids, self.rows, self.cols)? {
+        match rows {
             CpuStorage::F32(v) => Ok(v),
             _ => candle_core::bail!("embedding rows did not come back as f32"),
         }
@@ -84,6 +97,20 @@ mod tests {
         let w = (0..rows * cols).map(|i| ((i * 7919 % 1000) as f32 / 1000.0 - 0.3) * (1.0 + (i % 5) as f32)).collect();
         let x = (0..cols).map(|i| ((i * 104_729 % 997) as f32 / 997.0 - 0.5) * 2.0).collect();
         (w, x)
+    }
+
+    #[test]
+    fn a_q4_1_embedding_table_is_looked_up_row_by_row() {
+        let (rows, cols) = (16, 64);
+        let (w, _) = sample(rows, cols);
+        let q = QTensor::quantize(&Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap(), GgmlDType::Q4_1).unwrap();
+        let exact = q.dequantize(&Device::Cpu).unwrap().to_vec2::<f32>().unwrap();
+        let weight = Weight::from_bytes(rows, cols, GgmlDType::Q4_1, &q.data().unwrap());
+        let got = weight.rows_of(&[3, 0, 3, 15]).unwrap();
+        let want: Vec<f32> = [3, 0, 3, 15].iter().flat_map(|r| exact[*r].clone()).collect();
+        assert_eq!(got, want);
+        let outside = weight.rows_of(&[16]).unwrap_err().to_string();
+        assert!(outside.contains("token 16 is outside the embedding table of 16 rows"), "{outside}");
     }
 
     #[test]
