@@ -1,15 +1,11 @@
 //! An in-process GGUF model (default SmolLM2-135M-Instruct) on the CPU: our
-//! own llama forward pass (`llama.rs`) around candle's quantized kernels.
+//! own llama forward pass (the `caxton-llama` crate) around candle's
+//! quantized kernels.
 //!
 //! Loaded lazily on first use. Generation runs on blocking threads, never on
 //! the async workers, and at most `concurrency` at a time (each holds its own
 //! KV cache; the weights are shared). Tools are not offered to this model: a
 //! 135M model cannot call them reliably, so it answers in text only.
-
-mod llama;
-mod q4_1;
-mod tokenizer;
-mod weight;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,7 +17,8 @@ use candle_transformers::generation::{LogitsProcessor, Sampling};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::types::{ChatMessage, ChatRequest, ChatResponse, LlmError, LlmProvider, Role, TokenSink, Usage};
-pub use tokenizer::GgufTokenizer;
+use caxton_llama as llama;
+pub use caxton_llama::GgufTokenizer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LocalModelError {

@@ -8,9 +8,9 @@ use std::io::{Read, Seek};
 use candle_core::quantized::{gguf_file, GgmlDType, QuantizedType};
 use candle_core::{CpuStorage, Device, Result};
 
-use super::q4_1;
+use crate::q4_1;
 
-pub(super) struct Weight {
+pub(crate) struct Weight {
     /// Output features (rows of the matrix as stored).
     rows: usize,
     /// Input features.
@@ -28,7 +28,7 @@ enum Product {
 impl Weight {
     /// Tensor `name` of a GGUF file, `rows × cols` as stored (GGUF lists
     /// the inner dimension first).
-    pub(super) fn read<R: Read + Seek>(content: &gguf_file::Content, reader: &mut R, name: &str) -> Result<Self> {
+    pub(crate) fn read<R: Read + Seek>(content: &gguf_file::Content, reader: &mut R, name: &str) -> Result<Self> {
         let tensor = content.tensor(reader, name, &Device::Cpu)?;
         let (rows, cols) = tensor.shape().dims2()?;
         let dtype = tensor.dtype();
@@ -44,13 +44,13 @@ impl Weight {
         Self { rows, cols, product }
     }
 
-    pub(super) fn rows(&self) -> usize {
+    pub(crate) fn rows(&self) -> usize {
         self.rows
     }
 
     /// `out[t] = W · x[t]` for each of the `n` rows of `x` (`cols` wide);
     /// `out` holds `n × rows`.
-    pub(super) fn mul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
+    pub(crate) fn mul(&self, x: &[f32], n: usize, out: &mut [f32]) -> Result<()> {
         debug_assert_eq!(x.len(), n * self.cols);
         match &self.product {
             Product::Direct(w) => w.matmul_t((n, self.cols, self.rows), x, out),
@@ -62,7 +62,7 @@ impl Weight {
     }
 
     /// Rows `ids` of the matrix, dequantized (an embedding lookup).
-    pub(super) fn rows_of(&self, ids: &[u32]) -> Result<Vec<f32>> {
+    pub(crate) fn rows_of(&self, ids: &[u32]) -> Result<Vec<f32>> {
         let rows = match &self.product {
             Product::Direct(w) => w.embedding(ids, self.rows, self.cols)?,
             // Only the rows asked for are handed to candle's Q4_1 type.

@@ -13,23 +13,23 @@
 use half::f16;
 
 /// Values per block.
-pub(super) const BLOCK: usize = 32;
+pub(crate) const BLOCK: usize = 32;
 
 /// Bytes of a Q4_1 block: scale `d` and minimum `m` (f16 each), then 16
 /// bytes holding values `j` (low nibble) and `j + 16` (high nibble).
-pub(super) const BLOCK_BYTES: usize = 20;
+pub(crate) const BLOCK_BYTES: usize = 20;
 
 /// 32 activations as `e·p`, and `e·Σp`.
 #[derive(Clone, Copy)]
 #[repr(C)]
-pub(super) struct Rounded {
+pub(crate) struct Rounded {
     scale: f32,
     sum: f32,
     values: [i8; BLOCK],
 }
 
 /// `x` (`n` rows of `cols`, a multiple of 32) rounded to 8 bits per block.
-pub(super) fn round(x: &[f32]) -> Vec<Rounded> {
+pub(crate) fn round(x: &[f32]) -> Vec<Rounded> {
     x.chunks_exact(BLOCK)
         .map(|block| {
             let largest = block.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -47,7 +47,7 @@ pub(super) fn round(x: &[f32]) -> Vec<Rounded> {
 
 /// `out[t·rows + r]` = row `r` of `weights` (`rows` rows of Q4_1 blocks)
 /// · row `t` of the rounded activations, for every `t`.
-pub(super) fn matmul(weights: &[u8], rows: usize, acts: &[Rounded], out: &mut [f32]) {
+pub(crate) fn matmul(weights: &[u8], rows: usize, acts: &[Rounded], out: &mut [f32]) {
     let blocks = weights.len() / rows / BLOCK_BYTES;
     let n = acts.len() / blocks;
     assert_eq!(out.len(), n * rows, "output of {n} × {rows}");
@@ -95,7 +95,7 @@ fn kernel() -> Dot {
 }
 
 /// One row's dot product with one rounded vector, in plain Rust.
-pub(super) fn portable_dot(row: &[u8], acts: &[Rounded]) -> f32 {
+pub(crate) fn portable_dot(row: &[u8], acts: &[Rounded]) -> f32 {
     let mut total = 0f32;
     for (w, a) in row.chunks_exact(BLOCK_BYTES).zip(acts) {
         let d = f16::from_le_bytes([w[0], w[1]]).to_f32();
@@ -118,7 +118,7 @@ mod avx2 {
     /// # Safety
     /// The CPU supports AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub(super) unsafe fn dot(row: &[u8], acts: &[Rounded]) -> f32 {
+    pub(crate) unsafe fn dot(row: &[u8], acts: &[Rounded]) -> f32 {
         // Two blocks per step into two accumulators: one chain of fused
         // multiply-adds would wait on its own latency every block.
         let (mut even, mut odd) = (_mm256_setzero_ps(), _mm256_setzero_ps());

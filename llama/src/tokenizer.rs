@@ -66,7 +66,7 @@ impl GgufTokenizer {
             .filter(|(_, t)| **t == TOKEN_TYPE_CONTROL)
             .map(|(tok, _)| AddedToken::from(tok.clone(), true))
             .collect();
-        inner.add_special_tokens(&specials);
+        inner.add_special_tokens(specials).map_err(|e| format!("GGUF control tokens: {e}"))?;
 
         let id = |key: &str| ct.metadata.get(key).and_then(|v| v.to_u32().ok());
         let eos = id("tokenizer.ggml.eos_token_id").ok_or("GGUF metadata lacks tokenizer.ggml.eos_token_id")?;

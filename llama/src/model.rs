@@ -16,10 +16,10 @@ use std::io::{Read, Seek};
 use candle_core::quantized::gguf_file;
 use candle_core::Result;
 
-use super::weight::Weight;
+use crate::weight::Weight;
 
 /// Positions one generation can hold: prompt and answer together.
-pub(super) const WINDOW: usize = 4096;
+pub const WINDOW: usize = 4096;
 
 struct Shape {
     embedding: usize,
@@ -42,7 +42,7 @@ struct Layer {
     down: Weight,
 }
 
-pub(super) struct Llama {
+pub struct Llama {
     shape: Shape,
     embeddings: Weight,
     /// None: the output projection is the embedding table (tied).
@@ -55,7 +55,7 @@ pub(super) struct Llama {
 
 /// One generation's keys and values, for every layer: `kv_heads` runs of
 /// `capacity` positions of `head_dim` values each.
-pub(super) struct Cache {
+pub struct Cache {
     keys: Vec<Vec<f32>>,
     values: Vec<Vec<f32>>,
     capacity: usize,
@@ -63,7 +63,7 @@ pub(super) struct Cache {
 }
 
 impl Llama {
-    pub(super) fn read<R: Read + Seek>(content: &gguf_file::Content, reader: &mut R) -> Result<Self> {
+    pub fn read<R: Read + Seek>(content: &gguf_file::Content, reader: &mut R) -> Result<Self> {
         let meta = |key: &str| {
             content.metadata.get(key).ok_or_else(|| candle_core::Error::Msg(format!("metadata `{key}` is missing")))
         };
@@ -111,7 +111,7 @@ impl Llama {
     }
 
     /// Entries in the vocabulary (the width of the logits).
-    pub(super) fn vocabulary(&self) -> usize {
+    pub fn vocabulary(&self) -> usize {
         self.output().rows()
     }
 
@@ -121,7 +121,7 @@ impl Llama {
     }
 
     /// An empty cache for a generation of up to `positions` tokens.
-    pub(super) fn cache(&self, positions: usize) -> Cache {
+    pub fn cache(&self, positions: usize) -> Cache {
         let per_layer = self.shape.kv_heads * positions * self.shape.head_dim;
         let layers = self.layers.len();
         Cache {
@@ -134,7 +134,7 @@ impl Llama {
 
     /// Runs `tokens` (the positions after those in `cache`) through the
     /// model, keeping their keys and values; the logits of the last one.
-    pub(super) fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>> {
+    pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>> {
         let n = tokens.len();
         if n == 0 || cache.len + n > cache.capacity {
             candle_core::bail!("{n} tokens do not fit the cache ({} of {} used)", cache.len, cache.capacity);
@@ -324,7 +324,7 @@ mod tests {
     fn smollm2() -> std::fs::File {
         let path = std::env::var_os("CAXTON_MODELS_DIR")
             .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/models").into())
+            .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../models").into())
             .join("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
         std::fs::File::open(path).expect("the SmolLM2 weights: `make models`")
     }
@@ -365,7 +365,7 @@ mod tests {
     /// Runs a prompt and five greedy steps through both implementations;
     /// each step's (largest, mean) gap, and whether both chose the same token.
     fn side_by_side(content: gguf_file::Content, reader: &mut (impl Read + Seek)) -> Vec<(f32, f32, bool)> {
-        let tokenizer = super::super::GgufTokenizer::from_gguf(&content).unwrap();
+        let tokenizer = crate::GgufTokenizer::from_gguf(&content).unwrap();
         let ours = Llama::read(&content, reader).unwrap();
         let mut theirs = ModelWeights::from_gguf(content, reader, &Device::Cpu).unwrap();
         let prompt = tokenizer
