@@ -101,6 +101,7 @@ async fn cluster_config(
         gossip_interval: Duration::from_millis(c.gossip_interval_ms),
         voters: c.voters as usize,
         dead_grace: Duration::from_millis(c.dead_grace_ms),
+        gossip_forget: Duration::from_millis(c.gossip_forget_ms),
         remove_dead_after: c.remove_dead_after.0,
         cluster_name: c.name.clone(),
         heartbeat: Duration::from_millis(c.heartbeat_ms),

@@ -53,6 +53,9 @@ pub struct ClusterConfig {
     pub voters: usize,
     /// How long a node may be silent in gossip before it is treated as dead.
     pub dead_grace: Duration,
+    /// Silence after which gossip forgets a node (chitchat's dead-node
+    /// grace period; its own default is a day).
+    pub gossip_forget: Duration,
     /// How long a member may be silent before the leader removes it from
     /// Raft; `None`: only an operator removes members.
     pub remove_dead_after: Option<Duration>,
@@ -86,6 +89,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("gossip_interval", &self.gossip_interval)
             .field("voters", &self.voters)
             .field("dead_grace", &self.dead_grace)
+            .field("gossip_forget", &self.gossip_forget)
             .field("cluster_name", &self.cluster_name)
             .field("features", &self.features)
             .finish()
@@ -116,6 +120,7 @@ impl ClusterConfig {
             gossip_interval: Duration::from_millis(500),
             voters: 3,
             dead_grace: Duration::from_secs(5),
+            gossip_forget: Duration::from_secs(60),
             remove_dead_after: None,
             cluster_name: "caxton".into(),
             features: Vec::new(),

@@ -101,6 +101,8 @@ pub struct GossipConfig {
     /// host:port entries; DNS names are re-resolved (headless services).
     pub seeds: Vec<String>,
     pub interval: Duration,
+    /// How long a silent node is remembered.
+    pub forget: Duration,
     /// Seals every datagram with a key derived from it (see `sealed_gossip`);
     /// `None` (loopback development only): plain chitchat.
     pub secret: Option<String>,
@@ -115,6 +117,7 @@ impl GossipConfig {
             advertise: config.advertise_gossip.unwrap_or(listen),
             seeds: config.seeds.clone(),
             interval: config.gossip_interval,
+            forget: config.gossip_forget,
             secret: config.secret.clone(),
         }
     }
@@ -161,8 +164,9 @@ impl Gossip {
             // Let the failure detector flag a silent node after a few missed rounds.
             initial_interval: config.interval * 2,
             max_interval: Duration::from_secs(10),
-            // Forget dead generations after a minute (the default is a day).
-            dead_node_grace_period: Duration::from_secs(60),
+            // Forget dead generations after `cluster.gossip_forget_ms` (a
+            // minute by default; chitchat's own default is a day).
+            dead_node_grace_period: config.forget,
             ..FailureDetectorConfig::default()
         };
         let chitchat_config = ChitchatConfig {

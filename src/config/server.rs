@@ -306,6 +306,10 @@ pub struct ClusterSection {
     pub voters: u64,
     /// Silence in gossip after which a node's agents move elsewhere.
     pub dead_grace_ms: u64,
+    /// Silence after which gossip forgets a node altogether: its
+    /// addresses and what it advertised (a voter forgotten this way is
+    /// reported unreachable until it speaks again).
+    pub gossip_forget_ms: u64,
     /// Silence after which the leader removes a member from Raft (`off`,
     /// or a duration like "10m"): how a StatefulSet scaled down sheds the
     /// pods that went away. Longer than any restart should take.
@@ -399,6 +403,7 @@ impl Default for ClusterSection {
             gossip_interval_ms: 500,
             voters: 3,
             dead_grace_ms: 5000,
+            gossip_forget_ms: 60_000,
             remove_dead_after: Default::default(),
             name: "caxton".into(),
             secret_file: Unset::default(),
@@ -639,6 +644,13 @@ impl ServerConfig {
         }
         if c.remove_dead_after.0.is_some_and(|d| d < Duration::from_secs(1)) {
             return Err(invalid("cluster.remove_dead_after", &c.remove_dead_after, "must be `off` or at least 1s"));
+        }
+        if c.gossip_forget_ms <= c.dead_grace_ms {
+            return Err(invalid(
+                "cluster.gossip_forget_ms",
+                &c.gossip_forget_ms,
+                "must be greater than cluster.dead_grace_ms (a node is declared dead before it is forgotten)",
+            ));
         }
         if c.gossip_interval_ms < 10 {
             return Err(invalid("cluster.gossip_interval_ms", &c.gossip_interval_ms, "must be at least 10"));
@@ -994,6 +1006,16 @@ mod tests {
         assert!(e.contains("lisen") && e.contains(":2:"), "{e}");
         let e = load("", &[("CAXTON_CLUSTER_NODE_ID", "abc")]).unwrap_err().to_string();
         assert!(e.contains("CAXTON_CLUSTER_NODE_ID") && e.contains("abc") && e.contains("integer"), "{e}");
+    }
+
+    #[test]
+    fn gossip_forgets_a_node_only_after_declaring_it_dead() {
+        let c = load("[cluster]\ngossip_forget_ms = 8000\n", &[]).unwrap();
+        assert_eq!(c.cluster.gossip_forget_ms, 8000);
+        let c = load("", &[("CAXTON_CLUSTER_GOSSIP_FORGET_MS", "9000")]).unwrap();
+        assert_eq!(c.cluster.gossip_forget_ms, 9000);
+        let e = load("[cluster]\ndead_grace_ms = 5000\ngossip_forget_ms = 4000\n", &[]).unwrap_err().to_string();
+        assert!(e.contains("cluster.gossip_forget_ms") && e.contains("4000") && e.contains("dead_grace_ms"), "{e}");
     }
 
     #[test]
