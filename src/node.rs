@@ -170,8 +170,9 @@ impl Node {
                 .await
                 .context("starting the cluster member")?,
         );
-        if !cluster.wait_ready(Duration::from_secs(30)).await {
-            tracing::warn!("no leader yet after 30s; serving anyway, writes will wait for one");
+        let leader_wait = Duration::from_millis(config.cluster.leader_wait_ms);
+        if !cluster.wait_ready(leader_wait).await {
+            tracing::warn!(waited = ?leader_wait, "no leader yet; serving anyway, writes will wait for one");
         }
 
         let shutdown = Shutdown::new();

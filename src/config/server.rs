@@ -310,6 +310,9 @@ pub struct ClusterSection {
     /// addresses and what it advertised (a voter forgotten this way is
     /// reported unreachable until it speaks again).
     pub gossip_forget_ms: u64,
+    /// How long a starting node waits for a leader before it serves its
+    /// API anyway (writes then wait for one; `/ready` says not ready).
+    pub leader_wait_ms: u64,
     /// Silence after which the leader removes a member from Raft (`off`,
     /// or a duration like "10m"): how a StatefulSet scaled down sheds the
     /// pods that went away. Longer than any restart should take.
@@ -404,6 +407,7 @@ impl Default for ClusterSection {
             voters: 3,
             dead_grace_ms: 5000,
             gossip_forget_ms: 60_000,
+            leader_wait_ms: 30_000,
             remove_dead_after: Default::default(),
             name: "caxton".into(),
             secret_file: Unset::default(),
@@ -1016,6 +1020,14 @@ mod tests {
         assert_eq!(c.cluster.gossip_forget_ms, 9000);
         let e = load("[cluster]\ndead_grace_ms = 5000\ngossip_forget_ms = 4000\n", &[]).unwrap_err().to_string();
         assert!(e.contains("cluster.gossip_forget_ms") && e.contains("4000") && e.contains("dead_grace_ms"), "{e}");
+    }
+
+    #[test]
+    fn the_leader_wait_comes_from_file_or_variable() {
+        assert_eq!(load("", &[]).unwrap().cluster.leader_wait_ms, 30_000);
+        assert_eq!(load("[cluster]\nleader_wait_ms = 0\n", &[]).unwrap().cluster.leader_wait_ms, 0);
+        let c = load("[cluster]\nleader_wait_ms = 0\n", &[("CAXTON_CLUSTER_LEADER_WAIT_MS", "2500")]).unwrap();
+        assert_eq!(c.cluster.leader_wait_ms, 2500);
     }
 
     #[test]

@@ -485,7 +485,10 @@ async fn an_answers_token_stream_is_live_on_a_node_that_does_not_run_the_agent()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wiped_node_is_refused_under_its_old_id_until_removed_then_rejoins() {
-    let mut cluster = TestCluster::start(3).await;
+    // The wiped node finds no leader that will have it: it serves its API
+    // after two seconds instead of thirty.
+    let opts = ClusterOptions { voters: 3, cluster_extra: "leader_wait_ms = 2000".into(), ..Default::default() };
+    let mut cluster = TestCluster::start_with(3, opts).await;
     let leader = cluster.wait_leader().await;
     assert_eq!(deploy_on(cluster.node(leader), "before-the-wipe").await, 201);
     let victim = (2..=3).find(|id| *id != leader).unwrap();

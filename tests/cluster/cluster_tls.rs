@@ -184,7 +184,7 @@ async fn a_member_keeps_its_shards_when_a_stranger_spoofs_its_id_in_gossip() {
         .unwrap();
     let spoofer = TestNode::spawn_with(NodeOptions {
         cluster_extra: format!(
-            "node_id = 2\nbootstrap = \"false\"\ngossip_interval_ms = 100\ngossip_listen = \"127.0.0.1:{}\"\nseeds = [\"127.0.0.1:{seed}\"]\n",
+            "node_id = 2\nbootstrap = \"false\"\nleader_wait_ms = 1000\ngossip_interval_ms = 100\ngossip_listen = \"127.0.0.1:{}\"\nseeds = [\"127.0.0.1:{seed}\"]\n",
             free_udp_port()
         ),
         ..Default::default()

@@ -136,13 +136,17 @@ async fn every_route_answers_malformed_input_and_unknown_names_as_documented() {
 
 #[tokio::test]
 async fn writes_on_a_node_without_a_leader_answer_503_as_documented() {
-    // A node told never to found a cluster, with nobody to join: no leader, ever.
-    let node =
-        TestNode::spawn_with(NodeOptions { cluster_extra: "bootstrap = \"false\"".into(), ..Default::default() });
+    // A node told never to found a cluster, with nobody to join: no leader,
+    // ever. It serves its API after `leader_wait_ms` regardless.
+    let node = TestNode::spawn_with(NodeOptions {
+        cluster_extra: "bootstrap = \"false\"\nleader_wait_ms = 1000".into(),
+        ..Default::default()
+    });
     eventually("the API serves", Duration::from_secs(60), || async {
         node.http.get(node.url("/health")).send().await.is_ok_and(|r| r.status().is_success())
     })
     .await;
+    assert!(node.log().contains("waited=1s") && node.log().contains("no leader yet; serving anyway"), "{}", node.log());
     let ops = document(&node).await;
     let module = base64_module();
     let writes: Vec<(&str, &str, &str, String)> = vec![
