@@ -282,9 +282,10 @@ impl Faults {
             FaultKind::TransferLeader => {
                 let to = self.pick_other(&[leader], p.pick);
                 let url = self.cluster.node(leader).url("/v1/cluster/transfer-leader");
-                // The leader waits (up to 10 s) for the target to win.
+                // The leader lets the target catch up and asks it to stand,
+                // up to five times (3 s + 4 s each): the answer can take 35 s.
                 let body = serde_json::json!({ "node": to });
-                let r = self.http.post(url).json(&body).timeout(Duration::from_secs(20)).send().await?;
+                let r = self.http.post(url).json(&body).timeout(Duration::from_secs(40)).send().await?;
                 tokio::time::sleep(hold).await;
                 Ok(format!("{leader} -> {to} ({})", r.status()))
             }
