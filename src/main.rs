@@ -22,7 +22,11 @@ fn main() -> ExitCode {
         }
     };
     match &cli.command {
-        Command::Server { command: ServerCommand::Start(args) } => runtime.block_on(serve(args.clone())),
+        Command::Server { command: ServerCommand::Start(args) } => {
+            let code = runtime.block_on(serve(args.clone()));
+            caxton::observability::finish_logging();
+            code
+        }
         _ => match runtime.block_on(caxton::cli::run_client(&cli)) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

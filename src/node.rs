@@ -432,6 +432,7 @@ async fn claim_memory_backend(
                 if let Err(e) = backend_agrees(asking.await.as_deref(), &wanted) {
                     tracing::error!("{e:#}");
                     // Serving on the wrong backend would split memory: stop now.
+                    crate::observability::finish_logging();
                     std::process::exit(2);
                 }
             });

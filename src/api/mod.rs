@@ -179,7 +179,9 @@ async fn observe_http(
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().clone();
     let span = tracing::Span::current();
-    span.record("otel.name", format!("{method} {route}"));
+    if crate::observability::traces::exporting() {
+        span.record("otel.name", format!("{method} {route}"));
+    }
     let started = std::time::Instant::now();
     // Sampled out (the caller's flags or our sampler): the request's own
     // span stays, nothing below it is built for the trace layer. Asked only

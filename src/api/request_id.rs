@@ -25,17 +25,25 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         req.headers_mut().insert(HEADER, v);
     }
+    // The OpenTelemetry fields are recorded only for an exporter: a log
+    // line would print them beside `method` and `path`, which say the same.
     // `otel.name` is the route template, known once routed (`observe_http`).
     let span = tracing::info_span!(
         "request",
-        otel.name = %format!("{} {}", req.method(), req.uri().path()),
-        otel.kind = "server",
-        http.request.method = %req.method(),
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        http.request.method = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
         request_id = %id,
         method = %req.method(),
         path = %req.uri().path()
     );
+    let exporting = crate::observability::traces::exporting();
+    if exporting {
+        span.record("otel.name", format!("{} {}", req.method(), req.uri().path()));
+        span.record("otel.kind", "server");
+        span.record("http.request.method", req.method().as_str());
+    }
     // A W3C `traceparent` from the caller: this request continues its trace.
     if let Some(parent) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
         crate::observability::traces::continue_traceparent(&span, parent);
@@ -46,7 +54,9 @@ pub async fn layer(mut req: Request, next: Next) -> Response {
             id.clone(),
             async move {
                 let resp = next.run(req).await;
-                tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
+                if exporting {
+                    tracing::Span::current().record("http.response.status_code", resp.status().as_u16());
+                }
                 log_failure(&resp);
                 tracing::info!(
                     status = resp.status().as_u16(),

@@ -26,16 +26,17 @@ pub(super) fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
         .iter()
         .find(|a| a["id"] == id)
         .ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
-    result_of(a)
+    result_of(a.clone())
 }
 
 /// A JSON-RPC answer's `result`, or its `error` as [`ToolError::Rpc`].
-pub(super) fn result_of(a: &Value) -> Result<Value, ToolError> {
+/// Taken by value: the result is moved out, not copied.
+pub(super) fn result_of(mut a: Value) -> Result<Value, ToolError> {
     if let Some(err) = a.get("error") {
         return Err(ToolError::Rpc {
             code: err["code"].as_i64().unwrap_or(0),
             message: err["message"].as_str().unwrap_or("").to_owned(),
         });
     }
-    Ok(a["result"].clone())
+    Ok(a.get_mut("result").map(Value::take).unwrap_or(Value::Null))
 }

@@ -336,7 +336,7 @@ impl WarmSession {
         self.calls += 1;
         let request = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
             "params": {"name": name, "arguments": arguments}});
-        result_of(&self.exchange(&request, id, limits).await?)
+        result_of(self.exchange(&request, id, limits).await?)
     }
 
     /// Sends one request and reads lines until the answer to `id`.

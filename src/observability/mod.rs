@@ -54,13 +54,44 @@ pub fn set_log_level(level: &str) -> Result<(), String> {
     handle.reload(filter).map_err(|e| e.to_string())
 }
 
+/// The thread that writes log lines, kept until [`finish_logging`].
+static LOG_WRITER: parking_lot::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
+    parking_lot::Mutex::new(None);
+
+/// Lines waiting for the log thread before a request thread waits for it
+/// (nothing is dropped: a full queue holds its writers back).
+const QUEUED_LINES: usize = 64 * 1024;
+
+/// Standard error, written by a thread of its own. A loaded node writes a
+/// line or two per request; written from the request's thread, each was a
+/// system call under the process-wide stderr lock, which the two workers
+/// took turns on. The log thread writes whatever has queued up at once and
+/// flushes when the queue is empty, so lines reach the file within moments;
+/// a clean exit ([`finish_logging`]) writes every queued line, a `kill -9`
+/// loses at most the ones still queued.
+fn log_writer() -> (tracing_appender::non_blocking::NonBlocking, tracing_appender::non_blocking::WorkerGuard) {
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("caxton-log")
+        .finish(stderr)
+}
+
+/// Writes every queued log line and stops the log thread; lines logged
+/// after it are lost. Called once, just before the process exits.
+pub fn finish_logging() {
+    drop(LOG_WRITER.lock().take());
+}
+
 /// Installs the global subscriber: the log output, and trace export when
 /// the OTLP variables ask for it (the returned handle flushes it at exit).
 /// `RUST_LOG` wins over the configured level.
 pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<TraceExport> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).with_writer(std::io::stderr);
+    let (writer, guard) = log_writer();
+    let fmt = tracing_subscriber::fmt::layer().with_span_events(FmtSpan::NONE).with_writer(writer);
     let fmt = match format {
         LogFormat::Json => fmt.json().with_current_span(true).with_span_list(false).boxed(),
         LogFormat::Text => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).boxed(),
@@ -76,6 +107,7 @@ pub fn init_logging(format: LogFormat, level: &str, node_id: u64) -> Option<Trac
     // Already installed (tests that start several nodes in one process).
     if tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init().is_ok() {
         let _ = LOG_LEVEL.set(handle);
+        *LOG_WRITER.lock() = Some(guard);
     }
     if export.is_some() {
         tracing::info!("exporting traces over OTLP");

@@ -36,6 +36,15 @@ pub fn requested() -> bool {
     !disabled && (set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
 }
 
+/// Set once this process's trace layer exists.
+static EXPORTING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether spans are exported: fields only an exporter reads (`otel.*`,
+/// `http.*`) are worth recording only then.
+pub fn exporting() -> bool {
+    EXPORTING.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The exporter and the tracing layer feeding it, when [`requested`].
 pub fn layer<S>(node_id: u64) -> anyhow::Result<Option<(impl tracing_subscriber::Layer<S>, TraceExport)>>
 where
@@ -68,6 +77,7 @@ where
         .with_location(false)
         .with_threads(false)
         .with_target(false);
+    EXPORTING.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(Some((layer, TraceExport { provider })))
 }
 

@@ -96,7 +96,23 @@ impl TestNode {
         self.dir.path().join("node.log")
     }
 
+    /// The node's output so far. The node writes its log from a thread of
+    /// its own, moments after a line is logged: this waits until the file
+    /// has stopped growing for a while (at most a few seconds, for a node
+    /// that never stops logging), so a line logged before an answer the
+    /// test already has is in it.
     pub fn log(&self) -> String {
+        let size = || std::fs::metadata(self.log_path()).map(|m| m.len()).unwrap_or(0);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let mut seen = size();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(60));
+            let now = size();
+            if now == seen || std::time::Instant::now() > deadline {
+                break;
+            }
+            seen = now;
+        }
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 

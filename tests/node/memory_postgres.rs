@@ -96,6 +96,9 @@ fn postgres_without_a_url_or_with_an_unreachable_one_refuses_to_start() {
                 path.to_str().unwrap(),
                 "--listen",
                 &format!("127.0.0.1:{}", free_port()),
+                // Not the default 8081: another node on this machine may hold it.
+                "--rpc-listen",
+                &format!("127.0.0.1:{}", free_port()),
             ])
             .arg("--data-dir")
             .arg(dir.path().join("d"))

@@ -154,6 +154,23 @@ async fn request_ids_are_echoed_and_logged() {
         }
     })
     .await;
+    // Without a trace exporter, the fields only an exporter reads are not
+    // recorded: a line says the method and path once.
+    let log = node.log();
+    let spans: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["span"]["request_id"] == "trace-abc-123")
+        .map(|v| v["span"].clone())
+        .collect();
+    assert!(!spans.is_empty());
+    for span in spans {
+        assert_eq!(span["method"], "GET", "{span}");
+        assert_eq!(span["path"], "/v1/agents", "{span}");
+        let exporter_only: Vec<&String> =
+            span.as_object().unwrap().keys().filter(|k| k.starts_with("otel.") || k.starts_with("http.")).collect();
+        assert!(exporter_only.is_empty(), "fields for an exporter that is off: {exporter_only:?} in {span}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
