@@ -352,7 +352,7 @@ impl Queries {
     pub async fn agent(&self, name: &AgentName) -> Result<Option<AgentRecord>, ReadError> {
         let key = name.key();
         self.replica()
-            .read(move |c| {
+            .read_point(move |c| {
                 c.query_row(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name_key = ?1"), [key], agent_from_row)
                     .optional()
             })

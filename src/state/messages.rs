@@ -919,7 +919,7 @@ impl Queries {
     pub async fn day_usage(&self, agent: &str, day: i64) -> Result<DayUsage, ReadError> {
         let key = agent.to_ascii_lowercase();
         self.replica()
-            .read(move |c| {
+            .read_point(move |c| {
                 let row: Option<(i64, i64, i64)> = c
                     .query_row(
                         "SELECT tokens, spend_micro_usd, turns FROM agent_usage WHERE name_key = ?1 AND day = ?2",
@@ -967,7 +967,7 @@ impl Queries {
     pub async fn message(&self, id: &str) -> Result<Option<Message>, ReadError> {
         let id = id.to_owned();
         self.replica()
-            .read(move |c| {
+            .read_point(move |c| {
                 let body: Option<String> = c
                     .prepare_cached("SELECT body FROM messages WHERE id = ?1")?
                     .query_row([id], |r| r.get(0))
@@ -982,7 +982,7 @@ impl Queries {
     pub async fn answered(&self, id: &str) -> Result<Option<(Message, Message)>, ReadError> {
         let id = id.to_owned();
         self.replica()
-            .read(move |c| {
+            .read_point(move |c| {
                 let bodies: Option<(String, String)> = c
                     .prepare_cached(
                         "SELECT q.body, r.body FROM messages q JOIN messages r ON r.id = q.reply_id WHERE q.id = ?1",
@@ -1024,7 +1024,7 @@ impl Queries {
     pub async fn conversation_record(&self, id: &str) -> Result<Option<ConversationRecord>, ReadError> {
         let id = id.to_owned();
         self.replica()
-            .read(move |c| {
+            .read_point(move |c| {
                 c.query_row(
                     &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
                     [&id],

@@ -259,7 +259,12 @@ async fn auction_cluster(stub: &OpenAiStub, bidders: &[&str]) -> TestCluster {
         );
         assert_eq!(cluster.node(leader).post_toml("/v1/agents", &toml).await.0, 201);
     }
-    placed(&cluster, leader, bidders.len()).await;
+    // On every node: an auction opened on a follower finds its bidders in
+    // that follower's replica, which may not have applied the last deploy
+    // when the leader already answered it.
+    for id in 1..=3 {
+        placed(&cluster, id, bidders.len()).await;
+    }
     cluster
 }
 
