@@ -66,11 +66,11 @@ impl Replica {
 
     /// Runs a read that finds its rows by key (a handful, through an index)
     /// on the caller's thread. Such a read takes microseconds; the hop to
-    /// the blocking pool and back took longer, in thread switches: reading
-    /// inline took the sync message path's median at one client from
-    /// 0.96-1.05 ms to 0.83-0.85 ms. Scans, listings and anything that may
-    /// take long go through [`read`](Self::read), which keeps the async
-    /// workers free.
+    /// the blocking pool and back cost more, in thread switches (a sync
+    /// message at one client made 35 of them; see docs/benchmarks.md,
+    /// "Point reads on the caller's thread"). Scans, listings and anything
+    /// that may take long go through [`read`](Self::read), which keeps the
+    /// async workers free.
     pub async fn read_point<R, F>(&self, f: F) -> Result<R, ReadError>
     where
         F: FnOnce(&Connection) -> rusqlite::Result<R>,
