@@ -64,6 +64,15 @@ impl Replica {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
     }
 
+    /// Runs `f` on a kept connection (opened if none is idle), then keeps
+    /// it again. The caller holds a permit.
+    fn on_kept_connection<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, ReadError> {
+        let conn = self.checkout()?;
+        let result = f(&conn);
+        self.checkin(conn);
+        Ok(result?)
+    }
+
     /// Runs a read that finds its rows by key (a handful, through an index)
     /// on the caller's thread. Such a read takes microseconds; the hop to
     /// the blocking pool and back cost more, in thread switches (a sync
@@ -76,10 +85,7 @@ impl Replica {
         F: FnOnce(&Connection) -> rusqlite::Result<R>,
     {
         let _permit = self.permits.acquire().await.map_err(|e| ReadError::Join(e.to_string()))?;
-        let conn = self.checkout()?;
-        let result = f(&conn);
-        self.checkin(conn);
-        Ok(result?)
+        self.on_kept_connection(f)
     }
 
     /// Runs a read on the blocking pool.
@@ -92,11 +98,9 @@ impl Replica {
         // The permit bounds the connections: one is checked out per permit.
         let permit = self.permits.clone().acquire_owned().await.map_err(|e| ReadError::Join(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
-            let conn = this.checkout()?;
-            let result = f(&conn);
-            this.checkin(conn);
+            let result = this.on_kept_connection(f);
             drop(permit);
-            Ok(result?)
+            result
         })
         .await
         .map_err(|e| ReadError::Join(e.to_string()))?

@@ -277,7 +277,7 @@ impl McpHost {
         let mut requests = Self::handshake();
         requests.push(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}));
         let answers = self.session(server, requests, limits, Sandbox::default()).await?;
-        let result = answer(&answers, 1)?;
+        let result = answer(answers, 1)?;
         serde_json::from_value(result["tools"].clone()).map_err(|e| ToolError::Protocol(format!("tools/list: {e}")))
     }
 
@@ -293,7 +293,7 @@ impl McpHost {
         let mut requests = Self::handshake();
         requests.push(json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": name, "arguments": arguments}}));
         let answers = self.session(server, requests, limits, sandbox).await?;
-        answer(&answers, 1)
+        answer(answers, 1)
     }
 
     /// [`call_tool`](Self::call_tool) for a server that declares itself

@@ -18,15 +18,15 @@ pub(super) fn initialized_notification() -> Value {
 }
 
 /// The `result` of request `id`, after checking the handshake was answered.
-pub(super) fn answer(answers: &[Value], id: i64) -> Result<Value, ToolError> {
+pub(super) fn answer(answers: Vec<Value>, id: i64) -> Result<Value, ToolError> {
     if !answers.iter().any(|a| a["id"] == 0 && a.get("result").is_some()) {
         return Err(ToolError::NoInitialize);
     }
     let a = answers
-        .iter()
+        .into_iter()
         .find(|a| a["id"] == id)
         .ok_or_else(|| ToolError::Protocol(format!("no answer to request {id}")))?;
-    result_of(a.clone())
+    result_of(a)
 }
 
 /// A JSON-RPC answer's `result`, or its `error` as [`ToolError::Rpc`].

@@ -146,7 +146,8 @@ async fn writes_on_a_node_without_a_leader_answer_503_as_documented() {
         node.http.get(node.url("/health")).send().await.is_ok_and(|r| r.status().is_success())
     })
     .await;
-    assert!(node.log().contains("waited=1s") && node.log().contains("no leader yet; serving anyway"), "{}", node.log());
+    let log = node.log();
+    assert!(log.contains("waited=1s") && log.contains("no leader yet; serving anyway"), "{log}");
     let ops = document(&node).await;
     let module = base64_module();
     let writes: Vec<(&str, &str, &str, String)> = vec![
