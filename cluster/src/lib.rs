@@ -7,6 +7,7 @@
 
 mod application;
 pub mod backup;
+mod cached_sql;
 mod codec;
 mod config;
 mod consensus;
@@ -30,6 +31,7 @@ mod types;
 mod write_error;
 
 pub use application::Application;
+pub use cached_sql::CachedSql;
 pub use codec::CodecError;
 pub use config::{ClusterConfig, TlsFiles};
 pub use membership::{GossipMember, GossipRole};

@@ -10,6 +10,7 @@ use super::events::StateEvent;
 use super::queries::Queries;
 use super::rollout_rows;
 use crate::config::{AgentName, AgentSpec};
+use caxton_cluster::CachedSql;
 
 /// Virtual shards agents hash into; fixed for the life of a cluster.
 pub const SHARDS: u32 = caxton_cluster::placement::DEFAULT_SHARDS;
@@ -73,7 +74,7 @@ impl DeployAgent {
         let key = self.spec.name.key();
         let existing: Option<(String, u64)> = ctx
             .tx
-            .query_row("SELECT toml, revision FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .row("SELECT toml, revision FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         match existing {
             None if self.must_exist => return Ok(Response::NotFound),
@@ -90,20 +91,20 @@ impl DeployAgent {
         // before the first placement.
         let owner: u64 = ctx
             .tx
-            .query_row("SELECT owner FROM shards WHERE shard = ?1", [shard], |r| r.get(0))
+            .row("SELECT owner FROM shards WHERE shard = ?1", [shard], |r| r.get(0))
             .optional()?
             .unwrap_or(self.owner);
         if created {
             // The row's spec is filled in by `promote_revision` below; until
             // then an empty JSON object, as the `agents_subscribing` index
             // reads every spec as JSON.
-            ctx.tx.execute(
+            ctx.tx.exec(
                 "INSERT INTO agents(name_key, name, revision, version, spec, toml, source, owner, shard, created_at, updated_at)
                  VALUES (?1, ?2, 0, '', '{}', '', ?3, ?4, ?5, ?6, ?6)",
                 params![key, self.spec.name.as_str(), source_json, owner, shard, self.at_ms],
             )?;
         } else {
-            ctx.tx.execute("UPDATE agents SET source = ?2 WHERE name_key = ?1", params![key, source_json])?;
+            ctx.tx.exec("UPDATE agents SET source = ?2 WHERE name_key = ?1", params![key, source_json])?;
         }
         promote_revision(ctx, &self.spec.name, revision, self.at_ms)?;
         Ok(Response::Deployed { revision, created })
@@ -112,14 +113,14 @@ impl DeployAgent {
     /// Stores this definition as the agent's next revision; its number.
     pub(crate) fn record_revision(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
         let key = self.spec.name.key();
-        let last: u64 = tx.query_row(
+        let last: u64 = tx.row(
             "SELECT MAX(COALESCE((SELECT MAX(revision) FROM agent_versions WHERE name_key = ?1), 0),
                         COALESCE((SELECT revision FROM agents WHERE name_key = ?1), 0))",
             [&key],
             |r| r.get(0),
         )?;
         let revision = last + 1;
-        tx.execute(
+        tx.exec(
             "INSERT OR REPLACE INTO agent_versions(name_key, revision, version, toml, deployed_at, spec, deployed_by, source)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             params![
@@ -146,25 +147,25 @@ pub(crate) fn promote_revision(
     at_ms: i64,
 ) -> rusqlite::Result<()> {
     let key = name.key();
-    let (version, toml, spec_json): (String, String, String) = ctx.tx.query_row(
+    let (version, toml, spec_json): (String, String, String) = ctx.tx.row(
         "SELECT version, toml, spec FROM agent_versions WHERE name_key = ?1 AND revision = ?2",
         params![key, revision],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     let spec: AgentSpec =
         serde_json::from_str(&spec_json).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    ctx.tx.execute(
+    ctx.tx.exec(
         "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, updated_at = ?7 WHERE name_key = ?1",
         params![key, spec.name.as_str(), revision, version, spec_json, toml, at_ms],
     )?;
-    ctx.tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
+    ctx.tx.exec("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
     for cap in &spec.capabilities {
-        ctx.tx.execute(
+        ctx.tx.exec(
             "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
             params![cap, key],
         )?;
     }
-    let owner: u64 = ctx.tx.query_row("SELECT owner FROM agents WHERE name_key = ?1", [&key], |r| r.get(0))?;
+    let owner: u64 = ctx.tx.row("SELECT owner FROM agents WHERE name_key = ?1", [&key], |r| r.get(0))?;
     ctx.stage.push(StateEvent::AgentDeployed { name: spec.name.clone(), revision, owner });
     Ok(())
 }
@@ -207,9 +208,7 @@ impl RemoveAgent {
         let (name, only_if, tx) = (self.name, self.only_if_source, ctx.tx);
         let key = name.key();
         let row: Option<(u64, String)> = tx
-            .query_row("SELECT revision, source FROM agents WHERE name_key = ?1", [&key], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
+            .row("SELECT revision, source FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         let Some((revision, source)) = row else { return Ok(Response::NotFound) };
         if let Some(expected) = only_if {
@@ -218,14 +217,14 @@ impl RemoveAgent {
                 return Ok(Response::SourceMismatch);
             }
         }
-        tx.execute("DELETE FROM agents WHERE name_key = ?1", [&key])?;
-        tx.execute("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
+        tx.exec("DELETE FROM agents WHERE name_key = ?1", [&key])?;
+        tx.exec("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
         // Its history goes with it: a later agent of this name starts at revision 1.
-        tx.execute("DELETE FROM agent_versions WHERE name_key = ?1", [&key])?;
-        tx.execute("DELETE FROM rollouts WHERE name_key = ?1", [&key])?;
-        tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
-        tx.execute("DELETE FROM shadow_requests WHERE name_key = ?1", [&key])?;
-        tx.execute("DELETE FROM subscriptions WHERE agent_key = ?1", [&key])?;
+        tx.exec("DELETE FROM agent_versions WHERE name_key = ?1", [&key])?;
+        tx.exec("DELETE FROM rollouts WHERE name_key = ?1", [&key])?;
+        tx.exec("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
+        tx.exec("DELETE FROM shadow_requests WHERE name_key = ?1", [&key])?;
+        tx.exec("DELETE FROM subscriptions WHERE agent_key = ?1", [&key])?;
         ctx.stage.push(StateEvent::AgentRemoved { name });
         Ok(Response::Removed { revision })
     }
@@ -254,12 +253,12 @@ impl AssignShards {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let tx = ctx.tx;
         for (shard, owner) in self.moves {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO shards(shard, owner, epoch) VALUES (?1, ?2, 1)
                  ON CONFLICT(shard) DO UPDATE SET owner = excluded.owner, epoch = epoch + 1",
                 params![shard, owner],
             )?;
-            tx.execute("UPDATE agents SET owner = ?1 WHERE shard = ?2", params![owner, shard])?;
+            tx.exec("UPDATE agents SET owner = ?1 WHERE shard = ?2", params![owner, shard])?;
             let mut s = tx.prepare_cached("SELECT name, revision FROM agents WHERE shard = ?1")?;
             let moved = s.query_map([shard], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
             for row in moved {
@@ -353,7 +352,7 @@ impl Queries {
         let key = name.key();
         self.replica()
             .read_point(move |c| {
-                c.query_row(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name_key = ?1"), [key], agent_from_row)
+                c.row(&format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name_key = ?1"), [key], agent_from_row)
                     .optional()
             })
             .await
@@ -414,7 +413,7 @@ impl Queries {
     }
 
     pub async fn agent_count(&self) -> Result<u64, ReadError> {
-        self.replica().read(|c| c.query_row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))).await
+        self.replica().read(|c| c.row("SELECT COUNT(*) FROM agents", [], |r| r.get(0))).await
     }
 
     pub async fn versions(&self, name: &AgentName) -> Result<Vec<AgentVersion>, ReadError> {
@@ -435,7 +434,7 @@ impl Queries {
         let key = name.key();
         self.replica()
             .read(move |c| {
-                c.query_row(
+                c.row(
                     &format!("SELECT {VERSION_COLUMNS} FROM agent_versions WHERE name_key = ?1 AND revision = ?2"),
                     params![key, revision],
                     |r| version_from_row(r, true),
@@ -451,7 +450,7 @@ impl Queries {
         self.replica()
             .read(move |c| {
                 let row: Option<(Option<String>, String)> = c
-                    .query_row(
+                    .row(
                         "SELECT spec, toml FROM agent_versions WHERE name_key = ?1 AND revision = ?2",
                         params![key, revision],
                         |r| Ok((r.get(0)?, r.get(1)?)),

@@ -12,6 +12,7 @@ use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::messages::{ConversationState, Message, Protocol, DELIVER_NOTIFICATIONS};
 use super::queries::Queries;
+use caxton_cluster::CachedSql;
 use caxton_cluster::ReadError;
 
 /// How the price is set and when bidding ends.
@@ -138,11 +139,8 @@ impl Proposal for StartAuction {
 
 impl StartAuction {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
-        let exists: bool = ctx
-            .tx
-            .query_row("SELECT 1 FROM auctions WHERE id = ?1", [&self.id], |_| Ok(true))
-            .optional()?
-            .unwrap_or(false);
+        let exists: bool =
+            ctx.tx.row("SELECT 1 FROM auctions WHERE id = ?1", [&self.id], |_| Ok(true)).optional()?.unwrap_or(false);
         if exists {
             return Ok(Response::Deleted(false));
         }
@@ -234,7 +232,7 @@ impl AdvanceAuction {
 
 fn write(ctx: &mut ApplyCtx<'_, '_>, record: &AuctionRecord) -> rusqlite::Result<()> {
     let state = serde_json::to_value(record.state).expect("state serializes");
-    ctx.tx.execute(
+    ctx.tx.exec(
         "INSERT INTO auctions(id, state, body, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
         params![
@@ -248,7 +246,7 @@ fn write(ctx: &mut ApplyCtx<'_, '_>, record: &AuctionRecord) -> rusqlite::Result
 }
 
 fn read(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<AuctionRecord>> {
-    let body: Option<String> = c.query_row("SELECT body FROM auctions WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    let body: Option<String> = c.row("SELECT body FROM auctions WHERE id = ?1", [id], |r| r.get(0)).optional()?;
     body.map(|b| {
         serde_json::from_str(&b)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
+use caxton_cluster::CachedSql;
 
 /// What a key may do. `admin` includes every other scope.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -115,7 +116,7 @@ impl CreateKey {
     }
 
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
-        let live: bool = ctx.tx.query_row(
+        let live: bool = ctx.tx.row(
             "SELECT EXISTS(SELECT 1 FROM api_keys WHERE name = ?1 AND revoked_at IS NULL)",
             [&self.name],
             |r| r.get(0),
@@ -124,7 +125,7 @@ impl CreateKey {
             return Ok(Response::Rejected(format!("a key named `{}` already exists; revoke it first", self.name)));
         }
         let grants = serde_json::to_string(&self.grants).expect("grants serialize");
-        let inserted = ctx.tx.execute(
+        let inserted = ctx.tx.exec(
             "INSERT OR IGNORE INTO api_keys(id, name, hash, grants, expires_at, created_by, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![self.id, self.name, self.hash, grants, self.expires_at_ms, self.created_by, self.at_ms],
@@ -159,7 +160,7 @@ impl Proposal for RevokeKey {
 
 impl RevokeKey {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
-        let n = ctx.tx.execute(
+        let n = ctx.tx.exec(
             "UPDATE api_keys SET revoked_at = ?2 WHERE name = ?1 AND revoked_at IS NULL",
             params![self.name, self.at_ms],
         )?;
@@ -218,7 +219,7 @@ impl Queries {
         let name = name.to_owned();
         self.replica()
             .read(move |c| {
-                c.query_row(
+                c.row(
                     &format!("SELECT {KEY_COLUMNS} FROM api_keys WHERE name = ?1 AND revoked_at IS NULL"),
                     [name],
                     key_row,

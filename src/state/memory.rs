@@ -16,6 +16,7 @@ use super::events::StateEvent;
 use super::queries::Queries;
 use super::schema::spelled;
 pub use crate::config::MemoryScope;
+use caxton_cluster::CachedSql;
 
 /// Where an entity lives: a scope and, for agent-only and workspace
 /// scopes, its owner (the agent's case-folded name, or the workspace name).
@@ -264,7 +265,7 @@ impl Relate {
 }
 
 fn entity_id(tx: &Transaction<'_>, place: &Place, name: &str) -> rusqlite::Result<Option<i64>> {
-    tx.query_row(
+    tx.row(
         "SELECT id FROM memory_entities WHERE scope = ?1 AND owner = ?2 AND name = ?3",
         params![place.scope_str(), place.owner, name],
         |r| r.get(0),
@@ -283,14 +284,14 @@ fn store(
 ) -> rusqlite::Result<Response> {
     let (id, created) = match entity_id(tx, place, name)? {
         Some(id) => {
-            tx.execute(
+            tx.exec(
                 "UPDATE memory_entities SET updated_at = ?2, entity_type = ?3 WHERE id = ?1",
                 params![id, at_ms, entity_type],
             )?;
             (id, false)
         }
         None => {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO memory_entities(scope, owner, name, entity_type, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
                 params![place.scope_str(), place.owner, name, entity_type, at_ms],
             )?;
@@ -313,9 +314,9 @@ fn store(
 
 fn delete(tx: &Transaction<'_>, place: &Place, name: &str, stage: &mut Vec<StateEvent>) -> rusqlite::Result<Response> {
     let Some(id) = entity_id(tx, place, name)? else { return Ok(Response::Deleted(false)) };
-    tx.execute("DELETE FROM memory_observations WHERE entity_id = ?1", [id])?;
-    tx.execute("DELETE FROM memory_entities WHERE id = ?1", [id])?;
-    tx.execute(
+    tx.exec("DELETE FROM memory_observations WHERE entity_id = ?1", [id])?;
+    tx.exec("DELETE FROM memory_entities WHERE id = ?1", [id])?;
+    tx.exec(
         "DELETE FROM memory_relations WHERE scope = ?1 AND owner = ?2 AND (from_name = ?3 OR to_name = ?3)",
         params![place.scope_str(), place.owner, name],
     )?;
@@ -336,7 +337,7 @@ fn relate(
             return Ok(Response::MissingEntity(end.to_owned()));
         }
     }
-    tx.execute(
+    tx.exec(
         "INSERT OR IGNORE INTO memory_relations(scope, owner, from_name, to_name, relation_type, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![place.scope_str(), place.owner, from, to, relation_type, at_ms],
     )?;
@@ -419,9 +420,7 @@ impl Queries {
     pub async fn active_conversations(&self) -> Result<u64, ReadError> {
         self.replica()
             .read(|c| {
-                c.query_row("SELECT COUNT(*) FROM conversations WHERE state IN ('Initiated', 'InProgress')", [], |r| {
-                    r.get(0)
-                })
+                c.row("SELECT COUNT(*) FROM conversations WHERE state IN ('Initiated', 'InProgress')", [], |r| r.get(0))
             })
             .await
     }
@@ -430,8 +429,8 @@ impl Queries {
     pub async fn memory_counts(&self) -> Result<(u64, u64), ReadError> {
         self.replica()
             .read(|c| {
-                let entities = c.query_row("SELECT COUNT(*) FROM memory_entities", [], |r| r.get(0))?;
-                let observations = c.query_row("SELECT COUNT(*) FROM memory_observations", [], |r| r.get(0))?;
+                let entities = c.row("SELECT COUNT(*) FROM memory_entities", [], |r| r.get(0))?;
+                let observations = c.row("SELECT COUNT(*) FROM memory_observations", [], |r| r.get(0))?;
                 Ok((entities, observations))
             })
             .await
@@ -489,7 +488,7 @@ impl Queries {
                 let mut out = Vec::with_capacity(ids.len());
                 for (id, place) in ids {
                     let found = c
-                        .query_row(
+                        .row(
                             "SELECT e.name, e.entity_type, o.text FROM memory_observations o JOIN memory_entities e ON e.id = o.entity_id WHERE o.id = ?1",
                             [id],
                             |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),

@@ -15,6 +15,7 @@ use super::queries::Queries;
 use super::schema::spelled;
 use crate::config::AgentName;
 use crate::llm::ChatMessage;
+use caxton_cluster::CachedSql;
 
 /// Public JSON (and the log, since v2) spells every enum value in
 /// snake_case; the aliases read what v1 wrote. The replica's SQL columns keep
@@ -296,7 +297,7 @@ fn count_usage(
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<()> {
     let usage = outcome.usage.unwrap_or_default();
-    tx.execute(
+    tx.exec(
         "INSERT INTO agent_usage(name_key, day, tokens, spend_micro_usd, turns) VALUES (?1, ?2, ?3, ?4, 1)
          ON CONFLICT(name_key, day) DO UPDATE SET tokens = tokens + excluded.tokens,
            spend_micro_usd = spend_micro_usd + excluded.spend_micro_usd, turns = turns + 1",
@@ -563,7 +564,7 @@ fn record_attempt(
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<Response> {
     let row: Option<(String, String)> = tx
-        .query_row("SELECT status, body FROM messages WHERE id = ?1", [&cmd.id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .row("SELECT status, body FROM messages WHERE id = ?1", [&cmd.id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
     let Some((status, body)) = row else { return Ok(Response::Attempt(Attempt::Closed)) };
     if status != MessageStatus::Accepted.as_str() {
@@ -575,7 +576,7 @@ fn record_attempt(
     if started < cmd.max_attempts.max(1) {
         request.attempts += 1;
         let body = serde_json::to_string(&request).expect("message serializes");
-        tx.execute("UPDATE messages SET body = ?2 WHERE id = ?1", params![cmd.id, body])?;
+        tx.exec("UPDATE messages SET body = ?2 WHERE id = ?1", params![cmd.id, body])?;
         return Ok(Response::Attempt(Attempt::Run(request.attempts + 1)));
     }
     let content = format!(
@@ -590,11 +591,11 @@ fn record_attempt(
         return Ok(Response::Attempt(Attempt::Closed));
     }
     // record_replies marked it failed; a dead letter says why it failed.
-    let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [&cmd.id], |r| r.get(0))?;
+    let body: String = tx.row("SELECT body FROM messages WHERE id = ?1", [&cmd.id], |r| r.get(0))?;
     let mut request = parse_body(body)?;
     request.status = MessageStatus::DeadLettered;
     request.attempts = started;
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET status = ?2, body = ?3 WHERE id = ?1",
         params![
             cmd.id,
@@ -837,11 +838,11 @@ fn close_notification(
     outcome: &Message,
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<()> {
-    let body: String = tx.query_row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0))?;
+    let body: String = tx.row("SELECT body FROM messages WHERE id = ?1", [id], |r| r.get(0))?;
     let mut notification = parse_body(body)?;
     notification.status = MessageStatus::Processed;
     notification.failure = (outcome.kind == MessageKind::Error).then(|| outcome.content.clone());
-    tx.execute(
+    tx.exec(
         "UPDATE messages SET status = ?2, body = ?3 WHERE id = ?1",
         params![
             id,
@@ -863,7 +864,7 @@ fn set_conversation(
     at_ms: i64,
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<Response> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO conversations(id, protocol, state, initiator, detail, created_at, updated_at) VALUES (?1, ?2, ?3, 'caxton', ?4, ?5, ?5)
          ON CONFLICT(id) DO UPDATE SET protocol = excluded.protocol, state = excluded.state, detail = COALESCE(excluded.detail, detail), updated_at = excluded.updated_at",
         params![id, protocol, state.as_str(), detail, at_ms],
@@ -921,7 +922,7 @@ impl Queries {
         self.replica()
             .read_point(move |c| {
                 let row: Option<(i64, i64, i64)> = c
-                    .query_row(
+                    .row(
                         "SELECT tokens, spend_micro_usd, turns FROM agent_usage WHERE name_key = ?1 AND day = ?2",
                         params![key, day],
                         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -999,7 +1000,7 @@ impl Queries {
         self.replica()
             .read(move |c| {
                 let conv = c
-                    .query_row(
+                    .row(
                         &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
                         [&id],
                         conversation_row,
@@ -1025,7 +1026,7 @@ impl Queries {
         let id = id.to_owned();
         self.replica()
             .read_point(move |c| {
-                c.query_row(
+                c.row(
                     &format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"),
                     [&id],
                     conversation_row,

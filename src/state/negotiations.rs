@@ -14,6 +14,7 @@ use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::messages::{ConversationState, Protocol, DELIVER_NOTIFICATIONS};
 use super::queries::Queries;
+use caxton_cluster::CachedSql;
 use caxton_cluster::ReadError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -258,7 +259,7 @@ fn state_word(state: NegotiationState) -> &'static str {
 }
 
 fn write(ctx: &mut ApplyCtx<'_, '_>, record: &NegotiationRecord) -> rusqlite::Result<()> {
-    ctx.tx.execute(
+    ctx.tx.exec(
         "INSERT INTO negotiations(id, state, body, created_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
         params![
@@ -272,8 +273,7 @@ fn write(ctx: &mut ApplyCtx<'_, '_>, record: &NegotiationRecord) -> rusqlite::Re
 }
 
 fn read(c: &rusqlite::Connection, id: &str) -> rusqlite::Result<Option<NegotiationRecord>> {
-    let body: Option<String> =
-        c.query_row("SELECT body FROM negotiations WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+    let body: Option<String> = c.row("SELECT body FROM negotiations WHERE id = ?1", [id], |r| r.get(0)).optional()?;
     body.map(|b| {
         serde_json::from_str(&b)
             .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e)))

@@ -6,10 +6,11 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::envelope::ApplyCtx;
 use super::events::StateEvent;
 use super::rollout_record::{RolloutRecord, RolloutState};
+use caxton_cluster::CachedSql;
 
 pub(crate) fn load(tx: &Transaction<'_>, key: &str) -> rusqlite::Result<Option<RolloutRecord>> {
     let body: Option<String> =
-        tx.query_row("SELECT body FROM rollouts WHERE name_key = ?1", [key], |r| r.get(0)).optional()?;
+        tx.row("SELECT body FROM rollouts WHERE name_key = ?1", [key], |r| r.get(0)).optional()?;
     body.as_deref().map(parse).transpose()
 }
 
@@ -30,14 +31,14 @@ pub(super) fn save(
     r: &RolloutRecord,
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<()> {
-    tx.execute(
+    tx.exec(
         "INSERT INTO rollouts(name_key, active, body) VALUES (?1, ?2, ?3)
          ON CONFLICT(name_key) DO UPDATE SET active = excluded.active, body = excluded.body",
         params![key, r.state.is_active(), serde_json::to_string(r).expect("rollout serializes")],
     )?;
     if !r.state.is_active() {
         // Outcomes are kept only while something judges them.
-        tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [key])?;
+        tx.exec("DELETE FROM revision_outcomes WHERE name_key = ?1", [key])?;
     }
     stage.push(StateEvent::RolloutChanged { agent: r.agent.clone(), state: r.state, step: r.step });
     Ok(())

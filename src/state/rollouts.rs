@@ -16,6 +16,7 @@ use super::queries::Queries;
 use super::rollout_record::{Check, Figures, RolloutRecord, RolloutState, ServedOutcome};
 use super::rollout_rows::{active, load, save, supersede};
 use crate::config::AgentName;
+use caxton_cluster::CachedSql;
 use caxton_cluster::ReadError;
 
 /// What an operator or the controller does to a rollout.
@@ -101,7 +102,7 @@ impl StartRollout {
         let key = d.spec.name.key();
         let current: Option<(u64, String)> = ctx
             .tx
-            .query_row("SELECT revision, toml FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
+            .row("SELECT revision, toml FROM agents WHERE name_key = ?1", [&key], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?;
         // Nothing to compare with: a first deploy goes straight in.
         let Some((stable, stable_toml)) = current else { return d.apply(ctx) };
@@ -114,7 +115,7 @@ impl StartRollout {
         if let Some(a) = &in_progress {
             let candidate_toml: Option<String> = ctx
                 .tx
-                .query_row(
+                .row(
                     "SELECT toml FROM agent_versions WHERE name_key = ?1 AND revision = ?2",
                     params![key, a.candidate],
                     |r| r.get(0),
@@ -147,8 +148,8 @@ impl StartRollout {
             switched_at_index: None,
         };
         // A new rollout starts from clean figures.
-        ctx.tx.execute("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
-        ctx.tx.execute("DELETE FROM shadow_requests WHERE name_key = ?1", [&key])?;
+        ctx.tx.exec("DELETE FROM revision_outcomes WHERE name_key = ?1", [&key])?;
+        ctx.tx.exec("DELETE FROM shadow_requests WHERE name_key = ?1", [&key])?;
         save(ctx.tx, &key, &record, ctx.stage)?;
         Ok(Response::Deployed { revision: candidate, created: false })
     }
@@ -253,10 +254,8 @@ pub(crate) fn serving_revision(
     active: Option<&RolloutRecord>,
 ) -> rusqlite::Result<Option<u64>> {
     if let Some(n) = pinned {
-        let exists =
-            tx.query_row("SELECT 1 FROM agent_versions WHERE name_key = ?1 AND revision = ?2", params![key, n], |_| {
-                Ok(())
-            })
+        let exists = tx
+            .row("SELECT 1 FROM agent_versions WHERE name_key = ?1 AND revision = ?2", params![key, n], |_| Ok(()))
             .optional()?;
         return Ok(exists.map(|_| n));
     }
@@ -286,7 +285,7 @@ pub(crate) fn shadow_copy(
     if !sampled {
         return Ok(());
     }
-    tx.execute(
+    tx.exec(
         "INSERT OR IGNORE INTO shadow_requests(request_id, name_key, revision, seq) VALUES (?1, ?2, ?3, ?4)",
         params![request_id, key, r.candidate, index],
     )?;
@@ -323,7 +322,7 @@ impl Proposal for RecordShadow {
 
 impl RecordShadow {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
-        ctx.tx.execute(
+        ctx.tx.exec(
             "UPDATE shadow_requests SET done = 1, outcome = ?2, took_ms = ?3, content = ?4, similarity = ?5
              WHERE request_id = ?1 AND done = 0",
             params![self.request_id, self.outcome.as_str(), self.took_ms, self.content, self.similarity],
@@ -359,7 +358,7 @@ pub(crate) fn record_outcome(
     if s.query_row([key], |_| Ok(())).optional()?.is_none() {
         return Ok(());
     }
-    tx.execute(
+    tx.exec(
         "INSERT INTO revision_outcomes(name_key, revision, seq, outcome, took_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![key, revision, index, outcome.as_str(), took_ms],
     )?;
@@ -372,7 +371,7 @@ fn p95_rank(n: u64) -> u64 {
 }
 
 fn figures(c: &rusqlite::Connection, key: &str, revision: u64, since: u64) -> rusqlite::Result<Figures> {
-    let (requests, errors, timeouts): (u64, u64, u64) = c.query_row(
+    let (requests, errors, timeouts): (u64, u64, u64) = c.row(
         "SELECT COUNT(*), COALESCE(SUM(outcome = 'error'), 0), COALESCE(SUM(outcome = 'timeout'), 0)
          FROM revision_outcomes WHERE name_key = ?1 AND revision = ?2 AND seq > ?3",
         params![key, revision, since],
@@ -382,7 +381,7 @@ fn figures(c: &rusqlite::Connection, key: &str, revision: u64, since: u64) -> ru
         None
     } else {
         let offset = p95_rank(requests);
-        c.query_row(
+        c.row(
             "SELECT took_ms FROM revision_outcomes WHERE name_key = ?1 AND revision = ?2 AND seq > ?3
              ORDER BY took_ms LIMIT 1 OFFSET ?4",
             params![key, revision, since, offset],
@@ -399,7 +398,7 @@ impl Queries {
         self.replica()
             .read(move |c| {
                 let body: Option<String> =
-                    c.query_row("SELECT body FROM rollouts WHERE name_key = ?1", [key], |r| r.get(0)).optional()?;
+                    c.row("SELECT body FROM rollouts WHERE name_key = ?1", [key], |r| r.get(0)).optional()?;
                 Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
             })
             .await
@@ -421,7 +420,7 @@ impl Queries {
         let (key, stable, candidate) = (r.agent.to_ascii_lowercase(), r.stable, r.candidate);
         self.replica()
             .read(move |c| {
-                let (sent, answered, errors, timeouts): (u64, u64, u64, u64) = c.query_row(
+                let (sent, answered, errors, timeouts): (u64, u64, u64, u64) = c.row(
                     "SELECT COUNT(*), COALESCE(SUM(done), 0), COALESCE(SUM(outcome = 'error'), 0),
                             COALESCE(SUM(outcome = 'timeout'), 0)
                      FROM shadow_requests WHERE name_key = ?1 AND revision = ?2",
@@ -432,7 +431,7 @@ impl Queries {
                     None
                 } else {
                     let offset = p95_rank(answered);
-                    c.query_row(
+                    c.row(
                         "SELECT took_ms FROM shadow_requests WHERE name_key = ?1 AND revision = ?2 AND done = 1
                          ORDER BY took_ms LIMIT 1 OFFSET ?3",
                         params![key, candidate, offset],
@@ -440,7 +439,7 @@ impl Queries {
                     )
                     .optional()?
                 };
-                let (compared, similarity_mean, similarity_min) = c.query_row(
+                let (compared, similarity_mean, similarity_min) = c.row(
                     "SELECT COUNT(similarity), AVG(similarity), MIN(similarity)
                      FROM shadow_requests WHERE name_key = ?1 AND revision = ?2",
                     params![key, candidate],

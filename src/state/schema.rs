@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS agent_capabilities (
     name_key   TEXT NOT NULL,
     PRIMARY KEY (capability, name_key)
 );
+-- A deploy replaces one agent's capabilities: by agent, not a scan of all.
+CREATE INDEX IF NOT EXISTS agent_capabilities_agent ON agent_capabilities(name_key);
 CREATE TABLE IF NOT EXISTS agent_versions (
     name_key    TEXT NOT NULL,
     revision    INTEGER NOT NULL,

@@ -7,6 +7,7 @@ use rusqlite::params;
 use super::envelope::ApplyCtx;
 use super::events::StateEvent;
 use super::messages::{ConversationState, Message, MessageKind, MessageStatus, Protocol};
+use caxton_cluster::CachedSql;
 
 /// Opens the conversation of a driven protocol: `in_progress`, with its
 /// expiry (past it, further messages in it are refused).
@@ -19,7 +20,7 @@ pub(super) fn open(
     expires_at_ms: i64,
     at_ms: i64,
 ) -> rusqlite::Result<()> {
-    ctx.tx.execute(
+    ctx.tx.exec(
         "INSERT OR IGNORE INTO conversations(id, protocol, state, initiator, detail, created_at, updated_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7)",
         params![id, protocol.as_str(), ConversationState::InProgress.as_str(), initiator, detail, at_ms, expires_at_ms],
@@ -37,7 +38,7 @@ pub(super) fn close(
     reason: &str,
     at_ms: i64,
 ) -> rusqlite::Result<()> {
-    ctx.tx.execute(
+    ctx.tx.exec(
         "UPDATE conversations SET state = ?2, detail = ?3, updated_at = ?4 WHERE id = ?1",
         params![id, state.as_str(), reason, at_ms],
     )?;

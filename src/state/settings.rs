@@ -8,6 +8,7 @@ use rusqlite::{params, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::envelope::{ApplyCtx, Proposal, Response};
+use caxton_cluster::CachedSql;
 
 /// The setting key of the cluster's memory backend.
 pub const MEMORY_BACKEND: &str = "memory.backend";
@@ -40,7 +41,7 @@ impl ClaimSetting {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let tx = ctx.tx;
         let recorded: Option<String> =
-            tx.query_row("SELECT value FROM cluster_settings WHERE key = ?1", [&self.key], |r| r.get(0)).optional()?;
+            tx.row("SELECT value FROM cluster_settings WHERE key = ?1", [&self.key], |r| r.get(0)).optional()?;
         let keep = match &recorded {
             None => false,
             Some(v) if *v == self.value => true,
@@ -49,7 +50,7 @@ impl ClaimSetting {
         if keep {
             return Ok(Response::Setting(recorded.unwrap_or_default()));
         }
-        tx.execute(
+        tx.exec(
             "INSERT INTO cluster_settings (key, value, set_at) VALUES (?1, ?2, ?3)
              ON CONFLICT (key) DO UPDATE SET value = excluded.value, set_at = excluded.set_at",
             params![self.key, self.value, self.at_ms],

@@ -11,6 +11,7 @@ use sha2::Digest;
 use super::envelope::{ApplyCtx, Proposal, Response};
 use super::events::StateEvent;
 use super::queries::Queries;
+use caxton_cluster::CachedSql;
 
 /// Who deploys (or removes) a tool server: the operator (the node's
 /// `tools_dir`, or an admin key) may replace any; a deploy key only the
@@ -62,7 +63,7 @@ pub struct DeployMcpServer {
 
 /// The key that deployed `name`, if it is deployed.
 fn owner_of(tx: &rusqlite::Transaction<'_>, name: &str) -> rusqlite::Result<Option<Option<String>>> {
-    tx.query_row("SELECT deployed_by FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()
+    tx.row("SELECT deployed_by FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()
 }
 
 /// Why a tool server command changed nothing.
@@ -108,7 +109,7 @@ impl DeployMcpServer {
             }
         }
         let hash = hex::encode(sha2::Sha256::digest(&bytes));
-        ctx.tx.execute(
+        ctx.tx.exec(
             "INSERT INTO mcp_servers(name, manifest, hash, module, tools, deployed_at, deployed_by, deployed_by_admin) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
              ON CONFLICT(name) DO UPDATE SET manifest = excluded.manifest, hash = excluded.hash, module = excluded.module, tools = excluded.tools, deployed_at = excluded.deployed_at, deployed_by = excluded.deployed_by, deployed_by_admin = excluded.deployed_by_admin",
             params![self.name, self.manifest, hash, bytes, self.tools, self.at_ms, self.by.key, self.by.admin],
@@ -145,7 +146,7 @@ impl RemoveMcpServer {
                 return Ok(Response::NotOwner(why));
             }
         }
-        let existed = ctx.tx.execute("DELETE FROM mcp_servers WHERE name = ?1", [self.name])? > 0;
+        let existed = ctx.tx.exec("DELETE FROM mcp_servers WHERE name = ?1", [self.name])? > 0;
         if existed {
             ctx.stage.push(StateEvent::ToolServersChanged);
         }
@@ -197,9 +198,7 @@ impl Queries {
     pub async fn tool_server_module(&self, name: &str) -> Result<Option<Vec<u8>>, ReadError> {
         let name = name.to_owned();
         self.replica()
-            .read(move |c| {
-                c.query_row("SELECT module FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional()
-            })
+            .read(move |c| c.row("SELECT module FROM mcp_servers WHERE name = ?1", [name], |r| r.get(0)).optional())
             .await
     }
 }

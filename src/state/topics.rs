@@ -14,6 +14,7 @@ use super::events::StateEvent;
 use super::messages::{ConversationState, Message, Protocol, DELIVER_NOTIFICATIONS};
 use super::queries::Queries;
 use crate::config::topic;
+use caxton_cluster::CachedSql;
 use caxton_cluster::ReadError;
 
 /// Where a subscription was made.
@@ -97,12 +98,12 @@ impl Subscribe {
         let key = self.agent.to_ascii_lowercase();
         let tx = ctx.tx;
         let known: Option<String> =
-            tx.query_row("SELECT name FROM agents WHERE name_key = ?1", [&key], |r| r.get(0)).optional()?;
+            tx.row("SELECT name FROM agents WHERE name_key = ?1", [&key], |r| r.get(0)).optional()?;
         if known.is_none() {
             return Ok(Response::NotFound);
         }
         let conversation = format!("subscribe-{}", self.id);
-        let inserted = tx.execute(
+        let inserted = tx.exec(
             "INSERT OR IGNORE INTO subscriptions(id, agent_key, pattern, conversation_id, created_by, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![self.id, key, self.pattern, conversation, self.by, self.at_ms],
@@ -122,7 +123,7 @@ fn open_conversation(
     at_ms: i64,
     stage: &mut Vec<StateEvent>,
 ) -> rusqlite::Result<()> {
-    let inserted = tx.execute(
+    let inserted = tx.exec(
         "INSERT OR IGNORE INTO conversations(id, protocol, state, initiator, detail, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         params![
@@ -164,11 +165,11 @@ impl Unsubscribe {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let conversation: Option<String> = ctx
             .tx
-            .query_row("SELECT conversation_id FROM subscriptions WHERE id = ?1", [&self.id], |r| r.get(0))
+            .row("SELECT conversation_id FROM subscriptions WHERE id = ?1", [&self.id], |r| r.get(0))
             .optional()?;
         let Some(conversation) = conversation else { return Ok(Response::Deleted(false)) };
-        ctx.tx.execute("DELETE FROM subscriptions WHERE id = ?1", [&self.id])?;
-        ctx.tx.execute(
+        ctx.tx.exec("DELETE FROM subscriptions WHERE id = ?1", [&self.id])?;
+        ctx.tx.exec(
             "UPDATE conversations SET state = ?2, detail = COALESCE(detail, '') || ' (cancelled)', updated_at = ?3 WHERE id = ?1",
             params![conversation, ConversationState::Completed.as_str(), self.at_ms],
         )?;
@@ -234,7 +235,7 @@ struct Recipient {
 fn publish(ctx: &mut ApplyCtx<'_, '_>, p: Publication) -> rusqlite::Result<Published> {
     let tx = ctx.tx;
     let exists: bool =
-        tx.query_row("SELECT 1 FROM publications WHERE id = ?1", [&p.id], |_| Ok(true)).optional()?.unwrap_or(false);
+        tx.row("SELECT 1 FROM publications WHERE id = ?1", [&p.id], |_| Ok(true)).optional()?.unwrap_or(false);
     if exists {
         return Ok(Published::Duplicate);
     }
@@ -245,7 +246,7 @@ fn publish(ctx: &mut ApplyCtx<'_, '_>, p: Publication) -> rusqlite::Result<Publi
         notifications.push(notification(&p, n, r));
     }
     let fanned = notifications.len() as u64;
-    tx.execute(
+    tx.exec(
         "INSERT INTO publications(id, topic, publisher, content, recipients, created_at, seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![p.id, p.topic, p.publisher, p.content, fanned, p.at_ms, ctx.index],
     )?;
@@ -352,9 +353,7 @@ impl Queries {
     pub async fn subscription_agent(&self, id: &str) -> Result<Option<String>, ReadError> {
         let id = id.to_owned();
         self.replica()
-            .read(move |c| {
-                c.query_row("SELECT agent_key FROM subscriptions WHERE id = ?1", [id], |r| r.get(0)).optional()
-            })
+            .read(move |c| c.row("SELECT agent_key FROM subscriptions WHERE id = ?1", [id], |r| r.get(0)).optional())
             .await
     }
 
@@ -406,16 +405,14 @@ impl Queries {
 
     /// The newest publication's stream position (0: none yet).
     pub async fn last_publication_position(&self) -> Result<i64, ReadError> {
-        self.replica()
-            .read(|c| c.query_row("SELECT COALESCE(MAX(position), 0) FROM publications", [], |r| r.get(0)))
-            .await
+        self.replica().read(|c| c.row("SELECT COALESCE(MAX(position), 0) FROM publications", [], |r| r.get(0))).await
     }
 
     pub async fn publication(&self, id: &str) -> Result<Option<PublicationRecord>, ReadError> {
         let id = id.to_owned();
         self.replica()
             .read(move |c| {
-                c.query_row(
+                c.row(
                     "SELECT position, id, topic, publisher, content, recipients, created_at FROM publications WHERE id = ?1",
                     [id],
                     publication_row,

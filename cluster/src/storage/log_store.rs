@@ -17,6 +17,7 @@ use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend, RaftLogReader};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::cached_sql::CachedSql;
 use crate::codec;
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
@@ -57,15 +58,13 @@ impl LogStore {
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> Result<Option<T>, StorageError> {
-        let raw: Option<Vec<u8>> = conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
-            .optional()
-            .map_err(read_err)?;
+        let raw: Option<Vec<u8>> =
+            conn.row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0)).optional().map_err(read_err)?;
         raw.map(|b| codec::decode(&b).map_err(read_err)).transpose()
     }
 
     fn put_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> rusqlite::Result<()> {
-        conn.execute(
+        conn.exec(
             "INSERT INTO meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             params![key, codec::encode(value)],
         )?;
@@ -106,10 +105,8 @@ impl LogStore {
 
     /// The id of the newest entry the log holds, if it holds any.
     fn newest_entry_id(c: &Connection) -> Result<Option<LogId>, StorageError> {
-        let last: Option<Vec<u8>> = c
-            .query_row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0))
-            .optional()
-            .map_err(read_err)?;
+        let last: Option<Vec<u8>> =
+            c.row("SELECT entry FROM log ORDER BY idx DESC LIMIT 1", [], |r| r.get(0)).optional().map_err(read_err)?;
         last.map(|b| codec::decode::<Entry>(&b).map(|e| e.log_id).map_err(read_err)).transpose()
     }
 
@@ -215,9 +212,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// which is its documented behaviour when the pointer is not saved.
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
         self.with(|c| {
-            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.exec("PRAGMA synchronous = NORMAL", [])?;
             let saved = Self::put_meta(c, "committed", &committed);
-            c.pragma_update(None, "synchronous", "FULL")?;
+            c.exec("PRAGMA synchronous = FULL", [])?;
             saved
         })
         .map_err(write_err)

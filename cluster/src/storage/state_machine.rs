@@ -16,6 +16,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snaps
 use rusqlite::{params, Connection, DatabaseName, OptionalExtension};
 
 use crate::application::Application;
+use crate::cached_sql::CachedSql;
 use crate::codec;
 use crate::types::{Entry, LogId, Reply, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
@@ -38,18 +39,18 @@ pub(crate) fn open_replica(path: &Path) -> rusqlite::Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     // The hot statements (a message's accept, reply, reads) are prepared
     // once per connection, not parsed per message; room for all of them.
-    conn.set_prepared_statement_cache_capacity(128);
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
 fn read_meta<T: serde::de::DeserializeOwned>(conn: &Connection, key: &str) -> rusqlite::Result<Option<T>> {
     let raw: Option<Vec<u8>> =
-        conn.query_row("SELECT value FROM _raft_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
+        conn.row("SELECT value FROM _raft_meta WHERE key = ?1", [key], |r| r.get(0)).optional()?;
     Ok(raw.and_then(|b| codec::decode(&b).ok()))
 }
 
 fn write_meta<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> rusqlite::Result<()> {
-    conn.execute(
+    conn.exec(
         "INSERT INTO _raft_meta(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![key, codec::encode(value)],
     )?;
@@ -280,10 +281,10 @@ fn apply_entry<A: Application>(
         Ok(c) => c,
         Err(e) => return count_failure(tx, index, format!("the entry cannot be decoded by this version: {e}")),
     };
-    tx.execute_batch("SAVEPOINT entry").map_err(|e| sm_err(ErrorVerb::Write, e))?;
+    tx.exec("SAVEPOINT entry", []).map_err(|e| sm_err(ErrorVerb::Write, e))?;
     match app.apply(tx, index, command) {
         Ok(response) => {
-            tx.execute_batch("RELEASE entry").map_err(|e| sm_err(ErrorVerb::Write, e))?;
+            tx.exec("RELEASE entry", []).map_err(|e| sm_err(ErrorVerb::Write, e))?;
             Ok(Reply(codec::encode_app(&response)))
         }
         Err(e) if deterministic(&e) => {
