@@ -8,6 +8,7 @@
 mod application;
 pub mod backup;
 mod cached_sql;
+mod catch_up;
 mod codec;
 mod config;
 mod consensus;

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::catch_up::CatchUp;
 use crate::identity::ClusterIdentity;
 use crate::membership::{Gossip, GossipMember};
 use crate::types::{NodeAddr, NodeId};
@@ -36,6 +37,8 @@ pub(crate) struct LocalMember {
     /// dead grace period: another node announcing a member's id does not
     /// keep a dead member "recently seen".
     seen: Mutex<HashMap<(NodeId, String), Instant>>,
+    /// Whether the replica keeps up with the log (readiness).
+    pub catch_up: CatchUp,
 }
 
 impl LocalMember {
@@ -58,6 +61,7 @@ impl LocalMember {
             term: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             seen: Mutex::new(HashMap::new()),
+            catch_up: CatchUp::default(),
         }
     }
 

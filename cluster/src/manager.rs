@@ -109,7 +109,7 @@ impl Manager {
         let (term, applied) = self.local.progress();
         gossip
             .set(&[
-                (keys::READY, m.is_ready().to_string()),
+                (keys::READY, m.is_ready(&self.local.catch_up).to_string()),
                 (keys::ROLE, role.as_str().to_owned()),
                 (keys::INITIALIZED, initialized.to_string()),
                 (keys::CLUSTER_ID, self.local.identity.get().unwrap_or_default()),

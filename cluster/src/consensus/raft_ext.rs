@@ -10,23 +10,25 @@ use std::time::{Duration, Instant};
 
 use openraft::{ChangeMembers, ServerState};
 
+use crate::catch_up::CatchUp;
 use crate::types::{ClientWriteFailure, MemberRole, NodeId, Raft, RaftMetrics};
 
 /// Helpers over one snapshot of the Raft metrics.
 pub(crate) trait MetricsExt {
-    /// Joined and caught up: a leader is known and everything in this node's
-    /// log is applied to its replica.
-    fn is_ready(&self) -> bool;
+    /// Joined and caught up: a leader is known and the replica keeps up
+    /// with this node's log (see [`CatchUp`]).
+    fn is_ready(&self, catch_up: &CatchUp) -> bool;
 
     /// `node`'s role in the current membership; `None` if it is not a member.
     fn role_of(&self, node: NodeId) -> Option<MemberRole>;
 }
 
 impl MetricsExt for RaftMetrics {
-    fn is_ready(&self) -> bool {
+    fn is_ready(&self, catch_up: &CatchUp) -> bool {
+        let index = |id: Option<&crate::types::LogId>| id.map_or(0, |l| l.index);
         self.running_state.is_ok()
             && self.current_leader.is_some()
-            && self.last_applied.map(|l| l.index) >= self.last_log_index
+            && catch_up.caught_up(index(self.last_applied.as_ref()), self.last_log_index.unwrap_or(0), Instant::now())
     }
 
     fn role_of(&self, node: NodeId) -> Option<MemberRole> {
@@ -46,9 +48,6 @@ pub(crate) trait RaftExt {
     /// Whether this node believes it leads (openraft's own `is_leader` asks
     /// the quorum; this only reads the metrics).
     fn is_leading(&self) -> bool;
-
-    /// See [`MetricsExt::is_ready`].
-    fn is_ready(&self) -> bool;
 
     /// Waits (bounded) until the metrics satisfy `done`; true if they did.
     async fn wait_metrics(&self, timeout: Duration, done: impl Fn(&RaftMetrics) -> bool) -> bool;
@@ -77,10 +76,6 @@ impl RaftExt for Raft {
 
     fn is_leading(&self) -> bool {
         self.metrics().borrow().state == ServerState::Leader
-    }
-
-    fn is_ready(&self) -> bool {
-        self.metrics().borrow().is_ready()
     }
 
     async fn wait_metrics(&self, timeout: Duration, done: impl Fn(&RaftMetrics) -> bool) -> bool {

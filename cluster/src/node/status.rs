@@ -238,15 +238,15 @@ impl<A: Application> Cluster<A> {
         self.raft.is_leading()
     }
 
-    /// Joined and caught up: a leader is known and everything this node has
-    /// in its log is applied to its replica.
+    /// Joined and caught up: a leader is known and the replica keeps up
+    /// with this node's log (it has applied what the log held a moment ago).
     pub fn is_ready(&self) -> bool {
-        self.raft.is_ready()
+        self.raft.metrics().borrow().is_ready(&self.local.catch_up)
     }
 
     /// Waits (bounded) until [`is_ready`](Self::is_ready).
     pub async fn wait_ready(&self, timeout: Duration) -> bool {
-        self.raft.wait_metrics(timeout, |m| m.is_ready()).await
+        self.raft.wait_metrics(timeout, |m| m.is_ready(&self.local.catch_up)).await
     }
 
     /// Voters that have not advertised `feature` in gossip (an older
