@@ -207,7 +207,10 @@ impl Node {
                 }
             }
         }
-        let registry = AgentRegistry::new(ledger.clone()).with_tools(mcp.clone()).with_metrics(metrics.clone());
+        let registry = AgentRegistry::new(ledger.clone())
+            .with_tools(mcp.clone())
+            .with_metrics(metrics.clone())
+            .with_batched_deploys(&shutdown);
         let models_dir = config.models.dir.clone();
         let providers = Providers::build(&config.llm.providers, &config.llm.default_provider, &models_dir);
         let peer_http = reqwest::Client::builder()

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 const FORMAT_V1: u8 = 1;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CodecError {
     #[error("empty message")]
     Empty,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::codec::CodecError;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum WriteError {
     #[error("no leader is known yet (election in progress?); retry shortly")]
     NoLeader,

@@ -6,8 +6,8 @@ use crate::config::{AgentName, AgentSpec, FieldError, ParseAgentError, RolloutSp
 use crate::mcp::McpRegistry;
 use crate::runtime::BUILTIN_TOOLS;
 use crate::state::{
-    AgentRecord, AgentSource, DeployAgent, Deployment, Ledger, Queries, Removal, RemoveAgent, RolloutAction,
-    RolloutRecord, RolloutUpdate, StartRollout, UpdateRollout,
+    AgentRecord, AgentSource, BatchLimits, DeployAgent, DeployAgents, Deployment, Ledger, Proposal, Proposer, Queries,
+    Removal, RemoveAgent, RolloutAction, RolloutRecord, RolloutUpdate, StartRollout, UpdateRollout,
 };
 use crate::time::now_ms;
 
@@ -50,17 +50,22 @@ pub struct DeployOutcome {
     pub changed: bool,
 }
 
+/// The most one batch of deploys carries; a larger deploy travels alone.
+const DEPLOY_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Validates definitions at the edge and turns them into Raft commands.
 #[derive(Clone)]
 pub struct AgentRegistry {
     ledger: Ledger,
     mcp: Option<Arc<McpRegistry>>,
     metrics: Option<Arc<crate::observability::Metrics>>,
+    /// Concurrent deploys gathered into one entry (see `DeployAgents`).
+    batched: Option<Proposer<DeployAgents>>,
 }
 
 impl AgentRegistry {
     pub fn new(ledger: Ledger) -> Self {
-        Self { ledger, mcp: None, metrics: None }
+        Self { ledger, mcp: None, metrics: None, batched: None }
     }
 
     /// Counts deploys, updates and removals made through this node.
@@ -125,6 +130,28 @@ impl AgentRegistry {
         &self.ledger.queries
     }
 
+    /// Gathers concurrent deploys into one Raft entry each time the
+    /// previous ones are committing (once every voter can apply that).
+    pub fn with_batched_deploys(mut self, shutdown: &crate::shutdown::Shutdown) -> Self {
+        // A deploy's entry carries its TOML and its parsed spec: about
+        // twice the text, plus the record's fixed fields.
+        let limits =
+            BatchLimits { items: 256, bytes: DEPLOY_BATCH_BYTES, weight: |d: &DeployAgent| 2 * d.toml.len() + 512 };
+        self.batched = Some(Proposer::spawn(self.ledger.store.clone(), shutdown, limits, 4));
+        self
+    }
+
+    async fn propose_deploy(&self, command: DeployAgent) -> Result<Deployment, WriteError> {
+        let feature = DeployAgents::FEATURE.unwrap_or_default();
+        match &self.batched {
+            Some(batched) if self.ledger.store.supports(feature).await => match batched.submit(command).await {
+                Ok(outcome) => outcome.map_err(WriteError::Rejected),
+                Err(shared) => Err((*shared).clone()),
+            },
+            _ => self.ledger.store.propose(command).await,
+        }
+    }
+
     /// Picks the node that runs a new agent. One node runs everything until
     /// placement by shard lands; the leader is the natural single owner.
     fn owner_for(&self, _name: &AgentName) -> u64 {
@@ -167,7 +194,7 @@ impl AgentRegistry {
         let deployment = if rollout {
             self.ledger.store.propose(StartRollout { deploy: command }).await?
         } else {
-            self.ledger.store.propose(command).await?
+            self.propose_deploy(command).await?
         };
         match deployment {
             Deployment::Deployed { revision, created } => {

@@ -69,6 +69,57 @@ impl Proposal for DeployAgent {
     }
 }
 
+/// Deploys proposed together: one Raft entry, one fsync and one
+/// replication round for all of them. openraft's core appends and syncs
+/// each proposal it is handed on its own, so 32 clients deploying at once
+/// cost the leader an fsync per deploy; the registry's batcher gathers
+/// them into one of these instead. Each deploy applies as it would alone,
+/// in order; one that fails is answered `Rejected` and the others stand.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployAgents {
+    pub deploys: Vec<DeployAgent>,
+}
+
+impl Proposal for DeployAgents {
+    /// Per deploy: what it did, or why it was refused.
+    type Output = Vec<Result<Deployment, String>>;
+    const NAME: &'static str = "DeployAgents";
+    const FEATURE: Option<&'static str> = Some("DeployAgents");
+    fn output(r: Response) -> Result<Self::Output, Response> {
+        let Response::Deployments(each) = r else { return Err(r) };
+        each.into_iter()
+            .map(|r| match r {
+                Response::Rejected(why) => Ok(Err(why)),
+                other => DeployAgent::output(other).map(Ok),
+            })
+            .collect()
+    }
+}
+
+impl DeployAgents {
+    pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
+        let mut answers = Vec::with_capacity(self.deploys.len());
+        for deploy in self.deploys {
+            ctx.tx.exec("SAVEPOINT deploy", [])?;
+            let mut own = Vec::new();
+            let applied = deploy.apply(&mut ApplyCtx { tx: ctx.tx, index: ctx.index, stage: &mut own });
+            match applied {
+                Ok(answer) => {
+                    ctx.tx.exec("RELEASE deploy", [])?;
+                    ctx.stage.extend(own);
+                    answers.push(answer);
+                }
+                Err(e) if caxton_cluster::failed_deterministically(&e) => {
+                    ctx.tx.execute_batch("ROLLBACK TO deploy; RELEASE deploy")?;
+                    answers.push(Response::Rejected(format!("applying the deploy failed: {e}")));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Response::Deployments(answers))
+    }
+}
+
 impl DeployAgent {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let key = self.spec.name.key();

@@ -520,3 +520,35 @@ fn no_applied_command_scans_a_table() {
         }
     }
 }
+
+/// Deploys batched into one entry answer, change and publish exactly what
+/// the same deploys would as entries of their own.
+#[test]
+fn a_batch_of_deploys_applies_as_the_deploys_would_alone() {
+    let a = "name = \"A\"\nsystem_prompt = \"x\"\ncapabilities = [\"c\"]\n";
+    let a2 = "name = \"A\"\nsystem_prompt = \"y\"\n";
+    let missing = DeployAgent { must_exist: true, ..deploy("name = \"B\"\nsystem_prompt = \"x\"\n") };
+    let deploys = || vec![deploy(a), deploy(a), deploy(a2), missing.clone()];
+
+    let (mut alone, mut together) = (replica(), replica());
+    let mut answers = Vec::new();
+    let mut published = Vec::new();
+    for d in deploys() {
+        let (r, events) = apply(&mut alone, 1, d);
+        answers.push(r);
+        published.extend(events);
+    }
+    let (r, events) = apply(&mut together, 1, super::DeployAgents { deploys: deploys() });
+    assert_eq!(
+        answers,
+        [
+            Response::Deployed { revision: 1, created: true },
+            Response::Unchanged { revision: 1 },
+            Response::Deployed { revision: 2, created: false },
+            Response::NotFound
+        ]
+    );
+    assert_eq!(r, Response::Deployments(answers));
+    assert_eq!(events, published);
+    assert_eq!(dump(&together), dump(&alone), "the same replica either way");
+}

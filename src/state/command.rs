@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::agents::{AssignShards, DeployAgent, RemoveAgent};
+use super::agents::{AssignShards, DeployAgent, DeployAgents, RemoveAgent};
 use super::auctions::{AdvanceAuction, StartAuction};
 use super::envelope::{ApplyCtx, Response};
 use super::keys::{CreateKey, RevokeKey};
@@ -54,6 +54,7 @@ pub enum Command {
     StartNegotiation(StartNegotiation),
     StepNegotiation(StepNegotiation),
     ClaimSetting(ClaimSetting),
+    DeployAgents(DeployAgents),
 }
 
 macro_rules! commands {
@@ -101,6 +102,7 @@ commands!(
     StartNegotiation,
     StepNegotiation,
     ClaimSetting,
+    DeployAgents,
 );
 
 /// Commands this version can apply beyond the first version's, advertised
@@ -114,4 +116,5 @@ pub const FEATURES: &[&str] = &[
     super::messages::DELIVER_NOTIFICATIONS,
     "ClaimSetting",
     super::messages::REPLY_TOOL_CALLS,
+    "DeployAgents",
 ];

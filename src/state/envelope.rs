@@ -64,6 +64,9 @@ pub enum Response {
     /// The command was refused by `apply` on every replica alike (malformed
     /// content that slipped past the edge); nothing changed.
     Rejected(String),
+    /// Per deploy of a `DeployAgents`: what a `DeployAgent` answers, or
+    /// `Rejected` for one that failed (the others stand).
+    Deployments(Vec<Response>),
 }
 
 /// Where a command applies: the batch's transaction, the entry's log

@@ -241,6 +241,20 @@ pub(super) fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("unsubscribe", Command::Unsubscribe(super::Unsubscribe { id: "sub-1".into(), at_ms: 1_700_000_000_015 })),
         (
+            "deploy_agents",
+            Command::DeployAgents(super::DeployAgents {
+                deploys: vec![DeployAgent {
+                    spec: AgentSpec::from_toml(AGENT, "golden.toml").expect("golden agent parses"),
+                    toml: AGENT.into(),
+                    source: AgentSource::Api,
+                    at_ms: 1_700_000_000_018,
+                    owner: 1,
+                    must_exist: true,
+                    deployed_by: Some("deployer".into()),
+                }],
+            }),
+        ),
+        (
             "claim_setting",
             Command::ClaimSetting(super::ClaimSetting {
                 key: "memory.backend".into(),
@@ -357,6 +371,15 @@ fn responses() -> Vec<(&'static str, Response)> {
         ("attempt_dead_lettered", Response::Attempt(super::envelope::Attempt::DeadLettered)),
         ("published", Response::Published(vec![super::Published::Fanned(3), super::Published::Duplicate])),
         ("setting", Response::Setting("postgres".into())),
+        (
+            "deployments",
+            Response::Deployments(vec![
+                Response::Deployed { revision: 1, created: true },
+                Response::Unchanged { revision: 4 },
+                Response::NotFound,
+                Response::Rejected("applying the deploy failed: UNIQUE constraint failed".into()),
+            ]),
+        ),
     ]
 }
 
@@ -447,6 +470,7 @@ fn every_gated_command_is_advertised() {
         PruneHistory::FEATURE,
         super::RecordAttempt::FEATURE,
         super::ClaimSetting::FEATURE,
+        super::DeployAgents::FEATURE,
     ];
     for feature in gated.into_iter().chain(rollouts).chain(topics) {
         let feature = feature.expect("gated");

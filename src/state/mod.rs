@@ -56,7 +56,8 @@ mod tools;
 mod topics;
 
 pub use agents::{
-    AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, Deployment, Removal, RemoveAgent, SHARDS,
+    AgentRecord, AgentSource, AgentVersion, AssignShards, DeployAgent, DeployAgents, Deployment, Removal, RemoveAgent,
+    SHARDS,
 };
 pub use auctions::{
     AdvanceAuction, AuctionRecord, AuctionResult, AuctionRules, AuctionState, Bid, Pricing, StartAuction,

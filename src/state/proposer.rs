@@ -38,6 +38,14 @@ impl Batched for RecordReplies {
     }
 }
 
+impl Batched for super::agents::DeployAgents {
+    type Item = super::agents::DeployAgent;
+    type Outcome = Result<super::agents::Deployment, String>;
+    fn of(deploys: Vec<Self::Item>) -> Self {
+        Self { deploys }
+    }
+}
+
 impl Batched for super::topics::Publish {
     type Item = super::topics::Publication;
     type Outcome = super::envelope::Published;

@@ -8,6 +8,7 @@
 pub(crate) mod log_store;
 pub(crate) mod state_machine;
 
+pub use state_machine::deterministic as failed_deterministically;
 pub(crate) use state_machine::failure_of;
 
 #[cfg(test)]

@@ -242,8 +242,9 @@ pub(crate) fn failure_of(reply: &Reply) -> Option<String> {
 
 /// Whether `apply` failed because of the entry itself (the same on every
 /// replica) rather than the node's disk or memory, which must stop the
-/// node so the entry is applied again once it is healthy.
-fn deterministic(e: &rusqlite::Error) -> bool {
+/// node so the entry is applied again once it is healthy. An application
+/// that applies several items of one entry apart uses the same rule.
+pub fn deterministic(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode as C;
     match e {
         rusqlite::Error::SqliteFailure(f, _) => {
