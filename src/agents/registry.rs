@@ -143,11 +143,17 @@ impl AgentRegistry {
 
     async fn propose_deploy(&self, command: DeployAgent) -> Result<Deployment, WriteError> {
         let feature = DeployAgents::FEATURE.unwrap_or_default();
+        // A batch commits from the batcher's task, outside any request: a
+        // sampled request's deploy commits alone, so its trace keeps the
+        // commit (and, through a follower, the leader's forwarded write).
+        let traced = caxton_cluster::trace_context::current_ids().is_some();
         match &self.batched {
-            Some(batched) if self.ledger.store.supports(feature).await => match batched.submit(command).await {
-                Ok(outcome) => outcome.map_err(WriteError::Rejected),
-                Err(shared) => Err((*shared).clone()),
-            },
+            Some(batched) if !traced && self.ledger.store.supports(feature).await => {
+                match batched.submit(command).await {
+                    Ok(outcome) => outcome.map_err(WriteError::Rejected),
+                    Err(shared) => Err((*shared).clone()),
+                }
+            }
             _ => self.ledger.store.propose(command).await,
         }
     }

@@ -133,7 +133,8 @@ impl DeployAgent {
             _ => {}
         }
         let created = existing.is_none();
-        let revision = self.record_revision(ctx.tx)?;
+        let spec_json = serde_json::to_string(&self.spec).expect("agent spec serializes");
+        let revision = self.record_revision_as(ctx.tx, &spec_json)?;
         // A direct deploy replaces whatever was being rolled out.
         rollout_rows::supersede(ctx, &key, self.at_ms)?;
         let source_json = serde_json::to_string(&self.source).expect("source serializes");
@@ -145,24 +146,47 @@ impl DeployAgent {
             .row("SELECT owner FROM shards WHERE shard = ?1", [shard], |r| r.get(0))
             .optional()?
             .unwrap_or(self.owner);
+        // The row is written once, with the revision it serves: what
+        // `promote_revision` would read back from `agent_versions` is in hand.
+        let serving = Serving {
+            spec: &self.spec,
+            spec_json: &spec_json,
+            version: &self.spec.version,
+            toml: &self.toml,
+            revision,
+        };
         if created {
-            // The row's spec is filled in by `promote_revision` below; until
-            // then an empty JSON object, as the `agents_subscribing` index
-            // reads every spec as JSON.
             ctx.tx.exec(
                 "INSERT INTO agents(name_key, name, revision, version, spec, toml, source, owner, shard, created_at, updated_at)
-                 VALUES (?1, ?2, 0, '', '{}', '', ?3, ?4, ?5, ?6, ?6)",
-                params![key, self.spec.name.as_str(), source_json, owner, shard, self.at_ms],
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10)",
+                params![
+                    key,
+                    self.spec.name.as_str(),
+                    revision,
+                    self.spec.version,
+                    spec_json,
+                    self.toml,
+                    source_json,
+                    owner,
+                    shard,
+                    self.at_ms
+                ],
             )?;
+            serving.capabilities_and_event(ctx, &key, owner)?;
         } else {
             ctx.tx.exec("UPDATE agents SET source = ?2 WHERE name_key = ?1", params![key, source_json])?;
+            serving.promote(ctx, &key, self.at_ms)?;
         }
-        promote_revision(ctx, &self.spec.name, revision, self.at_ms)?;
         Ok(Response::Deployed { revision, created })
     }
 
     /// Stores this definition as the agent's next revision; its number.
     pub(crate) fn record_revision(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+        self.record_revision_as(tx, &serde_json::to_string(&self.spec).expect("agent spec serializes"))
+    }
+
+    /// [`record_revision`](Self::record_revision) with the spec already encoded.
+    fn record_revision_as(&self, tx: &rusqlite::Transaction<'_>, spec_json: &str) -> rusqlite::Result<u64> {
         let key = self.spec.name.key();
         let last: u64 = tx.row(
             "SELECT MAX(COALESCE((SELECT MAX(revision) FROM agent_versions WHERE name_key = ?1), 0),
@@ -180,7 +204,7 @@ impl DeployAgent {
                 self.spec.version,
                 self.toml,
                 self.at_ms,
-                serde_json::to_string(&self.spec).expect("agent spec serializes"),
+                spec_json,
                 self.deployed_by,
                 serde_json::to_string(&self.source).expect("source serializes"),
             ],
@@ -189,7 +213,7 @@ impl DeployAgent {
     }
 }
 
-/// Makes stored revision `revision` the one serving `name` (deploy,
+/// Makes stored revision `revision` the one serving `name` (a rollout's
 /// promotion): the agent's row, its capabilities, and the runtime's event.
 pub(crate) fn promote_revision(
     ctx: &mut ApplyCtx<'_, '_>,
@@ -205,20 +229,44 @@ pub(crate) fn promote_revision(
     )?;
     let spec: AgentSpec =
         serde_json::from_str(&spec_json).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-    ctx.tx.exec(
-        "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, updated_at = ?7 WHERE name_key = ?1",
-        params![key, spec.name.as_str(), revision, version, spec_json, toml, at_ms],
-    )?;
-    ctx.tx.exec("DELETE FROM agent_capabilities WHERE name_key = ?1", [&key])?;
-    for cap in &spec.capabilities {
+    let serving = Serving { spec: &spec, spec_json: &spec_json, version: &version, toml: &toml, revision };
+    serving.promote(ctx, &key, at_ms)
+}
+
+/// A stored revision about to serve its agent.
+struct Serving<'a> {
+    spec: &'a AgentSpec,
+    /// `spec` as `agent_versions` holds it.
+    spec_json: &'a str,
+    version: &'a str,
+    toml: &'a str,
+    revision: u64,
+}
+
+impl Serving<'_> {
+    /// Points the existing agent row `key` at this revision.
+    fn promote(&self, ctx: &mut ApplyCtx<'_, '_>, key: &str, at_ms: i64) -> rusqlite::Result<()> {
         ctx.tx.exec(
-            "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
-            params![cap, key],
+            "UPDATE agents SET name = ?2, revision = ?3, version = ?4, spec = ?5, toml = ?6, updated_at = ?7 WHERE name_key = ?1",
+            params![key, self.spec.name.as_str(), self.revision, self.version, self.spec_json, self.toml, at_ms],
         )?;
+        let owner: u64 = ctx.tx.row("SELECT owner FROM agents WHERE name_key = ?1", [key], |r| r.get(0))?;
+        self.capabilities_and_event(ctx, key, owner)
     }
-    let owner: u64 = ctx.tx.row("SELECT owner FROM agents WHERE name_key = ?1", [&key], |r| r.get(0))?;
-    ctx.stage.push(StateEvent::AgentDeployed { name: spec.name.clone(), revision, owner });
-    Ok(())
+
+    /// The agent's capabilities as this revision declares them, and the
+    /// event that starts it on `owner`.
+    fn capabilities_and_event(&self, ctx: &mut ApplyCtx<'_, '_>, key: &str, owner: u64) -> rusqlite::Result<()> {
+        ctx.tx.exec("DELETE FROM agent_capabilities WHERE name_key = ?1", [key])?;
+        for cap in &self.spec.capabilities {
+            ctx.tx.exec(
+                "INSERT OR IGNORE INTO agent_capabilities(capability, name_key) VALUES (?1, ?2)",
+                params![cap, key],
+            )?;
+        }
+        ctx.stage.push(StateEvent::AgentDeployed { name: self.spec.name.clone(), revision: self.revision, owner });
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
