@@ -137,16 +137,19 @@ async fn two_hundred_concurrent_deploys_all_present() {
                 .send()
                 .await
                 .unwrap();
-            r.status().as_u16()
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
         }));
     }
     for t in tasks {
-        assert_eq!(t.await.unwrap(), 201);
+        let (status, body) = t.await.unwrap();
+        assert_eq!((status, body["revision"].as_u64()), (201, Some(1)), "{body}");
     }
     let names = node.agent_names().await;
     assert_eq!(names.len(), 200);
+    // Concurrent deploys share entries (`DeployAgents`); all of them are applied.
     let (_, s) = node.get("/v1/cluster/status").await;
-    assert!(s["applied_index"].as_u64().unwrap() >= 200);
+    assert!(s["applied_index"].as_u64().unwrap() >= 1, "{s}");
 }
 
 /// History does not grow forever: answered messages and finished

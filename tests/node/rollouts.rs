@@ -213,8 +213,13 @@ async fn blue_green_switches_every_conversation_once_under_traffic() {
     for c in 0..4 {
         let (node, stop) = (node.clone(), stop.clone());
         clients.push(tokio::spawn(async move {
-            let mut seen = Vec::new();
-            while !stop.load(Ordering::Relaxed) {
+            let mut seen: Vec<(u64, String)> = Vec::new();
+            // Until stopped and served by green at least once: a fixed
+            // window after the switch was too short for a message in flight
+            // when the whole suite shares the two cores.
+            let green = |seen: &[(u64, String)]| seen.iter().any(|(r, _)| *r == 2);
+            let give_up = std::time::Instant::now() + Duration::from_secs(60);
+            while !(stop.load(Ordering::Relaxed) && green(&seen)) && std::time::Instant::now() < give_up {
                 let v = send(&node, "bg", &format!("conversation-{c}")).await;
                 seen.push((
                     v["reply"]["revision"].as_u64().unwrap(),
