@@ -552,3 +552,34 @@ fn a_batch_of_deploys_applies_as_the_deploys_would_alone() {
     assert_eq!(events, published);
     assert_eq!(dump(&together), dump(&alone), "the same replica either way");
 }
+
+/// One deploy of a batch failing (here, refused by a trigger the way a
+/// constraint would) leaves nothing of itself behind and takes none of its
+/// neighbours with it.
+#[test]
+fn a_failed_deploy_in_a_batch_is_refused_alone() {
+    let mut db = replica();
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON agents WHEN NEW.name = 'Bad'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;",
+    )
+    .unwrap();
+    let batch = super::DeployAgents {
+        deploys: ["A", "Bad", "C"].map(|n| deploy(&format!("name = \"{n}\"\nsystem_prompt = \"x\"\n"))).to_vec(),
+    };
+    let (r, events) = apply(&mut db, 1, batch);
+    let Response::Deployments(answers) = r else { panic!("{r:?}") };
+    assert_eq!(answers[0], Response::Deployed { revision: 1, created: true });
+    assert!(matches!(&answers[1], Response::Rejected(why) if why.contains("refused by the test")), "{answers:?}");
+    assert_eq!(answers[2], Response::Deployed { revision: 1, created: true });
+    let names: Vec<String> = {
+        let mut s = db.prepare("SELECT name FROM agents ORDER BY name").unwrap();
+        s.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect()
+    };
+    assert_eq!(names, ["A", "C"]);
+    let versions: i64 =
+        db.query_row("SELECT COUNT(*) FROM agent_versions WHERE name_key = 'bad'", [], |r| r.get(0)).unwrap();
+    assert_eq!(versions, 0, "the refused deploy's revision is rolled back with it");
+    let started: Vec<&StateEvent> = events.iter().filter(|e| matches!(e, StateEvent::AgentDeployed { .. })).collect();
+    assert_eq!(started.len(), 2, "{events:?}");
+}
