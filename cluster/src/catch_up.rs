@@ -15,7 +15,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// How far behind its own log a replica may be and still keep pace.
-pub(crate) const WINDOW: Duration = Duration::from_secs(1);
+const WINDOW: Duration = Duration::from_secs(1);
 
 #[derive(Default)]
 pub(crate) struct CatchUp {

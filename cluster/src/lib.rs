@@ -39,7 +39,7 @@ pub use membership::{GossipMember, GossipRole};
 pub use node::{AdminError, Cluster, ClusterStatus, MemberStatus, MemberView, RaftRole, StartError};
 pub use observer::WriteObserver;
 pub use replica::{ReadError, Replica};
-pub use storage::failed_deterministically;
+pub use storage::in_savepoint;
 pub use transport::tls::TlsError;
 pub use transport::TRACE_ID;
 pub use types::{MemberRole, NodeAddr, NodeId};

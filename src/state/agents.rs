@@ -100,20 +100,16 @@ impl DeployAgents {
     pub(crate) fn apply(self, ctx: &mut ApplyCtx<'_, '_>) -> rusqlite::Result<Response> {
         let mut answers = Vec::with_capacity(self.deploys.len());
         for deploy in self.deploys {
-            ctx.tx.exec("SAVEPOINT deploy", [])?;
             let mut own = Vec::new();
-            let applied = deploy.apply(&mut ApplyCtx { tx: ctx.tx, index: ctx.index, stage: &mut own });
+            let (tx, index) = (ctx.tx, ctx.index);
+            let applied =
+                caxton_cluster::in_savepoint(tx, || deploy.apply(&mut ApplyCtx { tx, index, stage: &mut own }))?;
             match applied {
                 Ok(answer) => {
-                    ctx.tx.exec("RELEASE deploy", [])?;
                     ctx.stage.extend(own);
                     answers.push(answer);
                 }
-                Err(e) if caxton_cluster::failed_deterministically(&e) => {
-                    ctx.tx.execute_batch("ROLLBACK TO deploy; RELEASE deploy")?;
-                    answers.push(Response::Rejected(format!("applying the deploy failed: {e}")));
-                }
-                Err(e) => return Err(e),
+                Err(e) => answers.push(Response::Rejected(format!("applying the deploy failed: {e}"))),
             }
         }
         Ok(Response::Deployments(answers))

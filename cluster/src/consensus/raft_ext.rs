@@ -25,10 +25,10 @@ pub(crate) trait MetricsExt {
 
 impl MetricsExt for RaftMetrics {
     fn is_ready(&self, catch_up: &CatchUp) -> bool {
-        let index = |id: Option<&crate::types::LogId>| id.map_or(0, |l| l.index);
+        let applied = self.last_applied.as_ref().map_or(0, |l| l.index);
         self.running_state.is_ok()
             && self.current_leader.is_some()
-            && catch_up.caught_up(index(self.last_applied.as_ref()), self.last_log_index.unwrap_or(0), Instant::now())
+            && catch_up.caught_up(applied, self.last_log_index.unwrap_or(0), Instant::now())
     }
 
     fn role_of(&self, node: NodeId) -> Option<MemberRole> {

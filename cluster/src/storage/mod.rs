@@ -8,8 +8,8 @@
 pub(crate) mod log_store;
 pub(crate) mod state_machine;
 
-pub use state_machine::deterministic as failed_deterministically;
 pub(crate) use state_machine::failure_of;
+pub use state_machine::in_savepoint;
 
 #[cfg(test)]
 mod storage_suite;

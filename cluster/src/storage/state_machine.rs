@@ -242,9 +242,8 @@ pub(crate) fn failure_of(reply: &Reply) -> Option<String> {
 
 /// Whether `apply` failed because of the entry itself (the same on every
 /// replica) rather than the node's disk or memory, which must stop the
-/// node so the entry is applied again once it is healthy. An application
-/// that applies several items of one entry apart uses the same rule.
-pub fn deterministic(e: &rusqlite::Error) -> bool {
+/// node so the entry is applied again once it is healthy.
+fn deterministic(e: &rusqlite::Error) -> bool {
     use rusqlite::ErrorCode as C;
     match e {
         rusqlite::Error::SqliteFailure(f, _) => {
@@ -271,6 +270,30 @@ pub fn deterministic(e: &rusqlite::Error) -> bool {
     }
 }
 
+/// Runs `f` inside a savepoint, so a failure leaves nothing of it: one
+/// because of its input (the same on every replica, see `deterministic`)
+/// is undone and handed back as `Ok(Err(e))` for the caller to record;
+/// any other (the node's disk or memory) is returned as `Err`, and must
+/// stop the node. Each entry applies so; an application applying several
+/// items of one entry apart does the same with each.
+pub fn in_savepoint<T>(
+    tx: &Connection,
+    f: impl FnOnce() -> rusqlite::Result<T>,
+) -> rusqlite::Result<Result<T, rusqlite::Error>> {
+    tx.exec("SAVEPOINT apart", [])?;
+    match f() {
+        Ok(value) => {
+            tx.exec("RELEASE apart", [])?;
+            Ok(Ok(value))
+        }
+        Err(e) if deterministic(&e) => {
+            tx.execute_batch("ROLLBACK TO apart; RELEASE apart")?;
+            Ok(Err(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Applies one command inside a savepoint, so a failed one leaves nothing.
 fn apply_entry<A: Application>(
     app: &A,
@@ -282,17 +305,9 @@ fn apply_entry<A: Application>(
         Ok(c) => c,
         Err(e) => return count_failure(tx, index, format!("the entry cannot be decoded by this version: {e}")),
     };
-    tx.exec("SAVEPOINT entry", []).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-    match app.apply(tx, index, command) {
-        Ok(response) => {
-            tx.exec("RELEASE entry", []).map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            Ok(Reply(codec::encode_app(&response)))
-        }
-        Err(e) if deterministic(&e) => {
-            tx.execute_batch("ROLLBACK TO entry; RELEASE entry").map_err(|e| sm_err(ErrorVerb::Write, e))?;
-            count_failure(tx, index, format!("applying the entry failed: {e}"))
-        }
-        Err(e) => Err(sm_err(ErrorVerb::Write, e)),
+    match in_savepoint(tx, || app.apply(tx, index, command)).map_err(|e| sm_err(ErrorVerb::Write, e))? {
+        Ok(response) => Ok(Reply(codec::encode_app(&response))),
+        Err(e) => count_failure(tx, index, format!("applying the entry failed: {e}")),
     }
 }
 
