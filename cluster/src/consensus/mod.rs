@@ -3,6 +3,7 @@
 //! `storage`, the network in `transport::raft_network`.
 
 pub(crate) mod raft_ext;
+pub(crate) mod snapshot_pacing;
 
 use openraft::{ConfigError, SnapshotPolicy};
 
@@ -16,7 +17,9 @@ pub(crate) fn raft_settings(config: &ClusterConfig) -> Result<openraft::Config, 
         heartbeat_interval: config.heartbeat.as_millis() as u64,
         election_timeout_min: config.election_timeout_min.as_millis() as u64,
         election_timeout_max: config.election_timeout_max.as_millis() as u64,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_after_logs),
+        // `snapshot_pacing` decides when: by count, and never more than a
+        // small share of the node's time.
+        snapshot_policy: SnapshotPolicy::Never,
         max_in_snapshot_log_to_keep: config.logs_to_keep,
         // Purge as soon as a snapshot covers entries: they are only ever
         // candidates right after one, so batching buys nothing.

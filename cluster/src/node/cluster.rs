@@ -130,6 +130,11 @@ impl<A: Application> Cluster<A> {
         tasks.spawn(transport::serve(listener, rpc_state, stop.clone()).instrument(server_span));
         let leader_changes = Arc::new(std::sync::atomic::AtomicU64::new(0));
         tasks.spawn(super::observe::count_leader_changes(raft.clone(), leader_changes.clone(), stop.clone()));
+        tasks.spawn(crate::consensus::snapshot_pacing::pace_snapshots(
+            raft.clone(),
+            config.snapshot_after_logs,
+            stop.clone(),
+        ));
         if local.gossip.is_some() {
             let manager =
                 Manager::new(raft.clone(), local.clone(), rpc.clone(), config.voters, config.remove_dead_after);
