@@ -75,7 +75,15 @@ pub(crate) async fn pace_snapshots(raft: Raft, after_logs: u64, stop: Cancellati
             _ = stop.cancelled() => return,
             _ = built => {}
         }
-        pace.built(started, Instant::now());
+        let ended = Instant::now();
+        pace.built(started, ended);
+        let index = raft.metrics().borrow().snapshot.map_or(0, |l| l.index);
+        tracing::info!(
+            index,
+            took_ms = (ended - started).as_millis() as u64,
+            next_after_s = (ended - started).as_secs_f64() * f64::from(REST),
+            "snapshot built"
+        );
     }
 }
 
