@@ -52,6 +52,10 @@ pub(crate) trait RaftExt {
     /// Waits (bounded) until the metrics satisfy `done`; true if they did.
     async fn wait_metrics(&self, timeout: Duration, done: impl Fn(&RaftMetrics) -> bool) -> bool;
 
+    /// Builds a snapshot and waits (bounded) until one covers everything
+    /// applied when it was asked for; true if one did in time.
+    async fn snapshot_applied(&self, timeout: Duration) -> Result<bool, openraft::error::Fatal<NodeId>>;
+
     /// Removes `node` from the membership; only the leader can.
     async fn remove_member(&self, node: NodeId) -> Result<(), ClientWriteFailure>;
 
@@ -76,6 +80,12 @@ impl RaftExt for Raft {
 
     fn is_leading(&self) -> bool {
         self.metrics().borrow().state == ServerState::Leader
+    }
+
+    async fn snapshot_applied(&self, timeout: Duration) -> Result<bool, openraft::error::Fatal<NodeId>> {
+        let applied = self.metrics().borrow().last_applied.map(|l| l.index);
+        self.trigger().snapshot().await?;
+        Ok(self.wait_metrics(timeout, |m| m.snapshot.map(|l| l.index) >= applied).await)
     }
 
     async fn wait_metrics(&self, timeout: Duration, done: impl Fn(&RaftMetrics) -> bool) -> bool {

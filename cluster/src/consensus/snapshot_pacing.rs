@@ -67,13 +67,9 @@ pub(crate) async fn pace_snapshots(raft: Raft, after_logs: u64, stop: Cancellati
             continue;
         }
         let started = Instant::now();
-        if raft.trigger().snapshot().await.is_err() {
-            return; // Raft has stopped.
-        }
-        let built = raft.wait_metrics(BUILD_WAIT, |m| m.snapshot.map_or(0, |l| l.index) > snapshot);
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = built => {}
+            built = raft.snapshot_applied(BUILD_WAIT) => if built.is_err() { return }, // Raft has stopped.
         }
         let ended = Instant::now();
         pace.built(started, ended);

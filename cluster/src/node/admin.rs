@@ -143,10 +143,8 @@ impl<A: Application> Cluster<A> {
     /// Builds a snapshot now and purges the log behind it (keeping the
     /// configured tail). Returns the index the snapshot covers.
     pub async fn snapshot_now(&self) -> Result<Option<u64>, WriteError> {
-        let applied = self.raft.metrics().borrow().last_applied.map(|l| l.index);
-        self.raft.trigger().snapshot().await.map_err(|e| WriteError::Fatal(e.to_string()))?;
         let timeout = Duration::from_secs(30);
-        if !self.raft.wait_metrics(timeout, |m| m.snapshot.map(|l| l.index) >= applied).await {
+        if !self.raft.snapshot_applied(timeout).await.map_err(|e| WriteError::Fatal(e.to_string()))? {
             return Err(WriteError::Timeout(timeout));
         }
         Ok(self.raft.metrics().borrow().snapshot.map(|l| l.index))
